@@ -1,0 +1,192 @@
+//! Table connectors, looked up by the `connector` option. Each reads Apache Flink's option
+//! names; [`validate`] checks a table's options when the plan is made, and
+//! [`create_source`] / [`create_sink`] build running instances in a task.
+//!
+//! Options every sink accepts: `sink.parallelism`, and `sink.rows-per-second`, which paces
+//! the sink to protect a slow downstream system (and makes backpressure testable).
+
+pub mod blackhole;
+pub mod datagen;
+pub mod filesystem;
+pub mod print;
+
+use arrow::record_batch::RecordBatch;
+use async_trait::async_trait;
+use sluice_proto::ConnectorSpec;
+
+use crate::options::{closest, Options};
+use crate::rate::RateLimiter;
+use crate::schema::decode_schema;
+use crate::{Operator, OperatorError, Result, Source, TaskContext};
+
+/// Where a table is used in a plan.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    /// Read from (`FROM t`).
+    Source,
+    /// Written to (`INSERT INTO t`).
+    Sink,
+}
+
+const SOURCES: &[&str] = &["datagen", "filesystem"];
+const SINKS: &[&str] = &["filesystem", "print", "blackhole"];
+
+/// Rows per batch that sources emit and exchanges buffer.
+pub const DEFAULT_BATCH_ROWS: usize = 1024;
+
+fn context(spec: &ConnectorSpec) -> String {
+    format!("table '{}' (connector '{}')", spec.table, spec.connector)
+}
+
+fn check_connector(spec: &ConnectorSpec, role: Role) -> Result<()> {
+    let (known, what) = match role {
+        Role::Source => (SOURCES, "read from"),
+        Role::Sink => (SINKS, "written to"),
+    };
+    if spec.connector.is_empty() {
+        return Err(OperatorError::config(
+            format!("table '{}'", spec.table),
+            "missing option 'connector'; add e.g. 'connector' = 'datagen' to its WITH clause",
+        ));
+    }
+    if known.contains(&spec.connector.as_str()) {
+        return Ok(());
+    }
+    let all: Vec<&str> = SOURCES.iter().chain(SINKS).copied().collect();
+    let message = if all.contains(&spec.connector.as_str()) {
+        format!("connector '{}' cannot be {what}; such tables use {}", spec.connector, known.join(", "))
+    } else if let Some(close) = closest(&spec.connector, all.iter().copied()) {
+        format!("unknown connector '{}'; did you mean '{close}'?", spec.connector)
+    } else {
+        format!("unknown connector '{}'; available: {}", spec.connector, all.join(", "))
+    };
+    Err(OperatorError::config(format!("table '{}'", spec.table), message))
+}
+
+/// Parallelism a table asks for (`scan.parallelism` or `sink.parallelism`), if any.
+pub fn requested_parallelism(spec: &ConnectorSpec, role: Role) -> Result<Option<u32>> {
+    let key = match role {
+        Role::Source => "scan.parallelism",
+        Role::Sink => "sink.parallelism",
+    };
+    let mut options = Options::new(context(spec), &spec.options);
+    match options.parse::<u32>(key, "a positive integer")? {
+        Some(0) => Err(options.error(format!("option '{key}' must be at least 1"))),
+        p => Ok(p),
+    }
+}
+
+/// Checks a table's options for `role`, reporting the first problem.
+pub fn validate(spec: &ConnectorSpec, role: Role) -> Result<()> {
+    check_connector(spec, role)?;
+    requested_parallelism(spec, role)?;
+    match role {
+        Role::Source => create_source(spec, DEFAULT_BATCH_ROWS).map(|_| ()),
+        Role::Sink => create_sink(spec).map(|_| ()),
+    }
+}
+
+/// Builds a source instance for `spec`.
+pub fn create_source(spec: &ConnectorSpec, batch_rows: usize) -> Result<Box<dyn Source>> {
+    check_connector(spec, Role::Source)?;
+    let schema = decode_schema(&spec.schema)?;
+    let mut options = Options::new(context(spec), &spec.options);
+    options.declare("connector");
+    let source: Box<dyn Source> = match spec.connector.as_str() {
+        "datagen" => Box::new(datagen::DatagenSource::new(
+            datagen::DatagenConfig::parse(&mut options, schema)?,
+            batch_rows,
+        )),
+        "filesystem" => Box::new(filesystem::FileSource::new(
+            filesystem::FileSourceConfig::parse(&mut options, schema)?,
+            batch_rows,
+        )),
+        other => return Err(OperatorError::InvalidPlan(format!("no source for connector '{other}'"))),
+    };
+    options.finish()?;
+    Ok(source)
+}
+
+/// Builds a sink instance for `spec`.
+pub fn create_sink(spec: &ConnectorSpec) -> Result<Box<dyn Operator>> {
+    check_connector(spec, Role::Sink)?;
+    let mut options = Options::new(context(spec), &spec.options);
+    options.declare("connector");
+    options.declare("sink.parallelism");
+    let rate: Option<f64> = options.parse("sink.rows-per-second", "a positive number")?;
+    let sink: Box<dyn Operator> = match spec.connector.as_str() {
+        "filesystem" => Box::new(filesystem::FileSink::new(filesystem::FileSinkConfig::parse(&mut options)?)),
+        "print" => Box::new(print::PrintSink::new(print::PrintConfig::parse(&mut options)?)),
+        "blackhole" => Box::new(blackhole::BlackholeSink),
+        other => return Err(OperatorError::InvalidPlan(format!("no sink for connector '{other}'"))),
+    };
+    options.finish()?;
+    match rate {
+        None => Ok(sink),
+        Some(r) if r > 0.0 && r.is_finite() => Ok(Box::new(Paced { inner: sink, limiter: RateLimiter::new(r) })),
+        Some(_) => Err(options.error("option 'sink.rows-per-second' must be a positive number")),
+    }
+}
+
+/// A sink slowed to a number of rows per second.
+struct Paced {
+    inner: Box<dyn Operator>,
+    limiter: RateLimiter,
+}
+
+#[async_trait]
+impl Operator for Paced {
+    async fn open(&mut self, ctx: &TaskContext) -> Result<()> {
+        self.inner.open(ctx).await
+    }
+
+    async fn process_batch(&mut self, batch: RecordBatch, out: &mut Vec<RecordBatch>) -> Result<()> {
+        self.limiter.acquire(batch.num_rows() as u64).await;
+        self.inner.process_batch(batch, out).await
+    }
+
+    async fn on_watermark(&mut self, watermark: i64, out: &mut Vec<RecordBatch>) -> Result<Option<i64>> {
+        self.inner.on_watermark(watermark, out).await
+    }
+
+    async fn on_barrier(&mut self, barrier: crate::Barrier, out: &mut Vec<RecordBatch>) -> Result<()> {
+        self.inner.on_barrier(barrier, out).await
+    }
+
+    async fn finish(&mut self, out: &mut Vec<RecordBatch>) -> Result<()> {
+        self.inner.finish(out).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::schema::encode_schema;
+    use arrow::datatypes::{DataType, Field, Schema};
+
+    fn spec(connector: &str, pairs: &[(&str, &str)]) -> ConnectorSpec {
+        ConnectorSpec {
+            table: "t".into(),
+            connector: connector.into(),
+            options: pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+            schema: encode_schema(&Schema::new(vec![Field::new("a", DataType::Int64, false)])),
+        }
+    }
+
+    #[test]
+    fn unknown_connector_suggests_the_closest() {
+        let err = validate(&spec("datagne", &[]), Role::Source).unwrap_err().to_string();
+        assert!(err.contains("did you mean 'datagen'"), "{err}");
+        let err = validate(&spec("print", &[]), Role::Source).unwrap_err().to_string();
+        assert!(err.contains("cannot be read from"), "{err}");
+    }
+
+    #[test]
+    fn sink_options_are_checked() {
+        assert!(validate(&spec("blackhole", &[("sink.rows-per-second", "100")]), Role::Sink).is_ok());
+        let err = validate(&spec("print", &[("print-identifer", "x")]), Role::Sink).unwrap_err().to_string();
+        assert!(err.contains("did you mean 'print-identifier'"), "{err}");
+        let err = validate(&spec("blackhole", &[("sink.parallelism", "0")]), Role::Sink).unwrap_err().to_string();
+        assert!(err.contains("at least 1"), "{err}");
+    }
+}

@@ -1,0 +1,51 @@
+//! Builds running operators from their protobuf descriptions.
+
+use sluice_proto::operator_spec::Kind;
+use sluice_proto::{AggregateFunction, OperatorSpec};
+
+use crate::connectors::{create_sink, create_source};
+use crate::schema::decode_schema;
+use crate::transforms::keyed_aggregate::{Call, KeyedAggregate};
+use crate::transforms::project::Project;
+use crate::{Operator, OperatorError, Result, Source};
+
+/// Builds the source at the head of a source chain.
+pub fn build_source(spec: &OperatorSpec, batch_rows: usize) -> Result<Box<dyn Source>> {
+    match &spec.kind {
+        Some(Kind::Source(connector)) => create_source(connector, batch_rows),
+        _ => Err(OperatorError::InvalidPlan(format!("operator '{}' is not a source", spec.name))),
+    }
+}
+
+/// Builds a transform or sink.
+pub fn build_operator(spec: &OperatorSpec, batch_rows: usize) -> Result<Box<dyn Operator>> {
+    match &spec.kind {
+        Some(Kind::Sink(connector)) => create_sink(connector),
+        Some(Kind::Project(project)) => Ok(Box::new(Project::new(
+            project.columns.iter().map(|&c| c as usize).collect(),
+            decode_schema(&project.output_schema)?,
+        ))),
+        Some(Kind::KeyedAggregate(agg)) => {
+            let calls = agg
+                .aggregates
+                .iter()
+                .map(|call| {
+                    let function = AggregateFunction::try_from(call.function)
+                        .map_err(|_| OperatorError::InvalidPlan(format!("unknown aggregate function {}", call.function)))?;
+                    Ok(Call { function, column: call.column.map(|c| c as usize) })
+                })
+                .collect::<Result<Vec<_>>>()?;
+            Ok(Box::new(KeyedAggregate::new(
+                &decode_schema(&agg.input_schema)?,
+                agg.key_columns.iter().map(|&c| c as usize).collect(),
+                calls,
+                decode_schema(&agg.output_schema)?,
+                batch_rows,
+            )?))
+        }
+        Some(Kind::Source(_)) => {
+            Err(OperatorError::InvalidPlan(format!("source '{}' in the middle of a chain", spec.name)))
+        }
+        None => Err(OperatorError::InvalidPlan(format!("operator '{}' has no kind", spec.name))),
+    }
+}

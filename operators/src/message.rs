@@ -1,0 +1,32 @@
+//! The in-band messages that flow between operators.
+
+use arrow::record_batch::RecordBatch;
+
+/// A checkpoint barrier: everything before it belongs to checkpoint `checkpoint_id`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Barrier {
+    /// Monotonically increasing checkpoint number.
+    pub checkpoint_id: u64,
+    /// When the coordinator triggered the checkpoint (ms since the epoch).
+    pub timestamp_ms: u64,
+}
+
+/// One element of a stream: data, or a control signal kept in order with the data.
+#[derive(Debug, Clone)]
+pub enum Message {
+    /// Rows.
+    Data(RecordBatch),
+    /// No row with an event time at or below this (ms since the epoch) follows.
+    Watermark(i64),
+    /// A checkpoint barrier.
+    Barrier(Barrier),
+    /// The producer has no more data.
+    EndOfInput,
+}
+
+impl Message {
+    /// True for control signals, which flush any buffered data immediately.
+    pub fn is_control(&self) -> bool {
+        !matches!(self, Message::Data(_))
+    }
+}

@@ -1,0 +1,343 @@
+//! Keyed aggregation (`GROUP BY k` with COUNT, SUM, MIN, MAX) over hash-partitioned input.
+//!
+//! State is held per key in memory; results are emitted when the input ends.
+//! (Checkpointed RocksDB state and windowed emission build on this.)
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use arrow::array::{Array, ArrayRef, AsArray, Float64Array, Int64Array};
+use arrow::compute::cast;
+use arrow::datatypes::{DataType, Float64Type, Int64Type, SchemaRef};
+use arrow::record_batch::RecordBatch;
+use arrow::row::{RowConverter, SortField};
+use async_trait::async_trait;
+use sluice_proto::AggregateFunction;
+
+use crate::{Operator, OperatorError, Result};
+
+/// The result type of `function` over an input of `input` type; `None` if unsupported.
+pub fn output_type(function: AggregateFunction, input: Option<&DataType>) -> Option<DataType> {
+    match (function, input) {
+        (AggregateFunction::CountStar, _) | (AggregateFunction::Count, Some(_)) => Some(DataType::Int64),
+        (AggregateFunction::Sum, Some(t)) if t.is_integer() => Some(DataType::Int64),
+        (AggregateFunction::Sum, Some(t)) if t.is_floating() => Some(DataType::Float64),
+        (AggregateFunction::Min | AggregateFunction::Max, Some(t)) => Some(t.clone()),
+        _ => None,
+    }
+}
+
+/// One aggregate call with its resolved input column.
+#[derive(Debug, Clone)]
+pub struct Call {
+    /// The aggregate function.
+    pub function: AggregateFunction,
+    /// Its input column; `None` for COUNT(*).
+    pub column: Option<usize>,
+}
+
+enum Acc {
+    Count(i64),
+    SumInt(Option<i64>),
+    SumFloat(Option<f64>),
+    /// MIN/MAX keep the extreme value in Arrow's order-preserving row encoding.
+    Extreme(Option<Vec<u8>>),
+}
+
+/// The running aggregation of one subtask.
+pub struct KeyedAggregate {
+    key_columns: Vec<usize>,
+    calls: Vec<Call>,
+    output_schema: SchemaRef,
+    batch_rows: usize,
+    key_converter: RowConverter,
+    /// One converter per MIN/MAX call (None for the others).
+    value_converters: Vec<Option<RowConverter>>,
+    groups: HashMap<Vec<u8>, usize>,
+    keys: Vec<Vec<u8>>,
+    accs: Vec<Vec<Acc>>,
+}
+
+impl KeyedAggregate {
+    /// An aggregation grouping on `key_columns` of `input_schema`, emitting `output_schema`.
+    pub fn new(
+        input_schema: &SchemaRef,
+        key_columns: Vec<usize>,
+        calls: Vec<Call>,
+        output_schema: SchemaRef,
+        batch_rows: usize,
+    ) -> Result<Self> {
+        let field_type = |c: usize| {
+            input_schema
+                .fields()
+                .get(c)
+                .map(|f| f.data_type().clone())
+                .ok_or_else(|| OperatorError::InvalidPlan(format!("aggregate column {c} is out of range")))
+        };
+        let key_fields = key_columns.iter().map(|&c| field_type(c).map(SortField::new)).collect::<Result<Vec<_>>>()?;
+        let key_converter = RowConverter::new(key_fields).map_err(|e| OperatorError::arrow("GROUP BY keys", e))?;
+        let mut value_converters = Vec::new();
+        for call in &calls {
+            let input = call.column.map(field_type).transpose()?;
+            if output_type(call.function, input.as_ref()).is_none() {
+                return Err(OperatorError::InvalidPlan(format!("{:?} over {input:?}", call.function)));
+            }
+            value_converters.push(match (call.function, input) {
+                (AggregateFunction::Min | AggregateFunction::Max, Some(t)) => Some(
+                    RowConverter::new(vec![SortField::new(t)]).map_err(|e| OperatorError::arrow("MIN/MAX", e))?,
+                ),
+                _ => None,
+            });
+        }
+        Ok(KeyedAggregate {
+            key_columns,
+            calls,
+            output_schema,
+            batch_rows,
+            key_converter,
+            value_converters,
+            groups: HashMap::new(),
+            keys: Vec::new(),
+            accs: Vec::new(),
+        })
+    }
+
+    fn new_accs(&self) -> Vec<Acc> {
+        self.calls
+            .iter()
+            .zip(&self.value_converters)
+            .map(|(call, conv)| match call.function {
+                AggregateFunction::CountStar | AggregateFunction::Count => Acc::Count(0),
+                AggregateFunction::Sum if self.output_is_float(call) => Acc::SumFloat(None),
+                AggregateFunction::Sum => Acc::SumInt(None),
+                AggregateFunction::Min | AggregateFunction::Max => {
+                    debug_assert!(conv.is_some());
+                    Acc::Extreme(None)
+                }
+            })
+            .collect()
+    }
+
+    fn output_is_float(&self, call: &Call) -> bool {
+        let index = self.key_columns.len() + self.calls.iter().position(|c| std::ptr::eq(c, call)).unwrap_or(0);
+        self.output_schema.field(index).data_type().is_floating()
+    }
+
+    /// Emits every group, in first-seen order, in batches of at most `batch_rows`.
+    fn emit(&mut self) -> Result<Vec<RecordBatch>> {
+        let mut out = Vec::new();
+        let keys = std::mem::take(&mut self.keys);
+        let accs = std::mem::take(&mut self.accs);
+        self.groups.clear();
+        for (key_chunk, acc_chunk) in keys.chunks(self.batch_rows.max(1)).zip(accs.chunks(self.batch_rows.max(1))) {
+            let parser = self.key_converter.parser();
+            let mut columns = self
+                .key_converter
+                .convert_rows(key_chunk.iter().map(|k| parser.parse(k)))
+                .map_err(|e| OperatorError::arrow("GROUP BY keys", e))?;
+            for (i, call) in self.calls.iter().enumerate() {
+                let column: ArrayRef = match call.function {
+                    AggregateFunction::CountStar | AggregateFunction::Count => Arc::new(Int64Array::from_iter_values(
+                        acc_chunk.iter().map(|a| if let Acc::Count(n) = a[i] { n } else { 0 }),
+                    )),
+                    AggregateFunction::Sum => match &acc_chunk[0][i] {
+                        Acc::SumFloat(_) => Arc::new(Float64Array::from_iter(
+                            acc_chunk.iter().map(|a| if let Acc::SumFloat(v) = a[i] { v } else { None }),
+                        )),
+                        _ => Arc::new(Int64Array::from_iter(
+                            acc_chunk.iter().map(|a| if let Acc::SumInt(v) = a[i] { v } else { None }),
+                        )),
+                    },
+                    AggregateFunction::Min | AggregateFunction::Max => {
+                        let conv = self.value_converters[i].as_ref().expect("MIN/MAX calls have a converter");
+                        let data_type = self.output_schema.field(self.key_columns.len() + i).data_type().clone();
+                        extremes_to_array(conv, acc_chunk.iter().map(|a| match &a[i] {
+                            Acc::Extreme(v) => v.as_deref(),
+                            _ => None,
+                        }), &data_type)?
+                    }
+                };
+                columns.push(column);
+            }
+            out.push(
+                RecordBatch::try_new(self.output_schema.clone(), columns)
+                    .map_err(|e| OperatorError::arrow("aggregate output", e))?,
+            );
+        }
+        Ok(out)
+    }
+}
+
+/// Decodes MIN/MAX values (row-encoded, `None` = no input) into an array.
+fn extremes_to_array<'a>(
+    conv: &RowConverter,
+    values: impl Iterator<Item = Option<&'a [u8]>>,
+    data_type: &DataType,
+) -> Result<ArrayRef> {
+    let values: Vec<Option<&[u8]>> = values.collect();
+    let present: Vec<&[u8]> = values.iter().flatten().copied().collect();
+    let parser = conv.parser();
+    let decoded = conv
+        .convert_rows(present.iter().map(|v| parser.parse(v)))
+        .map_err(|e| OperatorError::arrow("MIN/MAX", e))?
+        .remove(0);
+    // Scatter the decoded values back, with nulls where a group saw no value.
+    let mut indices = Vec::with_capacity(values.len());
+    let mut next = 0u64;
+    for v in &values {
+        indices.push(v.map(|_| {
+            next += 1;
+            next - 1
+        }));
+    }
+    let taken = arrow::compute::take(decoded.as_ref(), &arrow::array::UInt64Array::from(indices), None)
+        .map_err(|e| OperatorError::arrow("MIN/MAX", e))?;
+    if taken.data_type() != data_type {
+        return cast(&taken, data_type).map_err(|e| OperatorError::arrow("MIN/MAX", e));
+    }
+    Ok(taken)
+}
+
+#[async_trait]
+impl Operator for KeyedAggregate {
+    async fn process_batch(&mut self, batch: RecordBatch, _out: &mut Vec<RecordBatch>) -> Result<()> {
+        let keys: Vec<ArrayRef> = self.key_columns.iter().map(|&c| batch.column(c).clone()).collect();
+        let rows = self.key_converter.convert_columns(&keys).map_err(|e| OperatorError::arrow("GROUP BY keys", e))?;
+        // Per call: the input column prepared for fast access.
+        enum Input {
+            None,
+            Valid(ArrayRef),
+            Int(Int64Array),
+            Float(Float64Array),
+            Rows(arrow::row::Rows),
+        }
+        let mut inputs = Vec::with_capacity(self.calls.len());
+        for (call, conv) in self.calls.iter().zip(&self.value_converters) {
+            let column = call.column.map(|c| batch.column(c).clone());
+            inputs.push(match (call.function, column) {
+                (AggregateFunction::Count, Some(c)) => Input::Valid(c),
+                (AggregateFunction::Sum, Some(c)) if c.data_type().is_floating() => Input::Float(
+                    cast(&c, &DataType::Float64).map_err(|e| OperatorError::arrow("SUM", e))?.as_primitive::<Float64Type>().clone(),
+                ),
+                (AggregateFunction::Sum, Some(c)) => Input::Int(
+                    cast(&c, &DataType::Int64).map_err(|e| OperatorError::arrow("SUM", e))?.as_primitive::<Int64Type>().clone(),
+                ),
+                (AggregateFunction::Min | AggregateFunction::Max, Some(c)) => {
+                    let conv = conv.as_ref().expect("MIN/MAX calls have a converter");
+                    Input::Rows(conv.convert_columns(&[c]).map_err(|e| OperatorError::arrow("MIN/MAX", e))?)
+                }
+                _ => Input::None,
+            });
+        }
+        let min_max_columns: Vec<Option<ArrayRef>> =
+            self.calls.iter().map(|call| call.column.map(|c| batch.column(c).clone())).collect();
+        for row in 0..batch.num_rows() {
+            let key = rows.row(row);
+            let group = match self.groups.get(key.as_ref()) {
+                Some(&g) => g,
+                None => {
+                    let g = self.keys.len();
+                    self.groups.insert(key.as_ref().to_vec(), g);
+                    self.keys.push(key.as_ref().to_vec());
+                    let accs = self.new_accs();
+                    self.accs.push(accs);
+                    g
+                }
+            };
+            for (i, input) in inputs.iter().enumerate() {
+                let acc = &mut self.accs[group][i];
+                match (acc, input) {
+                    (Acc::Count(n), Input::None) if self.calls[i].function == AggregateFunction::CountStar => *n += 1,
+                    (Acc::Count(n), Input::Valid(c)) => {
+                        if c.is_valid(row) {
+                            *n += 1
+                        }
+                    }
+                    (Acc::SumInt(s), Input::Int(c)) if c.is_valid(row) => {
+                        let v = c.value(row);
+                        *s = Some(s.unwrap_or(0).checked_add(v).ok_or_else(|| {
+                            OperatorError::InvalidPlan("SUM overflowed BIGINT; cast its input to DOUBLE".into())
+                        })?);
+                    }
+                    (Acc::SumFloat(s), Input::Float(c)) if c.is_valid(row) => *s = Some(s.unwrap_or(0.0) + c.value(row)),
+                    (Acc::Extreme(current), Input::Rows(r)) => {
+                        let valid = min_max_columns[i].as_ref().is_some_and(|c| c.is_valid(row));
+                        if valid {
+                            let candidate = r.row(row);
+                            let better = match current.as_deref() {
+                                None => true,
+                                Some(cur) if self.calls[i].function == AggregateFunction::Min => candidate.as_ref() < cur,
+                                Some(cur) => candidate.as_ref() > cur,
+                            };
+                            if better {
+                                *current = Some(candidate.as_ref().to_vec());
+                            }
+                        }
+                    }
+                    _ => {}
+                }
+            }
+        }
+        Ok(())
+    }
+
+    async fn finish(&mut self, out: &mut Vec<RecordBatch>) -> Result<()> {
+        out.extend(self.emit()?);
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use arrow::array::{Int32Array, StringArray};
+    use arrow::datatypes::{Field, Schema};
+
+    #[tokio::test]
+    async fn counts_sums_and_extremes_per_key() {
+        let input = Arc::new(Schema::new(vec![
+            Field::new("k", DataType::Utf8, false),
+            Field::new("v", DataType::Int32, true),
+        ]));
+        let output = Arc::new(Schema::new(vec![
+            Field::new("k", DataType::Utf8, false),
+            Field::new("n", DataType::Int64, false),
+            Field::new("c", DataType::Int64, false),
+            Field::new("s", DataType::Int64, true),
+            Field::new("lo", DataType::Int32, true),
+            Field::new("hi", DataType::Int32, true),
+        ]));
+        let calls = vec![
+            Call { function: AggregateFunction::CountStar, column: None },
+            Call { function: AggregateFunction::Count, column: Some(1) },
+            Call { function: AggregateFunction::Sum, column: Some(1) },
+            Call { function: AggregateFunction::Min, column: Some(1) },
+            Call { function: AggregateFunction::Max, column: Some(1) },
+        ];
+        let mut agg = KeyedAggregate::new(&input, vec![0], calls, output, 2).unwrap();
+        let batch = RecordBatch::try_new(
+            input.clone(),
+            vec![
+                Arc::new(StringArray::from(vec!["a", "b", "a", "c", "a"])),
+                Arc::new(Int32Array::from(vec![Some(5), Some(-1), None, None, Some(7)])),
+            ],
+        )
+        .unwrap();
+        agg.process_batch(batch.clone(), &mut Vec::new()).await.unwrap();
+        agg.process_batch(batch, &mut Vec::new()).await.unwrap();
+        let mut out = Vec::new();
+        agg.finish(&mut out).await.unwrap();
+        assert_eq!(out.len(), 2, "three groups in batches of two");
+        let all = arrow::compute::concat_batches(&out[0].schema(), &out).unwrap();
+        let text = arrow::util::pretty::pretty_format_batches(&[all]).unwrap().to_string();
+        let expected = "\
++---+---+---+----+----+----+
+| k | n | c | s  | lo | hi |
++---+---+---+----+----+----+
+| a | 6 | 4 | 24 | 5  | 7  |
+| b | 2 | 2 | -2 | -1 | -1 |
+| c | 2 | 0 |    |    |    |
++---+---+---+----+----+----+";
+        assert_eq!(text, expected);
+    }
+}

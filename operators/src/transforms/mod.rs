@@ -1,0 +1,4 @@
+//! Transforms: operators between sources and sinks.
+
+pub mod keyed_aggregate;
+pub mod project;
