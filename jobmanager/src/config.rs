@@ -1,0 +1,32 @@
+//! Jobmanager settings.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// How a jobmanager is configured.
+#[derive(Debug, Clone)]
+pub struct JobManagerConfig {
+    /// Address the RPC server listens on (port 0 picks a free one).
+    pub rpc_address: SocketAddr,
+    /// Where checkpoints are stored (used from the checkpointing release on).
+    pub checkpoint_dir: Option<PathBuf>,
+    /// How often task managers send heartbeats.
+    pub heartbeat_interval: Duration,
+    /// A task manager silent for this long is declared lost (Flink's default is 50 s).
+    pub heartbeat_timeout: Duration,
+    /// How long a job may wait for enough free slots before it fails.
+    pub slot_request_timeout: Duration,
+}
+
+impl Default for JobManagerConfig {
+    fn default() -> Self {
+        JobManagerConfig {
+            rpc_address: SocketAddr::from(([127, 0, 0, 1], 6123)),
+            checkpoint_dir: None,
+            heartbeat_interval: Duration::from_secs(1),
+            heartbeat_timeout: Duration::from_secs(5),
+            slot_request_timeout: Duration::from_secs(300),
+        }
+    }
+}

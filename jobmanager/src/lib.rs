@@ -1,0 +1,11 @@
+//! Sluice's jobmanager: accepts jobs from the CLI, keeps the registry of task managers and
+//! their slots, places and deploys subtasks, tracks task states into job states, and
+//! detects lost task managers by their heartbeats.
+
+pub mod config;
+pub mod placement;
+pub mod server;
+pub mod state;
+
+pub use config::JobManagerConfig;
+pub use server::{BoundJobManager, JobManagerError};

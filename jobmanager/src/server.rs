@@ -1,0 +1,231 @@
+//! The jobmanager's RPC server (the CLI's `JobManager` service and the task managers'
+//! `ResourceManager` service) and its background loop for scheduling and heartbeat checks.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use sluice_proto::job_manager_server::{JobManager, JobManagerServer};
+use sluice_proto::resource_manager_server::{ResourceManager, ResourceManagerServer};
+use sluice_proto::task_executor_client::TaskExecutorClient;
+use sluice_proto::{
+    Ack, CancelJobRequest, CancelJobResponse, CancelTasksRequest, GetJobStatusRequest, HeartbeatRequest,
+    HeartbeatResponse, JobStatus, ListJobsRequest, ListJobsResponse, RegisterTaskManagerRequest,
+    RegisterTaskManagerResponse, SubmitJobRequest, SubmitJobResponse, TaskStateReport,
+};
+use tokio::net::TcpListener;
+use tonic::transport::{Channel, Endpoint, Server};
+use tonic::{Request, Response, Status};
+
+use crate::config::JobManagerConfig;
+use crate::state::{Action, ClusterState};
+
+/// Errors that stop the jobmanager.
+#[derive(Debug, thiserror::Error)]
+pub enum JobManagerError {
+    /// The RPC address could not be bound.
+    #[error("cannot listen on {address}: {source} (is another jobmanager running there?)")]
+    Bind {
+        /// The address.
+        address: SocketAddr,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The RPC server failed.
+    #[error("RPC server failed: {0}")]
+    Server(#[from] tonic::transport::Error),
+}
+
+struct Shared {
+    config: JobManagerConfig,
+    state: Mutex<ClusterState>,
+    clients: Mutex<HashMap<String, TaskExecutorClient<Channel>>>,
+}
+
+impl Shared {
+    fn state(&self) -> MutexGuard<'_, ClusterState> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Runs `change` on the state, then schedules and performs the resulting RPCs.
+    fn update<R>(self: &Arc<Self>, change: impl FnOnce(&mut ClusterState, &mut Vec<Action>) -> R) -> R {
+        let mut actions = Vec::new();
+        let result = {
+            let mut state = self.state();
+            let r = change(&mut state, &mut actions);
+            state.schedule(self.config.slot_request_timeout, &mut actions);
+            r
+        };
+        self.perform(actions);
+        result
+    }
+
+    fn client(&self, task_manager: &str) -> Option<TaskExecutorClient<Channel>> {
+        if let Some(c) = self.clients.lock().unwrap_or_else(|p| p.into_inner()).get(task_manager) {
+            return Some(c.clone());
+        }
+        let address = self.state().address_of(task_manager)?;
+        let channel = Endpoint::from_shared(format!("http://{address}"))
+            .ok()?
+            .connect_timeout(Duration::from_secs(2))
+            .timeout(Duration::from_secs(30))
+            .connect_lazy();
+        let client = TaskExecutorClient::new(channel).max_encoding_message_size(64 << 20);
+        self.clients.lock().unwrap_or_else(|p| p.into_inner()).insert(task_manager.to_string(), client.clone());
+        Some(client)
+    }
+
+    fn perform(self: &Arc<Self>, actions: Vec<Action>) {
+        for action in actions {
+            let shared = self.clone();
+            tokio::spawn(async move {
+                match action {
+                    Action::Deploy { task_manager, request } => {
+                        let job_id = request.job_id.clone();
+                        let result = match shared.client(&task_manager) {
+                            Some(mut client) => client.deploy_tasks(request).await.map(|_| ()).map_err(|s| s.message().to_string()),
+                            None => Err("the task manager is gone".to_string()),
+                        };
+                        if let Err(error) = result {
+                            shared.update(|s, a| s.deploy_failed(&job_id, &task_manager, &error, a));
+                        }
+                    }
+                    Action::Cancel { task_manager, job_id } => {
+                        if let Some(mut client) = shared.client(&task_manager) {
+                            if let Err(status) = client.cancel_tasks(CancelTasksRequest { job_id: job_id.clone() }).await {
+                                tracing::warn!(%task_manager, job = %job_id, error = %status.message(), "cannot cancel tasks");
+                            }
+                        }
+                    }
+                }
+            });
+        }
+    }
+}
+
+/// A jobmanager bound to its address, ready to serve.
+pub struct BoundJobManager {
+    shared: Arc<Shared>,
+    listener: TcpListener,
+    address: SocketAddr,
+}
+
+impl BoundJobManager {
+    /// Binds the RPC address.
+    pub async fn bind(config: JobManagerConfig) -> Result<Self, JobManagerError> {
+        let listener = TcpListener::bind(config.rpc_address)
+            .await
+            .map_err(|source| JobManagerError::Bind { address: config.rpc_address, source })?;
+        let address = listener.local_addr().map_err(|source| JobManagerError::Bind { address: config.rpc_address, source })?;
+        let shared = Arc::new(Shared { config, state: Mutex::new(ClusterState::default()), clients: Mutex::new(HashMap::new()) });
+        Ok(BoundJobManager { shared, listener, address })
+    }
+
+    /// The address actually bound.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.address
+    }
+
+    /// Serves until `shutdown` resolves.
+    pub async fn serve(self, shutdown: impl std::future::Future<Output = ()> + Send) -> Result<(), JobManagerError> {
+        let shared = self.shared;
+        tracing::info!(address = %self.address, "jobmanager listening");
+        if let Some(dir) = &shared.config.checkpoint_dir {
+            tracing::info!(checkpoint_dir = %dir.display(), "checkpoint storage configured");
+        }
+        let ticker = tokio::spawn(tick_loop(shared.clone()));
+        let result = Server::builder()
+            .add_service(JobManagerServer::new(JobManagerService { shared: shared.clone() }).max_decoding_message_size(64 << 20))
+            .add_service(ResourceManagerServer::new(ResourceManagerService { shared: shared.clone() }))
+            .serve_with_incoming_shutdown(tokio_stream::wrappers::TcpListenerStream::new(self.listener), shutdown)
+            .await;
+        ticker.abort();
+        result.map_err(JobManagerError::from)
+    }
+}
+
+/// Checks heartbeats and slot-wait timeouts.
+async fn tick_loop(shared: Arc<Shared>) {
+    let period = (shared.config.heartbeat_timeout / 10).clamp(Duration::from_millis(50), Duration::from_millis(500));
+    loop {
+        tokio::time::sleep(period).await;
+        let timeout = shared.config.heartbeat_timeout;
+        shared.update(|s, a| s.expire_task_managers(timeout, a));
+    }
+}
+
+struct JobManagerService {
+    shared: Arc<Shared>,
+}
+
+#[tonic::async_trait]
+impl JobManager for JobManagerService {
+    async fn submit_job(&self, request: Request<SubmitJobRequest>) -> Result<Response<SubmitJobResponse>, Status> {
+        let graph = request.into_inner().graph.ok_or_else(|| Status::invalid_argument("the request has no job graph"))?;
+        sluice_operators::graph::check(&graph).map_err(|e| Status::invalid_argument(format!("invalid job graph: {e}")))?;
+        let name = graph.name.clone();
+        let job_id = self.shared.update(|s, _| s.submit(graph));
+        tracing::info!(job = %job_id, %name, "job submitted");
+        Ok(Response::new(SubmitJobResponse { job_id }))
+    }
+
+    async fn list_jobs(&self, _request: Request<ListJobsRequest>) -> Result<Response<ListJobsResponse>, Status> {
+        Ok(Response::new(ListJobsResponse { jobs: self.shared.state().list() }))
+    }
+
+    async fn get_job_status(&self, request: Request<GetJobStatusRequest>) -> Result<Response<JobStatus>, Status> {
+        let id = &request.get_ref().job_id;
+        self.shared
+            .state()
+            .status(id)
+            .map(Response::new)
+            .ok_or_else(|| Status::not_found(format!("no job with id '{id}'; `sluice list` shows the known jobs")))
+    }
+
+    async fn cancel_job(&self, request: Request<CancelJobRequest>) -> Result<Response<CancelJobResponse>, Status> {
+        let id = request.get_ref().job_id.clone();
+        match self.shared.update(|s, a| s.cancel(&id, a)) {
+            Some(state) => Ok(Response::new(CancelJobResponse { state: state as i32 })),
+            None => Err(Status::not_found(format!("no job with id '{id}'; `sluice list` shows the known jobs"))),
+        }
+    }
+}
+
+struct ResourceManagerService {
+    shared: Arc<Shared>,
+}
+
+#[tonic::async_trait]
+impl ResourceManager for ResourceManagerService {
+    async fn register_task_manager(
+        &self,
+        request: Request<RegisterTaskManagerRequest>,
+    ) -> Result<Response<RegisterTaskManagerResponse>, Status> {
+        let request = request.into_inner();
+        if request.slots == 0 {
+            return Err(Status::invalid_argument("a task manager must offer at least one slot"));
+        }
+        let address = request.address.clone();
+        let id = self.shared.update(|s, a| s.register(request.address, request.slots, a));
+        self.shared.clients.lock().unwrap_or_else(|p| p.into_inner()).remove(&id);
+        tracing::info!(%id, %address, slots = request.slots, "task manager registered");
+        Ok(Response::new(RegisterTaskManagerResponse {
+            task_manager_id: id,
+            heartbeat_interval_ms: self.shared.config.heartbeat_interval.as_millis() as u64,
+        }))
+    }
+
+    async fn heartbeat(&self, request: Request<HeartbeatRequest>) -> Result<Response<HeartbeatResponse>, Status> {
+        let request = request.into_inner();
+        let known = self.shared.state().heartbeat(&request.task_manager_id, &request.tasks);
+        Ok(Response::new(HeartbeatResponse { known }))
+    }
+
+    async fn report_task_state(&self, request: Request<TaskStateReport>) -> Result<Response<Ack>, Status> {
+        let report = request.into_inner();
+        self.shared.update(|s, a| s.task_state(&report, a));
+        Ok(Response::new(Ack {}))
+    }
+}

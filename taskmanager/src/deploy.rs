@@ -1,0 +1,154 @@
+//! Turns a deployment request into runnable tasks: builds each task's operators and wires
+//! its channels — local queues between tasks on this task manager, registered channels for
+//! remote consumers, and remote readers for remote producers.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use sluice_operators::factory::{build_operator, build_source};
+use sluice_operators::keys::KeyHasher;
+use sluice_operators::schema::decode_schema;
+use sluice_operators::{Message, TaskContext};
+use sluice_proto::{DeployTasksRequest, Partitioning, TaskId};
+use tokio::sync::mpsc;
+
+use crate::error::TaskError;
+use crate::exchange::{ChannelKey, ExchangeRegistry};
+use crate::input::{InputChannel, InputGate};
+use crate::metrics::TaskMetrics;
+use crate::output::{ChannelWriter, EdgeOutput, ExchangeLimits, Outputs};
+use crate::task::{Chain, Head, Task};
+
+/// A remote producer channel to read once the tasks are deployed.
+pub struct RemoteInput {
+    /// Address of the producer's task manager.
+    pub address: String,
+    /// The channel.
+    pub key: ChannelKey,
+    /// Where the frames go.
+    pub tx: mpsc::Sender<Message>,
+}
+
+/// Tasks ready to spawn, with their metrics and the remote inputs to start.
+pub struct Prepared {
+    /// The tasks and their counters.
+    pub tasks: Vec<(TaskId, Task, Arc<TaskMetrics>)>,
+    /// Remote channels to read.
+    pub remote_inputs: Vec<RemoteInput>,
+}
+
+/// Builds the tasks of `request` that run on task manager `me`.
+pub fn prepare(
+    request: &DeployTasksRequest,
+    me: &str,
+    limits: ExchangeLimits,
+    registry: &ExchangeRegistry,
+) -> Result<Prepared, TaskError> {
+    let graph = request.graph.as_ref().ok_or_else(|| TaskError::Deployment("no job graph".into()))?;
+    sluice_operators::graph::check(graph).map_err(TaskError::Deployment)?;
+    let location: HashMap<(u32, u32), (&str, &str)> = request
+        .locations
+        .iter()
+        .map(|l| ((l.vertex_id, l.subtask), (l.address.as_str(), l.task_manager_id.as_str())))
+        .collect();
+    let locate = |vertex: u32, subtask: u32| {
+        location
+            .get(&(vertex, subtask))
+            .copied()
+            .ok_or_else(|| TaskError::Deployment(format!("no location for subtask {subtask} of vertex {vertex}")))
+    };
+    let mine: Vec<(u32, u32)> = request.tasks.iter().map(|t| (t.vertex_id, t.subtask)).collect();
+    let metrics: HashMap<(u32, u32), Arc<TaskMetrics>> = mine.iter().map(|&k| (k, Arc::new(TaskMetrics::default()))).collect();
+    let mut inputs: HashMap<(u32, u32), Vec<InputChannel>> = HashMap::new();
+    let mut outputs: HashMap<(u32, u32), Vec<EdgeOutput>> = HashMap::new();
+    let mut remote_inputs = Vec::new();
+    let key = |e: &sluice_proto::Edge, p: u32, c: u32| ChannelKey {
+        job_id: request.job_id.clone(),
+        attempt: request.attempt,
+        producer: (e.source_vertex, p),
+        consumer: (e.target_vertex, c),
+    };
+
+    for edge in &graph.edges {
+        let from = &graph.vertices[edge.source_vertex as usize];
+        let to = &graph.vertices[edge.target_vertex as usize];
+        let partitioning = Partitioning::try_from(edge.partitioning)
+            .map_err(|_| TaskError::Deployment(format!("unknown partitioning {}", edge.partitioning)))?;
+        let forward = partitioning == Partitioning::Forward;
+        let origin = |p: u32, address: &str| format!("subtask {} of '{}' at {address}", p + 1, from.name);
+
+        // Producers on this task manager.
+        for &(v, p) in mine.iter().filter(|(v, _)| *v == from.id) {
+            let consumers: Vec<u32> = if forward { vec![p] } else { (0..to.parallelism).collect() };
+            let mut channels = Vec::with_capacity(consumers.len());
+            for c in consumers {
+                let (tx, rx) = mpsc::channel(limits.channel_capacity);
+                channels.push(ChannelWriter::new(tx));
+                let (_, consumer_tm) = locate(to.id, c)?;
+                if consumer_tm == me {
+                    let (address, _) = locate(v, p)?;
+                    inputs.entry((to.id, c)).or_default().push(InputChannel::new(rx, origin(p, address)));
+                } else {
+                    registry.register(key(edge, p, c), rx, metrics[&(v, p)].clone());
+                }
+            }
+            let hasher = if partitioning == Partitioning::Hash {
+                let schema = decode_schema(&edge.schema)?;
+                let columns: Vec<usize> = edge.key_columns.iter().map(|&c| c as usize).collect();
+                Some(KeyHasher::new(&schema, &columns)?)
+            } else {
+                None
+            };
+            outputs.entry((v, p)).or_default().push(EdgeOutput::new(partitioning, hasher, channels, p as usize));
+        }
+
+        // Consumers on this task manager reading remote producers.
+        for &(_, c) in mine.iter().filter(|(v, _)| *v == to.id) {
+            let producers: Vec<u32> = if forward { vec![c] } else { (0..from.parallelism).collect() };
+            for p in producers {
+                let (address, producer_tm) = locate(from.id, p)?;
+                if producer_tm == me {
+                    continue;
+                }
+                let (tx, rx) = mpsc::channel(limits.channel_capacity);
+                inputs.entry((to.id, c)).or_default().push(InputChannel::new(rx, origin(p, address)));
+                remote_inputs.push(RemoteInput { address: address.to_string(), key: key(edge, p, c), tx });
+            }
+        }
+    }
+
+    let mut tasks = Vec::new();
+    for task_id in &request.tasks {
+        let vertex = graph
+            .vertices
+            .get(task_id.vertex_id as usize)
+            .ok_or_else(|| TaskError::Deployment(format!("unknown vertex {}", task_id.vertex_id)))?;
+        let k = (task_id.vertex_id, task_id.subtask);
+        let has_inputs = graph.edges.iter().any(|e| e.target_vertex == vertex.id);
+        let (head, rest) = if has_inputs {
+            let channels = inputs.remove(&k).unwrap_or_default();
+            (Head::Inputs(InputGate::new(channels)), &vertex.operators[..])
+        } else {
+            (Head::Source(build_source(&vertex.operators[0], limits.batch_rows)?), &vertex.operators[1..])
+        };
+        let chain = rest.iter().map(|op| build_operator(op, limits.batch_rows)).collect::<Result<Vec<_>, _>>()?;
+        let ctx = TaskContext {
+            job_id: request.job_id.clone(),
+            vertex_id: vertex.id,
+            subtask: task_id.subtask,
+            parallelism: vertex.parallelism,
+            attempt: request.attempt,
+            task_name: format!("{} ({}/{})", vertex.name, task_id.subtask + 1, vertex.parallelism),
+        };
+        let task_metrics = metrics[&k].clone();
+        let task = Task {
+            ctx,
+            head,
+            chain: Chain::new(chain),
+            outputs: Outputs::new(outputs.remove(&k).unwrap_or_default(), limits, task_metrics.clone()),
+            metrics: task_metrics.clone(),
+        };
+        tasks.push((task_id.clone(), task, task_metrics));
+    }
+    Ok(Prepared { tasks, remote_inputs })
+}

@@ -1,0 +1,22 @@
+//! Sluice's task manager: runs subtasks in slots, exchanges data with other task managers
+//! over gRPC streams of Arrow IPC frames, registers with the jobmanager and heartbeats.
+
+pub mod deploy;
+pub mod error;
+pub mod exchange;
+pub mod input;
+pub mod ipc;
+pub mod metrics;
+pub mod output;
+pub mod runtime;
+pub mod task;
+
+pub use output::ExchangeLimits;
+pub use runtime::{TaskManager, TaskManagerConfig};
+
+/// HTTP/2 stream window of data channels: how much may be in flight per channel.
+pub const STREAM_WINDOW: u32 = 1 << 20;
+/// HTTP/2 connection window between two task managers.
+pub const CONNECTION_WINDOW: u32 = 8 << 20;
+/// Largest data frame accepted.
+pub const MAX_FRAME_BYTES: usize = 64 << 20;

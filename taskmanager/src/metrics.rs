@@ -1,0 +1,42 @@
+//! Per-task counters, shared between the running task, the data exchange and heartbeats.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use sluice_proto::TaskMetrics as TaskMetricsProto;
+
+/// Counters of one running task.
+#[derive(Debug, Default)]
+pub struct TaskMetrics {
+    rows_in: AtomicU64,
+    rows_out: AtomicU64,
+    bytes_out: AtomicU64,
+    batches_out: AtomicU64,
+}
+
+impl TaskMetrics {
+    /// Counts rows entering the task's chain (rows a source produced count here too).
+    pub fn add_rows_in(&self, rows: usize) {
+        self.rows_in.fetch_add(rows as u64, Ordering::Relaxed);
+    }
+
+    /// Counts rows and batches leaving the task.
+    pub fn add_out(&self, rows: usize) {
+        self.rows_out.fetch_add(rows as u64, Ordering::Relaxed);
+        self.batches_out.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Counts bytes sent over the network.
+    pub fn add_bytes_out(&self, bytes: usize) {
+        self.bytes_out.fetch_add(bytes as u64, Ordering::Relaxed);
+    }
+
+    /// A snapshot for reporting.
+    pub fn snapshot(&self) -> TaskMetricsProto {
+        TaskMetricsProto {
+            rows_in: self.rows_in.load(Ordering::Relaxed),
+            rows_out: self.rows_out.load(Ordering::Relaxed),
+            bytes_out: self.bytes_out.load(Ordering::Relaxed),
+            batches_out: self.batches_out.load(Ordering::Relaxed),
+        }
+    }
+}

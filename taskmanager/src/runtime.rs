@@ -1,0 +1,316 @@
+//! The task manager process: its gRPC server (task deployment and data exchange), its
+//! registration and heartbeats with the jobmanager, and the supervision of its tasks.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use sluice_proto::resource_manager_client::ResourceManagerClient;
+use sluice_proto::task_executor_server::{TaskExecutor, TaskExecutorServer};
+use sluice_proto::data_exchange_server::DataExchangeServer;
+use sluice_proto::{
+    Ack, CancelTasksRequest, DeployTasksRequest, HeartbeatRequest, RegisterTaskManagerRequest, TaskId,
+    TaskMetricsReport, TaskState, TaskStateReport,
+};
+use tokio::sync::mpsc;
+use tokio::task::AbortHandle;
+use tonic::transport::{Channel, Endpoint, Server};
+use tonic::{Request, Response, Status};
+
+use crate::deploy::prepare;
+use crate::exchange::{read_remote, DataExchangeService, ExchangeRegistry};
+use crate::metrics::TaskMetrics;
+use crate::output::ExchangeLimits;
+
+/// How a task manager is configured.
+#[derive(Debug, Clone)]
+pub struct TaskManagerConfig {
+    /// The jobmanager's RPC address, host:port.
+    pub jobmanager: String,
+    /// Number of task slots offered.
+    pub slots: u32,
+    /// Address to listen on (port 0 picks a free one).
+    pub bind: SocketAddr,
+    /// Host name other processes reach this one by; defaults to the bind address's IP.
+    pub advertise_host: Option<String>,
+    /// Data exchange limits.
+    pub limits: ExchangeLimits,
+    /// With no answer from the jobmanager for this long, running tasks are canceled.
+    pub jobmanager_timeout: Duration,
+}
+
+impl TaskManagerConfig {
+    /// Defaults for a task manager of `slots` slots reporting to `jobmanager`.
+    pub fn new(jobmanager: String, slots: u32) -> Self {
+        TaskManagerConfig {
+            jobmanager,
+            slots,
+            bind: SocketAddr::from(([127, 0, 0, 1], 0)),
+            advertise_host: None,
+            limits: ExchangeLimits::default(),
+            jobmanager_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+/// Errors that stop a task manager.
+#[derive(Debug, thiserror::Error)]
+pub enum TaskManagerError {
+    /// The listen address could not be bound.
+    #[error("cannot listen on {address}: {source}")]
+    Bind {
+        /// The address.
+        address: SocketAddr,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The jobmanager address is malformed.
+    #[error("invalid jobmanager address '{0}': expected HOST:PORT")]
+    JobManagerAddress(String),
+    /// The gRPC server failed.
+    #[error("RPC server failed: {0}")]
+    Server(#[from] tonic::transport::Error),
+}
+
+struct RunningTask {
+    id: TaskId,
+    abort: AbortHandle,
+    metrics: Arc<TaskMetrics>,
+}
+
+/// Shared state of a running task manager.
+struct Inner {
+    config: TaskManagerConfig,
+    address: String,
+    id: Mutex<Option<String>>,
+    tasks: Mutex<HashMap<String, Vec<RunningTask>>>,
+    registry: Arc<ExchangeRegistry>,
+    reports: mpsc::UnboundedSender<TaskStateReport>,
+}
+
+impl Inner {
+    fn id(&self) -> Option<String> {
+        self.id.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    fn cancel_job(&self, job_id: &str) {
+        let tasks = self.tasks.lock().unwrap_or_else(|p| p.into_inner()).remove(job_id).unwrap_or_default();
+        for task in &tasks {
+            task.abort.abort();
+        }
+        self.registry.remove_job(job_id);
+        if !tasks.is_empty() {
+            tracing::info!(job = job_id, tasks = tasks.len(), "canceled tasks");
+        }
+    }
+
+    fn cancel_all(&self) {
+        let jobs: Vec<String> = self.tasks.lock().unwrap_or_else(|p| p.into_inner()).keys().cloned().collect();
+        for job in jobs {
+            self.cancel_job(&job);
+        }
+    }
+
+    fn task_finished(&self, id: &TaskId) {
+        let mut tasks = self.tasks.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(list) = tasks.get_mut(&id.job_id) {
+            list.retain(|t| t.id != *id);
+            if list.is_empty() {
+                tasks.remove(&id.job_id);
+            }
+        }
+    }
+
+    fn metrics_reports(&self) -> Vec<TaskMetricsReport> {
+        let tasks = self.tasks.lock().unwrap_or_else(|p| p.into_inner());
+        tasks
+            .values()
+            .flatten()
+            .map(|t| TaskMetricsReport { task: Some(t.id.clone()), metrics: Some(t.metrics.snapshot()) })
+            .collect()
+    }
+}
+
+/// A running task manager.
+pub struct TaskManager {
+    inner: Arc<Inner>,
+}
+
+impl TaskManager {
+    /// Binds the server, starts registration and heartbeats, and serves until `shutdown`.
+    pub async fn run(config: TaskManagerConfig, shutdown: impl std::future::Future<Output = ()> + Send) -> Result<(), TaskManagerError> {
+        let listener = tokio::net::TcpListener::bind(config.bind)
+            .await
+            .map_err(|source| TaskManagerError::Bind { address: config.bind, source })?;
+        let local = listener.local_addr().map_err(|source| TaskManagerError::Bind { address: config.bind, source })?;
+        let host = config.advertise_host.clone().unwrap_or_else(|| local.ip().to_string());
+        let address = format!("{host}:{}", local.port());
+        let jm_channel = Endpoint::from_shared(format!("http://{}", config.jobmanager))
+            .map_err(|_| TaskManagerError::JobManagerAddress(config.jobmanager.clone()))?
+            .connect_timeout(Duration::from_secs(2))
+            .timeout(Duration::from_secs(10))
+            .connect_lazy();
+        let (reports_tx, reports_rx) = mpsc::unbounded_channel();
+        let inner = Arc::new(Inner {
+            config,
+            address: address.clone(),
+            id: Mutex::new(None),
+            tasks: Mutex::new(HashMap::new()),
+            registry: Arc::new(ExchangeRegistry::default()),
+            reports: reports_tx,
+        });
+        tracing::info!(%address, slots = inner.config.slots, jobmanager = %inner.config.jobmanager, "task manager starting");
+        let heartbeat = tokio::spawn(heartbeat_loop(inner.clone(), ResourceManagerClient::new(jm_channel.clone())));
+        let reporter = tokio::spawn(report_loop(ResourceManagerClient::new(jm_channel), reports_rx));
+        let tm = TaskManager { inner: inner.clone() };
+        let result = Server::builder()
+            .initial_stream_window_size(crate::STREAM_WINDOW)
+            .initial_connection_window_size(crate::CONNECTION_WINDOW)
+            .tcp_nodelay(true)
+            .add_service(TaskExecutorServer::new(tm))
+            .add_service(
+                DataExchangeServer::new(DataExchangeService::new(inner.registry.clone()))
+                    .max_encoding_message_size(crate::MAX_FRAME_BYTES),
+            )
+            .serve_with_incoming_shutdown(tokio_stream::wrappers::TcpListenerStream::new(listener), shutdown)
+            .await;
+        heartbeat.abort();
+        reporter.abort();
+        inner.cancel_all();
+        result.map_err(TaskManagerError::from)
+    }
+}
+
+/// Registers with the jobmanager, then heartbeats; re-registers when the jobmanager
+/// forgets this task manager, and cancels tasks when it cannot be reached for too long.
+async fn heartbeat_loop(inner: Arc<Inner>, mut client: ResourceManagerClient<Channel>) {
+    let mut interval = Duration::from_millis(1000);
+    let mut last_contact = tokio::time::Instant::now();
+    loop {
+        if inner.id().is_none() {
+            let request = RegisterTaskManagerRequest {
+                slots: inner.config.slots,
+                address: inner.address.clone(),
+                hostname: inner.address.split(':').next().unwrap_or_default().to_string(),
+            };
+            match client.register_task_manager(request).await {
+                Ok(response) => {
+                    let response = response.into_inner();
+                    tracing::info!(id = %response.task_manager_id, "registered with the jobmanager");
+                    interval = Duration::from_millis(response.heartbeat_interval_ms.max(50));
+                    *inner.id.lock().unwrap_or_else(|p| p.into_inner()) = Some(response.task_manager_id);
+                    last_contact = tokio::time::Instant::now();
+                }
+                Err(status) => {
+                    tracing::warn!(jobmanager = %inner.config.jobmanager, error = %status.message(), "cannot register; retrying");
+                    tokio::time::sleep(Duration::from_millis(500)).await;
+                    continue;
+                }
+            }
+        }
+        tokio::time::sleep(interval).await;
+        let Some(id) = inner.id() else { continue };
+        let request = HeartbeatRequest { task_manager_id: id, tasks: inner.metrics_reports() };
+        match client.heartbeat(request).await {
+            Ok(response) if response.get_ref().known => last_contact = tokio::time::Instant::now(),
+            Ok(_) => {
+                tracing::warn!("the jobmanager does not know this task manager; canceling tasks and registering again");
+                inner.cancel_all();
+                *inner.id.lock().unwrap_or_else(|p| p.into_inner()) = None;
+            }
+            Err(status) => {
+                tracing::warn!(error = %status.message(), "heartbeat to the jobmanager failed");
+                if last_contact.elapsed() > inner.config.jobmanager_timeout {
+                    tracing::error!("jobmanager unreachable for {:?}; canceling tasks", inner.config.jobmanager_timeout);
+                    inner.cancel_all();
+                    *inner.id.lock().unwrap_or_else(|p| p.into_inner()) = None;
+                }
+            }
+        }
+    }
+}
+
+/// Delivers task state changes to the jobmanager in order, retrying while it is unreachable.
+async fn report_loop(mut client: ResourceManagerClient<Channel>, mut reports: mpsc::UnboundedReceiver<TaskStateReport>) {
+    while let Some(report) = reports.recv().await {
+        for attempt in 0..20 {
+            match client.report_task_state(report.clone()).await {
+                Ok(_) => break,
+                Err(status) => {
+                    tracing::warn!(attempt, error = %status.message(), "cannot report task state; retrying");
+                    tokio::time::sleep(Duration::from_millis(250)).await;
+                }
+            }
+        }
+    }
+}
+
+fn report(inner: &Inner, id: &TaskId, state: TaskState, error: String, metrics: &TaskMetrics) {
+    let _ = inner.reports.send(TaskStateReport {
+        task: Some(id.clone()),
+        state: state as i32,
+        error,
+        metrics: Some(metrics.snapshot()),
+    });
+}
+
+#[tonic::async_trait]
+impl TaskExecutor for TaskManager {
+    async fn deploy_tasks(&self, request: Request<DeployTasksRequest>) -> Result<Response<Ack>, Status> {
+        let request = request.into_inner();
+        let inner = &self.inner;
+        let me = inner.id().ok_or_else(|| Status::unavailable("task manager is not registered"))?;
+        let prepared = match prepare(&request, &me, inner.config.limits, &inner.registry) {
+            Ok(p) => p,
+            Err(e) => {
+                inner.registry.remove_job(&request.job_id);
+                return Err(Status::invalid_argument(e.to_string()));
+            }
+        };
+        for (id, task, metrics) in prepared.tasks {
+            let name = task.ctx.task_name.clone();
+            let handle = tokio::spawn(task.run());
+            // Listed before its supervisor starts, so the supervisor's removal comes after.
+            let running = RunningTask { id: id.clone(), abort: handle.abort_handle(), metrics: metrics.clone() };
+            inner.tasks.lock().unwrap_or_else(|p| p.into_inner()).entry(request.job_id.clone()).or_default().push(running);
+            report(inner, &id, TaskState::Running, String::new(), &metrics);
+            let inner = inner.clone();
+            tokio::spawn(async move {
+                let (state, error) = match handle.await {
+                    Ok(Ok(())) => (TaskState::Finished, String::new()),
+                    Ok(Err(e)) => (TaskState::Failed, e.to_string()),
+                    Err(join) if join.is_cancelled() => (TaskState::Canceled, String::new()),
+                    Err(join) => (TaskState::Failed, format!("task panicked: {}", panic_message(join))),
+                };
+                match state {
+                    TaskState::Failed => tracing::error!(task = %name, %error, "task failed"),
+                    _ => tracing::info!(task = %name, ?state, "task ended"),
+                }
+                inner.task_finished(&id);
+                report(&inner, &id, state, error, &metrics);
+            });
+        }
+        for remote in prepared.remote_inputs {
+            tokio::spawn(read_remote(remote.address, remote.key, remote.tx));
+        }
+        Ok(Response::new(Ack {}))
+    }
+
+    async fn cancel_tasks(&self, request: Request<CancelTasksRequest>) -> Result<Response<Ack>, Status> {
+        self.inner.cancel_job(&request.get_ref().job_id);
+        Ok(Response::new(Ack {}))
+    }
+}
+
+fn panic_message(join: tokio::task::JoinError) -> String {
+    match join.try_into_panic() {
+        Ok(payload) => payload
+            .downcast_ref::<String>()
+            .cloned()
+            .or_else(|| payload.downcast_ref::<&str>().map(|s| s.to_string()))
+            .unwrap_or_else(|| "unknown panic".into()),
+        Err(e) => e.to_string(),
+    }
+}
