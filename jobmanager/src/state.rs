@@ -243,8 +243,9 @@ impl ClusterState {
         tracing::info!(job = %job.id, name = %job.graph.name, placement = %job.message, "job scheduled");
         for (task_manager, tasks) in per_tm {
             actions.push(Action::Deploy {
-                task_manager,
+                task_manager: task_manager.clone(),
                 request: sluice_proto::DeployTasksRequest {
+                    task_manager_id: task_manager,
                     job_id: job.id.clone(),
                     attempt: job.attempt,
                     graph: Some(job.graph.clone()),

@@ -14,9 +14,10 @@ pub mod task;
 pub use output::ExchangeLimits;
 pub use runtime::{TaskManager, TaskManagerConfig};
 
-/// HTTP/2 stream window of data channels: how much may be in flight per channel.
-pub const STREAM_WINDOW: u32 = 1 << 20;
+/// HTTP/2 stream window of data channels: how many bytes may be in flight on one remote
+/// channel (beyond its bounded queues). Small, so wide shuffles stay small in memory.
+pub const STREAM_WINDOW: u32 = 256 << 10;
 /// HTTP/2 connection window between two task managers.
-pub const CONNECTION_WINDOW: u32 = 8 << 20;
+pub const CONNECTION_WINDOW: u32 = 4 << 20;
 /// Largest data frame accepted.
 pub const MAX_FRAME_BYTES: usize = 64 << 20;

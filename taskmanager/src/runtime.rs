@@ -261,8 +261,7 @@ impl TaskExecutor for TaskManager {
     async fn deploy_tasks(&self, request: Request<DeployTasksRequest>) -> Result<Response<Ack>, Status> {
         let request = request.into_inner();
         let inner = &self.inner;
-        let me = inner.id().ok_or_else(|| Status::unavailable("task manager is not registered"))?;
-        let prepared = match prepare(&request, &me, inner.config.limits, &inner.registry) {
+        let prepared = match prepare(&request, &request.task_manager_id, inner.config.limits, &inner.registry) {
             Ok(p) => p,
             Err(e) => {
                 inner.registry.remove_job(&request.job_id);

@@ -1,0 +1,95 @@
+//! `sluice jobmanager` and `sluice taskmanager`: the cluster processes.
+
+use std::net::SocketAddr;
+use std::process::ExitCode;
+
+use anyhow::{Context, Result};
+use sluice_jobmanager::{BoundJobManager, JobManagerConfig};
+use sluice_taskmanager::{TaskManager, TaskManagerConfig};
+
+use crate::config::{duration, ConfigFile};
+use crate::{JobManagerArgs, TaskManagerArgs};
+
+/// Resolves when the process is asked to stop (Ctrl-C or SIGTERM).
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = term => {},
+    }
+    tracing::info!("shutting down");
+}
+
+fn socket_address(name: &str, value: &str) -> Result<SocketAddr> {
+    use std::net::ToSocketAddrs;
+    value
+        .to_socket_addrs()
+        .with_context(|| format!("{name} '{value}' is not a HOST:PORT address"))?
+        .next()
+        .with_context(|| format!("{name} '{value}' does not resolve to an address"))
+}
+
+/// Builds the jobmanager configuration from flags, environment and file.
+pub fn jobmanager_config(args: &JobManagerArgs) -> Result<JobManagerConfig> {
+    let file = ConfigFile::load(args.config.as_deref())?.jobmanager;
+    let mut config = JobManagerConfig::default();
+    if let Some(address) = args.rpc_address.as_ref().or(file.rpc_address.as_ref()) {
+        config.rpc_address = socket_address("rpc-address", address)?;
+    }
+    config.checkpoint_dir = args.checkpoint_dir.clone().or(file.checkpoint_dir);
+    if let Some(v) = args.heartbeat_interval.as_ref().or(file.heartbeat_interval.as_ref()) {
+        config.heartbeat_interval = duration("heartbeat-interval", v)?;
+    }
+    if let Some(v) = args.heartbeat_timeout.as_ref().or(file.heartbeat_timeout.as_ref()) {
+        config.heartbeat_timeout = duration("heartbeat-timeout", v)?;
+    }
+    if let Some(v) = args.slot_request_timeout.as_ref().or(file.slot_request_timeout.as_ref()) {
+        config.slot_request_timeout = duration("slot-request-timeout", v)?;
+    }
+    anyhow::ensure!(
+        config.heartbeat_interval < config.heartbeat_timeout,
+        "heartbeat-interval ({:?}) must be shorter than heartbeat-timeout ({:?})",
+        config.heartbeat_interval,
+        config.heartbeat_timeout
+    );
+    Ok(config)
+}
+
+/// `sluice jobmanager`.
+pub async fn jobmanager(args: JobManagerArgs) -> Result<ExitCode> {
+    let config = jobmanager_config(&args)?;
+    let bound = BoundJobManager::bind(config).await?;
+    bound.serve(shutdown_signal()).await?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `sluice taskmanager`.
+pub async fn taskmanager(args: TaskManagerArgs) -> Result<ExitCode> {
+    let file = ConfigFile::load(args.config.as_deref())?.taskmanager;
+    let jobmanager = args
+        .jobmanager
+        .or(file.jobmanager)
+        .context("no jobmanager address: pass --jobmanager HOST:PORT (or set SLUICE_JOBMANAGER)")?;
+    let slots = args.slots.or(file.slots).unwrap_or(1);
+    anyhow::ensure!(slots > 0, "--slots must be at least 1");
+    let mut config = TaskManagerConfig::new(jobmanager, slots);
+    if let Some(bind) = args.bind.or(file.bind) {
+        config.bind = socket_address("bind", &bind)?;
+    }
+    config.advertise_host = args.advertise_host.or(file.advertise_host);
+    TaskManager::run(config, shutdown_signal()).await?;
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,5 @@
+//! The subcommands of `sluice`.
+
+pub mod client;
+pub mod cluster;
+pub mod run;

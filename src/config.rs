@@ -1,0 +1,98 @@
+//! Process configuration: command-line flags win over `SLUICE_*` environment variables
+//! (both handled by clap), which win over a TOML file given with `--config`, which wins
+//! over the defaults.
+//!
+//! ```toml
+//! [jobmanager]
+//! rpc-address = "0.0.0.0:6123"
+//! checkpoint-dir = "/var/lib/sluice/checkpoints"
+//! heartbeat-interval = "1 s"
+//! heartbeat-timeout = "5 s"
+//! slot-request-timeout = "5 min"
+//!
+//! [taskmanager]
+//! jobmanager = "jobmanager:6123"
+//! slots = 4
+//! bind = "0.0.0.0:6121"
+//! advertise-host = "taskmanager-1"
+//! ```
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result};
+use serde::Deserialize;
+
+/// The whole configuration file.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConfigFile {
+    /// Settings of `sluice jobmanager`.
+    #[serde(default)]
+    pub jobmanager: JobManagerSection,
+    /// Settings of `sluice taskmanager`.
+    #[serde(default)]
+    pub taskmanager: TaskManagerSection,
+}
+
+/// `[jobmanager]` settings.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct JobManagerSection {
+    /// RPC listen address.
+    pub rpc_address: Option<String>,
+    /// Checkpoint storage directory.
+    pub checkpoint_dir: Option<PathBuf>,
+    /// Heartbeat interval, e.g. "1 s".
+    pub heartbeat_interval: Option<String>,
+    /// Heartbeat timeout, e.g. "5 s".
+    pub heartbeat_timeout: Option<String>,
+    /// Slot request timeout, e.g. "5 min".
+    pub slot_request_timeout: Option<String>,
+}
+
+/// `[taskmanager]` settings.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct TaskManagerSection {
+    /// Jobmanager address.
+    pub jobmanager: Option<String>,
+    /// Task slots.
+    pub slots: Option<u32>,
+    /// Listen address.
+    pub bind: Option<String>,
+    /// Host name advertised to other processes.
+    pub advertise_host: Option<String>,
+}
+
+impl ConfigFile {
+    /// Reads `path`, or returns the defaults when no file is given.
+    pub fn load(path: Option<&Path>) -> Result<Self> {
+        let Some(path) = path else { return Ok(ConfigFile::default()) };
+        let text = std::fs::read_to_string(path).with_context(|| format!("cannot read config file '{}'", path.display()))?;
+        toml::from_str(&text).with_context(|| format!("invalid config file '{}'", path.display()))
+    }
+}
+
+/// Parses a duration setting such as "5 s", naming the setting on error.
+pub fn duration(name: &str, value: &str) -> Result<std::time::Duration> {
+    sluice_operators::options::parse_duration(value).map_err(|e| anyhow::anyhow!("setting '{name}' = '{value}': {e}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_sections_and_rejects_unknown_keys() {
+        let dir = std::env::temp_dir().join(format!("sluice-config-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("sluice.toml");
+        std::fs::write(&file, "[taskmanager]\nslots = 3\njobmanager = \"jm:6123\"\n").unwrap();
+        let config = ConfigFile::load(Some(&file)).unwrap();
+        assert_eq!(config.taskmanager.slots, Some(3));
+        std::fs::write(&file, "[taskmanager]\nslot = 3\n").unwrap();
+        let err = format!("{:#}", ConfigFile::load(Some(&file)).unwrap_err());
+        assert!(err.contains("unknown field `slot`"), "{err}");
+        assert!(duration("x", "30 parsecs").is_err());
+    }
+}

@@ -1,0 +1,183 @@
+//! `sluice`: the one command-line tool of Sluice. It runs the cluster processes
+//! (`jobmanager`, `taskmanager`), talks to a running cluster (`submit`, `list`, `status`,
+//! `cancel`), and runs or explains SQL files locally (`run`, `explain`).
+
+mod commands;
+mod config;
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+use tracing_subscriber::EnvFilter;
+
+/// SQL-first machine-learning inference on streams.
+#[derive(Debug, Parser)]
+#[command(name = "sluice", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the jobmanager: it accepts jobs and schedules them onto task managers.
+    Jobmanager(JobManagerArgs),
+    /// Run a task manager: it offers task slots to a jobmanager and runs tasks.
+    Taskmanager(TaskManagerArgs),
+    /// Submit a SQL file to a running cluster; prints the job id on the last line.
+    Submit(SubmitArgs),
+    /// List the jobs of a cluster.
+    List(ClusterArgs),
+    /// Show a job's state (CREATED, RUNNING, RESTARTING, FINISHED, FAILED, CANCELED).
+    Status(StatusArgs),
+    /// Cancel a job.
+    Cancel(JobArgs),
+    /// Run a SQL file on an embedded mini-cluster until its bounded sources finish.
+    Run(RunArgs),
+    /// Show the plan of a SQL file: vertices, parallelism, chaining and partitioning.
+    Explain(ExplainArgs),
+}
+
+/// `sluice jobmanager`.
+#[derive(Debug, Args)]
+pub struct JobManagerArgs {
+    /// Address to serve RPCs on, HOST:PORT.
+    #[arg(long, env = "SLUICE_RPC_ADDRESS")]
+    pub rpc_address: Option<String>,
+    /// Checkpoint storage directory (a path or file:// URI shared by all processes).
+    #[arg(long, env = "SLUICE_CHECKPOINT_DIR")]
+    pub checkpoint_dir: Option<PathBuf>,
+    /// Configuration file (TOML).
+    #[arg(long, env = "SLUICE_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// How often task managers heartbeat, e.g. "1 s".
+    #[arg(long, env = "SLUICE_HEARTBEAT_INTERVAL")]
+    pub heartbeat_interval: Option<String>,
+    /// A task manager silent this long is declared lost, e.g. "5 s".
+    #[arg(long, env = "SLUICE_HEARTBEAT_TIMEOUT")]
+    pub heartbeat_timeout: Option<String>,
+    /// How long a job waits for free slots before failing, e.g. "5 min".
+    #[arg(long, env = "SLUICE_SLOT_REQUEST_TIMEOUT")]
+    pub slot_request_timeout: Option<String>,
+}
+
+/// `sluice taskmanager`.
+#[derive(Debug, Args)]
+pub struct TaskManagerArgs {
+    /// The jobmanager's RPC address, HOST:PORT.
+    #[arg(long, env = "SLUICE_JOBMANAGER")]
+    pub jobmanager: Option<String>,
+    /// Number of task slots to offer.
+    #[arg(long, env = "SLUICE_SLOTS")]
+    pub slots: Option<u32>,
+    /// Address to listen on for tasks and data, HOST:PORT (port 0 picks one).
+    #[arg(long, env = "SLUICE_BIND")]
+    pub bind: Option<String>,
+    /// Host name other processes use to reach this one (default: the bind IP).
+    #[arg(long, env = "SLUICE_ADVERTISE_HOST")]
+    pub advertise_host: Option<String>,
+    /// Configuration file (TOML).
+    #[arg(long, env = "SLUICE_CONFIG")]
+    pub config: Option<PathBuf>,
+}
+
+/// Options of commands that talk to a cluster.
+#[derive(Debug, Args)]
+pub struct ClusterArgs {
+    /// The jobmanager's RPC address, HOST:PORT.
+    #[arg(long, env = "SLUICE_JOBMANAGER", default_value = "127.0.0.1:6123")]
+    pub jobmanager: String,
+}
+
+/// `sluice submit`.
+#[derive(Debug, Args)]
+pub struct SubmitArgs {
+    /// The SQL file.
+    pub file: PathBuf,
+    /// Default parallelism of the job's operators.
+    #[arg(long, short)]
+    pub parallelism: Option<u32>,
+    #[command(flatten)]
+    pub cluster: ClusterArgs,
+}
+
+/// `sluice status`.
+#[derive(Debug, Args)]
+pub struct StatusArgs {
+    /// The job id.
+    pub job: String,
+    /// Print JSON for machines.
+    #[arg(long)]
+    pub json: bool,
+    #[command(flatten)]
+    pub cluster: ClusterArgs,
+}
+
+/// Commands that name a job.
+#[derive(Debug, Args)]
+pub struct JobArgs {
+    /// The job id.
+    pub job: String,
+    #[command(flatten)]
+    pub cluster: ClusterArgs,
+}
+
+/// `sluice run`.
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// The SQL file.
+    pub file: PathBuf,
+    /// Default parallelism of the job's operators.
+    #[arg(long, short)]
+    pub parallelism: Option<u32>,
+    /// Number of task managers in the embedded cluster.
+    #[arg(long, default_value_t = 1)]
+    pub taskmanagers: u32,
+}
+
+/// `sluice explain`.
+#[derive(Debug, Args)]
+pub struct ExplainArgs {
+    /// The SQL file.
+    pub file: PathBuf,
+    /// Default parallelism of the job's operators.
+    #[arg(long, short)]
+    pub parallelism: Option<u32>,
+}
+
+fn init_logging(default: &str) {
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
+    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+}
+
+fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    let quiet = !matches!(cli.command, Command::Jobmanager(_) | Command::Taskmanager(_));
+    init_logging(if quiet { "warn" } else { "info" });
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async move {
+        match cli.command {
+            Command::Jobmanager(args) => commands::cluster::jobmanager(args).await,
+            Command::Taskmanager(args) => commands::cluster::taskmanager(args).await,
+            Command::Submit(args) => commands::client::submit(args).await,
+            Command::List(args) => commands::client::list(args).await,
+            Command::Status(args) => commands::client::status(args).await,
+            Command::Cancel(args) => commands::client::cancel(args).await,
+            Command::Run(args) => commands::run::run(args).await,
+            Command::Explain(args) => commands::client::explain(args),
+        }
+    });
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}

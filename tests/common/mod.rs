@@ -1,0 +1,184 @@
+//! Helpers for tests that run real `sluice` processes: a jobmanager and task managers on
+//! loopback ports, CLI calls, and status polling.
+
+#![allow(dead_code)] // each test binary uses a different subset
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+/// Path of the `sluice` binary under test.
+pub fn sluice_bin() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_sluice"))
+}
+
+/// A free loopback port (bound then released).
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// A process killed when dropped.
+pub struct Process {
+    pub child: Child,
+    pub name: String,
+}
+
+impl Process {
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Resident memory in MiB, from /proc.
+    pub fn rss_mib(&self) -> f64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid())).unwrap_or_default();
+        status
+            .lines()
+            .find(|l| l.starts_with("VmRSS:"))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|kb| kb.parse::<f64>().ok())
+            .map_or(0.0, |kb| kb / 1024.0)
+    }
+
+    /// `kill -9`.
+    pub fn kill9(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A jobmanager and task managers as separate processes.
+pub struct Cluster {
+    pub jobmanager: Process,
+    pub taskmanagers: Vec<Process>,
+    pub address: String,
+    pub dir: tempfile::TempDir,
+}
+
+impl Cluster {
+    /// Starts a jobmanager with `jm_args` and one task manager per entry of `slots`.
+    pub fn start(slots: &[u32], jm_args: &[&str]) -> Cluster {
+        let dir = tempfile::tempdir().unwrap();
+        let address = format!("127.0.0.1:{}", free_port());
+        let log = std::fs::File::create(dir.path().join("jobmanager.log")).unwrap();
+        let child = Command::new(sluice_bin())
+            .args(["jobmanager", "--rpc-address", &address])
+            .args(jm_args)
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        let mut cluster =
+            Cluster { jobmanager: Process { child, name: "jobmanager".into() }, taskmanagers: Vec::new(), address, dir };
+        for &s in slots {
+            cluster.add_taskmanager(s);
+        }
+        cluster
+    }
+
+    /// Starts one more task manager.
+    pub fn add_taskmanager(&mut self, slots: u32) {
+        let n = self.taskmanagers.len() + 1;
+        let log = std::fs::File::create(self.dir.path().join(format!("taskmanager-{n}.log"))).unwrap();
+        let child = Command::new(sluice_bin())
+            .args(["taskmanager", "--jobmanager", &self.address, "--slots", &slots.to_string(), "--bind", "127.0.0.1:0"])
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        self.taskmanagers.push(Process { child, name: format!("taskmanager-{n}") });
+    }
+
+    /// Runs a CLI command against this cluster.
+    pub fn cli(&self, args: &[&str]) -> Output {
+        Command::new(sluice_bin()).args(args).args(["--jobmanager", &self.address]).output().unwrap()
+    }
+
+    /// Writes `sql` to a file and submits it; returns the job id.
+    pub fn submit(&self, sql: &str, parallelism: u32) -> String {
+        let file = self.dir.path().join(format!("job-{}.sql", free_port()));
+        std::fs::write(&file, sql).unwrap();
+        let out = self.cli(&["submit", file.to_str().unwrap(), "--parallelism", &parallelism.to_string()]);
+        assert!(out.status.success(), "submit failed: {}", String::from_utf8_lossy(&out.stderr));
+        let stdout = String::from_utf8(out.stdout).unwrap();
+        stdout.lines().last().expect("submit prints the job id").trim().to_string()
+    }
+
+    /// `sluice status JOB --json`.
+    pub fn status(&self, job: &str) -> Value {
+        let out = self.cli(&["status", job, "--json"]);
+        assert!(out.status.success(), "status failed: {}", String::from_utf8_lossy(&out.stderr));
+        serde_json::from_slice(&out.stdout).unwrap()
+    }
+
+    /// Polls until the job reaches one of `states`; panics with the logs after `timeout`.
+    pub fn wait_for(&self, job: &str, states: &[&str], timeout: Duration) -> Value {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let status = self.status(job);
+            if states.contains(&status["state"].as_str().unwrap_or_default()) {
+                return status;
+            }
+            if Instant::now() > deadline {
+                panic!("job {job} did not reach {states:?} within {timeout:?}: {status:#}\n{}", self.logs());
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// The processes' logs, for failure messages.
+    pub fn logs(&self) -> String {
+        let mut out = String::new();
+        let mut entries: Vec<_> = std::fs::read_dir(self.dir.path()).unwrap().flatten().collect();
+        entries.sort_by_key(|e| e.file_name());
+        for entry in entries {
+            if entry.path().extension().is_some_and(|e| e == "log") {
+                let text = std::fs::read_to_string(entry.path()).unwrap_or_default();
+                let tail: Vec<&str> = text.lines().rev().take(30).collect();
+                out.push_str(&format!("--- {} ---\n", entry.file_name().to_string_lossy()));
+                for line in tail.into_iter().rev() {
+                    out.push_str(line);
+                    out.push('\n');
+                }
+            }
+        }
+        out
+    }
+}
+
+/// Sums a task metric over the tasks of vertices whose name contains `vertex`.
+pub fn metric(status: &Value, vertex: &str, key: &str) -> u64 {
+    status["tasks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|t| t["vertex"].as_str().unwrap_or_default().contains(vertex))
+        .map(|t| t[key].as_u64().unwrap_or(0))
+        .sum()
+}
+
+/// Reads every visible (committed) JSON line under `dir`.
+pub fn read_json_lines(dir: &Path) -> Vec<Value> {
+    let mut rows = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap().flatten() {
+        let name = entry.file_name().to_string_lossy().to_string();
+        if name.starts_with('.') {
+            continue;
+        }
+        for line in std::fs::read_to_string(entry.path()).unwrap().lines() {
+            rows.push(serde_json::from_str(line).unwrap());
+        }
+    }
+    rows
+}
