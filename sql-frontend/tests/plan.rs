@@ -35,7 +35,7 @@ fn schema_of(bytes: &[u8]) -> Schema {
     decode_schema(bytes).expect("schema decodes").as_ref().clone()
 }
 
-fn find<'g>(graph: &'g JobGraph, pred: impl Fn(&OperatorSpec) -> bool) -> &'g OperatorSpec {
+fn find(graph: &JobGraph, pred: impl Fn(&OperatorSpec) -> bool) -> &OperatorSpec {
     graph.vertices.iter().flat_map(|v| &v.operators).find(|o| pred(o)).expect("operator present")
 }
 

@@ -115,6 +115,7 @@ pub fn status_json(status: &JobStatus) -> serde_json::Value {
                 "rows_out": m.rows_out,
                 "bytes_out": m.bytes_out,
                 "batches_out": m.batches_out,
+                "remote_rows_out": m.remote_rows_out,
                 "error": t.error,
             })
         }).collect::<Vec<_>>(),

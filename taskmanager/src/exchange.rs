@@ -131,9 +131,13 @@ impl DataExchange for DataExchangeService {
                 }
                 let message = rx.recv().await?;
                 let end = matches!(message, Message::EndOfInput);
+                let rows = match &message {
+                    Message::Data(batch) => batch.num_rows(),
+                    _ => 0,
+                };
                 let frame = encoder.encode(message).map_err(|e| Status::internal(e.to_string()));
                 if let Ok(f) = &frame {
-                    metrics.add_bytes_out(frame_len(f));
+                    metrics.add_remote(frame_len(f), rows);
                 }
                 Some((frame, (rx, encoder, end)))
             }

@@ -11,6 +11,7 @@ pub struct TaskMetrics {
     rows_out: AtomicU64,
     bytes_out: AtomicU64,
     batches_out: AtomicU64,
+    remote_rows_out: AtomicU64,
 }
 
 impl TaskMetrics {
@@ -25,9 +26,10 @@ impl TaskMetrics {
         self.batches_out.fetch_add(1, Ordering::Relaxed);
     }
 
-    /// Counts bytes sent over the network.
-    pub fn add_bytes_out(&self, bytes: usize) {
+    /// Counts a frame sent over the network: its bytes and the rows it carries.
+    pub fn add_remote(&self, bytes: usize, rows: usize) {
         self.bytes_out.fetch_add(bytes as u64, Ordering::Relaxed);
+        self.remote_rows_out.fetch_add(rows as u64, Ordering::Relaxed);
     }
 
     /// A snapshot for reporting.
@@ -37,6 +39,7 @@ impl TaskMetrics {
             rows_out: self.rows_out.load(Ordering::Relaxed),
             bytes_out: self.bytes_out.load(Ordering::Relaxed),
             batches_out: self.batches_out.load(Ordering::Relaxed),
+            remote_rows_out: self.remote_rows_out.load(Ordering::Relaxed),
         }
     }
 }

@@ -248,11 +248,7 @@ impl Operator for KeyedAggregate {
                 let acc = &mut self.accs[group][i];
                 match (acc, input) {
                     (Acc::Count(n), Input::None) if self.calls[i].function == AggregateFunction::CountStar => *n += 1,
-                    (Acc::Count(n), Input::Valid(c)) => {
-                        if c.is_valid(row) {
-                            *n += 1
-                        }
-                    }
+                    (Acc::Count(n), Input::Valid(c)) if c.is_valid(row) => *n += 1,
                     (Acc::SumInt(s), Input::Int(c)) if c.is_valid(row) => {
                         let v = c.value(row);
                         *s = Some(s.unwrap_or(0).checked_add(v).ok_or_else(|| {
