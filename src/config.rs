@@ -15,6 +15,7 @@
 //! slots = 4
 //! bind = "0.0.0.0:6121"
 //! advertise-host = "taskmanager-1"
+//! secrets-file = "/etc/sluice/secrets"
 //! ```
 
 use std::path::{Path, PathBuf};
@@ -62,6 +63,8 @@ pub struct TaskManagerSection {
     pub bind: Option<String>,
     /// Host name advertised to other processes.
     pub advertise_host: Option<String>,
+    /// Secrets file (`NAME=value` lines).
+    pub secrets_file: Option<PathBuf>,
 }
 
 impl ConfigFile {

@@ -36,6 +36,19 @@ enum Command {
     Run(RunArgs),
     /// Show the plan of a SQL file: vertices, parallelism, chaining and partitioning.
     Explain(ExplainArgs),
+    /// An interactive SQL shell (against --jobmanager, or an embedded cluster).
+    Sql(ShellArgs),
+}
+
+/// `sluice sql`.
+#[derive(Debug, Args)]
+pub struct ShellArgs {
+    /// Submit jobs to this jobmanager instead of an embedded cluster.
+    #[arg(long, env = "SLUICE_JOBMANAGER")]
+    pub jobmanager: Option<String>,
+    /// Default parallelism of the jobs' operators.
+    #[arg(long, short)]
+    pub parallelism: Option<u32>,
 }
 
 /// `sluice jobmanager`.
@@ -76,6 +89,10 @@ pub struct TaskManagerArgs {
     /// Host name other processes use to reach this one (default: the bind IP).
     #[arg(long, env = "SLUICE_ADVERTISE_HOST")]
     pub advertise_host: Option<String>,
+    /// File of `NAME=value` lines resolving `{{ secret.NAME }}` in model options (after
+    /// the `SLUICE_SECRET_<NAME>` environment variables).
+    #[arg(long, env = "SLUICE_SECRETS_FILE")]
+    pub secrets_file: Option<PathBuf>,
     /// Configuration file (TOML).
     #[arg(long, env = "SLUICE_CONFIG")]
     pub config: Option<PathBuf>,
@@ -133,6 +150,9 @@ pub struct RunArgs {
     /// Number of task managers in the embedded cluster.
     #[arg(long, default_value_t = 1)]
     pub taskmanagers: u32,
+    /// File of `NAME=value` lines resolving `{{ secret.NAME }}` in model options.
+    #[arg(long, env = "SLUICE_SECRETS_FILE")]
+    pub secrets_file: Option<PathBuf>,
 }
 
 /// `sluice explain`.
@@ -152,8 +172,10 @@ fn init_logging(default: &str) {
 
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
+    // The client commands and the embedded cluster report errors themselves; their logs
+    // stay quiet unless RUST_LOG asks.
     let quiet = !matches!(cli.command, Command::Jobmanager(_) | Command::Taskmanager(_));
-    init_logging(if quiet { "warn" } else { "info" });
+    init_logging(if quiet { "error,sluice_jobmanager=off,sluice_taskmanager=off" } else { "info" });
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(r) => r,
         Err(e) => {
@@ -171,6 +193,7 @@ fn main() -> std::process::ExitCode {
             Command::Cancel(args) => commands::client::cancel(args).await,
             Command::Run(args) => commands::run::run(args).await,
             Command::Explain(args) => commands::client::explain(args),
+            Command::Sql(args) => commands::shell::shell(args).await,
         }
     });
     match result {

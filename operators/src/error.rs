@@ -46,6 +46,9 @@ pub enum OperatorError {
         #[source]
         source: ArrowError,
     },
+    /// An expression could not be evaluated on a batch (e.g. a division by zero).
+    #[error("cannot evaluate {0}")]
+    Evaluation(String),
     /// The job plan handed to an operator is inconsistent (a bug in the planner).
     #[error("invalid plan: {0}")]
     InvalidPlan(String),

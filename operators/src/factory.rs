@@ -4,21 +4,34 @@ use sluice_proto::operator_spec::Kind;
 use sluice_proto::{AggregateFunction, OperatorSpec};
 
 use crate::connectors::{create_sink, create_source};
+use crate::ml::secrets::{resolve, SecretSources};
 use crate::schema::decode_schema;
 use crate::transforms::keyed_aggregate::{Call, KeyedAggregate};
+use crate::transforms::calc::Calc;
 use crate::transforms::project::Project;
+use crate::transforms::watermark::WatermarkGenerator;
 use crate::{Operator, OperatorError, Result, Source};
 
+/// What a task manager provides to the operators it builds.
+#[derive(Debug, Clone)]
+pub struct BuildContext {
+    /// Rows per batch that sources emit.
+    pub batch_rows: usize,
+    /// Where `{{ secret.NAME }}` references in model options are resolved.
+    pub secrets: SecretSources,
+}
+
 /// Builds the source at the head of a source chain.
-pub fn build_source(spec: &OperatorSpec, batch_rows: usize) -> Result<Box<dyn Source>> {
+pub fn build_source(spec: &OperatorSpec, ctx: &BuildContext) -> Result<Box<dyn Source>> {
     match &spec.kind {
-        Some(Kind::Source(connector)) => create_source(connector, batch_rows),
+        Some(Kind::Source(connector)) => create_source(connector, ctx.batch_rows),
         _ => Err(OperatorError::InvalidPlan(format!("operator '{}' is not a source", spec.name))),
     }
 }
 
 /// Builds a transform or sink.
-pub fn build_operator(spec: &OperatorSpec, batch_rows: usize) -> Result<Box<dyn Operator>> {
+pub fn build_operator(spec: &OperatorSpec, ctx: &BuildContext) -> Result<Box<dyn Operator>> {
+    let batch_rows = ctx.batch_rows;
     match &spec.kind {
         Some(Kind::Sink(connector)) => create_sink(connector),
         Some(Kind::Project(project)) => Ok(Box::new(Project::new(
@@ -42,6 +55,19 @@ pub fn build_operator(spec: &OperatorSpec, batch_rows: usize) -> Result<Box<dyn 
                 decode_schema(&agg.output_schema)?,
                 batch_rows,
             )?))
+        }
+        Some(Kind::Calc(calc)) => Ok(Box::new(Calc::from_spec(calc)?)),
+        Some(Kind::Watermark(spec)) => Ok(Box::new(WatermarkGenerator::from_spec(spec)?)),
+        Some(Kind::MlPredict(spec)) => {
+            let context = format!("model '{}'", spec.model);
+            // Secrets resolve when the job starts, never in the plan.
+            for value in spec.options.values() {
+                resolve(value, &ctx.secrets).map_err(|e| OperatorError::config(context.clone(), e.to_string()))?;
+            }
+            Err(OperatorError::config(
+                context,
+                format!("the '{}' provider cannot run in this build yet; ML_PREDICT is planned and validated only", spec.provider),
+            ))
         }
         Some(Kind::Source(_)) => {
             Err(OperatorError::InvalidPlan(format!("source '{}' in the middle of a chain", spec.name)))

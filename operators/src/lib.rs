@@ -8,9 +8,11 @@
 pub mod factory;
 pub mod connectors;
 pub mod error;
+pub mod expr;
 pub mod graph;
 pub mod keys;
 pub mod message;
+pub mod ml;
 pub mod operator;
 pub mod options;
 pub mod rate;
@@ -19,4 +21,4 @@ pub mod transforms;
 
 pub use error::{OperatorError, Result};
 pub use message::{Barrier, Message};
-pub use operator::{Operator, Source, SourcePoll, TaskContext};
+pub use operator::{Collector, Operator, Source, SourcePoll, TaskContext};

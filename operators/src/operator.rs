@@ -3,7 +3,48 @@
 use arrow::record_batch::RecordBatch;
 use async_trait::async_trait;
 
-use crate::{Barrier, Result};
+use crate::{Barrier, Message, Result};
+
+/// Collects what an operator emits, in order: batches and watermarks.
+#[derive(Debug, Default)]
+pub struct Collector {
+    messages: Vec<Message>,
+}
+
+impl Collector {
+    /// Emits a batch (empty batches are dropped).
+    pub fn batch(&mut self, batch: RecordBatch) {
+        if batch.num_rows() > 0 {
+            self.messages.push(Message::Data(batch));
+        }
+    }
+
+    /// Emits a watermark.
+    pub fn watermark(&mut self, watermark: i64) {
+        self.messages.push(Message::Watermark(watermark));
+    }
+
+    /// Emits any message (used by the task to forward control signals).
+    pub fn message(&mut self, message: Message) {
+        match message {
+            Message::Data(batch) => self.batch(batch),
+            other => self.messages.push(other),
+        }
+    }
+
+    /// Takes everything emitted so far.
+    pub fn take(&mut self) -> Vec<Message> {
+        std::mem::take(&mut self.messages)
+    }
+
+    /// The batches emitted so far (for tests and simple callers).
+    pub fn batches(&self) -> Vec<RecordBatch> {
+        self.messages
+            .iter()
+            .filter_map(|m| if let Message::Data(b) = m { Some(b.clone()) } else { None })
+            .collect()
+    }
+}
 
 /// What a running subtask knows about itself.
 #[derive(Debug, Clone)]
@@ -37,7 +78,8 @@ impl TaskContext {
 }
 
 /// A transform or sink. The task calls it with each message of its input, in order;
-/// output batches are appended to `out` and passed down the chain.
+/// what it emits into the [`Collector`] goes down the chain. Barriers and the end of input
+/// are forwarded by the task after the operator has handled them.
 #[async_trait]
 pub trait Operator: Send {
     /// Called once before the first message.
@@ -46,20 +88,21 @@ pub trait Operator: Send {
     }
 
     /// Processes one batch.
-    async fn process_batch(&mut self, batch: RecordBatch, out: &mut Vec<RecordBatch>) -> Result<()>;
+    async fn process_batch(&mut self, batch: RecordBatch, out: &mut Collector) -> Result<()>;
 
-    /// A watermark arrived; returns the watermark to forward downstream, if any.
-    async fn on_watermark(&mut self, watermark: i64, _out: &mut Vec<RecordBatch>) -> Result<Option<i64>> {
-        Ok(Some(watermark))
+    /// A watermark arrived; the default forwards it. An operator may hold it back.
+    async fn on_watermark(&mut self, watermark: i64, out: &mut Collector) -> Result<()> {
+        out.watermark(watermark);
+        Ok(())
     }
 
     /// A checkpoint barrier arrived on every input; it is forwarded after this returns.
-    async fn on_barrier(&mut self, _barrier: Barrier, _out: &mut Vec<RecordBatch>) -> Result<()> {
+    async fn on_barrier(&mut self, _barrier: Barrier, _out: &mut Collector) -> Result<()> {
         Ok(())
     }
 
     /// Every input has ended: emit what is left and flush external systems.
-    async fn finish(&mut self, _out: &mut Vec<RecordBatch>) -> Result<()> {
+    async fn finish(&mut self, _out: &mut Collector) -> Result<()> {
         Ok(())
     }
 }

@@ -2,9 +2,10 @@
 //! `SET`, `INSERT INTO ... SELECT`, statement sets) into a [`JobGraph`](sluice_proto::JobGraph).
 //!
 //! The work is split so that later planners can reuse the first stages:
-//! [`parser`] turns text into statements, [`catalog`] keeps the declared tables,
-//! [`planner`] turns INSERTs into a job graph, and every stage reports a located
-//! [`SqlError`].
+//! [`parser`] turns text into statements (Flink's DDL, CREATE MODEL, ML_PREDICT calls, ...),
+//! [`catalog`] keeps the declared tables, views and models (model options are checked by
+//! [`sluice_operators::ml`]), [`plan`] turns INSERTs into a job graph through DataFusion, [`session`] runs statements, and every stage
+//! reports a located [`SqlError`].
 //!
 //! ```
 //! let script = "
@@ -20,8 +21,10 @@
 pub mod catalog;
 pub mod error;
 pub mod parser;
-pub mod planner;
+pub mod plan;
+pub mod session;
 pub mod types;
 
 pub use error::SqlError;
-pub use planner::{plan, Plan, PlanOptions};
+pub use plan::Plan;
+pub use session::{plan, Outcome, PlanOptions, ScriptOutcome, Session};

@@ -70,8 +70,8 @@ fn unknown_qualifier() {
 
 #[test]
 fn unknown_type_lists_the_supported_ones() {
-    let script = "CREATE TABLE t (id BIGINT, price DECIMAL(10, 2)) WITH ('connector' = 'datagen');";
-    expect(script, "unsupported column type DECIMAL(10,2); supported types are STRING", 1, 34);
+    let script = "CREATE TABLE t (id BIGINT, price MONEY) WITH ('connector' = 'datagen');";
+    expect(script, "unsupported column type MONEY; supported types are STRING", 1, 34);
 }
 
 #[test]
@@ -212,7 +212,7 @@ fn no_insert() {
 
 #[test]
 fn unsupported_statement_kind() {
-    expect(&with_tables("DROP TABLE orders;"), "DROP TABLE statements are not supported", 3, 1);
+    expect(&with_tables("CREATE FUNCTION f AS 'x';"), "CREATE FUNCTION statements are not supported", 3, 1);
 }
 
 #[test]

@@ -9,17 +9,31 @@ use anyhow::{Context, Result};
 use serde_json::json;
 use sluice_proto::job_manager_client::JobManagerClient;
 use sluice_proto::{CancelJobRequest, GetJobStatusRequest, JobState, JobStatus, ListJobsRequest, SubmitJobRequest, TaskState};
-use sluice_sql::{Plan, PlanOptions};
+use sluice_sql::{Plan, PlanOptions, Session};
 use tonic::transport::{Channel, Endpoint};
 
 use crate::{ClusterArgs, ExplainArgs, JobArgs, StatusArgs, SubmitArgs};
 
-/// Reads and plans a SQL file; errors name the file, line and column.
-pub fn plan_file(file: &Path, parallelism: Option<u32>) -> Result<Plan> {
+/// Runs a SQL file's statements: prints what SHOW, DESCRIBE and EXPLAIN return, and
+/// returns the job of its INSERTs and queries, if any. Errors name the file, line and column.
+pub fn run_file(file: &Path, parallelism: Option<u32>) -> Result<Option<Plan>> {
     let script =
         std::fs::read_to_string(file).with_context(|| format!("cannot read SQL file '{}'", file.display()))?;
     let options = PlanOptions { default_parallelism: parallelism, job_name: None };
-    sluice_sql::plan(&script, &options).map_err(|e| anyhow::anyhow!("{}: {}", file.display(), e.render(&script)))
+    let outcome = Session::new(options)
+        .run_script(&script)
+        .map_err(|e| anyhow::anyhow!("{}: {}", file.display(), e.render(&script)))?;
+    for text in &outcome.text {
+        println!("{}", text.trim_end());
+    }
+    Ok(outcome.plan)
+}
+
+/// Like [`run_file`], but a script without a job is an error.
+pub fn plan_file(file: &Path, parallelism: Option<u32>) -> Result<Plan> {
+    run_file(file, parallelism)?.with_context(|| {
+        format!("{}: the script has no INSERT INTO statement or query; nothing to run", file.display())
+    })
 }
 
 /// Connects to the jobmanager at `address`.
@@ -165,7 +179,8 @@ pub async fn cancel(args: JobArgs) -> Result<ExitCode> {
 
 /// `sluice explain`.
 pub fn explain(args: ExplainArgs) -> Result<ExitCode> {
-    let plan = plan_file(&args.file, args.parallelism)?;
-    println!("{}", plan.explain);
+    if let Some(plan) = run_file(&args.file, args.parallelism)? {
+        println!("{}", plan.explain.trim_end());
+    }
     Ok(ExitCode::SUCCESS)
 }

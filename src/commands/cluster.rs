@@ -5,6 +5,7 @@ use std::process::ExitCode;
 
 use anyhow::{Context, Result};
 use sluice_jobmanager::{BoundJobManager, JobManagerConfig};
+use sluice_operators::ml::secrets::SecretSources;
 use sluice_taskmanager::{TaskManager, TaskManagerConfig};
 
 use crate::config::{duration, ConfigFile};
@@ -90,6 +91,9 @@ pub async fn taskmanager(args: TaskManagerArgs) -> Result<ExitCode> {
         config.bind = socket_address("bind", &bind)?;
     }
     config.advertise_host = args.advertise_host.or(file.advertise_host);
+    if let Some(path) = args.secrets_file.or(file.secrets_file) {
+        config.secrets = SecretSources::with_file(&path)?;
+    }
     TaskManager::run(config, shutdown_signal()).await?;
     Ok(ExitCode::SUCCESS)
 }

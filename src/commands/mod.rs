@@ -2,4 +2,6 @@
 
 pub mod client;
 pub mod cluster;
+pub mod embedded;
 pub mod run;
+pub mod shell;

@@ -5,7 +5,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use sluice_operators::factory::{build_operator, build_source};
+use sluice_operators::factory::{build_operator, build_source, BuildContext};
 use sluice_operators::keys::KeyHasher;
 use sluice_operators::schema::decode_schema;
 use sluice_operators::{Message, TaskContext};
@@ -42,6 +42,7 @@ pub fn prepare(
     request: &DeployTasksRequest,
     me: &str,
     limits: ExchangeLimits,
+    build: &BuildContext,
     registry: &ExchangeRegistry,
 ) -> Result<Prepared, TaskError> {
     let graph = request.graph.as_ref().ok_or_else(|| TaskError::Deployment("no job graph".into()))?;
@@ -129,9 +130,9 @@ pub fn prepare(
             let channels = inputs.remove(&k).unwrap_or_default();
             (Head::Inputs(InputGate::new(channels)), &vertex.operators[..])
         } else {
-            (Head::Source(build_source(&vertex.operators[0], limits.batch_rows)?), &vertex.operators[1..])
+            (Head::Source(build_source(&vertex.operators[0], build)?), &vertex.operators[1..])
         };
-        let chain = rest.iter().map(|op| build_operator(op, limits.batch_rows)).collect::<Result<Vec<_>, _>>()?;
+        let chain = rest.iter().map(|op| build_operator(op, build)).collect::<Result<Vec<_>, _>>()?;
         let ctx = TaskContext {
             job_id: request.job_id.clone(),
             vertex_id: vertex.id,

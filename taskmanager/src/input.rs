@@ -45,8 +45,9 @@ impl InputGate {
         self.inputs.iter().all(|i| i.ended || i.blocked)
     }
 
-    fn min_watermark(&self) -> i64 {
-        self.inputs.iter().filter(|i| !i.ended).map(|i| i.watermark).min().unwrap_or(i64::MAX)
+    /// The minimum watermark over the inputs still open; `None` when all have ended.
+    fn min_watermark(&self) -> Option<i64> {
+        self.inputs.iter().filter(|i| !i.ended).map(|i| i.watermark).min()
     }
 
     /// The next message for the task; `EndOfInput` once, when every input has ended.
@@ -101,9 +102,7 @@ impl InputGate {
                 Some(Message::EndOfInput) => {
                     input.ended = true;
                     if let Some(advanced) = self.advance_watermark() {
-                        if self.inputs.iter().any(|i| !i.ended) {
-                            return Ok(Message::Watermark(advanced));
-                        }
+                        return Ok(Message::Watermark(advanced));
                     }
                 }
             }
@@ -111,12 +110,12 @@ impl InputGate {
     }
 
     fn advance_watermark(&mut self) -> Option<i64> {
-        let min = self.min_watermark();
-        if min > self.watermark && min != i64::MAX {
-            self.watermark = min;
-            Some(min)
-        } else {
-            None
+        match self.min_watermark() {
+            Some(min) if min > self.watermark => {
+                self.watermark = min;
+                Some(min)
+            }
+            _ => None,
         }
     }
 }

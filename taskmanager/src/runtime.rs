@@ -19,6 +19,8 @@ use tonic::transport::{Channel, Endpoint, Server};
 use tonic::{Request, Response, Status};
 
 use crate::deploy::prepare;
+use sluice_operators::factory::BuildContext;
+use sluice_operators::ml::secrets::SecretSources;
 use crate::exchange::{read_remote, DataExchangeService, ExchangeRegistry};
 use crate::metrics::TaskMetrics;
 use crate::output::ExchangeLimits;
@@ -38,6 +40,8 @@ pub struct TaskManagerConfig {
     pub limits: ExchangeLimits,
     /// With no answer from the jobmanager for this long, running tasks are canceled.
     pub jobmanager_timeout: Duration,
+    /// Where model secrets are resolved: the environment, then an optional secrets file.
+    pub secrets: SecretSources,
 }
 
 impl TaskManagerConfig {
@@ -50,6 +54,7 @@ impl TaskManagerConfig {
             advertise_host: None,
             limits: ExchangeLimits::default(),
             jobmanager_timeout: Duration::from_secs(10),
+            secrets: SecretSources::environment(),
         }
     }
 }
@@ -261,7 +266,8 @@ impl TaskExecutor for TaskManager {
     async fn deploy_tasks(&self, request: Request<DeployTasksRequest>) -> Result<Response<Ack>, Status> {
         let request = request.into_inner();
         let inner = &self.inner;
-        let prepared = match prepare(&request, &request.task_manager_id, inner.config.limits, &inner.registry) {
+        let build = BuildContext { batch_rows: inner.config.limits.batch_rows, secrets: inner.config.secrets.clone() };
+        let prepared = match prepare(&request, &request.task_manager_id, inner.config.limits, &build, &inner.registry) {
             Ok(p) => p,
             Err(e) => {
                 inner.registry.remove_job(&request.job_id);

@@ -3,8 +3,7 @@
 
 use std::sync::Arc;
 
-use arrow::record_batch::RecordBatch;
-use sluice_operators::{Barrier, Message, Operator, Source, SourcePoll, TaskContext};
+use sluice_operators::{Collector, Message, Operator, Source, SourcePoll, TaskContext};
 
 use crate::error::TaskError;
 use crate::input::InputGate;
@@ -37,60 +36,30 @@ impl Chain {
         Ok(())
     }
 
-    async fn process(&mut self, mut batches: Vec<RecordBatch>) -> Result<Vec<RecordBatch>, TaskError> {
+    /// Passes a message through every operator; returns what leaves the chain, in order.
+    /// Barriers and the end of input are forwarded by the chain after each operator has
+    /// handled them, so no operator can swallow them.
+    async fn process(&mut self, message: Message) -> Result<Vec<Message>, TaskError> {
+        let mut current = vec![message];
         for op in &mut self.operators {
-            let mut next = Vec::new();
-            for batch in batches {
-                op.process_batch(batch, &mut next).await?;
+            let mut out = Collector::default();
+            for message in current {
+                match message {
+                    Message::Data(batch) => op.process_batch(batch, &mut out).await?,
+                    Message::Watermark(w) => op.on_watermark(w, &mut out).await?,
+                    Message::Barrier(b) => {
+                        op.on_barrier(b, &mut out).await?;
+                        out.message(Message::Barrier(b));
+                    }
+                    Message::EndOfInput => {
+                        op.finish(&mut out).await?;
+                        out.message(Message::EndOfInput);
+                    }
+                }
             }
-            batches = next;
+            current = out.take();
         }
-        Ok(batches)
-    }
-
-    /// Passes a barrier down the chain after the batches each operator emits before it.
-    async fn barrier(&mut self, barrier: Barrier) -> Result<Vec<RecordBatch>, TaskError> {
-        let mut emitted: Vec<RecordBatch> = Vec::new();
-        for op in &mut self.operators {
-            let mut out = Vec::new();
-            for batch in std::mem::take(&mut emitted) {
-                op.process_batch(batch, &mut out).await?;
-            }
-            op.on_barrier(barrier, &mut out).await?;
-            emitted = out;
-        }
-        Ok(emitted)
-    }
-
-    /// Passes a watermark down the chain; returns the batches emitted and the watermark to forward.
-    async fn watermark(&mut self, watermark: i64) -> Result<(Vec<RecordBatch>, Option<i64>), TaskError> {
-        let mut emitted: Vec<RecordBatch> = Vec::new();
-        let mut current = Some(watermark);
-        for i in 0..self.operators.len() {
-            let mut out = Vec::new();
-            for batch in std::mem::take(&mut emitted) {
-                self.operators[i].process_batch(batch, &mut out).await?;
-            }
-            if let Some(w) = current {
-                current = self.operators[i].on_watermark(w, &mut out).await?;
-            }
-            emitted = out;
-        }
-        Ok((emitted, current))
-    }
-
-    /// Ends the input of every operator in order, carrying what each emits to the next.
-    async fn finish(&mut self) -> Result<Vec<RecordBatch>, TaskError> {
-        let mut carried: Vec<RecordBatch> = Vec::new();
-        for i in 0..self.operators.len() {
-            let mut out = Vec::new();
-            for batch in std::mem::take(&mut carried) {
-                self.operators[i].process_batch(batch, &mut out).await?;
-            }
-            self.operators[i].finish(&mut out).await?;
-            carried = out;
-        }
-        Ok(carried)
+        Ok(current)
     }
 }
 
@@ -119,17 +88,22 @@ impl Task {
         }
     }
 
-    async fn emit(&mut self, batches: Vec<RecordBatch>) -> Result<(), TaskError> {
-        for batch in batches {
-            self.outputs.send_batch(batch).await?;
+    /// Feeds one message into the chain and sends what comes out; true after end of input.
+    async fn handle(&mut self, message: Message) -> Result<bool, TaskError> {
+        if let Message::Data(batch) = &message {
+            self.metrics.add_rows_in(batch.num_rows());
         }
-        Ok(())
-    }
-
-    async fn end(&mut self) -> Result<(), TaskError> {
-        let rest = self.chain.finish().await?;
-        self.emit(rest).await?;
-        self.outputs.send_control(Message::EndOfInput).await
+        let mut ended = false;
+        for out in self.chain.process(message).await? {
+            match out {
+                Message::Data(batch) => self.outputs.send_batch(batch).await?,
+                control => {
+                    ended |= matches!(control, Message::EndOfInput);
+                    self.outputs.send_control(control).await?;
+                }
+            }
+        }
+        Ok(ended)
     }
 
     async fn run_source(&mut self, mut source: Box<dyn Source>) -> Result<(), TaskError> {
@@ -137,12 +111,15 @@ impl Task {
         loop {
             match source.poll_next().await? {
                 SourcePoll::Batch(batch) => {
-                    self.metrics.add_rows_in(batch.num_rows());
-                    let out = self.chain.process(vec![batch]).await?;
-                    self.emit(out).await?;
+                    self.handle(Message::Data(batch)).await?;
                 }
                 SourcePoll::Idle => {}
-                SourcePoll::Finished => return self.end().await,
+                SourcePoll::Finished => {
+                    // A bounded input ends event time too, so event-time results are emitted.
+                    self.handle(Message::Watermark(i64::MAX)).await?;
+                    self.handle(Message::EndOfInput).await?;
+                    return Ok(());
+                }
             }
             if self.outputs.linger_deadline().is_some_and(|d| d <= tokio::time::Instant::now()) {
                 self.outputs.flush_lingering().await?;
@@ -162,25 +139,8 @@ impl Task {
                 },
                 None => gate.next().await?,
             };
-            match message {
-                Message::Data(batch) => {
-                    self.metrics.add_rows_in(batch.num_rows());
-                    let out = self.chain.process(vec![batch]).await?;
-                    self.emit(out).await?;
-                }
-                Message::Watermark(w) => {
-                    let (out, forward) = self.chain.watermark(w).await?;
-                    self.emit(out).await?;
-                    if let Some(w) = forward {
-                        self.outputs.send_control(Message::Watermark(w)).await?;
-                    }
-                }
-                Message::Barrier(barrier) => {
-                    let out = self.chain.barrier(barrier).await?;
-                    self.emit(out).await?;
-                    self.outputs.send_control(Message::Barrier(barrier)).await?;
-                }
-                Message::EndOfInput => return self.end().await,
+            if self.handle(message).await? {
+                return Ok(());
             }
         }
     }

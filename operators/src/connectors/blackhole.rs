@@ -3,7 +3,7 @@
 use arrow::record_batch::RecordBatch;
 use async_trait::async_trait;
 
-use crate::{Operator, Result};
+use crate::{Collector, Operator, Result};
 
 /// A sink that discards its input.
 #[derive(Debug, Default)]
@@ -11,7 +11,7 @@ pub struct BlackholeSink;
 
 #[async_trait]
 impl Operator for BlackholeSink {
-    async fn process_batch(&mut self, _batch: RecordBatch, _out: &mut Vec<RecordBatch>) -> Result<()> {
+    async fn process_batch(&mut self, _batch: RecordBatch, _out: &mut Collector) -> Result<()> {
         Ok(())
     }
 }

@@ -16,7 +16,7 @@ use arrow::record_batch::RecordBatch;
 use async_trait::async_trait;
 
 use crate::options::Options;
-use crate::{Operator, OperatorError, Result, Source, SourcePoll, TaskContext};
+use crate::{Collector, Operator, OperatorError, Result, Source, SourcePoll, TaskContext};
 
 /// Record formats of the filesystem connector.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -385,7 +385,7 @@ impl Operator for FileSink {
         Ok(())
     }
 
-    async fn process_batch(&mut self, batch: RecordBatch, _out: &mut Vec<RecordBatch>) -> Result<()> {
+    async fn process_batch(&mut self, batch: RecordBatch, _out: &mut Collector) -> Result<()> {
         if batch.num_rows() == 0 {
             return Ok(());
         }
@@ -404,7 +404,7 @@ impl Operator for FileSink {
         Ok(())
     }
 
-    async fn finish(&mut self, _out: &mut Vec<RecordBatch>) -> Result<()> {
+    async fn finish(&mut self, _out: &mut Collector) -> Result<()> {
         self.commit_part()
     }
 }
@@ -452,10 +452,10 @@ mod tests {
                 vec![Arc::new(Int64Array::from(vec![1, 2, 3])), Arc::new(StringArray::from(vec![Some("a"), None, Some("c,d")]))],
             )
             .unwrap();
-            sink.process_batch(batch.clone(), &mut Vec::new()).await.unwrap();
+            sink.process_batch(batch.clone(), &mut Collector::default()).await.unwrap();
             let names: Vec<String> = fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into()).collect();
             assert!(names.iter().all(|n| n.starts_with('.')), "{names:?}");
-            sink.finish(&mut Vec::new()).await.unwrap();
+            sink.finish(&mut Collector::default()).await.unwrap();
             let names: Vec<String> = fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into()).collect();
             assert_eq!(names.len(), 1);
             assert!(names[0].starts_with("part-") && names[0].ends_with(format), "{names:?}");

@@ -17,7 +17,7 @@ use sluice_proto::ConnectorSpec;
 use crate::options::{closest, Options};
 use crate::rate::RateLimiter;
 use crate::schema::decode_schema;
-use crate::{Operator, OperatorError, Result, Source, TaskContext};
+use crate::{Collector, Operator, OperatorError, Result, Source, TaskContext};
 
 /// Where a table is used in a plan.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -140,20 +140,20 @@ impl Operator for Paced {
         self.inner.open(ctx).await
     }
 
-    async fn process_batch(&mut self, batch: RecordBatch, out: &mut Vec<RecordBatch>) -> Result<()> {
+    async fn process_batch(&mut self, batch: RecordBatch, out: &mut Collector) -> Result<()> {
         self.limiter.acquire(batch.num_rows() as u64).await;
         self.inner.process_batch(batch, out).await
     }
 
-    async fn on_watermark(&mut self, watermark: i64, out: &mut Vec<RecordBatch>) -> Result<Option<i64>> {
+    async fn on_watermark(&mut self, watermark: i64, out: &mut Collector) -> Result<()> {
         self.inner.on_watermark(watermark, out).await
     }
 
-    async fn on_barrier(&mut self, barrier: crate::Barrier, out: &mut Vec<RecordBatch>) -> Result<()> {
+    async fn on_barrier(&mut self, barrier: crate::Barrier, out: &mut Collector) -> Result<()> {
         self.inner.on_barrier(barrier, out).await
     }
 
-    async fn finish(&mut self, out: &mut Vec<RecordBatch>) -> Result<()> {
+    async fn finish(&mut self, out: &mut Collector) -> Result<()> {
         self.inner.finish(out).await
     }
 }

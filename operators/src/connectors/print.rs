@@ -8,7 +8,7 @@ use arrow::util::display::{ArrayFormatter, FormatOptions};
 use async_trait::async_trait;
 
 use crate::options::Options;
-use crate::{Operator, OperatorError, Result, TaskContext};
+use crate::{Collector, Operator, OperatorError, Result, TaskContext};
 
 /// Parsed `print` options.
 #[derive(Debug, Clone)]
@@ -69,7 +69,7 @@ impl Operator for PrintSink {
         Ok(())
     }
 
-    async fn process_batch(&mut self, batch: RecordBatch, _out: &mut Vec<RecordBatch>) -> Result<()> {
+    async fn process_batch(&mut self, batch: RecordBatch, _out: &mut Collector) -> Result<()> {
         let mut text = String::new();
         for row in format_rows(&batch)? {
             text.push_str(&self.prefix);

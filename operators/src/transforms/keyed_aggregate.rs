@@ -14,7 +14,7 @@ use arrow::row::{RowConverter, SortField};
 use async_trait::async_trait;
 use sluice_proto::AggregateFunction;
 
-use crate::{Operator, OperatorError, Result};
+use crate::{Collector, Operator, OperatorError, Result};
 
 /// The result type of `function` over an input of `input` type; `None` if unsupported.
 pub fn output_type(function: AggregateFunction, input: Option<&DataType>) -> Option<DataType> {
@@ -22,6 +22,7 @@ pub fn output_type(function: AggregateFunction, input: Option<&DataType>) -> Opt
         (AggregateFunction::CountStar, _) | (AggregateFunction::Count, Some(_)) => Some(DataType::Int64),
         (AggregateFunction::Sum, Some(t)) if t.is_integer() => Some(DataType::Int64),
         (AggregateFunction::Sum, Some(t)) if t.is_floating() => Some(DataType::Float64),
+        (AggregateFunction::Avg, Some(t)) if t.is_integer() || t.is_floating() => Some(DataType::Float64),
         (AggregateFunction::Min | AggregateFunction::Max, Some(t)) => Some(t.clone()),
         _ => None,
     }
@@ -40,6 +41,7 @@ enum Acc {
     Count(i64),
     SumInt(Option<i64>),
     SumFloat(Option<f64>),
+    Avg { sum: f64, count: i64 },
     /// MIN/MAX keep the extreme value in Arrow's order-preserving row encoding.
     Extreme(Option<Vec<u8>>),
 }
@@ -110,6 +112,7 @@ impl KeyedAggregate {
                 AggregateFunction::CountStar | AggregateFunction::Count => Acc::Count(0),
                 AggregateFunction::Sum if self.output_is_float(call) => Acc::SumFloat(None),
                 AggregateFunction::Sum => Acc::SumInt(None),
+                AggregateFunction::Avg => Acc::Avg { sum: 0.0, count: 0 },
                 AggregateFunction::Min | AggregateFunction::Max => {
                     debug_assert!(conv.is_some());
                     Acc::Extreme(None)
@@ -148,6 +151,10 @@ impl KeyedAggregate {
                             acc_chunk.iter().map(|a| if let Acc::SumInt(v) = a[i] { v } else { None }),
                         )),
                     },
+                    AggregateFunction::Avg => Arc::new(Float64Array::from_iter(acc_chunk.iter().map(|a| match a[i] {
+                        Acc::Avg { sum, count } if count > 0 => Some(sum / count as f64),
+                        _ => None,
+                    }))),
                     AggregateFunction::Min | AggregateFunction::Max => {
                         let conv = self.value_converters[i].as_ref().expect("MIN/MAX calls have a converter");
                         let data_type = self.output_schema.field(self.key_columns.len() + i).data_type().clone();
@@ -200,7 +207,7 @@ fn extremes_to_array<'a>(
 
 #[async_trait]
 impl Operator for KeyedAggregate {
-    async fn process_batch(&mut self, batch: RecordBatch, _out: &mut Vec<RecordBatch>) -> Result<()> {
+    async fn process_batch(&mut self, batch: RecordBatch, _out: &mut Collector) -> Result<()> {
         let keys: Vec<ArrayRef> = self.key_columns.iter().map(|&c| batch.column(c).clone()).collect();
         let rows = self.key_converter.convert_columns(&keys).map_err(|e| OperatorError::arrow("GROUP BY keys", e))?;
         // Per call: the input column prepared for fast access.
@@ -216,7 +223,7 @@ impl Operator for KeyedAggregate {
             let column = call.column.map(|c| batch.column(c).clone());
             inputs.push(match (call.function, column) {
                 (AggregateFunction::Count, Some(c)) => Input::Valid(c),
-                (AggregateFunction::Sum, Some(c)) if c.data_type().is_floating() => Input::Float(
+                (AggregateFunction::Sum | AggregateFunction::Avg, Some(c)) if c.data_type().is_floating() || call.function == AggregateFunction::Avg => Input::Float(
                     cast(&c, &DataType::Float64).map_err(|e| OperatorError::arrow("SUM", e))?.as_primitive::<Float64Type>().clone(),
                 ),
                 (AggregateFunction::Sum, Some(c)) => Input::Int(
@@ -256,6 +263,10 @@ impl Operator for KeyedAggregate {
                         })?);
                     }
                     (Acc::SumFloat(s), Input::Float(c)) if c.is_valid(row) => *s = Some(s.unwrap_or(0.0) + c.value(row)),
+                    (Acc::Avg { sum, count }, Input::Float(c)) if c.is_valid(row) => {
+                        *sum += c.value(row);
+                        *count += 1;
+                    }
                     (Acc::Extreme(current), Input::Rows(r)) => {
                         let valid = min_max_columns[i].as_ref().is_some_and(|c| c.is_valid(row));
                         if valid {
@@ -277,8 +288,10 @@ impl Operator for KeyedAggregate {
         Ok(())
     }
 
-    async fn finish(&mut self, out: &mut Vec<RecordBatch>) -> Result<()> {
-        out.extend(self.emit()?);
+    async fn finish(&mut self, out: &mut Collector) -> Result<()> {
+        for batch in self.emit()? {
+            out.batch(batch);
+        }
         Ok(())
     }
 }
@@ -302,6 +315,7 @@ mod tests {
             Field::new("s", DataType::Int64, true),
             Field::new("lo", DataType::Int32, true),
             Field::new("hi", DataType::Int32, true),
+            Field::new("avg", DataType::Float64, true),
         ]));
         let calls = vec![
             Call { function: AggregateFunction::CountStar, column: None },
@@ -309,6 +323,7 @@ mod tests {
             Call { function: AggregateFunction::Sum, column: Some(1) },
             Call { function: AggregateFunction::Min, column: Some(1) },
             Call { function: AggregateFunction::Max, column: Some(1) },
+            Call { function: AggregateFunction::Avg, column: Some(1) },
         ];
         let mut agg = KeyedAggregate::new(&input, vec![0], calls, output, 2).unwrap();
         let batch = RecordBatch::try_new(
@@ -319,21 +334,22 @@ mod tests {
             ],
         )
         .unwrap();
-        agg.process_batch(batch.clone(), &mut Vec::new()).await.unwrap();
-        agg.process_batch(batch, &mut Vec::new()).await.unwrap();
-        let mut out = Vec::new();
-        agg.finish(&mut out).await.unwrap();
+        agg.process_batch(batch.clone(), &mut Collector::default()).await.unwrap();
+        agg.process_batch(batch, &mut Collector::default()).await.unwrap();
+        let mut collector = Collector::default();
+        agg.finish(&mut collector).await.unwrap();
+        let out = collector.batches();
         assert_eq!(out.len(), 2, "three groups in batches of two");
         let all = arrow::compute::concat_batches(&out[0].schema(), &out).unwrap();
         let text = arrow::util::pretty::pretty_format_batches(&[all]).unwrap().to_string();
         let expected = "\
-+---+---+---+----+----+----+
-| k | n | c | s  | lo | hi |
-+---+---+---+----+----+----+
-| a | 6 | 4 | 24 | 5  | 7  |
-| b | 2 | 2 | -2 | -1 | -1 |
-| c | 2 | 0 |    |    |    |
-+---+---+---+----+----+----+";
++---+---+---+----+----+----+------+
+| k | n | c | s  | lo | hi | avg  |
++---+---+---+----+----+----+------+
+| a | 6 | 4 | 24 | 5  | 7  | 6.0  |
+| b | 2 | 2 | -2 | -1 | -1 | -1.0 |
+| c | 2 | 0 |    |    |    |      |
++---+---+---+----+----+----+------+";
         assert_eq!(text, expected);
     }
 }

@@ -4,7 +4,7 @@ use arrow::datatypes::SchemaRef;
 use arrow::record_batch::RecordBatch;
 use async_trait::async_trait;
 
-use crate::{Operator, OperatorError, Result};
+use crate::{Collector, Operator, OperatorError, Result};
 
 /// Emits the chosen columns of each batch under the output schema's names.
 pub struct Project {
@@ -21,7 +21,7 @@ impl Project {
 
 #[async_trait]
 impl Operator for Project {
-    async fn process_batch(&mut self, batch: RecordBatch, out: &mut Vec<RecordBatch>) -> Result<()> {
+    async fn process_batch(&mut self, batch: RecordBatch, out: &mut Collector) -> Result<()> {
         let columns = self
             .columns
             .iter()
@@ -33,7 +33,7 @@ impl Operator for Project {
             .collect::<Result<Vec<_>>>()?;
         let projected = RecordBatch::try_new(self.output_schema.clone(), columns)
             .map_err(|e| OperatorError::arrow("projection", e))?;
-        out.push(projected);
+        out.batch(projected);
         Ok(())
     }
 }

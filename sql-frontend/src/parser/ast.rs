@@ -1,0 +1,400 @@
+//! The statements of a script, as [`parse_script`](super::parse_script) returns
+//! them. Every statement and most of its parts keep their [`Location`] in the script, so
+//! later stages can report errors where the user wrote the offending text.
+
+use std::collections::BTreeMap;
+
+use arrow::datatypes::DataType;
+use sqlparser::ast::{Expr, Query};
+use sqlparser::tokenizer::Location;
+
+/// One statement of a script.
+// Statements are few and short-lived; boxing the large variants would only add noise.
+#[allow(clippy::large_enum_variant)]
+#[derive(Debug, Clone)]
+pub enum ScriptStatement {
+    /// `CREATE [TEMPORARY] TABLE ...`
+    CreateTable(CreateTable),
+    /// `CREATE [TEMPORARY] VIEW ...`
+    CreateView(CreateView),
+    /// `CREATE [TEMPORARY] MODEL ...`
+    CreateModel(CreateModel),
+    /// `ALTER MODEL ...`
+    AlterModel(AlterModel),
+    /// `DROP TABLE|VIEW|MODEL ...`
+    Drop(DropObject),
+    /// `SHOW TABLES|VIEWS|MODELS`
+    Show(ShowObjects),
+    /// `SHOW CREATE TABLE|VIEW|MODEL name`
+    ShowCreate(ObjectReference),
+    /// `DESCRIBE [TABLE|VIEW|MODEL] name` (also `DESC`)
+    Describe(ObjectReference),
+    /// `SET 'key' = 'value'`
+    Set(SetOption),
+    /// `RESET ['key']`
+    Reset(ResetOption),
+    /// `INSERT INTO table [(columns)] query`
+    Insert(Insert),
+    /// A query on its own (`SELECT ...`, `WITH ...`, `VALUES ...`).
+    Query(QueryStatement),
+    /// `EXECUTE STATEMENT SET BEGIN ...; END` or `BEGIN STATEMENT SET; ...; END`.
+    StatementSet(StatementSet),
+    /// `EXPLAIN [PLAN FOR] statement`, of an INSERT, a query or a statement set.
+    Explain(Explain),
+}
+
+impl ScriptStatement {
+    /// Where the statement begins (for SET, where its key is).
+    pub fn location(&self) -> Location {
+        match self {
+            ScriptStatement::CreateTable(s) => s.location,
+            ScriptStatement::CreateView(s) => s.location,
+            ScriptStatement::CreateModel(s) => s.location,
+            ScriptStatement::AlterModel(s) => s.location,
+            ScriptStatement::Drop(s) => s.location,
+            ScriptStatement::Show(s) => s.location,
+            ScriptStatement::ShowCreate(s) | ScriptStatement::Describe(s) => s.location,
+            ScriptStatement::Set(s) => s.location,
+            ScriptStatement::Reset(s) => s.location,
+            ScriptStatement::Insert(s) => s.location,
+            ScriptStatement::Query(s) => s.location,
+            ScriptStatement::StatementSet(s) => s.location,
+            ScriptStatement::Explain(s) => s.location,
+        }
+    }
+}
+
+/// The kinds of catalog objects.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ObjectKind {
+    /// A table.
+    Table,
+    /// A view.
+    View,
+    /// A model.
+    Model,
+}
+
+impl ObjectKind {
+    /// The lower-case word for messages ("table", "view", "model").
+    pub fn word(self) -> &'static str {
+        match self {
+            ObjectKind::Table => "table",
+            ObjectKind::View => "view",
+            ObjectKind::Model => "model",
+        }
+    }
+
+    /// The SQL keyword ("TABLE", "VIEW", "MODEL").
+    pub fn keyword(self) -> &'static str {
+        match self {
+            ObjectKind::Table => "TABLE",
+            ObjectKind::View => "VIEW",
+            ObjectKind::Model => "MODEL",
+        }
+    }
+}
+
+/// A name as written and where it is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Name {
+    /// The name, unquoted, in its original spelling.
+    pub value: String,
+    /// Where it is.
+    pub location: Location,
+}
+
+/// One `'key' = 'value'` entry of a `WITH (...)` or `SET (...)` list.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WithOption {
+    /// The option key.
+    pub key: String,
+    /// The option value, unquoted.
+    pub value: String,
+    /// Where the key is.
+    pub key_location: Location,
+    /// Where the value is.
+    pub value_location: Location,
+}
+
+/// What a column of a table holds.
+// A table has few columns; keeping the expression unboxed keeps matching on it simple.
+#[allow(clippy::large_enum_variant)]
+#[derive(Debug, Clone, PartialEq)]
+pub enum ColumnKind {
+    /// Read from and written to the connector.
+    Physical,
+    /// `name AS expr`: computed from other columns when read.
+    Computed {
+        /// The expression.
+        expr: Expr,
+        /// The expression as SQL text.
+        text: String,
+    },
+    /// `name TYPE METADATA [FROM 'key'] [VIRTUAL]`: connector metadata such as a Kafka
+    /// timestamp.
+    Metadata {
+        /// The metadata key (`FROM 'key'`); the column name when absent.
+        key: Option<String>,
+        /// `VIRTUAL`: read-only, not written by sinks.
+        virtual_: bool,
+    },
+}
+
+/// One column of a `CREATE TABLE` or of a model's `INPUT (...)` / `OUTPUT (...)`.
+#[derive(Debug, Clone)]
+pub struct ColumnDef {
+    /// The column name as written.
+    pub name: String,
+    /// Where the column name is.
+    pub location: Location,
+    /// The Arrow type of the declared SQL type; [`DataType::Null`] for a computed column,
+    /// whose type comes from its expression when it is planned.
+    pub data_type: DataType,
+    /// False when declared `NOT NULL` (or part of the primary key).
+    pub nullable: bool,
+    /// What the column holds.
+    pub kind: ColumnKind,
+    /// `COMMENT '...'`.
+    pub comment: Option<String>,
+}
+
+/// `WATERMARK FOR column AS expr`.
+#[derive(Debug, Clone)]
+pub struct WatermarkDef {
+    /// The event-time column.
+    pub column: Name,
+    /// The watermark expression.
+    pub expr: Expr,
+    /// The expression as SQL text.
+    pub text: String,
+    /// Where `WATERMARK` is.
+    pub location: Location,
+}
+
+/// `[CONSTRAINT name] PRIMARY KEY (columns) NOT ENFORCED`, or inline on a column.
+#[derive(Debug, Clone)]
+pub struct PrimaryKeyDef {
+    /// The constraint name, if given.
+    pub name: Option<String>,
+    /// The key columns.
+    pub columns: Vec<Name>,
+    /// Where `PRIMARY` (or `CONSTRAINT`) is.
+    pub location: Location,
+}
+
+/// A `CREATE [TEMPORARY] TABLE [IF NOT EXISTS]` statement.
+#[derive(Debug, Clone)]
+pub struct CreateTable {
+    /// The table name as written.
+    pub name: String,
+    /// Where the table name is.
+    pub location: Location,
+    /// `TEMPORARY` was given.
+    pub temporary: bool,
+    /// `IF NOT EXISTS` was given.
+    pub if_not_exists: bool,
+    /// The columns, in order.
+    pub columns: Vec<ColumnDef>,
+    /// The watermark declaration.
+    pub watermark: Option<WatermarkDef>,
+    /// The primary key.
+    pub primary_key: Option<PrimaryKeyDef>,
+    /// `PARTITIONED BY (columns)`.
+    pub partitioned_by: Vec<Name>,
+    /// `COMMENT '...'`.
+    pub comment: Option<String>,
+    /// The `WITH (...)` options, in order.
+    pub options: Vec<WithOption>,
+}
+
+/// A `CREATE [TEMPORARY] VIEW [IF NOT EXISTS] name [(columns)] AS query` statement.
+#[derive(Debug, Clone)]
+pub struct CreateView {
+    /// The view name as written.
+    pub name: String,
+    /// Where the view name is.
+    pub location: Location,
+    /// `TEMPORARY` was given.
+    pub temporary: bool,
+    /// `IF NOT EXISTS` was given.
+    pub if_not_exists: bool,
+    /// The column names given after the view name (empty: the query's names).
+    pub columns: Vec<Name>,
+    /// `COMMENT '...'`.
+    pub comment: Option<String>,
+    /// The query, with ML_PREDICT calls replaced by placeholder tables.
+    pub query: Box<Query>,
+    /// The ML_PREDICT calls of the query.
+    pub ml_predicts: Vec<MlPredictCall>,
+    /// The query as written.
+    pub text: String,
+}
+
+/// A `CREATE [TEMPORARY] MODEL [IF NOT EXISTS] name INPUT (...) OUTPUT (...) WITH (...)`
+/// statement.
+#[derive(Debug, Clone)]
+pub struct CreateModel {
+    /// The model name as written.
+    pub name: String,
+    /// Where the model name is.
+    pub location: Location,
+    /// `TEMPORARY` was given.
+    pub temporary: bool,
+    /// `IF NOT EXISTS` was given.
+    pub if_not_exists: bool,
+    /// The `INPUT (...)` columns.
+    pub input: Vec<ColumnDef>,
+    /// The `OUTPUT (...)` columns.
+    pub output: Vec<ColumnDef>,
+    /// `COMMENT '...'`.
+    pub comment: Option<String>,
+    /// The `WITH (...)` options, in order (never empty).
+    pub options: Vec<WithOption>,
+    /// Where `WITH` is.
+    pub with_location: Location,
+}
+
+/// What an `ALTER MODEL` does.
+#[derive(Debug, Clone)]
+pub enum AlterModelAction {
+    /// `SET ('key' = 'value', ...)`: adds or replaces options.
+    Set(Vec<WithOption>),
+    /// `RENAME TO new_name`.
+    RenameTo(Name),
+}
+
+/// An `ALTER MODEL [IF EXISTS] name ...` statement.
+#[derive(Debug, Clone)]
+pub struct AlterModel {
+    /// Where `ALTER` is.
+    pub location: Location,
+    /// The model.
+    pub name: Name,
+    /// `IF EXISTS` was given.
+    pub if_exists: bool,
+    /// What changes.
+    pub action: AlterModelAction,
+}
+
+/// A `DROP [TEMPORARY] TABLE|VIEW|MODEL [IF EXISTS] name` statement.
+#[derive(Debug, Clone)]
+pub struct DropObject {
+    /// Where `DROP` is.
+    pub location: Location,
+    /// What is dropped.
+    pub kind: ObjectKind,
+    /// The name.
+    pub name: Name,
+    /// `IF EXISTS` was given.
+    pub if_exists: bool,
+}
+
+/// `SHOW TABLES`, `SHOW VIEWS` or `SHOW MODELS`.
+#[derive(Debug, Clone)]
+pub struct ShowObjects {
+    /// Where `SHOW` is.
+    pub location: Location,
+    /// What is listed.
+    pub kind: ObjectKind,
+}
+
+/// The object of a `DESCRIBE` or `SHOW CREATE` statement.
+#[derive(Debug, Clone)]
+pub struct ObjectReference {
+    /// Where the statement begins.
+    pub location: Location,
+    /// The kind written (`DESCRIBE MODEL m`), or `None` (`DESCRIBE m`: any kind).
+    pub kind: Option<ObjectKind>,
+    /// The name.
+    pub name: Name,
+}
+
+/// A `SET 'key' = 'value'` statement.
+#[derive(Debug, Clone)]
+pub struct SetOption {
+    /// The configuration key.
+    pub key: String,
+    /// The value, unquoted.
+    pub value: String,
+    /// Where the key is.
+    pub location: Location,
+    /// Where the value is.
+    pub value_location: Location,
+}
+
+/// A `RESET ['key']` statement.
+#[derive(Debug, Clone)]
+pub struct ResetOption {
+    /// Where `RESET` is.
+    pub location: Location,
+    /// The key to reset, or `None` for all of them.
+    pub key: Option<String>,
+}
+
+/// One `ML_PREDICT(...)` table-function call, replaced in its query by a placeholder table.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MlPredictCall {
+    /// The placeholder table name standing for the call's result (`__ml_predict_0`, ...).
+    pub placeholder: String,
+    /// The input table or view (`TABLE t`).
+    pub input: String,
+    /// Where the input name is.
+    pub input_location: Location,
+    /// The model (`MODEL m`).
+    pub model: String,
+    /// Where the model name is.
+    pub model_location: Location,
+    /// The input columns passed to the model (`DESCRIPTOR(c1, ...)`), with their locations.
+    pub descriptor: Vec<(String, Location)>,
+    /// The call's runtime config (`MAP['k', 'v', ...]`), keys and values as written.
+    pub config: BTreeMap<String, String>,
+    /// Where `ML_PREDICT` is.
+    pub location: Location,
+}
+
+/// An `INSERT INTO table [(columns)] query` statement.
+#[derive(Debug, Clone)]
+pub struct Insert {
+    /// Where the `INSERT` keyword is.
+    pub location: Location,
+    /// The target table name as written.
+    pub target: String,
+    /// Where the target table name is.
+    pub target_location: Location,
+    /// The target columns, if listed.
+    pub columns: Vec<(String, Location)>,
+    /// The query whose rows are inserted, with ML_PREDICT calls replaced by placeholders.
+    pub query: Box<Query>,
+    /// The ML_PREDICT calls of the query.
+    pub ml_predicts: Vec<MlPredictCall>,
+}
+
+/// A query on its own.
+#[derive(Debug, Clone)]
+pub struct QueryStatement {
+    /// Where the query begins.
+    pub location: Location,
+    /// The query, with ML_PREDICT calls replaced by placeholders.
+    pub query: Box<Query>,
+    /// The ML_PREDICT calls of the query.
+    pub ml_predicts: Vec<MlPredictCall>,
+}
+
+/// A statement set: several INSERTs run as one job.
+#[derive(Debug, Clone)]
+pub struct StatementSet {
+    /// Where the statement set begins.
+    pub location: Location,
+    /// The INSERTs, in order.
+    pub inserts: Vec<Insert>,
+}
+
+/// An `EXPLAIN` statement.
+#[derive(Debug, Clone)]
+pub struct Explain {
+    /// Where `EXPLAIN` is.
+    pub location: Location,
+    /// The explained statement: an INSERT, a query or a statement set.
+    pub statement: Box<ScriptStatement>,
+}

@@ -1,0 +1,63 @@
+//! `INSERT INTO`, queries on their own, and `EXPLAIN`.
+
+use sqlparser::tokenizer::Token;
+
+use super::ast::{Explain, Insert, MlPredictCall, QueryStatement, ScriptStatement};
+use super::cursor::{is_word, Cursor};
+use crate::error::{Result, SqlError};
+
+/// `INSERT INTO table [(columns)] query`.
+pub(super) fn insert(c: &mut Cursor, ml_predicts: Vec<MlPredictCall>) -> Result<Insert> {
+    let location = c.location();
+    c.expect_word("INSERT")?;
+    if c.peek_word("OVERWRITE") {
+        return Err(SqlError::new(c.location(), "INSERT OVERWRITE is not supported yet")
+            .with_hint("streaming jobs append: write INSERT INTO"));
+    }
+    c.expect_word("INTO")?;
+    let target = c.name("a table name")?;
+    let starts_query =
+        |token: &Token| *token == Token::LParen || ["SELECT", "WITH", "VALUES"].iter().any(|w| is_word(token, w));
+    let columns = if c.peek().token == Token::LParen && !starts_query(&c.peek_nth(1).token) {
+        c.name_list("a column name")?.into_iter().map(|n| (n.value, n.location)).collect()
+    } else {
+        Vec::new()
+    };
+    if c.at_end() {
+        return Err(SqlError::new(c.end(), format!("INSERT INTO {} needs a query", target.value))
+            .with_hint(format!("write INSERT INTO {} SELECT ... FROM ...", target.value)));
+    }
+    let query = c.sql(|p| p.parse_query())?;
+    Ok(Insert { location, target: target.value, target_location: target.location, columns, query, ml_predicts })
+}
+
+/// A query on its own.
+pub(super) fn query(c: &mut Cursor, ml_predicts: Vec<MlPredictCall>) -> Result<QueryStatement> {
+    let location = c.location();
+    let query = c.sql(|p| p.parse_query())?;
+    Ok(QueryStatement { location, query, ml_predicts })
+}
+
+/// `EXPLAIN [PLAN FOR] statement` of an INSERT or a query (statement sets are assembled by
+/// the script parser).
+pub(super) fn explain(c: &mut Cursor, calls: &mut Vec<MlPredictCall>) -> Result<ScriptStatement> {
+    let location = c.location();
+    c.expect_word("EXPLAIN")?;
+    for detail in ["ESTIMATED_COST", "CHANGELOG_MODE", "JSON_EXECUTION_PLAN", "PLAN_ADVICE"] {
+        if c.peek_word(detail) {
+            return Err(SqlError::new(c.location(), format!("EXPLAIN {detail} is not supported yet"))
+                .with_hint("write EXPLAIN followed by the statement"));
+        }
+    }
+    c.eat_words(&["PLAN", "FOR"]);
+    let inner_location = c.location();
+    let statement = if c.peek_word("INSERT") {
+        ScriptStatement::Insert(insert(c, std::mem::take(calls))?)
+    } else if c.peek().token == Token::LParen || ["SELECT", "WITH", "VALUES"].iter().any(|w| c.peek_word(w)) {
+        ScriptStatement::Query(query(c, std::mem::take(calls))?)
+    } else {
+        return Err(SqlError::new(inner_location, format!("EXPLAIN of {} is not supported", c.found()))
+            .with_hint("EXPLAIN an INSERT INTO, a SELECT or a statement set (EXPLAIN STATEMENT SET BEGIN ... END)"));
+    };
+    Ok(ScriptStatement::Explain(Explain { location, statement: Box::new(statement) }))
+}

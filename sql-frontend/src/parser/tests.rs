@@ -1,0 +1,273 @@
+//! Tests of the script parser.
+
+use arrow::datatypes::{DataType, TimeUnit};
+use sqlparser::ast::{SetExpr, TableFactor};
+
+use super::*;
+
+fn parse(sql: &str) -> Vec<ScriptStatement> {
+    match parse_script(sql) {
+        Ok(s) => s,
+        Err(e) => panic!("{}", e.render(sql)),
+    }
+}
+
+fn one(sql: &str) -> ScriptStatement {
+    let mut statements = parse(sql);
+    assert_eq!(statements.len(), 1, "{statements:?}");
+    statements.remove(0)
+}
+
+fn error(sql: &str) -> SqlError {
+    match parse_script(sql) {
+        Ok(s) => panic!("expected an error, got {s:?}"),
+        Err(e) => e,
+    }
+}
+
+fn at(line: u64, column: u64) -> Location {
+    Location { line, column }
+}
+
+/// The table names a query's FROM clause reads, with their aliases.
+fn from_tables(query: &sqlparser::ast::Query) -> Vec<(String, Option<String>)> {
+    let SetExpr::Select(select) = query.body.as_ref() else { panic!("{query}") };
+    let factors =
+        select.from.iter().flat_map(|t| std::iter::once(&t.relation).chain(t.joins.iter().map(|j| &j.relation)));
+    factors
+        .map(|f| match f {
+            TableFactor::Table { name, alias, .. } => (name.to_string(), alias.as_ref().map(|a| a.name.value.clone())),
+            other => panic!("{other}"),
+        })
+        .collect()
+}
+
+#[test]
+fn create_table_with_every_kind_of_column() {
+    let statement = one(
+        "-- orders\nCREATE TEMPORARY TABLE IF NOT EXISTS orders (\n  id BIGINT NOT NULL COMMENT 'the id',\n  price DECIMAL(10, 2),\n  \
+         qty INT,\n  total AS price * qty COMMENT 'computed',\n  ts TIMESTAMP(3),\n  ingested TIMESTAMP_LTZ(3) METADATA FROM 'timestamp' VIRTUAL,\n  \
+         part INT METADATA,\n  tags ARRAY<STRING>,\n  attrs MAP<STRING, ARRAY<INT>>,\n  raw BYTES,\n  WATERMARK FOR ts AS ts - INTERVAL '5' SECOND,\n  \
+         CONSTRAINT pk PRIMARY KEY (id) NOT ENFORCED\n) COMMENT 'all orders'\nPARTITIONED BY (part)\nWITH (\n  /* the connector */ 'connector' = 'datagen', -- trailing\n  'number-of-rows' = 10\n);",
+    );
+    let ScriptStatement::CreateTable(t) = statement else { panic!("{statement:?}") };
+    assert_eq!((t.name.as_str(), t.location, t.temporary, t.if_not_exists), ("orders", at(2, 38), true, true));
+    let names: Vec<&str> = t.columns.iter().map(|c| c.name.as_str()).collect();
+    assert_eq!(names, ["id", "price", "qty", "total", "ts", "ingested", "part", "tags", "attrs", "raw"]);
+    assert!(!t.columns[0].nullable);
+    assert_eq!(t.columns[0].comment.as_deref(), Some("the id"));
+    assert_eq!(t.columns[1].data_type, DataType::Decimal128(10, 2));
+    let ColumnKind::Computed { text, .. } = &t.columns[3].kind else { panic!("{:?}", t.columns[3]) };
+    assert_eq!(text, "price * qty");
+    assert_eq!(t.columns[3].data_type, DataType::Null);
+    assert_eq!(t.columns[5].data_type, DataType::Timestamp(TimeUnit::Millisecond, Some("UTC".into())));
+    assert_eq!(t.columns[5].kind, ColumnKind::Metadata { key: Some("timestamp".into()), virtual_: true });
+    assert_eq!(t.columns[6].kind, ColumnKind::Metadata { key: None, virtual_: false });
+    assert_eq!(crate::types::sql_name(&t.columns[7].data_type), "ARRAY<STRING>");
+    assert_eq!(crate::types::sql_name(&t.columns[8].data_type), "MAP<STRING, ARRAY<INT>>");
+    assert_eq!(t.columns[9].data_type, DataType::Binary);
+    let watermark = t.watermark.as_ref().unwrap();
+    assert_eq!((watermark.column.value.as_str(), watermark.text.as_str()), ("ts", "ts - INTERVAL '5' SECOND"));
+    let key = t.primary_key.as_ref().unwrap();
+    assert_eq!((key.name.as_deref(), key.columns[0].value.as_str(), key.location), (Some("pk"), "id", at(14, 3)));
+    assert_eq!(t.comment.as_deref(), Some("all orders"));
+    assert_eq!(t.partitioned_by[0].value, "part");
+    let options: Vec<(&str, &str)> = t.options.iter().map(|o| (o.key.as_str(), o.value.as_str())).collect();
+    assert_eq!(options, [("connector", "datagen"), ("number-of-rows", "10")]);
+    assert_eq!((t.options[1].key_location, t.options[1].value_location), (at(19, 3), at(19, 22)));
+}
+
+#[test]
+fn inline_primary_key_and_nested_angle_brackets() {
+    let ScriptStatement::CreateTable(t) =
+        one("CREATE TABLE t (id BIGINT PRIMARY KEY NOT ENFORCED, m ARRAY<ARRAY<INT>>) WITH ('connector' = 'datagen')")
+    else {
+        panic!()
+    };
+    assert_eq!(t.primary_key.unwrap().columns[0].value, "id");
+    assert_eq!(crate::types::sql_name(&t.columns[1].data_type), "ARRAY<ARRAY<INT>>");
+    let ScriptStatement::CreateTable(t) = one("CREATE TABLE t (ts TIMESTAMP(3) WITH LOCAL TIME ZONE)") else {
+        panic!()
+    };
+    assert_eq!(crate::types::sql_name(&t.columns[0].data_type), "TIMESTAMP_LTZ(3)");
+}
+
+#[test]
+fn set_and_reset_forms() {
+    let statements =
+        parse("SET 'parallelism.default' = '4'; SET pipeline.name = my-job;\nSET `a.b`=7; RESET 'a.b'; RESET");
+    let sets: Vec<(String, String)> = statements
+        .iter()
+        .filter_map(|s| match s {
+            ScriptStatement::Set(s) => Some((s.key.clone(), s.value.clone())),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        sets,
+        [
+            ("parallelism.default".into(), "4".into()),
+            ("pipeline.name".into(), "my-job".into()),
+            ("a.b".into(), "7".into())
+        ]
+    );
+    let resets: Vec<Option<String>> = statements
+        .iter()
+        .filter_map(|s| match s {
+            ScriptStatement::Reset(r) => Some(r.key.clone()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(resets, [Some("a.b".to_string()), None]);
+    let e = error("SET 'x'");
+    assert!(e.message.contains("SET needs a key and a value"), "{e}");
+    assert_eq!(e.location(), at(1, 1));
+}
+
+#[test]
+fn statement_sets_in_every_spelling() {
+    for sql in [
+        "EXECUTE STATEMENT SET BEGIN INSERT INTO a SELECT * FROM b; INSERT INTO c SELECT * FROM b; END;",
+        "BEGIN STATEMENT SET;\nINSERT INTO a SELECT * FROM b;\nINSERT INTO c SELECT * FROM b;\nEND;",
+    ] {
+        let ScriptStatement::StatementSet(set) = one(sql) else { panic!("{sql}") };
+        assert_eq!(set.inserts.iter().map(|i| i.target.as_str()).collect::<Vec<_>>(), ["a", "c"]);
+        assert_eq!(set.location, at(1, 1));
+    }
+    let ScriptStatement::Explain(explain) = one("EXPLAIN STATEMENT SET BEGIN\nINSERT INTO a SELECT * FROM b;\nEND;")
+    else {
+        panic!()
+    };
+    assert!(matches!(explain.statement.as_ref(), ScriptStatement::StatementSet(s) if s.inserts.len() == 1));
+    let e = error("BEGIN STATEMENT SET;\nINSERT INTO a SELECT * FROM b;");
+    assert!(e.message.contains("never closed"), "{e}");
+    let e = error("INSERT INTO a SELECT * FROM b;\n  END;");
+    assert_eq!((e.message.as_str(), e.location()), ("END without an open statement set", at(2, 3)));
+    let e = error("BEGIN STATEMENT SET;\nSET 'a' = 'b';\nEND;");
+    assert!(e.message.contains("only contain INSERT INTO"), "{e}");
+    assert_eq!(e.location(), at(2, 5));
+    let e = error("BEGIN STATEMENT SET;\nEND;");
+    assert!(e.message.contains("has no INSERT INTO"), "{e}");
+}
+
+#[test]
+fn lesson_ml_predict_becomes_a_placeholder() {
+    let ScriptStatement::Query(q) =
+        one("SELECT *\nFROM TABLE(\n  ML_PREDICT(\n    TABLE input_data,\n    MODEL my_model,\n    DESCRIPTOR(col1, col2, col3)\n  )\n);")
+    else {
+        panic!()
+    };
+    assert_eq!(from_tables(&q.query), [("__ml_predict_0".to_string(), None)]);
+    let call = &q.ml_predicts[0];
+    assert_eq!(
+        call,
+        &MlPredictCall {
+            placeholder: "__ml_predict_0".into(),
+            input: "input_data".into(),
+            input_location: at(4, 11),
+            model: "my_model".into(),
+            model_location: at(5, 11),
+            descriptor: vec![("col1".into(), at(6, 16)), ("col2".into(), at(6, 22)), ("col3".into(), at(6, 28))],
+            config: Default::default(),
+            location: at(3, 3),
+        }
+    );
+}
+
+#[test]
+fn ml_predict_named_arguments_config_aliases_and_several_calls() {
+    let sql = "INSERT INTO out SELECT p.id, q.label\nFROM ML_PREDICT(TABLE(movies), MODEL m1, DESCRIPTOR(c), MAP['async', 'true', 'timeout', '5s']) AS p\n\
+               JOIN TABLE(ML_PREDICT(MODEL => MODEL m2, ARGS => DESCRIPTOR(`Text`), INPUT => TABLE reviews)) q ON p.id = q.id";
+    let ScriptStatement::Insert(insert) = one(sql) else { panic!() };
+    assert_eq!(
+        from_tables(&insert.query),
+        [("__ml_predict_0".to_string(), Some("p".to_string())), ("__ml_predict_1".to_string(), Some("q".to_string()))]
+    );
+    let [first, second] = insert.ml_predicts.as_slice() else { panic!("{:?}", insert.ml_predicts) };
+    assert_eq!((first.input.as_str(), first.model.as_str()), ("movies", "m1"));
+    assert_eq!(first.config.get("timeout").map(String::as_str), Some("5s"));
+    assert_eq!(
+        (second.input.as_str(), second.model.as_str(), second.placeholder.as_str()),
+        ("reviews", "m2", "__ml_predict_1")
+    );
+    assert_eq!(second.descriptor, [("Text".to_string(), at(3, 61))]);
+    assert_eq!(second.location, at(3, 12));
+    // LATERAL and CROSS APPLY keep a valid query.
+    let ScriptStatement::Query(q) =
+        one("SELECT * FROM t, LATERAL TABLE(ML_PREDICT(TABLE t, MODEL m, DESCRIPTOR(a))) CROSS APPLY ML_PREDICT(TABLE u, MODEL m, DESCRIPTOR(b))")
+    else {
+        panic!()
+    };
+    assert_eq!(q.ml_predicts.len(), 2);
+}
+
+#[test]
+fn views_models_and_catalog_statements() {
+    let statements = parse(
+        "CREATE TEMPORARY VIEW v (a, b) COMMENT 'v' AS SELECT x, y FROM TABLE(ML_PREDICT(TABLE t, MODEL m, DESCRIPTOR(x)));\n\
+         CREATE MODEL IF NOT EXISTS m INPUT (prompt STRING COMMENT 'in') OUTPUT (answer STRING NOT NULL) COMMENT 'llm' WITH ('provider' = 'openai');\n\
+         ALTER MODEL IF EXISTS m SET ('temperature' = '0.5'); ALTER MODEL m RENAME TO m2;\n\
+         DROP TEMPORARY VIEW IF EXISTS v; DROP MODEL m2; DROP TABLE t;\n\
+         SHOW TABLES; SHOW VIEWS; SHOW MODELS; SHOW CREATE MODEL m; SHOW CREATE TABLE t;\n\
+         DESCRIBE t; DESC MODEL m; DESCRIBE TABLE t; DESCRIBE model;\n\
+         EXPLAIN PLAN FOR SELECT 1; EXPLAIN INSERT INTO a SELECT * FROM b; SELECT 1",
+    );
+    let ScriptStatement::CreateView(view) = &statements[0] else { panic!() };
+    assert_eq!(view.columns.iter().map(|c| c.value.as_str()).collect::<Vec<_>>(), ["a", "b"]);
+    assert_eq!(view.text, "SELECT x, y FROM TABLE(ML_PREDICT(TABLE t, MODEL m, DESCRIPTOR(x)))");
+    assert_eq!(view.ml_predicts.len(), 1);
+    let ScriptStatement::CreateModel(model) = &statements[1] else { panic!() };
+    assert!(model.if_not_exists && !model.temporary);
+    assert_eq!((model.input[0].comment.as_deref(), model.output[0].nullable), (Some("in"), false));
+    assert_eq!((model.comment.as_deref(), model.with_location), (Some("llm"), at(2, 111)));
+    assert!(
+        matches!(&statements[2], ScriptStatement::AlterModel(a) if a.if_exists && matches!(&a.action, AlterModelAction::Set(o) if o[0].key == "temperature"))
+    );
+    assert!(
+        matches!(&statements[3], ScriptStatement::AlterModel(a) if matches!(&a.action, AlterModelAction::RenameTo(n) if n.value == "m2"))
+    );
+    assert!(matches!(&statements[4], ScriptStatement::Drop(d) if d.kind == ObjectKind::View && d.if_exists));
+    assert!(matches!(&statements[6], ScriptStatement::Drop(d) if d.kind == ObjectKind::Table && !d.if_exists));
+    let shows: Vec<ObjectKind> = statements[7..10]
+        .iter()
+        .map(|s| match s {
+            ScriptStatement::Show(s) => s.kind,
+            other => panic!("{other:?}"),
+        })
+        .collect();
+    assert_eq!(shows, [ObjectKind::Table, ObjectKind::View, ObjectKind::Model]);
+    assert!(matches!(&statements[10], ScriptStatement::ShowCreate(r) if r.kind == Some(ObjectKind::Model)));
+    let described: Vec<(Option<ObjectKind>, &str)> = statements[12..16]
+        .iter()
+        .map(|s| match s {
+            ScriptStatement::Describe(r) => (r.kind, r.name.value.as_str()),
+            other => panic!("{other:?}"),
+        })
+        .collect();
+    assert_eq!(
+        described,
+        [(None, "t"), (Some(ObjectKind::Model), "m"), (Some(ObjectKind::Table), "t"), (None, "model")]
+    );
+    assert!(
+        matches!(&statements[16], ScriptStatement::Explain(e) if matches!(e.statement.as_ref(), ScriptStatement::Query(_)))
+    );
+    assert!(
+        matches!(&statements[17], ScriptStatement::Explain(e) if matches!(e.statement.as_ref(), ScriptStatement::Insert(_)))
+    );
+    assert!(matches!(&statements[18], ScriptStatement::Query(q) if q.location == at(7, 67)));
+}
+
+#[test]
+fn insert_with_columns_and_parenthesized_query() {
+    let ScriptStatement::Insert(insert) = one("INSERT INTO t (a, b) SELECT 1, 2") else { panic!() };
+    assert_eq!(insert.columns, [("a".to_string(), at(1, 16)), ("b".to_string(), at(1, 19))]);
+    let ScriptStatement::Insert(insert) = one("INSERT INTO t (SELECT 1)") else { panic!() };
+    assert!(insert.columns.is_empty());
+}
+
+#[test]
+fn tokenizer_errors_are_located() {
+    let e = error("CREATE TABLE t (a INT)\nWITH ('connector' = 'datagen)");
+    assert!(e.message.contains("Unterminated string"), "{e}");
+    assert_eq!(e.line, 2);
+}

@@ -1,0 +1,387 @@
+//! Lowering: a DataFusion logical plan (after type coercion) becomes operators of the job
+//! graph. Projections and filters become Calc operators (a filter under a projection fuses
+//! into one), GROUP BY becomes a hash edge into a keyed aggregation, table scans become
+//! sources (plus computed columns and the watermark generator), ML_PREDICT placeholders
+//! become ML operators, and an INSERT's target becomes a sink.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use datafusion::common::tree_node::{Transformed, TreeNode};
+use datafusion::common::{Column, DFSchema};
+use datafusion::logical_expr::{Expr, ExprSchemable, LogicalPlan};
+use datafusion::scalar::ScalarValue;
+use sluice_operators::expr::encode_expr;
+use sluice_operators::graph::{JobGraphBuilder, NodeId};
+use sluice_operators::schema::encode_schema;
+use sluice_operators::transforms::keyed_aggregate::output_type;
+use sluice_proto::operator_spec::Kind;
+use sluice_proto::{
+    AggregateCall, AggregateFunction, CalcSpec, KeyedAggregateSpec, MlPredictSpec, OperatorSpec, Partitioning,
+    WatermarkSpec,
+};
+
+use crate::error::SqlError;
+use crate::types::sql_name;
+use sqlparser::tokenizer::Location;
+use crate::plan::tables::{ResolvedMl, TableInfo};
+
+type Result<T> = std::result::Result<T, SqlError>;
+
+/// Rows flowing out of an operator: where they come from and their schema.
+#[derive(Clone)]
+pub struct Stream {
+    /// The operator producing them.
+    pub node: NodeId,
+    /// Their schema (field names as in the logical plan).
+    pub schema: SchemaRef,
+    /// The producer's parallelism.
+    pub parallelism: u32,
+}
+
+/// Builds the job graph of one script.
+pub struct Lowering {
+    /// The graph so far.
+    pub builder: JobGraphBuilder,
+    default_parallelism: u32,
+    /// Source streams by table, shared by every INSERT that reads the table.
+    sources: HashMap<String, Stream>,
+}
+
+/// Removes table qualifiers from column references: tasks resolve columns by name against
+/// the unqualified schema of their input.
+pub fn unqualify(expr: Expr) -> Expr {
+    expr.transform(|e| match e {
+        Expr::Column(c) if c.relation.is_some() => Ok(Transformed::yes(Expr::Column(Column::new_unqualified(c.name)))),
+        other => Ok(Transformed::no(other)),
+    })
+    .map(|t| t.data)
+    .unwrap_or_else(|e| Expr::Literal(ScalarValue::Utf8(Some(e.to_string())), None))
+}
+
+/// A projection as shown in plans: a column by its output name, a computation as
+/// `name := expression`.
+fn describe_projection(expr: &Expr, output: &str) -> String {
+    match expr.clone().unalias() {
+        Expr::Column(_) => output.to_string(),
+        Expr::Cast(c) if matches!(c.expr.as_ref(), Expr::Column(_)) => format!("{output}: {}", sql_name(c.field.data_type())),
+        inner => format!("{output} := {inner}"),
+    }
+}
+
+fn short(text: String) -> String {
+    if text.chars().count() > 100 {
+        format!("{}…", text.chars().take(99).collect::<String>())
+    } else {
+        text
+    }
+}
+
+fn internal(location: Location, e: impl std::fmt::Display) -> SqlError {
+    SqlError::new(location, format!("cannot plan this statement: {e}"))
+}
+
+impl Lowering {
+    /// A lowering with `default_parallelism` for operators that don't ask for their own.
+    pub fn new(default_parallelism: u32) -> Self {
+        Lowering { builder: JobGraphBuilder::new(), default_parallelism: default_parallelism.max(1), sources: HashMap::new() }
+    }
+
+    /// The default parallelism.
+    pub fn default_parallelism(&self) -> u32 {
+        self.default_parallelism
+    }
+
+    /// Adds `operator` after `input`.
+    pub fn then(
+        &mut self,
+        input: &Stream,
+        operator: OperatorSpec,
+        parallelism: u32,
+        partitioning: Partitioning,
+        keys: Vec<u32>,
+        schema: SchemaRef,
+    ) -> Stream {
+        let node = self.builder.add(operator, parallelism);
+        self.builder.connect(input.node, node, partitioning, keys, encode_schema(&input.schema));
+        Stream { node, schema, parallelism }
+    }
+
+    /// A Calc after `input`: an optional filter, then one expression per output field.
+    pub fn calc(
+        &mut self,
+        input: &Stream,
+        filter: Option<&Expr>,
+        projections: &[Expr],
+        output: SchemaRef,
+        location: Location,
+    ) -> Result<Stream> {
+        let mut seen = std::collections::HashSet::new();
+        for field in input.schema.fields() {
+            if !seen.insert(field.name().as_str()) {
+                return Err(SqlError::new(location, format!("the column name '{}' is ambiguous here", field.name()))
+                    .with_hint("give the columns distinct names with AS"));
+            }
+        }
+        let projections: Vec<Expr> = projections.iter().cloned().map(unqualify).collect();
+        let filter = filter.cloned().map(unqualify);
+        let identity = projections.len() == input.schema.fields().len()
+            && projections.iter().zip(input.schema.fields()).all(|(e, f)| matches!(e, Expr::Column(c) if c.name == *f.name()));
+        let mut name = Vec::new();
+        if let Some(f) = &filter {
+            name.push(format!("where {f}"));
+        }
+        if !identity {
+            let list: Vec<String> = projections.iter().zip(output.fields()).map(|(e, f)| describe_projection(e, f.name())).collect();
+            name.push(list.join(", "));
+        }
+        let spec = CalcSpec {
+            input_schema: encode_schema(&input.schema),
+            filter: filter.as_ref().map(encode_expr).transpose().map_err(|e| internal(location, e))?,
+            projections: projections.iter().map(encode_expr).collect::<std::result::Result<_, _>>().map_err(|e| internal(location, e))?,
+            output_schema: encode_schema(&output),
+        };
+        let op = OperatorSpec { name: short(format!("calc({})", name.join("; "))), kind: Some(Kind::Calc(spec)) };
+        let parallelism = input.parallelism;
+        Ok(self.then(input, op, parallelism, Partitioning::Forward, vec![], output))
+    }
+
+    /// The stream of a table's rows: its source (at `requested` parallelism, else the
+    /// default), computed columns and watermark. The table's options are already validated.
+    pub fn table_stream(&mut self, table: &TableInfo, requested: Option<u32>, location: Location) -> Result<Stream> {
+        let key = table.name.to_ascii_lowercase();
+        if let Some(stream) = self.sources.get(&key) {
+            return Ok(stream.clone());
+        }
+        let spec = table.connector.clone();
+        let parallelism = requested.unwrap_or(self.default_parallelism);
+        let physical = table.physical_schema.clone();
+        let name = format!("source: {}({})", table.name, spec.connector);
+        let node = self.builder.add(OperatorSpec { name, kind: Some(Kind::Source(spec)) }, parallelism);
+        let mut stream = Stream { node, schema: physical, parallelism };
+        if !table.computed.is_empty() {
+            stream = self.calc(&stream, None, &table.computed, table.schema.clone(), location)?;
+        }
+        if let Some((column, expr, text)) = &table.watermark {
+            let spec = WatermarkSpec {
+                input_schema: encode_schema(&stream.schema),
+                expression: encode_expr(&unqualify(expr.clone())).map_err(|e| internal(location, e))?,
+                column: column.clone(),
+            };
+            let op = OperatorSpec { name: short(format!("watermark(for {column} as {text})")), kind: Some(Kind::Watermark(spec)) };
+            let schema = stream.schema.clone();
+            stream = self.then(&stream, op, stream.parallelism, Partitioning::Forward, vec![], schema);
+        }
+        self.sources.insert(key, stream.clone());
+        Ok(stream)
+    }
+
+    /// An ML_PREDICT operator after `input`.
+    pub fn ml_predict(&mut self, input: &Stream, ml: &ResolvedMl) -> Stream {
+        let spec = MlPredictSpec {
+            model: ml.model.clone(),
+            provider: ml.provider.clone(),
+            options: ml.options.clone(),
+            config: ml.config.clone(),
+            input_schema: encode_schema(&input.schema),
+            descriptor_columns: ml.descriptor.iter().map(|&c| c as u32).collect(),
+            model_input_schema: encode_schema(&ml.model_input),
+            model_output_schema: encode_schema(&ml.model_output),
+            output_schema: encode_schema(&ml.output_schema),
+        };
+        let op = OperatorSpec { name: format!("ml_predict(model {}, provider {})", ml.model, ml.provider), kind: Some(Kind::MlPredict(spec)) };
+        let parallelism = self.default_parallelism;
+        self.then(input, op, parallelism, Partitioning::Forward, vec![], ml.output_schema.clone())
+    }
+
+    /// GROUP BY: a pre-projection of keys and arguments, a hash edge on the keys, and the
+    /// keyed aggregation producing `output` (keys, then one column per aggregate).
+    pub fn aggregate(
+        &mut self,
+        input: &Stream,
+        input_schema: &DFSchema,
+        group: &[Expr],
+        aggregates: &[Expr],
+        output: SchemaRef,
+        location: Location,
+    ) -> Result<Stream> {
+        let mut pre: Vec<Expr> = group.to_vec();
+        let global = group.is_empty();
+        if global {
+            // A global aggregate: one constant key, so every row meets in one subtask.
+            pre.push(Expr::Literal(ScalarValue::Int32(Some(0)), None));
+        }
+        let keys = pre.len();
+        let mut calls = Vec::new();
+        for expr in aggregates {
+            let Expr::AggregateFunction(call) = expr.clone().unalias() else {
+                return Err(SqlError::new(location, format!("'{expr}' is not supported as an aggregate yet")));
+            };
+            let name = call.func.name().to_ascii_lowercase();
+            let params = &call.params;
+            if params.distinct || params.filter.is_some() || !params.order_by.is_empty() {
+                return Err(SqlError::new(location, format!("'{expr}' is not supported yet"))
+                    .with_hint("DISTINCT, FILTER and ORDER BY inside aggregates come later"));
+            }
+            let function = match (name.as_str(), params.args.as_slice()) {
+                ("count", [Expr::Literal(..)]) | ("count", []) => AggregateFunction::CountStar,
+                ("count", [_]) => AggregateFunction::Count,
+                ("sum", [_]) => AggregateFunction::Sum,
+                ("min", [_]) => AggregateFunction::Min,
+                ("max", [_]) => AggregateFunction::Max,
+                ("avg" | "mean", [_]) => AggregateFunction::Avg,
+                _ => {
+                    return Err(SqlError::new(location, format!("aggregate function '{}' is not supported yet", call.func.name()))
+                        .with_hint("supported: COUNT, SUM, MIN, MAX, AVG"))
+                }
+            };
+            let column = if function == AggregateFunction::CountStar {
+                None
+            } else {
+                pre.push(params.args[0].clone());
+                Some((pre.len() - 1) as u32)
+            };
+            calls.push(AggregateCall { function: function as i32, column });
+        }
+        // Names of the pre-projection are internal; they only need to be unique.
+        let mut fields: Vec<Field> = Vec::new();
+        for (i, e) in pre.iter().enumerate() {
+            let (_, field) = e.to_field(input_schema).map_err(|err| internal(location, err))?;
+            // Keys keep a readable name (shown as the hash key in plans) when it is unique.
+            let readable = unqualify(e.clone()).to_string();
+            let name = if i < group.len() && !fields.iter().any(|f| f.name() == &readable) {
+                readable
+            } else {
+                format!("__agg_input_{i}")
+            };
+            fields.push(Field::new(name, field.data_type().clone(), field.is_nullable()));
+        }
+        let pre_schema = Arc::new(Schema::new(fields));
+        for (i, call) in calls.iter().enumerate() {
+            let function = AggregateFunction::try_from(call.function).unwrap_or(AggregateFunction::CountStar);
+            let input_type = call.column.map(|c| pre_schema.field(c as usize).data_type().clone());
+            let expected = output.field(group.len() + i).data_type();
+            if output_type(function, input_type.as_ref()).as_ref() != Some(expected) {
+                return Err(SqlError::new(
+                    location,
+                    format!("{:?} over {} is not supported yet", function, input_type.map_or("*".into(), |t| t.to_string())),
+                )
+                .with_hint("aggregate INT, BIGINT, FLOAT or DOUBLE columns, or CAST the argument"));
+            }
+        }
+        let pre_stream = self.calc(input, None, &pre, pre_schema.clone(), location)?;
+        // With a constant key the aggregation keeps the key, which the final projection drops.
+        let agg_output = if global {
+            let mut fields = vec![Field::new("__global", DataType::Int32, false)];
+            fields.extend(output.fields().iter().map(|f| f.as_ref().clone()));
+            Arc::new(Schema::new(fields))
+        } else {
+            output.clone()
+        };
+        let spec = KeyedAggregateSpec {
+            key_columns: (0..keys as u32).collect(),
+            aggregates: calls,
+            output_schema: encode_schema(&agg_output),
+            input_schema: encode_schema(&pre_schema),
+        };
+        let shown: Vec<String> = output.fields().iter().skip(group.len()).map(|f| f.name().clone()).collect();
+        let keys_shown: Vec<String> = group.iter().map(|g| unqualify(g.clone()).to_string()).collect();
+        let name = if global {
+            short(format!("aggregate({})", shown.join(", ")))
+        } else {
+            short(format!("aggregate(group by {}: {})", keys_shown.join(", "), shown.join(", ")))
+        };
+        let parallelism = if global { 1 } else { self.default_parallelism };
+        let op = OperatorSpec { name, kind: Some(Kind::KeyedAggregate(spec)) };
+        let agg = self.then(&pre_stream, op, parallelism, Partitioning::Hash, (0..keys as u32).collect(), agg_output.clone());
+        if global {
+            let drop_key: Vec<Expr> = output.fields().iter().map(|f| Expr::Column(Column::new_unqualified(f.name()))).collect();
+            return self.calc(&agg, None, &drop_key, output, location);
+        }
+        Ok(agg)
+    }
+
+    /// Lowers a logical plan; `resolve` handles table scans (tables, views, ML_PREDICT).
+    pub fn lower(
+        &mut self,
+        plan: &LogicalPlan,
+        location: Location,
+        resolve: &mut dyn FnMut(&mut Lowering, &str, Location) -> Result<Stream>,
+    ) -> Result<Stream> {
+        let arrow = |schema: &DFSchema| Arc::new(schema.as_arrow().clone());
+        match plan {
+            LogicalPlan::Projection(projection) => {
+                let (input_plan, filter) = match projection.input.as_ref() {
+                    LogicalPlan::Filter(f) => (f.input.as_ref(), Some(&f.predicate)),
+                    other => (other, None),
+                };
+                let input = self.lower(input_plan, location, resolve)?;
+                self.calc(&input, filter, &projection.expr, arrow(&projection.schema), location)
+            }
+            LogicalPlan::Filter(filter) => {
+                let input = self.lower(&filter.input, location, resolve)?;
+                let all: Vec<Expr> =
+                    input.schema.fields().iter().map(|f| Expr::Column(Column::new_unqualified(f.name()))).collect();
+                let schema = input.schema.clone();
+                self.calc(&input, Some(&filter.predicate), &all, schema, location)
+            }
+            LogicalPlan::SubqueryAlias(alias) => self.lower(&alias.input, location, resolve),
+            LogicalPlan::Aggregate(aggregate) => {
+                let input = self.lower(&aggregate.input, location, resolve)?;
+                self.aggregate(
+                    &input,
+                    aggregate.input.schema(),
+                    &aggregate.group_expr,
+                    &aggregate.aggr_expr,
+                    arrow(&aggregate.schema),
+                    location,
+                )
+            }
+            LogicalPlan::Distinct(datafusion::logical_expr::Distinct::All(input)) => {
+                let lowered = self.lower(input, location, resolve)?;
+                let keys: Vec<Expr> = input.schema().columns().into_iter().map(Expr::Column).collect();
+                let output = arrow(input.schema());
+                self.aggregate(&lowered, input.schema(), &keys, &[], output, location)
+            }
+            LogicalPlan::TableScan(scan) => {
+                let stream = resolve(self, scan.table_name.table(), location)?;
+                if !scan.filters.is_empty() || scan.fetch.is_some() {
+                    return Err(internal(location, "pushed-down scan filters"));
+                }
+                match &scan.projection {
+                    Some(indices) if indices.len() != stream.schema.fields().len() || indices.iter().enumerate().any(|(i, &j)| i != j) => {
+                        let exprs: Vec<Expr> = indices
+                            .iter()
+                            .map(|&i| Expr::Column(Column::new_unqualified(stream.schema.field(i).name())))
+                            .collect();
+                        self.calc(&stream, None, &exprs, arrow(&scan.projected_schema), location)
+                    }
+                    _ => Ok(stream),
+                }
+            }
+            LogicalPlan::EmptyRelation(_) | LogicalPlan::Values(_) => Err(SqlError::new(
+                location,
+                "queries without a FROM table are not supported in streaming jobs",
+            )
+            .with_hint("read from a table declared with CREATE TABLE")),
+            other => Err(SqlError::new(location, format!("{} is not supported yet in streaming SQL", describe(other)))
+                .with_hint("supported today: projections, WHERE, CASE, CAST, functions, GROUP BY with COUNT/SUM/MIN/MAX/AVG, DISTINCT, ML_PREDICT")),
+        }
+    }
+}
+
+fn describe(plan: &LogicalPlan) -> &'static str {
+    match plan {
+        LogicalPlan::Join(_) => "JOIN",
+        LogicalPlan::Union(_) => "UNION",
+        LogicalPlan::Sort(_) => "ORDER BY",
+        LogicalPlan::Limit(_) => "LIMIT",
+        LogicalPlan::Window(_) => "an OVER window",
+        LogicalPlan::Subquery(_) => "a subquery",
+        LogicalPlan::Unnest(_) => "UNNEST",
+        LogicalPlan::RecursiveQuery(_) => "a recursive query",
+        LogicalPlan::Distinct(_) => "DISTINCT ON",
+        _ => "this query shape",
+    }
+}

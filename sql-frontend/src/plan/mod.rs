@@ -1,0 +1,512 @@
+//! The planner: SQL queries → DataFusion logical plans (against our catalog, with type
+//! coercion) → the operators and edges of a job graph.
+//!
+//! DataFusion's repartitioning and physical planning are not used: parallelism and data
+//! exchange are ours. [`JobPlanner`] collects the INSERTs (and bare SELECTs) of a script
+//! into one job.
+
+pub mod lower;
+pub mod provider;
+pub mod tables;
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+
+use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use datafusion::common::{Column, DataFusionError};
+use datafusion::logical_expr::{cast, Expr, LogicalPlan};
+use datafusion::scalar::ScalarValue;
+use datafusion::sql::planner::SqlToRel;
+use sluice_operators::connectors::Role;
+use sluice_operators::schema::encode_schema;
+use sluice_proto::operator_spec::Kind;
+use sluice_proto::{ConnectorSpec, JobGraph, OperatorSpec, Partitioning};
+use sqlparser::ast::{Query, Statement};
+use sqlparser::tokenizer::Location;
+
+use crate::catalog::{Catalog, View};
+use crate::error::SqlError;
+use crate::parser::MlPredictCall;
+use crate::types::sql_name;
+use lower::{Lowering, Stream};
+use provider::{parser_options, session, CatalogProvider};
+use tables::{first_line, resolve_ml, resolve_table, ResolvedMl};
+
+type Result<T> = std::result::Result<T, SqlError>;
+
+/// The error for a name that is neither a table nor a view.
+pub fn unknown_relation(catalog: &Catalog, name: &str, location: Option<Location>) -> SqlError {
+    let location = location.unwrap_or(Location { line: 1, column: 1 });
+    let names = catalog.relation_names();
+    let mut error = SqlError::new(location, format!("unknown table '{name}'"));
+    if let Some(close) = sluice_operators::options::closest(name, names.iter().map(String::as_str)) {
+        error = error.with_hint(format!("did you mean '{close}'?"));
+    } else if names.is_empty() {
+        error = error.with_hint("declare it first with CREATE TABLE");
+    }
+    error
+}
+
+/// Turns a DataFusion planning error into a located SQL error.
+fn planning_error(catalog: &Catalog, e: DataFusionError, fallback: Location) -> SqlError {
+    let location = e
+        .diagnostic()
+        .and_then(|d| d.span)
+        .map(|span| Location { line: span.start.line, column: span.start.column })
+        .filter(|l| l.line > 0)
+        .unwrap_or(fallback);
+    let message = first_line(&e);
+    if let Some(error) = unknown_column(&e.to_string(), location) {
+        return error;
+    }
+    for prefix in ["table '", "unknown table '"] {
+        if let Some(rest) = message.strip_prefix(prefix) {
+            if let Some(name) = rest.split('\'').next() {
+                let name = name.rsplit('.').next().unwrap_or(name);
+                return unknown_relation(catalog, name, Some(location));
+            }
+        }
+    }
+    if let Some((_, rest)) = message.split_once("column \"") {
+        if message.contains("must appear in the GROUP BY clause") {
+            let column = rest.split('"').next().unwrap_or(rest);
+            let column = column.rsplit('.').next().unwrap_or(column);
+            return SqlError::new(location, format!("column '{column}' must be in GROUP BY or inside an aggregate function"))
+                .with_hint(format!("add '{column}' to GROUP BY, or aggregate it, e.g. MAX({column})"));
+        }
+    }
+    SqlError::new(location, message)
+}
+
+/// DataFusion's "No field named x. Did you mean 'y'? Valid fields are ..." as our error.
+pub fn unknown_column(message: &str, location: Location) -> Option<SqlError> {
+    let start = message.find("No field named ")?;
+    let rest = &message[start + "No field named ".len()..];
+    // The name may itself be qualified ("t.x"); it ends where the sentence does.
+    let end = rest.find(". ").or_else(|| rest.find('\n')).unwrap_or(rest.len());
+    let name = rest[..end].trim_end_matches('.').trim_matches('"');
+    let name = name.rsplit('.').next().unwrap_or(name).trim_matches('"');
+    let mut error = SqlError::new(location, format!("unknown column '{name}'"));
+    if let Some((_, suggestion)) = rest.split_once("Did you mean '") {
+        let suggested = suggestion.split('\'').next().unwrap_or_default();
+        let suggested = suggested.rsplit('.').next().unwrap_or(suggested).trim_matches('"');
+        error = error.with_hint(format!("did you mean '{suggested}'?"));
+    } else if let Some((_, valid)) = rest.split_once("Valid fields are ") {
+        let fields: Vec<&str> = valid
+            .trim_end_matches('.')
+            .split(", ")
+            .map(|f| f.rsplit('.').next().unwrap_or(f).trim_matches('"'))
+            .collect();
+        error = error.with_hint(format!("available columns: {}", fields.join(", ")));
+    }
+    Some(error)
+}
+
+/// Plans a query and its ML_PREDICT calls to an analyzed logical plan.
+pub fn logical_plan(
+    catalog: &Catalog,
+    query: &Query,
+    calls: &[MlPredictCall],
+    location: Location,
+) -> Result<(LogicalPlan, HashMap<String, ResolvedMl>)> {
+    let mut provider = CatalogProvider::new(catalog);
+    let mut resolved = HashMap::new();
+    for call in calls {
+        let input = provider.relation_schema(&call.input).map_err(|e| {
+            if e.message.starts_with("unknown table") {
+                unknown_relation(catalog, &call.input, Some(call.input_location))
+            } else {
+                e
+            }
+        })?;
+        let model = catalog.find_model(&call.model).ok_or_else(|| {
+            let mut error = SqlError::new(call.model_location, format!("unknown model '{}'", call.model));
+            let names = catalog.model_names();
+            if let Some(close) = sluice_operators::options::closest(&call.model, names.iter().map(String::as_str)) {
+                error = error.with_hint(format!("did you mean '{close}'?"));
+            } else {
+                error = error.with_hint("declare it first with CREATE MODEL");
+            }
+            error
+        })?;
+        let ml = resolve_ml(call, &input, model)?;
+        provider.add_placeholder(&call.placeholder, ml.output_schema.clone());
+        resolved.insert(call.placeholder.clone(), ml);
+    }
+    let planner = SqlToRel::new_with_options(&provider, parser_options());
+    let plan = planner
+        .sql_statement_to_plan(Statement::Query(Box::new(query.clone())))
+        .map_err(|e| planning_error(catalog, e, location))?;
+    let state = session();
+    let analyzed = state
+        .analyzer()
+        .execute_and_check(plan, state.config_options(), |_, _| {})
+        .map_err(|e| planning_error(catalog, e, location))?;
+    Ok((analyzed, resolved))
+}
+
+/// The output schema of a view (renamed by its column list, if any).
+pub fn view_schema(catalog: &Catalog, view: &View) -> Result<SchemaRef> {
+    let (plan, _) = logical_plan(catalog, &view.query, &view.ml_predicts, view.location)?;
+    rename_view(view, Arc::new(plan.schema().as_arrow().clone()))
+}
+
+fn rename_view(view: &View, schema: SchemaRef) -> Result<SchemaRef> {
+    if view.columns.is_empty() {
+        return Ok(schema);
+    }
+    if view.columns.len() != schema.fields().len() {
+        return Err(SqlError::new(
+            view.location,
+            format!("view '{}' names {} columns but its query returns {}", view.name, view.columns.len(), schema.fields().len()),
+        ));
+    }
+    let fields: Vec<Field> =
+        schema.fields().iter().zip(&view.columns).map(|(f, name)| f.as_ref().clone().with_name(name.clone())).collect();
+    Ok(Arc::new(Schema::new(fields)))
+}
+
+/// Checks what CREATE TABLE cannot check alone: computed columns and the watermark.
+pub fn check_table(catalog: &Catalog, name: &str) -> Result<()> {
+    let Some(table) = catalog.find_table(name) else { return Ok(()) };
+    resolve_table(table, &CatalogProvider::new(catalog)).map(|_| ())
+}
+
+/// A table with the types of its computed columns filled in from their expressions.
+pub fn typed_table(catalog: &Catalog, table: &crate::catalog::Table) -> Result<crate::catalog::Table> {
+    let info = resolve_table(table, &CatalogProvider::new(catalog))?;
+    let mut typed = table.clone();
+    for column in &mut typed.columns {
+        if let Ok(field) = info.schema.field_with_name(&column.name) {
+            column.data_type = field.data_type().clone();
+            column.nullable = field.is_nullable();
+        }
+    }
+    Ok(typed)
+}
+
+/// Collects the statements of one job and lowers them into its graph. Each statement is
+/// planned against the catalog as it is when the statement comes.
+pub struct JobPlanner {
+    lowering: Lowering,
+    explain: Vec<String>,
+    models: BTreeMap<String, ResolvedMl>,
+    sinks: Vec<String>,
+    selects: usize,
+}
+
+impl JobPlanner {
+    /// A planner with `default_parallelism`.
+    pub fn new(default_parallelism: u32) -> Self {
+        JobPlanner {
+            lowering: Lowering::new(default_parallelism),
+            explain: Vec::new(),
+            models: BTreeMap::new(),
+            sinks: Vec::new(),
+            selects: 0,
+        }
+    }
+
+    /// True when no statement was added.
+    pub fn is_empty(&self) -> bool {
+        self.sinks.is_empty()
+    }
+
+    fn lower_query(
+        &mut self,
+        catalog: &Catalog,
+        query: &Query,
+        calls: &[MlPredictCall],
+        location: Location,
+    ) -> Result<(Stream, LogicalPlan)> {
+        let (plan, resolved) = logical_plan(catalog, query, calls, location)?;
+        for ml in resolved.values() {
+            self.models.insert(ml.model.clone(), ml.clone());
+        }
+        let models = &mut self.models;
+        let stream = self.lowering.lower(&plan, location, &mut |lw, name, loc| resolve_relation(catalog, lw, name, loc, &resolved, models))?;
+        Ok((stream, plan))
+    }
+
+    /// Adds `INSERT INTO target [(columns)] query`.
+    pub fn add_insert(
+        &mut self,
+        catalog: &Catalog,
+        target: &str,
+        target_location: Location,
+        columns: &[(String, Location)],
+        query: &Query,
+        calls: &[MlPredictCall],
+        location: Location,
+    ) -> Result<()> {
+        let table = catalog.find_table(target).ok_or_else(|| {
+            if catalog.find_view(target).is_some() || catalog.find_model(target).is_some() {
+                SqlError::new(target_location, format!("'{target}' is not a table; INSERT INTO needs a table"))
+            } else {
+                unknown_relation(catalog, target, Some(target_location))
+            }
+        })?;
+        if self.sinks.iter().any(|s| s.eq_ignore_ascii_case(&table.name)) {
+            return Err(SqlError::new(target_location, format!("table '{}' is written by two INSERTs", table.name))
+                .with_hint("write each sink table from one INSERT (use UNION-free separate sinks)"));
+        }
+        let spec = table.connector_spec();
+        table.validate(Role::Sink, target_location)?;
+        let (stream, plan) = self.lower_query(catalog, query, calls, location)?;
+        let sink_schema = table.physical_schema();
+        let stream = self.conform(&stream, &sink_schema, columns, &table.name, location)?;
+        let parallelism =
+            table.requested_parallelism(Role::Sink, target_location)?.unwrap_or(self.lowering.default_parallelism());
+        let name = format!("sink: {}({})", table.name, spec.connector);
+        self.lowering.then(&stream, OperatorSpec { name, kind: Some(Kind::Sink(spec)) }, parallelism, Partitioning::Forward, vec![], sink_schema);
+        self.explain.push(format!("INSERT INTO {}\n{}", table.name, plan.display_indent()));
+        self.sinks.push(table.name.clone());
+        Ok(())
+    }
+
+    /// Adds a bare `SELECT`: its rows are printed (an implicit `print` sink).
+    pub fn add_select(&mut self, catalog: &Catalog, query: &Query, calls: &[MlPredictCall], location: Location) -> Result<()> {
+        let (stream, plan) = self.lower_query(catalog, query, calls, location)?;
+        self.selects += 1;
+        let name = format!("select_{}", self.selects);
+        let spec = ConnectorSpec {
+            table: name.clone(),
+            connector: "print".into(),
+            options: [("connector".to_string(), "print".to_string())].into(),
+            schema: encode_schema(&stream.schema),
+        };
+        let parallelism = self.lowering.default_parallelism();
+        let schema = stream.schema.clone();
+        self.lowering.then(&stream, OperatorSpec { name: format!("sink: {name}(print)"), kind: Some(Kind::Sink(spec)) }, parallelism, Partitioning::Forward, vec![], schema);
+        self.explain.push(format!("SELECT (printed)\n{}", plan.display_indent()));
+        self.sinks.push(name);
+        Ok(())
+    }
+
+    /// Casts and renames the query's columns to the sink's columns.
+    fn conform(
+        &mut self,
+        stream: &Stream,
+        sink: &SchemaRef,
+        columns: &[(String, Location)],
+        table: &str,
+        location: Location,
+    ) -> Result<Stream> {
+        let targets: Vec<(usize, Location)> = if columns.is_empty() {
+            (0..sink.fields().len()).map(|i| (i, location)).collect()
+        } else {
+            columns
+                .iter()
+                .map(|(name, loc)| {
+                    sink.index_of(name).map(|i| (i, *loc)).map_err(|_| {
+                        let mut e = SqlError::new(*loc, format!("table '{table}' has no column '{name}'"));
+                        if let Some(c) = sluice_operators::options::closest(name, sink.fields().iter().map(|f| f.name().as_str())) {
+                            e = e.with_hint(format!("did you mean '{c}'?"));
+                        }
+                        e
+                    })
+                })
+                .collect::<Result<_>>()?
+        };
+        let produced = stream.schema.fields();
+        if produced.len() != targets.len() {
+            return Err(SqlError::new(
+                location,
+                format!("the query returns {} column(s) but INSERT INTO {table} expects {}", produced.len(), targets.len()),
+            )
+            .with_hint(format!(
+                "{table} has columns ({})",
+                sink.fields().iter().map(|f| format!("{} {}", f.name(), sql_name(f.data_type()))).collect::<Vec<_>>().join(", ")
+            )));
+        }
+        let mut exprs: Vec<Expr> = Vec::with_capacity(sink.fields().len());
+        for (index, field) in sink.fields().iter().enumerate() {
+            let expr = match targets.iter().position(|(t, _)| *t == index) {
+                Some(position) => {
+                    let from = &produced[position];
+                    let column = Expr::Column(Column::new_unqualified(from.name()));
+                    if from.data_type() == field.data_type() {
+                        column
+                    } else if implicitly_castable(from.data_type(), field.data_type()) {
+                        cast(column, field.data_type().clone())
+                    } else {
+                        return Err(SqlError::new(
+                            targets[position].1,
+                            format!(
+                                "column {} of the query ('{}', {}) cannot be written to column '{}' ({}) of table '{table}'",
+                                position + 1,
+                                from.name(),
+                                sql_name(from.data_type()),
+                                field.name(),
+                                sql_name(field.data_type())
+                            ),
+                        )
+                        .with_hint(format!("convert it with CAST(... AS {})", sql_name(field.data_type()))));
+                    }
+                }
+                None if field.is_nullable() => cast(Expr::Literal(ScalarValue::Null, None), field.data_type().clone()),
+                None => {
+                    return Err(SqlError::new(location, format!("column '{}' of table '{table}' is NOT NULL but gets no value", field.name())))
+                }
+            };
+            exprs.push(expr.alias(field.name()));
+        }
+        let identity = produced.len() == sink.fields().len()
+            && produced.iter().zip(sink.fields()).all(|(a, b)| a.name() == b.name() && a.data_type() == b.data_type())
+            && targets.iter().enumerate().all(|(i, (t, _))| i == *t);
+        if identity {
+            return Ok(stream.clone());
+        }
+        self.lowering.calc(stream, None, &exprs, sink.clone(), location)
+    }
+
+    /// The sink tables written so far.
+    pub fn sinks(&self) -> &[String] {
+        &self.sinks
+    }
+
+    /// Finishes the job graph.
+    pub fn finish(self, name: &str, config: BTreeMap<String, String>) -> Plan {
+        let graph = self.lowering.builder.build(name, config);
+        let mut explain = String::new();
+        for (i, part) in self.explain.iter().enumerate() {
+            explain.push_str(&format!("== Logical plan {} ==\n{part}\n\n", i + 1));
+        }
+        explain.push_str(&explain_graph(&graph));
+        if !self.models.is_empty() {
+            explain.push_str("\n== Models ==\n");
+            for ml in self.models.values() {
+                explain.push_str(&explain_model(ml));
+            }
+        }
+        Plan { graph, explain }
+    }
+}
+
+/// Implicit conversions allowed when writing to a sink: numeric widening.
+fn implicitly_castable(from: &DataType, to: &DataType) -> bool {
+    use DataType::*;
+    matches!(
+        (from, to),
+        (Int8, Int16 | Int32 | Int64 | Float32 | Float64)
+            | (Int16, Int32 | Int64 | Float32 | Float64)
+            | (Int32, Int64 | Float64)
+            | (Int64, Float64)
+            | (Float32, Float64)
+            | (Null, _)
+    )
+}
+
+/// Finds a table scan's stream: an ML_PREDICT placeholder, a view or a table.
+fn resolve_relation(
+    catalog: &Catalog,
+    lowering: &mut Lowering,
+    name: &str,
+    location: Location,
+    placeholders: &HashMap<String, ResolvedMl>,
+    models: &mut BTreeMap<String, ResolvedMl>,
+) -> Result<Stream> {
+    if let Some(ml) = placeholders.get(name) {
+        let input = resolve_relation(catalog, lowering, &ml.input, ml.input_location, &HashMap::new(), models)?;
+        return Ok(lowering.ml_predict(&input, ml));
+    }
+    if let Some(table) = catalog.find_table(name) {
+        table.validate(Role::Source, location)?;
+        let requested = table.requested_parallelism(Role::Source, location)?;
+        let info = resolve_table(table, &CatalogProvider::new(catalog))?;
+        return lowering.table_stream(&info, requested, location);
+    }
+    if let Some(view) = catalog.find_view(name) {
+        let (plan, resolved) = logical_plan(catalog, &view.query, &view.ml_predicts, view.location)?;
+        for ml in resolved.values() {
+            models.insert(ml.model.clone(), ml.clone());
+        }
+        let stream = lowering.lower(&plan, view.location, &mut |lw, n, l| resolve_relation(catalog, lw, n, l, &resolved, models))?;
+        let renamed = rename_view(view, stream.schema.clone())?;
+        if renamed == stream.schema {
+            return Ok(stream);
+        }
+        let exprs: Vec<Expr> = stream
+            .schema
+            .fields()
+            .iter()
+            .zip(renamed.fields())
+            .map(|(from, to)| Expr::Column(Column::new_unqualified(from.name())).alias(to.name()))
+            .collect();
+        return lowering.calc(&stream, None, &exprs, renamed, view.location);
+    }
+    Err(unknown_relation(catalog, name, Some(location)))
+}
+
+/// A planned job.
+#[derive(Debug, Clone)]
+pub struct Plan {
+    /// The job graph to submit.
+    pub graph: JobGraph,
+    /// Logical plans, job graph and models in words.
+    pub explain: String,
+}
+
+fn partitioning_name(edge: &sluice_proto::Edge, graph: &JobGraph) -> String {
+    match Partitioning::try_from(edge.partitioning) {
+        Ok(Partitioning::Hash) => {
+            let schema = sluice_operators::schema::decode_schema(&edge.schema).ok();
+            let keys: Vec<String> = edge
+                .key_columns
+                .iter()
+                .map(|&k| schema.as_ref().map_or(k.to_string(), |s| s.field(k as usize).name().clone()))
+                .collect();
+            let _ = graph;
+            format!("HASH[{}]", keys.join(", "))
+        }
+        Ok(Partitioning::Rebalance) => "REBALANCE".into(),
+        Ok(Partitioning::Broadcast) => "BROADCAST".into(),
+        _ => "FORWARD".into(),
+    }
+}
+
+/// The job graph in words: vertices (operator chains) with parallelism, and edges.
+pub fn explain_graph(graph: &JobGraph) -> String {
+    let mut out = format!("== Job graph: {} ==\n", graph.name);
+    for vertex in &graph.vertices {
+        out.push_str(&format!("vertex {} [parallelism {}]\n", vertex.id, vertex.parallelism));
+        for op in &vertex.operators {
+            out.push_str(&format!("  {}\n", op.name));
+        }
+    }
+    for edge in &graph.edges {
+        out.push_str(&format!(
+            "edge {} -> {}: {}\n",
+            edge.source_vertex,
+            edge.target_vertex,
+            partitioning_name(edge, graph)
+        ));
+    }
+    out
+}
+
+fn columns(schema: &SchemaRef) -> String {
+    schema.fields().iter().map(|f| format!("{} {}", f.name(), sql_name(f.data_type()))).collect::<Vec<_>>().join(", ")
+}
+
+fn explain_model(ml: &ResolvedMl) -> String {
+    let options: Vec<String> = ml
+        .options
+        .iter()
+        .map(|(k, v)| format!("'{k}' = '{}'", sluice_operators::ml::secrets::mask(k, v)))
+        .collect();
+    let mut out = format!(
+        "model {} (provider {})\n  INPUT ({})\n  OUTPUT ({})\n  options: {}\n",
+        ml.model,
+        ml.provider,
+        columns(&ml.model_input),
+        columns(&ml.model_output),
+        options.join(", ")
+    );
+    if !ml.config.is_empty() {
+        let config: Vec<String> = ml.config.iter().map(|(k, v)| format!("'{k}' = '{}'", sluice_operators::ml::secrets::mask(k, v))).collect();
+        out.push_str(&format!("  call config: {}\n", config.join(", ")));
+    }
+    out.push_str(&format!("  rows out: ({})\n", columns(&ml.output_schema)));
+    out
+}

@@ -1,0 +1,227 @@
+//! A SQL session: runs statements in order against a catalog. DDL changes the catalog,
+//! SHOW / DESCRIBE / EXPLAIN produce text, `SET` changes the job configuration, and
+//! INSERTs and queries become jobs: a script's INSERTs form one job (as a statement set),
+//! while the interactive shell makes one job per statement.
+
+use std::collections::BTreeMap;
+
+use crate::catalog::{render, Catalog, CatalogObject};
+use crate::error::SqlError;
+use crate::parser::{parse_script, Insert, ScriptStatement};
+use crate::plan::{check_table, typed_table, view_schema, JobPlanner, Plan};
+
+type Result<T> = std::result::Result<T, SqlError>;
+
+/// The configuration key of the default parallelism (`SET 'parallelism.default' = '4'`).
+pub const PARALLELISM_KEY: &str = "parallelism.default";
+/// The configuration key of the job name (`SET 'pipeline.name' = 'my-job'`).
+pub const JOB_NAME_KEY: &str = "pipeline.name";
+
+/// Settings given with the script (from the command line).
+#[derive(Debug, Clone, Default)]
+pub struct PlanOptions {
+    /// Default parallelism of operators; overrides `SET 'parallelism.default'`. When neither
+    /// is given it is 1. Tables may still ask for their own (`scan.parallelism`,
+    /// `sink.parallelism`).
+    pub default_parallelism: Option<u32>,
+    /// Job name; overrides `SET 'pipeline.name'`. The default is `insert-into_<sinks>`.
+    pub job_name: Option<String>,
+}
+
+/// What one statement did.
+#[derive(Debug)]
+pub enum Outcome {
+    /// The catalog or configuration changed.
+    Done(String),
+    /// Text to show (SHOW, DESCRIBE, EXPLAIN).
+    Text(String),
+    /// A job to run.
+    Job(Plan),
+}
+
+/// What a whole script did: text to show, in order, and at most one job.
+#[derive(Debug)]
+pub struct ScriptOutcome {
+    /// Output of SHOW, DESCRIBE and EXPLAIN statements.
+    pub text: Vec<String>,
+    /// The job made of the script's INSERTs and queries, if it has any.
+    pub plan: Option<Plan>,
+}
+
+/// A catalog and configuration that statements run against.
+#[derive(Debug, Default)]
+pub struct Session {
+    catalog: Catalog,
+    config: BTreeMap<String, String>,
+    options: PlanOptions,
+}
+
+impl Session {
+    /// An empty session.
+    pub fn new(options: PlanOptions) -> Self {
+        Session { catalog: Catalog::new(), config: BTreeMap::new(), options }
+    }
+
+    /// The catalog.
+    pub fn catalog(&self) -> &Catalog {
+        &self.catalog
+    }
+
+    fn parallelism(&self) -> u32 {
+        self.options
+            .default_parallelism
+            .or_else(|| self.config.get(PARALLELISM_KEY).and_then(|p| p.parse().ok()))
+            .unwrap_or(1)
+            .max(1)
+    }
+
+    fn job_name(&self, sinks: &[String]) -> String {
+        self.options
+            .job_name
+            .clone()
+            .or_else(|| self.config.get(JOB_NAME_KEY).cloned())
+            .unwrap_or_else(|| format!("insert-into_{}", sinks.join(",")))
+    }
+
+    /// Runs a whole script: its INSERTs and queries form one job.
+    pub fn run_script(&mut self, script: &str) -> Result<ScriptOutcome> {
+        let mut text = Vec::new();
+        let mut job: Option<JobPlanner> = None;
+        for statement in parse_script(script)? {
+            match statement {
+                ScriptStatement::Insert(insert) => {
+                    let planner = job.get_or_insert_with(|| JobPlanner::new(self.parallelism()));
+                    add_insert(planner, &self.catalog, &insert)?;
+                }
+                ScriptStatement::StatementSet(set) => {
+                    let planner = job.get_or_insert_with(|| JobPlanner::new(self.parallelism()));
+                    for insert in &set.inserts {
+                        add_insert(planner, &self.catalog, insert)?;
+                    }
+                }
+                ScriptStatement::Query(query) => {
+                    let planner = job.get_or_insert_with(|| JobPlanner::new(self.parallelism()));
+                    planner.add_select(&self.catalog, &query.query, &query.ml_predicts, query.location)?;
+                }
+                other => match self.execute(other)? {
+                    Outcome::Text(t) => text.push(t),
+                    Outcome::Done(_) => {}
+                    Outcome::Job(_) => unreachable!("jobs come only from INSERTs and queries"),
+                },
+            }
+        }
+        let plan = job.map(|planner| {
+            let name = self.job_name(planner.sinks());
+            planner.finish(&name, self.config.clone())
+        });
+        Ok(ScriptOutcome { text, plan })
+    }
+
+    /// Runs one statement (the interactive shell): each INSERT, query or statement set is
+    /// its own job.
+    pub fn execute(&mut self, statement: ScriptStatement) -> Result<Outcome> {
+        match statement {
+            ScriptStatement::CreateTable(create) => {
+                self.catalog.create_table(&create)?;
+                if let Err(e) = check_table(&self.catalog, &create.name) {
+                    self.catalog.remove(&create.name);
+                    return Err(e);
+                }
+                Ok(Outcome::Done(format!("table '{}' created", create.name)))
+            }
+            ScriptStatement::CreateView(create) => {
+                self.catalog.create_view(&create)?;
+                let checked = self.catalog.find_view(&create.name).map(|v| view_schema(&self.catalog, v));
+                if let Some(Err(e)) = checked {
+                    self.catalog.remove(&create.name);
+                    return Err(e);
+                }
+                Ok(Outcome::Done(format!("view '{}' created", create.name)))
+            }
+            ScriptStatement::CreateModel(create) => {
+                self.catalog.create_model(&create)?;
+                Ok(Outcome::Done(format!("model '{}' created", create.name)))
+            }
+            ScriptStatement::AlterModel(alter) => {
+                self.catalog.alter_model(&alter)?;
+                Ok(Outcome::Done(format!("model '{}' altered", alter.name.value)))
+            }
+            ScriptStatement::Drop(drop) => {
+                self.catalog.drop(&drop)?;
+                Ok(Outcome::Done(format!("{} '{}' dropped", drop.kind.word(), drop.name.value)))
+            }
+            ScriptStatement::Show(show) => Ok(Outcome::Text(render::show_objects(&self.catalog, show.kind))),
+            ScriptStatement::ShowCreate(reference) => Ok(Outcome::Text(match self.catalog.object(&reference)? {
+                CatalogObject::Table(t) => render::show_create_table(t),
+                CatalogObject::View(v) => render::show_create_view(v),
+                CatalogObject::Model(m) => render::show_create_model(m),
+            })),
+            ScriptStatement::Describe(reference) => Ok(Outcome::Text(match self.catalog.object(&reference)? {
+                CatalogObject::Table(t) => render::describe_table(&typed_table(&self.catalog, t)?),
+                CatalogObject::View(v) => render::describe_columns(view_schema(&self.catalog, v)?.as_ref()),
+                CatalogObject::Model(m) => render::describe_model(m),
+            })),
+            ScriptStatement::Set(set) => {
+                if set.key == PARALLELISM_KEY && set.value.parse::<u32>().map_or(true, |p| p == 0) {
+                    return Err(SqlError::new(
+                        set.value_location,
+                        format!("'{PARALLELISM_KEY}' = '{}' is not a positive integer", set.value),
+                    ));
+                }
+                self.config.insert(set.key.clone(), set.value.clone());
+                Ok(Outcome::Done(format!("'{}' = '{}'", set.key, set.value)))
+            }
+            ScriptStatement::Reset(reset) => {
+                match &reset.key {
+                    Some(key) => {
+                        self.config.remove(key);
+                    }
+                    None => self.config.clear(),
+                }
+                Ok(Outcome::Done("configuration reset".into()))
+            }
+            ScriptStatement::Explain(explain) => {
+                let mut planner = JobPlanner::new(self.parallelism());
+                self.plan_into(&mut planner, *explain.statement)?;
+                let name = self.job_name(planner.sinks());
+                Ok(Outcome::Text(planner.finish(&name, self.config.clone()).explain))
+            }
+            job => {
+                let mut planner = JobPlanner::new(self.parallelism());
+                self.plan_into(&mut planner, job)?;
+                let name = self.job_name(planner.sinks());
+                Ok(Outcome::Job(planner.finish(&name, self.config.clone())))
+            }
+        }
+    }
+
+    fn plan_into(&self, planner: &mut JobPlanner, statement: ScriptStatement) -> Result<()> {
+        match statement {
+            ScriptStatement::Insert(insert) => add_insert(planner, &self.catalog, &insert),
+            ScriptStatement::StatementSet(set) => set.inserts.iter().try_for_each(|i| add_insert(planner, &self.catalog, i)),
+            ScriptStatement::Query(query) => planner.add_select(&self.catalog, &query.query, &query.ml_predicts, query.location),
+            other => Err(SqlError::new(other.location(), "EXPLAIN works on INSERT statements, queries and statement sets")),
+        }
+    }
+}
+
+fn add_insert(planner: &mut JobPlanner, catalog: &Catalog, insert: &Insert) -> Result<()> {
+    planner.add_insert(
+        catalog,
+        &insert.target,
+        insert.target_location,
+        &insert.columns,
+        &insert.query,
+        &insert.ml_predicts,
+        insert.location,
+    )
+}
+
+/// Plans a script into one job; an error if it has no INSERT or query.
+pub fn plan(script: &str, options: &PlanOptions) -> Result<Plan> {
+    let mut session = Session::new(options.clone());
+    let outcome = session.run_script(script)?;
+    outcome.plan.ok_or_else(|| {
+        SqlError::new(sqlparser::tokenizer::Location { line: 1, column: 1 }, "the script has no INSERT INTO statement or query; nothing to run")
+    })
+}
