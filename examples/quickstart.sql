@@ -1,31 +1,34 @@
--- Quickstart: 10,000 generated orders, counted per customer, printed.
+-- Quickstart: generated card transactions, filtered to the large ones, printed.
 -- Run it with:  cargo run -q -- run examples/quickstart.sql --parallelism 2
 
-CREATE TABLE orders (
-  order_id BIGINT,
-  customer_id INT,
-  amount DOUBLE
+CREATE TABLE transactions (
+  txn_id BIGINT,
+  user_id INT,
+  amount DOUBLE,
+  hour_of_day INT
 ) WITH (
   'connector' = 'datagen',
-  'number-of-rows' = '10000',
+  'number-of-rows' = '2000',
   'rows-per-second' = '100000',
-  'fields.order_id.kind' = 'sequence',
-  'fields.order_id.start' = '1',
-  'fields.order_id.end' = '10000',
-  'fields.customer_id.min' = '1',
-  'fields.customer_id.max' = '8',
+  'fields.txn_id.kind' = 'sequence',
+  'fields.txn_id.start' = '1',
+  'fields.txn_id.end' = '2000',
+  'fields.user_id.min' = '1',
+  'fields.user_id.max' = '50',
   'fields.amount.min' = '1',
-  'fields.amount.max' = '500'
+  'fields.amount.max' = '1000',
+  'fields.hour_of_day.min' = '0',
+  'fields.hour_of_day.max' = '23'
 );
 
-CREATE TABLE order_counts (
-  customer_id INT,
-  orders BIGINT,
-  total DOUBLE,
-  largest DOUBLE
+CREATE TABLE large_transactions (
+  txn_id BIGINT,
+  user_id INT,
+  amount DOUBLE,
+  at_night BOOLEAN
 ) WITH ('connector' = 'print');
 
-INSERT INTO order_counts
-SELECT customer_id, COUNT(*) AS orders, SUM(amount) AS total, MAX(amount) AS largest
-FROM orders
-GROUP BY customer_id;
+INSERT INTO large_transactions
+SELECT txn_id, user_id, ROUND(amount, 2), hour_of_day < 6
+FROM transactions
+WHERE amount > 990;
