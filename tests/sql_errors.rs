@@ -68,7 +68,7 @@ INSERT INTO out SELECT id, amount FROM src WHERE nmae = 'x';"#,
         r#"CREATE TABLE src (id BIGINT, amount DOUBLE, name STRING) WITH ('connector' = 'datagen', 'number-of-rows' = '10');
 CREATE TABLE out (id BIGINT, amount DOUBLE) WITH ('connector' = 'print');
 INSERT INTO out SELECT id, FROBNICATE(amount) FROM src;"#,
-        r#"Invalid function 'frobnicate'."#,
+        r#"unknown function 'frobnicate'"#,
         Some((3, 28)),
     ),
     (

@@ -142,8 +142,8 @@ impl<'a> Options<'a> {
 pub fn closest<'c>(word: &str, candidates: impl IntoIterator<Item = &'c str>) -> Option<&'c str> {
     candidates
         .into_iter()
-        .map(|c| (strsim::damerau_levenshtein(word, c), c))
-        .filter(|(d, c)| *d <= 3.max(c.len() / 3))
+        .map(|c| (strsim::damerau_levenshtein(&word.to_lowercase(), &c.to_lowercase()), c))
+        .filter(|(d, _)| *d <= (word.chars().count() / 3).clamp(1, 3))
         .min_by_key(|(d, _)| *d)
         .map(|(_, c)| c)
 }

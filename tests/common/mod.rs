@@ -80,6 +80,12 @@ impl Cluster {
             .unwrap();
         let mut cluster =
             Cluster { jobmanager: Process { child, name: "jobmanager".into() }, taskmanagers: Vec::new(), address, dir };
+        // Wait until the jobmanager accepts connections, so the first CLI call finds it.
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while std::net::TcpStream::connect(&cluster.address).is_err() {
+            assert!(Instant::now() < deadline, "the jobmanager did not start:\n{}", cluster.logs());
+            std::thread::sleep(Duration::from_millis(50));
+        }
         for &s in slots {
             cluster.add_taskmanager(s);
         }

@@ -124,8 +124,27 @@ impl Lowering {
                     .with_hint("give the columns distinct names with AS"));
             }
         }
+        let subquery = |e: &Expr| {
+            e.exists(|e| Ok(matches!(e, Expr::ScalarSubquery(_) | Expr::InSubquery(_) | Expr::Exists(_) | Expr::SetComparison(_))))
+                .unwrap_or(false)
+        };
+        if projections.iter().chain(filter).any(subquery) {
+            return Err(SqlError::new(location, "a subquery is not supported yet in streaming SQL")
+                .with_hint("rewrite the subquery as a join or a view once joins are available"));
+        }
         let projections: Vec<Expr> = projections.iter().cloned().map(unqualify).collect();
         let filter = filter.cloned().map(unqualify);
+        let pass_through = filter.is_none()
+            && output.fields().len() == input.schema.fields().len()
+            && projections.iter().zip(input.schema.fields()).zip(output.fields()).all(|((e, i), o)| {
+                matches!(e.clone().unalias(), Expr::Column(c) if c.name == *i.name())
+                    && i.name() == o.name()
+                    && i.data_type() == o.data_type()
+                    && (i.is_nullable() == o.is_nullable() || o.is_nullable())
+            });
+        if pass_through {
+            return Ok(Stream { schema: output, ..input.clone() });
+        }
         let identity = projections.len() == input.schema.fields().len()
             && projections.iter().zip(input.schema.fields()).all(|(e, f)| matches!(e, Expr::Column(c) if c.name == *f.name()));
         let mut name = Vec::new();
@@ -289,6 +308,8 @@ impl Lowering {
         let keys_shown: Vec<String> = group.iter().map(|g| unqualify(g.clone()).to_string()).collect();
         let name = if global {
             short(format!("aggregate({})", shown.join(", ")))
+        } else if shown.is_empty() {
+            short(format!("distinct({})", keys_shown.join(", ")))
         } else {
             short(format!("aggregate(group by {}: {})", keys_shown.join(", "), shown.join(", ")))
         };

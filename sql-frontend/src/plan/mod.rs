@@ -56,8 +56,26 @@ fn planning_error(catalog: &Catalog, e: DataFusionError, fallback: Location) -> 
         .filter(|l| l.line > 0)
         .unwrap_or(fallback);
     let message = first_line(&e);
-    if let Some(error) = unknown_column(&e.to_string(), location) {
+    let full = e.to_string();
+    if let Some(error) = unknown_column(&full, location) {
         return error;
+    }
+    if let Some(rest) = message.strip_prefix("Invalid function '") {
+        let name = rest.split('\'').next().unwrap_or(rest);
+        let mut error = SqlError::new(location, format!("unknown function '{name}'"));
+        let state = session();
+        let known = state.scalar_functions().keys().chain(state.aggregate_functions().keys());
+        if let Some(close) = sluice_operators::options::closest(name, known.map(String::as_str)) {
+            error = error.with_hint(format!("did you mean '{close}'?"));
+        }
+        return error;
+    }
+    if let Some((_, rest)) = full.split_once("Function '") {
+        if full.contains("failed to match any signature") {
+            let name = rest.split('\'').next().unwrap_or(rest);
+            return SqlError::new(location, format!("function '{name}' does not accept arguments of these types"))
+                .with_hint("CAST the arguments to the types the function takes");
+        }
     }
     for prefix in ["table '", "unknown table '"] {
         if let Some(rest) = message.strip_prefix(prefix) {
@@ -84,13 +102,19 @@ pub fn unknown_column(message: &str, location: Location) -> Option<SqlError> {
     let rest = &message[start + "No field named ".len()..];
     // The name may itself be qualified ("t.x"); it ends where the sentence does.
     let end = rest.find(". ").or_else(|| rest.find('\n')).unwrap_or(rest.len());
-    let name = rest[..end].trim_end_matches('.').trim_matches('"');
-    let name = name.rsplit('.').next().unwrap_or(name).trim_matches('"');
+    let qualified = rest[..end].trim_end_matches('.').replace('"', "");
+    let name = qualified.rsplit('.').next().unwrap_or(&qualified).to_string();
     let mut error = SqlError::new(location, format!("unknown column '{name}'"));
     if let Some((_, suggestion)) = rest.split_once("Did you mean '") {
-        let suggested = suggestion.split('\'').next().unwrap_or_default();
-        let suggested = suggested.rsplit('.').next().unwrap_or(suggested).trim_matches('"');
-        error = error.with_hint(format!("did you mean '{suggested}'?"));
+        let suggested = suggestion.split('\'').next().unwrap_or_default().replace('"', "");
+        let short = suggested.rsplit('.').next().unwrap_or(&suggested).to_string();
+        if short == name {
+            // The column exists; its qualifier is what is wrong.
+            error = SqlError::new(location, format!("unknown column '{qualified}'"))
+                .with_hint(format!("did you mean '{suggested}'?"));
+        } else {
+            error = error.with_hint(format!("did you mean '{short}'?"));
+        }
     } else if let Some((_, valid)) = rest.split_once("Valid fields are ") {
         let fields: Vec<&str> = valid
             .trim_end_matches('.')
@@ -247,8 +271,8 @@ impl JobPlanner {
             }
         })?;
         if self.sinks.iter().any(|s| s.eq_ignore_ascii_case(&table.name)) {
-            return Err(SqlError::new(target_location, format!("table '{}' is written by two INSERTs", table.name))
-                .with_hint("write each sink table from one INSERT (use UNION-free separate sinks)"));
+            return Err(SqlError::new(target_location, format!("table '{}' is already written by an earlier INSERT of this job", table.name))
+                .with_hint("each sink table takes one INSERT per job; write to a second table"));
         }
         let spec = table.connector_spec();
         table.validate(Role::Sink, target_location)?;
@@ -351,8 +375,12 @@ impl JobPlanner {
             };
             exprs.push(expr.alias(field.name()));
         }
+        // NOT NULL sink columns fed by nullable values keep the conforming step: it fails the
+        // job on a NULL, as Flink's default NOT NULL enforcer does.
         let identity = produced.len() == sink.fields().len()
-            && produced.iter().zip(sink.fields()).all(|(a, b)| a.name() == b.name() && a.data_type() == b.data_type())
+            && produced.iter().zip(sink.fields()).all(|(a, b)| {
+                a.name() == b.name() && a.data_type() == b.data_type() && (b.is_nullable() || !a.is_nullable())
+            })
             && targets.iter().enumerate().all(|(i, (t, _))| i == *t);
         if identity {
             return Ok(stream.clone());
