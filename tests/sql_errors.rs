@@ -7,7 +7,9 @@ mod common;
 use std::process::Command;
 
 /// (name, command, script, expected message, expected line and column).
-const CASES: &[(&str, &str, &str, &str, Option<(u32, u32)>)] = &[
+type Case = (&'static str, &'static str, &'static str, &'static str, Option<(u32, u32)>);
+
+const CASES: &[Case] = &[
     (
         "malformed_select",
         "run",

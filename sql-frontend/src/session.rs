@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 
 use crate::catalog::{render, Catalog, CatalogObject};
 use crate::error::SqlError;
-use crate::parser::{parse_script, Insert, ScriptStatement};
+use crate::parser::{parse_script, ScriptStatement};
 use crate::plan::{check_table, typed_table, view_schema, JobPlanner, Plan};
 
 type Result<T> = std::result::Result<T, SqlError>;
@@ -91,12 +91,12 @@ impl Session {
             match statement {
                 ScriptStatement::Insert(insert) => {
                     let planner = job.get_or_insert_with(|| JobPlanner::new(self.parallelism()));
-                    add_insert(planner, &self.catalog, &insert)?;
+                    planner.add_insert(&self.catalog, &insert)?;
                 }
                 ScriptStatement::StatementSet(set) => {
                     let planner = job.get_or_insert_with(|| JobPlanner::new(self.parallelism()));
                     for insert in &set.inserts {
-                        add_insert(planner, &self.catalog, insert)?;
+                        planner.add_insert(&self.catalog, insert)?;
                     }
                 }
                 ScriptStatement::Query(query) => {
@@ -197,24 +197,12 @@ impl Session {
 
     fn plan_into(&self, planner: &mut JobPlanner, statement: ScriptStatement) -> Result<()> {
         match statement {
-            ScriptStatement::Insert(insert) => add_insert(planner, &self.catalog, &insert),
-            ScriptStatement::StatementSet(set) => set.inserts.iter().try_for_each(|i| add_insert(planner, &self.catalog, i)),
+            ScriptStatement::Insert(insert) => planner.add_insert(&self.catalog, &insert),
+            ScriptStatement::StatementSet(set) => set.inserts.iter().try_for_each(|i| planner.add_insert(&self.catalog, i)),
             ScriptStatement::Query(query) => planner.add_select(&self.catalog, &query.query, &query.ml_predicts, query.location),
             other => Err(SqlError::new(other.location(), "EXPLAIN works on INSERT statements, queries and statement sets")),
         }
     }
-}
-
-fn add_insert(planner: &mut JobPlanner, catalog: &Catalog, insert: &Insert) -> Result<()> {
-    planner.add_insert(
-        catalog,
-        &insert.target,
-        insert.target_location,
-        &insert.columns,
-        &insert.query,
-        &insert.ml_predicts,
-        insert.location,
-    )
 }
 
 /// Plans a script into one job; an error if it has no INSERT or query.

@@ -26,7 +26,7 @@ use sqlparser::tokenizer::Location;
 
 use crate::catalog::{Catalog, View};
 use crate::error::SqlError;
-use crate::parser::MlPredictCall;
+use crate::parser::{Insert, MlPredictCall};
 use crate::types::sql_name;
 use lower::{Lowering, Stream};
 use provider::{parser_options, session, CatalogProvider};
@@ -253,16 +253,9 @@ impl JobPlanner {
     }
 
     /// Adds `INSERT INTO target [(columns)] query`.
-    pub fn add_insert(
-        &mut self,
-        catalog: &Catalog,
-        target: &str,
-        target_location: Location,
-        columns: &[(String, Location)],
-        query: &Query,
-        calls: &[MlPredictCall],
-        location: Location,
-    ) -> Result<()> {
+    pub fn add_insert(&mut self, catalog: &Catalog, insert: &Insert) -> Result<()> {
+        let (target, target_location, columns) = (insert.target.as_str(), insert.target_location, &insert.columns);
+        let (query, calls, location) = (insert.query.as_ref(), insert.ml_predicts.as_slice(), insert.location);
         let table = catalog.find_table(target).ok_or_else(|| {
             if catalog.find_view(target).is_some() || catalog.find_model(target).is_some() {
                 SqlError::new(target_location, format!("'{target}' is not a table; INSERT INTO needs a table"))
