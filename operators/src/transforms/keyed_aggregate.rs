@@ -37,6 +37,7 @@ pub struct Call {
     pub column: Option<usize>,
 }
 
+#[derive(Clone)]
 enum Acc {
     Count(i64),
     SumInt(Option<i64>),
@@ -58,6 +59,8 @@ pub struct KeyedAggregate {
     groups: HashMap<Vec<u8>, usize>,
     keys: Vec<Vec<u8>>,
     accs: Vec<Vec<Acc>>,
+    /// The accumulators of a new group, one per call.
+    initial: Vec<Acc>,
 }
 
 impl KeyedAggregate {
@@ -91,7 +94,21 @@ impl KeyedAggregate {
                 _ => None,
             });
         }
+        let initial = calls
+            .iter()
+            .enumerate()
+            .map(|(i, call)| match call.function {
+                AggregateFunction::CountStar | AggregateFunction::Count => Acc::Count(0),
+                AggregateFunction::Sum if output_schema.field(key_columns.len() + i).data_type().is_floating() => {
+                    Acc::SumFloat(None)
+                }
+                AggregateFunction::Sum => Acc::SumInt(None),
+                AggregateFunction::Avg => Acc::Avg { sum: 0.0, count: 0 },
+                AggregateFunction::Min | AggregateFunction::Max => Acc::Extreme(None),
+            })
+            .collect();
         Ok(KeyedAggregate {
+            initial,
             key_columns,
             calls,
             output_schema,
@@ -102,28 +119,6 @@ impl KeyedAggregate {
             keys: Vec::new(),
             accs: Vec::new(),
         })
-    }
-
-    fn new_accs(&self) -> Vec<Acc> {
-        self.calls
-            .iter()
-            .zip(&self.value_converters)
-            .map(|(call, conv)| match call.function {
-                AggregateFunction::CountStar | AggregateFunction::Count => Acc::Count(0),
-                AggregateFunction::Sum if self.output_is_float(call) => Acc::SumFloat(None),
-                AggregateFunction::Sum => Acc::SumInt(None),
-                AggregateFunction::Avg => Acc::Avg { sum: 0.0, count: 0 },
-                AggregateFunction::Min | AggregateFunction::Max => {
-                    debug_assert!(conv.is_some());
-                    Acc::Extreme(None)
-                }
-            })
-            .collect()
-    }
-
-    fn output_is_float(&self, call: &Call) -> bool {
-        let index = self.key_columns.len() + self.calls.iter().position(|c| std::ptr::eq(c, call)).unwrap_or(0);
-        self.output_schema.field(index).data_type().is_floating()
     }
 
     /// Emits every group, in first-seen order, in batches of at most `batch_rows`.
@@ -246,7 +241,7 @@ impl Operator for KeyedAggregate {
                     let g = self.keys.len();
                     self.groups.insert(key.as_ref().to_vec(), g);
                     self.keys.push(key.as_ref().to_vec());
-                    let accs = self.new_accs();
+                    let accs = self.initial.clone();
                     self.accs.push(accs);
                     g
                 }

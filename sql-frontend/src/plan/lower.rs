@@ -57,7 +57,7 @@ pub fn unqualify(expr: Expr) -> Expr {
         other => Ok(Transformed::no(other)),
     })
     .map(|t| t.data)
-    .unwrap_or_else(|e| Expr::Literal(ScalarValue::Utf8(Some(e.to_string())), None))
+    .expect("the rewrite of column references never fails")
 }
 
 /// A projection as shown in plans: a column by its output name, a computation as
@@ -233,6 +233,7 @@ impl Lowering {
         }
         let keys = pre.len();
         let mut calls = Vec::new();
+        let mut functions = Vec::new();
         for expr in aggregates {
             let Expr::AggregateFunction(call) = expr.clone().unalias() else {
                 return Err(SqlError::new(location, format!("'{expr}' is not supported as an aggregate yet")));
@@ -262,6 +263,7 @@ impl Lowering {
                 Some((pre.len() - 1) as u32)
             };
             calls.push(AggregateCall { function: function as i32, column });
+            functions.push(function);
         }
         // Names of the pre-projection are internal; they only need to be unique.
         let mut fields: Vec<Field> = Vec::new();
@@ -277,8 +279,7 @@ impl Lowering {
             fields.push(Field::new(name, field.data_type().clone(), field.is_nullable()));
         }
         let pre_schema = Arc::new(Schema::new(fields));
-        for (i, call) in calls.iter().enumerate() {
-            let function = AggregateFunction::try_from(call.function).unwrap_or(AggregateFunction::CountStar);
+        for (i, (call, &function)) in calls.iter().zip(&functions).enumerate() {
             let input_type = call.column.map(|c| pre_schema.field(c as usize).data_type().clone());
             let expected = output.field(group.len() + i).data_type();
             if output_type(function, input_type.as_ref()).as_ref() != Some(expected) {

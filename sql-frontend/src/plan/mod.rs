@@ -468,7 +468,7 @@ pub struct Plan {
     pub explain: String,
 }
 
-fn partitioning_name(edge: &sluice_proto::Edge, graph: &JobGraph) -> String {
+fn partitioning_name(edge: &sluice_proto::Edge) -> String {
     match Partitioning::try_from(edge.partitioning) {
         Ok(Partitioning::Hash) => {
             let schema = sluice_operators::schema::decode_schema(&edge.schema).ok();
@@ -477,7 +477,6 @@ fn partitioning_name(edge: &sluice_proto::Edge, graph: &JobGraph) -> String {
                 .iter()
                 .map(|&k| schema.as_ref().map_or(k.to_string(), |s| s.field(k as usize).name().clone()))
                 .collect();
-            let _ = graph;
             format!("HASH[{}]", keys.join(", "))
         }
         Ok(Partitioning::Rebalance) => "REBALANCE".into(),
@@ -500,7 +499,7 @@ pub fn explain_graph(graph: &JobGraph) -> String {
             "edge {} -> {}: {}\n",
             edge.source_vertex,
             edge.target_vertex,
-            partitioning_name(edge, graph)
+            partitioning_name(edge)
         ));
     }
     out

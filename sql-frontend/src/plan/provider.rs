@@ -15,7 +15,7 @@ use datafusion::sql::planner::ParserOptions;
 
 use crate::catalog::Catalog;
 
-/// A DataFusion session holding the built-in functions, built once per thread.
+/// A DataFusion session holding the built-in functions, built once per process.
 pub fn session() -> &'static SessionState {
     static SESSION: OnceLock<SessionState> = OnceLock::new();
     SESSION.get_or_init(|| SessionStateBuilder::new().with_default_features().build())
