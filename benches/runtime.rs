@@ -33,7 +33,7 @@ impl Drop for Processes {
 fn connector(table: &str, connector: &str, options: &[(&str, &str)], schema: &Schema) -> ConnectorSpec {
     let mut all: BTreeMap<String, String> = options.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
     all.insert("connector".into(), connector.into());
-    ConnectorSpec { table: table.into(), connector: connector.into(), options: all, schema: encode_schema(schema) }
+    ConnectorSpec { table: table.into(), connector: connector.into(), options: all, schema: encode_schema(schema), metadata: Default::default() }
 }
 
 fn graph(rows: u64, shuffle: bool) -> JobGraph {
@@ -61,8 +61,8 @@ fn graph(rows: u64, shuffle: bool) -> JobGraph {
     );
     let sink = connector("out", "blackhole", &[], &schema);
     let mut builder = JobGraphBuilder::new();
-    let src = builder.add(OperatorSpec { name: "source: events(datagen)".into(), kind: Some(Kind::Source(source)) }, 2);
-    let out = builder.add(OperatorSpec { name: "sink: out(blackhole)".into(), kind: Some(Kind::Sink(sink)) }, 2);
+    let src = builder.add(OperatorSpec { uid: String::new(), name: "source: events(datagen)".into(), kind: Some(Kind::Source(source)) }, 2);
+    let out = builder.add(OperatorSpec { uid: String::new(), name: "sink: out(blackhole)".into(), kind: Some(Kind::Sink(sink)) }, 2);
     let (partitioning, keys) = if shuffle { (Partitioning::Hash, vec![1]) } else { (Partitioning::Forward, vec![]) };
     builder.connect(src, out, partitioning, keys, encode_schema(&schema));
     builder.build(if shuffle { "datagen-hash-blackhole" } else { "datagen-blackhole" }, BTreeMap::new())
@@ -75,14 +75,14 @@ struct Measured {
 
 async fn run(client: &mut JobManagerClient<tonic::transport::Channel>, graph: JobGraph, rows: u64) -> Measured {
     let started = Instant::now();
-    let job = client.submit_job(SubmitJobRequest { graph: Some(graph) }).await.expect("submit").into_inner().job_id;
+    let job = client.submit_job(SubmitJobRequest { graph: Some(graph), from_savepoint: String::new() }).await.expect("submit").into_inner().job_id;
     loop {
         tokio::time::sleep(Duration::from_millis(20)).await;
         let status = client.get_job_status(GetJobStatusRequest { job_id: job.clone() }).await.expect("status").into_inner();
         match JobState::try_from(status.state) {
             Ok(JobState::Finished) => {
                 let elapsed = started.elapsed().as_secs_f64();
-                let (bytes, remote_rows) = status.tasks.iter().filter_map(|t| t.metrics).fold((0u64, 0u64), |(b, r), m| {
+                let (bytes, remote_rows) = status.tasks.iter().filter_map(|t| t.metrics.as_ref()).fold((0u64, 0u64), |(b, r), m| {
                     (b + m.bytes_out, r + m.remote_rows_out)
                 });
                 return Measured {

@@ -6,6 +6,9 @@ set -euo pipefail
 missing=()
 command -v protoc >/dev/null 2>&1 || missing+=(protobuf-compiler)
 command -v cc >/dev/null 2>&1 || missing+=(build-essential)
+# RocksDB (the state backend) links Debian's librocksdb; its bindings need libclang.
+[ -e /usr/include/rocksdb/c.h ] || missing+=(librocksdb-dev)
+ls /usr/lib/llvm-*/lib/libclang*.so* >/dev/null 2>&1 || missing+=(libclang-dev)
 
 if ((${#missing[@]})); then
   sudo=""
@@ -15,3 +18,8 @@ if ((${#missing[@]})); then
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${missing[@]}" >/dev/null
 fi
 command -v cargo >/dev/null 2>&1 || { echo "cargo not found: install Rust with rustup (https://rustup.rs)" >&2; exit 1; }
+# A Kafka-protocol broker for the Kafka tests (they start their own instances): noida-db,
+# from PyPI, which hides aborted transactions from read_committed consumers.
+command -v noida-db >/dev/null 2>&1 || python3 -m pip install -q --disable-pip-version-check noida-db
+# ONNX Runtime for the `local` model provider (loaded at run time from the wheel).
+python3 -c "import onnxruntime" >/dev/null 2>&1 || python3 -m pip install -q --disable-pip-version-check onnxruntime==1.31.1

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Runs every test of the workspace: unit tests, golden SQL tests and the multi-process
-# cluster tests (they start real jobmanager and task manager processes on loopback).
+# Runs every test of the workspace: unit tests, golden SQL tests, the multi-process
+# cluster and checkpoint tests (real jobmanager and task manager processes on loopback),
+# and the Kafka tests (each starts its own noida-db broker).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/bootstrap.sh

@@ -65,6 +65,8 @@ pub struct TaskManagerSection {
     pub advertise_host: Option<String>,
     /// Secrets file (`NAME=value` lines).
     pub secrets_file: Option<PathBuf>,
+    /// Local directory for keyed state.
+    pub local_dir: Option<PathBuf>,
 }
 
 impl ConfigFile {

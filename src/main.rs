@@ -32,6 +32,8 @@ enum Command {
     Status(StatusArgs),
     /// Cancel a job.
     Cancel(JobArgs),
+    /// Take a savepoint of a running job (with --stop, then stop it); prints its path.
+    Savepoint(SavepointArgs),
     /// Run a SQL file on an embedded mini-cluster until its bounded sources finish.
     Run(RunArgs),
     /// Show the plan of a SQL file: vertices, parallelism, chaining and partitioning.
@@ -93,6 +95,9 @@ pub struct TaskManagerArgs {
     /// the `SLUICE_SECRET_<NAME>` environment variables).
     #[arg(long, env = "SLUICE_SECRETS_FILE")]
     pub secrets_file: Option<PathBuf>,
+    /// Local directory for keyed state (RocksDB); default: a temporary directory.
+    #[arg(long, env = "SLUICE_LOCAL_DIR")]
+    pub local_dir: Option<PathBuf>,
     /// Configuration file (TOML).
     #[arg(long, env = "SLUICE_CONFIG")]
     pub config: Option<PathBuf>,
@@ -106,6 +111,17 @@ pub struct ClusterArgs {
     pub jobmanager: String,
 }
 
+/// Checkpoint options of commands that start jobs.
+#[derive(Debug, Args)]
+pub struct CheckpointArgs {
+    /// Take a checkpoint this often, e.g. "5s" (sets 'execution.checkpointing.interval').
+    #[arg(long)]
+    pub checkpoint_interval: Option<String>,
+    /// Start from this savepoint or retained checkpoint (its directory or `_metadata`).
+    #[arg(long)]
+    pub from_savepoint: Option<PathBuf>,
+}
+
 /// `sluice submit`.
 #[derive(Debug, Args)]
 pub struct SubmitArgs {
@@ -114,6 +130,23 @@ pub struct SubmitArgs {
     /// Default parallelism of the job's operators.
     #[arg(long, short)]
     pub parallelism: Option<u32>,
+    #[command(flatten)]
+    pub checkpoints: CheckpointArgs,
+    #[command(flatten)]
+    pub cluster: ClusterArgs,
+}
+
+/// `sluice savepoint`.
+#[derive(Debug, Args)]
+pub struct SavepointArgs {
+    /// The job id.
+    pub job: String,
+    /// Stop the job once the savepoint is complete.
+    #[arg(long)]
+    pub stop: bool,
+    /// Directory to write the savepoint under (default: the job's 'state.savepoints.dir').
+    #[arg(long)]
+    pub directory: Option<String>,
     #[command(flatten)]
     pub cluster: ClusterArgs,
 }
@@ -153,6 +186,11 @@ pub struct RunArgs {
     /// File of `NAME=value` lines resolving `{{ secret.NAME }}` in model options.
     #[arg(long, env = "SLUICE_SECRETS_FILE")]
     pub secrets_file: Option<PathBuf>,
+    /// Checkpoint storage directory of the embedded cluster (default: a temporary one).
+    #[arg(long)]
+    pub checkpoint_dir: Option<PathBuf>,
+    #[command(flatten)]
+    pub checkpoints: CheckpointArgs,
 }
 
 /// `sluice explain`.
@@ -167,7 +205,10 @@ pub struct ExplainArgs {
 
 fn init_logging(default: &str) {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
-    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+    use std::io::IsTerminal;
+    // Colors only on a terminal: log files stay plain text.
+    let ansi = std::io::stderr().is_terminal();
+    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_ansi(ansi).init();
 }
 
 fn main() -> std::process::ExitCode {
@@ -191,6 +232,7 @@ fn main() -> std::process::ExitCode {
             Command::List(args) => commands::client::list(args).await,
             Command::Status(args) => commands::client::status(args).await,
             Command::Cancel(args) => commands::client::cancel(args).await,
+            Command::Savepoint(args) => commands::client::savepoint(args).await,
             Command::Run(args) => commands::run::run(args).await,
             Command::Explain(args) => commands::client::explain(args),
             Command::Sql(args) => commands::shell::shell(args).await,

@@ -1,13 +1,15 @@
 //! Golden SQL tests: every `tests/sql/*.sql` runs through `sluice run` on the embedded
-//! mini-cluster, and its standard output must equal `tests/sql/*.out`.
+//! mini-cluster, and its standard output must equal `tests/sql/*.out`. Each script runs three
+//! ways, which must all give that output: straight; at parallelism 2 with checkpoints every
+//! 500 ms; and at parallelism 2 with paced sources, killed right after its second checkpoint
+//! completed (before committing it), then restored from that checkpoint at parallelism 3.
 //!
 //! Printed rows (`+I[...]`) are compared as a sorted multiset with the subtask prefix
 //! (`2> `) removed, since parallel subtasks interleave; every other line (DESCRIBE, SHOW,
 //! EXPLAIN output) is compared in order. `{{TMP}}` in a script is replaced by a fresh
-//! directory and `{{DATA}}` by `tests/sql/data`. Each script also runs at parallelism 2
-//! and must give the same output, unless it says `-- golden: fixed parallelism` (its
-//! output shows the parallelism, as EXPLAIN does). Set `SLUICE_BLESS=1` to write the
-//! `.out` files from the current output.
+//! directory and `{{DATA}}` by `tests/sql/data`. A script that says `-- golden: fixed
+//! parallelism` (its output shows the parallelism, as EXPLAIN does) runs only straight.
+//! Set `SLUICE_BLESS=1` to write the `.out` files from the current output.
 
 mod common;
 
@@ -35,23 +37,99 @@ fn normalize(stdout: &str) -> String {
     out
 }
 
-fn run(script: &Path, parallelism: u32) -> String {
-    let tmp = tempfile::tempdir().unwrap();
+/// One `sluice run` of a prepared script.
+struct Run {
+    stdout: String,
+    stderr: String,
+    code: Option<i32>,
+}
+
+fn sluice_run(file: &Path, args: &[&str], env: &[(&str, &str)]) -> Run {
+    let out = Command::new(common::sluice_bin())
+        .arg("run")
+        .arg(file)
+        .args(["--taskmanagers", "2"])
+        .args(args)
+        .envs(env.iter().copied())
+        .output()
+        .unwrap();
+    Run {
+        stdout: String::from_utf8_lossy(&out.stdout).into(),
+        stderr: String::from_utf8_lossy(&out.stderr).into(),
+        code: out.status.code(),
+    }
+}
+
+/// The script with its placeholders filled, written into `tmp`.
+fn prepare(script: &Path, tmp: &Path) -> PathBuf {
     let data = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/sql/data");
     let sql = std::fs::read_to_string(script)
         .unwrap()
-        .replace("{{TMP}}", tmp.path().to_str().unwrap())
+        .replace("{{TMP}}", tmp.to_str().unwrap())
         .replace("{{DATA}}", data.to_str().unwrap());
-    let file = tmp.path().join("script.sql");
+    let file = tmp.join("script.sql");
     std::fs::write(&file, sql).unwrap();
-    let out = Command::new(common::sluice_bin())
-        .args(["run", file.to_str().unwrap(), "--parallelism", &parallelism.to_string(), "--taskmanagers", "2"])
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "{} failed at parallelism {parallelism}:\n{stderr}", script.display());
-    assert!(!stderr.contains("panicked"), "{stderr}");
-    normalize(&String::from_utf8_lossy(&out.stdout))
+    file
+}
+
+fn succeeded(script: &Path, how: &str, run: &Run) {
+    assert!(run.code == Some(0), "{} failed {how}:\n{}", script.display(), run.stderr);
+    assert!(!run.stderr.contains("panicked"), "{}", run.stderr);
+}
+
+/// Straight through, at `parallelism`.
+fn run(script: &Path, parallelism: u32) -> String {
+    let tmp = tempfile::tempdir().unwrap();
+    let file = prepare(script, tmp.path());
+    let out = sluice_run(&file, &["--parallelism", &parallelism.to_string()], &[]);
+    succeeded(script, &format!("at parallelism {parallelism}"), &out);
+    normalize(&out.stdout)
+}
+
+/// At parallelism 2 with checkpoints every 500 ms.
+fn run_checkpointed(script: &Path) -> String {
+    let tmp = tempfile::tempdir().unwrap();
+    let file = prepare(script, tmp.path());
+    let checkpoints = tmp.path().join("checkpoints");
+    let args = ["--parallelism", "2", "--checkpoint-interval", "500ms", "--checkpoint-dir", checkpoints.to_str().unwrap()];
+    let out = sluice_run(&file, &args, &[]);
+    succeeded(script, "at parallelism 2 with checkpoints", &out);
+    normalize(&out.stdout)
+}
+
+/// Killed after the second checkpoint at parallelism 2, then restored at parallelism 3.
+/// Returns the output and whether the kill happened (a script without a job, or whose job
+/// ends before two checkpoints, runs through).
+fn run_killed_and_restored(script: &Path) -> (String, bool) {
+    let tmp = tempfile::tempdir().unwrap();
+    let file = prepare(script, tmp.path());
+    let checkpoints = tmp.path().join("checkpoints");
+    let args = ["--parallelism", "2", "--checkpoint-interval", "50ms", "--checkpoint-dir", checkpoints.to_str().unwrap()];
+    let env = [("SLUICE_TEST_EXIT_AFTER_CHECKPOINT", "2"), ("SLUICE_TEST_SOURCE_PACE", "1:25")];
+    let first = sluice_run(&file, &args, &env);
+    if first.code == Some(0) {
+        return (normalize(&first.stdout), false);
+    }
+    assert_eq!(first.code, Some(137), "{} was not killed by the fault switch:\n{}", script.display(), first.stderr);
+    let job_dirs: Vec<PathBuf> = std::fs::read_dir(&checkpoints).unwrap().flatten().map(|e| e.path()).collect();
+    assert_eq!(job_dirs.len(), 1, "{job_dirs:?}");
+    let checkpoint = job_dirs[0].join("chk-2");
+    let restored_dir = tmp.path().join("restored-checkpoints");
+    let args = [
+        "--parallelism",
+        "3",
+        "--checkpoint-interval",
+        "500ms",
+        "--checkpoint-dir",
+        restored_dir.to_str().unwrap(),
+        "--from-savepoint",
+        checkpoint.to_str().unwrap(),
+    ];
+    let second = sluice_run(&file, &args, &[]);
+    succeeded(script, "restored at parallelism 3", &second);
+    // Text (DESCRIBE, SHOW...) comes from the restored run; rows from both.
+    let rows_before: String = first.stdout.lines().filter(|l| l.contains("+I[")).map(|l| format!("{l}\n")).collect();
+    (normalize(&format!("{}{rows_before}", second.stdout)), true)
 }
 
 fn scripts() -> Vec<PathBuf> {
@@ -72,6 +150,7 @@ fn golden_sql_files_produce_their_expected_output() {
     assert!(files.len() >= 8, "the golden suite lost files: {files:?}");
     let bless = std::env::var_os("SLUICE_BLESS").is_some();
     let mut failures = Vec::new();
+    let mut kills = 0;
     for script in &files {
         let expected_path = script.with_extension("out");
         let actual = run(script, 1);
@@ -85,14 +164,19 @@ fn golden_sql_files_produce_their_expected_output() {
             failures.push(format!("{}:\n--- expected\n{expected}--- actual\n{actual}", script.display()));
             continue;
         }
-        // The same rows at parallelism 2: distribution must not change results.
         if std::fs::read_to_string(script).unwrap().contains("-- golden: fixed parallelism") {
             continue;
         }
-        let parallel = run(script, 2);
-        if parallel != expected {
-            failures.push(format!("{} at parallelism 2:\n--- expected\n{expected}--- actual\n{parallel}", script.display()));
+        let checkpointed = run_checkpointed(script);
+        if checkpointed != expected {
+            failures.push(format!("{} at parallelism 2 with checkpoints:\n--- expected\n{expected}--- actual\n{checkpointed}", script.display()));
+        }
+        let (restored, killed) = run_killed_and_restored(script);
+        kills += usize::from(killed);
+        if restored != expected {
+            failures.push(format!("{} killed and restored at parallelism 3:\n--- expected\n{expected}--- actual\n{restored}", script.display()));
         }
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));
+    assert!(bless || kills >= 5, "only {kills} scripts were killed and restored; pace their sources more");
 }

@@ -2,6 +2,7 @@
 //! their slots, places and deploys subtasks, tracks task states into job states, and
 //! detects lost task managers by their heartbeats.
 
+pub mod checkpoint;
 pub mod config;
 pub mod placement;
 pub mod server;

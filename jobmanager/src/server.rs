@@ -10,9 +10,10 @@ use sluice_proto::job_manager_server::{JobManager, JobManagerServer};
 use sluice_proto::resource_manager_server::{ResourceManager, ResourceManagerServer};
 use sluice_proto::task_executor_client::TaskExecutorClient;
 use sluice_proto::{
-    Ack, CancelJobRequest, CancelJobResponse, CancelTasksRequest, GetJobStatusRequest, HeartbeatRequest,
-    HeartbeatResponse, JobStatus, ListJobsRequest, ListJobsResponse, RegisterTaskManagerRequest,
-    RegisterTaskManagerResponse, SubmitJobRequest, SubmitJobResponse, TaskStateReport,
+    Ack, CancelJobRequest, CancelJobResponse, CancelTasksRequest, CheckpointAck, CheckpointDecline, GetJobStatusRequest,
+    HeartbeatRequest, HeartbeatResponse, JobStatus, ListJobsRequest, ListJobsResponse, RegisterTaskManagerRequest,
+    RegisterTaskManagerResponse, SubmitJobRequest, SubmitJobResponse, TaskStateReport, TriggerSavepointRequest,
+    TriggerSavepointResponse,
 };
 use tokio::net::TcpListener;
 use tonic::transport::{Channel, Endpoint, Server};
@@ -78,29 +79,70 @@ impl Shared {
     }
 
     fn perform(self: &Arc<Self>, actions: Vec<Action>) {
+        // Stop-with-savepoint: the job ends once every task manager has committed.
+        let mut stops: HashMap<String, Vec<(String, sluice_proto::NotifyCheckpointRequest)>> = HashMap::new();
         for action in actions {
             let shared = self.clone();
+            match action {
+                Action::Notify { task_manager, request } if request.stop => {
+                    stops.entry(request.job_id.clone()).or_default().push((task_manager, request));
+                }
+                action => {
+                    tokio::spawn(async move { shared.perform_one(action).await });
+                }
+            }
+        }
+        for (job_id, notifies) in stops {
+            let shared = self.clone();
             tokio::spawn(async move {
-                match action {
-                    Action::Deploy { task_manager, request } => {
-                        let job_id = request.job_id.clone();
-                        let result = match shared.client(&task_manager) {
-                            Some(mut client) => client.deploy_tasks(request).await.map(|_| ()).map_err(|s| s.message().to_string()),
-                            None => Err("the task manager is gone".to_string()),
-                        };
-                        if let Err(error) = result {
-                            shared.update(|s, a| s.deploy_failed(&job_id, &task_manager, &error, a));
-                        }
+                for (task_manager, request) in notifies {
+                    shared.perform_one(Action::Notify { task_manager, request }).await;
+                }
+                shared.update(|s, a| s.stopped(&job_id, a));
+            });
+        }
+    }
+
+    async fn perform_one(self: &Arc<Self>, action: Action) {
+        match action {
+            Action::Deploy { task_manager, request } => {
+                let job_id = request.job_id.clone();
+                let result = match self.client(&task_manager) {
+                    Some(mut client) => client.deploy_tasks(*request).await.map(|_| ()),
+                    None => Err(Status::unavailable("the task manager is gone")),
+                };
+                match result {
+                    Ok(()) => {}
+                    // Unreachable: the task manager is lost, whatever its heartbeats say.
+                    Err(status) if status.code() == tonic::Code::Unavailable => {
+                        let reason = format!("task manager {task_manager} is unreachable: {}", status.message());
+                        tracing::warn!("{reason}");
+                        self.update(|s, a| s.lose_task_manager(&task_manager, &reason, a));
                     }
-                    Action::Cancel { task_manager, job_id } => {
-                        if let Some(mut client) = shared.client(&task_manager) {
-                            if let Err(status) = client.cancel_tasks(CancelTasksRequest { job_id: job_id.clone() }).await {
-                                tracing::warn!(%task_manager, job = %job_id, error = %status.message(), "cannot cancel tasks");
-                            }
-                        }
+                    Err(status) => self.update(|s, a| s.deploy_failed(&job_id, &task_manager, status.message(), a)),
+                }
+            }
+            Action::Cancel { task_manager, job_id, attempt } => {
+                if let Some(mut client) = self.client(&task_manager) {
+                    if let Err(status) = client.cancel_tasks(CancelTasksRequest { job_id: job_id.clone(), attempt }).await {
+                        tracing::warn!(%task_manager, job = %job_id, error = %status.message(), "cannot cancel tasks");
                     }
                 }
-            });
+            }
+            Action::Trigger { task_manager, request } => {
+                if let Some(mut client) = self.client(&task_manager) {
+                    if let Err(status) = client.trigger_checkpoint(request).await {
+                        tracing::warn!(%task_manager, error = %status.message(), "cannot trigger a checkpoint");
+                    }
+                }
+            }
+            Action::Notify { task_manager, request } => {
+                if let Some(mut client) = self.client(&task_manager) {
+                    if let Err(status) = client.notify_checkpoint_complete(request).await {
+                        tracing::warn!(%task_manager, error = %status.message(), "cannot notify a completed checkpoint");
+                    }
+                }
+            }
         }
     }
 }
@@ -119,7 +161,10 @@ impl BoundJobManager {
             .await
             .map_err(|source| JobManagerError::Bind { address: config.rpc_address, source })?;
         let address = listener.local_addr().map_err(|source| JobManagerError::Bind { address: config.rpc_address, source })?;
-        let shared = Arc::new(Shared { config, state: Mutex::new(ClusterState::default()), clients: Mutex::new(HashMap::new()) });
+        let checkpoint_root =
+            config.checkpoint_dir.clone().unwrap_or_else(|| std::env::temp_dir().join("sluice-checkpoints"));
+        let state = ClusterState::new(checkpoint_root);
+        let shared = Arc::new(Shared { config, state: Mutex::new(state), clients: Mutex::new(HashMap::new()) });
         Ok(BoundJobManager { shared, listener, address })
     }
 
@@ -146,13 +191,15 @@ impl BoundJobManager {
     }
 }
 
-/// Checks heartbeats and slot-wait timeouts.
+/// Checks heartbeats, slot-wait timeouts, restart delays and checkpoint schedules.
 async fn tick_loop(shared: Arc<Shared>) {
-    let period = (shared.config.heartbeat_timeout / 10).clamp(Duration::from_millis(50), Duration::from_millis(500));
     loop {
-        tokio::time::sleep(period).await;
+        tokio::time::sleep(Duration::from_millis(20)).await;
         let timeout = shared.config.heartbeat_timeout;
-        shared.update(|s, a| s.expire_task_managers(timeout, a));
+        shared.update(|s, a| {
+            s.expire_task_managers(timeout, a);
+            s.tick_checkpoints(std::time::Instant::now(), a);
+        });
     }
 }
 
@@ -163,10 +210,12 @@ struct JobManagerService {
 #[tonic::async_trait]
 impl JobManager for JobManagerService {
     async fn submit_job(&self, request: Request<SubmitJobRequest>) -> Result<Response<SubmitJobResponse>, Status> {
-        let graph = request.into_inner().graph.ok_or_else(|| Status::invalid_argument("the request has no job graph"))?;
+        let request = request.into_inner();
+        let graph = request.graph.ok_or_else(|| Status::invalid_argument("the request has no job graph"))?;
         sluice_operators::graph::check(&graph).map_err(|e| Status::invalid_argument(format!("invalid job graph: {e}")))?;
         let name = graph.name.clone();
-        let job_id = self.shared.update(|s, _| s.submit(graph));
+        let savepoint = (!request.from_savepoint.is_empty()).then(|| std::path::PathBuf::from(&request.from_savepoint));
+        let job_id = self.shared.update(|s, _| s.submit(graph, savepoint.as_deref())).map_err(Status::invalid_argument)?;
         tracing::info!(job = %job_id, %name, "job submitted");
         Ok(Response::new(SubmitJobResponse { job_id }))
     }
@@ -182,6 +231,24 @@ impl JobManager for JobManagerService {
             .status(id)
             .map(Response::new)
             .ok_or_else(|| Status::not_found(format!("no job with id '{id}'; `sluice list` shows the known jobs")))
+    }
+
+    async fn trigger_savepoint(
+        &self,
+        request: Request<TriggerSavepointRequest>,
+    ) -> Result<Response<TriggerSavepointResponse>, Status> {
+        let request = request.into_inner();
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        let directory = (!request.directory.is_empty())
+            .then(|| crate::checkpoint::options::storage_path(&request.directory))
+            .transpose()
+            .map_err(|e| Status::invalid_argument(format!("savepoint directory '{}': {e}", request.directory)))?;
+        self.shared.update(|s, _| s.request_savepoint(&request.job_id, directory, request.stop, reply));
+        match answer.await {
+            Ok(Ok(path)) => Ok(Response::new(TriggerSavepointResponse { path })),
+            Ok(Err(message)) => Err(Status::failed_precondition(message)),
+            Err(_) => Err(Status::aborted("the savepoint was abandoned (the job ended or restarted)")),
+        }
     }
 
     async fn cancel_job(&self, request: Request<CancelJobRequest>) -> Result<Response<CancelJobResponse>, Status> {
@@ -226,6 +293,18 @@ impl ResourceManager for ResourceManagerService {
     async fn report_task_state(&self, request: Request<TaskStateReport>) -> Result<Response<Ack>, Status> {
         let report = request.into_inner();
         self.shared.update(|s, a| s.task_state(&report, a));
+        Ok(Response::new(Ack {}))
+    }
+
+    async fn acknowledge_checkpoint(&self, request: Request<CheckpointAck>) -> Result<Response<Ack>, Status> {
+        let ack = request.into_inner();
+        self.shared.update(|s, a| s.acknowledge(ack, a));
+        Ok(Response::new(Ack {}))
+    }
+
+    async fn decline_checkpoint(&self, request: Request<CheckpointDecline>) -> Result<Response<Ack>, Status> {
+        let decline = request.into_inner();
+        self.shared.update(|s, _| s.decline(&decline));
         Ok(Response::new(Ack {}))
     }
 }

@@ -2,14 +2,17 @@
 //! states of their tasks. Methods here change state and return the RPCs to make
 //! ([`Action`]s); the server performs them outside the lock.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use sluice_proto::{
-    JobGraph, JobState, JobStatus, JobSummary, TaskId, TaskLocation, TaskMetrics, TaskState, TaskStateReport, TaskStatus,
-    VertexInfo,
+    CheckpointAck, CheckpointMetadata, JobGraph, JobState, JobStatus, JobSummary, NotifyCheckpointRequest, TaskId,
+    TaskLocation, TaskMetrics, TaskState, TaskStateReport, TaskStatus, TriggerCheckpointRequest, VertexInfo,
 };
 
+use crate::checkpoint::restore::assign_state;
+use crate::checkpoint::{storage, CheckpointOptions, Coordinator, RestartStrategy, SavepointRequest};
 use crate::placement::{place, FreeSlots};
 
 /// An RPC the jobmanager must send to a task manager.
@@ -19,8 +22,8 @@ pub enum Action {
     Deploy {
         /// Target task manager.
         task_manager: String,
-        /// The request.
-        request: sluice_proto::DeployTasksRequest,
+        /// The request (boxed: it carries the job graph).
+        request: Box<sluice_proto::DeployTasksRequest>,
     },
     /// Cancel a job's tasks on a task manager.
     Cancel {
@@ -28,6 +31,23 @@ pub enum Action {
         task_manager: String,
         /// The job.
         job_id: String,
+        /// Attempts up to this one are canceled.
+        attempt: u32,
+    },
+    /// Start a checkpoint on a task manager's tasks.
+    Trigger {
+        /// Target task manager.
+        task_manager: String,
+        /// The request.
+        request: TriggerCheckpointRequest,
+    },
+    /// Tell a task manager's tasks that a checkpoint completed. With `stop`, the job ends
+    /// once every task manager has answered.
+    Notify {
+        /// Target task manager.
+        task_manager: String,
+        /// The request.
+        request: NotifyCheckpointRequest,
     },
 }
 
@@ -65,11 +85,33 @@ struct Job {
     /// Slots held per task manager.
     slots: HashMap<String, u32>,
     tasks: BTreeMap<(u32, u32), TaskInfo>,
+    /// The checkpoint coordinator, when the job takes checkpoints.
+    checkpoints: Option<Coordinator>,
+    restart: RestartStrategy,
+    restarts: u32,
+    /// When a restarting job may be deployed again.
+    restart_at: Option<Instant>,
+    /// State the next deployment starts from: a savepoint, or the checkpoint a restart restores.
+    restore_from: Option<(CheckpointMetadata, PathBuf)>,
+    /// A stop-with-savepoint is completing; no further checkpoints.
+    stopping: Option<String>,
 }
 
 impl Job {
     fn required_slots(&self) -> u32 {
         self.graph.vertices.iter().map(|v| v.parallelism).max().unwrap_or(0)
+    }
+
+    fn max_parallelism(&self) -> u32 {
+        self.graph
+            .config
+            .get("pipeline.max-parallelism")
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or(sluice_operators::keys::DEFAULT_MAX_PARALLELISM)
+    }
+
+    fn subtasks_in(&self, states: &[TaskState]) -> BTreeSet<(u32, u32)> {
+        self.tasks.iter().filter(|(_, t)| states.contains(&t.state)).map(|(k, _)| *k).collect()
     }
 
     fn is_terminal(&self) -> bool {
@@ -91,6 +133,10 @@ fn now_ms() -> u64 {
 /// All of the jobmanager's state.
 #[derive(Debug, Default)]
 pub struct ClusterState {
+    /// This jobmanager's identity, which fences its checkpoint writes.
+    instance: String,
+    /// Default checkpoint storage of jobs.
+    checkpoint_root: PathBuf,
     task_managers: Vec<TaskManagerInfo>,
     next_task_manager: u64,
     jobs: BTreeMap<String, Job>,
@@ -99,6 +145,15 @@ pub struct ClusterState {
 }
 
 impl ClusterState {
+    /// State of a jobmanager whose jobs checkpoint under `checkpoint_root` by default.
+    pub fn new(checkpoint_root: PathBuf) -> Self {
+        ClusterState {
+            instance: uuid::Uuid::new_v4().simple().to_string()[..12].to_string(),
+            checkpoint_root,
+            ..Default::default()
+        }
+    }
+
     /// Registers a task manager and returns its id. A task manager registering again at an
     /// address already known replaces the old one, whose jobs fail.
     pub fn register(&mut self, address: String, slots: u32, actions: &mut Vec<Action>) -> String {
@@ -120,7 +175,7 @@ impl ClusterState {
             if let Some(job) = self.jobs.get_mut(&task.job_id) {
                 if job.attempt == task.attempt {
                     if let Some(info) = job.tasks.get_mut(&(task.vertex_id, task.subtask)) {
-                        info.metrics = *metrics;
+                        info.metrics = metrics.clone();
                     }
                 }
             }
@@ -138,10 +193,16 @@ impl ClusterState {
         self.task_managers.iter().find(|t| t.id == id).map(|t| t.address.clone())
     }
 
-    /// Adds a job in CREATED state and returns its id.
-    pub fn submit(&mut self, graph: JobGraph) -> String {
+    /// Adds a job in CREATED state and returns its id. With `from_savepoint`, the job
+    /// starts from that savepoint or retained checkpoint. Bad options or an unusable
+    /// savepoint are refused with the reason.
+    pub fn submit(&mut self, graph: JobGraph, from_savepoint: Option<&Path>) -> Result<String, String> {
+        let options = CheckpointOptions::from_config(&graph.config, &self.checkpoint_root).map_err(|e| e.to_string())?;
+        let restart = RestartStrategy::from_config(&graph.config, options.interval.is_some()).map_err(|e| e.to_string())?;
         let id = uuid::Uuid::new_v4().simple().to_string();
-        let job = Job {
+        let mut checkpoints =
+            options.interval.is_some().then(|| Coordinator::new(&id, options, format!("{}/{id}", self.instance)));
+        let mut job = Job {
             id: id.clone(),
             graph,
             state: JobState::Created,
@@ -152,10 +213,25 @@ impl ClusterState {
             attempt: 0,
             slots: HashMap::new(),
             tasks: BTreeMap::new(),
+            checkpoints: None,
+            restart,
+            restarts: 0,
+            restart_at: None,
+            restore_from: None,
+            stopping: None,
         };
+        if let Some(path) = from_savepoint {
+            let (metadata, base) = storage::read_checkpoint(path).map_err(|e| e.to_string())?;
+            assign_state(&metadata, &base, &job.graph, job.max_parallelism())?;
+            if let Some(c) = &mut checkpoints {
+                c.restored_from(path, metadata.checkpoint_id);
+            }
+            job.restore_from = Some((metadata, base));
+        }
+        job.checkpoints = checkpoints;
         self.jobs.insert(id.clone(), job);
         self.order.push(id.clone());
-        id
+        Ok(id)
     }
 
     fn free_slots(&self) -> Vec<FreeSlots> {
@@ -180,7 +256,8 @@ impl ClusterState {
             let free = self.free_slots();
             let total_slots: u32 = self.task_managers.iter().map(|t| t.slots).sum();
             let Some(job) = self.jobs.get_mut(&id) else { continue };
-            if job.state != JobState::Created {
+            let restarting = job.state == JobState::Restarting;
+            if !(job.state == JobState::Created || restarting && job.restart_at.is_some_and(|t| t <= Instant::now())) {
                 continue;
             }
             let required = job.required_slots();
@@ -197,11 +274,25 @@ impl ClusterState {
                     job.finished_at_ms = now_ms();
                     job.message = format!("could not get {required} task slots within {}s: {why}", timeout.as_secs());
                     tracing::warn!(job = %job.id, message = %job.message, "job failed");
+                } else if restarting {
+                    job.message = format!("restarting (restart {}): {why}", job.restarts);
                 } else {
                     job.message = why;
                 }
                 continue;
             };
+            if restarting {
+                job.attempt += 1;
+                let mut problems = Vec::new();
+                if let Some(restored) = job.checkpoints.as_mut().and_then(|c| c.latest_restorable(&mut problems)) {
+                    job.restore_from = Some(restored);
+                }
+                if !problems.is_empty() {
+                    if let Some(c) = &mut job.checkpoints {
+                        c.summary.last_failure = problems.join("; ");
+                    }
+                }
+            }
             self.deploy(&id, placement, actions);
         }
     }
@@ -210,6 +301,26 @@ impl ClusterState {
         let addresses: HashMap<String, String> =
             self.task_managers.iter().map(|t| (t.id.clone(), t.address.clone())).collect();
         let Some(job) = self.jobs.get_mut(id) else { return };
+        let (restore, restored_checkpoint_id) = match job.restore_from.take() {
+            Some((metadata, base)) => match assign_state(&metadata, &base, &job.graph, job.max_parallelism()) {
+                Ok(r) => (r, metadata.checkpoint_id),
+                Err(e) => {
+                    let id = job.id.clone();
+                    self.end_job(&id, JobState::Failed, format!("cannot restore: {e}"), actions);
+                    return;
+                }
+            },
+            None => (Vec::new(), 0),
+        };
+        if let Some(c) = &job.checkpoints {
+            if let Err(e) = c.claim() {
+                let id = job.id.clone();
+                self.end_job(&id, JobState::Failed, format!("checkpoint storage: {e}"), actions);
+                return;
+            }
+        }
+        let checkpoint_directory = job.checkpoints.as_ref().map(|c| c.job_dir.display().to_string()).unwrap_or_default();
+        let last_checkpoint_id = job.checkpoints.as_ref().map_or(0, |c| c.last_triggered());
         job.slots.clear();
         for tm in &placement {
             *job.slots.entry(tm.clone()).or_default() += 1;
@@ -239,19 +350,31 @@ impl ClusterState {
             }
         }
         job.state = JobState::Running;
+        job.restart_at = None;
         job.message = format!("deployed on {}", per_tm.keys().cloned().collect::<Vec<_>>().join(", "));
+        if restored_checkpoint_id != 0 {
+            job.message.push_str(&format!(" from checkpoint {restored_checkpoint_id}"));
+        }
         tracing::info!(job = %job.id, name = %job.graph.name, placement = %job.message, "job scheduled");
         for (task_manager, tasks) in per_tm {
             actions.push(Action::Deploy {
                 task_manager: task_manager.clone(),
-                request: sluice_proto::DeployTasksRequest {
+                request: Box::new(sluice_proto::DeployTasksRequest {
                     task_manager_id: task_manager,
                     job_id: job.id.clone(),
                     attempt: job.attempt,
                     graph: Some(job.graph.clone()),
+                    restore: restore
+                        .iter()
+                        .filter(|r| tasks.iter().any(|t| t.vertex_id == r.vertex_id && t.subtask == r.subtask))
+                        .cloned()
+                        .collect(),
                     tasks,
                     locations: locations.clone(),
-                },
+                    checkpoint_directory: checkpoint_directory.clone(),
+                    restored_checkpoint_id,
+                    last_checkpoint_id,
+                }),
             });
         }
     }
@@ -261,7 +384,7 @@ impl ClusterState {
         if job.is_terminal() {
             return;
         }
-        let was_deployed = job.state == JobState::Running;
+        let was_deployed = job.state == JobState::Running && job.stopping.is_none();
         job.state = state;
         job.message = message;
         job.finished_at_ms = now_ms();
@@ -271,7 +394,7 @@ impl ClusterState {
         }
         if was_deployed && state != JobState::Finished {
             for task_manager in job.slots.keys() {
-                actions.push(Action::Cancel { task_manager: task_manager.clone(), job_id: id.to_string() });
+                actions.push(Action::Cancel { task_manager: task_manager.clone(), job_id: id.to_string(), attempt: job.attempt });
             }
         }
         job.slots.clear();
@@ -281,7 +404,7 @@ impl ClusterState {
     pub fn task_state(&mut self, report: &TaskStateReport, actions: &mut Vec<Action>) {
         let Some(task) = &report.task else { return };
         let Some(job) = self.jobs.get_mut(&task.job_id) else { return };
-        if job.attempt != task.attempt || job.is_terminal() {
+        if job.attempt != task.attempt || job.state != JobState::Running {
             return;
         }
         let state = TaskState::try_from(report.state).unwrap_or(TaskState::Failed);
@@ -289,7 +412,7 @@ impl ClusterState {
         let Some(info) = job.tasks.get_mut(&(task.vertex_id, task.subtask)) else { return };
         info.state = state;
         info.error = report.error.clone();
-        if let Some(m) = report.metrics {
+        if let Some(m) = report.metrics.clone() {
             info.metrics = m;
         }
         let tm = info.task_manager.clone();
@@ -297,23 +420,175 @@ impl ClusterState {
         match state {
             TaskState::Failed => {
                 let message = format!("{name} failed on {tm}: {}", report.error);
-                self.end_job(&id, JobState::Failed, message, actions);
+                self.fail_or_restart(&id, message, None, actions);
             }
+            // Stop-with-savepoint: task managers end the tasks once they committed.
+            TaskState::Canceled if job.stopping.is_some() => {}
             TaskState::Canceled => {
                 let message = format!("{name} was canceled by {tm} (it lost contact with the jobmanager)");
-                self.end_job(&id, JobState::Failed, message, actions);
+                self.fail_or_restart(&id, message, None, actions);
             }
             TaskState::Finished if job.tasks.values().all(|t| t.state == TaskState::Finished) => {
-                self.end_job(&id, JobState::Finished, "all tasks finished".into(), actions);
+                let message = match &job.stopping {
+                    Some(path) => format!("stopped with a savepoint at {path}"),
+                    None => "all tasks finished".into(),
+                };
+                self.end_job(&id, JobState::Finished, message, actions);
             }
+            TaskState::Finished => self.try_complete_checkpoint(&id, actions),
             _ => {}
+        }
+    }
+
+    /// A failure of a running job: restart it from its latest checkpoint if its restart
+    /// strategy allows, else fail it. `lost` is a task manager that is gone.
+    fn fail_or_restart(&mut self, id: &str, reason: String, lost: Option<&str>, actions: &mut Vec<Action>) {
+        let Some(job) = self.jobs.get_mut(id) else { return };
+        if job.state != JobState::Running {
+            return;
+        }
+        let next = job.restarts + 1;
+        let Some(delay) = job.restart.delay(next).filter(|_| job.stopping.is_none()) else {
+            let message = if job.restarts > 0 { format!("{reason} (no restarts left after {})", job.restarts) } else { reason };
+            self.end_job(id, JobState::Failed, message, actions);
+            return;
+        };
+        let now = Instant::now();
+        job.state = JobState::Restarting;
+        job.restarts = next;
+        job.restart_at = Some(now + delay);
+        job.waiting_since = now + delay;
+        let limit = match job.restart.max_attempts() {
+            u32::MAX => "unlimited".to_string(),
+            n => n.to_string(),
+        };
+        job.message = format!("restarting (restart {next} of {limit}) in {:.1}s after: {reason}", delay.as_secs_f64());
+        tracing::warn!(job = %id, "{}", job.message);
+        if let Some(c) = &mut job.checkpoints {
+            c.restart(now);
+        }
+        for task_manager in job.slots.keys().filter(|tm| Some(tm.as_str()) != lost) {
+            actions.push(Action::Cancel { task_manager: task_manager.clone(), job_id: id.to_string(), attempt: job.attempt });
+        }
+        job.slots.clear();
+        for info in job.tasks.values_mut() {
+            if matches!(info.state, TaskState::Running | TaskState::Deploying | TaskState::Ended) {
+                info.state = TaskState::Canceled;
+            }
+        }
+    }
+
+    /// Starts due checkpoints and aborts timed-out ones.
+    pub fn tick_checkpoints(&mut self, now: Instant, actions: &mut Vec<Action>) {
+        for job in self.jobs.values_mut() {
+            if job.state != JobState::Running || job.stopping.is_some() {
+                continue;
+            }
+            let Some(coordinator) = &mut job.checkpoints else { continue };
+            coordinator.check_timeout(now);
+            let ready = job.tasks.values().all(|t| matches!(t.state, TaskState::Running | TaskState::Ended | TaskState::Finished));
+            let all_ended = job.tasks.values().all(|t| matches!(t.state, TaskState::Ended | TaskState::Finished))
+                && job.tasks.values().any(|t| t.state == TaskState::Ended);
+            if let Some(trigger) = coordinator.maybe_trigger(now, ready, all_ended) {
+                for task_manager in job.slots.keys() {
+                    actions.push(Action::Trigger {
+                        task_manager: task_manager.clone(),
+                        request: TriggerCheckpointRequest {
+                            job_id: job.id.clone(),
+                            attempt: job.attempt,
+                            checkpoint_id: trigger.id,
+                            timestamp_ms: trigger.timestamp_ms,
+                            last_completed: trigger.last_completed,
+                        },
+                    });
+                }
+            }
+        }
+    }
+
+    /// Records a subtask's checkpoint acknowledgement; completes the checkpoint when it was
+    /// the last one missing.
+    pub fn acknowledge(&mut self, ack: CheckpointAck, actions: &mut Vec<Action>) {
+        let Some(task) = &ack.task else { return };
+        let Some(job) = self.jobs.get_mut(&task.job_id) else { return };
+        if job.attempt != task.attempt || job.state != JobState::Running {
+            return;
+        }
+        let Some(coordinator) = &mut job.checkpoints else { return };
+        let key = (task.vertex_id, task.subtask);
+        if coordinator.acknowledge(key, ack.checkpoint_id, ack.snapshot.unwrap_or_default(), ack.stats.unwrap_or_default()) {
+            let id = job.id.clone();
+            self.try_complete_checkpoint(&id, actions);
+        }
+    }
+
+    /// A subtask could not take its part of a checkpoint: the checkpoint fails at once.
+    pub fn decline(&mut self, decline: &sluice_proto::CheckpointDecline) {
+        let Some(task) = &decline.task else { return };
+        let Some(job) = self.jobs.get_mut(&task.job_id) else { return };
+        if job.attempt != task.attempt {
+            return;
+        }
+        if let Some(c) = &mut job.checkpoints {
+            c.abort_if_pending(decline.checkpoint_id, Instant::now(), &decline.reason);
+        }
+    }
+
+    fn try_complete_checkpoint(&mut self, id: &str, actions: &mut Vec<Action>) {
+        let Some(job) = self.jobs.get_mut(id) else { return };
+        let finished = job.subtasks_in(&[TaskState::Finished]);
+        let Some(coordinator) = &mut job.checkpoints else { return };
+        let Some(completion) = coordinator.try_complete(Instant::now(), &job.graph, &finished) else { return };
+        if completion.stop {
+            job.stopping = Some(coordinator.summary.latest_path.clone());
+            job.message = "stopping: the savepoint is complete, the sinks commit".into();
+        }
+        for task_manager in job.slots.keys() {
+            actions.push(Action::Notify {
+                task_manager: task_manager.clone(),
+                request: NotifyCheckpointRequest {
+                    job_id: job.id.clone(),
+                    attempt: job.attempt,
+                    checkpoint_id: completion.id,
+                    stop: completion.stop,
+                },
+            });
+        }
+    }
+
+    /// Queues a savepoint of a running job that takes checkpoints.
+    pub fn request_savepoint(&mut self, id: &str, directory: Option<PathBuf>, stop: bool, reply: tokio::sync::oneshot::Sender<Result<String, String>>) {
+        let Some(job) = self.jobs.get_mut(id) else {
+            let _ = reply.send(Err(format!("no job with id '{id}'; `sluice list` shows the known jobs")));
+            return;
+        };
+        if job.state != JobState::Running {
+            let _ = reply.send(Err(format!("job {id} is not running (state {:?})", job.state)));
+            return;
+        }
+        let Some(coordinator) = &mut job.checkpoints else {
+            let _ = reply.send(Err(format!(
+                "job {id} does not take checkpoints; submit it with SET 'execution.checkpointing.interval' = '10s' \
+                 (or --checkpoint-interval) to take savepoints"
+            )));
+            return;
+        };
+        let directory = directory.unwrap_or_else(|| coordinator.options.savepoint_directory.clone());
+        coordinator.request_savepoint(SavepointRequest { directory, stop, reply });
+    }
+
+    /// Every task manager committed a stop-with-savepoint and ended the job's tasks.
+    pub fn stopped(&mut self, id: &str, actions: &mut Vec<Action>) {
+        let Some(job) = self.jobs.get(id) else { return };
+        if let Some(path) = job.stopping.clone() {
+            self.end_job(id, JobState::Finished, format!("stopped with a savepoint at {path}"), actions);
         }
     }
 
     /// Marks a deployment as failed.
     pub fn deploy_failed(&mut self, job_id: &str, task_manager: &str, error: &str, actions: &mut Vec<Action>) {
         let message = format!("deploying to {task_manager} failed: {error}");
-        self.end_job(job_id, JobState::Failed, message, actions);
+        self.fail_or_restart(job_id, message, None, actions);
     }
 
     /// Declares task managers silent for longer than `timeout` lost.
@@ -335,7 +610,8 @@ impl ClusterState {
         }
     }
 
-    fn lose_task_manager(&mut self, id: &str, reason: &str, actions: &mut Vec<Action>) {
+    /// Forgets a task manager: its jobs restart or fail with `reason`.
+    pub fn lose_task_manager(&mut self, id: &str, reason: &str, actions: &mut Vec<Action>) {
         self.task_managers.retain(|t| t.id != id);
         let affected: Vec<String> = self
             .jobs
@@ -344,9 +620,12 @@ impl ClusterState {
             .map(|j| j.id.clone())
             .collect();
         for job in affected {
-            self.end_job(&job, JobState::Failed, reason.to_string(), actions);
+            self.fail_or_restart(&job, reason.to_string(), Some(id), actions);
         }
-        actions.retain(|a| !matches!(a, Action::Cancel { task_manager, .. } | Action::Deploy { task_manager, .. } if task_manager == id));
+        actions.retain(|a| {
+            !matches!(a, Action::Cancel { task_manager, .. } | Action::Deploy { task_manager, .. }
+                | Action::Trigger { task_manager, .. } | Action::Notify { task_manager, .. } if task_manager == id)
+        });
     }
 
     /// Cancels a job; returns its state afterwards, or `None` if unknown.
@@ -387,10 +666,14 @@ impl ClusterState {
                     subtask,
                     task_manager_id: t.task_manager.clone(),
                     state: t.state as i32,
-                    metrics: Some(t.metrics),
+                    metrics: Some(t.metrics.clone()),
                     error: t.error.clone(),
+                    last_checkpoint: job.checkpoints.as_ref().and_then(|c| c.task_stats.get(&(vertex_id, subtask)).copied()),
                 })
                 .collect(),
+            checkpoints: job.checkpoints.as_ref().map(|c| c.summary.clone()),
+            restarts: job.restarts,
+            max_restarts: job.restart.max_attempts(),
             vertices: job
                 .graph
                 .vertices
@@ -432,7 +715,7 @@ mod tests {
     fn a_job_waits_for_slots_then_runs_and_finishes() {
         let mut s = ClusterState::default();
         let mut actions = Vec::new();
-        let job = s.submit(graph(&[4, 2]));
+        let job = s.submit(graph(&[4, 2]), None).unwrap();
         s.schedule(Duration::from_secs(60), &mut actions);
         let status = s.status(&job).unwrap();
         assert_eq!(status.state, JobState::Created as i32);
@@ -456,7 +739,7 @@ mod tests {
         let mut s = ClusterState::default();
         let mut actions = Vec::new();
         s.register("a:1".into(), 1, &mut actions);
-        let job = s.submit(graph(&[2]));
+        let job = s.submit(graph(&[2]), None).unwrap();
         s.schedule(Duration::ZERO, &mut actions);
         let status = s.status(&job).unwrap();
         assert_eq!(status.state, JobState::Failed as i32);
@@ -469,7 +752,7 @@ mod tests {
         let mut actions = Vec::new();
         s.register("a:1".into(), 1, &mut actions);
         s.register("b:1".into(), 1, &mut actions);
-        let job = s.submit(graph(&[2]));
+        let job = s.submit(graph(&[2]), None).unwrap();
         s.schedule(Duration::from_secs(60), &mut actions);
         actions.clear();
         s.task_state(&report(&job, 0, 1, TaskState::Failed, "disk full"), &mut actions);
@@ -484,7 +767,7 @@ mod tests {
         let mut s = ClusterState::default();
         let mut actions = Vec::new();
         s.register("a:1".into(), 2, &mut actions);
-        let job = s.submit(graph(&[2]));
+        let job = s.submit(graph(&[2]), None).unwrap();
         s.schedule(Duration::from_secs(60), &mut actions);
         s.expire_task_managers(Duration::ZERO, &mut actions);
         let status = s.status(&job).unwrap();
@@ -499,12 +782,172 @@ mod tests {
         let mut s = ClusterState::default();
         let mut actions = Vec::new();
         s.register("a:1".into(), 2, &mut actions);
-        let first = s.submit(graph(&[2]));
-        let second = s.submit(graph(&[2]));
+        let first = s.submit(graph(&[2]), None).unwrap();
+        let second = s.submit(graph(&[2]), None).unwrap();
         s.schedule(Duration::from_secs(60), &mut actions);
         assert_eq!(s.status(&second).unwrap().state, JobState::Created as i32);
         assert_eq!(s.cancel(&first, &mut actions), Some(JobState::Canceled));
         s.schedule(Duration::from_secs(60), &mut actions);
         assert_eq!(s.status(&second).unwrap().state, JobState::Running as i32);
+    }
+
+    fn checkpointed_graph() -> JobGraph {
+        let mut g = graph(&[2]);
+        g.vertices[0].operators = vec![sluice_proto::OperatorSpec { uid: "0-src".into(), name: "src".into(), kind: None }];
+        for (k, v) in [
+            ("execution.checkpointing.interval", "10ms"),
+            ("restart-strategy.type", "fixed-delay"),
+            ("restart-strategy.fixed-delay.delay", "0ms"),
+            ("restart-strategy.fixed-delay.attempts", "1"),
+        ] {
+            g.config.insert(k.into(), v.into());
+        }
+        g
+    }
+
+    fn report_at(job: &str, subtask: u32, attempt: u32, state: TaskState) -> TaskStateReport {
+        TaskStateReport {
+            task: Some(TaskId { job_id: job.into(), vertex_id: 0, subtask, attempt }),
+            state: state as i32,
+            error: "boom".into(),
+            metrics: None,
+        }
+    }
+
+    /// Runs one checkpoint of a running job through trigger, acknowledgements and completion.
+    fn complete_checkpoint(s: &mut ClusterState, job: &str, attempt: u32) -> u64 {
+        let mut actions = Vec::new();
+        let mut now = Instant::now();
+        let id = loop {
+            s.tick_checkpoints(now, &mut actions);
+            if let Some(id) = actions.iter().find_map(|a| match a {
+                Action::Trigger { request, .. } => Some(request.checkpoint_id),
+                _ => None,
+            }) {
+                break id;
+            }
+            now += Duration::from_millis(20);
+        };
+        for subtask in 0..2 {
+            let snapshot = sluice_proto::TaskSnapshot {
+                operators: vec![sluice_proto::OperatorSnapshot {
+                    uid: "0-src".into(),
+                    list_state: vec![vec![subtask as u8, id as u8]],
+                    ..Default::default()
+                }],
+            };
+            let ack = CheckpointAck {
+                task: Some(TaskId { job_id: job.into(), vertex_id: 0, subtask, attempt }),
+                checkpoint_id: id,
+                snapshot: Some(snapshot),
+                stats: Some(Default::default()),
+            };
+            s.acknowledge(ack, &mut actions);
+        }
+        assert!(actions.iter().any(|a| matches!(a, Action::Notify { request, .. } if request.checkpoint_id == id)));
+        id
+    }
+
+    fn redeployment(actions: &[Action]) -> &sluice_proto::DeployTasksRequest {
+        actions.iter().find_map(|a| if let Action::Deploy { request, .. } = a { Some(request) } else { None }).expect("a deployment")
+    }
+
+    #[test]
+    fn a_failure_restarts_from_the_latest_checkpoint_until_restarts_run_out() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = ClusterState::new(dir.path().to_path_buf());
+        let mut actions = Vec::new();
+        s.register("a:1".into(), 2, &mut actions);
+        let job = s.submit(checkpointed_graph(), None).unwrap();
+        s.schedule(Duration::from_secs(60), &mut actions);
+        assert!(!redeployment(&actions).checkpoint_directory.is_empty());
+        for subtask in 0..2 {
+            s.task_state(&report_at(&job, subtask, 0, TaskState::Running), &mut actions);
+        }
+        let first = complete_checkpoint(&mut s, &job, 0);
+        assert!(dir.path().join(&job).join(format!("chk-{first}/_metadata")).exists());
+        let status = s.status(&job).unwrap();
+        assert_eq!(status.checkpoints.unwrap().completed, 1);
+
+        actions.clear();
+        s.task_state(&report_at(&job, 1, 0, TaskState::Failed), &mut actions);
+        let status = s.status(&job).unwrap();
+        assert_eq!(status.state, JobState::Restarting as i32);
+        assert!(status.message.contains("restart 1 of 1"), "{}", status.message);
+        assert!(actions.iter().any(|a| matches!(a, Action::Cancel { .. })));
+        actions.clear();
+        s.schedule(Duration::from_secs(60), &mut actions);
+        let request = redeployment(&actions);
+        assert_eq!((request.attempt, request.restored_checkpoint_id), (1, first));
+        let restored: Vec<Vec<u8>> = request.restore.iter().flat_map(|r| r.operators[0].list_state.clone()).collect();
+        assert_eq!(restored, vec![vec![0, first as u8], vec![1, first as u8]]);
+
+        actions.clear();
+        s.task_state(&report_at(&job, 0, 1, TaskState::Failed), &mut actions);
+        let status = s.status(&job).unwrap();
+        assert_eq!(status.state, JobState::Failed as i32);
+        assert!(status.message.contains("no restarts left after 1"), "{}", status.message);
+    }
+
+    #[test]
+    fn a_damaged_checkpoint_falls_back_to_the_previous_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = ClusterState::new(dir.path().to_path_buf());
+        let mut actions = Vec::new();
+        s.register("a:1".into(), 2, &mut actions);
+        let job = s.submit(checkpointed_graph(), None).unwrap();
+        s.schedule(Duration::from_secs(60), &mut actions);
+        for subtask in 0..2 {
+            s.task_state(&report_at(&job, subtask, 0, TaskState::Running), &mut actions);
+        }
+        let first = complete_checkpoint(&mut s, &job, 0);
+        let second = complete_checkpoint(&mut s, &job, 0);
+        std::fs::write(dir.path().join(&job).join(format!("chk-{second}/_metadata")), b"garbage").unwrap();
+        actions.clear();
+        s.task_state(&report_at(&job, 1, 0, TaskState::Failed), &mut actions);
+        s.schedule(Duration::from_secs(60), &mut actions);
+        assert_eq!(redeployment(&actions).restored_checkpoint_id, first);
+        let summary = s.status(&job).unwrap().checkpoints.unwrap();
+        assert!(summary.last_failure.contains(&format!("chk-{second}' is unusable")), "{}", summary.last_failure);
+        assert_eq!(summary.restored_from_id, first);
+    }
+
+    #[test]
+    fn old_checkpoints_are_deleted_beyond_the_retained_number() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = ClusterState::new(dir.path().to_path_buf());
+        let mut actions = Vec::new();
+        s.register("a:1".into(), 2, &mut actions);
+        let job = s.submit(checkpointed_graph(), None).unwrap();
+        s.schedule(Duration::from_secs(60), &mut actions);
+        for subtask in 0..2 {
+            s.task_state(&report_at(&job, subtask, 0, TaskState::Running), &mut actions);
+        }
+        let ids: Vec<u64> = (0..5).map(|_| complete_checkpoint(&mut s, &job, 0)).collect();
+        let exists = |id: &u64| dir.path().join(&job).join(format!("chk-{id}")).exists();
+        assert_eq!(ids.iter().filter(|id| exists(id)).count(), 3);
+        assert!(!exists(&ids[0]) && exists(&ids[4]));
+    }
+
+    #[test]
+    fn a_restart_waits_for_a_replacement_task_manager() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = ClusterState::new(dir.path().to_path_buf());
+        let mut actions = Vec::new();
+        s.register("a:1".into(), 1, &mut actions);
+        s.register("b:1".into(), 1, &mut actions);
+        let job = s.submit(checkpointed_graph(), None).unwrap();
+        s.schedule(Duration::from_secs(60), &mut actions);
+        s.lose_task_manager("tm-2", "task manager tm-2 was lost", &mut actions);
+        s.schedule(Duration::from_secs(60), &mut actions);
+        let status = s.status(&job).unwrap();
+        assert_eq!(status.state, JobState::Restarting as i32);
+        assert!(status.message.contains("waiting for 2 free task slots: 1 free"), "{}", status.message);
+        assert_eq!(status.restarts, 1);
+        actions.clear();
+        s.register("c:1".into(), 1, &mut actions);
+        s.schedule(Duration::from_secs(60), &mut actions);
+        assert_eq!(s.status(&job).unwrap().state, JobState::Running as i32);
+        assert_eq!(redeployment(&actions).attempt, 1);
     }
 }

@@ -49,6 +49,9 @@ pub enum OperatorError {
     /// An expression could not be evaluated on a batch (e.g. a division by zero).
     #[error("cannot evaluate {0}")]
     Evaluation(String),
+    /// Checkpointed state could not be read, written or restored.
+    #[error("state: {0}")]
+    State(String),
     /// The job plan handed to an operator is inconsistent (a bug in the planner).
     #[error("invalid plan: {0}")]
     InvalidPlan(String),

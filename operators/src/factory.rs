@@ -4,6 +4,7 @@ use sluice_proto::operator_spec::Kind;
 use sluice_proto::{AggregateFunction, OperatorSpec};
 
 use crate::connectors::{create_sink, create_source};
+use crate::ml::predict::MlPredict;
 use crate::ml::secrets::{resolve, SecretSources};
 use crate::schema::decode_schema;
 use crate::transforms::keyed_aggregate::{Call, KeyedAggregate};
@@ -61,13 +62,20 @@ pub fn build_operator(spec: &OperatorSpec, ctx: &BuildContext) -> Result<Box<dyn
         Some(Kind::MlPredict(spec)) => {
             let context = format!("model '{}'", spec.model);
             // Secrets resolve when the job starts, never in the plan.
-            for value in spec.options.values() {
-                resolve(value, &ctx.secrets).map_err(|e| OperatorError::config(context.clone(), e.to_string()))?;
+            let mut options = std::collections::BTreeMap::new();
+            for (key, value) in &spec.options {
+                let resolved = resolve(value, &ctx.secrets).map_err(|e| OperatorError::config(context.clone(), e.to_string()))?;
+                options.insert(key.clone(), resolved);
             }
-            Err(OperatorError::config(
-                context,
-                format!("the '{}' provider cannot run in this build yet; ML_PREDICT is planned and validated only", spec.provider),
-            ))
+            // The ML_PREDICT call's own settings win over the model's.
+            options.extend(spec.config.clone());
+            if spec.provider != "local" {
+                return Err(OperatorError::config(
+                    context,
+                    format!("the '{}' provider cannot run in this build yet; ML_PREDICT is planned and validated only", spec.provider),
+                ));
+            }
+            Ok(Box::new(MlPredict::new(spec, options)?))
         }
         Some(Kind::Source(_)) => {
             Err(OperatorError::InvalidPlan(format!("source '{}' in the middle of a chain", spec.name)))

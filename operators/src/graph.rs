@@ -41,7 +41,10 @@ impl JobGraphBuilder {
 
     /// Adds an operator running at `parallelism`. Nodes must be added sources first
     /// (every edge goes from an earlier node to a later one).
-    pub fn add(&mut self, operator: OperatorSpec, parallelism: u32) -> NodeId {
+    pub fn add(&mut self, mut operator: OperatorSpec, parallelism: u32) -> NodeId {
+        if operator.uid.is_empty() {
+            operator.uid = format!("{}-{}", self.nodes.len(), operator.name.split(['(', ' ']).next().unwrap_or("op"));
+        }
         self.nodes.push(Node { operator, parallelism: parallelism.max(1) });
         NodeId(self.nodes.len() - 1)
     }
@@ -148,7 +151,7 @@ mod tests {
     use super::*;
 
     fn op(name: &str) -> OperatorSpec {
-        OperatorSpec { name: name.into(), kind: None }
+        OperatorSpec { uid: String::new(), name: name.into(), kind: None }
     }
 
     #[test]

@@ -57,6 +57,12 @@ pub fn subtask_for_key_group(key_group: u32, max_parallelism: u32, parallelism: 
     (u64::from(key_group) * u64::from(parallelism) / u64::from(max_parallelism)) as u32
 }
 
+/// The key groups `[start, end)` subtask `subtask` owns at `parallelism`.
+pub fn key_group_range(subtask: u32, max_parallelism: u32, parallelism: u32) -> (u32, u32) {
+    let start = |s: u32| (u64::from(s) * u64::from(max_parallelism)).div_ceil(u64::from(parallelism)) as u32;
+    (start(subtask), start(subtask + 1).min(max_parallelism))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -94,5 +100,13 @@ mod tests {
         assert_eq!(subtask_for_key_group(0, 128, 3), 0);
         assert_eq!(subtask_for_key_group(127, 128, 3), 2);
         assert_eq!(subtask_for_key_group(64, 128, 2), 1);
+        for parallelism in 1..=20 {
+            for subtask in 0..parallelism {
+                let (start, end) = key_group_range(subtask, 128, parallelism);
+                for g in 0..128 {
+                    assert_eq!(subtask_for_key_group(g, 128, parallelism) == subtask, (start..end).contains(&g));
+                }
+            }
+        }
     }
 }

@@ -17,8 +17,10 @@ pub mod operator;
 pub mod options;
 pub mod rate;
 pub mod schema;
+pub mod state;
 pub mod transforms;
 
 pub use error::{OperatorError, Result};
 pub use message::{Barrier, Message};
 pub use operator::{Collector, Operator, Source, SourcePoll, TaskContext};
+pub use state::{Distribution, KeyedStateStore, OperatorState, StateInit};

@@ -9,6 +9,9 @@ pub struct Barrier {
     pub checkpoint_id: u64,
     /// When the coordinator triggered the checkpoint (ms since the epoch).
     pub timestamp_ms: u64,
+    /// The latest checkpoint completed when this one was triggered (0: none). An operator
+    /// that has not yet been told of its completion commits it before the snapshot.
+    pub last_completed: u64,
 }
 
 /// One element of a stream: data, or a control signal kept in order with the data.

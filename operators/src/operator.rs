@@ -3,7 +3,7 @@
 use arrow::record_batch::RecordBatch;
 use async_trait::async_trait;
 
-use crate::{Barrier, Message, Result};
+use crate::{Barrier, Message, OperatorState, Result, StateInit};
 
 /// Collects what an operator emits, in order: batches and watermarks.
 #[derive(Debug, Default)]
@@ -61,6 +61,11 @@ pub struct TaskContext {
     pub attempt: u32,
     /// Name used in logs and metrics, e.g. "datagen(orders) -> print (2/4)".
     pub task_name: String,
+    /// True when the job takes checkpoints: sinks then commit only what a completed
+    /// checkpoint covers, including at the end of input.
+    pub checkpointing: bool,
+    /// Number of key groups keyed state is partitioned into (the job's max parallelism).
+    pub max_parallelism: u32,
 }
 
 impl TaskContext {
@@ -73,6 +78,8 @@ impl TaskContext {
             parallelism: 1,
             attempt: 0,
             task_name: name.into(),
+            checkpointing: false,
+            max_parallelism: crate::keys::DEFAULT_MAX_PARALLELISM,
         }
     }
 }
@@ -105,6 +112,45 @@ pub trait Operator: Send {
     async fn finish(&mut self, _out: &mut Collector) -> Result<()> {
         Ok(())
     }
+
+    /// When the operator wants [`on_timer`](Self::on_timer) called (e.g. to emit a partial
+    /// batch after its linger); `None` when it waits for nothing.
+    fn deadline(&self) -> Option<tokio::time::Instant> {
+        None
+    }
+
+    /// Its deadline passed: emit what it held back.
+    async fn on_timer(&mut self, _out: &mut Collector) -> Result<()> {
+        Ok(())
+    }
+
+    /// The operator's own metrics (name, value), reported with the task's counters.
+    fn metrics(&self) -> Vec<(String, u64)> {
+        Vec::new()
+    }
+
+    /// True when the operator keeps keyed state: the task then gives it a store in
+    /// [`StateInit::keyed`].
+    fn uses_keyed_state(&self) -> bool {
+        false
+    }
+
+    /// Called once before `open` with the state to start from.
+    async fn initialize_state(&mut self, _init: StateInit) -> Result<()> {
+        Ok(())
+    }
+
+    /// Called when a checkpoint barrier reaches the operator, after `on_barrier` (or at
+    /// the end of input, for the final checkpoint): writes pending keyed state to its store
+    /// and returns the operator state to put into checkpoint `checkpoint_id`.
+    async fn snapshot_state(&mut self, _checkpoint_id: u64) -> Result<OperatorState> {
+        Ok(OperatorState::default())
+    }
+
+    /// Checkpoint `checkpoint_id` completed: commit what it covers to external systems.
+    async fn notify_checkpoint_complete(&mut self, _checkpoint_id: u64) -> Result<()> {
+        Ok(())
+    }
 }
 
 /// What a source produced on one poll.
@@ -129,4 +175,25 @@ pub trait Source: Send {
 
     /// Produces the next batch.
     async fn poll_next(&mut self) -> Result<SourcePoll>;
+
+    /// Called once before `open` with the positions to resume from.
+    async fn initialize_state(&mut self, _init: StateInit) -> Result<()> {
+        Ok(())
+    }
+
+    /// Returns the positions reached so far, for checkpoint `checkpoint_id` (the barrier
+    /// is emitted right after). Sources whose state is not checkpointed replay everything.
+    async fn snapshot_state(&mut self, _checkpoint_id: u64) -> Result<OperatorState> {
+        Ok(OperatorState::default())
+    }
+
+    /// Checkpoint `checkpoint_id` completed (e.g. commit offsets for monitoring).
+    async fn notify_checkpoint_complete(&mut self, _checkpoint_id: u64) -> Result<()> {
+        Ok(())
+    }
+
+    /// Bad records skipped so far (with the format's `*.ignore-parse-errors`).
+    fn skipped_records(&self) -> u64 {
+        0
+    }
 }

@@ -35,6 +35,11 @@ impl<'a> Options<'a> {
     }
 
     /// Declares that keys starting with `prefix` are read dynamically (e.g. `fields.`).
+    /// Every option as given.
+    pub fn all(&self) -> &'a BTreeMap<String, String> {
+        self.values
+    }
+
     pub fn accept_prefix(&mut self, prefix: &str) {
         self.open_prefixes.push(prefix.to_string());
     }

@@ -8,11 +8,14 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use serde_json::json;
 use sluice_proto::job_manager_client::JobManagerClient;
-use sluice_proto::{CancelJobRequest, GetJobStatusRequest, JobState, JobStatus, ListJobsRequest, SubmitJobRequest, TaskState};
+use sluice_proto::{
+    CancelJobRequest, GetJobStatusRequest, JobState, JobStatus, ListJobsRequest, SubmitJobRequest, TaskState,
+    TriggerSavepointRequest,
+};
 use sluice_sql::{Plan, PlanOptions, Session};
 use tonic::transport::{Channel, Endpoint};
 
-use crate::{ClusterArgs, ExplainArgs, JobArgs, StatusArgs, SubmitArgs};
+use crate::{CheckpointArgs, ClusterArgs, ExplainArgs, JobArgs, SavepointArgs, StatusArgs, SubmitArgs};
 
 /// Runs a SQL file's statements: prints what SHOW, DESCRIBE and EXPLAIN return, and
 /// returns the job of its INSERTs and queries, if any. Errors name the file, line and column.
@@ -74,16 +77,47 @@ fn task_state_word(state: i32) -> &'static str {
         Ok(TaskState::Finished) => "FINISHED",
         Ok(TaskState::Failed) => "FAILED",
         Ok(TaskState::Canceled) => "CANCELED",
+        Ok(TaskState::Ended) => "ENDED",
         Err(_) => "UNKNOWN",
     }
+}
+
+/// The submit request for `plan` with the checkpoint options of the command line.
+pub fn submit_request(plan: Plan, checkpoints: &CheckpointArgs) -> Result<SubmitJobRequest> {
+    let mut graph = plan.graph;
+    if let Some(interval) = &checkpoints.checkpoint_interval {
+        sluice_operators::options::parse_duration(interval)
+            .map_err(|e| anyhow::anyhow!("--checkpoint-interval '{interval}': {e}"))?;
+        graph.config.insert("execution.checkpointing.interval".into(), interval.clone());
+    }
+    let from_savepoint = match &checkpoints.from_savepoint {
+        Some(path) => std::path::absolute(path)
+            .with_context(|| format!("--from-savepoint '{}'", path.display()))?
+            .display()
+            .to_string(),
+        None => String::new(),
+    };
+    Ok(SubmitJobRequest { graph: Some(graph), from_savepoint })
 }
 
 /// `sluice submit`.
 pub async fn submit(args: SubmitArgs) -> Result<ExitCode> {
     let plan = plan_file(&args.file, args.parallelism)?;
+    let request = submit_request(plan, &args.checkpoints)?;
     let mut client = connect(&args.cluster.jobmanager).await?;
-    let response = client.submit_job(SubmitJobRequest { graph: Some(plan.graph) }).await.map_err(status_error)?;
+    let response = client.submit_job(request).await.map_err(status_error)?;
     println!("{}", response.into_inner().job_id);
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `sluice savepoint`.
+pub async fn savepoint(args: SavepointArgs) -> Result<ExitCode> {
+    let mut client = connect(&args.cluster.jobmanager).await?;
+    let request = TriggerSavepointRequest { job_id: args.job.clone(), directory: args.directory.unwrap_or_default(), stop: args.stop };
+    let mut call = tonic::Request::new(request);
+    call.set_timeout(Duration::from_secs(3600));
+    let response = client.trigger_savepoint(call).await.map_err(status_error)?;
+    println!("{}", response.into_inner().path);
     Ok(ExitCode::SUCCESS)
 }
 
@@ -117,8 +151,26 @@ pub fn status_json(status: &JobStatus) -> serde_json::Value {
         "message": status.message,
         "submitted_at_ms": status.submitted_at_ms,
         "finished_at_ms": status.finished_at_ms,
+        "restarts": status.restarts,
+        "max_restarts": status.max_restarts,
+        "checkpoints": status.checkpoints.as_ref().map(|c| json!({
+            "interval_ms": c.interval_ms,
+            "completed": c.completed,
+            "failed": c.failed,
+            "in_flight": c.pending_id,
+            "latest_id": c.latest_id,
+            "latest_path": c.latest_path,
+            "latest_duration_ms": c.latest_duration_ms,
+            "latest_state_bytes": c.latest_state_bytes,
+            "latest_uploaded_bytes": c.latest_uploaded_bytes,
+            "latest_completed_at_ms": c.latest_completed_at_ms,
+            "restored_from_id": c.restored_from_id,
+            "restored_from_path": c.restored_from_path,
+            "last_failure": c.last_failure,
+        })),
         "tasks": status.tasks.iter().map(|t| {
-            let m = t.metrics.unwrap_or_default();
+            let m = t.metrics.clone().unwrap_or_default();
+            let c = t.last_checkpoint.unwrap_or_default();
             json!({
                 "vertex_id": t.vertex_id,
                 "vertex": vertex_name(t.vertex_id),
@@ -130,6 +182,16 @@ pub fn status_json(status: &JobStatus) -> serde_json::Value {
                 "bytes_out": m.bytes_out,
                 "batches_out": m.batches_out,
                 "remote_rows_out": m.remote_rows_out,
+                "records_skipped": m.records_skipped,
+                "operators": m.operators,
+                "checkpoint": json!({
+                    "id": c.checkpoint_id,
+                    "alignment_ms": c.alignment_ms,
+                    "sync_ms": c.sync_ms,
+                    "async_ms": c.async_ms,
+                    "state_bytes": c.state_bytes,
+                    "uploaded_bytes": c.uploaded_bytes,
+                }),
                 "error": t.error,
             })
         }).collect::<Vec<_>>(),
@@ -149,20 +211,67 @@ pub async fn status(args: StatusArgs) -> Result<ExitCode> {
     if !status.message.is_empty() {
         println!("info:  {}", status.message);
     }
+    let skipped: u64 = status.tasks.iter().map(|t| t.metrics.clone().unwrap_or_default().records_skipped).sum();
+    // Operators' metrics over all subtasks: counts add up, latencies take the highest.
+    let mut operators: std::collections::BTreeMap<String, u64> = std::collections::BTreeMap::new();
+    for t in &status.tasks {
+        for (name, value) in t.metrics.clone().unwrap_or_default().operators {
+            let entry = operators.entry(name.clone()).or_default();
+            *entry = if name.contains("latency") { (*entry).max(value) } else { *entry + value };
+        }
+    }
+    for (name, value) in &operators {
+        println!("{name}: {value}");
+    }
+    if skipped > 0 {
+        println!("skipped bad records: {skipped}");
+    }
+    if status.restarts > 0 {
+        let limit = if status.max_restarts == u32::MAX { "unlimited".to_string() } else { status.max_restarts.to_string() };
+        println!("restarts: {} (of {limit})", status.restarts);
+    }
+    if let Some(c) = &status.checkpoints {
+        println!(
+            "checkpoints: every {} ms, {} completed, {} failed{}",
+            c.interval_ms,
+            c.completed,
+            c.failed,
+            if c.pending_id != 0 { format!(", {} in flight", c.pending_id) } else { String::new() }
+        );
+        if c.latest_id != 0 {
+            println!(
+                "  latest: {} in {} ms, {} bytes of state ({} copied) at {}",
+                c.latest_id, c.latest_duration_ms, c.latest_state_bytes, c.latest_uploaded_bytes, c.latest_path
+            );
+        }
+        if c.restored_from_id != 0 {
+            println!("  restored from: {} ({})", c.restored_from_id, c.restored_from_path);
+        }
+        if !c.last_failure.is_empty() {
+            println!("  last failure: {}", c.last_failure);
+        }
+    }
     if !status.tasks.is_empty() {
-        println!("{:<40} {:>7}  {:<9}  {:<6} {:>12} {:>12}", "TASK", "SUBTASK", "STATE", "TM", "ROWS IN", "ROWS OUT");
+        println!(
+            "{:<40} {:>7}  {:<9}  {:<6} {:>12} {:>12} {:>6} {:>6} {:>6}",
+            "TASK", "SUBTASK", "STATE", "TM", "ROWS IN", "ROWS OUT", "ALIGN", "SYNC", "ASYNC"
+        );
         for t in &status.tasks {
             let name = status.vertices.iter().find(|v| v.id == t.vertex_id).map_or("", |v| v.name.as_str());
             let name: String = if name.chars().count() > 40 { name.chars().take(37).chain("...".chars()).collect() } else { name.into() };
-            let m = t.metrics.unwrap_or_default();
+            let m = t.metrics.clone().unwrap_or_default();
+            let c = t.last_checkpoint.unwrap_or_default();
             println!(
-                "{:<40} {:>7}  {:<9}  {:<6} {:>12} {:>12}",
+                "{:<40} {:>7}  {:<9}  {:<6} {:>12} {:>12} {:>6} {:>6} {:>6}",
                 name,
                 t.subtask + 1,
                 task_state_word(t.state),
                 t.task_manager_id,
                 m.rows_in,
-                m.rows_out
+                m.rows_out,
+                c.alignment_ms,
+                c.sync_ms,
+                c.async_ms
             );
         }
     }

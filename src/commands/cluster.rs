@@ -94,6 +94,9 @@ pub async fn taskmanager(args: TaskManagerArgs) -> Result<ExitCode> {
     if let Some(path) = args.secrets_file.or(file.secrets_file) {
         config.secrets = SecretSources::with_file(&path)?;
     }
+    if let Some(dir) = args.local_dir.or(file.local_dir) {
+        config.local_dir = dir;
+    }
     TaskManager::run(config, shutdown_signal()).await?;
     Ok(ExitCode::SUCCESS)
 }

@@ -27,12 +27,12 @@ pub struct EmbeddedCluster {
 
 impl EmbeddedCluster {
     /// Starts a jobmanager and `taskmanagers` task managers of `slots` slots each.
-    pub async fn start(taskmanagers: u32, slots: u32, secrets: SecretSources) -> Result<Self> {
+    pub async fn start(taskmanagers: u32, slots: u32, secrets: SecretSources, checkpoint_dir: Option<std::path::PathBuf>) -> Result<Self> {
         let (stop, stopped) = watch::channel(false);
         let until_stopped = |mut rx: watch::Receiver<bool>| async move {
             let _ = rx.wait_for(|s| *s).await;
         };
-        let jm_config = JobManagerConfig { rpc_address: SocketAddr::from(([127, 0, 0, 1], 0)), ..Default::default() };
+        let jm_config = JobManagerConfig { rpc_address: SocketAddr::from(([127, 0, 0, 1], 0)), checkpoint_dir, ..Default::default() };
         let jobmanager = BoundJobManager::bind(jm_config).await?;
         let address = jobmanager.local_addr().to_string();
         let mut servers = vec![tokio::spawn({

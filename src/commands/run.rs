@@ -4,9 +4,7 @@ use std::process::ExitCode;
 
 use anyhow::Result;
 use sluice_operators::ml::secrets::SecretSources;
-use sluice_proto::SubmitJobRequest;
-
-use super::client::{connect, run_file};
+use super::client::{connect, run_file, submit_request};
 use super::embedded::{wait_for_job, EmbeddedCluster};
 use crate::RunArgs;
 
@@ -22,10 +20,11 @@ pub async fn run(args: RunArgs) -> Result<ExitCode> {
         Some(path) => SecretSources::with_file(path)?,
         None => SecretSources::environment(),
     };
-    let cluster = EmbeddedCluster::start(taskmanagers, required.div_ceil(taskmanagers), secrets).await?;
+    let request = submit_request(plan, &args.checkpoints)?;
+    let cluster = EmbeddedCluster::start(taskmanagers, required.div_ceil(taskmanagers), secrets, args.checkpoint_dir.clone()).await?;
     let outcome = async {
         let mut client = connect(&cluster.address).await?;
-        let job_id = client.submit_job(SubmitJobRequest { graph: Some(plan.graph) }).await?.into_inner().job_id;
+        let job_id = client.submit_job(request).await.map_err(|s| anyhow::anyhow!("{}", s.message()))?.into_inner().job_id;
         wait_for_job(&mut client, &job_id).await
     }
     .await;

@@ -17,7 +17,8 @@ use crate::exchange::{ChannelKey, ExchangeRegistry};
 use crate::input::{InputChannel, InputGate};
 use crate::metrics::TaskMetrics;
 use crate::output::{ChannelWriter, EdgeOutput, ExchangeLimits, Outputs};
-use crate::task::{Chain, Head, Task};
+use crate::state::CheckpointStorage;
+use crate::task::{Chain, Head, Task, TaskCheckpointing, TaskCommand, TaskEvent};
 
 /// A remote producer channel to read once the tasks are deployed.
 pub struct RemoteInput {
@@ -29,24 +30,58 @@ pub struct RemoteInput {
     pub tx: mpsc::Sender<Message>,
 }
 
-/// Tasks ready to spawn, with their metrics and the remote inputs to start.
+/// A task ready to spawn, with the ends of its links to the task manager.
+pub struct PreparedTask {
+    /// Which subtask.
+    pub id: TaskId,
+    /// The task.
+    pub task: Task,
+    /// Its counters.
+    pub metrics: Arc<TaskMetrics>,
+    /// Sends it checkpoint commands.
+    pub commands: mpsc::UnboundedSender<TaskCommand>,
+    /// Receives its checkpoint events.
+    pub events: mpsc::UnboundedReceiver<TaskEvent>,
+}
+
+/// Tasks ready to spawn and the remote inputs to start.
 pub struct Prepared {
-    /// The tasks and their counters.
-    pub tasks: Vec<(TaskId, Task, Arc<TaskMetrics>)>,
+    /// The tasks.
+    pub tasks: Vec<PreparedTask>,
     /// Remote channels to read.
     pub remote_inputs: Vec<RemoteInput>,
 }
 
-/// Builds the tasks of `request` that run on task manager `me`.
+/// The job's max parallelism: the number of key groups (`pipeline.max-parallelism`).
+pub fn max_parallelism(graph: &sluice_proto::JobGraph) -> Result<u32, TaskError> {
+    match graph.config.get("pipeline.max-parallelism") {
+        None => Ok(sluice_operators::keys::DEFAULT_MAX_PARALLELISM),
+        Some(v) => match v.trim().parse::<u32>() {
+            Ok(n) if (1..=32_768).contains(&n) && graph.vertices.iter().all(|x| x.parallelism <= n) => Ok(n),
+            _ => Err(TaskError::Deployment(format!(
+                "'pipeline.max-parallelism' = '{v}' must be a whole number from 1 to 32768, at least the job's parallelism"
+            ))),
+        },
+    }
+}
+
+/// Builds the tasks of `request` that run on task manager `me`; keyed state lives under
+/// `local_dir`.
 pub fn prepare(
     request: &DeployTasksRequest,
     me: &str,
-    limits: ExchangeLimits,
+    mut limits: ExchangeLimits,
     build: &BuildContext,
     registry: &ExchangeRegistry,
+    local_dir: &std::path::Path,
 ) -> Result<Prepared, TaskError> {
     let graph = request.graph.as_ref().ok_or_else(|| TaskError::Deployment("no job graph".into()))?;
     sluice_operators::graph::check(graph).map_err(TaskError::Deployment)?;
+    limits.max_parallelism = max_parallelism(graph)?;
+    let storage = (!request.checkpoint_directory.is_empty())
+        .then(|| CheckpointStorage { job_dir: request.checkpoint_directory.clone().into() });
+    let mut restores: HashMap<(u32, u32), sluice_proto::TaskRestore> =
+        request.restore.iter().map(|r| ((r.vertex_id, r.subtask), r.clone())).collect();
     let location: HashMap<(u32, u32), (&str, &str)> = request
         .locations
         .iter()
@@ -126,13 +161,15 @@ pub fn prepare(
             .ok_or_else(|| TaskError::Deployment(format!("unknown vertex {}", task_id.vertex_id)))?;
         let k = (task_id.vertex_id, task_id.subtask);
         let has_inputs = graph.edges.iter().any(|e| e.target_vertex == vertex.id);
-        let (head, rest) = if has_inputs {
+        let (head, source_uid, rest) = if has_inputs {
             let channels = inputs.remove(&k).unwrap_or_default();
-            (Head::Inputs(InputGate::new(channels)), &vertex.operators[..])
+            (Head::Inputs(InputGate::new(channels)), None, &vertex.operators[..])
         } else {
-            (Head::Source(build_source(&vertex.operators[0], build)?), &vertex.operators[1..])
+            let source = &vertex.operators[0];
+            (Head::Source(build_source(source, build)?), Some(source.uid.clone()), &vertex.operators[1..])
         };
         let chain = rest.iter().map(|op| build_operator(op, build)).collect::<Result<Vec<_>, _>>()?;
+        let uids = rest.iter().map(|op| op.uid.clone()).collect();
         let ctx = TaskContext {
             job_id: request.job_id.clone(),
             vertex_id: vertex.id,
@@ -140,16 +177,33 @@ pub fn prepare(
             parallelism: vertex.parallelism,
             attempt: request.attempt,
             task_name: format!("{} ({}/{})", vertex.name, task_id.subtask + 1, vertex.parallelism),
+            checkpointing: storage.is_some(),
+            max_parallelism: limits.max_parallelism,
         };
         let task_metrics = metrics[&k].clone();
+        let (commands_tx, commands_rx) = mpsc::unbounded_channel();
+        let (events_tx, events_rx) = mpsc::unbounded_channel();
+        let checkpointing = TaskCheckpointing {
+            commands: commands_rx,
+            events: events_tx,
+            storage: storage.clone(),
+            restore: restores.remove(&k).or_else(|| (request.restored_checkpoint_id != 0).then(Default::default)),
+            local_dir: local_dir.join(format!("{}-{}", request.job_id, request.attempt)),
+            checkpoint_ids: (request.restored_checkpoint_id, request.last_checkpoint_id),
+        };
         let task = Task {
             ctx,
             head,
-            chain: Chain::new(chain),
+            source_uid,
+            chain: Chain::new(chain, uids),
             outputs: Outputs::new(outputs.remove(&k).unwrap_or_default(), limits, task_metrics.clone()),
             metrics: task_metrics.clone(),
+            checkpointing,
+            unbarriered: None,
+            notified: 0,
+            metrics_published: std::time::Instant::now(),
         };
-        tasks.push((task_id.clone(), task, task_metrics));
+        tasks.push(PreparedTask { id: task_id.clone(), task, metrics: task_metrics, commands: commands_tx, events: events_rx });
     }
     Ok(Prepared { tasks, remote_inputs })
 }

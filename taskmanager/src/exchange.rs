@@ -76,9 +76,10 @@ impl ExchangeRegistry {
         self.registered.notify_waiters();
     }
 
-    /// Drops every channel of a job (on cancel or failure), releasing blocked producers.
-    pub fn remove_job(&self, job_id: &str) {
-        self.lock().retain(|k, _| k.job_id != job_id);
+    /// Drops the channels of a job's attempts up to `through` (on cancel or failure),
+    /// releasing blocked producers.
+    pub fn remove_job(&self, job_id: &str, through: u32) {
+        self.lock().retain(|k, _| k.job_id != job_id || k.attempt > through);
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<ChannelKey, Registered>> {

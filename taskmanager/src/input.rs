@@ -33,12 +33,28 @@ pub struct InputGate {
     next: usize,
     watermark: i64,
     pending_barrier: Option<Barrier>,
+    /// When the first input delivered the pending barrier.
+    alignment_started: Option<std::time::Instant>,
+    /// How long the last barrier took to align.
+    last_alignment: std::time::Duration,
 }
 
 impl InputGate {
     /// A gate over `inputs` (at least one).
     pub fn new(inputs: Vec<InputChannel>) -> Self {
-        InputGate { inputs, next: 0, watermark: i64::MIN, pending_barrier: None }
+        InputGate {
+            inputs,
+            next: 0,
+            watermark: i64::MIN,
+            pending_barrier: None,
+            alignment_started: None,
+            last_alignment: std::time::Duration::ZERO,
+        }
+    }
+
+    /// How long the last barrier returned by [`next`](Self::next) waited for every input.
+    pub fn last_alignment(&self) -> std::time::Duration {
+        self.last_alignment
     }
 
     fn all_live_blocked(&self) -> bool {
@@ -56,6 +72,7 @@ impl InputGate {
             if let Some(barrier) = self.pending_barrier {
                 if self.all_live_blocked() {
                     self.pending_barrier = None;
+                    self.last_alignment = self.alignment_started.take().map_or(std::time::Duration::ZERO, |t| t.elapsed());
                     self.inputs.iter_mut().for_each(|i| i.blocked = false);
                     return Ok(Message::Barrier(barrier));
                 }
@@ -98,6 +115,7 @@ impl InputGate {
                 Some(Message::Barrier(barrier)) => {
                     input.blocked = true;
                     self.pending_barrier = Some(barrier);
+                    self.alignment_started.get_or_insert_with(std::time::Instant::now);
                 }
                 Some(Message::EndOfInput) => {
                     input.ended = true;
@@ -149,7 +167,7 @@ mod tests {
     #[tokio::test]
     async fn barriers_align_and_block_the_early_input() {
         let (txs, mut gate) = gate(2);
-        let barrier = Barrier { checkpoint_id: 1, timestamp_ms: 0 };
+        let barrier = Barrier { checkpoint_id: 1, timestamp_ms: 0, last_completed: 0 };
         txs[0].send(Message::Barrier(barrier)).await.unwrap();
         txs[0].send(data(10)).await.unwrap(); // after the barrier: must wait
         txs[1].send(data(1)).await.unwrap();

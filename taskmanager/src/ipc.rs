@@ -26,7 +26,11 @@ impl FrameEncoder {
             Message::Data(batch) => Kind::Ipc(self.encode_batch(&batch)?),
             Message::Watermark(w) => Kind::Watermark(w),
             Message::Barrier(b) => {
-                Kind::Barrier(CheckpointBarrier { checkpoint_id: b.checkpoint_id, timestamp_ms: b.timestamp_ms })
+                Kind::Barrier(CheckpointBarrier {
+                    checkpoint_id: b.checkpoint_id,
+                    timestamp_ms: b.timestamp_ms,
+                    last_completed: b.last_completed,
+                })
             }
             Message::EndOfInput => Kind::EndOfInput(EndOfInput {}),
         };
@@ -71,7 +75,11 @@ impl FrameDecoder {
             }
             Some(Kind::Watermark(w)) => Some(Message::Watermark(w)),
             Some(Kind::Barrier(b)) => {
-                Some(Message::Barrier(Barrier { checkpoint_id: b.checkpoint_id, timestamp_ms: b.timestamp_ms }))
+                Some(Message::Barrier(Barrier {
+                    checkpoint_id: b.checkpoint_id,
+                    timestamp_ms: b.timestamp_ms,
+                    last_completed: b.last_completed,
+                }))
             }
             Some(Kind::EndOfInput(_)) => Some(Message::EndOfInput),
             None => None,
@@ -116,7 +124,7 @@ mod tests {
                 other => panic!("expected data, got {other:?}"),
             }
         }
-        let barrier = Barrier { checkpoint_id: 7, timestamp_ms: 1 };
+        let barrier = Barrier { checkpoint_id: 7, timestamp_ms: 1, last_completed: 6 };
         match dec.decode(enc.encode(Message::Barrier(barrier)).unwrap()).unwrap() {
             Some(Message::Barrier(b)) => assert_eq!(b, barrier),
             other => panic!("expected a barrier, got {other:?}"),

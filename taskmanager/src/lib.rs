@@ -4,11 +4,13 @@
 pub mod deploy;
 pub mod error;
 pub mod exchange;
+pub mod faults;
 pub mod input;
 pub mod ipc;
 pub mod metrics;
 pub mod output;
 pub mod runtime;
+pub mod state;
 pub mod task;
 
 pub use output::ExchangeLimits;

@@ -1,6 +1,8 @@
 //! Per-task counters, shared between the running task, the data exchange and heartbeats.
 
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
 
 use sluice_proto::TaskMetrics as TaskMetricsProto;
 
@@ -12,6 +14,8 @@ pub struct TaskMetrics {
     bytes_out: AtomicU64,
     batches_out: AtomicU64,
     remote_rows_out: AtomicU64,
+    records_skipped: AtomicU64,
+    operators: Mutex<BTreeMap<String, u64>>,
 }
 
 impl TaskMetrics {
@@ -32,6 +36,16 @@ impl TaskMetrics {
         self.remote_rows_out.fetch_add(rows as u64, Ordering::Relaxed);
     }
 
+    /// Sets the number of bad records the task's source skipped.
+    pub fn set_skipped(&self, records: u64) {
+        self.records_skipped.store(records, Ordering::Relaxed);
+    }
+
+    /// Replaces the operators' own metrics.
+    pub fn set_operator_metrics(&self, metrics: BTreeMap<String, u64>) {
+        *self.operators.lock().unwrap_or_else(|p| p.into_inner()) = metrics;
+    }
+
     /// A snapshot for reporting.
     pub fn snapshot(&self) -> TaskMetricsProto {
         TaskMetricsProto {
@@ -40,6 +54,8 @@ impl TaskMetrics {
             bytes_out: self.bytes_out.load(Ordering::Relaxed),
             batches_out: self.batches_out.load(Ordering::Relaxed),
             remote_rows_out: self.remote_rows_out.load(Ordering::Relaxed),
+            records_skipped: self.records_skipped.load(Ordering::Relaxed),
+            operators: self.operators.lock().unwrap_or_else(|p| p.into_inner()).clone(),
         }
     }
 }

@@ -10,8 +10,8 @@ use sluice_proto::resource_manager_client::ResourceManagerClient;
 use sluice_proto::task_executor_server::{TaskExecutor, TaskExecutorServer};
 use sluice_proto::data_exchange_server::DataExchangeServer;
 use sluice_proto::{
-    Ack, CancelTasksRequest, DeployTasksRequest, HeartbeatRequest, RegisterTaskManagerRequest, TaskId,
-    TaskMetricsReport, TaskState, TaskStateReport,
+    Ack, CancelTasksRequest, CheckpointAck, CheckpointDecline, DeployTasksRequest, HeartbeatRequest, NotifyCheckpointRequest,
+    RegisterTaskManagerRequest, TaskId, TaskMetricsReport, TaskState, TaskStateReport, TriggerCheckpointRequest,
 };
 use tokio::sync::mpsc;
 use tokio::task::AbortHandle;
@@ -24,6 +24,7 @@ use sluice_operators::ml::secrets::SecretSources;
 use crate::exchange::{read_remote, DataExchangeService, ExchangeRegistry};
 use crate::metrics::TaskMetrics;
 use crate::output::ExchangeLimits;
+use crate::task::{TaskCommand, TaskEvent};
 
 /// How a task manager is configured.
 #[derive(Debug, Clone)]
@@ -42,6 +43,8 @@ pub struct TaskManagerConfig {
     pub jobmanager_timeout: Duration,
     /// Where model secrets are resolved: the environment, then an optional secrets file.
     pub secrets: SecretSources,
+    /// Local directory for the RocksDB instances of keyed state.
+    pub local_dir: std::path::PathBuf,
 }
 
 impl TaskManagerConfig {
@@ -55,6 +58,9 @@ impl TaskManagerConfig {
             limits: ExchangeLimits::default(),
             jobmanager_timeout: Duration::from_secs(10),
             secrets: SecretSources::environment(),
+            // Unique per task manager: an embedded cluster runs several in one process.
+            local_dir: std::env::temp_dir()
+                .join(format!("sluice-taskmanager-{}-{}", std::process::id(), &uuid::Uuid::new_v4().simple().to_string()[..8])),
         }
     }
 }
@@ -83,6 +89,14 @@ struct RunningTask {
     id: TaskId,
     abort: AbortHandle,
     metrics: Arc<TaskMetrics>,
+    commands: mpsc::UnboundedSender<TaskCommand>,
+}
+
+/// What the task manager tells the jobmanager, in order.
+enum Report {
+    State(TaskStateReport),
+    Ack(CheckpointAck),
+    Decline(CheckpointDecline),
 }
 
 /// Shared state of a running task manager.
@@ -92,7 +106,7 @@ struct Inner {
     id: Mutex<Option<String>>,
     tasks: Mutex<HashMap<String, Vec<RunningTask>>>,
     registry: Arc<ExchangeRegistry>,
-    reports: mpsc::UnboundedSender<TaskStateReport>,
+    reports: mpsc::UnboundedSender<Report>,
 }
 
 impl Inner {
@@ -100,21 +114,51 @@ impl Inner {
         self.id.lock().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
-    fn cancel_job(&self, job_id: &str) {
-        let tasks = self.tasks.lock().unwrap_or_else(|p| p.into_inner()).remove(job_id).unwrap_or_default();
+    /// Cancels the job's tasks of attempts up to `through`.
+    fn cancel_job(&self, job_id: &str, through: u32) {
+        let tasks: Vec<RunningTask> = {
+            let mut all = self.tasks.lock().unwrap_or_else(|p| p.into_inner());
+            let list = all.remove(job_id).unwrap_or_default();
+            let (canceled, kept): (Vec<_>, Vec<_>) = list.into_iter().partition(|t| t.id.attempt <= through);
+            if !kept.is_empty() {
+                all.insert(job_id.to_string(), kept);
+            }
+            canceled
+        };
         for task in &tasks {
             task.abort.abort();
         }
-        self.registry.remove_job(job_id);
+        self.registry.remove_job(job_id, through);
+        self.remove_local_state(job_id, through);
         if !tasks.is_empty() {
             tracing::info!(job = job_id, tasks = tasks.len(), "canceled tasks");
+        }
+    }
+
+    /// Deletes the job's local RocksDB directories of attempts up to `through`.
+    fn remove_local_state(&self, job_id: &str, through: u32) {
+        let Ok(entries) = std::fs::read_dir(&self.config.local_dir) else { return };
+        for entry in entries.flatten() {
+            let name = entry.file_name().to_string_lossy().to_string();
+            let attempt = name.strip_prefix(&format!("{job_id}-")).and_then(|a| a.parse::<u32>().ok());
+            if attempt.is_some_and(|a| a <= through) {
+                let _ = std::fs::remove_dir_all(entry.path());
+            }
+        }
+    }
+
+    /// Sends a command made by `command` to every task of attempt `attempt` of the job.
+    fn command(&self, job_id: &str, attempt: u32, mut command: impl FnMut() -> TaskCommand) {
+        let tasks = self.tasks.lock().unwrap_or_else(|p| p.into_inner());
+        for task in tasks.get(job_id).into_iter().flatten().filter(|t| t.id.attempt == attempt) {
+            let _ = task.commands.send(command());
         }
     }
 
     fn cancel_all(&self) {
         let jobs: Vec<String> = self.tasks.lock().unwrap_or_else(|p| p.into_inner()).keys().cloned().collect();
         for job in jobs {
-            self.cancel_job(&job);
+            self.cancel_job(&job, u32::MAX);
         }
     }
 
@@ -124,6 +168,8 @@ impl Inner {
             list.retain(|t| t.id != *id);
             if list.is_empty() {
                 tasks.remove(&id.job_id);
+                drop(tasks);
+                self.remove_local_state(&id.job_id, id.attempt);
             }
         }
     }
@@ -184,6 +230,8 @@ impl TaskManager {
         heartbeat.abort();
         reporter.abort();
         inner.cancel_all();
+        // Only when empty: a user-given directory may hold other things.
+        let _ = std::fs::remove_dir(&inner.config.local_dir);
         result.map_err(TaskManagerError::from)
     }
 }
@@ -237,14 +285,20 @@ async fn heartbeat_loop(inner: Arc<Inner>, mut client: ResourceManagerClient<Cha
     }
 }
 
-/// Delivers task state changes to the jobmanager in order, retrying while it is unreachable.
-async fn report_loop(mut client: ResourceManagerClient<Channel>, mut reports: mpsc::UnboundedReceiver<TaskStateReport>) {
+/// Delivers task state changes and checkpoint acknowledgements to the jobmanager in order,
+/// retrying while it is unreachable.
+async fn report_loop(mut client: ResourceManagerClient<Channel>, mut reports: mpsc::UnboundedReceiver<Report>) {
     while let Some(report) = reports.recv().await {
         for attempt in 0..20 {
-            match client.report_task_state(report.clone()).await {
-                Ok(_) => break,
+            let result = match &report {
+                Report::State(r) => client.report_task_state(r.clone()).await.map(|_| ()),
+                Report::Ack(a) => client.acknowledge_checkpoint(a.clone()).await.map(|_| ()),
+                Report::Decline(d) => client.decline_checkpoint(d.clone()).await.map(|_| ()),
+            };
+            match result {
+                Ok(()) => break,
                 Err(status) => {
-                    tracing::warn!(attempt, error = %status.message(), "cannot report task state; retrying");
+                    tracing::warn!(attempt, error = %status.message(), "cannot report to the jobmanager; retrying");
                     tokio::time::sleep(Duration::from_millis(250)).await;
                 }
             }
@@ -253,12 +307,29 @@ async fn report_loop(mut client: ResourceManagerClient<Channel>, mut reports: mp
 }
 
 fn report(inner: &Inner, id: &TaskId, state: TaskState, error: String, metrics: &TaskMetrics) {
-    let _ = inner.reports.send(TaskStateReport {
+    let _ = inner.reports.send(Report::State(TaskStateReport {
         task: Some(id.clone()),
         state: state as i32,
         error,
         metrics: Some(metrics.snapshot()),
-    });
+    }));
+}
+
+/// Forwards a task's checkpoint events to the jobmanager.
+async fn forward_events(inner: Arc<Inner>, id: TaskId, metrics: Arc<TaskMetrics>, mut events: mpsc::UnboundedReceiver<TaskEvent>) {
+    while let Some(event) = events.recv().await {
+        match event {
+            TaskEvent::Ended => report(&inner, &id, TaskState::Ended, String::new(), &metrics),
+            TaskEvent::Decline { checkpoint_id, reason } => {
+                let decline = CheckpointDecline { task: Some(id.clone()), checkpoint_id, reason };
+                let _ = inner.reports.send(Report::Decline(decline));
+            }
+            TaskEvent::Ack { checkpoint_id, snapshot, stats } => {
+                let ack = CheckpointAck { task: Some(id.clone()), checkpoint_id, snapshot: Some(snapshot), stats: Some(stats) };
+                let _ = inner.reports.send(Report::Ack(ack));
+            }
+        }
+    }
 }
 
 #[tonic::async_trait]
@@ -266,19 +337,23 @@ impl TaskExecutor for TaskManager {
     async fn deploy_tasks(&self, request: Request<DeployTasksRequest>) -> Result<Response<Ack>, Status> {
         let request = request.into_inner();
         let inner = &self.inner;
-        let build = BuildContext { batch_rows: inner.config.limits.batch_rows, secrets: inner.config.secrets.clone() };
-        let prepared = match prepare(&request, &request.task_manager_id, inner.config.limits, &build, &inner.registry) {
+        let batch_rows = crate::faults::source_pace().map_or(inner.config.limits.batch_rows, |(rows, _)| rows.max(1));
+        let build = BuildContext { batch_rows, secrets: inner.config.secrets.clone() };
+        let prepared = match prepare(&request, &request.task_manager_id, inner.config.limits, &build, &inner.registry, &inner.config.local_dir) {
             Ok(p) => p,
             Err(e) => {
-                inner.registry.remove_job(&request.job_id);
+                inner.registry.remove_job(&request.job_id, request.attempt);
                 return Err(Status::invalid_argument(e.to_string()));
             }
         };
-        for (id, task, metrics) in prepared.tasks {
+        for prepared_task in prepared.tasks {
+            let (id, task, metrics) = (prepared_task.id, prepared_task.task, prepared_task.metrics);
             let name = task.ctx.task_name.clone();
             let handle = tokio::spawn(task.run());
+            tokio::spawn(forward_events(inner.clone(), id.clone(), metrics.clone(), prepared_task.events));
             // Listed before its supervisor starts, so the supervisor's removal comes after.
-            let running = RunningTask { id: id.clone(), abort: handle.abort_handle(), metrics: metrics.clone() };
+            let running =
+                RunningTask { id: id.clone(), abort: handle.abort_handle(), metrics: metrics.clone(), commands: prepared_task.commands };
             inner.tasks.lock().unwrap_or_else(|p| p.into_inner()).entry(request.job_id.clone()).or_default().push(running);
             report(inner, &id, TaskState::Running, String::new(), &metrics);
             let inner = inner.clone();
@@ -304,7 +379,34 @@ impl TaskExecutor for TaskManager {
     }
 
     async fn cancel_tasks(&self, request: Request<CancelTasksRequest>) -> Result<Response<Ack>, Status> {
-        self.inner.cancel_job(&request.get_ref().job_id);
+        let request = request.into_inner();
+        self.inner.cancel_job(&request.job_id, request.attempt);
+        Ok(Response::new(Ack {}))
+    }
+
+    async fn trigger_checkpoint(&self, request: Request<TriggerCheckpointRequest>) -> Result<Response<Ack>, Status> {
+        let r = request.into_inner();
+        let (checkpoint_id, timestamp_ms, last_completed) = (r.checkpoint_id, r.timestamp_ms, r.last_completed);
+        self.inner.command(&r.job_id, r.attempt, || TaskCommand::Trigger { checkpoint_id, timestamp_ms, last_completed });
+        Ok(Response::new(Ack {}))
+    }
+
+    async fn notify_checkpoint_complete(&self, request: Request<NotifyCheckpointRequest>) -> Result<Response<Ack>, Status> {
+        let r = request.into_inner();
+        self.inner.command(&r.job_id, r.attempt, || TaskCommand::Complete(r.checkpoint_id));
+        if r.stop {
+            // Stop-with-savepoint: once every task has committed, end them.
+            let mut parked = Vec::new();
+            self.inner.command(&r.job_id, r.attempt, || {
+                let (done, wait) = tokio::sync::oneshot::channel();
+                parked.push(wait);
+                TaskCommand::Park(done)
+            });
+            for wait in parked {
+                let _ = tokio::time::timeout(Duration::from_secs(60), wait).await;
+            }
+            self.inner.cancel_job(&r.job_id, r.attempt);
+        }
         Ok(Response::new(Ack {}))
     }
 }

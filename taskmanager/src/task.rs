@@ -1,14 +1,33 @@
 //! Running one subtask: a head (a source, or the input gate) feeding an operator chain
-//! whose output goes to the task's outputs.
+//! whose output goes to the task's outputs, and the task's part of checkpoints.
+//!
+//! A source task, when the jobmanager triggers checkpoint n, records its source's
+//! positions and emits `Barrier(n)` before its next batch. Every task, when `Barrier(n)`
+//! leaves its input gate (aligned), snapshots its operators in chain order: operator state
+//! in the acknowledgement, keyed state as a RocksDB checkpoint (synchronous) copied to the
+//! checkpoint storage afterwards (asynchronous, while the task goes on). When the
+//! jobmanager reports checkpoint n complete, the operators commit.
+//!
+//! With checkpoints, a task whose input has ended does not finish at once: it reports
+//! `ENDED`, snapshots its final state when the next checkpoint is triggered, and finishes
+//! when that checkpoint completes, so sinks commit their last rows exactly once.
 
+use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
-use sluice_operators::{Collector, Message, Operator, Source, SourcePoll, TaskContext};
+use sluice_operators::keys::key_group_range;
+use sluice_operators::{
+    Barrier, Collector, Message, Operator, OperatorError, OperatorState, Source, SourcePoll, StateInit, TaskContext,
+};
+use sluice_proto::{CheckpointTaskStats, ListDistribution, OperatorRestore, OperatorSnapshot, TaskRestore, TaskSnapshot};
+use tokio::sync::mpsc;
 
 use crate::error::TaskError;
 use crate::input::InputGate;
 use crate::metrics::TaskMetrics;
 use crate::output::Outputs;
+use crate::state::{CheckpointStorage, KeyedBackend, LocalSnapshot};
 
 /// Where a task's rows come from.
 pub enum Head {
@@ -18,15 +37,76 @@ pub enum Head {
     Inputs(InputGate),
 }
 
-/// The operators of a task after its head, first to last.
+/// A command from the jobmanager to a running task.
+#[derive(Debug)]
+pub enum TaskCommand {
+    /// Start checkpoint `checkpoint_id` (sources emit its barrier; ended tasks snapshot).
+    Trigger {
+        /// The checkpoint.
+        checkpoint_id: u64,
+        /// When it was triggered (ms since the epoch).
+        timestamp_ms: u64,
+        /// The latest completed checkpoint.
+        last_completed: u64,
+    },
+    /// The checkpoint completed: commit what it covers.
+    Complete(u64),
+    /// Stop-with-savepoint: stop processing, answer once the commands before this one are
+    /// done, and wait to be canceled.
+    Park(tokio::sync::oneshot::Sender<()>),
+}
+
+/// What a task reports to its task manager besides its end.
+#[derive(Debug, Clone)]
+pub enum TaskEvent {
+    /// The input ended; the task waits for its final checkpoint.
+    Ended,
+    /// The task could not take its part of a checkpoint.
+    Decline {
+        /// The checkpoint.
+        checkpoint_id: u64,
+        /// Why.
+        reason: String,
+    },
+    /// The task's part of a checkpoint is stored.
+    Ack {
+        /// The checkpoint.
+        checkpoint_id: u64,
+        /// The operators' state.
+        snapshot: TaskSnapshot,
+        /// Timings and sizes.
+        stats: CheckpointTaskStats,
+    },
+}
+
+/// A task's link to the checkpoint protocol.
+pub struct TaskCheckpointing {
+    /// Commands from the jobmanager.
+    pub commands: mpsc::UnboundedReceiver<TaskCommand>,
+    /// Events for the jobmanager.
+    pub events: mpsc::UnboundedSender<TaskEvent>,
+    /// The job's checkpoint storage; `None` when checkpoints are disabled.
+    pub storage: Option<CheckpointStorage>,
+    /// The state to start from (file paths absolute), when the job restored a checkpoint.
+    pub restore: Option<TaskRestore>,
+    /// The checkpoint restored (0: none) and the newest checkpoint id triggered so far.
+    pub checkpoint_ids: (u64, u64),
+    /// Local directory for this task's RocksDB instances.
+    pub local_dir: PathBuf,
+}
+
+/// The operators of a task after its head, first to last, with their uids.
 pub struct Chain {
     operators: Vec<Box<dyn Operator>>,
+    uids: Vec<String>,
+    backends: Vec<Option<KeyedBackend>>,
 }
 
 impl Chain {
-    /// A chain of `operators`.
-    pub fn new(operators: Vec<Box<dyn Operator>>) -> Self {
-        Chain { operators }
+    /// A chain of `operators` identified by `uids`.
+    pub fn new(operators: Vec<Box<dyn Operator>>, uids: Vec<String>) -> Self {
+        let backends = operators.iter().map(|_| None).collect();
+        Chain { operators, uids, backends }
     }
 
     async fn open(&mut self, ctx: &TaskContext) -> Result<(), TaskError> {
@@ -38,10 +118,35 @@ impl Chain {
 
     /// Passes a message through every operator; returns what leaves the chain, in order.
     /// Barriers and the end of input are forwarded by the chain after each operator has
-    /// handled them, so no operator can swallow them.
-    async fn process(&mut self, message: Message) -> Result<Vec<Message>, TaskError> {
-        let mut current = vec![message];
-        for op in &mut self.operators {
+    /// handled them, so no operator can swallow them. At a barrier each operator's state
+    /// is snapshotted into `snapshots` right after it handled the barrier.
+    async fn process(&mut self, message: Message, snapshots: &mut Vec<OperatorState>) -> Result<Vec<Message>, TaskError> {
+        self.process_from(0, vec![message], snapshots).await
+    }
+
+    /// The earliest deadline of the chain's operators.
+    fn deadline(&self) -> Option<tokio::time::Instant> {
+        self.operators.iter().filter_map(|op| op.deadline()).min()
+    }
+
+    /// Calls the timers that are due; what they emit goes through the rest of the chain.
+    async fn fire_timers(&mut self) -> Result<Vec<Message>, TaskError> {
+        let now = tokio::time::Instant::now();
+        let mut out = Vec::new();
+        for k in 0..self.operators.len() {
+            if self.operators[k].deadline().is_some_and(|d| d <= now) {
+                let mut emitted = Collector::default();
+                self.operators[k].on_timer(&mut emitted).await?;
+                out.extend(self.process_from(k + 1, emitted.take(), &mut Vec::new()).await?);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Passes `messages` through the operators from index `start` on.
+    async fn process_from(&mut self, start: usize, messages: Vec<Message>, snapshots: &mut Vec<OperatorState>) -> Result<Vec<Message>, TaskError> {
+        let mut current = messages;
+        for op in &mut self.operators[start..] {
             let mut out = Collector::default();
             for message in current {
                 match message {
@@ -49,6 +154,7 @@ impl Chain {
                     Message::Watermark(w) => op.on_watermark(w, &mut out).await?,
                     Message::Barrier(b) => {
                         op.on_barrier(b, &mut out).await?;
+                        snapshots.push(op.snapshot_state(b.checkpoint_id).await?);
                         out.message(Message::Barrier(b));
                     }
                     Message::EndOfInput => {
@@ -69,32 +175,110 @@ pub struct Task {
     pub ctx: TaskContext,
     /// Its source or input gate.
     pub head: Head,
+    /// The uid of its source, when the head is one.
+    pub source_uid: Option<String>,
     /// Its operators.
     pub chain: Chain,
     /// Its outgoing edges.
     pub outputs: Outputs,
     /// Its counters.
     pub metrics: Arc<TaskMetrics>,
+    /// Its link to checkpoints.
+    pub checkpointing: TaskCheckpointing,
+    /// A checkpoint triggered whose barrier has not reached this task yet.
+    pub unbarriered: Option<(u64, u64)>,
+    /// The latest checkpoint the operators were told completed.
+    pub notified: u64,
+    /// When the operators' metrics were last published.
+    pub metrics_published: Instant,
+}
+
+fn restored_operator<'a>(restore: &'a Option<TaskRestore>, uid: &str) -> Option<&'a OperatorRestore> {
+    restore.as_ref().and_then(|r| r.operators.iter().find(|o| o.uid == uid))
 }
 
 impl Task {
     /// Runs the task until its input ends (bounded) or it is aborted.
     pub async fn run(mut self) -> Result<(), TaskError> {
-        self.chain.open(&self.ctx).await?;
         let head = std::mem::replace(&mut self.head, Head::Inputs(InputGate::new(Vec::new())));
+        self.initialize_chain_state().await?;
+        self.chain.open(&self.ctx).await?;
         match head {
-            Head::Source(source) => self.run_source(source).await,
+            Head::Source(mut source) => {
+                let uid = self.source_uid.clone().unwrap_or_default();
+                source.initialize_state(self.state_init(&uid, None)).await?;
+                source.open(&self.ctx).await?;
+                self.run_source(source).await
+            }
             Head::Inputs(gate) => self.run_inputs(gate).await,
         }
+    }
+
+    fn state_init(&self, uid: &str, keyed: Option<Arc<dyn sluice_operators::KeyedStateStore>>) -> StateInit {
+        let restore = &self.checkpointing.restore;
+        StateInit {
+            entries: restored_operator(restore, uid).map(|o| o.list_state.clone()).unwrap_or_default(),
+            restored: restore.is_some(),
+            restored_checkpoint: self.checkpointing.checkpoint_ids.0,
+            last_checkpoint: self.checkpointing.checkpoint_ids.1,
+            keyed,
+        }
+    }
+
+    /// Opens the keyed state of the operators that use it (restoring it when the job
+    /// restored a checkpoint) and hands every operator its state.
+    async fn initialize_chain_state(&mut self) -> Result<(), TaskError> {
+        let ctx = &self.ctx;
+        let range = key_group_range(ctx.subtask, ctx.max_parallelism, ctx.parallelism);
+        for i in 0..self.chain.operators.len() {
+            let uid = self.chain.uids[i].clone();
+            let keyed = if self.chain.operators[i].uses_keyed_state() {
+                let handles = restored_operator(&self.checkpointing.restore, &uid).map(|o| o.keyed.clone()).unwrap_or_default();
+                let name = format!("{uid}-{}", ctx.subtask);
+                let dir = self.checkpointing.local_dir.join(&name);
+                let storage = self.checkpointing.storage.clone();
+                let max = ctx.max_parallelism;
+                let backend = tokio::task::spawn_blocking(move || KeyedBackend::open(dir, name, range, max, &handles, storage.as_ref()))
+                    .await
+                    .map_err(|e| OperatorError::State(format!("opening keyed state failed: {e}")))??;
+                let store = backend.store();
+                self.chain.backends[i] = Some(backend);
+                Some(store)
+            } else {
+                None
+            };
+            let init = self.state_init(&uid, keyed);
+            self.chain.operators[i].initialize_state(init).await?;
+        }
+        Ok(())
+    }
+
+    /// Publishes the operators' own metrics (at most every 250 ms, or when `now`).
+    fn publish_operator_metrics(&mut self, now: bool) {
+        if !now && self.metrics_published.elapsed() < Duration::from_millis(250) {
+            return;
+        }
+        self.metrics_published = Instant::now();
+        let metrics = self.chain.operators.iter().flat_map(|op| op.metrics()).collect();
+        self.metrics.set_operator_metrics(metrics);
     }
 
     /// Feeds one message into the chain and sends what comes out; true after end of input.
     async fn handle(&mut self, message: Message) -> Result<bool, TaskError> {
         if let Message::Data(batch) = &message {
             self.metrics.add_rows_in(batch.num_rows());
+            self.publish_operator_metrics(false);
+        } else {
+            self.publish_operator_metrics(true);
         }
+        let mut snapshots = Vec::new();
+        let out = self.chain.process(message, &mut snapshots).await?;
+        self.send(out).await
+    }
+
+    async fn send(&mut self, messages: Vec<Message>) -> Result<bool, TaskError> {
         let mut ended = false;
-        for out in self.chain.process(message).await? {
+        for out in messages {
             match out {
                 Message::Data(batch) => self.outputs.send_batch(batch).await?,
                 control => {
@@ -106,20 +290,218 @@ impl Task {
         Ok(ended)
     }
 
+    /// Takes this task's part of a checkpoint at a barrier: snapshots the operators as the
+    /// barrier passes them, takes the keyed-state checkpoints, forwards the barrier, and
+    /// leaves the upload and the acknowledgement to a background task.
+    async fn checkpoint_at_barrier(
+        &mut self,
+        barrier: Barrier,
+        source_state: Option<OperatorState>,
+        alignment: Duration,
+    ) -> Result<(), TaskError> {
+        let started = Instant::now();
+        // The barrier proves its predecessor completed: commit it now if not yet told, so
+        // this snapshot holds only what is still uncommitted.
+        self.notify_complete(barrier.last_completed, None).await?;
+        let mut states = Vec::new();
+        let out = self.chain.process(Message::Barrier(barrier), &mut states).await?;
+        let locals = self.snapshot_keyed(barrier.checkpoint_id)?;
+        let sync = started.elapsed();
+        self.send(out).await?;
+        self.acknowledge(barrier.checkpoint_id, source_state, states, locals, alignment, sync);
+        Ok(())
+    }
+
+    /// Snapshots an ended task directly (no barrier can reach it any more).
+    async fn checkpoint_ended(&mut self, checkpoint_id: u64, source: Option<&mut Box<dyn Source>>) -> Result<(), TaskError> {
+        let started = Instant::now();
+        let source_state = match source {
+            Some(s) => Some(s.snapshot_state(checkpoint_id).await?),
+            None => None,
+        };
+        let mut states = Vec::new();
+        for op in &mut self.chain.operators {
+            states.push(op.snapshot_state(checkpoint_id).await?);
+        }
+        let locals = self.snapshot_keyed(checkpoint_id)?;
+        self.acknowledge(checkpoint_id, source_state, states, locals, Duration::ZERO, started.elapsed());
+        Ok(())
+    }
+
+    fn snapshot_keyed(&mut self, checkpoint_id: u64) -> Result<Vec<Option<LocalSnapshot>>, TaskError> {
+        if self.checkpointing.storage.is_none() {
+            return Ok(Vec::new());
+        }
+        let mut locals = Vec::new();
+        for backend in &self.chain.backends {
+            locals.push(match backend {
+                Some(b) => Some(b.snapshot_sync(checkpoint_id)?),
+                None => None,
+            });
+        }
+        Ok(locals)
+    }
+
+    /// Uploads keyed state in the background, then acknowledges the checkpoint.
+    fn acknowledge(
+        &mut self,
+        checkpoint_id: u64,
+        source_state: Option<OperatorState>,
+        states: Vec<OperatorState>,
+        locals: Vec<Option<LocalSnapshot>>,
+        alignment: Duration,
+        sync: Duration,
+    ) {
+        let Some(storage) = self.checkpointing.storage.clone() else { return };
+        let mut operators = Vec::new();
+        if let (Some(uid), Some(state)) = (&self.source_uid, source_state) {
+            operators.push(operator_snapshot(uid, state));
+        }
+        for (uid, state) in self.chain.uids.iter().zip(states) {
+            operators.push(operator_snapshot(uid, state));
+        }
+        let uploads: Vec<(usize, _)> = locals
+            .into_iter()
+            .enumerate()
+            .filter_map(|(i, local)| {
+                let backend = self.chain.backends[i].as_ref()?;
+                Some((i, backend.upload_fn(local?, storage.clone())))
+            })
+            .collect();
+        let offset = usize::from(self.source_uid.is_some());
+        let events = self.checkpointing.events.clone();
+        let task = self.ctx.task_name.clone();
+        tokio::spawn(async move {
+            let started = Instant::now();
+            let mut uploaded_bytes = 0;
+            for (i, upload) in uploads {
+                match tokio::task::spawn_blocking(upload).await {
+                    Ok(Ok((handle, copied))) => {
+                        uploaded_bytes += copied;
+                        operators[offset + i].keyed = Some(handle);
+                    }
+                    Ok(Err(e)) => {
+                        let reason = format!("{task} cannot store its keyed state: {e}");
+                        let _ = events.send(TaskEvent::Decline { checkpoint_id, reason });
+                        return;
+                    }
+                    Err(e) => {
+                        let reason = format!("{task}: the keyed state upload stopped: {e}");
+                        let _ = events.send(TaskEvent::Decline { checkpoint_id, reason });
+                        return;
+                    }
+                }
+            }
+            let state_bytes = operators
+                .iter()
+                .map(|o| {
+                    o.list_state.iter().map(|e| e.len() as u64).sum::<u64>()
+                        + o.keyed.as_ref().map_or(0, |k| k.files.iter().map(|f| f.size).sum())
+                })
+                .sum();
+            let stats = CheckpointTaskStats {
+                checkpoint_id,
+                alignment_ms: alignment.as_millis() as u64,
+                sync_ms: sync.as_millis() as u64,
+                async_ms: started.elapsed().as_millis() as u64,
+                state_bytes,
+                uploaded_bytes,
+            };
+            let _ = events.send(TaskEvent::Ack { checkpoint_id, snapshot: TaskSnapshot { operators }, stats });
+        });
+    }
+
+    /// Tells the operators that `checkpoint_id` completed (once; older ids are ignored).
+    async fn notify_complete(&mut self, checkpoint_id: u64, source: Option<&mut Box<dyn Source>>) -> Result<(), TaskError> {
+        if checkpoint_id <= self.notified {
+            return Ok(());
+        }
+        self.notified = checkpoint_id;
+        if let Some(source) = source {
+            source.notify_checkpoint_complete(checkpoint_id).await?;
+        }
+        for op in &mut self.chain.operators {
+            op.notify_checkpoint_complete(checkpoint_id).await?;
+        }
+        Ok(())
+    }
+
+    /// Stop-with-savepoint: everything before is done; wait to be canceled.
+    async fn park(done: tokio::sync::oneshot::Sender<()>) -> Result<(), TaskError> {
+        let _ = done.send(());
+        std::future::pending::<()>().await;
+        Ok(())
+    }
+
+    /// After the end of input, with checkpoints: waits for a checkpoint covering the final
+    /// state to complete, then returns (the task finishes).
+    async fn await_final_checkpoint(&mut self, mut source: Option<Box<dyn Source>>) -> Result<(), TaskError> {
+        self.outputs.flush_lingering().await?;
+        let _ = self.checkpointing.events.send(TaskEvent::Ended);
+        let mut final_checkpoint = None;
+        // A checkpoint triggered while the input was ending never reached this task as a
+        // barrier: its part is the final state.
+        if let Some((checkpoint_id, last_completed)) = self.unbarriered.take() {
+            self.notify_complete(last_completed, source.as_mut()).await?;
+            self.checkpoint_ended(checkpoint_id, source.as_mut()).await?;
+            final_checkpoint = Some(checkpoint_id);
+        }
+        while let Some(command) = self.checkpointing.commands.recv().await {
+            match command {
+                TaskCommand::Trigger { checkpoint_id, last_completed, .. } => {
+                    self.notify_complete(last_completed, source.as_mut()).await?;
+                    self.checkpoint_ended(checkpoint_id, source.as_mut()).await?;
+                    final_checkpoint.get_or_insert(checkpoint_id);
+                }
+                TaskCommand::Complete(checkpoint_id) => {
+                    self.notify_complete(checkpoint_id, source.as_mut()).await?;
+                    if final_checkpoint.is_some_and(|f| checkpoint_id >= f) {
+                        return Ok(());
+                    }
+                }
+                TaskCommand::Park(done) => return Self::park(done).await,
+            }
+        }
+        Ok(())
+    }
+
     async fn run_source(&mut self, mut source: Box<dyn Source>) -> Result<(), TaskError> {
-        source.open(&self.ctx).await?;
         loop {
-            match source.poll_next().await? {
+            while let Ok(command) = self.checkpointing.commands.try_recv() {
+                match command {
+                    TaskCommand::Trigger { checkpoint_id, timestamp_ms, last_completed } => {
+                        self.notify_complete(last_completed, Some(&mut source)).await?;
+                        let state = source.snapshot_state(checkpoint_id).await?;
+                        let barrier = Barrier { checkpoint_id, timestamp_ms, last_completed };
+                        self.checkpoint_at_barrier(barrier, Some(state), Duration::ZERO).await?;
+                    }
+                    TaskCommand::Complete(checkpoint_id) => self.notify_complete(checkpoint_id, Some(&mut source)).await?,
+                    TaskCommand::Park(done) => return Self::park(done).await,
+                }
+            }
+            let polled = source.poll_next().await?;
+            self.metrics.set_skipped(source.skipped_records());
+            match polled {
                 SourcePoll::Batch(batch) => {
                     self.handle(Message::Data(batch)).await?;
+                    if let Some((_, pause)) = crate::faults::source_pace() {
+                        tokio::time::sleep(pause).await;
+                    }
                 }
                 SourcePoll::Idle => {}
                 SourcePoll::Finished => {
                     // A bounded input ends event time too, so event-time results are emitted.
                     self.handle(Message::Watermark(i64::MAX)).await?;
                     self.handle(Message::EndOfInput).await?;
+                    if self.checkpointing.storage.is_some() {
+                        return self.await_final_checkpoint(Some(source)).await;
+                    }
                     return Ok(());
                 }
+            }
+            if self.chain.deadline().is_some_and(|d| d <= tokio::time::Instant::now()) {
+                let out = self.chain.fire_timers().await?;
+                self.send(out).await?;
             }
             if self.outputs.linger_deadline().is_some_and(|d| d <= tokio::time::Instant::now()) {
                 self.outputs.flush_lingering().await?;
@@ -129,19 +511,60 @@ impl Task {
 
     async fn run_inputs(&mut self, mut gate: InputGate) -> Result<(), TaskError> {
         loop {
-            let message = match self.outputs.linger_deadline() {
-                Some(deadline) => tokio::select! {
-                    message = gate.next() => message?,
-                    _ = tokio::time::sleep_until(deadline) => {
-                        self.outputs.flush_lingering().await?;
-                        continue;
+            let linger = self.outputs.linger_deadline();
+            let timer = self.chain.deadline();
+            let message = tokio::select! {
+                message = gate.next() => message?,
+                Some(command) = self.checkpointing.commands.recv() => {
+                    match command {
+                        TaskCommand::Complete(checkpoint_id) => self.notify_complete(checkpoint_id, None).await?,
+                        // Running tasks with inputs learn of checkpoints from their barriers;
+                        // if the input ends first, the trigger is taken at the end.
+                        TaskCommand::Trigger { checkpoint_id, last_completed, .. } => {
+                            self.unbarriered = Some((checkpoint_id, last_completed));
+                        }
+                        TaskCommand::Park(done) => return Self::park(done).await,
                     }
-                },
-                None => gate.next().await?,
+                    continue;
+                }
+                _ = tokio::time::sleep_until(linger.unwrap_or_else(tokio::time::Instant::now)), if linger.is_some() => {
+                    self.outputs.flush_lingering().await?;
+                    continue;
+                }
+                _ = tokio::time::sleep_until(timer.unwrap_or_else(tokio::time::Instant::now)), if timer.is_some() => {
+                    let out = self.chain.fire_timers().await?;
+                    self.send(out).await?;
+                    continue;
+                }
             };
-            if self.handle(message).await? {
+            let ended = match message {
+                Message::Barrier(barrier) => {
+                    if self.unbarriered.is_some_and(|(id, _)| id <= barrier.checkpoint_id) {
+                        self.unbarriered = None;
+                    }
+                    self.checkpoint_at_barrier(barrier, None, gate.last_alignment()).await?;
+                    false
+                }
+                other => self.handle(other).await?,
+            };
+            if ended {
+                if self.checkpointing.storage.is_some() {
+                    return self.await_final_checkpoint(None).await;
+                }
                 return Ok(());
             }
         }
+    }
+}
+
+fn operator_snapshot(uid: &str, state: OperatorState) -> OperatorSnapshot {
+    OperatorSnapshot {
+        uid: uid.to_string(),
+        list_state: state.entries,
+        distribution: match state.distribution {
+            sluice_operators::Distribution::Split => ListDistribution::Split as i32,
+            sluice_operators::Distribution::Union => ListDistribution::Union as i32,
+        },
+        keyed: None,
     }
 }

@@ -65,9 +65,11 @@ pub struct Cluster {
 }
 
 impl Cluster {
-    /// Starts a jobmanager with `jm_args` and one task manager per entry of `slots`.
+    /// Starts a jobmanager with `jm_args` (`{dir}` in them stands for the cluster's
+    /// directory) and one task manager per entry of `slots`.
     pub fn start(slots: &[u32], jm_args: &[&str]) -> Cluster {
         let dir = tempfile::tempdir().unwrap();
+        let jm_args: Vec<String> = jm_args.iter().map(|a| a.replace("{dir}", dir.path().to_str().unwrap())).collect();
         let address = format!("127.0.0.1:{}", free_port());
         let log = std::fs::File::create(dir.path().join("jobmanager.log")).unwrap();
         let child = Command::new(sluice_bin())
@@ -94,16 +96,54 @@ impl Cluster {
 
     /// Starts one more task manager.
     pub fn add_taskmanager(&mut self, slots: u32) {
+        self.add_taskmanager_with_env(slots, &[]);
+    }
+
+    /// Starts one more task manager with extra environment variables (test fault switches).
+    pub fn add_taskmanager_with_env(&mut self, slots: u32, env: &[(&str, &str)]) {
         let n = self.taskmanagers.len() + 1;
         let log = std::fs::File::create(self.dir.path().join(format!("taskmanager-{n}.log"))).unwrap();
         let child = Command::new(sluice_bin())
             .args(["taskmanager", "--jobmanager", &self.address, "--slots", &slots.to_string(), "--bind", "127.0.0.1:0"])
             .env("RUST_LOG", "info")
+            .envs(env.iter().copied())
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()
             .unwrap();
         self.taskmanagers.push(Process { child, name: format!("taskmanager-{n}") });
+    }
+
+    /// Kills a random task manager with `kill -9` up to `kills` times, starting a new one of
+    /// `slots` slots each time; before each kill the job must complete a checkpoint (so every
+    /// attempt makes progress). Stops early when the job finishes; returns the kills made.
+    pub fn kill_task_managers_while_running(&mut self, job: &str, kills: usize, slots: u32, seed: u64) -> usize {
+        let completed = |status: &Value| status["checkpoints"]["completed"].as_u64().unwrap_or(0);
+        let mut seed = seed ^ u64::from(std::process::id());
+        for done in 0..kills {
+            let before = completed(&self.status(job));
+            let deadline = Instant::now() + Duration::from_secs(60);
+            loop {
+                let status = self.status(job);
+                assert!(status["state"] != "FAILED", "{status:#}\n{}", self.logs());
+                if status["state"] == "FINISHED" {
+                    return done;
+                }
+                if status["state"] == "RUNNING" && completed(&status) > before {
+                    break;
+                }
+                assert!(Instant::now() < deadline, "no progress: {status:#}\n{}", self.logs());
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            let victim = (seed % self.taskmanagers.len() as u64) as usize;
+            self.taskmanagers[victim].kill9();
+            self.taskmanagers.remove(victim);
+            self.add_taskmanager(slots);
+        }
+        kills
     }
 
     /// Runs a CLI command against this cluster.

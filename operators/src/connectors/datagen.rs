@@ -19,7 +19,8 @@ use async_trait::async_trait;
 
 use crate::options::Options;
 use crate::rate::RateLimiter;
-use crate::{OperatorError, Result, Source, SourcePoll, TaskContext};
+use crate::state::Reader;
+use crate::{Distribution, OperatorError, OperatorState, Result, Source, SourcePoll, StateInit, TaskContext};
 
 /// Flink's default `rows-per-second`.
 pub const DEFAULT_ROWS_PER_SECOND: f64 = 10_000.0;
@@ -145,14 +146,51 @@ fn check_type(options: &Options<'_>, name: &str, data_type: &DataType) -> Result
     }
 }
 
+/// A slice of the table: rows `index`, `index + count`, `index + 2 * count`, ... A job
+/// starts with one split per subtask; on restore at another parallelism the splits, with
+/// their positions, are dealt to the new subtasks, so every row is produced exactly once.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Split {
+    index: u64,
+    count: u64,
+    /// Rows of this split produced so far.
+    produced: u64,
+}
+
+impl Split {
+    fn encode(&self) -> Vec<u8> {
+        [self.index, self.count, self.produced].iter().flat_map(|v| v.to_le_bytes()).collect()
+    }
+
+    fn decode(bytes: &[u8]) -> Result<Self> {
+        let mut r = Reader::new(bytes, "datagen split");
+        let split = Split { index: r.u64()?, count: r.u64()?, produced: r.u64()? };
+        if split.count == 0 || !r.is_empty() {
+            return Err(OperatorError::State("datagen split state is malformed".into()));
+        }
+        Ok(split)
+    }
+
+    /// Rows of the split in all; `None` when unbounded.
+    fn rows(&self, total: Option<u64>) -> Option<u64> {
+        total.map(|total| if total > self.index { (total - self.index).div_ceil(self.count) } else { 0 })
+    }
+
+    fn remaining(&self, total: Option<u64>) -> u64 {
+        self.rows(total).map_or(u64::MAX, |n| n.saturating_sub(self.produced))
+    }
+}
+
 /// A running datagen subtask.
 pub struct DatagenSource {
     config: DatagenConfig,
     batch_rows: usize,
-    subtask: u64,
     parallelism: u64,
-    /// Rows this subtask has produced.
-    produced: u64,
+    /// The splits this subtask produces, read round-robin a batch at a time.
+    splits: Vec<Split>,
+    /// Splits restored from a checkpoint (`None`: start fresh).
+    restored: Option<Vec<Split>>,
+    next_split: usize,
     limiter: Option<RateLimiter>,
     idle_wait: Duration,
 }
@@ -163,28 +201,22 @@ impl DatagenSource {
         DatagenSource {
             config,
             batch_rows,
-            subtask: 0,
             parallelism: 1,
-            produced: 0,
+            splits: Vec::new(),
+            restored: None,
+            next_split: 0,
             limiter: None,
             idle_wait: Duration::from_millis(20),
         }
     }
 
-    /// Rows this subtask produces in all; `None` when unbounded.
-    fn subtask_rows(&self) -> Option<u64> {
-        self.config.total_rows.map(|total| {
-            if total > self.subtask {
-                (total - self.subtask).div_ceil(self.parallelism)
-            } else {
-                0
-            }
-        })
+    /// Rows produced so far by this subtask's splits (their checkpointable position).
+    pub fn produced(&self) -> u64 {
+        self.splits.iter().map(|s| s.produced).sum()
     }
 
-    fn generate(&self, count: usize) -> Result<RecordBatch> {
-        let rows: Vec<u64> =
-            (0..count as u64).map(|k| self.subtask + (self.produced + k) * self.parallelism).collect();
+    fn generate(&self, split: &Split, count: usize) -> Result<RecordBatch> {
+        let rows: Vec<u64> = (0..count as u64).map(|k| split.index + (split.produced + k) * split.count).collect();
         let now_ms = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64);
         let columns: Vec<ArrayRef> = self.config.fields.iter().map(|f| generate_column(f, &rows, now_ms)).collect();
         RecordBatch::try_new(self.config.schema.clone(), columns)
@@ -194,19 +226,42 @@ impl DatagenSource {
 
 #[async_trait]
 impl Source for DatagenSource {
+    async fn initialize_state(&mut self, init: StateInit) -> Result<()> {
+        if init.restored {
+            self.restored = Some(init.entries.iter().map(|e| Split::decode(e)).collect::<Result<_>>()?);
+        }
+        Ok(())
+    }
+
     async fn open(&mut self, ctx: &TaskContext) -> Result<()> {
-        self.subtask = u64::from(ctx.subtask);
         self.parallelism = u64::from(ctx.parallelism.max(1));
+        self.splits = match self.restored.take() {
+            Some(splits) => {
+                let positions: Vec<String> =
+                    splits.iter().map(|s| format!("split {}/{} at row {}", s.index, s.count, s.produced)).collect();
+                tracing::info!(
+                    task = %ctx.task_name,
+                    attempt = ctx.attempt,
+                    positions = %positions.join(", "),
+                    "datagen resumes from its checkpoint"
+                );
+                splits
+            }
+            None => vec![Split { index: u64::from(ctx.subtask), count: self.parallelism, produced: 0 }],
+        };
         self.limiter = Some(RateLimiter::new(self.config.rows_per_second / self.parallelism as f64));
         Ok(())
     }
 
     async fn poll_next(&mut self) -> Result<SourcePoll> {
-        let remaining = self.subtask_rows().map_or(u64::MAX, |n| n - self.produced);
-        if remaining == 0 {
+        let total = self.config.total_rows;
+        let Some(offset) = (0..self.splits.len())
+            .map(|k| (self.next_split + k) % self.splits.len())
+            .find(|&i| self.splits[i].remaining(total) > 0)
+        else {
             return Ok(SourcePoll::Finished);
-        }
-        let want = remaining.min(self.batch_rows as u64);
+        };
+        let want = self.splits[offset].remaining(total).min(self.batch_rows as u64);
         let granted = match self.limiter.as_mut() {
             Some(limiter) => {
                 let (granted, wait) = limiter.take_up_to(want);
@@ -218,9 +273,14 @@ impl Source for DatagenSource {
             }
             None => want,
         };
-        let batch = self.generate(granted as usize)?;
-        self.produced += granted;
+        let batch = self.generate(&self.splits[offset], granted as usize)?;
+        self.splits[offset].produced += granted;
+        self.next_split = (offset + 1) % self.splits.len();
         Ok(SourcePoll::Batch(batch))
+    }
+
+    async fn snapshot_state(&mut self, _checkpoint_id: u64) -> Result<OperatorState> {
+        Ok(OperatorState { entries: self.splits.iter().map(Split::encode).collect(), distribution: Distribution::Split })
     }
 }
 
@@ -397,6 +457,49 @@ mod tests {
                 SourcePoll::Finished => return out,
             }
         }
+    }
+
+    /// Runs two subtasks for `polls` polls each, snapshots them, and restores their splits at
+    /// parallelism 3: the rows before and after the snapshot are every row exactly once.
+    #[tokio::test]
+    async fn restores_positions_at_another_parallelism() {
+        let cfg = config(&[("number-of-rows", "1000"), ("rows-per-second", "100000000"), ("fields.id.kind", "sequence"), ("fields.id.start", "0"), ("fields.id.end", "999")], schema())
+            .unwrap();
+        let ids = |b: &RecordBatch| b.column(0).as_primitive::<Int64Type>().values().to_vec();
+        let mut seen = Vec::new();
+        let mut entries = Vec::new();
+        for subtask in 0..2 {
+            let mut source = DatagenSource::new(cfg.clone(), 100);
+            let mut ctx = TaskContext::single("datagen");
+            ctx.subtask = subtask;
+            ctx.parallelism = 2;
+            source.open(&ctx).await.unwrap();
+            for _ in 0..(subtask + 1) * 2 {
+                if let SourcePoll::Batch(b) = source.poll_next().await.unwrap() {
+                    seen.extend(ids(&b));
+                }
+            }
+            entries.extend(source.snapshot_state(1).await.unwrap().entries);
+        }
+        assert!(!seen.is_empty() && seen.len() < 1000, "{} rows before the snapshot", seen.len());
+        for subtask in 0..3u32 {
+            let mut source = DatagenSource::new(cfg.clone(), 100);
+            let mine = entries.iter().skip(subtask as usize).step_by(3).cloned().collect();
+            source.initialize_state(StateInit { entries: mine, restored: true, ..Default::default() }).await.unwrap();
+            let mut ctx = TaskContext::single("datagen");
+            ctx.subtask = subtask;
+            ctx.parallelism = 3;
+            source.open(&ctx).await.unwrap();
+            loop {
+                match source.poll_next().await.unwrap() {
+                    SourcePoll::Batch(b) => seen.extend(ids(&b)),
+                    SourcePoll::Idle => {}
+                    SourcePoll::Finished => break,
+                }
+            }
+        }
+        seen.sort();
+        assert_eq!(seen, (0..1000).collect::<Vec<i64>>());
     }
 
     #[tokio::test]

@@ -3,8 +3,12 @@
 //! sink `sink.rolling-policy.file-size` and `sink.rolling-policy.rollover-interval`.
 //!
 //! The source reads newline-delimited records; files are dealt to subtasks in name order.
-//! The sink writes part files named `part-<run>-<subtask>-<n>.<format>`; a file still being
-//! written is hidden behind a leading dot (`.part-...inprogress`) and renamed when complete.
+//! The sink writes part files named `part-<run>-<attempt>-<subtask>-<n>.<format>`; a file
+//! still being written is hidden behind a leading dot (`.part-...inprogress`) and renamed
+//! when complete. With checkpoints the sink is a two-phase commit: at each barrier the
+//! current part file is closed and recorded in the checkpoint as pending; it becomes
+//! visible only when that checkpoint completes. A restored sink publishes the pending files
+//! of the checkpoint it restored and deletes in-progress files the failed attempt left.
 
 use std::fs::{self, File};
 use std::io::{BufRead, BufReader, BufWriter, Write};
@@ -15,65 +19,12 @@ use arrow::datatypes::SchemaRef;
 use arrow::record_batch::RecordBatch;
 use async_trait::async_trait;
 
+use crate::connectors::format::{Format, FormatOptions};
 use crate::options::Options;
-use crate::{Collector, Operator, OperatorError, Result, Source, SourcePoll, TaskContext};
-
-/// Record formats of the filesystem connector.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Format {
-    /// Newline-delimited JSON objects.
-    Json,
-    /// Comma-separated values without a header, as Flink writes them.
-    Csv,
-}
-
-impl Format {
-    fn extension(self) -> &'static str {
-        match self {
-            Format::Json => "json",
-            Format::Csv => "csv",
-        }
-    }
-}
-
-/// Options shared by source and sink.
-#[derive(Debug, Clone)]
-pub struct FormatOptions {
-    format: Format,
-    ignore_parse_errors: bool,
-    delimiter: u8,
-}
-
-impl FormatOptions {
-    fn parse(options: &mut Options<'_>) -> Result<Self> {
-        let format = match options.choice("format", &["json", "csv"])? {
-            Some(f) if f == "json" => Format::Json,
-            Some(_) => Format::Csv,
-            None => return Err(options.error("missing required option 'format' ('json' or 'csv')")),
-        };
-        let json_ignore = options.bool("json.ignore-parse-errors")?.unwrap_or(false);
-        options.declare("json.fail-on-missing-field");
-        let csv_ignore = options.bool("csv.ignore-parse-errors")?.unwrap_or(false);
-        let delimiter = match options.get("csv.field-delimiter") {
-            None => b',',
-            Some(d) if d.len() == 1 => d.as_bytes()[0],
-            Some("\\t") => b'\t',
-            Some(d) => return Err(options.error(format!("option 'csv.field-delimiter' = '{d}' must be one character"))),
-        };
-        let ignore_parse_errors = match format {
-            Format::Json => json_ignore,
-            Format::Csv => csv_ignore,
-        };
-        Ok(FormatOptions { format, ignore_parse_errors, delimiter })
-    }
-
-    fn skip_option(&self) -> &'static str {
-        match self.format {
-            Format::Json => "json.ignore-parse-errors",
-            Format::Csv => "csv.ignore-parse-errors",
-        }
-    }
-}
+use crate::state::{put_bytes, Reader};
+use crate::{
+    Collector, Distribution, Operator, OperatorError, OperatorState, Result, Source, SourcePoll, StateInit, TaskContext,
+};
 
 /// Parsed options of a filesystem source.
 #[derive(Debug, Clone)]
@@ -87,7 +38,7 @@ impl FileSourceConfig {
     /// Reads the options of a filesystem source table.
     pub fn parse(options: &mut Options<'_>, schema: SchemaRef) -> Result<Self> {
         let path = PathBuf::from(local_path(options.required("path")?, options)?);
-        let format = FormatOptions::parse(options)?;
+        let format = FormatOptions::parse(options, &[Format::Json, Format::Csv])?;
         options.declare("scan.parallelism");
         Ok(FileSourceConfig { path, format, schema })
     }
@@ -136,35 +87,57 @@ fn list_files(path: &Path) -> Result<Vec<PathBuf>> {
     Ok(files)
 }
 
+/// A file to read, and how far it has been read: its checkpointed position.
+#[derive(Debug, Clone, PartialEq)]
+struct FileSplit {
+    path: PathBuf,
+    /// Bytes read so far.
+    offset: u64,
+    /// Lines read so far (for error messages).
+    line: u64,
+}
+
+impl FileSplit {
+    fn encode(&self) -> Vec<u8> {
+        let mut out = self.offset.to_le_bytes().to_vec();
+        out.extend_from_slice(&self.line.to_le_bytes());
+        put_bytes(&mut out, self.path.to_string_lossy().as_bytes());
+        out
+    }
+
+    fn decode(bytes: &[u8]) -> Result<Self> {
+        let mut r = Reader::new(bytes, "filesystem source");
+        Ok(FileSplit { offset: r.u64()?, line: r.u64()?, path: r.string()?.into() })
+    }
+}
+
 /// A running filesystem source subtask.
 pub struct FileSource {
     config: FileSourceConfig,
     batch_rows: usize,
-    files: Vec<PathBuf>,
-    current: Option<(PathBuf, BufReader<File>, u64)>,
+    /// Files still to read, the next one last.
+    files: Vec<FileSplit>,
+    current: Option<(FileSplit, BufReader<File>)>,
+    restored: Option<Vec<FileSplit>>,
     skipped: u64,
 }
 
 impl FileSource {
     /// A source over `config` emitting batches of at most `batch_rows` rows.
     pub fn new(config: FileSourceConfig, batch_rows: usize) -> Self {
-        FileSource { config, batch_rows, files: Vec::new(), current: None, skipped: 0 }
+        FileSource { config, batch_rows, files: Vec::new(), current: None, restored: None, skipped: 0 }
     }
 
-    /// Records skipped because they could not be parsed.
-    pub fn skipped_records(&self) -> u64 {
-        self.skipped
-    }
 
     fn decode(&mut self, lines: &[(u64, String)], file: &Path) -> Result<Option<RecordBatch>> {
         let joined: String = lines.iter().map(|(_, l)| l.as_str()).collect::<Vec<_>>().join("\n");
-        match decode_lines(&self.config, &joined, lines.len()) {
+        match self.config.format.decode(&self.config.schema, &joined, lines.len()) {
             Ok(batch) => Ok(batch),
             Err(_) => {
                 // Find the bad line(s): decode one at a time.
                 let mut good = Vec::new();
                 for (line_no, line) in lines {
-                    match decode_lines(&self.config, line, 1) {
+                    match self.config.format.decode(&self.config.schema, line, 1) {
                         Ok(Some(b)) => good.push(b),
                         Ok(None) => {}
                         Err(message) if self.config.format.ignore_parse_errors => {
@@ -191,51 +164,38 @@ impl FileSource {
     }
 }
 
-fn decode_lines(config: &FileSourceConfig, text: &str, max_rows: usize) -> std::result::Result<Option<RecordBatch>, String> {
-    if text.trim().is_empty() {
-        return Ok(None);
-    }
-    match config.format.format {
-        Format::Json => {
-            let mut decoder = arrow::json::ReaderBuilder::new(config.schema.clone())
-                .with_batch_size(max_rows.max(1))
-                .build_decoder()
-                .map_err(|e| e.to_string())?;
-            decoder.decode(text.as_bytes()).map_err(|e| e.to_string())?;
-            decoder.flush().map_err(|e| e.to_string())
-        }
-        Format::Csv => {
-            let format = arrow::csv::reader::Format::default().with_header(false).with_delimiter(config.format.delimiter);
-            let reader = arrow::csv::ReaderBuilder::new(config.schema.clone())
-                .with_format(format)
-                .with_batch_size(max_rows.max(1))
-                .build(text.as_bytes())
-                .map_err(|e| e.to_string())?;
-            let mut batches = Vec::new();
-            for b in reader {
-                batches.push(b.map_err(|e| e.to_string())?);
-            }
-            match batches.len() {
-                0 => Ok(None),
-                1 => Ok(batches.pop()),
-                _ => arrow::compute::concat_batches(&config.schema, &batches).map(Some).map_err(|e| e.to_string()),
-            }
-        }
-    }
-}
-
 #[async_trait]
 impl Source for FileSource {
-    async fn open(&mut self, ctx: &TaskContext) -> Result<()> {
-        let all = list_files(&self.config.path)?;
-        self.files = all
-            .into_iter()
-            .enumerate()
-            .filter(|(i, _)| *i as u32 % ctx.parallelism.max(1) == ctx.subtask)
-            .map(|(_, f)| f)
-            .rev()
-            .collect();
+    async fn initialize_state(&mut self, init: StateInit) -> Result<()> {
+        if init.restored {
+            self.restored = Some(init.entries.iter().map(|e| FileSplit::decode(e)).collect::<Result<_>>()?);
+        }
         Ok(())
+    }
+
+    async fn open(&mut self, ctx: &TaskContext) -> Result<()> {
+        let mut splits = match self.restored.take() {
+            Some(splits) => splits,
+            None => list_files(&self.config.path)?
+                .into_iter()
+                .enumerate()
+                .filter(|(i, _)| *i as u32 % ctx.parallelism.max(1) == ctx.subtask)
+                .map(|(_, path)| FileSplit { path, offset: 0, line: 0 })
+                .collect(),
+        };
+        splits.reverse();
+        self.files = splits;
+        Ok(())
+    }
+
+    fn skipped_records(&self) -> u64 {
+        self.skipped
+    }
+
+    async fn snapshot_state(&mut self, _checkpoint_id: u64) -> Result<OperatorState> {
+        let mut entries: Vec<Vec<u8>> = self.current.iter().map(|(split, _)| split.encode()).collect();
+        entries.extend(self.files.iter().rev().map(FileSplit::encode));
+        Ok(OperatorState { entries, distribution: Distribution::Split })
     }
 
     async fn poll_next(&mut self) -> Result<SourcePoll> {
@@ -247,27 +207,36 @@ impl Source for FileSource {
                     }
                     return Ok(SourcePoll::Finished);
                 };
-                let file = File::open(&next)
-                    .map_err(|source| OperatorError::Io { action: "cannot open", path: next.display().to_string(), source })?;
-                self.current = Some((next, BufReader::new(file), 0));
+                let path = next.path.display().to_string();
+                let mut file = File::open(&next.path)
+                    .map_err(|source| OperatorError::Io { action: "cannot open", path: path.clone(), source })?;
+                if next.offset > 0 {
+                    use std::io::Seek;
+                    file.seek(std::io::SeekFrom::Start(next.offset))
+                        .map_err(|source| OperatorError::Io { action: "cannot seek in", path, source })?;
+                }
+                self.current = Some((next, BufReader::new(file)));
             }
-            let Some((path, reader, line_no)) = self.current.as_mut() else { continue };
+            let Some((split, reader)) = self.current.as_mut() else { continue };
             let mut lines = Vec::with_capacity(self.batch_rows);
             while lines.len() < self.batch_rows {
                 let mut line = String::new();
-                let n = reader
-                    .read_line(&mut line)
-                    .map_err(|source| OperatorError::Io { action: "cannot read", path: path.display().to_string(), source })?;
+                let n = reader.read_line(&mut line).map_err(|source| OperatorError::Io {
+                    action: "cannot read",
+                    path: split.path.display().to_string(),
+                    source,
+                })?;
                 if n == 0 {
                     break;
                 }
-                *line_no += 1;
+                split.offset += n as u64;
+                split.line += 1;
                 let trimmed = line.trim_end_matches(['\n', '\r']);
                 if !trimmed.trim().is_empty() {
-                    lines.push((*line_no, trimmed.to_string()));
+                    lines.push((split.line, trimmed.to_string()));
                 }
             }
-            let path = path.clone();
+            let path = split.path.clone();
             if lines.is_empty() {
                 self.current = None;
                 continue;
@@ -292,7 +261,7 @@ impl FileSinkConfig {
     /// Reads the options of a filesystem sink table.
     pub fn parse(options: &mut Options<'_>) -> Result<Self> {
         let dir = PathBuf::from(local_path(options.required("path")?, options)?);
-        let format = FormatOptions::parse(options)?;
+        let format = FormatOptions::parse(options, &[Format::Json, Format::Csv])?;
         let max_file_bytes = options.bytes("sink.rolling-policy.file-size")?.unwrap_or(128 << 20);
         let rollover_interval =
             options.duration("sink.rolling-policy.rollover-interval")?.unwrap_or(Duration::from_secs(30 * 60));
@@ -309,18 +278,55 @@ struct PartFile {
     opened: Instant,
 }
 
+/// A closed part file waiting for its checkpoint to complete.
+#[derive(Debug, Clone, PartialEq)]
+struct Pending {
+    /// The checkpoint that covers it (`None`: the next one).
+    checkpoint: Option<u64>,
+    hidden: PathBuf,
+    visible: PathBuf,
+}
+
+impl Pending {
+    fn encode(&self) -> Vec<u8> {
+        let mut out = self.checkpoint.unwrap_or(0).to_le_bytes().to_vec();
+        put_bytes(&mut out, self.hidden.to_string_lossy().as_bytes());
+        put_bytes(&mut out, self.visible.to_string_lossy().as_bytes());
+        out
+    }
+
+    fn decode(bytes: &[u8]) -> Result<Self> {
+        let mut r = Reader::new(bytes, "filesystem sink");
+        Ok(Pending { checkpoint: Some(r.u64()?), hidden: r.string()?.into(), visible: r.string()?.into() })
+    }
+
+    /// Makes the file visible; a file already published (by an earlier attempt) is fine.
+    fn publish(&self) -> Result<()> {
+        match fs::rename(&self.hidden, &self.visible) {
+            Ok(()) => Ok(()),
+            Err(_) if self.visible.exists() => Ok(()),
+            Err(source) => Err(OperatorError::Io { action: "cannot publish", path: self.hidden.display().to_string(), source }),
+        }
+    }
+}
+
 /// A running filesystem sink subtask.
 pub struct FileSink {
     config: FileSinkConfig,
     prefix: String,
     next_part: u64,
     current: Option<PartFile>,
+    checkpointing: bool,
+    /// Closed part files not yet published (checkpointing only).
+    pending: Vec<Pending>,
+    /// Restored commits: files of the restored checkpoint, from every old subtask.
+    restored: Option<Vec<Pending>>,
 }
 
 impl FileSink {
     /// A sink writing under `config`'s directory.
     pub fn new(config: FileSinkConfig) -> Self {
-        FileSink { config, prefix: String::new(), next_part: 0, current: None }
+        FileSink { config, prefix: String::new(), next_part: 0, current: None, checkpointing: false, pending: Vec::new(), restored: None }
     }
 
     fn open_part(&mut self) -> Result<&mut PartFile> {
@@ -336,8 +342,9 @@ impl FileSink {
         Ok(self.current.as_mut().expect("a part file was just opened"))
     }
 
-    /// Flushes, syncs and renames the in-progress part file to its visible name.
-    fn commit_part(&mut self) -> Result<()> {
+    /// Flushes and syncs the in-progress part file, then publishes it (without
+    /// checkpoints) or keeps it pending until the next checkpoint completes.
+    fn close_part(&mut self) -> Result<()> {
         let Some(mut part) = self.current.take() else { return Ok(()) };
         let path = part.hidden.display().to_string();
         part.writer.flush().map_err(|source| OperatorError::Io { action: "cannot write", path: path.clone(), source })?;
@@ -345,35 +352,68 @@ impl FileSink {
             .get_ref()
             .sync_all()
             .map_err(|source| OperatorError::Io { action: "cannot sync", path: path.clone(), source })?;
-        fs::rename(&part.hidden, &part.visible)
-            .map_err(|source| OperatorError::Io { action: "cannot publish", path, source })?;
+        let pending = Pending { checkpoint: None, hidden: part.hidden, visible: part.visible };
+        if self.checkpointing {
+            self.pending.push(pending);
+            Ok(())
+        } else {
+            pending.publish()
+        }
+    }
+
+    /// Publishes the restored checkpoint's files this subtask is responsible for and, on
+    /// subtask 0, deletes in-progress files of earlier attempts that no checkpoint covers.
+    fn recover(&mut self, ctx: &TaskContext, run: &str) -> Result<()> {
+        let restored = self.restored.take().unwrap_or_default();
+        for (i, pending) in restored.iter().enumerate() {
+            if i as u32 % ctx.parallelism == ctx.subtask {
+                pending.publish()?;
+            }
+        }
+        if ctx.subtask != 0 || (ctx.attempt == 0 && restored.is_empty()) {
+            return Ok(());
+        }
+        let keep: std::collections::HashSet<&Path> = restored.iter().map(|p| p.hidden.as_path()).collect();
+        let mut runs: Vec<String> = vec![format!(".part-{run}-")];
+        for p in &restored {
+            if let Some(name) = p.visible.file_name().and_then(|n| n.to_str()) {
+                if let Some(r) = name.split('-').nth(1) {
+                    runs.push(format!(".part-{r}-"));
+                }
+            }
+        }
+        let current_attempt = format!(".part-{run}-{}-", ctx.attempt);
+        let entries = fs::read_dir(&self.config.dir)
+            .map_err(|source| OperatorError::Io { action: "cannot list", path: self.config.dir.display().to_string(), source })?;
+        for entry in entries.flatten() {
+            let path = entry.path();
+            let name = entry.file_name().to_string_lossy().to_string();
+            let stale = name.ends_with(".inprogress")
+                && runs.iter().any(|r| name.starts_with(r.as_str()))
+                && !name.starts_with(&current_attempt)
+                && !keep.contains(path.as_path());
+            if stale {
+                tracing::info!(file = %path.display(), "deleting a part file no completed checkpoint covers");
+                let _ = fs::remove_file(&path);
+            }
+        }
         Ok(())
     }
 
     fn encode(&self, batch: &RecordBatch) -> Result<Vec<u8>> {
-        let mut buf = Vec::new();
-        match self.config.format.format {
-            Format::Json => {
-                let mut writer = arrow::json::WriterBuilder::new()
-                    .with_explicit_nulls(true)
-                    .build::<_, arrow::json::writer::LineDelimited>(&mut buf);
-                writer.write(batch).map_err(|e| OperatorError::arrow("cannot encode JSON", e))?;
-                writer.finish().map_err(|e| OperatorError::arrow("cannot encode JSON", e))?;
-            }
-            Format::Csv => {
-                let mut writer = arrow::csv::WriterBuilder::new()
-                    .with_header(false)
-                    .with_delimiter(self.config.format.delimiter)
-                    .build(&mut buf);
-                writer.write(batch).map_err(|e| OperatorError::arrow("cannot encode CSV", e))?;
-            }
-        }
-        Ok(buf)
+        self.config.format.encode(batch)
     }
 }
 
 #[async_trait]
 impl Operator for FileSink {
+    async fn initialize_state(&mut self, init: StateInit) -> Result<()> {
+        if init.restored {
+            self.restored = Some(init.entries.iter().map(|e| Pending::decode(e)).collect::<Result<_>>()?);
+        }
+        Ok(())
+    }
+
     async fn open(&mut self, ctx: &TaskContext) -> Result<()> {
         fs::create_dir_all(&self.config.dir).map_err(|source| OperatorError::Io {
             action: "cannot create directory",
@@ -382,7 +422,8 @@ impl Operator for FileSink {
         })?;
         let run: String = ctx.job_id.chars().filter(|c| c.is_ascii_alphanumeric()).take(8).collect();
         self.prefix = format!("part-{run}-{}-{}", ctx.attempt, ctx.subtask);
-        Ok(())
+        self.checkpointing = ctx.checkpointing;
+        self.recover(ctx, &run)
     }
 
     async fn process_batch(&mut self, batch: RecordBatch, _out: &mut Collector) -> Result<()> {
@@ -399,13 +440,33 @@ impl Operator for FileSink {
         })?;
         part.bytes += bytes.len() as u64;
         if part.bytes >= max_bytes || part.opened.elapsed() >= interval {
-            self.commit_part()?;
+            self.close_part()?;
+        }
+        Ok(())
+    }
+
+    async fn snapshot_state(&mut self, checkpoint_id: u64) -> Result<OperatorState> {
+        self.close_part()?;
+        for pending in &mut self.pending {
+            pending.checkpoint.get_or_insert(checkpoint_id);
+        }
+        // Union: on restore every subtask sees every file, so subtask 0 can tell leftovers
+        // from files a checkpoint covers; each file is published by exactly one subtask.
+        Ok(OperatorState { entries: self.pending.iter().map(Pending::encode).collect(), distribution: Distribution::Union })
+    }
+
+    async fn notify_checkpoint_complete(&mut self, checkpoint_id: u64) -> Result<()> {
+        let (ready, waiting): (Vec<Pending>, Vec<Pending>) =
+            std::mem::take(&mut self.pending).into_iter().partition(|p| p.checkpoint.is_some_and(|c| c <= checkpoint_id));
+        self.pending = waiting;
+        for pending in ready {
+            pending.publish()?;
         }
         Ok(())
     }
 
     async fn finish(&mut self, _out: &mut Collector) -> Result<()> {
-        self.commit_part()
+        self.close_part()
     }
 }
 
@@ -466,6 +527,52 @@ mod tests {
             let read = arrow::compute::concat_batches(&schema(), &batches).unwrap();
             assert_eq!(read, batch, "{format}");
         }
+    }
+
+    fn visible_and_hidden(dir: &Path) -> (Vec<String>, Vec<String>) {
+        let mut names: Vec<String> = fs::read_dir(dir).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into()).collect();
+        names.sort();
+        names.into_iter().partition(|n| !n.starts_with('.'))
+    }
+
+    /// Checkpointed: files appear only when their checkpoint completes; a restored sink
+    /// publishes what the restored checkpoint covers and deletes the failed attempt's rest.
+    #[tokio::test]
+    async fn two_phase_commit_publishes_on_completion_and_recovers() {
+        let dir = tempfile::tempdir().unwrap();
+        let values = opts(&[("path", dir.path().to_str().unwrap()), ("format", "json")]);
+        let config = FileSinkConfig::parse(&mut Options::new("t", &values)).unwrap();
+        let batch = RecordBatch::try_new(
+            schema(),
+            vec![Arc::new(Int64Array::from(vec![1, 2])), Arc::new(StringArray::from(vec![Some("a"), None]))],
+        )
+        .unwrap();
+        let mut ctx = TaskContext::single("sink");
+        ctx.job_id = "job12345".into();
+        ctx.checkpointing = true;
+        let mut sink = FileSink::new(config.clone());
+        sink.open(&ctx).await.unwrap();
+        sink.process_batch(batch.clone(), &mut Collector::default()).await.unwrap();
+        let state1 = sink.snapshot_state(1).await.unwrap();
+        sink.notify_checkpoint_complete(1).await.unwrap();
+        assert_eq!(visible_and_hidden(dir.path()).0.len(), 1, "checkpoint 1 published its file");
+        sink.process_batch(batch.clone(), &mut Collector::default()).await.unwrap();
+        let state2 = sink.snapshot_state(2).await.unwrap();
+        assert_eq!(state2.entries.len(), 1);
+        sink.process_batch(batch.clone(), &mut Collector::default()).await.unwrap();
+        // Crash: checkpoint 2 completed but was never committed; the third batch is uncovered.
+        drop(sink);
+        let (visible, hidden) = visible_and_hidden(dir.path());
+        assert_eq!((visible.len(), hidden.len()), (1, 2), "{visible:?} {hidden:?}");
+        assert!(state1.entries.len() == 1);
+
+        let mut restored = FileSink::new(config);
+        restored.initialize_state(StateInit { entries: state2.entries, restored: true, ..Default::default() }).await.unwrap();
+        ctx.attempt = 1;
+        restored.open(&ctx).await.unwrap();
+        let (visible, hidden) = visible_and_hidden(dir.path());
+        assert_eq!(visible.len(), 2, "checkpoint 2's file was published on restore: {visible:?}");
+        assert!(hidden.is_empty(), "the uncovered in-progress file was deleted: {hidden:?}");
     }
 
     #[tokio::test]

@@ -8,6 +8,8 @@
 pub mod blackhole;
 pub mod datagen;
 pub mod filesystem;
+pub mod format;
+pub mod kafka;
 pub mod print;
 
 use arrow::record_batch::RecordBatch;
@@ -28,8 +30,8 @@ pub enum Role {
     Sink,
 }
 
-const SOURCES: &[&str] = &["datagen", "filesystem"];
-const SINKS: &[&str] = &["filesystem", "print", "blackhole"];
+const SOURCES: &[&str] = &["datagen", "filesystem", "kafka"];
+const SINKS: &[&str] = &["filesystem", "kafka", "print", "blackhole"];
 
 /// Rows per batch that sources emit and exchanges buffer.
 pub const DEFAULT_BATCH_ROWS: usize = 1024;
@@ -92,6 +94,13 @@ pub fn create_source(spec: &ConnectorSpec, batch_rows: usize) -> Result<Box<dyn 
     let schema = decode_schema(&spec.schema)?;
     let mut options = Options::new(context(spec), &spec.options);
     options.declare("connector");
+    if let Some((column, key)) = spec.metadata.iter().next().filter(|_| spec.connector != "kafka") {
+        return Err(options.error(format!(
+            "metadata column '{column}' (FROM '{key}'): connector '{}' provides no metadata; metadata columns come with \
+             connectors that have them, such as kafka",
+            spec.connector
+        )));
+    }
     let source: Box<dyn Source> = match spec.connector.as_str() {
         "datagen" => Box::new(datagen::DatagenSource::new(
             datagen::DatagenConfig::parse(&mut options, schema)?,
@@ -101,6 +110,9 @@ pub fn create_source(spec: &ConnectorSpec, batch_rows: usize) -> Result<Box<dyn 
             filesystem::FileSourceConfig::parse(&mut options, schema)?,
             batch_rows,
         )),
+        "kafka" => {
+            Box::new(kafka::KafkaSource::new(kafka::KafkaConfig::parse(&mut options, &spec.table, schema, &spec.metadata)?, batch_rows))
+        }
         other => return Err(OperatorError::InvalidPlan(format!("no source for connector '{other}'"))),
     };
     options.finish()?;
@@ -116,6 +128,10 @@ pub fn create_sink(spec: &ConnectorSpec) -> Result<Box<dyn Operator>> {
     let rate: Option<f64> = options.parse("sink.rows-per-second", "a positive number")?;
     let sink: Box<dyn Operator> = match spec.connector.as_str() {
         "filesystem" => Box::new(filesystem::FileSink::new(filesystem::FileSinkConfig::parse(&mut options)?)),
+        "kafka" => {
+            let schema = decode_schema(&spec.schema)?;
+            Box::new(kafka::KafkaSink::new(kafka::KafkaConfig::parse(&mut options, &spec.table, schema, &Default::default())?)?)
+        }
         "print" => Box::new(print::PrintSink::new(print::PrintConfig::parse(&mut options)?)),
         "blackhole" => Box::new(blackhole::BlackholeSink),
         other => return Err(OperatorError::InvalidPlan(format!("no sink for connector '{other}'"))),
@@ -156,6 +172,22 @@ impl Operator for Paced {
     async fn finish(&mut self, out: &mut Collector) -> Result<()> {
         self.inner.finish(out).await
     }
+
+    fn uses_keyed_state(&self) -> bool {
+        self.inner.uses_keyed_state()
+    }
+
+    async fn initialize_state(&mut self, init: crate::StateInit) -> Result<()> {
+        self.inner.initialize_state(init).await
+    }
+
+    async fn snapshot_state(&mut self, checkpoint_id: u64) -> Result<crate::OperatorState> {
+        self.inner.snapshot_state(checkpoint_id).await
+    }
+
+    async fn notify_checkpoint_complete(&mut self, checkpoint_id: u64) -> Result<()> {
+        self.inner.notify_checkpoint_complete(checkpoint_id).await
+    }
 }
 
 #[cfg(test)]
@@ -170,6 +202,7 @@ mod tests {
             connector: connector.into(),
             options: pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
             schema: encode_schema(&Schema::new(vec![Field::new("a", DataType::Int64, false)])),
+            metadata: Default::default(),
         }
     }
 

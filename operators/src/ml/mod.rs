@@ -10,8 +10,12 @@
 //! resolved here.
 
 mod options;
+pub mod local;
+pub mod onnx_runtime;
+pub mod predict;
 pub mod providers;
 pub mod secrets;
+pub mod zipmap;
 
 pub use options::{
     merge_model_options, validate_model_options, validate_predict_config, ModelOptionError, PREDICT_CONFIG_KEYS,

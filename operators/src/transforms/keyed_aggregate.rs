@@ -1,7 +1,9 @@
 //! Keyed aggregation (`GROUP BY k` with COUNT, SUM, MIN, MAX) over hash-partitioned input.
 //!
-//! State is held per key in memory; results are emitted when the input ends.
-//! (Checkpointed RocksDB state and windowed emission build on this.)
+//! The accumulators of each key are keyed state (RocksDB in a task manager), stored under
+//! the key's key group so the operator restores at any parallelism. Keys touched since the
+//! last flush are kept in memory and written to the store in one batch at each checkpoint
+//! (or when too many are pending). Results are emitted when the input ends.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -14,7 +16,14 @@ use arrow::row::{RowConverter, SortField};
 use async_trait::async_trait;
 use sluice_proto::AggregateFunction;
 
-use crate::{Collector, Operator, OperatorError, Result};
+use crate::keys::{key_group, KeyHasher};
+use crate::state::{state_key, KeyedStateStore, MemoryStateStore, Reader};
+use crate::{Collector, Operator, OperatorError, OperatorState, Result, StateInit, TaskContext};
+
+/// Keys kept in memory before their accumulators are written to the store.
+const MAX_PENDING_KEYS: usize = 65_536;
+/// The id of the accumulator state in the operator's store.
+const ACCUMULATORS: u8 = 0;
 
 /// The result type of `function` over an input of `input` type; `None` if unsupported.
 pub fn output_type(function: AggregateFunction, input: Option<&DataType>) -> Option<DataType> {
@@ -37,7 +46,7 @@ pub struct Call {
     pub column: Option<usize>,
 }
 
-#[derive(Clone)]
+#[derive(Clone, Debug, PartialEq)]
 enum Acc {
     Count(i64),
     SumInt(Option<i64>),
@@ -56,11 +65,72 @@ pub struct KeyedAggregate {
     key_converter: RowConverter,
     /// One converter per MIN/MAX call (None for the others).
     value_converters: Vec<Option<RowConverter>>,
-    groups: HashMap<Vec<u8>, usize>,
-    keys: Vec<Vec<u8>>,
-    accs: Vec<Vec<Acc>>,
+    hasher: KeyHasher,
+    max_parallelism: u32,
+    store: Arc<dyn KeyedStateStore>,
+    /// Accumulators changed since the last flush, by stored key.
+    pending: HashMap<Vec<u8>, Vec<Acc>>,
     /// The accumulators of a new group, one per call.
     initial: Vec<Acc>,
+}
+
+impl Acc {
+    fn encode(&self, out: &mut Vec<u8>) {
+        match self {
+            Acc::Count(n) => {
+                out.push(0);
+                out.extend_from_slice(&n.to_le_bytes());
+            }
+            Acc::SumInt(v) => {
+                out.push(if v.is_some() { 1 } else { 2 });
+                out.extend_from_slice(&v.unwrap_or(0).to_le_bytes());
+            }
+            Acc::SumFloat(v) => {
+                out.push(if v.is_some() { 3 } else { 4 });
+                out.extend_from_slice(&v.unwrap_or(0.0).to_le_bytes());
+            }
+            Acc::Avg { sum, count } => {
+                out.push(5);
+                out.extend_from_slice(&sum.to_le_bytes());
+                out.extend_from_slice(&count.to_le_bytes());
+            }
+            Acc::Extreme(v) => {
+                out.push(if v.is_some() { 6 } else { 7 });
+                crate::state::put_bytes(out, v.as_deref().unwrap_or_default());
+            }
+        }
+    }
+
+    fn decode(r: &mut Reader<'_>) -> Result<Acc> {
+        Ok(match r.u8()? {
+            0 => Acc::Count(r.u64()? as i64),
+            1 => Acc::SumInt(Some(r.u64()? as i64)),
+            2 => Acc::SumInt(r.u64().map(|_| None)?),
+            3 => Acc::SumFloat(Some(f64::from_bits(r.u64()?))),
+            4 => Acc::SumFloat(r.u64().map(|_| None)?),
+            5 => Acc::Avg { sum: f64::from_bits(r.u64()?), count: r.u64()? as i64 },
+            6 => Acc::Extreme(Some(r.bytes()?.to_vec())),
+            7 => Acc::Extreme(r.bytes().map(|_| None)?),
+            tag => return Err(OperatorError::State(format!("unknown aggregate accumulator tag {tag}"))),
+        })
+    }
+}
+
+fn encode_accs(accs: &[Acc]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(accs.len() * 9);
+    for acc in accs {
+        acc.encode(&mut out);
+    }
+    out
+}
+
+fn decode_accs(bytes: &[u8], calls: usize) -> Result<Vec<Acc>> {
+    let mut r = Reader::new(bytes, "aggregate");
+    let accs = (0..calls).map(|_| Acc::decode(&mut r)).collect::<Result<Vec<_>>>()?;
+    if !r.is_empty() {
+        return Err(OperatorError::State("aggregate state has trailing bytes".into()));
+    }
+    Ok(accs)
 }
 
 impl KeyedAggregate {
@@ -107,6 +177,7 @@ impl KeyedAggregate {
                 AggregateFunction::Min | AggregateFunction::Max => Acc::Extreme(None),
             })
             .collect();
+        let hasher = KeyHasher::new(input_schema, &key_columns)?;
         Ok(KeyedAggregate {
             initial,
             key_columns,
@@ -115,18 +186,51 @@ impl KeyedAggregate {
             batch_rows,
             key_converter,
             value_converters,
-            groups: HashMap::new(),
-            keys: Vec::new(),
-            accs: Vec::new(),
+            hasher,
+            max_parallelism: crate::keys::DEFAULT_MAX_PARALLELISM,
+            store: Arc::new(MemoryStateStore::default()),
+            pending: HashMap::new(),
         })
     }
 
-    /// Emits every group, in first-seen order, in batches of at most `batch_rows`.
+    /// Writes the pending accumulators to the store.
+    fn flush(&mut self) -> Result<()> {
+        if self.pending.is_empty() {
+            return Ok(());
+        }
+        let writes = self.pending.drain().map(|(k, accs)| (k, Some(encode_accs(&accs)))).collect();
+        self.store.write(writes)
+    }
+
+    /// Emits every group, in key-group order, in batches of at most `batch_rows`.
     fn emit(&mut self) -> Result<Vec<RecordBatch>> {
+        self.flush()?;
         let mut out = Vec::new();
-        let keys = std::mem::take(&mut self.keys);
-        let accs = std::mem::take(&mut self.accs);
-        self.groups.clear();
+        let mut keys: Vec<Vec<u8>> = Vec::new();
+        let mut accs: Vec<Vec<Acc>> = Vec::new();
+        let mut stored_keys: Vec<Vec<u8>> = Vec::new();
+        let mut failure = None;
+        let calls = self.calls.len();
+        self.store.scan(&[], &mut |stored, value| {
+            match decode_accs(value, calls) {
+                Ok(a) => {
+                    stored_keys.push(stored.to_vec());
+                    keys.push(stored[3..].to_vec());
+                    accs.push(a);
+                    true
+                }
+                Err(e) => {
+                    failure = Some(e);
+                    false
+                }
+            }
+        })?;
+        if let Some(e) = failure {
+            return Err(e);
+        }
+        // The results are emitted now: the state is done with, and a final checkpoint must
+        // not hold it, or a job restored from that checkpoint would emit it again.
+        self.store.write(stored_keys.into_iter().map(|k| (k, None)).collect())?;
         for (key_chunk, acc_chunk) in keys.chunks(self.batch_rows.max(1)).zip(accs.chunks(self.batch_rows.max(1))) {
             let parser = self.key_converter.parser();
             let mut columns = self
@@ -205,6 +309,7 @@ impl Operator for KeyedAggregate {
     async fn process_batch(&mut self, batch: RecordBatch, _out: &mut Collector) -> Result<()> {
         let keys: Vec<ArrayRef> = self.key_columns.iter().map(|&c| batch.column(c).clone()).collect();
         let rows = self.key_converter.convert_columns(&keys).map_err(|e| OperatorError::arrow("GROUP BY keys", e))?;
+        let hashes = self.hasher.hashes(&batch)?;
         // Per call: the input column prepared for fast access.
         enum Input {
             None,
@@ -233,21 +338,20 @@ impl Operator for KeyedAggregate {
         }
         let min_max_columns: Vec<Option<ArrayRef>> =
             self.calls.iter().map(|call| call.column.map(|c| batch.column(c).clone())).collect();
-        for row in 0..batch.num_rows() {
-            let key = rows.row(row);
-            let group = match self.groups.get(key.as_ref()) {
-                Some(&g) => g,
-                None => {
-                    let g = self.keys.len();
-                    self.groups.insert(key.as_ref().to_vec(), g);
-                    self.keys.push(key.as_ref().to_vec());
-                    let accs = self.initial.clone();
-                    self.accs.push(accs);
-                    g
+        for (row, &hash) in hashes.iter().enumerate() {
+            let stored = state_key(key_group(hash, self.max_parallelism), ACCUMULATORS, rows.row(row).as_ref());
+            let group = match self.pending.entry(stored) {
+                std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
+                std::collections::hash_map::Entry::Vacant(e) => {
+                    let accs = match self.store.get(e.key())? {
+                        Some(bytes) => decode_accs(&bytes, self.calls.len())?,
+                        None => self.initial.clone(),
+                    };
+                    e.insert(accs)
                 }
             };
             for (i, input) in inputs.iter().enumerate() {
-                let acc = &mut self.accs[group][i];
+                let acc = &mut group[i];
                 match (acc, input) {
                     (Acc::Count(n), Input::None) if self.calls[i].function == AggregateFunction::CountStar => *n += 1,
                     (Acc::Count(n), Input::Valid(c)) if c.is_valid(row) => *n += 1,
@@ -280,7 +384,31 @@ impl Operator for KeyedAggregate {
                 }
             }
         }
+        if self.pending.len() >= MAX_PENDING_KEYS {
+            self.flush()?;
+        }
         Ok(())
+    }
+
+    fn uses_keyed_state(&self) -> bool {
+        true
+    }
+
+    async fn initialize_state(&mut self, init: StateInit) -> Result<()> {
+        if let Some(store) = init.keyed {
+            self.store = store;
+        }
+        Ok(())
+    }
+
+    async fn open(&mut self, ctx: &TaskContext) -> Result<()> {
+        self.max_parallelism = ctx.max_parallelism;
+        Ok(())
+    }
+
+    async fn snapshot_state(&mut self, _checkpoint_id: u64) -> Result<OperatorState> {
+        self.flush()?;
+        Ok(OperatorState::default())
     }
 
     async fn finish(&mut self, out: &mut Collector) -> Result<()> {
@@ -336,6 +464,8 @@ mod tests {
         let out = collector.batches();
         assert_eq!(out.len(), 2, "three groups in batches of two");
         let all = arrow::compute::concat_batches(&out[0].schema(), &out).unwrap();
+        let order = arrow::compute::sort_to_indices(all.column(0), None, None).unwrap();
+        let all = arrow::compute::take_record_batch(&all, &order).unwrap();
         let text = arrow::util::pretty::pretty_format_batches(&[all]).unwrap().to_string();
         let expected = "\
 +---+---+---+----+----+----+------+
@@ -346,5 +476,21 @@ mod tests {
 | c | 2 | 0 |    |    |    |      |
 +---+---+---+----+----+----+------+";
         assert_eq!(text, expected);
+    }
+
+    #[test]
+    fn accumulators_round_trip_through_their_encoding() {
+        let accs = vec![
+            Acc::Count(3),
+            Acc::SumInt(None),
+            Acc::SumInt(Some(-4)),
+            Acc::SumFloat(Some(1.5)),
+            Acc::SumFloat(None),
+            Acc::Avg { sum: 2.0, count: 4 },
+            Acc::Extreme(Some(vec![1, 2, 3])),
+            Acc::Extreme(None),
+        ];
+        assert_eq!(decode_accs(&encode_accs(&accs), accs.len()).unwrap(), accs);
+        assert!(decode_accs(&encode_accs(&accs)[..5], accs.len()).is_err(), "truncated state is an error");
     }
 }

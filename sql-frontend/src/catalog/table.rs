@@ -192,14 +192,39 @@ impl Table {
         Arc::new(Schema::new(fields.collect::<Vec<_>>()))
     }
 
-    /// The connector description the operators are built from (over the physical schema).
+    /// The connector description a sink is built from (over the physical schema).
     pub fn connector_spec(&self) -> ConnectorSpec {
         ConnectorSpec {
             table: self.name.clone(),
             connector: self.connector.clone(),
             options: self.options.clone().into_iter().collect(),
             schema: encode_schema(&self.physical_schema()),
+            metadata: Default::default(),
         }
+    }
+
+    /// The columns a source produces: physical and metadata columns, in declaration order.
+    pub fn source_schema(&self) -> SchemaRef {
+        let fields = self.columns.iter().filter_map(|c| match c.kind {
+            ColumnKind::Physical => Some(Field::new(c.name.clone(), c.data_type.clone(), c.nullable)),
+            ColumnKind::Metadata { .. } => Some(Field::new(c.name.clone(), c.data_type.clone(), true)),
+            ColumnKind::Computed { .. } => None,
+        });
+        Arc::new(Schema::new(fields.collect::<Vec<_>>()))
+    }
+
+    /// The connector description a source is built from: its schema holds the metadata
+    /// columns too, and `metadata` names their keys.
+    pub fn source_spec(&self) -> ConnectorSpec {
+        let metadata = self
+            .columns
+            .iter()
+            .filter_map(|c| match &c.kind {
+                ColumnKind::Metadata { key, .. } => Some((c.name.clone(), key.clone().unwrap_or_else(|| c.name.clone()))),
+                _ => None,
+            })
+            .collect();
+        ConnectorSpec { schema: encode_schema(&self.source_schema()), metadata, ..self.connector_spec() }
     }
 
     /// The index in [`Table::columns`] of column `name` (case-insensitive), or an error at
@@ -223,7 +248,11 @@ impl Table {
     /// at that option in the WITH clause; an unknown connector at the connector's value;
     /// anything else at `usage`, where the table is used.
     pub fn validate(&self, role: Role, usage: Location) -> Result<()> {
-        connectors::validate(&self.connector_spec(), role).map_err(|e| self.operator_error(&e, usage))
+        let spec = match role {
+            Role::Source => self.source_spec(),
+            Role::Sink => self.connector_spec(),
+        };
+        connectors::validate(&spec, role).map_err(|e| self.operator_error(&e, usage))
     }
 
     /// The parallelism the table asks for in `role` (`scan.parallelism`, `sink.parallelism`).

@@ -19,13 +19,17 @@ use sluice_operators::transforms::keyed_aggregate::output_type;
 use sluice_proto::operator_spec::Kind;
 use sluice_proto::{
     AggregateCall, AggregateFunction, CalcSpec, KeyedAggregateSpec, MlPredictSpec, OperatorSpec, Partitioning,
-    WatermarkSpec,
+    ProjectSpec, WatermarkSpec,
 };
 
 use crate::error::SqlError;
 use crate::types::sql_name;
 use sqlparser::tokenizer::Location;
 use crate::plan::tables::{ResolvedMl, TableInfo};
+use sluice_operators::connectors::kafka::options::SPLIT_METADATA;
+
+/// The hidden column that carries a Kafka row's partition to its watermark operator.
+const SPLIT_COLUMN: &str = "__sluice_split";
 
 type Result<T> = std::result::Result<T, SqlError>;
 
@@ -161,7 +165,7 @@ impl Lowering {
             projections: projections.iter().map(encode_expr).collect::<std::result::Result<_, _>>().map_err(|e| internal(location, e))?,
             output_schema: encode_schema(&output),
         };
-        let op = OperatorSpec { name: short(format!("calc({})", name.join("; "))), kind: Some(Kind::Calc(spec)) };
+        let op = OperatorSpec { uid: String::new(), name: short(format!("calc({})", name.join("; "))), kind: Some(Kind::Calc(spec)) };
         let parallelism = input.parallelism;
         Ok(self.then(input, op, parallelism, Partitioning::Forward, vec![], output))
     }
@@ -173,24 +177,55 @@ impl Lowering {
         if let Some(stream) = self.sources.get(&key) {
             return Ok(stream.clone());
         }
-        let spec = table.connector.clone();
+        let mut spec = table.connector.clone();
         let parallelism = requested.unwrap_or(self.default_parallelism);
-        let physical = table.physical_schema.clone();
+        let mut physical = table.physical_schema.clone();
+        // Kafka tables get per-partition watermarks: a hidden column carries each row's
+        // partition to the watermark operator, which drops it.
+        let per_split = table.watermark.is_some() && spec.connector == "kafka";
+        let split_field = Field::new(SPLIT_COLUMN, DataType::Utf8, true);
+        if per_split {
+            spec.metadata.insert(SPLIT_COLUMN.into(), SPLIT_METADATA.into());
+            physical = Arc::new(Schema::new([physical.fields().to_vec(), vec![Arc::new(split_field.clone())]].concat()));
+            spec.schema = encode_schema(&physical);
+        }
+        let idle_timeout_ms = match spec.options.get("scan.watermark.idle-timeout") {
+            Some(v) => sluice_operators::options::parse_duration(v)
+                .map_err(|e| SqlError::new(location, format!("table '{}': option 'scan.watermark.idle-timeout' = '{v}': {e}", table.name)))?
+                .as_millis() as u64,
+            None => 0,
+        };
         let name = format!("source: {}({})", table.name, spec.connector);
-        let node = self.builder.add(OperatorSpec { name, kind: Some(Kind::Source(spec)) }, parallelism);
+        let node = self.builder.add(OperatorSpec { uid: String::new(), name, kind: Some(Kind::Source(spec)) }, parallelism);
         let mut stream = Stream { node, schema: physical, parallelism };
         if !table.computed.is_empty() {
-            stream = self.calc(&stream, None, &table.computed, table.schema.clone(), location)?;
+            let mut exprs = table.computed.clone();
+            let mut output = table.schema.clone();
+            if per_split {
+                exprs.push(Expr::Column(Column::new(Some(table.name.as_str()), SPLIT_COLUMN)));
+                output = Arc::new(Schema::new([output.fields().to_vec(), vec![Arc::new(split_field.clone())]].concat()));
+            }
+            stream = self.calc(&stream, None, &exprs, output, location)?;
         }
         if let Some((column, expr, text)) = &table.watermark {
+            let split_column = per_split.then(|| stream.schema.fields().len() as u32 - 1);
             let spec = WatermarkSpec {
                 input_schema: encode_schema(&stream.schema),
                 expression: encode_expr(&unqualify(expr.clone())).map_err(|e| internal(location, e))?,
                 column: column.clone(),
+                split_column,
+                idle_timeout_ms,
             };
-            let op = OperatorSpec { name: short(format!("watermark(for {column} as {text})")), kind: Some(Kind::Watermark(spec)) };
+            let name = if per_split { format!("watermark(for {column} as {text}, per partition)") } else { format!("watermark(for {column} as {text})") };
+            let op = OperatorSpec { uid: String::new(), name: short(name), kind: Some(Kind::Watermark(spec)) };
             let schema = stream.schema.clone();
             stream = self.then(&stream, op, stream.parallelism, Partitioning::Forward, vec![], schema);
+            if per_split {
+                let columns: Vec<u32> = (0..table.schema.fields().len() as u32).collect();
+                let spec = ProjectSpec { columns, output_schema: encode_schema(&table.schema) };
+                let op = OperatorSpec { uid: String::new(), name: "project(drop partition)".into(), kind: Some(Kind::Project(spec)) };
+                stream = self.then(&stream, op, stream.parallelism, Partitioning::Forward, vec![], table.schema.clone());
+            }
         }
         self.sources.insert(key, stream.clone());
         Ok(stream)
@@ -209,7 +244,7 @@ impl Lowering {
             model_output_schema: encode_schema(&ml.model_output),
             output_schema: encode_schema(&ml.output_schema),
         };
-        let op = OperatorSpec { name: format!("ml_predict(model {}, provider {})", ml.model, ml.provider), kind: Some(Kind::MlPredict(spec)) };
+        let op = OperatorSpec { uid: String::new(), name: format!("ml_predict(model {}, provider {})", ml.model, ml.provider), kind: Some(Kind::MlPredict(spec)) };
         let parallelism = self.default_parallelism;
         self.then(input, op, parallelism, Partitioning::Forward, vec![], ml.output_schema.clone())
     }
@@ -315,7 +350,7 @@ impl Lowering {
             short(format!("aggregate(group by {}: {})", keys_shown.join(", "), shown.join(", ")))
         };
         let parallelism = if global { 1 } else { self.default_parallelism };
-        let op = OperatorSpec { name, kind: Some(Kind::KeyedAggregate(spec)) };
+        let op = OperatorSpec { uid: String::new(), name, kind: Some(Kind::KeyedAggregate(spec)) };
         let agg = self.then(&pre_stream, op, parallelism, Partitioning::Hash, (0..keys as u32).collect(), agg_output.clone());
         if global {
             let drop_key: Vec<Expr> = output.fields().iter().map(|f| Expr::Column(Column::new_unqualified(f.name()))).collect();

@@ -275,7 +275,7 @@ impl JobPlanner {
         let parallelism =
             table.requested_parallelism(Role::Sink, target_location)?.unwrap_or(self.lowering.default_parallelism());
         let name = format!("sink: {}({})", table.name, spec.connector);
-        self.lowering.then(&stream, OperatorSpec { name, kind: Some(Kind::Sink(spec)) }, parallelism, Partitioning::Forward, vec![], sink_schema);
+        self.lowering.then(&stream, OperatorSpec { uid: String::new(), name, kind: Some(Kind::Sink(spec)) }, parallelism, Partitioning::Forward, vec![], sink_schema);
         self.explain.push(format!("INSERT INTO {}\n{}", table.name, plan.display_indent()));
         self.sinks.push(table.name.clone());
         Ok(())
@@ -291,10 +291,11 @@ impl JobPlanner {
             connector: "print".into(),
             options: [("connector".to_string(), "print".to_string())].into(),
             schema: encode_schema(&stream.schema),
+            metadata: Default::default(),
         };
         let parallelism = self.lowering.default_parallelism();
         let schema = stream.schema.clone();
-        self.lowering.then(&stream, OperatorSpec { name: format!("sink: {name}(print)"), kind: Some(Kind::Sink(spec)) }, parallelism, Partitioning::Forward, vec![], schema);
+        self.lowering.then(&stream, OperatorSpec { uid: String::new(), name: format!("sink: {name}(print)"), kind: Some(Kind::Sink(spec)) }, parallelism, Partitioning::Forward, vec![], schema);
         self.explain.push(format!("SELECT (printed)\n{}", plan.display_indent()));
         self.sinks.push(name);
         Ok(())

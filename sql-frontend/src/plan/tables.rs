@@ -54,8 +54,8 @@ pub fn coerce(table: &str, input: SchemaRef, exprs: Vec<Expr>) -> datafusion::co
 
 /// Resolves a table for planning.
 pub fn resolve_table(table: &Table, provider: &CatalogProvider<'_>) -> Result<TableInfo> {
-    let physical = table.physical_schema();
-    let connector = table.connector_spec();
+    let physical = table.source_schema();
+    let connector = table.source_spec();
     let has_extras = table.columns.iter().any(|c| !matches!(c.kind, ColumnKind::Physical));
     let mut info = TableInfo {
         name: table.name.clone(),
@@ -80,14 +80,7 @@ pub fn resolve_table(table: &Table, provider: &CatalogProvider<'_>) -> Result<Ta
                         SqlError { message: format!("computed column '{}' AS {text}: {}", column.name, located.message), ..located }
                     })?
                 }
-                ColumnKind::Metadata { key, .. } => {
-                    let key = key.clone().unwrap_or_else(|| column.name.clone());
-                    return Err(SqlError::new(
-                        table.location,
-                        format!("metadata column '{}' (FROM '{key}'): connector '{}' provides no metadata", column.name, table.connector),
-                    )
-                    .with_hint("metadata columns come with connectors that have them, such as kafka"));
-                }
+                ColumnKind::Metadata { .. } => Expr::Column(Column::new(Some(table.name.as_str()), column.name.as_str())),
             };
             exprs.push(expr.alias(column.name.as_str()));
         }

@@ -1,0 +1,263 @@
+//! A job's checkpoint and restart settings, read from its configuration (`SET 'k' = 'v'`
+//! and submit-time options) with Flink's option names, over the jobmanager's defaults.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use sluice_operators::options::parse_duration;
+
+/// Checkpoint settings of one job.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CheckpointOptions {
+    /// `execution.checkpointing.interval`; `None`: no checkpoints.
+    pub interval: Option<Duration>,
+    /// `execution.checkpointing.timeout`: a checkpoint not complete by then is aborted.
+    pub timeout: Duration,
+    /// `execution.checkpointing.min-pause`: time between the end of one checkpoint and the
+    /// start of the next.
+    pub min_pause: Duration,
+    /// `state.checkpoints.num-retained`: completed checkpoints kept.
+    pub retained: usize,
+    /// `state.checkpoints.dir`: the checkpoint storage (a directory or `file://` URI).
+    pub directory: PathBuf,
+    /// `state.savepoints.dir`: where savepoints go by default.
+    pub savepoint_directory: PathBuf,
+}
+
+/// How a job restarts after a failure.
+#[derive(Debug, Clone, PartialEq)]
+pub enum RestartStrategy {
+    /// Fail the job at the first failure.
+    None,
+    /// Wait `delay` between restarts, at most `attempts` times.
+    FixedDelay {
+        /// Most restarts.
+        attempts: u32,
+        /// Pause before each restart.
+        delay: Duration,
+    },
+    /// Wait `initial`, then `multiplier` times longer each restart up to `max`.
+    ExponentialDelay {
+        /// Most restarts.
+        attempts: u32,
+        /// First pause.
+        initial: Duration,
+        /// Longest pause.
+        max: Duration,
+        /// Growth factor.
+        multiplier: f64,
+    },
+}
+
+impl RestartStrategy {
+    /// The most restarts allowed (0 for none).
+    pub fn max_attempts(&self) -> u32 {
+        match self {
+            RestartStrategy::None => 0,
+            RestartStrategy::FixedDelay { attempts, .. } | RestartStrategy::ExponentialDelay { attempts, .. } => *attempts,
+        }
+    }
+
+    /// The pause before restart number `restart` (from 1); `None` when no more restarts
+    /// are allowed.
+    pub fn delay(&self, restart: u32) -> Option<Duration> {
+        if restart > self.max_attempts() {
+            return None;
+        }
+        match self {
+            RestartStrategy::None => None,
+            RestartStrategy::FixedDelay { delay, .. } => Some(*delay),
+            RestartStrategy::ExponentialDelay { initial, max, multiplier, .. } => {
+                let factor = multiplier.powi(restart.saturating_sub(1).min(64) as i32);
+                Some(initial.mul_f64(factor).min(*max))
+            }
+        }
+    }
+}
+
+/// A bad option value, phrased for the user.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error("'{key}' = '{value}': {message}")]
+pub struct OptionError {
+    /// The option.
+    pub key: String,
+    /// Its value.
+    pub value: String,
+    /// What is wrong and what is accepted.
+    pub message: String,
+}
+
+struct Reader<'a> {
+    config: &'a BTreeMap<String, String>,
+}
+
+impl Reader<'_> {
+    fn get(&self, key: &str) -> Option<&str> {
+        self.config.get(key).map(|v| v.trim())
+    }
+
+    fn error(&self, key: &str, message: impl Into<String>) -> OptionError {
+        OptionError { key: key.into(), value: self.get(key).unwrap_or_default().into(), message: message.into() }
+    }
+
+    fn duration(&self, key: &str) -> Result<Option<Duration>, OptionError> {
+        self.get(key).map(|v| parse_duration(v).map_err(|e| self.error(key, e))).transpose()
+    }
+
+    fn count(&self, key: &str) -> Result<Option<u32>, OptionError> {
+        self.get(key)
+            .map(|v| v.parse::<u32>().map_err(|_| self.error(key, "expected a whole number")))
+            .transpose()
+    }
+
+    fn path(&self, key: &str) -> Result<Option<PathBuf>, OptionError> {
+        self.get(key).map(|v| storage_path(v).map_err(|m| self.error(key, m))).transpose()
+    }
+}
+
+/// A checkpoint storage location: a directory path or a `file://` URI.
+pub fn storage_path(raw: &str) -> Result<PathBuf, String> {
+    let raw = raw.trim();
+    if let Some(path) = raw.strip_prefix("file://") {
+        return Ok(PathBuf::from(path));
+    }
+    if let Some((scheme, _)) = raw.split_once("://") {
+        return Err(format!(
+            "checkpoint storage scheme '{scheme}://' is not supported yet; use a directory shared by every \
+             process (a path or file:// URI)"
+        ));
+    }
+    if raw.is_empty() {
+        return Err("expected a directory".into());
+    }
+    Ok(PathBuf::from(raw))
+}
+
+impl CheckpointOptions {
+    /// Reads the checkpoint options of a job configuration; `default_dir` is the
+    /// jobmanager's checkpoint directory.
+    pub fn from_config(config: &BTreeMap<String, String>, default_dir: &std::path::Path) -> Result<Self, OptionError> {
+        let r = Reader { config };
+        let interval = r.duration("execution.checkpointing.interval")?.filter(|d| !d.is_zero());
+        if let Some(i) = interval {
+            if i < Duration::from_millis(10) {
+                return Err(r.error("execution.checkpointing.interval", "the interval must be at least 10ms"));
+            }
+        }
+        if let Some(n) = r.count("execution.checkpointing.max-concurrent-checkpoints")? {
+            if n != 1 {
+                return Err(r.error(
+                    "execution.checkpointing.max-concurrent-checkpoints",
+                    "Sluice runs one checkpoint at a time; use 1 (and 'execution.checkpointing.min-pause' to space them)",
+                ));
+            }
+        }
+        let retained = r.count("state.checkpoints.num-retained")?.unwrap_or(3);
+        if retained == 0 {
+            return Err(r.error("state.checkpoints.num-retained", "at least one checkpoint must be retained"));
+        }
+        let directory = r.path("state.checkpoints.dir")?.unwrap_or_else(|| default_dir.to_path_buf());
+        let savepoint_directory = r.path("state.savepoints.dir")?.unwrap_or_else(|| directory.join("savepoints"));
+        Ok(CheckpointOptions {
+            interval,
+            timeout: r.duration("execution.checkpointing.timeout")?.unwrap_or(Duration::from_secs(600)),
+            min_pause: r.duration("execution.checkpointing.min-pause")?.unwrap_or(Duration::ZERO),
+            retained: retained as usize,
+            directory,
+            savepoint_directory,
+        })
+    }
+}
+
+impl RestartStrategy {
+    /// Reads `restart-strategy.type` and its options. Without one, a job that takes
+    /// checkpoints restarts with exponential delay (as Flink does); one that does not fails.
+    pub fn from_config(config: &BTreeMap<String, String>, checkpointing: bool) -> Result<Self, OptionError> {
+        let r = Reader { config };
+        let kind = r.get("restart-strategy.type").or_else(|| r.get("restart-strategy")).map(str::to_ascii_lowercase);
+        let kind = match kind.as_deref() {
+            Some(k) => k.to_string(),
+            None if checkpointing => "exponential-delay".into(),
+            None => "none".into(),
+        };
+        match kind.as_str() {
+            "none" | "off" | "disable" => Ok(RestartStrategy::None),
+            "fixed-delay" | "fixeddelay" => Ok(RestartStrategy::FixedDelay {
+                attempts: r.count("restart-strategy.fixed-delay.attempts")?.unwrap_or(u32::MAX),
+                delay: r.duration("restart-strategy.fixed-delay.delay")?.unwrap_or(Duration::from_secs(1)),
+            }),
+            "exponential-delay" | "exponential-backoff" => {
+                let multiplier = match r.get("restart-strategy.exponential-delay.backoff-multiplier") {
+                    Some(v) => v
+                        .parse::<f64>()
+                        .ok()
+                        .filter(|m| *m >= 1.0 && m.is_finite())
+                        .ok_or_else(|| r.error("restart-strategy.exponential-delay.backoff-multiplier", "expected a number of at least 1.0"))?,
+                    None => 1.5,
+                };
+                Ok(RestartStrategy::ExponentialDelay {
+                    attempts: r.count("restart-strategy.exponential-delay.attempts-before-reset-backoff")?.unwrap_or(u32::MAX),
+                    initial: r.duration("restart-strategy.exponential-delay.initial-backoff")?.unwrap_or(Duration::from_secs(1)),
+                    max: r.duration("restart-strategy.exponential-delay.max-backoff")?.unwrap_or(Duration::from_secs(60)),
+                    multiplier,
+                })
+            }
+            _ => Err(r.error(
+                if r.get("restart-strategy.type").is_some() { "restart-strategy.type" } else { "restart-strategy" },
+                "expected 'none', 'fixed-delay' or 'exponential-delay'",
+            )),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+    }
+
+    #[test]
+    fn checkpoint_options_use_flink_names_and_defaults() {
+        let o = CheckpointOptions::from_config(
+            &config(&[("execution.checkpointing.interval", "5s"), ("state.checkpoints.dir", "file:///data/chk")]),
+            std::path::Path::new("/tmp/x"),
+        )
+        .unwrap();
+        assert_eq!(o.interval, Some(Duration::from_secs(5)));
+        assert_eq!(o.retained, 3);
+        assert_eq!(o.directory, PathBuf::from("/data/chk"));
+        assert_eq!(o.savepoint_directory, PathBuf::from("/data/chk/savepoints"));
+        let off = CheckpointOptions::from_config(&config(&[]), std::path::Path::new("/tmp/x")).unwrap();
+        assert_eq!(off.interval, None);
+        let bad = CheckpointOptions::from_config(&config(&[("state.checkpoints.dir", "s3://b/x")]), std::path::Path::new("/t"));
+        assert!(bad.unwrap_err().to_string().contains("not supported yet"));
+        let bad = CheckpointOptions::from_config(&config(&[("execution.checkpointing.interval", "soon")]), std::path::Path::new("/t"));
+        assert!(bad.unwrap_err().to_string().starts_with("'execution.checkpointing.interval' = 'soon'"));
+    }
+
+    #[test]
+    fn restart_strategies_compute_their_delays() {
+        let fixed = RestartStrategy::from_config(
+            &config(&[("restart-strategy.type", "fixed-delay"), ("restart-strategy.fixed-delay.attempts", "2"), ("restart-strategy.fixed-delay.delay", "250ms")]),
+            true,
+        )
+        .unwrap();
+        assert_eq!(fixed.delay(1), Some(Duration::from_millis(250)));
+        assert_eq!(fixed.delay(2), Some(Duration::from_millis(250)));
+        assert_eq!(fixed.delay(3), None);
+        let exp = RestartStrategy::from_config(
+            &config(&[("restart-strategy.type", "exponential-backoff"), ("restart-strategy.exponential-delay.max-backoff", "3s"), ("restart-strategy.exponential-delay.backoff-multiplier", "2")]),
+            true,
+        )
+        .unwrap();
+        assert_eq!(exp.delay(1), Some(Duration::from_secs(1)));
+        assert_eq!(exp.delay(2), Some(Duration::from_secs(2)));
+        assert_eq!(exp.delay(5), Some(Duration::from_secs(3)));
+        assert_eq!(RestartStrategy::from_config(&config(&[]), false).unwrap(), RestartStrategy::None);
+        assert!(matches!(RestartStrategy::from_config(&config(&[]), true).unwrap(), RestartStrategy::ExponentialDelay { .. }));
+        assert!(RestartStrategy::from_config(&config(&[("restart-strategy.type", "sometimes")]), true).is_err());
+    }
+}

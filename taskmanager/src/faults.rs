@@ -1,0 +1,16 @@
+//! Fault and pacing switches for Sluice's own tests, read from the environment. They are
+//! off unless a test sets them; production code paths only consult them.
+
+use std::sync::OnceLock;
+use std::time::Duration;
+
+/// `SLUICE_TEST_SOURCE_PACE=ROWS:MILLIS`: sources emit at most ROWS rows per batch and pause
+/// MILLIS after each, so short test jobs live through several checkpoints.
+pub fn source_pace() -> Option<(usize, Duration)> {
+    static PACE: OnceLock<Option<(usize, Duration)>> = OnceLock::new();
+    *PACE.get_or_init(|| {
+        let raw = std::env::var("SLUICE_TEST_SOURCE_PACE").ok()?;
+        let (rows, millis) = raw.split_once(':')?;
+        Some((rows.trim().parse().ok()?, Duration::from_millis(millis.trim().parse().ok()?)))
+    })
+}

@@ -1,0 +1,457 @@
+//! Kafka connectors against a real Kafka-protocol broker (noida-db, installed by
+//! `scripts/bootstrap.sh`): each test starts its own broker on its own port and data
+//! directory, and a Sluice cluster of real processes.
+
+mod common;
+
+use std::collections::HashMap;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::{free_port, read_json_lines, Cluster};
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::Message;
+use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+use rdkafka::{Offset, TopicPartitionList};
+use serde_json::{json, Value};
+
+const MINUTE: Duration = Duration::from_secs(60);
+
+/// A broker process, stopped when dropped.
+struct Broker {
+    child: Child,
+    address: String,
+    _dir: tempfile::TempDir,
+}
+
+impl Broker {
+    fn start() -> Broker {
+        let dir = tempfile::tempdir().unwrap();
+        let port = free_port();
+        let child = Command::new("noida-db")
+            .args(["start", "--only", "kafka", "--kafka-port", &port.to_string(), "--data-dir"])
+            .arg(dir.path())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("the noida-db broker is not installed: run `bash scripts/bootstrap.sh` (pip install noida-db)");
+        let address = format!("127.0.0.1:{port}");
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while std::net::TcpStream::connect(&address).is_err() {
+            assert!(Instant::now() < deadline, "the broker did not start on {address}");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        Broker { child, address, _dir: dir }
+    }
+
+    fn client(&self) -> ClientConfig {
+        let mut c = ClientConfig::new();
+        c.set("bootstrap.servers", &self.address);
+        c
+    }
+
+    fn create_topic(&self, name: &str, partitions: i32) {
+        let admin: AdminClient<DefaultClientContext> = self.client().create().unwrap();
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        let topic = NewTopic::new(name, partitions, TopicReplication::Fixed(1));
+        let results = runtime.block_on(admin.create_topics([&topic], &AdminOptions::new())).unwrap();
+        for r in results {
+            r.unwrap();
+        }
+    }
+
+    fn produce(&self, topic: &str, records: impl IntoIterator<Item = (Option<i32>, String)>) {
+        let producer: BaseProducer = self.client().set("linger.ms", "20").set("queue.buffering.max.messages", "1000000").create().unwrap();
+        for (partition, value) in records {
+            let mut record = BaseRecord::<(), String>::to(topic).payload(&value);
+            if let Some(p) = partition {
+                record = record.partition(p);
+            }
+            let mut record = Some(record);
+            while let Some(r) = record.take() {
+                if let Err((_, r)) = producer.send(r) {
+                    producer.poll(Duration::from_millis(10));
+                    record = Some(r);
+                }
+            }
+            producer.poll(Duration::ZERO);
+        }
+        producer.flush(Duration::from_secs(60)).unwrap();
+    }
+
+    /// Every committed record of `topic`, read with a fresh read_committed consumer.
+    fn read_all(&self, topic: &str, partitions: i32) -> Vec<(i32, i64, String)> {
+        let consumer: BaseConsumer =
+            self.client().set("group.id", "checker").set("isolation.level", "read_committed").set("enable.auto.commit", "false").create().unwrap();
+        let mut ends = HashMap::new();
+        let mut tpl = TopicPartitionList::new();
+        for p in 0..partitions {
+            let (_, high) = consumer.fetch_watermarks(topic, p, Duration::from_secs(10)).unwrap();
+            ends.insert(p, high);
+            tpl.add_partition_offset(topic, p, Offset::Beginning).unwrap();
+        }
+        consumer.assign(&tpl).unwrap();
+        let mut out = Vec::new();
+        let deadline = Instant::now() + MINUTE;
+        let mut check = true;
+        loop {
+            // Positions are costly to read: look at them when idle or every 10,000 records.
+            let done = check && ends.iter().all(|(p, end)| {
+                consumer.position().unwrap().find_partition(topic, *p).and_then(|e| e.offset().to_raw()).is_some_and(|o| o >= *end) || *end == 0
+            });
+            if done {
+                return out;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "could not read {topic} to its end: {} records read, ends {ends:?}, position {:?}",
+                out.len(),
+                consumer.position().unwrap().elements().iter().map(|e| (e.partition(), e.offset())).collect::<Vec<_>>()
+            );
+            match consumer.poll(Duration::from_millis(100)) {
+                Some(m) => {
+                    let m = m.unwrap();
+                    out.push((m.partition(), m.offset(), String::from_utf8_lossy(m.payload().unwrap_or_default()).into_owned()));
+                    check = out.len() % 10_000 == 0;
+                }
+                None => check = true,
+            }
+        }
+    }
+}
+
+impl Drop for Broker {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn tables(broker: &Broker, source: &str, sink: &str, extra: &str) -> String {
+    format!(
+        "CREATE TABLE input (id BIGINT, name STRING, amount INT) WITH (
+            'connector' = 'kafka', 'topic' = '{source}', 'properties.bootstrap.servers' = '{address}',
+            'scan.startup.mode' = 'earliest-offset', 'scan.bounded.mode' = 'latest-offset', 'format' = 'json'{extra});
+        CREATE TABLE output (id BIGINT, name STRING, amount INT) WITH (
+            'connector' = 'kafka', 'topic' = '{sink}', 'properties.bootstrap.servers' = '{address}',
+            'format' = 'json', 'sink.delivery-guarantee' = 'at-least-once');",
+        address = broker.address
+    )
+}
+
+/// Kafka → filter and projection → Kafka: 1,000,000 JSON records over 4 partitions at
+/// parallelism 2; the output is checked record by record.
+#[test]
+fn kafka_to_kafka_transform_is_exact() {
+    let broker = Broker::start();
+    broker.create_topic("orders", 4);
+    broker.create_topic("big-orders", 4);
+    let total = 1_000_000i64;
+    broker.produce(
+        "orders",
+        (0..total).map(|i| (Some((i % 4) as i32), json!({"id": i, "name": format!("n{i}"), "amount": i % 1000}).to_string())),
+    );
+    let cluster = Cluster::start(&[2, 2], &[]);
+    let job = cluster.submit(
+        &format!(
+            "{}
+            INSERT INTO output SELECT id, UPPER(name) AS name, CAST(amount * 2 AS INT) AS amount FROM input WHERE amount >= 100;",
+            tables(&broker, "orders", "big-orders", "")
+        ),
+        2,
+    );
+    let status = cluster.wait_for(&job, &["FINISHED", "FAILED"], 3 * MINUTE);
+    assert_eq!(status["state"], "FINISHED", "{status:#}\n{}", cluster.logs());
+
+    let mut seen = vec![false; total as usize];
+    let mut count = 0;
+    for (_, _, value) in broker.read_all("big-orders", 4) {
+        let row: Value = serde_json::from_str(&value).unwrap();
+        let id = row["id"].as_i64().unwrap();
+        assert!(id % 1000 >= 100, "{row} should have been filtered out");
+        assert_eq!(row["name"], format!("N{id}"), "{row}");
+        assert_eq!(row["amount"], (id % 1000) * 2, "{row}");
+        assert!(!seen[id as usize], "record {id} was written twice");
+        seen[id as usize] = true;
+        count += 1;
+    }
+    assert_eq!(count, total * 9 / 10, "every record that passes the filter, once");
+}
+
+/// A malformed record fails the job with its topic, partition and offset, or is skipped
+/// and counted with 'json.ignore-parse-errors'.
+#[test]
+fn malformed_records_fail_with_their_offset_or_are_skipped() {
+    let broker = Broker::start();
+    broker.create_topic("mixed", 1);
+    broker.create_topic("out-strict", 1);
+    broker.create_topic("out-lenient", 1);
+    let records = [r#"{"id": 1, "name": "a", "amount": 5}"#, "{not json", r#"{"id": 3, "name": "c", "amount": 7}"#];
+    broker.produce("mixed", records.iter().map(|r| (Some(0), r.to_string())));
+    let cluster = Cluster::start(&[2], &[]);
+
+    let strict = cluster.submit(&format!("{}\nINSERT INTO output SELECT * FROM input;", tables(&broker, "mixed", "out-strict", "")), 1);
+    let status = cluster.wait_for(&strict, &["FINISHED", "FAILED"], MINUTE);
+    assert_eq!(status["state"], "FAILED", "{status:#}");
+    let message = status["message"].as_str().unwrap();
+    assert!(message.contains("topic 'mixed' partition 0 offset 1"), "{message}");
+    assert!(message.contains("json.ignore-parse-errors"), "{message}");
+
+    let lenient = cluster.submit(
+        &format!(
+            "{}\nINSERT INTO output SELECT * FROM input;",
+            tables(&broker, "mixed", "out-lenient", ", 'json.ignore-parse-errors' = 'true'")
+        ),
+        1,
+    );
+    let status = cluster.wait_for(&lenient, &["FINISHED", "FAILED"], MINUTE);
+    assert_eq!(status["state"], "FINISHED", "{status:#}\n{}", cluster.logs());
+    assert_eq!(common::metric(&status, "input", "records_skipped"), 1, "the bad record is counted: {status:#}");
+    let ids: Vec<i64> = broker
+        .read_all("out-lenient", 1)
+        .iter()
+        .map(|(_, _, v)| serde_json::from_str::<Value>(v).unwrap()["id"].as_i64().unwrap())
+        .collect();
+    assert_eq!(ids, vec![1, 3]);
+}
+
+/// Exactly-once Kafka → Kafka under failures: the task managers first crash right after a
+/// checkpoint completed and before its transactions commit (a fault switch), then a task
+/// manager is killed with `kill -9` 10 times. A fresh read_committed consumer must see
+/// every input record exactly once.
+#[test]
+fn exactly_once_survives_kills_and_a_crash_before_commit() {
+    let broker = Broker::start();
+    broker.create_topic("payments", 4);
+    broker.create_topic("settled", 4);
+    let total = 200_000i64;
+    broker.produce("payments", (0..total).map(|i| (Some((i % 4) as i32), json!({"id": i, "name": "p", "amount": 1}).to_string())));
+    let mut cluster = Cluster::start(&[], &["--checkpoint-dir", "{dir}/checkpoints", "--heartbeat-timeout", "2s"]);
+    cluster.add_taskmanager_with_env(2, &[("SLUICE_TEST_EXIT_BEFORE_COMMIT", "3")]);
+    cluster.add_taskmanager_with_env(2, &[("SLUICE_TEST_EXIT_BEFORE_COMMIT", "3")]);
+    let sql = format!(
+        "SET 'execution.checkpointing.interval' = '500ms';
+        SET 'restart-strategy.type' = 'fixed-delay';
+        SET 'restart-strategy.fixed-delay.delay' = '200ms';
+        CREATE TABLE input (id BIGINT, name STRING, amount INT) WITH (
+            'connector' = 'kafka', 'topic' = 'payments', 'properties.bootstrap.servers' = '{address}',
+            'scan.startup.mode' = 'earliest-offset', 'scan.bounded.mode' = 'latest-offset', 'format' = 'json');
+        CREATE TABLE output (id BIGINT, name STRING, amount INT) WITH (
+            'connector' = 'kafka', 'topic' = 'settled', 'properties.bootstrap.servers' = '{address}',
+            'format' = 'json', 'sink.delivery-guarantee' = 'exactly-once', 'sink.transactional-id-prefix' = 'settle',
+            'sink.rows-per-second' = '2500');
+        INSERT INTO output SELECT id, name, amount FROM input;",
+        address = broker.address
+    );
+    let job = cluster.submit(&sql, 2);
+    // The fault switch ends both task managers after checkpoint 3 completes.
+    let deadline = Instant::now() + MINUTE;
+    while cluster.taskmanagers.iter_mut().any(|t| t.child.try_wait().unwrap().is_none()) {
+        assert!(Instant::now() < deadline, "the fault switch did not fire:\n{}", cluster.logs());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    cluster.taskmanagers.clear();
+    cluster.add_taskmanager(2);
+    cluster.add_taskmanager(2);
+    cluster.add_taskmanager(2);
+    let kills = cluster.kill_task_managers_while_running(&job, 10, 2, 0x2545_f491_4f6c_dd1d);
+    let status = cluster.wait_for(&job, &["FINISHED", "FAILED"], 5 * MINUTE);
+    assert_eq!(status["state"], "FINISHED", "{status:#}\n{}", cluster.logs());
+    assert_eq!(kills, 10, "the job finished after only {kills} kills; pace it more");
+
+    // The transactions of the checkpoint completed before the crash were committed on restore.
+    let recovered = std::fs::read_dir(cluster.dir.path())
+        .unwrap()
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().starts_with("taskmanager"))
+        .map(|e| std::fs::read_to_string(e.path()).unwrap_or_default())
+        .filter(|log| log.contains("committed a restored transaction"))
+        .count();
+    assert!(recovered > 0, "no restored transaction was committed:\n{}", cluster.logs());
+
+    let mut seen = vec![0u32; total as usize];
+    for (_, _, value) in broker.read_all("settled", 4) {
+        let row: Value = serde_json::from_str(&value).unwrap();
+        seen[row["id"].as_i64().unwrap() as usize] += 1;
+    }
+    let missing = seen.iter().filter(|&&n| n == 0).count();
+    let duplicated = seen.iter().filter(|&&n| n > 1).count();
+    assert_eq!((missing, duplicated), (0, 0), "records missing or committed twice after {kills} kills");
+}
+
+/// A restored job resumes from the offsets in its checkpoint: not from the beginning, and
+/// not from the consumer group's committed offsets (which the test moves back to 1 while
+/// the job restarts).
+#[test]
+fn a_restored_source_resumes_from_its_checkpointed_offsets() {
+    let broker = Broker::start();
+    broker.create_topic("ledger", 1);
+    broker.create_topic("ledger-copy", 1);
+    let total = 60_000i64;
+    broker.produce("ledger", (0..total).map(|i| (Some(0), json!({"id": i, "name": "x", "amount": 0}).to_string())));
+    let mut cluster = Cluster::start(&[1], &["--checkpoint-dir", "{dir}/checkpoints", "--heartbeat-timeout", "2s"]);
+    let sql = format!(
+        "SET 'execution.checkpointing.interval' = '300ms';
+        SET 'restart-strategy.type' = 'fixed-delay';
+        SET 'restart-strategy.fixed-delay.delay' = '1s';
+        CREATE TABLE input (id BIGINT, name STRING, amount INT) WITH (
+            'connector' = 'kafka', 'topic' = 'ledger', 'properties.bootstrap.servers' = '{address}',
+            'properties.group.id' = 'ledger-readers', 'scan.startup.mode' = 'earliest-offset',
+            'scan.bounded.mode' = 'latest-offset', 'format' = 'json');
+        CREATE TABLE output (id BIGINT, name STRING, amount INT) WITH (
+            'connector' = 'kafka', 'topic' = 'ledger-copy', 'properties.bootstrap.servers' = '{address}',
+            'format' = 'json', 'sink.delivery-guarantee' = 'exactly-once', 'sink.rows-per-second' = '10000');
+        INSERT INTO output SELECT * FROM input;",
+        address = broker.address
+    );
+    let job = cluster.submit(&sql, 1);
+    let deadline = Instant::now() + MINUTE;
+    while cluster.status(&job)["checkpoints"]["completed"].as_u64().unwrap_or(0) < 3 {
+        assert!(Instant::now() < deadline, "no checkpoints: {}", cluster.logs());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    cluster.taskmanagers[0].kill9();
+    // Move the group's committed offset back: a restore must not use it.
+    let consumer: BaseConsumer = broker.client().set("group.id", "ledger-readers").create().unwrap();
+    let mut tpl = TopicPartitionList::new();
+    tpl.add_partition_offset("ledger", 0, Offset::Offset(1)).unwrap();
+    consumer.commit(&tpl, rdkafka::consumer::CommitMode::Sync).unwrap();
+    cluster.add_taskmanager(1);
+    let status = cluster.wait_for(&job, &["FINISHED", "FAILED"], 2 * MINUTE);
+    assert_eq!(status["state"], "FINISHED", "{status:#}\n{}", cluster.logs());
+
+    // The restored attempt's start offset, from the task manager's log.
+    let log = std::fs::read_to_string(cluster.dir.path().join("taskmanager-2.log")).unwrap();
+    let line = log.lines().rfind(|l| l.contains("kafka source reads its partitions")).expect("the restored source logs its offsets");
+    let start: i64 = line.split("ledger/0 from Offset(").nth(1).and_then(|r| r.split(')').next()).and_then(|n| n.parse().ok()).unwrap_or_else(|| panic!("{line}"));
+    assert!(start > 1, "the restored source must start from its checkpoint, not the beginning or the group: {line}");
+    assert!(start < total, "{line}");
+    let restored_from = status["checkpoints"]["restored_from_id"].as_u64().unwrap();
+    assert!(restored_from >= 3, "{status:#}");
+
+    let ids: Vec<i64> = broker.read_all("ledger-copy", 1).iter().map(|(_, _, v)| serde_json::from_str::<Value>(v).unwrap()["id"].as_i64().unwrap()).collect();
+    assert_eq!(ids.len() as i64, total, "every record once");
+    let first_after_restore = ids.iter().position(|&id| id == start).unwrap();
+    assert!(ids[..first_after_restore].iter().all(|&id| id < start), "records before the checkpoint were committed before it");
+}
+
+/// Metadata columns: a record's topic, partition, offset and timestamp; with a computed
+/// column and a per-partition watermark on the record timestamp.
+#[test]
+fn metadata_columns_carry_topic_partition_offset_and_timestamp() {
+    let broker = Broker::start();
+    broker.create_topic("clicks", 2);
+    broker.produce("clicks", (0..10).map(|i| (Some(i % 2), json!({"id": i, "name": "c", "amount": 1}).to_string())));
+    let cluster = Cluster::start(&[2], &[]);
+    let out = cluster.dir.path().join("out");
+    let job = cluster.submit(
+        &format!(
+            "CREATE TABLE clicks (
+                id BIGINT, name STRING,
+                src STRING METADATA FROM 'topic' VIRTUAL,
+                part INT METADATA FROM 'partition' VIRTUAL,
+                `offset` BIGINT METADATA VIRTUAL,
+                event_time TIMESTAMP_LTZ(3) METADATA FROM 'timestamp',
+                doubled AS id * 2,
+                WATERMARK FOR event_time AS event_time - INTERVAL '1' SECOND
+            ) WITH ('connector' = 'kafka', 'topic' = 'clicks', 'properties.bootstrap.servers' = '{}',
+                'scan.startup.mode' = 'earliest-offset', 'scan.bounded.mode' = 'latest-offset', 'format' = 'json');
+            CREATE TABLE out (id BIGINT, src STRING, part INT, off BIGINT, fresh BOOLEAN, doubled BIGINT) WITH ('connector' = 'filesystem', 'path' = '{}', 'format' = 'json');
+            INSERT INTO out SELECT id, src, part, `offset`, event_time > TIMESTAMP '2020-01-01 00:00:00', doubled FROM clicks;",
+            broker.address,
+            out.display()
+        ),
+        2,
+    );
+    let status = cluster.wait_for(&job, &["FINISHED", "FAILED"], MINUTE);
+    assert_eq!(status["state"], "FINISHED", "{status:#}\n{}", cluster.logs());
+    let mut rows: Vec<(i64, String, i64, i64, bool)> = read_json_lines(&out)
+        .iter()
+        .map(|r| {
+            assert_eq!(r["doubled"], r["id"].as_i64().unwrap() * 2);
+            (r["id"].as_i64().unwrap(), r["src"].as_str().unwrap().to_string(), r["part"].as_i64().unwrap(), r["off"].as_i64().unwrap(), r["fresh"].as_bool().unwrap())
+        })
+        .collect();
+    rows.sort();
+    let expected: Vec<(i64, String, i64, i64, bool)> = (0..10).map(|i| (i, "clicks".to_string(), i % 2, i / 2, true)).collect();
+    assert_eq!(rows, expected);
+}
+
+/// The dead-letter writer other operators use: `kafka:TOPIC` receives JSON records with
+/// the input row, the error, the HTTP status and the attempts.
+#[test]
+fn dead_letters_reach_their_topic() {
+    use sluice_operators::connectors::kafka::dead_letter::{DeadLetter, DeadLetterWriter};
+    let broker = Broker::start();
+    broker.create_topic("failed-predictions", 1);
+    let properties = [("bootstrap.servers".to_string(), broker.address.clone())].into();
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    runtime.block_on(async {
+        let mut writer = DeadLetterWriter::open("kafka:failed-predictions", &properties).unwrap();
+        for id in 0..3 {
+            let letter = DeadLetter {
+                input: json!({"id": id}).as_object().unwrap().clone(),
+                error: "HTTP 400: invalid prompt".into(),
+                http_status: Some(400),
+                attempts: 1,
+                source: "model scorer".into(),
+            };
+            writer.write(&letter).unwrap();
+        }
+        writer.flush().await.unwrap();
+        assert_eq!(writer.written(), 3);
+    });
+    let letters: Vec<Value> = broker.read_all("failed-predictions", 1).iter().map(|(_, _, v)| serde_json::from_str(v).unwrap()).collect();
+    assert_eq!(letters.len(), 3);
+    assert_eq!(letters[2]["input"]["id"], 2);
+    assert_eq!(letters[0]["http_status"], 400);
+    assert_eq!(letters[0]["error"], "HTTP 400: invalid prompt");
+}
+
+/// Partitions added to a topic while a job reads it are picked up, from their start.
+#[test]
+fn new_partitions_are_picked_up() {
+    let broker = Broker::start();
+    broker.create_topic("growing", 1);
+    broker.produce("growing", (0..5).map(|i| (Some(0), json!({"id": i, "name": "g", "amount": 0}).to_string())));
+    let cluster = Cluster::start(&[2], &["--checkpoint-dir", "{dir}/checkpoints"]);
+    let out = cluster.dir.path().join("out");
+    let job = cluster.submit(
+        &format!(
+            "SET 'execution.checkpointing.interval' = '200ms';
+            CREATE TABLE events (id BIGINT, name STRING, amount INT) WITH ('connector' = 'kafka', 'topic' = 'growing',
+                'properties.bootstrap.servers' = '{}', 'scan.startup.mode' = 'earliest-offset',
+                'scan.topic-partition-discovery.interval' = '300ms', 'format' = 'json');
+            CREATE TABLE out (id BIGINT) WITH ('connector' = 'filesystem', 'path' = '{}', 'format' = 'json');
+            INSERT INTO out SELECT id FROM events;",
+            broker.address,
+            out.display()
+        ),
+        2,
+    );
+    let committed_ids = || -> Vec<i64> {
+        let mut ids: Vec<i64> = if out.exists() { read_json_lines(&out).iter().map(|r| r["id"].as_i64().unwrap()).collect() } else { Vec::new() };
+        ids.sort_unstable();
+        ids
+    };
+    let wait_for_ids = |n: i64| {
+        let deadline = Instant::now() + MINUTE;
+        while committed_ids() != (0..n).collect::<Vec<_>>() {
+            assert!(Instant::now() < deadline, "committed {:?}, expected 0..{n}\n{}", committed_ids(), cluster.logs());
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    };
+    wait_for_ids(5);
+    let admin: AdminClient<DefaultClientContext> = broker.client().create().unwrap();
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    for r in runtime.block_on(admin.create_partitions(&[rdkafka::admin::NewPartitions::new("growing", 3)], &AdminOptions::new())).unwrap() {
+        r.unwrap();
+    }
+    broker.produce("growing", (5..11).map(|i: i32| (Some(i % 3), json!({"id": i, "name": "g", "amount": 0}).to_string())));
+    wait_for_ids(11);
+    let canceled = cluster.cli(&["cancel", &job]);
+    assert!(canceled.status.success());
+}

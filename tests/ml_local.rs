@@ -1,0 +1,173 @@
+//! ML_PREDICT with the `local` provider (ONNX through ort) on the SQL path: scores equal
+//! Python's onnxruntime, one model load per task, restore after a task manager is killed,
+//! and bad inputs.
+
+mod common;
+
+use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use common::{read_json_lines, Cluster};
+use serde_json::Value;
+
+const MINUTE: Duration = Duration::from_secs(60);
+
+fn model_path() -> String {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("models/fraud_classifier.onnx").display().to_string()
+}
+
+/// Transactions from datagen, scored by the fraud model into a JSON file sink.
+fn scoring_job(rows: u64, out: &Path, extra_model_options: &str, rate: u64) -> String {
+    format!(
+        "CREATE TABLE transactions (txn_id BIGINT, amount DOUBLE, hour_of_day INT, merchant_category INT, user_age INT,
+            user_country STRING, txn_velocity_24h INT) WITH (
+            'connector' = 'datagen', 'number-of-rows' = '{rows}', 'rows-per-second' = '{rate}',
+            'fields.txn_id.kind' = 'sequence', 'fields.txn_id.start' = '0', 'fields.txn_id.end' = '{last}',
+            'fields.amount.min' = '1', 'fields.amount.max' = '2000', 'fields.hour_of_day.min' = '0', 'fields.hour_of_day.max' = '23',
+            'fields.merchant_category.min' = '0', 'fields.merchant_category.max' = '19', 'fields.user_age.min' = '18',
+            'fields.user_age.max' = '90', 'fields.user_country.length' = '2', 'fields.txn_velocity_24h.min' = '0',
+            'fields.txn_velocity_24h.max' = '20'{extra_fields});
+        CREATE MODEL fraud_classifier INPUT (amount DOUBLE, hour_of_day INT, merchant_category INT, user_age INT,
+            user_country STRING, txn_velocity_24h INT) OUTPUT (fraud_score DOUBLE)
+            WITH ('provider' = 'local', 'task' = 'classification', 'model_path' = '{model}', 'batch_size' = '32'{extra_model_options});
+        CREATE TABLE scores (txn_id BIGINT, amount DOUBLE, hour_of_day INT, merchant_category INT, user_age INT,
+            user_country STRING, txn_velocity_24h INT, fraud_score DOUBLE) WITH ('connector' = 'filesystem', 'path' = '{out}', 'format' = 'json');
+        INSERT INTO scores SELECT * FROM TABLE(ML_PREDICT(TABLE transactions, MODEL fraud_classifier,
+            DESCRIPTOR(amount, hour_of_day, merchant_category, user_age, user_country, txn_velocity_24h)));",
+        last = rows - 1,
+        model = model_path(),
+        out = out.display(),
+        extra_fields = if extra_model_options.contains("on_error") { ", 'fields.user_age.null-rate' = '0.1'" } else { "" },
+    )
+}
+
+fn sluice_run(sql: &str, dir: &Path, args: &[&str]) -> std::process::Output {
+    let file = dir.join("job.sql");
+    std::fs::write(&file, sql).unwrap();
+    Command::new(common::sluice_bin())
+        .arg("run")
+        .arg(&file)
+        .args(["--taskmanagers", "2"])
+        .args(args)
+        .env("RUST_LOG", "sluice_operators=info")
+        .output()
+        .unwrap()
+}
+
+/// 10,000 rows through the SQL path: every score equals Python onnxruntime's for the same
+/// features within 1e-6, and each task loads the model once.
+#[test]
+fn scores_equal_python_onnxruntime_and_the_model_loads_once_per_task() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("scores");
+    let run = sluice_run(&scoring_job(10_000, &out, "", 1_000_000), dir.path(), &["--parallelism", "2"]);
+    let stderr = String::from_utf8_lossy(&run.stderr);
+    assert!(run.status.success(), "{stderr}");
+    assert_eq!(stderr.matches("model loaded").count(), 2, "one load per task at parallelism 2:\n{stderr}");
+
+    let rows = read_json_lines(&out);
+    assert_eq!(rows.len(), 10_000);
+    let features = dir.path().join("features.json");
+    std::fs::write(&features, serde_json::to_string(&rows).unwrap()).unwrap();
+    let script = r#"
+import json, sys
+import numpy as np
+import onnxruntime as ort
+rows = json.load(open(sys.argv[1]))
+session = ort.InferenceSession(sys.argv[2])
+column = lambda name, dtype: np.array([[r[name]] for r in rows], dtype=dtype)
+feed = {
+    "amount": column("amount", np.float32), "hour_of_day": column("hour_of_day", np.int64),
+    "merchant_category": column("merchant_category", np.int64), "user_age": column("user_age", np.int64),
+    "user_country": np.array([[r["user_country"]] for r in rows]), "txn_velocity_24h": column("txn_velocity_24h", np.int64),
+}
+probabilities = session.run(None, feed)[1]
+print(json.dumps([float(p[1]) for p in probabilities]))
+"#;
+    let python = Command::new("python3").args(["-c", script]).arg(&features).arg(model_path()).output().unwrap();
+    assert!(python.status.success(), "{}", String::from_utf8_lossy(&python.stderr));
+    let expected: Vec<f64> = serde_json::from_slice(&python.stdout).unwrap();
+    let mut worst = 0.0f64;
+    for (row, want) in rows.iter().zip(&expected) {
+        worst = worst.max((row["fraud_score"].as_f64().unwrap() - want).abs());
+    }
+    assert!(worst < 1e-6, "largest difference from Python onnxruntime: {worst}");
+    assert!(expected.iter().any(|&p| p > 0.8) && expected.iter().any(|&p| p < 0.2), "the model separates the rows");
+}
+
+/// A NULL feature fails the job naming the column, or is skipped with on_error = skip.
+#[test]
+fn null_features_follow_on_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("scores");
+    let failed = sluice_run(&scoring_job(1_000, &out, ", 'on_error' = 'fail'", 1_000_000), dir.path(), &[]);
+    assert!(!failed.status.success());
+    let stderr = String::from_utf8_lossy(&failed.stderr);
+    assert!(stderr.contains("model 'fraud_classifier'") && stderr.contains("NULL in INPUT column 'user_age'"), "{stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+
+    let out = dir.path().join("skipped");
+    let skipped = sluice_run(&scoring_job(1_000, &out, ", 'on_error' = 'skip'", 1_000_000), dir.path(), &[]);
+    assert!(skipped.status.success(), "{}", String::from_utf8_lossy(&skipped.stderr));
+    let rows = read_json_lines(&out);
+    assert!(rows.len() > 800 && rows.len() < 1_000, "{} rows kept", rows.len());
+    assert!(rows.iter().all(|r| !r["user_age"].is_null()));
+}
+
+/// A missing model file fails the job at start with the reason.
+#[test]
+fn a_missing_model_fails_the_job_clearly() {
+    let dir = tempfile::tempdir().unwrap();
+    let sql = scoring_job(10, &dir.path().join("out"), "", 1000).replace(&model_path(), "/nowhere/fraud.onnx");
+    let run = sluice_run(&sql, dir.path(), &[]);
+    assert!(!run.status.success());
+    let stderr = String::from_utf8_lossy(&run.stderr);
+    assert!(stderr.contains("model file '/nowhere/fraud.onnx' does not exist"), "{stderr}");
+}
+
+/// A checkpointed pipeline with the model, a task manager killed while it runs: after the
+/// restore, the committed output equals a failure-free run's.
+#[test]
+fn a_checkpointed_scoring_job_restores_after_a_kill() {
+    let dir = tempfile::tempdir().unwrap();
+    let expected_dir = dir.path().join("expected");
+    let reference = sluice_run(&scoring_job(30_000, &expected_dir, "", 1_000_000), dir.path(), &["--parallelism", "2"]);
+    assert!(reference.status.success(), "{}", String::from_utf8_lossy(&reference.stderr));
+    let key = |r: &Value| (r["txn_id"].as_i64().unwrap(), r["fraud_score"].as_f64().unwrap().to_bits());
+    let mut expected: Vec<(i64, u64)> = read_json_lines(&expected_dir).iter().map(key).collect();
+    expected.sort_unstable();
+
+    // One slot each: both task managers run a subtask, so the killed one always has work.
+    let mut cluster = Cluster::start(&[1, 1], &["--checkpoint-dir", "{dir}/checkpoints", "--heartbeat-timeout", "2s"]);
+    let out = cluster.dir.path().join("out");
+    let sql = format!(
+        "SET 'execution.checkpointing.interval' = '300ms';
+        SET 'restart-strategy.type' = 'fixed-delay';
+        SET 'restart-strategy.fixed-delay.delay' = '200ms';
+        {}",
+        scoring_job(30_000, &out, "", 6_000)
+    );
+    let job = cluster.submit(&sql, 2);
+    let deadline = Instant::now() + MINUTE;
+    while cluster.status(&job)["checkpoints"]["completed"].as_u64().unwrap_or(0) < 3 {
+        assert!(Instant::now() < deadline, "no checkpoints: {}", cluster.logs());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    cluster.taskmanagers[0].kill9();
+    cluster.add_taskmanager(1);
+    let status = cluster.wait_for(&job, &["FINISHED", "FAILED"], 2 * MINUTE);
+    assert_eq!(status["state"], "FINISHED", "{status:#}\n{}", cluster.logs());
+    assert!(status["restarts"].as_u64().unwrap() >= 1, "{status:#}");
+    // Per-model metrics reach the status.
+    let model_metric = |key: &str| -> u64 {
+        status["tasks"].as_array().unwrap().iter().map(|t| t["operators"][format!("model.fraud_classifier.{key}")].as_u64().unwrap_or(0)).sum()
+    };
+    assert!(model_metric("rows") > 0 && model_metric("batches") > 0, "{status:#}");
+    assert!(model_metric("latency_p50_us") > 0, "{status:#}");
+    assert!(model_metric("latency_p99_us") >= model_metric("latency_p50_us"), "{status:#}");
+    let mut actual: Vec<(i64, u64)> = read_json_lines(&out).iter().map(key).collect();
+    actual.sort_unstable();
+    assert_eq!(actual.len(), expected.len(), "rows lost or duplicated");
+    assert!(actual == expected, "the restored run's scores differ from the failure-free run's");
+}
