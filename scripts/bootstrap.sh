@@ -8,7 +8,7 @@ command -v protoc >/dev/null 2>&1 || missing+=(protobuf-compiler)
 command -v cc >/dev/null 2>&1 || missing+=(build-essential)
 # RocksDB (the state backend) links Debian's librocksdb; its bindings need libclang.
 [ -e /usr/include/rocksdb/c.h ] || missing+=(librocksdb-dev)
-ls /usr/lib/llvm-*/lib/libclang*.so* >/dev/null 2>&1 || missing+=(libclang-dev)
+ls /usr/lib/llvm-*/lib/libclang.so* /usr/lib/llvm-*/lib/libclang-[0-9]*.so* >/dev/null 2>&1 || missing+=(libclang-dev)
 
 if ((${#missing[@]})); then
   sudo=""

@@ -4,6 +4,7 @@
 
 mod commands;
 mod config;
+mod stub_llm;
 
 use std::path::PathBuf;
 
@@ -40,6 +41,9 @@ enum Command {
     Explain(ExplainArgs),
     /// An interactive SQL shell (against --jobmanager, or an embedded cluster).
     Sql(ShellArgs),
+    /// A stand-in for the OpenAI and Anthropic APIs with latency and failure injection,
+    /// for tests, benchmarks and demos.
+    StubLlm(stub_llm::StubArgs),
 }
 
 /// `sluice sql`.
@@ -215,7 +219,7 @@ fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     // The client commands and the embedded cluster report errors themselves; their logs
     // stay quiet unless RUST_LOG asks.
-    let quiet = !matches!(cli.command, Command::Jobmanager(_) | Command::Taskmanager(_));
+    let quiet = !matches!(cli.command, Command::Jobmanager(_) | Command::Taskmanager(_) | Command::StubLlm(_));
     init_logging(if quiet { "error,sluice_jobmanager=off,sluice_taskmanager=off" } else { "info" });
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(r) => r,
@@ -236,6 +240,7 @@ fn main() -> std::process::ExitCode {
             Command::Run(args) => commands::run::run(args).await,
             Command::Explain(args) => commands::client::explain(args),
             Command::Sql(args) => commands::shell::shell(args).await,
+            Command::StubLlm(args) => stub_llm::run(args).await,
         }
     });
     match result {

@@ -4,131 +4,17 @@
 
 mod common;
 
-use std::collections::HashMap;
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{free_port, read_json_lines, Cluster};
-use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use common::broker::Broker;
+use common::{read_json_lines, Cluster};
+use rdkafka::admin::{AdminClient, AdminOptions};
 use rdkafka::client::DefaultClientContext;
-use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::message::Message;
-use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 use rdkafka::{Offset, TopicPartitionList};
 use serde_json::{json, Value};
 
 const MINUTE: Duration = Duration::from_secs(60);
-
-/// A broker process, stopped when dropped.
-struct Broker {
-    child: Child,
-    address: String,
-    _dir: tempfile::TempDir,
-}
-
-impl Broker {
-    fn start() -> Broker {
-        let dir = tempfile::tempdir().unwrap();
-        let port = free_port();
-        let child = Command::new("noida-db")
-            .args(["start", "--only", "kafka", "--kafka-port", &port.to_string(), "--data-dir"])
-            .arg(dir.path())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("the noida-db broker is not installed: run `bash scripts/bootstrap.sh` (pip install noida-db)");
-        let address = format!("127.0.0.1:{port}");
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while std::net::TcpStream::connect(&address).is_err() {
-            assert!(Instant::now() < deadline, "the broker did not start on {address}");
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        Broker { child, address, _dir: dir }
-    }
-
-    fn client(&self) -> ClientConfig {
-        let mut c = ClientConfig::new();
-        c.set("bootstrap.servers", &self.address);
-        c
-    }
-
-    fn create_topic(&self, name: &str, partitions: i32) {
-        let admin: AdminClient<DefaultClientContext> = self.client().create().unwrap();
-        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-        let topic = NewTopic::new(name, partitions, TopicReplication::Fixed(1));
-        let results = runtime.block_on(admin.create_topics([&topic], &AdminOptions::new())).unwrap();
-        for r in results {
-            r.unwrap();
-        }
-    }
-
-    fn produce(&self, topic: &str, records: impl IntoIterator<Item = (Option<i32>, String)>) {
-        let producer: BaseProducer = self.client().set("linger.ms", "20").set("queue.buffering.max.messages", "1000000").create().unwrap();
-        for (partition, value) in records {
-            let mut record = BaseRecord::<(), String>::to(topic).payload(&value);
-            if let Some(p) = partition {
-                record = record.partition(p);
-            }
-            let mut record = Some(record);
-            while let Some(r) = record.take() {
-                if let Err((_, r)) = producer.send(r) {
-                    producer.poll(Duration::from_millis(10));
-                    record = Some(r);
-                }
-            }
-            producer.poll(Duration::ZERO);
-        }
-        producer.flush(Duration::from_secs(60)).unwrap();
-    }
-
-    /// Every committed record of `topic`, read with a fresh read_committed consumer.
-    fn read_all(&self, topic: &str, partitions: i32) -> Vec<(i32, i64, String)> {
-        let consumer: BaseConsumer =
-            self.client().set("group.id", "checker").set("isolation.level", "read_committed").set("enable.auto.commit", "false").create().unwrap();
-        let mut ends = HashMap::new();
-        let mut tpl = TopicPartitionList::new();
-        for p in 0..partitions {
-            let (_, high) = consumer.fetch_watermarks(topic, p, Duration::from_secs(10)).unwrap();
-            ends.insert(p, high);
-            tpl.add_partition_offset(topic, p, Offset::Beginning).unwrap();
-        }
-        consumer.assign(&tpl).unwrap();
-        let mut out = Vec::new();
-        let deadline = Instant::now() + MINUTE;
-        let mut check = true;
-        loop {
-            // Positions are costly to read: look at them when idle or every 10,000 records.
-            let done = check && ends.iter().all(|(p, end)| {
-                consumer.position().unwrap().find_partition(topic, *p).and_then(|e| e.offset().to_raw()).is_some_and(|o| o >= *end) || *end == 0
-            });
-            if done {
-                return out;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "could not read {topic} to its end: {} records read, ends {ends:?}, position {:?}",
-                out.len(),
-                consumer.position().unwrap().elements().iter().map(|e| (e.partition(), e.offset())).collect::<Vec<_>>()
-            );
-            match consumer.poll(Duration::from_millis(100)) {
-                Some(m) => {
-                    let m = m.unwrap();
-                    out.push((m.partition(), m.offset(), String::from_utf8_lossy(m.payload().unwrap_or_default()).into_owned()));
-                    check = out.len() % 10_000 == 0;
-                }
-                None => check = true,
-            }
-        }
-    }
-}
-
-impl Drop for Broker {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 fn tables(broker: &Broker, source: &str, sink: &str, extra: &str) -> String {
     format!(

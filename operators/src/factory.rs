@@ -5,6 +5,7 @@ use sluice_proto::{AggregateFunction, OperatorSpec};
 
 use crate::connectors::{create_sink, create_source};
 use crate::ml::predict::MlPredict;
+use crate::ml::remote::AsyncPredict;
 use crate::ml::secrets::{resolve, SecretSources};
 use crate::schema::decode_schema;
 use crate::transforms::keyed_aggregate::{Call, KeyedAggregate};
@@ -69,13 +70,14 @@ pub fn build_operator(spec: &OperatorSpec, ctx: &BuildContext) -> Result<Box<dyn
             }
             // The ML_PREDICT call's own settings win over the model's.
             options.extend(spec.config.clone());
-            if spec.provider != "local" {
-                return Err(OperatorError::config(
+            match spec.provider.as_str() {
+                "local" => Ok(Box::new(MlPredict::new(spec, options)?)),
+                "openai" | "anthropic" => Ok(Box::new(AsyncPredict::new(spec, &options)?)),
+                other => Err(OperatorError::config(
                     context,
-                    format!("the '{}' provider cannot run in this build yet; ML_PREDICT is planned and validated only", spec.provider),
-                ));
+                    format!("the '{other}' provider cannot run in this build yet; ML_PREDICT is planned and validated only"),
+                )),
             }
-            Ok(Box::new(MlPredict::new(spec, options)?))
         }
         Some(Kind::Source(_)) => {
             Err(OperatorError::InvalidPlan(format!("source '{}' in the middle of a chain", spec.name)))

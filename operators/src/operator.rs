@@ -66,6 +66,10 @@ pub struct TaskContext {
     pub checkpointing: bool,
     /// Number of key groups keyed state is partitioned into (the job's max parallelism).
     pub max_parallelism: u32,
+    /// Wakes the task loop, which then calls the timers of operators whose
+    /// [`deadline`](Operator::deadline) has passed: operators with background work (async
+    /// requests) notify it when a result is ready.
+    pub wake: std::sync::Arc<tokio::sync::Notify>,
 }
 
 impl TaskContext {
@@ -80,6 +84,7 @@ impl TaskContext {
             task_name: name.into(),
             checkpointing: false,
             max_parallelism: crate::keys::DEFAULT_MAX_PARALLELISM,
+            wake: std::sync::Arc::new(tokio::sync::Notify::new()),
         }
     }
 }
@@ -117,6 +122,12 @@ pub trait Operator: Send {
     /// batch after its linger); `None` when it waits for nothing.
     fn deadline(&self) -> Option<tokio::time::Instant> {
         None
+    }
+
+    /// False while the operator is full (e.g. as many rows in flight as allowed): the task
+    /// then stops feeding it input until a timer or a wake-up, but still handles checkpoints.
+    fn accepts_input(&self) -> bool {
+        true
     }
 
     /// Its deadline passed: emit what it held back.

@@ -179,6 +179,7 @@ pub fn prepare(
             task_name: format!("{} ({}/{})", vertex.name, task_id.subtask + 1, vertex.parallelism),
             checkpointing: storage.is_some(),
             max_parallelism: limits.max_parallelism,
+            wake: std::sync::Arc::new(tokio::sync::Notify::new()),
         };
         let task_metrics = metrics[&k].clone();
         let (commands_tx, commands_rx) = mpsc::unbounded_channel();

@@ -83,6 +83,9 @@ pub enum TaskManagerError {
     /// The gRPC server failed.
     #[error("RPC server failed: {0}")]
     Server(#[from] tonic::transport::Error),
+    /// The heartbeat thread could not be started.
+    #[error("cannot start the heartbeat thread: {0}")]
+    Thread(std::io::Error),
 }
 
 struct RunningTask {
@@ -198,11 +201,11 @@ impl TaskManager {
         let local = listener.local_addr().map_err(|source| TaskManagerError::Bind { address: config.bind, source })?;
         let host = config.advertise_host.clone().unwrap_or_else(|| local.ip().to_string());
         let address = format!("{host}:{}", local.port());
-        let jm_channel = Endpoint::from_shared(format!("http://{}", config.jobmanager))
+        let jm_endpoint = Endpoint::from_shared(format!("http://{}", config.jobmanager))
             .map_err(|_| TaskManagerError::JobManagerAddress(config.jobmanager.clone()))?
             .connect_timeout(Duration::from_secs(2))
-            .timeout(Duration::from_secs(10))
-            .connect_lazy();
+            .timeout(Duration::from_secs(10));
+        let jm_channel = jm_endpoint.connect_lazy();
         let (reports_tx, reports_rx) = mpsc::unbounded_channel();
         let inner = Arc::new(Inner {
             config,
@@ -213,7 +216,7 @@ impl TaskManager {
             reports: reports_tx,
         });
         tracing::info!(%address, slots = inner.config.slots, jobmanager = %inner.config.jobmanager, "task manager starting");
-        let heartbeat = tokio::spawn(heartbeat_loop(inner.clone(), ResourceManagerClient::new(jm_channel.clone())));
+        let heartbeat = HeartbeatThread::start(inner.clone(), &jm_endpoint)?;
         let reporter = tokio::spawn(report_loop(ResourceManagerClient::new(jm_channel), reports_rx));
         let tm = TaskManager { inner: inner.clone() };
         let result = Server::builder()
@@ -227,12 +230,55 @@ impl TaskManager {
             )
             .serve_with_incoming_shutdown(tokio_stream::wrappers::TcpListenerStream::new(listener), shutdown)
             .await;
-        heartbeat.abort();
+        heartbeat.stop();
         reporter.abort();
         inner.cancel_all();
         // Only when empty: a user-given directory may hold other things.
         let _ = std::fs::remove_dir(&inner.config.local_dir);
         result.map_err(TaskManagerError::from)
+    }
+}
+
+/// The heartbeat loop on its own thread and runtime, so that busy tasks can never delay
+/// heartbeats into a false "task manager lost" (Flink also keeps them off task threads).
+struct HeartbeatThread {
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl HeartbeatThread {
+    fn start(inner: Arc<Inner>, endpoint: &Endpoint) -> Result<Self, TaskManagerError> {
+        let endpoint = endpoint.clone();
+        let (stop, stopped) = tokio::sync::oneshot::channel();
+        let thread = std::thread::Builder::new()
+            .name("heartbeat".into())
+            .spawn(move || {
+                let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+                    Ok(runtime) => runtime,
+                    Err(e) => {
+                        tracing::error!(error = %e, "cannot start the heartbeat runtime");
+                        return;
+                    }
+                };
+                runtime.block_on(async move {
+                    let client = ResourceManagerClient::new(endpoint.connect_lazy());
+                    tokio::select! {
+                        () = heartbeat_loop(inner, client) => {}
+                        _ = stopped => {}
+                    }
+                });
+            })
+            .map_err(TaskManagerError::Thread)?;
+        Ok(Self { stop: Some(stop), thread: Some(thread) })
+    }
+
+    fn stop(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
     }
 }
 

@@ -129,6 +129,11 @@ impl Chain {
         self.operators.iter().filter_map(|op| op.deadline()).min()
     }
 
+    /// False while some operator of the chain is full.
+    fn accepts_input(&self) -> bool {
+        self.operators.iter().all(|op| op.accepts_input())
+    }
+
     /// Calls the timers that are due; what they emit goes through the rest of the chain.
     async fn fire_timers(&mut self) -> Result<Vec<Message>, TaskError> {
         let now = tokio::time::Instant::now();
@@ -465,19 +470,52 @@ impl Task {
         Ok(())
     }
 
+    /// Handles a checkpoint command in a source task; returns the park signal to obey.
+    async fn source_command(&mut self, command: TaskCommand, source: &mut Box<dyn Source>) -> Result<Option<tokio::sync::oneshot::Sender<()>>, TaskError> {
+        match command {
+            TaskCommand::Trigger { checkpoint_id, timestamp_ms, last_completed } => {
+                self.notify_complete(last_completed, Some(source)).await?;
+                let state = source.snapshot_state(checkpoint_id).await?;
+                let barrier = Barrier { checkpoint_id, timestamp_ms, last_completed };
+                self.checkpoint_at_barrier(barrier, Some(state), Duration::ZERO).await?;
+            }
+            TaskCommand::Complete(checkpoint_id) => self.notify_complete(checkpoint_id, Some(source)).await?,
+            TaskCommand::Park(done) => return Ok(Some(done)),
+        }
+        Ok(None)
+    }
+
+    /// Waits while the chain is full, serving checkpoints, timers and wake-ups meanwhile.
+    async fn wait_until_accepting(&mut self, source: &mut Box<dyn Source>) -> Result<Option<tokio::sync::oneshot::Sender<()>>, TaskError> {
+        let wake = self.ctx.wake.clone();
+        while !self.chain.accepts_input() {
+            let timer = self.chain.deadline();
+            tokio::select! {
+                Some(command) = self.checkpointing.commands.recv() => {
+                    if let Some(done) = self.source_command(command, source).await? {
+                        return Ok(Some(done));
+                    }
+                }
+                () = wake.notified() => {}
+                _ = tokio::time::sleep_until(timer.unwrap_or_else(tokio::time::Instant::now)), if timer.is_some() => {}
+            }
+            let out = self.chain.fire_timers().await?;
+            self.send(out).await?;
+        }
+        Ok(None)
+    }
+
     async fn run_source(&mut self, mut source: Box<dyn Source>) -> Result<(), TaskError> {
         loop {
+            // A source whose input is always ready would otherwise never yield its worker thread.
+            tokio::task::consume_budget().await;
             while let Ok(command) = self.checkpointing.commands.try_recv() {
-                match command {
-                    TaskCommand::Trigger { checkpoint_id, timestamp_ms, last_completed } => {
-                        self.notify_complete(last_completed, Some(&mut source)).await?;
-                        let state = source.snapshot_state(checkpoint_id).await?;
-                        let barrier = Barrier { checkpoint_id, timestamp_ms, last_completed };
-                        self.checkpoint_at_barrier(barrier, Some(state), Duration::ZERO).await?;
-                    }
-                    TaskCommand::Complete(checkpoint_id) => self.notify_complete(checkpoint_id, Some(&mut source)).await?,
-                    TaskCommand::Park(done) => return Self::park(done).await,
+                if let Some(done) = self.source_command(command, &mut source).await? {
+                    return Self::park(done).await;
                 }
+            }
+            if let Some(done) = self.wait_until_accepting(&mut source).await? {
+                return Self::park(done).await;
             }
             let polled = source.poll_next().await?;
             self.metrics.set_skipped(source.skipped_records());
@@ -510,11 +548,18 @@ impl Task {
     }
 
     async fn run_inputs(&mut self, mut gate: InputGate) -> Result<(), TaskError> {
+        let wake = self.ctx.wake.clone();
         loop {
             let linger = self.outputs.linger_deadline();
             let timer = self.chain.deadline();
+            let accepting = self.chain.accepts_input();
             let message = tokio::select! {
-                message = gate.next() => message?,
+                message = gate.next(), if accepting => message?,
+                () = wake.notified() => {
+                    let out = self.chain.fire_timers().await?;
+                    self.send(out).await?;
+                    continue;
+                }
                 Some(command) = self.checkpointing.commands.recv() => {
                     match command {
                         TaskCommand::Complete(checkpoint_id) => self.notify_complete(checkpoint_id, None).await?,

@@ -1,6 +1,9 @@
 //! Machine-learning models: the options a `CREATE MODEL ... WITH (...)` may set for each
 //! provider, and the secrets those options may refer to.
 //!
+//! `local` models run in the task manager ([`predict`], [`local`]); `openai` and
+//! `anthropic` models are called over HTTP by the async operator of [`remote`].
+//!
 //! Four providers exist: `openai`, `anthropic`, `local` and `generic-python`. Each has an
 //! option schema ([`providers`]); [`validate_model_options`] checks a model's options
 //! against it and returns them under their canonical (Apache Flink, kebab-case) keys, so
@@ -14,6 +17,7 @@ pub mod local;
 pub mod onnx_runtime;
 pub mod predict;
 pub mod providers;
+pub mod remote;
 pub mod secrets;
 pub mod zipmap;
 

@@ -75,6 +75,9 @@ pub const ON_ERROR: &str = "on-error";
 pub const DEAD_LETTER: &str = "dead_letter";
 /// The canonical key of the dead-letter destination.
 pub const DEAD_LETTER_TOPIC: &str = "dead-letter.topic";
+/// Prefix of the Kafka producer properties of the dead-letter topic
+/// (`dead-letter.properties.bootstrap.servers`).
+pub const DEAD_LETTER_PROPERTIES: &str = "dead-letter.properties.";
 /// The canonical key of the endpoint (`base_url` is its alias).
 pub const ENDPOINT: &str = "endpoint";
 /// The canonical key of the task.
@@ -108,8 +111,14 @@ const REMOTE: &[OptionSpec] = &[
     opt("max-tokens", POSITIVE),
     opt("top-p", PROBABILITY),
     opt("stop", ValueKind::Text),
+    opt("prompt-template", ValueKind::Text),
     opt("rate-limit.requests-per-minute", POSITIVE),
     opt("rate-limit.tokens-per-minute", POSITIVE),
+    opt("retry.max-backoff", ValueKind::Duration { allow_zero: false }),
+    opt("cache.max-rows", POSITIVE),
+    opt("cache.ttl", ValueKind::Duration { allow_zero: false }),
+    opt("cost.input-per-1k-tokens", ValueKind::Number { min: 0.0, max: 1000.0 }),
+    opt("cost.output-per-1k-tokens", ValueKind::Number { min: 0.0, max: 1000.0 }),
 ];
 
 /// Options of providers that batch rows in the task manager.
@@ -137,10 +146,17 @@ const OPENAI: &[OptionSpec] = &[
         ]),
     ),
     opt("dimension", POSITIVE),
+    opt("api-style", ValueKind::Choice(&["openai", "azure"])),
+    opt("api-version", ValueKind::Text),
+    opt("batch-size", POSITIVE),
 ];
 
-const ANTHROPIC: &[OptionSpec] =
-    &[opt(TASK, ValueKind::Choice(&["messages"])), opt("temperature", PROBABILITY), opt("top-k", POSITIVE)];
+const ANTHROPIC: &[OptionSpec] = &[
+    opt(TASK, ValueKind::Choice(&["messages"])),
+    opt("temperature", PROBABILITY),
+    opt("top-k", POSITIVE),
+    opt("anthropic-version", ValueKind::Text),
+];
 
 const LOCAL: &[OptionSpec] = &[
     opt(TASK, ValueKind::Choice(&["classification", "regression"])),
@@ -188,7 +204,7 @@ pub const PROVIDERS: &[Provider] = &[
     Provider {
         name: "openai",
         groups: &[RUNTIME, RELIABILITY, REMOTE, OPENAI],
-        open_prefixes: &[],
+        open_prefixes: &[DEAD_LETTER_PROPERTIES],
         base_url_paths: &[
             ("chat-completion", "/chat/completions"),
             ("embedding", "/embeddings"),
@@ -198,7 +214,7 @@ pub const PROVIDERS: &[Provider] = &[
     Provider {
         name: "anthropic",
         groups: &[RUNTIME, RELIABILITY, REMOTE, ANTHROPIC],
-        open_prefixes: &[],
+        open_prefixes: &[DEAD_LETTER_PROPERTIES],
         base_url_paths: &[("messages", "/messages")],
     },
     Provider {
@@ -284,6 +300,14 @@ pub const ALIASES: &[Alias] = &[
     same("inference_threads", "inference-threads"),
     same("model_directory_path", "model-directory-path"),
     same("python_predict_class", "python-predict-class"),
+    same("prompt_template", "prompt-template"),
+    same("api_style", "api-style"),
+    same("api_version", "api-version"),
+    same("anthropic_version", "anthropic-version"),
+    same("retry.max_backoff", "retry.max-backoff"),
+    same("cache.max_rows", "cache.max-rows"),
+    same("cost.input_per_1k_tokens", "cost.input-per-1k-tokens"),
+    same("cost.output_per_1k_tokens", "cost.output-per-1k-tokens"),
 ];
 
 /// The alias entry of `key`, if it is an alias.

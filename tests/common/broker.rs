@@ -1,0 +1,134 @@
+//! A Kafka-protocol broker (noida-db, installed by `scripts/bootstrap.sh`) for tests:
+//! each test starts its own on its own port and data directory.
+
+use std::collections::HashMap;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::Message;
+use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+use rdkafka::{Offset, TopicPartitionList};
+
+use super::free_port;
+
+const MINUTE: Duration = Duration::from_secs(60);
+
+/// A broker process, stopped when dropped.
+pub struct Broker {
+    child: Child,
+    /// HOST:PORT of its Kafka listener.
+    pub address: String,
+    _dir: tempfile::TempDir,
+}
+
+impl Broker {
+    /// Starts a broker on a free port with its own data directory.
+    pub fn start() -> Broker {
+        let dir = tempfile::tempdir().unwrap();
+        let port = free_port();
+        let child = Command::new("noida-db")
+            .args(["start", "--only", "kafka", "--kafka-port", &port.to_string(), "--data-dir"])
+            .arg(dir.path())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("the noida-db broker is not installed: run `bash scripts/bootstrap.sh` (pip install noida-db)");
+        let address = format!("127.0.0.1:{port}");
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while std::net::TcpStream::connect(&address).is_err() {
+            assert!(Instant::now() < deadline, "the broker did not start on {address}");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        Broker { child, address, _dir: dir }
+    }
+
+    /// A client configuration pointing at the broker.
+    pub fn client(&self) -> ClientConfig {
+        let mut c = ClientConfig::new();
+        c.set("bootstrap.servers", &self.address);
+        c
+    }
+
+    /// Creates `name` with `partitions` partitions.
+    pub fn create_topic(&self, name: &str, partitions: i32) {
+        let admin: AdminClient<DefaultClientContext> = self.client().create().unwrap();
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        let topic = NewTopic::new(name, partitions, TopicReplication::Fixed(1));
+        let results = runtime.block_on(admin.create_topics([&topic], &AdminOptions::new())).unwrap();
+        for r in results {
+            r.unwrap();
+        }
+    }
+
+    /// Writes records (with an optional partition each) and waits for them.
+    pub fn produce(&self, topic: &str, records: impl IntoIterator<Item = (Option<i32>, String)>) {
+        let producer: BaseProducer = self.client().set("linger.ms", "20").set("queue.buffering.max.messages", "1000000").create().unwrap();
+        for (partition, value) in records {
+            let mut record = BaseRecord::<(), String>::to(topic).payload(&value);
+            if let Some(p) = partition {
+                record = record.partition(p);
+            }
+            let mut record = Some(record);
+            while let Some(r) = record.take() {
+                if let Err((_, r)) = producer.send(r) {
+                    producer.poll(Duration::from_millis(10));
+                    record = Some(r);
+                }
+            }
+            producer.poll(Duration::ZERO);
+        }
+        producer.flush(Duration::from_secs(60)).unwrap();
+    }
+
+    /// Every committed record of `topic`, read with a fresh read_committed consumer.
+    pub fn read_all(&self, topic: &str, partitions: i32) -> Vec<(i32, i64, String)> {
+        let consumer: BaseConsumer =
+            self.client().set("group.id", "checker").set("isolation.level", "read_committed").set("enable.auto.commit", "false").create().unwrap();
+        let mut ends = HashMap::new();
+        let mut tpl = TopicPartitionList::new();
+        for p in 0..partitions {
+            let (_, high) = consumer.fetch_watermarks(topic, p, Duration::from_secs(10)).unwrap();
+            ends.insert(p, high);
+            tpl.add_partition_offset(topic, p, Offset::Beginning).unwrap();
+        }
+        consumer.assign(&tpl).unwrap();
+        let mut out = Vec::new();
+        let deadline = Instant::now() + MINUTE;
+        let mut check = true;
+        loop {
+            // Positions are costly to read: look at them when idle or every 10,000 records.
+            let done = check && ends.iter().all(|(p, end)| {
+                consumer.position().unwrap().find_partition(topic, *p).and_then(|e| e.offset().to_raw()).is_some_and(|o| o >= *end) || *end == 0
+            });
+            if done {
+                return out;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "could not read {topic} to its end: {} records read, ends {ends:?}, position {:?}",
+                out.len(),
+                consumer.position().unwrap().elements().iter().map(|e| (e.partition(), e.offset())).collect::<Vec<_>>()
+            );
+            match consumer.poll(Duration::from_millis(100)) {
+                Some(m) => {
+                    let m = m.unwrap();
+                    out.push((m.partition(), m.offset(), String::from_utf8_lossy(m.payload().unwrap_or_default()).into_owned()));
+                    check = out.len() % 10_000 == 0;
+                }
+                None => check = true,
+            }
+        }
+    }
+}
+
+impl Drop for Broker {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+

@@ -1,0 +1,363 @@
+//! ML_PREDICT with the `openai` and `anthropic` providers against `sluice stub-llm`: barriers
+//! pass while requests are in flight, a restore re-issues in-flight requests and keeps
+//! cached answers, error policies (retries, adaptive concurrency, dead letters, fail), and
+//! API keys never leak.
+
+mod common;
+
+use std::collections::{BTreeMap, HashMap};
+use std::io::{BufRead, BufReader, Read, Write};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::broker::Broker;
+use common::{read_json_lines, Cluster};
+use serde_json::Value;
+
+const MINUTE: Duration = Duration::from_secs(60);
+
+/// A `sluice stub-llm` process, stopped when dropped.
+struct Stub {
+    child: Child,
+    url: String,
+    log: std::path::PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl Stub {
+    fn start(args: &[&str]) -> Stub {
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("requests.jsonl");
+        let mut child = Command::new(common::sluice_bin())
+            .arg("stub-llm")
+            .args(args)
+            .arg("--request-log")
+            .arg(&log)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let mut first = String::new();
+        BufReader::new(child.stdout.take().unwrap()).read_line(&mut first).unwrap();
+        let url = first.trim().strip_prefix("stub-llm listening on ").expect("the stub prints its address").to_string();
+        Stub { child, url, log, _dir: dir }
+    }
+
+    /// `GET /stats`.
+    fn stats(&self) -> Value {
+        let address = self.url.trim_start_matches("http://");
+        let mut stream = std::net::TcpStream::connect(address).unwrap();
+        write!(stream, "GET /stats HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\n\r\n").unwrap();
+        let mut response = String::new();
+        stream.read_to_string(&mut response).unwrap();
+        let body = response.split("\r\n\r\n").nth(1).unwrap_or_default();
+        serde_json::from_str(body).unwrap_or_else(|e| panic!("bad stats {response}: {e}"))
+    }
+
+    /// The request log: one JSON object per request.
+    fn requests(&self) -> Vec<Value> {
+        std::fs::read_to_string(&self.log).unwrap_or_default().lines().map(|l| serde_json::from_str(l).unwrap()).collect()
+    }
+}
+
+impl Drop for Stub {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Writes `rows` (id, question) as a JSON-lines file under `dir`.
+fn write_questions(dir: &Path, rows: &[(i64, String)]) {
+    std::fs::create_dir_all(dir).unwrap();
+    let text: String = rows.iter().map(|(id, q)| format!("{}\n", serde_json::json!({"id": id, "q": q}))).collect();
+    std::fs::write(dir.join("questions.json"), text).unwrap();
+}
+
+/// A model `assistant` of the stub, with extra options.
+fn model(stub: &Stub, provider: &str, options: &str) -> String {
+    let task = if provider == "anthropic" { "messages" } else { "chat-completion" };
+    format!(
+        "CREATE MODEL assistant INPUT (q STRING) OUTPUT (answer STRING) WITH (
+            'provider' = '{provider}', 'task' = '{task}', 'base_url' = '{url}/v1', 'model_name' = 'stub-model'{options});",
+        url = stub.url
+    )
+}
+
+/// The per-model metric `key` summed over the job's tasks.
+fn model_metric(status: &Value, key: &str) -> u64 {
+    status["tasks"].as_array().unwrap().iter().map(|t| t["operators"][format!("model.assistant.{key}")].as_u64().unwrap_or(0)).sum()
+}
+
+fn lowest_model_metric(status: &Value, key: &str) -> u64 {
+    status["tasks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|t| t["operators"][format!("model.assistant.{key}")].as_u64())
+        .min()
+        .unwrap_or(0)
+}
+
+/// With a 2 s stub and 500 ms checkpoints, checkpoints complete quickly while requests are
+/// in flight: the barrier does not wait for them.
+#[test]
+fn checkpoints_complete_while_requests_are_in_flight() {
+    let stub = Stub::start(&["--latency", "2s"]);
+    let cluster = Cluster::start(&[2], &["--checkpoint-dir", "{dir}/checkpoints"]);
+    let out = cluster.dir.path().join("out");
+    let sql = format!(
+        "SET 'execution.checkpointing.interval' = '500ms';
+        CREATE TABLE questions (id BIGINT, q STRING) WITH ('connector' = 'datagen', 'number-of-rows' = '300',
+            'rows-per-second' = '100', 'fields.id.kind' = 'sequence', 'fields.id.start' = '0', 'fields.id.end' = '299',
+            'fields.q.length' = '12');
+        {}
+        CREATE TABLE answers (id BIGINT, q STRING, answer STRING) WITH ('connector' = 'filesystem', 'path' = '{}', 'format' = 'json');
+        INSERT INTO answers SELECT * FROM TABLE(ML_PREDICT(TABLE questions, MODEL assistant, DESCRIPTOR(q)));",
+        model(&stub, "openai", ", 'api_key' = 'sk-test', 'max_concurrent_requests' = '100', 'request_timeout' = '10s'"),
+        out.display()
+    );
+    let job = cluster.submit(&sql, 1);
+    let mut completed_with_requests_in_flight = Vec::new();
+    let mut last_completed = 0;
+    let deadline = Instant::now() + 2 * MINUTE;
+    loop {
+        let status = cluster.status(&job);
+        let in_flight = stub.stats()["in_flight"].as_u64().unwrap();
+        let completed = status["checkpoints"]["completed"].as_u64().unwrap_or(0);
+        if completed > last_completed && in_flight > 0 && status["state"] == "RUNNING" {
+            completed_with_requests_in_flight.push((completed, in_flight, status["checkpoints"]["latest_duration_ms"].as_u64().unwrap()));
+            for task in status["tasks"].as_array().unwrap() {
+                let alignment = task["checkpoint"]["alignment_ms"].as_u64().unwrap_or(0);
+                assert!(alignment < 100, "alignment {alignment} ms: {task:#}");
+            }
+        }
+        last_completed = completed;
+        if status["state"] != "RUNNING" {
+            assert_eq!(status["state"], "FINISHED", "{status:#}\n{}", cluster.logs());
+            break;
+        }
+        assert!(Instant::now() < deadline, "the job did not finish: {}", cluster.logs());
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // Each request takes 2 s, yet checkpoints every ~500 ms completed with requests in flight.
+    assert!(completed_with_requests_in_flight.len() >= 4, "{completed_with_requests_in_flight:?}");
+    for (id, in_flight, duration_ms) in &completed_with_requests_in_flight {
+        assert!(*duration_ms < 1500, "checkpoint {id} took {duration_ms} ms with {in_flight} requests in flight");
+    }
+    let rows = read_json_lines(&out);
+    assert_eq!(rows.len(), 300);
+    assert!(rows.iter().all(|r| r["answer"].as_str().unwrap().starts_with("answer-")), "{:?}", rows.first());
+}
+
+/// A task manager dies with ~100 requests in flight: after the restore every row has exactly
+/// one output row in the exactly-once file sink, and with the cache, a question answered
+/// before the crash keeps its (random) answer: every row with the same question carries the
+/// same answer.
+#[test]
+fn a_restore_reissues_in_flight_requests_and_the_cache_keeps_answers() {
+    let stub = Stub::start(&["--latency", "uniform:600ms..1s", "--answers", "random"]);
+    let mut cluster = Cluster::start(&[1, 1], &["--checkpoint-dir", "{dir}/checkpoints", "--heartbeat-timeout", "2s"]);
+    let out = cluster.dir.path().join("out");
+    let rows = 3_000;
+    let sql = format!(
+        "SET 'execution.checkpointing.interval' = '300ms';
+        SET 'restart-strategy.type' = 'fixed-delay';
+        SET 'restart-strategy.fixed-delay.delay' = '200ms';
+        CREATE TABLE questions (id BIGINT, topic INT) WITH ('connector' = 'datagen', 'number-of-rows' = '{rows}',
+            'rows-per-second' = '150', 'fields.id.kind' = 'sequence', 'fields.id.start' = '0', 'fields.id.end' = '{last}',
+            'fields.topic.min' = '0', 'fields.topic.max' = '299');
+        CREATE MODEL assistant INPUT (topic INT) OUTPUT (answer STRING) WITH (
+            'provider' = 'openai', 'task' = 'chat-completion', 'base_url' = '{url}/v1', 'model_name' = 'stub-model',
+            'api_key' = 'sk-test', 'prompt_template' = 'Tell me about topic {{topic}}', 'max_concurrent_requests' = '100',
+            'cache.enabled' = 'true', 'request_timeout' = '10s');
+        CREATE TABLE answers (id BIGINT, topic INT, answer STRING) WITH ('connector' = 'filesystem', 'path' = '{out}', 'format' = 'json');
+        INSERT INTO answers SELECT * FROM TABLE(ML_PREDICT(TABLE questions, MODEL assistant, DESCRIPTOR(topic)));",
+        last = rows - 1,
+        url = stub.url,
+        out = out.display()
+    );
+    let job = cluster.submit(&sql, 2);
+    let deadline = Instant::now() + MINUTE;
+    let in_flight_at_kill = loop {
+        let status = cluster.status(&job);
+        let in_flight = stub.stats()["in_flight"].as_u64().unwrap();
+        if status["checkpoints"]["completed"].as_u64().unwrap_or(0) >= 3 && in_flight >= 100 {
+            break in_flight;
+        }
+        assert!(Instant::now() < deadline, "no checkpoints with requests in flight: {status:#}\n{}", cluster.logs());
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    cluster.taskmanagers[0].kill9();
+    cluster.add_taskmanager(1);
+    let status = cluster.wait_for(&job, &["FINISHED", "FAILED"], 3 * MINUTE);
+    assert_eq!(status["state"], "FINISHED", "{status:#}\n{}", cluster.logs());
+    assert!(status["restarts"].as_u64().unwrap() >= 1, "{status:#}");
+    assert!(in_flight_at_kill >= 100);
+
+    let output = read_json_lines(&out);
+    let mut ids: Vec<i64> = output.iter().map(|r| r["id"].as_i64().unwrap()).collect();
+    ids.sort_unstable();
+    ids.dedup();
+    assert_eq!(ids.len(), output.len(), "duplicated rows");
+    assert_eq!(ids, (0..rows).collect::<Vec<i64>>(), "rows lost");
+    // The restored attempt re-issued the checkpointed in-flight requests.
+    let logs = std::fs::read_to_string(cluster.dir.path().join("taskmanager-3.log")).unwrap_or_default();
+    assert!(logs.contains("restored ML_PREDICT rows"), "{}", cluster.logs());
+
+    // Random answers: only the cache makes every row of a topic carry the same answer.
+    let mut answers: HashMap<i64, String> = HashMap::new();
+    for row in &output {
+        let answer = row["answer"].as_str().unwrap().to_string();
+        let previous = answers.entry(row["topic"].as_i64().unwrap()).or_insert_with(|| answer.clone());
+        assert_eq!(*previous, answer, "topic {} got two answers", row["topic"]);
+    }
+    // Every committed answer is one the stub gave for that prompt.
+    let given: std::collections::HashSet<String> = stub.requests().iter().filter_map(|r| r["answer"].as_str().map(str::to_string)).collect();
+    assert!(answers.values().all(|a| given.contains(a)));
+    assert!(model_metric(&status, "cache_hits") > 0, "{status:#}");
+}
+
+/// A storm of 429s (60% of requests): the job retries, lowers its concurrency, and finishes
+/// with every row.
+#[test]
+fn a_429_storm_is_retried_with_lower_concurrency() {
+    let stub = Stub::start(&["--latency", "5ms", "--faults", "429=0.6", "--retry-after", "0"]);
+    let cluster = Cluster::start(&[2], &[]);
+    let dir = cluster.dir.path().join("in");
+    write_questions(&dir, &(0..200).map(|i| (i, format!("question {i}"))).collect::<Vec<_>>());
+    let out = cluster.dir.path().join("out");
+    let sql = format!(
+        "CREATE TABLE questions (id BIGINT, q STRING) WITH ('connector' = 'filesystem', 'path' = '{}', 'format' = 'json');
+        {}
+        CREATE TABLE answers (id BIGINT, q STRING, answer STRING) WITH ('connector' = 'filesystem', 'path' = '{}', 'format' = 'json');
+        INSERT INTO answers SELECT * FROM TABLE(ML_PREDICT(TABLE questions, MODEL assistant, DESCRIPTOR(q)));",
+        dir.display(),
+        model(&stub, "anthropic", ", 'api_key' = 'k', 'max_concurrent_requests' = '16', 'max_retries' = '30', 'retry.backoff' = '5ms', 'retry.max-backoff' = '50ms'"),
+        out.display()
+    );
+    let job = cluster.submit(&sql, 1);
+    let status = cluster.wait_for(&job, &["FINISHED", "FAILED"], 2 * MINUTE);
+    assert_eq!(status["state"], "FINISHED", "{status:#}\n{}", cluster.logs());
+    assert_eq!(read_json_lines(&out).len(), 200);
+    assert!(model_metric(&status, "http_429") > 50, "{status:#}");
+    assert!(model_metric(&status, "retries") >= model_metric(&status, "http_429"), "{status:#}");
+    assert!(lowest_model_metric(&status, "concurrency_limit_min") < 16, "{status:#}");
+    assert_eq!(model_metric(&status, "failed"), 0, "{status:#}");
+}
+
+/// A 400 is not retried and its row is dead-lettered with its error; a hang times out,
+/// is retried, then dead-lettered; a 503 that clears is retried into an answer. The API
+/// key appears in no log, status, plan or dead letter.
+#[test]
+fn failed_rows_go_to_the_dead_letter_topic_and_keys_never_leak() {
+    const KEY: &str = "sk-live-Zq81Secret4242";
+    let broker = Broker::start();
+    broker.create_topic("failed-predictions", 1);
+    let stub = Stub::start(&["--latency", "5ms", "--api-key", KEY]);
+    let mut cluster = Cluster::start(&[], &[]);
+    cluster.add_taskmanager_with_env(2, &[("SLUICE_SECRET_STUB_KEY", KEY)]);
+    let dir = cluster.dir.path().join("in");
+    let mut questions: Vec<(i64, String)> = (0..20).map(|i| (i, format!("question {i}"))).collect();
+    questions.push((100, "bad request [stub:400]".into()));
+    questions.push((101, "stuck [stub:hang]".into()));
+    questions.push((102, "flaky [stub:503x2]".into()));
+    write_questions(&dir, &questions);
+    let out = cluster.dir.path().join("out");
+    let sql = format!(
+        "CREATE TABLE questions (id BIGINT, q STRING) WITH ('connector' = 'filesystem', 'path' = '{}', 'format' = 'json');
+        {}
+        CREATE TABLE answers (id BIGINT, q STRING, answer STRING) WITH ('connector' = 'filesystem', 'path' = '{}', 'format' = 'json');
+        INSERT INTO answers SELECT * FROM TABLE(ML_PREDICT(TABLE questions, MODEL assistant, DESCRIPTOR(q)));",
+        dir.display(),
+        model(
+            &stub,
+            "openai",
+            &format!(
+                ", 'api_key' = '{{{{ secret.stub_key }}}}', 'request_timeout' = '300ms', 'max_retries' = '2', 'retry.backoff' = '10ms',
+                'on_error' = 'dead_letter', 'dead_letter.topic' = 'kafka:failed-predictions',
+                'dead-letter.properties.bootstrap.servers' = '{}'",
+                broker.address
+            )
+        ),
+        out.display()
+    );
+    let job = cluster.submit(&sql, 1);
+    let status = cluster.wait_for(&job, &["FINISHED", "FAILED"], 2 * MINUTE);
+    assert_eq!(status["state"], "FINISHED", "{status:#}\n{}", cluster.logs());
+    let mut ids: Vec<i64> = read_json_lines(&out).iter().map(|r| r["id"].as_i64().unwrap()).collect();
+    ids.sort_unstable();
+    assert_eq!(ids, (0..20).chain([102]).collect::<Vec<i64>>());
+
+    let letters: BTreeMap<i64, Value> = broker
+        .read_all("failed-predictions", 1)
+        .into_iter()
+        .map(|(_, _, v)| {
+            let letter: Value = serde_json::from_str(&v).unwrap();
+            (letter["input"]["id"].as_i64().unwrap(), letter)
+        })
+        .collect();
+    assert_eq!(letters.keys().copied().collect::<Vec<_>>(), vec![100, 101], "{letters:#?}");
+    let bad = &letters[&100];
+    assert_eq!(bad["http_status"], 400, "{bad}");
+    assert_eq!(bad["attempts"], 1, "{bad}");
+    assert!(bad["error"].as_str().unwrap().contains("not retried"), "{bad}");
+    assert_eq!(bad["input"]["q"], "bad request [stub:400]");
+    assert_eq!(bad["source"], "model assistant");
+    let hung = &letters[&101];
+    assert_eq!(hung["attempts"], 3, "{hung}");
+    assert!(hung["http_status"].is_null(), "{hung}");
+    assert!(hung["error"].as_str().unwrap().contains("no answer within"), "{hung}");
+
+    let attempts = |needle: &str| stub.requests().iter().filter(|r| r["prompt"].as_str().unwrap_or_default().contains(needle)).count();
+    assert_eq!(attempts("[stub:400]"), 1, "a 400 is not retried");
+    assert_eq!(attempts("[stub:hang]"), 3);
+    assert_eq!(attempts("[stub:503x2]"), 3);
+    assert_eq!(model_metric(&status, "dead_letters"), 2, "{status:#}");
+    assert_eq!(model_metric(&status, "timeouts"), 3, "{status:#}");
+
+    // The key is nowhere: logs, status, the plan, dead letters.
+    // EXPLAIN of the same job with the key written in the SQL.
+    std::fs::write(cluster.dir.path().join("plan.sql"), sql.replace("{{ secret.stub_key }}", KEY)).unwrap();
+    let explain = Command::new(common::sluice_bin()).arg("explain").arg(cluster.dir.path().join("plan.sql")).output().unwrap();
+    assert!(explain.status.success(), "{}", String::from_utf8_lossy(&explain.stderr));
+    let mut everything = String::from_utf8_lossy(&explain.stdout).into_owned();
+    everything.push_str(&String::from_utf8_lossy(&cluster.cli(&["status", &job]).stdout));
+    everything.push_str(&status.to_string());
+    for entry in std::fs::read_dir(cluster.dir.path()).unwrap().flatten() {
+        if entry.path().extension().is_some_and(|e| e == "log") {
+            everything.push_str(&std::fs::read_to_string(entry.path()).unwrap());
+        }
+    }
+    everything.push_str(&letters.values().map(Value::to_string).collect::<String>());
+    assert!(!everything.contains(KEY), "the API key leaked");
+    assert!(everything.contains("model assistant"), "the search covered the dead letters");
+}
+
+/// With `on_error` = `fail` (the default), a 400 fails the job with a message naming the
+/// model and the status, and a wrong key (401) is not retried.
+#[test]
+fn on_error_fail_names_the_model_and_the_status() {
+    let stub = Stub::start(&["--latency", "1ms", "--api-key", "right-key"]);
+    let cluster = Cluster::start(&[2], &[]);
+    for (key, question, status_code) in [("right-key", "oops [stub:400]", "400"), ("wrong-key-9876", "hello", "401")] {
+        let dir = cluster.dir.path().join(format!("in-{status_code}"));
+        write_questions(&dir, &[(1, "fine".into()), (2, question.into())]);
+        let sql = format!(
+            "CREATE TABLE questions (id BIGINT, q STRING) WITH ('connector' = 'filesystem', 'path' = '{}', 'format' = 'json');
+            {}
+            CREATE TABLE answers (id BIGINT, q STRING, answer STRING) WITH ('connector' = 'blackhole');
+            INSERT INTO answers SELECT * FROM TABLE(ML_PREDICT(TABLE questions, MODEL assistant, DESCRIPTOR(q)));",
+            dir.display(),
+            model(&stub, "openai", &format!(", 'api_key' = '{key}', 'max_retries' = '3'")),
+        );
+        let job = cluster.submit(&sql, 1);
+        let status = cluster.wait_for(&job, &["FINISHED", "FAILED"], MINUTE);
+        assert_eq!(status["state"], "FAILED", "{status:#}");
+        let text = status.to_string();
+        assert!(text.contains("model 'assistant'") && text.contains(&format!("HTTP status {status_code}")), "{status:#}");
+        assert!(text.contains("not retried"), "{status:#}");
+        assert!(!text.contains("wrong-key-9876"), "{status:#}");
+    }
+}
