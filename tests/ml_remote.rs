@@ -166,8 +166,8 @@ fn a_restore_reissues_in_flight_requests_and_the_cache_keeps_answers() {
         SET 'restart-strategy.type' = 'fixed-delay';
         SET 'restart-strategy.fixed-delay.delay' = '200ms';
         CREATE TABLE questions (id BIGINT, topic INT) WITH ('connector' = 'datagen', 'number-of-rows' = '{rows}',
-            'rows-per-second' = '150', 'fields.id.kind' = 'sequence', 'fields.id.start' = '0', 'fields.id.end' = '{last}',
-            'fields.topic.min' = '0', 'fields.topic.max' = '299');
+            'rows-per-second' = '300', 'fields.id.kind' = 'sequence', 'fields.id.start' = '0', 'fields.id.end' = '{last}',
+            'fields.topic.min' = '0', 'fields.topic.max' = '1499');
         CREATE MODEL assistant INPUT (topic INT) OUTPUT (answer STRING) WITH (
             'provider' = 'openai', 'task' = 'chat-completion', 'base_url' = '{url}/v1', 'model_name' = 'stub-model',
             'api_key' = 'sk-test', 'prompt_template' = 'Tell me about topic {{topic}}', 'max_concurrent_requests' = '100',

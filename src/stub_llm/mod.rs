@@ -179,6 +179,8 @@ async fn handle(State(stub): State<Arc<Stub>>, uri: Uri, headers: HeaderMap, bod
     tokio::time::sleep(wait).await;
     let response = match fault {
         Some(Fault::Hang) => {
+            // Logged now: the client gives up and the answer never comes.
+            stub.finish(&path, &prompt, "hang", started, StatusCode::OK.into_response(), None);
             tokio::time::sleep(Duration::from_secs(3600)).await;
             error(api, StatusCode::GATEWAY_TIMEOUT, "timeout", "hung")
         }
@@ -212,7 +214,7 @@ async fn handle(State(stub): State<Arc<Stub>>, uri: Uri, headers: HeaderMap, bod
         }
     };
     let outcome = match fault {
-        Some(Fault::Hang) => "hang".to_string(),
+        Some(Fault::Hang) => return response,
         Some(Fault::Malformed) => "malformed".to_string(),
         Some(Fault::Truncated) => "truncated".to_string(),
         _ => response.status().as_u16().to_string(),

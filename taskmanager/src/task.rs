@@ -270,14 +270,14 @@ impl Task {
 
     /// Feeds one message into the chain and sends what comes out; true after end of input.
     async fn handle(&mut self, message: Message) -> Result<bool, TaskError> {
+        let control = !matches!(message, Message::Data(_));
         if let Message::Data(batch) = &message {
             self.metrics.add_rows_in(batch.num_rows());
-            self.publish_operator_metrics(false);
-        } else {
-            self.publish_operator_metrics(true);
         }
         let mut snapshots = Vec::new();
         let out = self.chain.process(message, &mut snapshots).await?;
+        // After the message, so that what the end of input did is reported too.
+        self.publish_operator_metrics(control);
         self.send(out).await
     }
 
@@ -500,6 +500,7 @@ impl Task {
                 _ = tokio::time::sleep_until(timer.unwrap_or_else(tokio::time::Instant::now)), if timer.is_some() => {}
             }
             let out = self.chain.fire_timers().await?;
+            self.publish_operator_metrics(false);
             self.send(out).await?;
         }
         Ok(None)
@@ -557,6 +558,7 @@ impl Task {
                 message = gate.next(), if accepting => message?,
                 () = wake.notified() => {
                     let out = self.chain.fire_timers().await?;
+                    self.publish_operator_metrics(false);
                     self.send(out).await?;
                     continue;
                 }

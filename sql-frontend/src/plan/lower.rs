@@ -231,7 +231,8 @@ impl Lowering {
         Ok(stream)
     }
 
-    /// An ML_PREDICT operator after `input`.
+    /// An ML_PREDICT operator after `input` (behind a hash edge on the features when the
+    /// model caches answers).
     pub fn ml_predict(&mut self, input: &Stream, ml: &ResolvedMl) -> Stream {
         let spec = MlPredictSpec {
             model: ml.model.clone(),
@@ -246,6 +247,13 @@ impl Lowering {
         };
         let op = OperatorSpec { uid: String::new(), name: format!("ml_predict(model {}, provider {})", ml.model, ml.provider), kind: Some(Kind::MlPredict(spec)) };
         let parallelism = self.default_parallelism;
+        // Cached answers live in keyed state: rows with the same features must meet the
+        // same subtask (and key group), also after rescaling.
+        let cached = ml.config.get("cache.enabled").or_else(|| ml.options.get("cache.enabled")).is_some_and(|v| v.trim().eq_ignore_ascii_case("true"));
+        if cached {
+            let keys = ml.descriptor.iter().map(|&c| c as u32).collect();
+            return self.then(input, op, parallelism, Partitioning::Hash, keys, ml.output_schema.clone());
+        }
         self.then(input, op, parallelism, Partitioning::Forward, vec![], ml.output_schema.clone())
     }
 

@@ -2,8 +2,9 @@
 //! manager), keyed by the model version and the prompt, so that they are part of every
 //! checkpoint and a replay after a restore gets the answers the first run got.
 //!
-//! Entries are spread over this subtask's own key groups, so a restore at another
-//! parallelism hands every entry to some subtask. `cache.ttl` expires entries when read;
+//! An entry lives in the key group of its row's features, which the planner also routes
+//! rows by (a hash edge on the DESCRIPTOR columns), so a restore at another parallelism
+//! hands every entry to the subtask that will see its rows. `cache.ttl` expires entries when read;
 //! `cache.max-rows` evicts the oldest tenth when the cache grows past it.
 
 use std::sync::Arc;
@@ -35,6 +36,7 @@ pub struct AnswerCache {
     store: Arc<dyn KeyedStateStore>,
     config: CacheConfig,
     version: u64,
+    /// This subtask's key groups (inclusive start, exclusive end).
     key_groups: (u32, u32),
     rows: u64,
     seq: u64,
@@ -45,7 +47,7 @@ fn now_ms() -> u64 {
 }
 
 impl AnswerCache {
-    /// The cache in `store` for a model of `version`, over key groups `key_groups`
+    /// The cache in `store` for a model of `version`, for a subtask owning `key_groups`
     /// (inclusive start, exclusive end); counts the entries a restore brought.
     pub fn open(store: Arc<dyn KeyedStateStore>, config: CacheConfig, version: u64, key_groups: (u32, u32)) -> Result<Self> {
         let mut cache = AnswerCache { store, config, version, key_groups, rows: 0, seq: 0 };
@@ -66,19 +68,16 @@ impl AnswerCache {
         Ok(())
     }
 
-    fn key(&self, prompt: &str) -> Vec<u8> {
+    fn key(&self, key_group: u32, prompt: &str) -> Vec<u8> {
         let mut hasher = xxhash_rust::xxh3::Xxh3::new();
         hasher.update(&self.version.to_be_bytes());
         hasher.update(prompt.as_bytes());
-        let digest = hasher.digest128().to_be_bytes();
-        let span = (self.key_groups.1 - self.key_groups.0).max(1);
-        let key_group = self.key_groups.0 + (u64::from_be_bytes(digest[..8].try_into().unwrap_or_default()) % u64::from(span)) as u32;
-        state_key(key_group, ANSWERS, &digest)
+        state_key(key_group, ANSWERS, &hasher.digest128().to_be_bytes())
     }
 
-    /// The cached answer for `prompt`, if any and not expired.
-    pub fn get(&self, prompt: &str) -> Result<Option<Answer>> {
-        let Some(bytes) = self.store.get(&self.key(prompt))? else { return Ok(None) };
+    /// The cached answer for `prompt` (of a row in `key_group`), if any and not expired.
+    pub fn get(&self, key_group: u32, prompt: &str) -> Result<Option<Answer>> {
+        let Some(bytes) = self.store.get(&self.key(key_group, prompt))? else { return Ok(None) };
         let Ok(entry) = serde_json::from_slice::<Entry>(&bytes) else { return Ok(None) };
         if self.config.ttl.is_some_and(|ttl| now_ms().saturating_sub(entry.stored_ms) > ttl.as_millis() as u64) {
             return Ok(None);
@@ -86,9 +85,10 @@ impl AnswerCache {
         Ok(Some(entry.answer))
     }
 
-    /// Stores `answer` for `prompt`, evicting the oldest entries when over `max-rows`.
-    pub fn put(&mut self, prompt: &str, answer: &Answer) -> Result<()> {
-        let key = self.key(prompt);
+    /// Stores `answer` for `prompt` (of a row in `key_group`), evicting the oldest entries
+    /// when over `max-rows`.
+    pub fn put(&mut self, key_group: u32, prompt: &str, answer: &Answer) -> Result<()> {
+        let key = self.key(key_group, prompt);
         let fresh = self.store.get(&key)?.is_none();
         self.seq += 1;
         let value = serde_json::to_vec(&Entry { stored_ms: now_ms(), seq: self.seq, answer: answer.clone() })
@@ -140,16 +140,16 @@ mod tests {
     fn answers_are_kept_per_version_and_evicted_oldest_first() {
         let store: Arc<dyn KeyedStateStore> = Arc::new(MemoryStateStore::default());
         let mut cache = AnswerCache::open(store.clone(), config(10, None), 1, (0, 64)).unwrap();
-        cache.put("a", &Answer::Text("A".into())).unwrap();
-        assert_eq!(cache.get("a").unwrap(), Some(Answer::Text("A".into())));
-        assert_eq!(cache.get("b").unwrap(), None);
+        cache.put(3, "a", &Answer::Text("A".into())).unwrap();
+        assert_eq!(cache.get(3, "a").unwrap(), Some(Answer::Text("A".into())));
+        assert_eq!(cache.get(3, "b").unwrap(), None);
         let other_version = AnswerCache::open(store.clone(), config(10, None), 2, (0, 64)).unwrap();
-        assert_eq!(other_version.get("a").unwrap(), None);
+        assert_eq!(other_version.get(3, "a").unwrap(), None);
         for i in 0..20 {
-            cache.put(&format!("p{i}"), &Answer::Text(i.to_string())).unwrap();
+            cache.put(i % 64, &format!("p{i}"), &Answer::Text(i.to_string())).unwrap();
         }
         assert!(cache.rows() <= 10, "{}", cache.rows());
-        assert_eq!(cache.get("p19").unwrap(), Some(Answer::Text("19".into())));
+        assert_eq!(cache.get(19, "p19").unwrap(), Some(Answer::Text("19".into())));
         // A reopened cache counts what is stored.
         assert_eq!(AnswerCache::open(store, config(10, None), 1, (0, 64)).unwrap().rows(), cache.rows());
     }
@@ -158,8 +158,8 @@ mod tests {
     fn expired_answers_are_not_used() {
         let store: Arc<dyn KeyedStateStore> = Arc::new(MemoryStateStore::default());
         let mut cache = AnswerCache::open(store, config(10, Some(Duration::ZERO)), 1, (0, 1)).unwrap();
-        cache.put("a", &Answer::Text("A".into())).unwrap();
+        cache.put(0, "a", &Answer::Text("A".into())).unwrap();
         std::thread::sleep(Duration::from_millis(5));
-        assert_eq!(cache.get("a").unwrap(), None);
+        assert_eq!(cache.get(0, "a").unwrap(), None);
     }
 }

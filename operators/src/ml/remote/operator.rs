@@ -10,7 +10,7 @@
 //! (with their attempt counts) and the answered rows not emitted yet, and a restore
 //! re-issues the former and emits the latter.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -31,7 +31,7 @@ use super::config::{Api, OnError, RemoteConfig};
 use super::rows::{Prompter, Shaper};
 use super::stats::RemoteStats;
 use crate::connectors::kafka::dead_letter::{DeadLetter, DeadLetterWriter};
-use crate::keys::key_group_range;
+use crate::keys::{key_group, key_group_range, KeyHasher};
 use crate::schema::decode_schema;
 use crate::state::{Distribution, KeyedStateStore, OperatorState, StateInit};
 use crate::{Barrier, Collector, Operator, OperatorError, Result, TaskContext};
@@ -43,6 +43,8 @@ const EMBEDDING_LINGER: Duration = Duration::from_millis(5);
 struct Slot {
     /// The input row (one row).
     row: RecordBatch,
+    /// The key group of its features (where its cached answer lives).
+    key_group: u32,
     /// Its prompt, or why it has none.
     prompt: std::result::Result<String, String>,
     /// Attempts so far, updated by the request task.
@@ -86,7 +88,12 @@ pub struct AsyncPredict {
     dead_letters: Option<DeadLetterWriter>,
     keyed: Option<Arc<dyn KeyedStateStore>>,
     cache: Option<AnswerCache>,
+    /// With the cache: rows waiting for the answer of an earlier row with the same prompt.
+    followers: HashMap<String, Vec<u64>>,
+    hasher: KeyHasher,
+    max_parallelism: u32,
     restored: Vec<(RecordBatch, SavedSlot)>,
+    created: Instant,
 }
 
 impl AsyncPredict {
@@ -101,8 +108,11 @@ impl AsyncPredict {
         let input_columns = output.fields().len() - model_output.fields().len();
         let input = Arc::new(arrow::datatypes::Schema::new(output.fields()[..input_columns].to_vec()));
         let (completions_tx, completions) = mpsc::unbounded_channel();
+        let descriptor: Vec<usize> = spec.descriptor_columns.iter().map(|&c| c as usize).collect();
+        let hasher = KeyHasher::new(&input, &descriptor)?;
         Ok(AsyncPredict {
-            descriptor: spec.descriptor_columns.iter().map(|&c| c as usize).collect(),
+            hasher,
+            descriptor,
             input,
             output,
             prompter,
@@ -121,7 +131,10 @@ impl AsyncPredict {
             dead_letters: None,
             keyed: None,
             cache: None,
+            followers: HashMap::new(),
+            max_parallelism: crate::keys::DEFAULT_MAX_PARALLELISM,
             restored: Vec::new(),
+            created: Instant::now(),
             config,
         })
     }
@@ -131,29 +144,48 @@ impl AsyncPredict {
     }
 
     /// Takes one input row into a slot: answered from the cache, failed for want of a
-    /// prompt, or queued for a request.
-    fn admit(&mut self, row: RecordBatch, prompt: std::result::Result<String, String>, saved: Option<SavedSlot>) -> Result<()> {
+    /// prompt, attached to an in-flight request for the same prompt (with the cache), or
+    /// queued for a request.
+    fn admit(&mut self, row: RecordBatch, key_group: u32, prompt: std::result::Result<String, String>, saved: Option<SavedSlot>) -> Result<()> {
         let seq = self.next_seq;
         self.next_seq += 1;
         let attempts = Arc::new(AtomicU32::new(saved.as_ref().map_or(0, |s| s.attempts)));
         let mut result = saved.and_then(|s| s.result);
+        let mut queue = result.is_none();
         if result.is_none() {
             match &prompt {
-                Err(message) => result = Some(Err(Failure { message: message.clone(), status: None, attempts: 0 })),
-                Ok(p) => {
-                    if let Some(answer) = self.cache.as_ref().map(|c| c.get(p)).transpose()?.flatten() {
+                Err(message) => {
+                    result = Some(Err(Failure { message: message.clone(), status: None, attempts: 0 }));
+                    queue = false;
+                }
+                Ok(p) if self.cache.is_some() => {
+                    if let Some(answer) = self.cache.as_ref().map(|c| c.get(key_group, p)).transpose()?.flatten() {
                         RemoteStats::bump(&self.stats.cache_hits);
                         result = Some(Ok(answer));
+                        queue = false;
+                    } else if let Some(waiting) = self.followers.get_mut(p) {
+                        // The same prompt is being asked: share its answer.
+                        waiting.push(seq);
+                        RemoteStats::bump(&self.stats.cache_hits);
+                        queue = false;
+                    } else {
+                        self.followers.insert(p.clone(), Vec::new());
                     }
                 }
+                Ok(_) => {}
             }
         }
-        if result.is_none() {
+        if queue {
             self.unsent.push(seq);
             self.oldest_unsent.get_or_insert_with(Instant::now);
         }
-        self.slots.insert(seq, Slot { row, prompt, attempts, result });
+        self.slots.insert(seq, Slot { row, key_group, prompt, attempts, result });
         Ok(())
+    }
+
+    /// The key group of each row of `batch` (by its features).
+    fn key_groups(&self, batch: &RecordBatch) -> Result<Vec<u32>> {
+        Ok(self.hasher.hashes(batch)?.into_iter().map(|h| key_group(h, self.max_parallelism)).collect())
     }
 
     /// Sends queued rows: whole requests, or everything when `all`.
@@ -181,23 +213,28 @@ impl AsyncPredict {
         self.oldest_unsent = if self.unsent.is_empty() { None } else { self.oldest_unsent.or_else(|| Some(Instant::now())) };
     }
 
-    /// Records a finished request in its slots (and the cache).
+    /// Records a finished request in its slots, the slots waiting for the same prompts,
+    /// and the cache.
     fn complete(&mut self, completion: Completion) -> Result<()> {
-        match completion.result {
-            Ok(answers) => {
-                for (seq, answer) in completion.seqs.iter().zip(answers) {
-                    let Some(slot) = self.slots.get_mut(seq) else { continue };
-                    if let (Some(cache), Ok(prompt)) = (self.cache.as_mut(), &slot.prompt) {
-                        cache.put(prompt, &answer)?;
+        let results: Vec<std::result::Result<Answer, Failure>> = match completion.result {
+            Ok(answers) => answers.into_iter().map(Ok).collect(),
+            Err(failure) => vec![Err(failure); completion.seqs.len()],
+        };
+        for (seq, result) in completion.seqs.iter().zip(results) {
+            let Some(slot) = self.slots.get_mut(seq) else { continue };
+            let followers = match &slot.prompt {
+                Ok(prompt) => {
+                    if let (Some(cache), Ok(answer)) = (self.cache.as_mut(), &result) {
+                        cache.put(slot.key_group, prompt, answer)?;
                     }
-                    slot.result = Some(Ok(answer));
+                    self.followers.remove(prompt).unwrap_or_default()
                 }
-            }
-            Err(failure) => {
-                for seq in &completion.seqs {
-                    if let Some(slot) = self.slots.get_mut(seq) {
-                        slot.result = Some(Err(failure.clone()));
-                    }
+                Err(_) => Vec::new(),
+            };
+            slot.result = Some(result.clone());
+            for follower in followers {
+                if let Some(slot) = self.slots.get_mut(&follower) {
+                    slot.result = Some(result.clone());
                 }
             }
         }
@@ -374,6 +411,7 @@ fn row_json(row: &RecordBatch) -> Result<Map<String, Value>> {
 impl Operator for AsyncPredict {
     async fn open(&mut self, ctx: &TaskContext) -> Result<()> {
         self.wake = ctx.wake.clone();
+        self.max_parallelism = ctx.max_parallelism;
         let client = Client::new(self.config.clone(), self.stats.clone()).map_err(|m| self.config.error(m))?;
         self.client = Some(Arc::new(client));
         if let OnError::DeadLetter { target, properties } = &self.config.on_error {
@@ -393,7 +431,8 @@ impl Operator for AsyncPredict {
         for (row, saved) in restored {
             let features = row.project(&self.descriptor).map_err(Self::arrow)?;
             let prompt = self.prompter.prompts(&features).pop().unwrap_or_else(|| Err("no row".into()));
-            self.admit(row, prompt, Some(saved))?;
+            let key_group = self.key_groups(&row)?.first().copied().unwrap_or_default();
+            self.admit(row, key_group, prompt, Some(saved))?;
         }
         self.dispatch(true);
         tracing::info!(task = %ctx.task_name, model = %self.config.model, endpoint = %self.config.endpoint, "model ready");
@@ -421,8 +460,9 @@ impl Operator for AsyncPredict {
         }
         let features = batch.project(&self.descriptor).map_err(Self::arrow)?;
         let prompts = self.prompter.prompts(&features);
+        let key_groups = if self.cache.is_some() { self.key_groups(&batch)? } else { vec![0; batch.num_rows()] };
         for (i, prompt) in prompts.into_iter().enumerate() {
-            self.admit(batch.slice(i, 1), prompt, None)?;
+            self.admit(batch.slice(i, 1), key_groups[i], prompt, None)?;
         }
         self.dispatch(false);
         self.emit_ready(out)
@@ -452,7 +492,8 @@ impl Operator for AsyncPredict {
 
     fn deadline(&self) -> Option<Instant> {
         if !self.completions.is_empty() {
-            return Some(Instant::now());
+            // Due already: any instant in the past.
+            return Some(self.created);
         }
         self.oldest_unsent.map(|t| t + EMBEDDING_LINGER)
     }
