@@ -8,6 +8,7 @@ use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+use common::broker::Broker;
 use common::{read_json_lines, Cluster};
 use serde_json::Value;
 
@@ -96,7 +97,8 @@ print(json.dumps([float(p[1]) for p in probabilities]))
     assert!(expected.iter().any(|&p| p > 0.8) && expected.iter().any(|&p| p < 0.2), "the model separates the rows");
 }
 
-/// A NULL feature fails the job naming the column, or is skipped with on_error = skip.
+/// A NULL feature fails the job naming the column, is skipped with on_error = skip, or is
+/// written to a Kafka topic with on_error = dead_letter.
 #[test]
 fn null_features_follow_on_error() {
     let dir = tempfile::tempdir().unwrap();
@@ -113,6 +115,26 @@ fn null_features_follow_on_error() {
     let rows = read_json_lines(&out);
     assert!(rows.len() > 800 && rows.len() < 1_000, "{} rows kept", rows.len());
     assert!(rows.iter().all(|r| !r["user_age"].is_null()));
+
+    // dead_letter: the dropped rows reach the topic with their error, the others are scored.
+    let broker = Broker::start();
+    broker.create_topic("bad-features", 1);
+    let out = dir.path().join("dead-lettered");
+    let options = format!(
+        ", 'on_error' = 'dead_letter', 'dead_letter.topic' = 'kafka:bad-features', 'dead-letter.properties.bootstrap.servers' = '{}'",
+        broker.address
+    );
+    let run = sluice_run(&scoring_job(1_000, &out, &options, 1_000_000), dir.path(), &[]);
+    assert!(run.status.success(), "{}", String::from_utf8_lossy(&run.stderr));
+    let scored = read_json_lines(&out).len();
+    let letters: Vec<Value> = broker.read_all("bad-features", 1).iter().map(|(_, _, v)| serde_json::from_str(v).unwrap()).collect();
+    assert_eq!(scored + letters.len(), 1_000, "every row is scored or dead-lettered");
+    assert!(!letters.is_empty());
+    for letter in &letters {
+        assert!(letter["input"]["user_age"].is_null(), "{letter}");
+        assert_eq!(letter["error"], "INPUT column 'user_age' is NULL", "{letter}");
+        assert_eq!(letter["source"], "model fraud_classifier");
+    }
 }
 
 /// A missing model file fails the job at start with the reason.

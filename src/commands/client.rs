@@ -212,12 +212,23 @@ pub async fn status(args: StatusArgs) -> Result<ExitCode> {
         println!("info:  {}", status.message);
     }
     let skipped: u64 = status.tasks.iter().map(|t| t.metrics.clone().unwrap_or_default().records_skipped).sum();
-    // Operators' metrics over all subtasks: counts add up, latencies take the highest.
+    // Operators' metrics over all subtasks: counts add up, latencies take the highest,
+    // lowest values (`*_min`) the lowest.
     let mut operators: std::collections::BTreeMap<String, u64> = std::collections::BTreeMap::new();
     for t in &status.tasks {
         for (name, value) in t.metrics.clone().unwrap_or_default().operators {
-            let entry = operators.entry(name.clone()).or_default();
-            *entry = if name.contains("latency") { (*entry).max(value) } else { *entry + value };
+            operators
+                .entry(name.clone())
+                .and_modify(|entry| {
+                    *entry = if name.contains("latency") {
+                        (*entry).max(value)
+                    } else if name.ends_with("_min") {
+                        (*entry).min(value)
+                    } else {
+                        *entry + value
+                    }
+                })
+                .or_insert(value);
         }
     }
     for (name, value) in &operators {

@@ -23,6 +23,7 @@ WITH (
   'ordered_output' = 'true',
   'on_error' = 'dead_letter',
   'dead_letter.topic' = 'kafka:failed-predictions',
+  'dead-letter.properties.bootstrap.servers' = 'kafka:9092',
   'retry.on_codes' = '429,503,504'
 );
 

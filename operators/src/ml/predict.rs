@@ -5,7 +5,8 @@
 //! Each output row is the input row followed by the model's OUTPUT columns.
 //!
 //! A row with a NULL feature follows `on-error`: `fail` stops the job naming the model and
-//! the column; `skip` drops the row and counts it.
+//! the column; `skip` drops the row and counts it; `dead_letter` also writes it to
+//! `dead-letter.topic` (`kafka:TOPIC`).
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -18,6 +19,8 @@ use sluice_proto::MlPredictSpec;
 use tokio::time::Instant;
 
 use super::local::OnnxModel;
+use super::providers::DEAD_LETTER_PROPERTIES;
+use crate::connectors::kafka::dead_letter::{row_json, DeadLetter, DeadLetterWriter};
 
 /// A model a provider opened for one task: it scores batches of rows. Providers that run in
 /// the task manager (`local`) implement it; ML_PREDICT calls it on the blocking pool.
@@ -55,6 +58,7 @@ struct ModelStats {
     rows: u64,
     batches: u64,
     skipped: u64,
+    dead_letters: u64,
     latencies_us: Vec<u64>,
 }
 
@@ -78,6 +82,8 @@ pub struct MlPredict {
     batch_size: usize,
     linger: Duration,
     skip_bad_rows: bool,
+    dead_letter: Option<(String, BTreeMap<String, String>)>,
+    dead_letters: Option<DeadLetterWriter>,
     predictor: Option<Box<dyn Predictor>>,
     buffer: Vec<RecordBatch>,
     buffered_rows: usize,
@@ -101,12 +107,18 @@ impl MlPredict {
             Some(v) => parse_duration(v).map_err(|e| error(&model, format!("'batch-linger' = '{v}': {e}")))?,
             None => DEFAULT_LINGER,
         };
-        let skip_bad_rows = match options.get("on-error").map(String::as_str) {
-            None | Some("fail") => false,
-            Some("skip") => true,
-            Some(other) => {
-                return Err(error(&model, format!("'on-error' = '{other}' is not available for the local provider yet; use 'fail' or 'skip'")))
+        let (skip_bad_rows, dead_letter) = match options.get("on-error").map(String::as_str) {
+            None | Some("fail") => (false, None),
+            Some("skip") => (true, None),
+            Some("dead_letter") => {
+                let target = options.get("dead-letter.topic").cloned().ok_or_else(|| error(&model, "'on_error' = 'dead_letter' needs 'dead_letter.topic'"))?;
+                let properties: BTreeMap<String, String> = options
+                    .iter()
+                    .filter_map(|(k, v)| k.strip_prefix(DEAD_LETTER_PROPERTIES).map(|k| (k.to_string(), v.clone())))
+                    .collect();
+                (true, Some((target, properties)))
             }
+            Some(other) => return Err(error(&model, format!("'on-error' = '{other}' is not one of 'fail', 'skip', 'dead_letter'"))),
         };
         Ok(MlPredict {
             provider: spec.provider.clone(),
@@ -119,6 +131,8 @@ impl MlPredict {
             batch_size,
             linger,
             skip_bad_rows,
+            dead_letter,
+            dead_letters: None,
             predictor: None,
             buffer: Vec::new(),
             buffered_rows: 0,
@@ -151,6 +165,19 @@ impl MlPredict {
         }
         let Some(keep) = keep else { return Ok(batch) };
         self.stats.skipped += keep.iter().filter(|k| !**k).count() as u64;
+        if let Some(writer) = &mut self.dead_letters {
+            for row in keep.iter().enumerate().filter(|(_, k)| !**k).map(|(row, _)| row) {
+                let null = self.descriptor.iter().position(|&c| batch.column(c).is_null(row)).unwrap_or_default();
+                writer.write(&DeadLetter {
+                    input: row_json(&batch.slice(row, 1))?,
+                    error: format!("INPUT column '{}' is NULL", self.model_input.field(null).name()),
+                    http_status: None,
+                    attempts: 0,
+                    source: format!("model {}", self.model),
+                })?;
+                self.stats.dead_letters += 1;
+            }
+        }
         arrow::compute::filter_record_batch(&batch, &BooleanArray::from(keep)).map_err(|e| OperatorError::arrow("ML_PREDICT", e))
     }
 
@@ -223,6 +250,9 @@ impl Operator for MlPredict {
             .map_err(|e| error(&self.model, format!("loading stopped: {e}")))??;
         tracing::info!(task = %ctx.task_name, model = %self.model, "model ready");
         self.predictor = Some(loaded);
+        if let Some((target, properties)) = &self.dead_letter {
+            self.dead_letters = Some(DeadLetterWriter::open(target, properties)?);
+        }
         Ok(())
     }
 
@@ -244,7 +274,11 @@ impl Operator for MlPredict {
     }
 
     async fn on_barrier(&mut self, _barrier: Barrier, out: &mut Collector) -> Result<()> {
-        self.flush(true, out).await
+        self.flush(true, out).await?;
+        if let Some(writer) = &mut self.dead_letters {
+            writer.flush().await?;
+        }
+        Ok(())
     }
 
     fn metrics(&self) -> Vec<(String, u64)> {
@@ -253,6 +287,7 @@ impl Operator for MlPredict {
             (name("rows"), self.stats.rows),
             (name("batches"), self.stats.batches),
             (name("skipped"), self.stats.skipped),
+            (name("dead_letters"), self.stats.dead_letters),
             (name("latency_p50_us"), self.stats.percentile(0.5)),
             (name("latency_p99_us"), self.stats.percentile(0.99)),
         ]
@@ -268,6 +303,9 @@ impl Operator for MlPredict {
 
     async fn finish(&mut self, out: &mut Collector) -> Result<()> {
         self.flush(true, out).await?;
+        if let Some(writer) = &mut self.dead_letters {
+            writer.flush().await?;
+        }
         tracing::info!(
             model = %self.model,
             rows = self.stats.rows,

@@ -220,13 +220,13 @@ pub const PROVIDERS: &[Provider] = &[
     Provider {
         name: "local",
         groups: &[RUNTIME, RELIABILITY, BATCHING, LOCAL],
-        open_prefixes: &[],
+        open_prefixes: &[DEAD_LETTER_PROPERTIES],
         base_url_paths: &[],
     },
     Provider {
         name: "generic-python",
         groups: &[RUNTIME, RELIABILITY, BATCHING, GENERIC_PYTHON],
-        open_prefixes: &["properties."],
+        open_prefixes: &["properties.", DEAD_LETTER_PROPERTIES],
         base_url_paths: &[],
     },
 ];

@@ -6,6 +6,7 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+use arrow::record_batch::RecordBatch;
 use rdkafka::config::ClientConfig;
 use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord};
 use serde_json::{Map, Value};
@@ -38,6 +39,22 @@ impl DeadLetter {
         out.insert("input".into(), Value::Object(self.input.clone()));
         Value::Object(out)
     }
+}
+
+/// The first row of `batch` as a JSON object (a dead letter's `input`).
+pub fn row_json(batch: &RecordBatch) -> Result<Map<String, Value>> {
+    let arrow = |e| OperatorError::arrow("dead letter", e);
+    let mut buffer = Vec::new();
+    {
+        let mut writer = arrow::json::LineDelimitedWriter::new(&mut buffer);
+        writer.write(&batch.slice(0, batch.num_rows().min(1))).map_err(arrow)?;
+        writer.finish().map_err(arrow)?;
+    }
+    let line = buffer.split(|b| *b == b'\n').next().unwrap_or_default();
+    Ok(match serde_json::from_slice::<Value>(line) {
+        Ok(Value::Object(map)) => map,
+        _ => Map::new(),
+    })
 }
 
 /// Where dead letters go: `kafka:TOPIC`.

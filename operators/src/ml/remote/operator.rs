@@ -30,7 +30,7 @@ use super::client::{Client, Failure};
 use super::config::{Api, OnError, RemoteConfig};
 use super::rows::{Prompter, Shaper};
 use super::stats::RemoteStats;
-use crate::connectors::kafka::dead_letter::{DeadLetter, DeadLetterWriter};
+use crate::connectors::kafka::dead_letter::{row_json, DeadLetter, DeadLetterWriter};
 use crate::keys::{key_group, key_group_range, KeyHasher};
 use crate::schema::decode_schema;
 use crate::state::{Distribution, KeyedStateStore, OperatorState, StateInit};
@@ -246,6 +246,8 @@ impl AsyncPredict {
         while let Ok(completion) = self.completions.try_recv() {
             self.complete(completion)?;
         }
+        // Finished request tasks leave the set (they reported through the channel).
+        while self.requests.try_join_next().is_some() {}
         Ok(())
     }
 
@@ -391,20 +393,6 @@ impl AsyncPredict {
         }
         Ok(saved.into_iter().enumerate().map(|(i, s)| (all.slice(i, 1), s)).collect())
     }
-}
-
-/// The row as a JSON object (for dead letters).
-fn row_json(row: &RecordBatch) -> Result<Map<String, Value>> {
-    let mut buffer = Vec::new();
-    {
-        let mut writer = arrow::json::LineDelimitedWriter::new(&mut buffer);
-        writer.write(row).map_err(AsyncPredict::arrow)?;
-        writer.finish().map_err(AsyncPredict::arrow)?;
-    }
-    Ok(serde_json::from_slice::<Value>(buffer.split(|b| *b == b'\n').next().unwrap_or_default())
-        .ok()
-        .and_then(|v| if let Value::Object(m) = v { Some(m) } else { None })
-        .unwrap_or_default())
 }
 
 #[async_trait]
