@@ -4,7 +4,7 @@
 //! 2 × 100 / 0.05 s = 4,000 rows/s (chat) and 2 × 100 × 16 / 0.05 s = 64,000 rows/s
 //! (embeddings, `batch_size` 16), and the memory each in-flight request costs (peak RSS
 //! at 1,000 in flight minus at 10, per request). Run with `cargo bench --bench ml_remote`;
-//! `SLUICE_BENCH_SECONDS` sets the ideal length of each run (default 10).
+//! `SLUICE_BENCH_SECONDS` sets the ideal length of each run (default 20).
 
 use std::io::{BufRead, BufReader};
 use std::path::Path;
@@ -91,7 +91,7 @@ fn run(stub: &Stub, dir: &Path, rows: u64, task: &str, concurrency: u32, batch: 
 }
 
 fn main() {
-    let seconds: f64 = std::env::var("SLUICE_BENCH_SECONDS").ok().and_then(|s| s.parse().ok()).unwrap_or(10.0);
+    let seconds: f64 = std::env::var("SLUICE_BENCH_SECONDS").ok().and_then(|s| s.parse().ok()).unwrap_or(20.0);
     let dir = tempfile::tempdir().unwrap();
     let stub = Stub::start("50ms");
     let started = Instant::now();

@@ -361,3 +361,78 @@ fn on_error_fail_names_the_model_and_the_status() {
         assert!(!text.contains("wrong-key-9876"), "{status:#}");
     }
 }
+
+/// Malformed and truncated answers are retried until a good one comes.
+#[test]
+fn malformed_and_truncated_answers_are_retried() {
+    let stub = Stub::start(&["--latency", "1ms", "--faults", "malformed=0.3,truncated=0.3"]);
+    let cluster = Cluster::start(&[2], &[]);
+    let dir = cluster.dir.path().join("in");
+    write_questions(&dir, &(0..100).map(|i| (i, format!("question {i}"))).collect::<Vec<_>>());
+    let out = cluster.dir.path().join("out");
+    let sql = format!(
+        "CREATE TABLE questions (id BIGINT, q STRING) WITH ('connector' = 'filesystem', 'path' = '{}', 'format' = 'json');
+        {}
+        CREATE TABLE answers (id BIGINT, q STRING, answer STRING) WITH ('connector' = 'filesystem', 'path' = '{}', 'format' = 'json');
+        INSERT INTO answers SELECT * FROM TABLE(ML_PREDICT(TABLE questions, MODEL assistant, DESCRIPTOR(q)));",
+        dir.display(),
+        model(&stub, "openai", ", 'api_key' = 'k', 'max_retries' = '30', 'retry.backoff' = '1ms', 'retry.max-backoff' = '5ms'"),
+        out.display()
+    );
+    let job = cluster.submit(&sql, 1);
+    let status = cluster.wait_for(&job, &["FINISHED", "FAILED"], MINUTE);
+    assert_eq!(status["state"], "FINISHED", "{status:#}\n{}", cluster.logs());
+    let rows = read_json_lines(&out);
+    assert_eq!(rows.len(), 100);
+    assert!(rows.iter().all(|r| r["answer"].as_str().unwrap().starts_with("answer-")));
+    let outcomes = &stub.stats()["outcomes"];
+    assert!(outcomes["malformed"].as_u64().unwrap_or(0) > 0 && outcomes["truncated"].as_u64().unwrap_or(0) > 0, "{outcomes}");
+    assert_eq!(model_metric(&status, "retries"), outcomes["malformed"].as_u64().unwrap() + outcomes["truncated"].as_u64().unwrap());
+}
+
+/// Embeddings send `batch_size` rows per request into an ARRAY<FLOAT> column; JSON answers
+/// fill several OUTPUT columns by name; token usage and cost are counted.
+#[test]
+fn embeddings_batch_rows_and_json_answers_fill_columns() {
+    let stub = Stub::start(&["--latency", "1ms", "--embedding-dim", "8"]);
+    let cluster = Cluster::start(&[2], &[]);
+    let dir = cluster.dir.path().join("in");
+    write_questions(&dir, &(0..10).map(|i| (i, format!("text {i}"))).collect::<Vec<_>>());
+    let vectors = cluster.dir.path().join("vectors");
+    let labels = cluster.dir.path().join("labels");
+    let sql = format!(
+        "CREATE TABLE questions (id BIGINT, q STRING) WITH ('connector' = 'filesystem', 'path' = '{input}', 'format' = 'json');
+        CREATE MODEL embedder INPUT (q STRING) OUTPUT (embedding ARRAY<FLOAT>) WITH ('provider' = 'openai', 'task' = 'embeddings',
+            'base_url' = '{url}/v1', 'model_name' = 'text-embedding-3-small', 'api_key' = 'k', 'batch_size' = '4');
+        CREATE MODEL assistant INPUT (q STRING) OUTPUT (label STRING, score DOUBLE) WITH ('provider' = 'openai',
+            'base_url' = '{url}/v1', 'model_name' = 'gpt', 'api_key' = 'k', 'response_format' = 'json_object',
+            'cost.input_per_1k_tokens' = '1000', 'cost.output_per_1k_tokens' = '1000');
+        CREATE TABLE vectors (id BIGINT, q STRING, embedding ARRAY<FLOAT>) WITH ('connector' = 'filesystem', 'path' = '{vectors}', 'format' = 'json');
+        CREATE TABLE labels (id BIGINT, q STRING, label STRING, score DOUBLE) WITH ('connector' = 'filesystem', 'path' = '{labels}', 'format' = 'json');
+        INSERT INTO vectors SELECT * FROM TABLE(ML_PREDICT(TABLE questions, MODEL embedder, DESCRIPTOR(q)));
+        INSERT INTO labels SELECT * FROM TABLE(ML_PREDICT(TABLE questions, MODEL assistant, DESCRIPTOR(q)));",
+        input = dir.display(),
+        url = stub.url,
+        vectors = vectors.display(),
+        labels = labels.display()
+    );
+    // A script's INSERTs form one job.
+    let job = cluster.submit(&sql, 1);
+    let status = cluster.wait_for(&job, &["FINISHED", "FAILED"], MINUTE);
+    assert_eq!(status["state"], "FINISHED", "{status:#}\n{}", cluster.logs());
+    let vectors = read_json_lines(&vectors);
+    assert_eq!(vectors.len(), 10);
+    assert!(vectors.iter().all(|r| r["embedding"].as_array().unwrap().len() == 8), "{:?}", vectors[0]);
+    let embedding_requests = stub.requests().iter().filter(|r| r["path"].as_str().unwrap().ends_with("/embeddings")).count();
+    assert_eq!(embedding_requests, 3, "10 rows in requests of up to 4");
+    let labels = read_json_lines(&labels);
+    assert_eq!(labels.len(), 10);
+    for row in &labels {
+        let score = row["score"].as_f64().unwrap();
+        assert!((0.0..1.0).contains(&score), "{row}");
+        assert_eq!(row["label"], if score >= 0.5 { "positive" } else { "negative" }, "{row}");
+    }
+    let tokens = model_metric(&status, "prompt_tokens") + model_metric(&status, "completion_tokens");
+    assert!(tokens > 0, "{status:#}");
+    assert_eq!(model_metric(&status, "cost_micro_usd"), tokens * 1_000_000, "{status:#}");
+}

@@ -20,6 +20,7 @@ use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
+use axum::serve::ListenerExt;
 use axum::{Json, Router};
 use rand::Rng;
 use serde_json::{json, Value};
@@ -111,6 +112,10 @@ pub async fn run(args: StubArgs) -> anyhow::Result<std::process::ExitCode> {
     let listener = tokio::net::TcpListener::bind(&args.listen).await.with_context(|| format!("cannot listen on {}", args.listen))?;
     println!("stub-llm listening on http://{}", listener.local_addr()?);
     std::io::stdout().flush()?;
+    // Small answers on kept-alive connections: no Nagle delay.
+    let listener = listener.tap_io(|tcp| {
+        let _ = tcp.set_nodelay(true);
+    });
     axum::serve(listener, app).await.context("the stub server failed")?;
     Ok(std::process::ExitCode::SUCCESS)
 }

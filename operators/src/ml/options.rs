@@ -97,15 +97,6 @@ pub fn validate_model_options(provider: &str, options: &BTreeMap<String, String>
         }
     }
     check_dead_letter(&entries)?;
-    let dead_letter = entries.get(ON_ERROR).is_some_and(|e| e.value.trim().eq_ignore_ascii_case(DEAD_LETTER));
-    let brokers = format!("{}bootstrap.servers", providers::DEAD_LETTER_PROPERTIES);
-    if dead_letter && provider.open_prefixes.contains(&providers::DEAD_LETTER_PROPERTIES) && !entries.contains_key(&brokers) {
-        return Err(ModelOptionError {
-            key: entries.get(ON_ERROR).map(|e| e.written.to_string()),
-            message: format!("'on_error' = 'dead_letter' needs the Kafka brokers of the dead-letter topic (option '{brokers}')"),
-            hint: Some(format!("add '{brokers}' = 'HOST:PORT'")),
-        });
-    }
     if let Some(entry) = entries.get(ENDPOINT).filter(|e| e.mapping == ValueMapping::BaseUrl) {
         let task = canonical.get(TASK).map(|t| t.to_ascii_lowercase());
         let path = provider

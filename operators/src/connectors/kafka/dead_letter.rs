@@ -57,6 +57,9 @@ pub fn row_json(batch: &RecordBatch) -> Result<Map<String, Value>> {
     })
 }
 
+/// The task manager's environment variable with the default dead-letter brokers.
+pub const BOOTSTRAP_ENV: &str = "SLUICE_DEAD_LETTER_BOOTSTRAP_SERVERS";
+
 /// Where dead letters go: `kafka:TOPIC`.
 pub fn parse_target(target: &str) -> std::result::Result<String, String> {
     match target.trim().split_once(':') {
@@ -74,15 +77,25 @@ pub struct DeadLetterWriter {
 }
 
 impl DeadLetterWriter {
-    /// A writer for `target` (`kafka:TOPIC`) with librdkafka `properties`, which must name
-    /// `bootstrap.servers`.
+    /// A writer for `target` (`kafka:TOPIC`) with librdkafka `properties`; without
+    /// `bootstrap.servers` there, the task manager's `SLUICE_DEAD_LETTER_BOOTSTRAP_SERVERS`
+    /// names the brokers.
     pub fn open(target: &str, properties: &BTreeMap<String, String>) -> Result<Self> {
         let context = format!("dead-letter target '{target}'");
         let topic = parse_target(target).map_err(|m| OperatorError::config(context.clone(), m))?;
-        if !properties.contains_key("bootstrap.servers") {
-            return Err(OperatorError::config(context, "set the Kafka 'bootstrap.servers' of the dead-letter topic"));
-        }
         let mut config = ClientConfig::new();
+        match std::env::var(BOOTSTRAP_ENV) {
+            Ok(servers) if !properties.contains_key("bootstrap.servers") => {
+                config.set("bootstrap.servers", servers);
+            }
+            _ if !properties.contains_key("bootstrap.servers") => {
+                return Err(OperatorError::config(
+                    context,
+                    format!("no Kafka brokers for the dead-letter topic: set 'dead-letter.properties.bootstrap.servers' in the model, or {BOOTSTRAP_ENV} on the task managers"),
+                ))
+            }
+            _ => {}
+        }
         for (k, v) in properties {
             config.set(k, v);
         }

@@ -197,8 +197,6 @@ fn bad_options_name_the_key_and_the_fix() {
             "option 'dead_letter.topic' is only used when 'on-error' = 'dead_letter'"),
         ("openai", &[("api-key", "k"), ("model", "m"), ("on_error", "dead_letter"), ("dead_letter.topic", "failed")],
             Some("dead_letter.topic"), "option 'dead_letter.topic' = 'failed' must be 'kafka:<topic>'"),
-        ("openai", &[("api-key", "k"), ("model", "m"), ("on_error", "dead_letter"), ("dead_letter.topic", "kafka:x")],
-            Some("on_error"), "'on_error' = 'dead_letter' needs the Kafka brokers of the dead-letter topic (option 'dead-letter.properties.bootstrap.servers')"),
         ("openai", &[("api-key", "k"), ("model", "m"), ("on_error", "retry")], Some("on_error"),
             "option 'on_error' = 'retry' is not one of 'fail', 'skip', 'dead_letter'"),
         ("openai", &[("api-key", "k"), ("model", "m"), ("retry.on_codes", "429,abc")], Some("retry.on_codes"),

@@ -3,8 +3,10 @@
 //! Every input row gets a sequence number and a slot; its request runs as a tokio task
 //! and reports back through a channel, waking the task loop. Rows leave in input order
 //! (`ORDERED`) or as they complete, and a watermark leaves only after every earlier row.
-//! At most `max-concurrent-operations` rows are held: the task stops taking input while
-//! the operator is full, but keeps serving checkpoints.
+//! At most `max-concurrent-operations` requests are in flight; twice that many rows may
+//! wait for an answer (the rest queued) and four times that many are held in all, answered
+//! rows included. The task stops taking input while the operator is full, but keeps
+//! serving checkpoints.
 //!
 //! A barrier never waits for a request: the snapshot holds the rows still in flight
 //! (with their attempt counts) and the answered rows not emitted yet, and a restore
@@ -35,6 +37,10 @@ use crate::keys::{key_group, key_group_range, KeyHasher};
 use crate::schema::decode_schema;
 use crate::state::{Distribution, KeyedStateStore, OperatorState, StateInit};
 use crate::{Barrier, Collector, Operator, OperatorError, Result, TaskContext};
+
+/// Answered rows that may wait behind a slower earlier row (ordered output), per row that
+/// may wait for an answer: without this slack, one slow request would empty the pipeline.
+const HELD_PER_REQUEST_SLOT: usize = 4;
 
 /// How long a partial embeddings request waits for more rows.
 const EMBEDDING_LINGER: Duration = Duration::from_millis(5);
@@ -77,6 +83,8 @@ pub struct AsyncPredict {
     stats: Arc<RemoteStats>,
     client: Option<Arc<Client>>,
     slots: BTreeMap<u64, Slot>,
+    /// Slots still waiting for an answer.
+    unanswered: usize,
     next_seq: u64,
     unsent: Vec<u64>,
     oldest_unsent: Option<Instant>,
@@ -120,6 +128,7 @@ impl AsyncPredict {
             stats: Arc::new(RemoteStats::default()),
             client: None,
             slots: BTreeMap::new(),
+            unanswered: 0,
             next_seq: 0,
             unsent: Vec::new(),
             oldest_unsent: None,
@@ -179,6 +188,9 @@ impl AsyncPredict {
             self.unsent.push(seq);
             self.oldest_unsent.get_or_insert_with(Instant::now);
         }
+        if result.is_none() {
+            self.unanswered += 1;
+        }
         self.slots.insert(seq, Slot { row, key_group, prompt, attempts, result });
         Ok(())
     }
@@ -231,10 +243,14 @@ impl AsyncPredict {
                 }
                 Err(_) => Vec::new(),
             };
-            slot.result = Some(result.clone());
+            if slot.result.replace(result.clone()).is_none() {
+                self.unanswered -= 1;
+            }
             for follower in followers {
                 if let Some(slot) = self.slots.get_mut(&follower) {
-                    slot.result = Some(result.clone());
+                    if slot.result.replace(result.clone()).is_none() {
+                        self.unanswered -= 1;
+                    }
                 }
             }
         }
@@ -350,7 +366,7 @@ impl AsyncPredict {
         Ok(self.shaper.has_error_columns().then(|| self.shaper.failure_row(failure)))
     }
 
-    /// Rows held at most: `max-concurrent-operations` requests' worth.
+    /// Rows that may wait for an answer: `max-concurrent-operations` requests' worth.
     fn capacity(&self) -> usize {
         self.config.max_concurrency * self.config.batch_size
     }
@@ -442,7 +458,7 @@ impl Operator for AsyncPredict {
 
     async fn process_batch(&mut self, batch: RecordBatch, out: &mut Collector) -> Result<()> {
         // The task stops feeding a full operator; this only guards other callers.
-        while self.slots.len() >= self.capacity() {
+        while !self.accepts_input() {
             self.receive_one().await?;
             self.emit_ready(out)?;
         }
@@ -475,7 +491,9 @@ impl Operator for AsyncPredict {
     }
 
     fn accepts_input(&self) -> bool {
-        self.slots.len() < self.capacity()
+        // Twice the requests in flight may wait for an answer, so that a finished request is
+        // replaced at once from the queue rather than after the next input batch arrives.
+        self.unanswered < 2 * self.capacity() && self.slots.len() < HELD_PER_REQUEST_SLOT * self.capacity()
     }
 
     fn deadline(&self) -> Option<Instant> {
@@ -517,6 +535,8 @@ impl Operator for AsyncPredict {
             failed = RemoteStats::get(&s.failed),
             dead_letters = RemoteStats::get(&s.dead_letters),
             cache_hits = RemoteStats::get(&s.cache_hits),
+            latency_p50_us = s.latency(0.5),
+            latency_p99_us = s.latency(0.99),
             "model statistics"
         );
         Ok(())
