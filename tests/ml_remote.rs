@@ -85,6 +85,19 @@ fn model(stub: &Stub, provider: &str, options: &str) -> String {
     )
 }
 
+/// A job asking model `assistant` (`model`, its DDL) about the questions under `input`,
+/// writing (id, q, answer) as JSON under `out`.
+fn questions_job(input: &Path, model: &str, out: &Path) -> String {
+    format!(
+        "CREATE TABLE questions (id BIGINT, q STRING) WITH ('connector' = 'filesystem', 'path' = '{}', 'format' = 'json');
+        {model}
+        CREATE TABLE answers (id BIGINT, q STRING, answer STRING) WITH ('connector' = 'filesystem', 'path' = '{}', 'format' = 'json');
+        INSERT INTO answers SELECT * FROM TABLE(ML_PREDICT(TABLE questions, MODEL assistant, DESCRIPTOR(q)));",
+        input.display(),
+        out.display()
+    )
+}
+
 /// The per-model metric `key` summed over the job's tasks.
 fn model_metric(status: &Value, key: &str) -> u64 {
     status["tasks"].as_array().unwrap().iter().map(|t| t["operators"][format!("model.assistant.{key}")].as_u64().unwrap_or(0)).sum()
@@ -228,15 +241,7 @@ fn a_429_storm_is_retried_with_lower_concurrency() {
     let dir = cluster.dir.path().join("in");
     write_questions(&dir, &(0..200).map(|i| (i, format!("question {i}"))).collect::<Vec<_>>());
     let out = cluster.dir.path().join("out");
-    let sql = format!(
-        "CREATE TABLE questions (id BIGINT, q STRING) WITH ('connector' = 'filesystem', 'path' = '{}', 'format' = 'json');
-        {}
-        CREATE TABLE answers (id BIGINT, q STRING, answer STRING) WITH ('connector' = 'filesystem', 'path' = '{}', 'format' = 'json');
-        INSERT INTO answers SELECT * FROM TABLE(ML_PREDICT(TABLE questions, MODEL assistant, DESCRIPTOR(q)));",
-        dir.display(),
-        model(&stub, "anthropic", ", 'api_key' = 'k', 'max_concurrent_requests' = '16', 'max_retries' = '30', 'retry.backoff' = '5ms', 'retry.max-backoff' = '50ms'"),
-        out.display()
-    );
+    let sql = questions_job(&dir, &model(&stub, "anthropic", ", 'api_key' = 'k', 'max_concurrent_requests' = '16', 'max_retries' = '30', 'retry.backoff' = '5ms', 'retry.max-backoff' = '50ms'"), &out);
     let job = cluster.submit(&sql, 1);
     let status = cluster.wait_for(&job, &["FINISHED", "FAILED"], 2 * MINUTE);
     assert_eq!(status["state"], "FINISHED", "{status:#}\n{}", cluster.logs());
@@ -265,13 +270,7 @@ fn failed_rows_go_to_the_dead_letter_topic_and_keys_never_leak() {
     questions.push((102, "flaky [stub:503x2]".into()));
     write_questions(&dir, &questions);
     let out = cluster.dir.path().join("out");
-    let sql = format!(
-        "CREATE TABLE questions (id BIGINT, q STRING) WITH ('connector' = 'filesystem', 'path' = '{}', 'format' = 'json');
-        {}
-        CREATE TABLE answers (id BIGINT, q STRING, answer STRING) WITH ('connector' = 'filesystem', 'path' = '{}', 'format' = 'json');
-        INSERT INTO answers SELECT * FROM TABLE(ML_PREDICT(TABLE questions, MODEL assistant, DESCRIPTOR(q)));",
-        dir.display(),
-        model(
+    let sql = questions_job(&dir, &model(
             &stub,
             "openai",
             &format!(
@@ -280,9 +279,7 @@ fn failed_rows_go_to_the_dead_letter_topic_and_keys_never_leak() {
                 'dead-letter.properties.bootstrap.servers' = '{}'",
                 broker.address
             )
-        ),
-        out.display()
-    );
+        ), &out);
     let job = cluster.submit(&sql, 1);
     let status = cluster.wait_for(&job, &["FINISHED", "FAILED"], 2 * MINUTE);
     assert_eq!(status["state"], "FINISHED", "{status:#}\n{}", cluster.logs());
@@ -370,15 +367,7 @@ fn malformed_and_truncated_answers_are_retried() {
     let dir = cluster.dir.path().join("in");
     write_questions(&dir, &(0..100).map(|i| (i, format!("question {i}"))).collect::<Vec<_>>());
     let out = cluster.dir.path().join("out");
-    let sql = format!(
-        "CREATE TABLE questions (id BIGINT, q STRING) WITH ('connector' = 'filesystem', 'path' = '{}', 'format' = 'json');
-        {}
-        CREATE TABLE answers (id BIGINT, q STRING, answer STRING) WITH ('connector' = 'filesystem', 'path' = '{}', 'format' = 'json');
-        INSERT INTO answers SELECT * FROM TABLE(ML_PREDICT(TABLE questions, MODEL assistant, DESCRIPTOR(q)));",
-        dir.display(),
-        model(&stub, "openai", ", 'api_key' = 'k', 'max_retries' = '30', 'retry.backoff' = '1ms', 'retry.max-backoff' = '5ms'"),
-        out.display()
-    );
+    let sql = questions_job(&dir, &model(&stub, "openai", ", 'api_key' = 'k', 'max_retries' = '30', 'retry.backoff' = '1ms', 'retry.max-backoff' = '5ms'"), &out);
     let job = cluster.submit(&sql, 1);
     let status = cluster.wait_for(&job, &["FINISHED", "FAILED"], MINUTE);
     assert_eq!(status["state"], "FINISHED", "{status:#}\n{}", cluster.logs());

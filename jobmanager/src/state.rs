@@ -848,6 +848,20 @@ mod tests {
         id
     }
 
+    /// A cluster of one 2-slot task manager running a checkpointed job of 2 subtasks; the
+    /// actions so far (its deployment) are returned.
+    fn running_checkpointed_job(dir: &std::path::Path) -> (ClusterState, String, Vec<Action>) {
+        let mut s = ClusterState::new(dir.to_path_buf());
+        let mut actions = Vec::new();
+        s.register("a:1".into(), 2, &mut actions);
+        let job = s.submit(checkpointed_graph(), None).unwrap();
+        s.schedule(Duration::from_secs(60), &mut actions);
+        for subtask in 0..2 {
+            s.task_state(&report_at(&job, subtask, 0, TaskState::Running), &mut actions);
+        }
+        (s, job, actions)
+    }
+
     fn redeployment(actions: &[Action]) -> &sluice_proto::DeployTasksRequest {
         actions.iter().find_map(|a| if let Action::Deploy { request, .. } = a { Some(request) } else { None }).expect("a deployment")
     }
@@ -855,15 +869,8 @@ mod tests {
     #[test]
     fn a_failure_restarts_from_the_latest_checkpoint_until_restarts_run_out() {
         let dir = tempfile::tempdir().unwrap();
-        let mut s = ClusterState::new(dir.path().to_path_buf());
-        let mut actions = Vec::new();
-        s.register("a:1".into(), 2, &mut actions);
-        let job = s.submit(checkpointed_graph(), None).unwrap();
-        s.schedule(Duration::from_secs(60), &mut actions);
+        let (mut s, job, mut actions) = running_checkpointed_job(dir.path());
         assert!(!redeployment(&actions).checkpoint_directory.is_empty());
-        for subtask in 0..2 {
-            s.task_state(&report_at(&job, subtask, 0, TaskState::Running), &mut actions);
-        }
         let first = complete_checkpoint(&mut s, &job, 0);
         assert!(dir.path().join(&job).join(format!("chk-{first}/_metadata")).exists());
         let status = s.status(&job).unwrap();
@@ -892,14 +899,7 @@ mod tests {
     #[test]
     fn a_damaged_checkpoint_falls_back_to_the_previous_one() {
         let dir = tempfile::tempdir().unwrap();
-        let mut s = ClusterState::new(dir.path().to_path_buf());
-        let mut actions = Vec::new();
-        s.register("a:1".into(), 2, &mut actions);
-        let job = s.submit(checkpointed_graph(), None).unwrap();
-        s.schedule(Duration::from_secs(60), &mut actions);
-        for subtask in 0..2 {
-            s.task_state(&report_at(&job, subtask, 0, TaskState::Running), &mut actions);
-        }
+        let (mut s, job, mut actions) = running_checkpointed_job(dir.path());
         let first = complete_checkpoint(&mut s, &job, 0);
         let second = complete_checkpoint(&mut s, &job, 0);
         std::fs::write(dir.path().join(&job).join(format!("chk-{second}/_metadata")), b"garbage").unwrap();
@@ -915,14 +915,7 @@ mod tests {
     #[test]
     fn old_checkpoints_are_deleted_beyond_the_retained_number() {
         let dir = tempfile::tempdir().unwrap();
-        let mut s = ClusterState::new(dir.path().to_path_buf());
-        let mut actions = Vec::new();
-        s.register("a:1".into(), 2, &mut actions);
-        let job = s.submit(checkpointed_graph(), None).unwrap();
-        s.schedule(Duration::from_secs(60), &mut actions);
-        for subtask in 0..2 {
-            s.task_state(&report_at(&job, subtask, 0, TaskState::Running), &mut actions);
-        }
+        let (mut s, job, _) = running_checkpointed_job(dir.path());
         let ids: Vec<u64> = (0..5).map(|_| complete_checkpoint(&mut s, &job, 0)).collect();
         let exists = |id: &u64| dir.path().join(&job).join(format!("chk-{id}")).exists();
         assert_eq!(ids.iter().filter(|id| exists(id)).count(), 3);

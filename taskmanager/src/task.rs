@@ -136,10 +136,10 @@ impl Chain {
 
     /// Calls the timers that are due; what they emit goes through the rest of the chain.
     async fn fire_timers(&mut self) -> Result<Vec<Message>, TaskError> {
-        let now = tokio::time::Instant::now();
         let mut out = Vec::new();
         for k in 0..self.operators.len() {
-            if self.operators[k].deadline().is_some_and(|d| d <= now) {
+            // The clock is read after the deadline, so "due now" is always due.
+            if self.operators[k].deadline().is_some_and(|d| d <= tokio::time::Instant::now()) {
                 let mut emitted = Collector::default();
                 self.operators[k].on_timer(&mut emitted).await?;
                 out.extend(self.process_from(k + 1, emitted.take(), &mut Vec::new()).await?);
@@ -470,6 +470,14 @@ impl Task {
         Ok(())
     }
 
+    /// Calls the chain's due timers and sends what they emit.
+    async fn fire_due_timers(&mut self) -> Result<(), TaskError> {
+        let out = self.chain.fire_timers().await?;
+        self.publish_operator_metrics(false);
+        self.send(out).await?;
+        Ok(())
+    }
+
     /// Handles a checkpoint command in a source task; returns the park signal to obey.
     async fn source_command(&mut self, command: TaskCommand, source: &mut Box<dyn Source>) -> Result<Option<tokio::sync::oneshot::Sender<()>>, TaskError> {
         match command {
@@ -499,9 +507,7 @@ impl Task {
                 () = wake.notified() => {}
                 _ = tokio::time::sleep_until(timer.unwrap_or_else(tokio::time::Instant::now)), if timer.is_some() => {}
             }
-            let out = self.chain.fire_timers().await?;
-            self.publish_operator_metrics(false);
-            self.send(out).await?;
+            self.fire_due_timers().await?;
         }
         Ok(None)
     }
@@ -539,8 +545,7 @@ impl Task {
                 }
             }
             if self.chain.deadline().is_some_and(|d| d <= tokio::time::Instant::now()) {
-                let out = self.chain.fire_timers().await?;
-                self.send(out).await?;
+                self.fire_due_timers().await?;
             }
             if self.outputs.linger_deadline().is_some_and(|d| d <= tokio::time::Instant::now()) {
                 self.outputs.flush_lingering().await?;
@@ -557,9 +562,7 @@ impl Task {
             let message = tokio::select! {
                 message = gate.next(), if accepting => message?,
                 () = wake.notified() => {
-                    let out = self.chain.fire_timers().await?;
-                    self.publish_operator_metrics(false);
-                    self.send(out).await?;
+                    self.fire_due_timers().await?;
                     continue;
                 }
                 Some(command) = self.checkpointing.commands.recv() => {
@@ -579,8 +582,7 @@ impl Task {
                     continue;
                 }
                 _ = tokio::time::sleep_until(timer.unwrap_or_else(tokio::time::Instant::now)), if timer.is_some() => {
-                    let out = self.chain.fire_timers().await?;
-                    self.send(out).await?;
+                    self.fire_due_timers().await?;
                     continue;
                 }
             };

@@ -13,6 +13,7 @@
 //! resolved here.
 
 mod options;
+pub mod latency;
 pub mod local;
 pub mod onnx_runtime;
 pub mod predict;

@@ -18,6 +18,7 @@ use async_trait::async_trait;
 use sluice_proto::MlPredictSpec;
 use tokio::time::Instant;
 
+use super::latency::LatencyWindow;
 use super::local::OnnxModel;
 use super::providers::DEAD_LETTER_PROPERTIES;
 use crate::connectors::kafka::dead_letter::{row_json, DeadLetter, DeadLetterWriter};
@@ -51,23 +52,15 @@ const DEFAULT_BATCH_SIZE: usize = 32;
 /// How long a partial batch waits for more rows when the model does not say.
 const DEFAULT_LINGER: Duration = Duration::from_millis(5);
 
-/// Per-model counters and batch latencies (the last 1,024 batches), reported as the
-/// operator's metrics and logged when the task ends.
+/// Per-model counters and batch latencies, reported as the operator's metrics and logged
+/// when the task ends.
 #[derive(Debug, Default)]
 struct ModelStats {
     rows: u64,
     batches: u64,
     skipped: u64,
     dead_letters: u64,
-    latencies_us: Vec<u64>,
-}
-
-impl ModelStats {
-    fn percentile(&self, p: f64) -> u64 {
-        let mut sorted = self.latencies_us.clone();
-        sorted.sort_unstable();
-        sorted.get(((sorted.len() as f64 - 1.0) * p).round() as usize).copied().unwrap_or(0)
-    }
+    latencies: LatencyWindow,
 }
 
 /// A running ML_PREDICT subtask of a local model.
@@ -228,10 +221,7 @@ impl MlPredict {
         };
         self.predictor = Some(predictor);
         let predicted = result?;
-        if self.stats.latencies_us.len() >= 1024 {
-            self.stats.latencies_us.remove(0);
-        }
-        self.stats.latencies_us.push(started.elapsed().as_micros() as u64);
+        self.stats.latencies.record(started.elapsed().as_micros() as u64);
         self.stats.rows += chunk.num_rows() as u64;
         self.stats.batches += 1;
         let mut columns: Vec<ArrayRef> = chunk.columns().to_vec();
@@ -288,8 +278,8 @@ impl Operator for MlPredict {
             (name("batches"), self.stats.batches),
             (name("skipped"), self.stats.skipped),
             (name("dead_letters"), self.stats.dead_letters),
-            (name("latency_p50_us"), self.stats.percentile(0.5)),
-            (name("latency_p99_us"), self.stats.percentile(0.99)),
+            (name("latency_p50_us"), self.stats.latencies.percentile(0.5)),
+            (name("latency_p99_us"), self.stats.latencies.percentile(0.99)),
         ]
     }
 
@@ -311,8 +301,8 @@ impl Operator for MlPredict {
             rows = self.stats.rows,
             batches = self.stats.batches,
             skipped = self.stats.skipped,
-            p50_us = self.stats.percentile(0.5),
-            p99_us = self.stats.percentile(0.99),
+            p50_us = self.stats.latencies.percentile(0.5),
+            p99_us = self.stats.latencies.percentile(0.99),
             "model statistics"
         );
         Ok(())

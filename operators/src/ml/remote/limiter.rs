@@ -147,12 +147,12 @@ mod tests {
     #[tokio::test]
     async fn the_limit_halves_and_grows_back() {
         let c = Concurrency::new(8);
-        let held: Vec<Permit> = futures_lite_join(&c, 8).await;
+        let held: Vec<Permit> = acquire_n(&c, 8).await;
         c.decrease();
         assert_eq!(c.limit(), 4);
         drop(held);
         // Four permits went out of circulation as the held ones came back.
-        let again = futures_lite_join(&c, 4).await;
+        let again = acquire_n(&c, 4).await;
         assert!(tokio::time::timeout(Duration::from_millis(20), c.acquire()).await.is_err(), "a fifth permit is over the limit");
         c.increase();
         assert_eq!(c.limit(), 5);
@@ -170,7 +170,7 @@ mod tests {
         assert_eq!(c.limit(), 1);
     }
 
-    async fn futures_lite_join(c: &Arc<Concurrency>, n: usize) -> Vec<Permit> {
+    async fn acquire_n(c: &Arc<Concurrency>, n: usize) -> Vec<Permit> {
         let mut out = Vec::new();
         for _ in 0..n {
             out.push(c.acquire().await);

@@ -101,7 +101,6 @@ pub struct AsyncPredict {
     hasher: KeyHasher,
     max_parallelism: u32,
     restored: Vec<(RecordBatch, SavedSlot)>,
-    created: Instant,
 }
 
 impl AsyncPredict {
@@ -143,7 +142,6 @@ impl AsyncPredict {
             followers: HashMap::new(),
             max_parallelism: crate::keys::DEFAULT_MAX_PARALLELISM,
             restored: Vec::new(),
-            created: Instant::now(),
             config,
         })
     }
@@ -498,8 +496,7 @@ impl Operator for AsyncPredict {
 
     fn deadline(&self) -> Option<Instant> {
         if !self.completions.is_empty() {
-            // Due already: any instant in the past.
-            return Some(self.created);
+            return Some(Instant::now());
         }
         self.oldest_unsent.map(|t| t + EMBEDDING_LINGER)
     }

@@ -1,9 +1,10 @@
 //! Per-model counters of a remote model, shared by its request tasks and reported as the
 //! operator's metrics (`model.<name>.*`).
 
-use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
+
+use crate::ml::latency::LatencyWindow;
 
 /// Counters of one ML_PREDICT subtask.
 #[derive(Debug, Default)]
@@ -32,11 +33,8 @@ pub struct RemoteStats {
     pub prompt_tokens: AtomicU64,
     /// Completion tokens reported by the provider.
     pub completion_tokens: AtomicU64,
-    latencies_us: Mutex<VecDeque<u64>>,
+    latencies: Mutex<LatencyWindow>,
 }
-
-/// Latencies kept for the percentiles.
-const LATENCY_WINDOW: usize = 4096;
 
 impl RemoteStats {
     /// Adds one to `counter`.
@@ -46,18 +44,12 @@ impl RemoteStats {
 
     /// Records the latency of one successful attempt.
     pub fn record_latency(&self, micros: u64) {
-        let mut latencies = self.latencies_us.lock().unwrap_or_else(|p| p.into_inner());
-        if latencies.len() >= LATENCY_WINDOW {
-            latencies.pop_front();
-        }
-        latencies.push_back(micros);
+        self.latencies.lock().unwrap_or_else(|p| p.into_inner()).record(micros);
     }
 
     /// The `p` quantile (0..=1) of recent latencies, in microseconds.
     pub fn latency(&self, p: f64) -> u64 {
-        let mut sorted: Vec<u64> = self.latencies_us.lock().unwrap_or_else(|p| p.into_inner()).iter().copied().collect();
-        sorted.sort_unstable();
-        sorted.get(((sorted.len() as f64 - 1.0) * p).round() as usize).copied().unwrap_or(0)
+        self.latencies.lock().unwrap_or_else(|p| p.into_inner()).percentile(p)
     }
 
     /// The value of `counter`.
