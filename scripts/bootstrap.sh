@@ -20,6 +20,12 @@ fi
 command -v cargo >/dev/null 2>&1 || { echo "cargo not found: install Rust with rustup (https://rustup.rs)" >&2; exit 1; }
 # A Kafka-protocol broker for the Kafka tests (they start their own instances): noida-db,
 # from PyPI, which hides aborted transactions from read_committed consumers.
-command -v noida-db >/dev/null 2>&1 || python3 -m pip install -q --disable-pip-version-check noida-db
+# PyPI packages are pinned (Debian's packages above are those of the stable release, which
+# changes them only for security fixes, so they are not pinned: old builds leave the mirror).
+pip_pinned() { # NAME VERSION: installs NAME==VERSION unless exactly that version is there
+  python3 -m pip show "$1" 2>/dev/null | grep -x "Version: $2" >/dev/null ||
+    python3 -m pip install -q --disable-pip-version-check "$1==$2"
+}
+pip_pinned noida-db 0.2.3
 # ONNX Runtime for the `local` model provider (loaded at run time from the wheel).
-python3 -c "import onnxruntime" >/dev/null 2>&1 || python3 -m pip install -q --disable-pip-version-check onnxruntime==1.31.1
+pip_pinned onnxruntime 1.31.1

@@ -57,7 +57,7 @@ fn chaos_kills_lose_and_duplicate_nothing() {
         ),
         4,
     );
-    let kills = cluster.kill_task_managers_while_running(&job, 10, 2, 0x9e37_79b9_7f4a_7c15);
+    let kills = cluster.kill_task_managers_while_running(&job, 10, 2, Duration::from_millis(1000));
     assert!(kills >= 8, "the job finished after only {kills} kills; slow its source down");
     let status = cluster.wait_for(&job, &["FINISHED", "FAILED"], 5 * MINUTE);
     assert_eq!(status["state"], "FINISHED", "{status:#}\n{}", cluster.logs());
@@ -196,4 +196,28 @@ fn stop_with_savepoint_and_resume_at_another_parallelism() {
     assert!(!refused.status.success());
     let error = String::from_utf8_lossy(&refused.stderr);
     assert!(error.contains("is unusable") && error.contains("not a Sluice checkpoint"), "{error}");
+}
+
+/// A checkpoint acknowledgement larger than gRPC's default 4 MiB (the print sink holds its
+/// rows in operator state until their checkpoint completes: here about 12 MiB at the final
+/// checkpoint) reaches the jobmanager, so the job commits and finishes.
+#[test]
+fn a_checkpoint_acknowledgement_above_4_mib_completes() {
+    let cluster = cluster(&[1]);
+    let job = cluster.submit(
+        "SET 'execution.checkpointing.interval' = '1min';
+        SET 'execution.checkpointing.timeout' = '30s';
+        CREATE TABLE events (id BIGINT, payload STRING) WITH (
+            'connector' = 'datagen', 'number-of-rows' = '12000',
+            'fields.id.kind' = 'sequence', 'fields.id.start' = '1', 'fields.id.end' = '12000',
+            'fields.payload.length' = '1000');
+        CREATE TABLE shown (id BIGINT, payload STRING) WITH ('connector' = 'print');
+        INSERT INTO shown SELECT id, payload FROM events;",
+        1,
+    );
+    let status = cluster.wait_for(&job, &["FINISHED", "FAILED"], 2 * MINUTE);
+    assert_eq!(status["state"], "FINISHED", "{status:#}\n{}", cluster.logs());
+    let state_bytes = status["checkpoints"]["latest_state_bytes"].as_u64().unwrap();
+    assert!(state_bytes > 8 << 20, "the final checkpoint carried the staged rows (about 12 MB): {state_bytes} bytes");
+    assert_eq!(status["checkpoints"]["failed"], 0, "{status:#}");
 }

@@ -143,7 +143,7 @@ fn exactly_once_survives_kills_and_a_crash_before_commit() {
     cluster.add_taskmanager(2);
     cluster.add_taskmanager(2);
     cluster.add_taskmanager(2);
-    let kills = cluster.kill_task_managers_while_running(&job, 10, 2, 0x2545_f491_4f6c_dd1d);
+    let kills = cluster.kill_task_managers_while_running(&job, 10, 2, Duration::from_millis(500));
     let status = cluster.wait_for(&job, &["FINISHED", "FAILED"], 5 * MINUTE);
     assert_eq!(status["state"], "FINISHED", "{status:#}\n{}", cluster.logs());
     assert_eq!(kills, 10, "the job finished after only {kills} kills; pace it more");
@@ -212,7 +212,12 @@ fn a_restored_source_resumes_from_its_checkpointed_offsets() {
     // The restored attempt's start offset, from the task manager's log.
     let log = std::fs::read_to_string(cluster.dir.path().join("taskmanager-2.log")).unwrap();
     let line = log.lines().rfind(|l| l.contains("kafka source reads its partitions")).expect("the restored source logs its offsets");
-    let start: i64 = line.split("ledger/0 from Offset(").nth(1).and_then(|r| r.split(')').next()).and_then(|n| n.parse().ok()).unwrap_or_else(|| panic!("{line}"));
+    let start: i64 = line
+        .split("ledger/0 from offset ")
+        .nth(1)
+        .and_then(|r| r.split(|c: char| !c.is_ascii_digit()).next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("{line}"));
     assert!(start > 1, "the restored source must start from its checkpoint, not the beginning or the group: {line}");
     assert!(start < total, "{line}");
     let restored_from = status["checkpoints"]["restored_from_id"].as_u64().unwrap();
@@ -340,4 +345,170 @@ fn new_partitions_are_picked_up() {
     wait_for_ids(11);
     let canceled = cluster.cli(&["cancel", &job]);
     assert!(canceled.status.success());
+}
+
+/// The committed ids of a filesystem sink's directory, sorted (none while it is missing).
+fn committed_ids(out: &std::path::Path) -> Vec<i64> {
+    let mut ids: Vec<i64> = if out.exists() { read_json_lines(out).iter().map(|r| r["id"].as_i64().unwrap()).collect() } else { Vec::new() };
+    ids.sort_unstable();
+    ids
+}
+
+/// Polls until `done` holds, failing with the cluster's logs after a minute.
+fn wait_until(cluster: &Cluster, what: &str, mut done: impl FnMut() -> bool) {
+    let deadline = Instant::now() + MINUTE;
+    while !done() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}\n{}", cluster.logs());
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn checkpoints_completed(cluster: &Cluster, job: &str) -> u64 {
+    cluster.status(job)["checkpoints"]["completed"].as_u64().unwrap_or(0)
+}
+
+/// A `latest-offset` job restored from a checkpoint taken before one of its partitions
+/// delivered anything must not replay that partition's history: the partition's start
+/// offset is in the checkpoint.
+#[test]
+fn a_quiet_partition_of_a_latest_offset_job_is_not_replayed_after_a_restore() {
+    let broker = Broker::start();
+    broker.create_topic("clicks", 2);
+    broker.produce("clicks", (0..100).map(|i| (Some(i % 2), json!({"id": 1000 + i, "name": "old", "amount": 0}).to_string())));
+    let mut cluster = Cluster::start(&[1], &["--checkpoint-dir", "{dir}/checkpoints", "--heartbeat-timeout", "2s"]);
+    let out = cluster.dir.path().join("out");
+    let job = cluster.submit(
+        &format!(
+            "SET 'execution.checkpointing.interval' = '200ms';
+            SET 'restart-strategy.type' = 'fixed-delay';
+            SET 'restart-strategy.fixed-delay.delay' = '200ms';
+            CREATE TABLE clicks (id BIGINT, name STRING, amount INT) WITH ('connector' = 'kafka', 'topic' = 'clicks',
+                'properties.bootstrap.servers' = '{}', 'scan.startup.mode' = 'latest-offset', 'format' = 'json');
+            CREATE TABLE out (id BIGINT) WITH ('connector' = 'filesystem', 'path' = '{}', 'format' = 'json');
+            INSERT INTO out SELECT id FROM clicks;",
+            broker.address,
+            out.display()
+        ),
+        1,
+    );
+    // A completed checkpoint means the source has opened and resolved 'latest'.
+    wait_until(&cluster, "a first checkpoint", || checkpoints_completed(&cluster, &job) >= 1);
+    broker.produce("clicks", (0..5).map(|i| (Some(0), json!({"id": i, "name": "new", "amount": 0}).to_string())));
+    wait_until(&cluster, "ids 0..5 committed", || committed_ids(&out) == (0..5).collect::<Vec<_>>());
+    let before = checkpoints_completed(&cluster, &job);
+    wait_until(&cluster, "a checkpoint after the commit", || checkpoints_completed(&cluster, &job) > before);
+    cluster.taskmanagers[0].kill9();
+    cluster.taskmanagers.clear();
+    cluster.add_taskmanager(1);
+    wait_until(&cluster, "the restored job", || {
+        let status = cluster.status(&job);
+        status["restarts"].as_u64().unwrap_or(0) >= 1 && status["state"] == "RUNNING" && status["checkpoints"]["completed"].as_u64().unwrap_or(0) > before + 1
+    });
+    broker.produce("clicks", (5..15).map(|i| (Some(i % 2), json!({"id": i, "name": "new", "amount": 0}).to_string())));
+    wait_until(&cluster, "ids 0..15 committed", || committed_ids(&out).iter().filter(|&&id| id < 1000).count() >= 15);
+    // Anything replayed would be committed with the same checkpoints as ids 5..15.
+    let before = checkpoints_completed(&cluster, &job);
+    wait_until(&cluster, "two more checkpoints", || checkpoints_completed(&cluster, &job) > before + 1);
+    assert!(cluster.cli(&["cancel", &job]).status.success());
+    let ids = committed_ids(&out);
+    let replayed: Vec<i64> = ids.iter().copied().filter(|&id| id >= 1000).collect();
+    assert!(replayed.is_empty(), "{} records of partition history were replayed: {replayed:?}", replayed.len());
+    assert_eq!(ids, (0..15).collect::<Vec<_>>());
+}
+
+/// A bounded (`latest-offset`) read restored after a failure stops at the offsets its first
+/// attempt computed, even though more records arrived meanwhile: the same rows as a run
+/// without failures.
+#[test]
+fn a_restored_bounded_read_stops_where_the_first_attempt_would_have() {
+    let broker = Broker::start();
+    broker.create_topic("batch", 1);
+    broker.produce("batch", (0..3000).map(|i| (Some(0), json!({"id": i, "name": "b", "amount": 0}).to_string())));
+    let pace = [("SLUICE_TEST_SOURCE_PACE", "100:50")];
+    let mut cluster = Cluster::start(&[], &["--checkpoint-dir", "{dir}/checkpoints", "--heartbeat-timeout", "2s"]);
+    cluster.add_taskmanager_with_env(1, &pace);
+    let out = cluster.dir.path().join("out");
+    let job = cluster.submit(
+        &format!(
+            "SET 'execution.checkpointing.interval' = '200ms';
+            SET 'restart-strategy.type' = 'fixed-delay';
+            SET 'restart-strategy.fixed-delay.delay' = '200ms';
+            CREATE TABLE batch (id BIGINT, name STRING, amount INT) WITH ('connector' = 'kafka', 'topic' = 'batch',
+                'properties.bootstrap.servers' = '{}', 'scan.startup.mode' = 'earliest-offset',
+                'scan.bounded.mode' = 'latest-offset', 'format' = 'json');
+            CREATE TABLE out (id BIGINT) WITH ('connector' = 'filesystem', 'path' = '{}', 'format' = 'json');
+            INSERT INTO out SELECT id FROM batch;",
+            broker.address,
+            out.display()
+        ),
+        1,
+    );
+    wait_until(&cluster, "two checkpoints", || checkpoints_completed(&cluster, &job) >= 2);
+    broker.produce("batch", (3000..4000).map(|i| (Some(0), json!({"id": i, "name": "late", "amount": 0}).to_string())));
+    let status = cluster.status(&job);
+    assert_eq!(status["state"], "RUNNING", "the paced job must still be reading: {status:#}");
+    cluster.taskmanagers[0].kill9();
+    cluster.taskmanagers.clear();
+    cluster.add_taskmanager_with_env(1, &pace);
+    let status = cluster.wait_for(&job, &["FINISHED", "FAILED"], 2 * MINUTE);
+    assert_eq!(status["state"], "FINISHED", "{status:#}\n{}", cluster.logs());
+    assert!(status["restarts"].as_u64().unwrap() >= 1, "{status:#}");
+    assert_eq!(committed_ids(&out), (0..3000).collect::<Vec<_>>(), "exactly the records before the first attempt's end offsets");
+}
+
+/// The SQL of an unbounded datagen → exactly-once Kafka job writing `topic`.
+fn unbounded_exactly_once_job(broker: &Broker, topic: &str, interval: &str, rows_per_second: u32) -> String {
+    format!(
+        "SET 'execution.checkpointing.interval' = '{interval}';
+        CREATE TABLE events (id BIGINT) WITH ('connector' = 'datagen', 'rows-per-second' = '{rows_per_second}',
+            'fields.id.kind' = 'sequence', 'fields.id.start' = '0', 'fields.id.end' = '1000000000');
+        CREATE TABLE out (id BIGINT) WITH ('connector' = 'kafka', 'topic' = '{topic}',
+            'properties.bootstrap.servers' = '{}', 'format' = 'json', 'sink.delivery-guarantee' = 'exactly-once');
+        INSERT INTO out SELECT id FROM events;",
+        broker.address
+    )
+}
+
+/// Stop-with-savepoint ends the job only after its sinks committed, and leaves no
+/// transaction open behind it: rows emitted after the savepoint's barrier would otherwise
+/// sit in an open transaction that holds back every read_committed consumer until it times
+/// out. A record written after the stop must be readable at once, after exactly the rows
+/// the savepoint covers.
+#[test]
+fn stop_with_savepoint_leaves_no_transaction_open() {
+    let broker = Broker::start();
+    broker.create_topic("stopped", 1);
+    let cluster = Cluster::start(&[1], &["--checkpoint-dir", "{dir}/checkpoints"]);
+    let job = cluster.submit(&unbounded_exactly_once_job(&broker, "stopped", "500ms", 200_000), 1);
+    wait_until(&cluster, "two checkpoints", || checkpoints_completed(&cluster, &job) >= 2);
+    let savepoints = cluster.dir.path().join("savepoints");
+    let saved = cluster.cli(&["savepoint", &job, "--stop", "--directory", savepoints.to_str().unwrap()]);
+    assert!(saved.status.success(), "{}\n{}", String::from_utf8_lossy(&saved.stderr), cluster.logs());
+    let status = cluster.status(&job);
+    assert_eq!(status["state"], "FINISHED", "the stop answers once the job has ended: {status:#}");
+    broker.produce("stopped", [(Some(0), json!({"id": -1}).to_string())]);
+    let ids: Vec<i64> = broker.read_all("stopped", 1).iter().map(|(_, _, v)| serde_json::from_str::<Value>(v).unwrap()["id"].as_i64().unwrap()).collect();
+    let (marker, rows) = ids.split_last().expect("the marker is readable");
+    assert_eq!(*marker, -1, "the record written after the stop comes last");
+    assert!(!rows.is_empty());
+    assert_eq!(rows.to_vec(), (0..rows.len() as i64).collect::<Vec<_>>(), "the committed rows are 0..n, once each");
+}
+
+/// A stop-with-savepoint whose sink cannot commit (its task manager dies at the commit)
+/// fails, saying so, instead of reporting the job FINISHED.
+#[test]
+fn stop_with_savepoint_fails_when_a_sink_cannot_commit() {
+    let broker = Broker::start();
+    broker.create_topic("uncommitted", 1);
+    let mut cluster = Cluster::start(&[], &["--checkpoint-dir", "{dir}/checkpoints", "--heartbeat-timeout", "2s"]);
+    cluster.add_taskmanager_with_env(1, &[("SLUICE_TEST_EXIT_BEFORE_COMMIT", "1")]);
+    let job = cluster.submit(&unbounded_exactly_once_job(&broker, "uncommitted", "10min", 1000), 1);
+    wait_until(&cluster, "rows flowing", || common::metric(&cluster.status(&job), "events", "rows_in") > 200);
+    let savepoints = cluster.dir.path().join("savepoints");
+    let saved = cluster.cli(&["savepoint", &job, "--stop", "--directory", savepoints.to_str().unwrap()]);
+    assert!(!saved.status.success(), "the stop must fail: {}", String::from_utf8_lossy(&saved.stdout));
+    let error = String::from_utf8_lossy(&saved.stderr);
+    assert!(error.contains("could not stop cleanly"), "{error}");
+    let status = cluster.wait_for(&job, &["FINISHED", "FAILED"], MINUTE);
+    assert_eq!(status["state"], "FAILED", "{status:#}");
 }

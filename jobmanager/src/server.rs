@@ -19,6 +19,7 @@ use tokio::net::TcpListener;
 use tonic::transport::{Channel, Endpoint, Server};
 use tonic::{Request, Response, Status};
 
+use crate::checkpoint::WriteOutcome;
 use crate::config::JobManagerConfig;
 use crate::state::{Action, ClusterState};
 
@@ -73,7 +74,9 @@ impl Shared {
             .connect_timeout(Duration::from_secs(2))
             .timeout(Duration::from_secs(30))
             .connect_lazy();
-        let client = TaskExecutorClient::new(channel).max_encoding_message_size(64 << 20);
+        let client = TaskExecutorClient::new(channel)
+            .max_encoding_message_size(sluice_proto::MAX_MESSAGE_BYTES)
+            .max_decoding_message_size(sluice_proto::MAX_MESSAGE_BYTES);
         self.clients.lock().unwrap_or_else(|p| p.into_inner()).insert(task_manager.to_string(), client.clone());
         Some(client)
     }
@@ -95,10 +98,21 @@ impl Shared {
         for (job_id, notifies) in stops {
             let shared = self.clone();
             tokio::spawn(async move {
+                let mut failures = Vec::new();
                 for (task_manager, request) in notifies {
-                    shared.perform_one(Action::Notify { task_manager, request }).await;
+                    let result = match shared.client(&task_manager) {
+                        Some(mut client) => client.notify_checkpoint_complete(request).await.map(|_| ()),
+                        None => Err(Status::unavailable("the task manager is gone")),
+                    };
+                    if let Err(status) = result {
+                        failures.push(format!("{task_manager}: {}", status.message()));
+                    }
                 }
-                shared.update(|s, a| s.stopped(&job_id, a));
+                if failures.is_empty() {
+                    shared.update(|s, a| s.stopped(&job_id, a));
+                } else {
+                    shared.update(|s, a| s.stop_failed(&job_id, &failures.join("; "), a));
+                }
             });
         }
     }
@@ -130,11 +144,29 @@ impl Shared {
                 }
             }
             Action::Trigger { task_manager, request } => {
-                if let Some(mut client) = self.client(&task_manager) {
-                    if let Err(status) = client.trigger_checkpoint(request).await {
-                        tracing::warn!(%task_manager, error = %status.message(), "cannot trigger a checkpoint");
-                    }
+                let (job_id, attempt, checkpoint_id) = (request.job_id.clone(), request.attempt, request.checkpoint_id);
+                let result = match self.client(&task_manager) {
+                    Some(mut client) => client.trigger_checkpoint(request).await.map(|_| ()),
+                    None => Err(Status::unavailable("the task manager is gone")),
+                };
+                // A source that never gets the trigger never emits the barrier: the
+                // checkpoint cannot complete, so it fails now instead of at its timeout.
+                if let Err(status) = result {
+                    let reason = format!("its trigger could not be delivered to {task_manager}: {}", status.message());
+                    tracing::warn!(%task_manager, checkpoint = checkpoint_id, "{reason}");
+                    self.update(|s, _| s.trigger_failed(&job_id, attempt, checkpoint_id, &reason));
                 }
+            }
+            Action::WriteCheckpoint { job_id, write } => {
+                let id = write.id;
+                let dir = write.dir().display().to_string();
+                let outcome = tokio::task::spawn_blocking(move || write.perform())
+                    .await
+                    .unwrap_or_else(|e| WriteOutcome::failed(format!("writing '{dir}' stopped: {e}")));
+                self.update(|s, a| s.checkpoint_written(&job_id, id, outcome, a));
+            }
+            Action::Discard(discard) => {
+                let _ = tokio::task::spawn_blocking(move || discard.perform()).await;
             }
             Action::Notify { task_manager, request } => {
                 if let Some(mut client) = self.client(&task_manager) {
@@ -182,8 +214,16 @@ impl BoundJobManager {
         }
         let ticker = tokio::spawn(tick_loop(shared.clone()));
         let result = Server::builder()
-            .add_service(JobManagerServer::new(JobManagerService { shared: shared.clone() }).max_decoding_message_size(64 << 20))
-            .add_service(ResourceManagerServer::new(ResourceManagerService { shared: shared.clone() }))
+            .add_service(
+                JobManagerServer::new(JobManagerService { shared: shared.clone() })
+                    .max_decoding_message_size(sluice_proto::MAX_MESSAGE_BYTES)
+                    .max_encoding_message_size(sluice_proto::MAX_MESSAGE_BYTES),
+            )
+            .add_service(
+                ResourceManagerServer::new(ResourceManagerService { shared: shared.clone() })
+                    .max_decoding_message_size(sluice_proto::MAX_MESSAGE_BYTES)
+                    .max_encoding_message_size(sluice_proto::MAX_MESSAGE_BYTES),
+            )
             .serve_with_incoming_shutdown(tokio_stream::wrappers::TcpListenerStream::new(self.listener), shutdown)
             .await;
         ticker.abort();

@@ -12,11 +12,13 @@ use sluice_proto::{
 };
 
 use crate::checkpoint::restore::assign_state;
-use crate::checkpoint::{storage, CheckpointOptions, Coordinator, RestartStrategy, SavepointRequest};
+use crate::checkpoint::{
+    storage, CheckpointOptions, CheckpointWrite, Coordinator, Discard, RestartStrategy, SavepointRequest, WriteOutcome,
+};
 use crate::placement::{place, FreeSlots};
 
-/// An RPC the jobmanager must send to a task manager.
-#[derive(Debug, Clone)]
+/// What the jobmanager must do outside its lock: an RPC to a task manager, or disk work.
+#[derive(Debug)]
 pub enum Action {
     /// Deploy a job's tasks on a task manager.
     Deploy {
@@ -41,6 +43,16 @@ pub enum Action {
         /// The request.
         request: TriggerCheckpointRequest,
     },
+    /// Write a complete checkpoint's metadata (and savepoint), outside the lock; the
+    /// outcome goes to [`ClusterState::checkpoint_written`].
+    WriteCheckpoint {
+        /// The job.
+        job_id: String,
+        /// The disk work.
+        write: Box<CheckpointWrite>,
+    },
+    /// Delete old checkpoints, outside the lock.
+    Discard(Box<Discard>),
     /// Tell a task manager's tasks that a checkpoint completed. With `stop`, the job ends
     /// once every task manager has answered.
     Notify {
@@ -93,8 +105,13 @@ struct Job {
     restart_at: Option<Instant>,
     /// State the next deployment starts from: a savepoint, or the checkpoint a restart restores.
     restore_from: Option<(CheckpointMetadata, PathBuf)>,
-    /// A stop-with-savepoint is completing; no further checkpoints.
+    /// The savepoint the job was submitted with: what a restart restores until the job
+    /// completes a checkpoint of its own.
+    savepoint: Option<(CheckpointMetadata, PathBuf)>,
+    /// A stop-with-savepoint is completing (the savepoint's path); no further checkpoints.
     stopping: Option<String>,
+    /// Where to answer the stop-with-savepoint once the job has ended.
+    stop_reply: Option<tokio::sync::oneshot::Sender<Result<String, String>>>,
 }
 
 impl Job {
@@ -124,6 +141,30 @@ impl Job {
             None => format!("subtask {} of vertex {vertex}", subtask + 1),
         }
     }
+}
+
+/// Why checkpoints under `job_dir` cannot work for a job placed on `placement`: the
+/// directory is in this machine's temporary directory (the default when the jobmanager has
+/// no `--checkpoint-dir`), which task managers on other hosts cannot reach, so a restore
+/// there would find nothing.
+fn unshared_checkpoint_storage(job_dir: &Path, placement: &[String], addresses: &HashMap<String, String>) -> Option<String> {
+    if !job_dir.starts_with(std::env::temp_dir()) {
+        return None;
+    }
+    let hosts: BTreeSet<&str> = placement
+        .iter()
+        .filter_map(|tm| addresses.get(tm))
+        .map(|a| a.rsplit_once(':').map_or(a.as_str(), |(host, _)| host))
+        .collect();
+    (hosts.len() > 1).then(|| {
+        format!(
+            "the job's checkpoints would go to '{}', a temporary directory local to the jobmanager's machine, but its \
+             tasks run on the hosts {}, which cannot reach it; give the jobmanager a directory every process shares \
+             (--checkpoint-dir, or SET 'state.checkpoints.dir')",
+            job_dir.display(),
+            hosts.into_iter().collect::<Vec<_>>().join(", ")
+        )
+    })
 }
 
 fn now_ms() -> u64 {
@@ -199,6 +240,7 @@ impl ClusterState {
     pub fn submit(&mut self, graph: JobGraph, from_savepoint: Option<&Path>) -> Result<String, String> {
         let options = CheckpointOptions::from_config(&graph.config, &self.checkpoint_root).map_err(|e| e.to_string())?;
         let restart = RestartStrategy::from_config(&graph.config, options.interval.is_some()).map_err(|e| e.to_string())?;
+        crate::checkpoint::options::check_transaction_timeouts(&graph, &options)?;
         let id = uuid::Uuid::new_v4().simple().to_string();
         let mut checkpoints =
             options.interval.is_some().then(|| Coordinator::new(&id, options, format!("{}/{id}", self.instance)));
@@ -218,7 +260,9 @@ impl ClusterState {
             restarts: 0,
             restart_at: None,
             restore_from: None,
+            savepoint: None,
             stopping: None,
+            stop_reply: None,
         };
         if let Some(path) = from_savepoint {
             let (metadata, base) = storage::read_checkpoint(path).map_err(|e| e.to_string())?;
@@ -226,6 +270,7 @@ impl ClusterState {
             if let Some(c) = &mut checkpoints {
                 c.restored_from(path, metadata.checkpoint_id);
             }
+            job.savepoint = Some((metadata.clone(), base.clone()));
             job.restore_from = Some((metadata, base));
         }
         job.checkpoints = checkpoints;
@@ -284,8 +329,18 @@ impl ClusterState {
             if restarting {
                 job.attempt += 1;
                 let mut problems = Vec::new();
-                if let Some(restored) = job.checkpoints.as_mut().and_then(|c| c.latest_restorable(&mut problems)) {
-                    job.restore_from = Some(restored);
+                let latest = match job.checkpoints.as_mut() {
+                    Some(c) => c.latest_restorable(&mut problems),
+                    None => Ok(None),
+                };
+                match latest {
+                    Ok(Some(restored)) => job.restore_from = Some(restored),
+                    // Nothing newer than the savepoint the job started from: restore it again.
+                    Ok(None) => job.restore_from = job.savepoint.clone(),
+                    Err(e) => {
+                        self.end_job(&id, JobState::Failed, format!("cannot restart: {e}"), actions);
+                        continue;
+                    }
                 }
                 if !problems.is_empty() {
                     if let Some(c) = &mut job.checkpoints {
@@ -313,6 +368,11 @@ impl ClusterState {
             None => (Vec::new(), 0),
         };
         if let Some(c) = &job.checkpoints {
+            if let Some(problem) = unshared_checkpoint_storage(&c.job_dir, &placement, &addresses) {
+                let id = job.id.clone();
+                self.end_job(&id, JobState::Failed, problem, actions);
+                return;
+            }
             if let Err(e) = c.claim() {
                 let id = job.id.clone();
                 self.end_job(&id, JobState::Failed, format!("checkpoint storage: {e}"), actions);
@@ -385,6 +445,13 @@ impl ClusterState {
             return;
         }
         let was_deployed = job.state == JobState::Running && job.stopping.is_none();
+        if let Some(reply) = job.stop_reply.take() {
+            let answer = match (&job.stopping, state) {
+                (Some(path), JobState::Finished) => Ok(path.clone()),
+                _ => Err(format!("the savepoint was taken, but the job could not stop cleanly: {message}")),
+            };
+            let _ = reply.send(answer);
+        }
         job.state = state;
         job.message = message;
         job.finished_at_ms = now_ms();
@@ -499,6 +566,7 @@ impl ClusterState {
                             checkpoint_id: trigger.id,
                             timestamp_ms: trigger.timestamp_ms,
                             last_completed: trigger.last_completed,
+                            stop: trigger.stop,
                         },
                     });
                 }
@@ -534,13 +602,43 @@ impl ClusterState {
         }
     }
 
+    /// Checkpoint `checkpoint_id` of attempt `attempt` could not be triggered on some task
+    /// manager: it fails at once (its barrier would never come from the sources there).
+    pub fn trigger_failed(&mut self, job_id: &str, attempt: u32, checkpoint_id: u64, reason: &str) {
+        let Some(job) = self.jobs.get_mut(job_id) else { return };
+        if job.attempt != attempt {
+            return;
+        }
+        if let Some(c) = &mut job.checkpoints {
+            c.abort_if_pending(checkpoint_id, Instant::now(), reason);
+        }
+    }
+
     fn try_complete_checkpoint(&mut self, id: &str, actions: &mut Vec<Action>) {
         let Some(job) = self.jobs.get_mut(id) else { return };
         let finished = job.subtasks_in(&[TaskState::Finished]);
         let Some(coordinator) = &mut job.checkpoints else { return };
-        let Some(completion) = coordinator.try_complete(Instant::now(), &job.graph, &finished) else { return };
-        if completion.stop {
-            job.stopping = Some(coordinator.summary.latest_path.clone());
+        let Some(write) = coordinator.try_complete(&job.graph, &finished) else { return };
+        actions.push(Action::WriteCheckpoint { job_id: job.id.clone(), write: Box::new(write) });
+    }
+
+    /// The metadata of checkpoint `checkpoint_id` was written (or could not be): the
+    /// checkpoint completes, the tasks are told, and old checkpoints are deleted.
+    pub fn checkpoint_written(&mut self, job_id: &str, checkpoint_id: u64, outcome: WriteOutcome, actions: &mut Vec<Action>) {
+        let Some(job) = self.jobs.get_mut(job_id) else { return };
+        let Some(coordinator) = &mut job.checkpoints else { return };
+        let (completion, discard) = coordinator.written(Instant::now(), checkpoint_id, outcome);
+        if !discard.is_empty() {
+            actions.push(Action::Discard(Box::new(discard)));
+        }
+        let Some(completion) = completion else { return };
+        if job.state != JobState::Running {
+            return;
+        }
+        let stop = completion.stop.is_some();
+        if let Some((path, reply)) = completion.stop {
+            job.stopping = Some(path);
+            job.stop_reply = Some(reply);
             job.message = "stopping: the savepoint is complete, the sinks commit".into();
         }
         for task_manager in job.slots.keys() {
@@ -550,7 +648,7 @@ impl ClusterState {
                     job_id: job.id.clone(),
                     attempt: job.attempt,
                     checkpoint_id: completion.id,
-                    stop: completion.stop,
+                    stop,
                 },
             });
         }
@@ -582,6 +680,16 @@ impl ClusterState {
         let Some(job) = self.jobs.get(id) else { return };
         if let Some(path) = job.stopping.clone() {
             self.end_job(id, JobState::Finished, format!("stopped with a savepoint at {path}"), actions);
+        }
+    }
+
+    /// A task manager could not commit a stop-with-savepoint: the job fails with `reason`
+    /// (the savepoint stays usable; what the sinks had not committed is in it).
+    pub fn stop_failed(&mut self, id: &str, reason: &str, actions: &mut Vec<Action>) {
+        let Some(job) = self.jobs.get(id) else { return };
+        if let Some(path) = job.stopping.clone() {
+            let message = format!("stop-with-savepoint failed after the savepoint at {path} was taken: {reason}");
+            self.end_job(id, JobState::Failed, message, actions);
         }
     }
 
@@ -844,8 +952,76 @@ mod tests {
             };
             s.acknowledge(ack, &mut actions);
         }
+        perform_disk_work(s, &mut actions);
         assert!(actions.iter().any(|a| matches!(a, Action::Notify { request, .. } if request.checkpoint_id == id)));
         id
+    }
+
+    /// Does what the server does outside the lock: writes checkpoints and deletes old ones.
+    fn perform_disk_work(s: &mut ClusterState, actions: &mut Vec<Action>) {
+        while let Some(i) = actions.iter().position(|a| matches!(a, Action::WriteCheckpoint { .. } | Action::Discard(_))) {
+            match actions.remove(i) {
+                Action::WriteCheckpoint { job_id, write } => {
+                    let id = write.id;
+                    let outcome = write.perform();
+                    s.checkpoint_written(&job_id, id, outcome, actions);
+                }
+                Action::Discard(discard) => discard.perform(),
+                _ => unreachable!("matched above"),
+            }
+        }
+    }
+
+    /// The jobmanager's lock also serves heartbeats: completing a checkpoint writes
+    /// nothing while the state is held, but hands the disk work to the server.
+    #[test]
+    fn completing_a_checkpoint_leaves_its_disk_work_outside_the_state() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut graph = checkpointed_graph();
+        graph.config.insert("state.checkpoints.num-retained".into(), "1".into());
+        let mut s = ClusterState::new(dir.path().to_path_buf());
+        let mut actions = Vec::new();
+        s.register("a:1".into(), 2, &mut actions);
+        let job = s.submit(graph, None).unwrap();
+        s.schedule(Duration::from_secs(60), &mut actions);
+        for subtask in 0..2 {
+            s.task_state(&report_at(&job, subtask, 0, TaskState::Running), &mut actions);
+        }
+        let first = complete_checkpoint(&mut s, &job, 0);
+        actions.clear();
+        let mut now = Instant::now();
+        let second = loop {
+            s.tick_checkpoints(now, &mut actions);
+            if let Some(id) = actions.iter().find_map(|a| if let Action::Trigger { request, .. } = a { Some(request.checkpoint_id) } else { None }) {
+                break id;
+            }
+            now += Duration::from_millis(20);
+        };
+        for subtask in 0..2 {
+            let ack = CheckpointAck {
+                task: Some(TaskId { job_id: job.clone(), vertex_id: 0, subtask, attempt: 0 }),
+                checkpoint_id: second,
+                snapshot: Some(Default::default()),
+                stats: Some(Default::default()),
+            };
+            s.acknowledge(ack, &mut actions);
+        }
+        let chk = |id: u64| dir.path().join(&job).join(format!("chk-{id}"));
+        assert!(!chk(second).join("_metadata").exists(), "no metadata written under the lock");
+        assert!(!actions.iter().any(|a| matches!(a, Action::Notify { .. })), "complete only once written");
+        s.tick_checkpoints(now + Duration::from_secs(1), &mut actions);
+        assert!(!actions.iter().any(|a| matches!(a, Action::Trigger { request, .. } if request.checkpoint_id > second)), "one at a time");
+        let write = actions.iter().position(|a| matches!(a, Action::WriteCheckpoint { .. })).expect("the write is handed out");
+        let Action::WriteCheckpoint { job_id, write } = actions.remove(write) else { unreachable!() };
+        let outcome = write.perform();
+        assert!(chk(second).join("_metadata").exists());
+        s.checkpoint_written(&job_id, second, outcome, &mut actions);
+        assert!(actions.iter().any(|a| matches!(a, Action::Notify { request, .. } if request.checkpoint_id == second)));
+        assert!(chk(first).exists(), "the retired checkpoint is deleted outside the lock too");
+        let discard = actions.iter().position(|a| matches!(a, Action::Discard(_))).expect("the deletion is handed out");
+        let Action::Discard(discard) = actions.remove(discard) else { unreachable!() };
+        discard.perform();
+        assert!(!chk(first).exists());
     }
 
     /// A cluster of one 2-slot task manager running a checkpointed job of 2 subtasks; the
@@ -896,20 +1072,94 @@ mod tests {
         assert!(status.message.contains("no restarts left after 1"), "{}", status.message);
     }
 
+    /// Fails subtask 1 of attempt 0 and runs the scheduler: the actions of the restart.
+    fn fail_and_restart(s: &mut ClusterState, job: &str) -> Vec<Action> {
+        let mut actions = Vec::new();
+        s.task_state(&report_at(job, 1, 0, TaskState::Failed), &mut actions);
+        s.schedule(Duration::from_secs(60), &mut actions);
+        actions
+    }
+
     #[test]
-    fn a_damaged_checkpoint_falls_back_to_the_previous_one() {
+    fn a_damaged_newest_checkpoint_fails_the_restart_instead_of_replaying_committed_output() {
         let dir = tempfile::tempdir().unwrap();
-        let (mut s, job, mut actions) = running_checkpointed_job(dir.path());
+        let (mut s, job, _) = running_checkpointed_job(dir.path());
+        complete_checkpoint(&mut s, &job, 0);
+        let second = complete_checkpoint(&mut s, &job, 0);
+        std::fs::write(dir.path().join(&job).join(format!("chk-{second}/_metadata")), b"garbage").unwrap();
+        let actions = fail_and_restart(&mut s, &job);
+        assert!(!actions.iter().any(|a| matches!(a, Action::Deploy { .. })), "no restore from an older checkpoint");
+        let status = s.status(&job).unwrap();
+        assert_eq!(status.state, JobState::Failed as i32);
+        for part in [format!("chk-{second}' is unusable"), "may have committed".into(), "recover-without-newest".into()] {
+            assert!(status.message.contains(&part), "{part:?} missing from: {}", status.message);
+        }
+    }
+
+    #[test]
+    fn a_damaged_checkpoint_falls_back_to_the_previous_one_when_duplicates_are_accepted() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = ClusterState::new(dir.path().to_path_buf());
+        let mut actions = Vec::new();
+        s.register("a:1".into(), 2, &mut actions);
+        let mut graph = checkpointed_graph();
+        graph.config.insert("execution.checkpointing.recover-without-newest".into(), "true".into());
+        let job = s.submit(graph, None).unwrap();
+        s.schedule(Duration::from_secs(60), &mut actions);
+        for subtask in 0..2 {
+            s.task_state(&report_at(&job, subtask, 0, TaskState::Running), &mut actions);
+        }
         let first = complete_checkpoint(&mut s, &job, 0);
         let second = complete_checkpoint(&mut s, &job, 0);
         std::fs::write(dir.path().join(&job).join(format!("chk-{second}/_metadata")), b"garbage").unwrap();
-        actions.clear();
-        s.task_state(&report_at(&job, 1, 0, TaskState::Failed), &mut actions);
-        s.schedule(Duration::from_secs(60), &mut actions);
+        let actions = fail_and_restart(&mut s, &job);
         assert_eq!(redeployment(&actions).restored_checkpoint_id, first);
         let summary = s.status(&job).unwrap().checkpoints.unwrap();
         assert!(summary.last_failure.contains(&format!("chk-{second}' is unusable")), "{}", summary.last_failure);
         assert_eq!(summary.restored_from_id, first);
+    }
+
+    #[test]
+    fn a_restart_before_the_first_checkpoint_restores_the_savepoint_the_job_started_from() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut s, first_job, _) = running_checkpointed_job(dir.path());
+        let id = complete_checkpoint(&mut s, &first_job, 0);
+        let savepoint = dir.path().join(&first_job).join(format!("chk-{id}"));
+        let mut actions = Vec::new();
+        s.register("b:1".into(), 2, &mut actions);
+        let job = s.submit(checkpointed_graph(), Some(&savepoint)).unwrap();
+        actions.clear();
+        s.schedule(Duration::from_secs(60), &mut actions);
+        assert_eq!(redeployment(&actions).restored_checkpoint_id, id);
+        for subtask in 0..2 {
+            s.task_state(&report_at(&job, subtask, 0, TaskState::Running), &mut actions);
+        }
+        let actions = fail_and_restart(&mut s, &job);
+        let request = redeployment(&actions);
+        assert_eq!((request.attempt, request.restored_checkpoint_id), (1, id), "the restart restores the savepoint");
+        let restored: Vec<Vec<u8>> = request.restore.iter().flat_map(|r| r.operators[0].list_state.clone()).collect();
+        assert_eq!(restored, vec![vec![0, id as u8], vec![1, id as u8]], "the savepoint's state, not an empty start");
+    }
+
+    #[test]
+    fn a_trigger_that_cannot_be_delivered_fails_the_checkpoint_at_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut s, job, _) = running_checkpointed_job(dir.path());
+        let mut actions = Vec::new();
+        let mut now = Instant::now();
+        let id = loop {
+            s.tick_checkpoints(now, &mut actions);
+            if let Some(id) = actions.iter().find_map(|a| if let Action::Trigger { request, .. } = a { Some(request.checkpoint_id) } else { None }) {
+                break id;
+            }
+            now += Duration::from_millis(20);
+        };
+        s.trigger_failed(&job, 0, id, "its trigger could not be delivered to tm-1: connection refused");
+        let summary = s.status(&job).unwrap().checkpoints.unwrap();
+        assert_eq!((summary.failed, summary.pending_id), (1, 0));
+        assert!(summary.last_failure.contains(&format!("checkpoint {id} failed: its trigger could not be delivered")), "{}", summary.last_failure);
+        let next = complete_checkpoint(&mut s, &job, 0);
+        assert!(next > id, "the next checkpoint runs without waiting for the timeout");
     }
 
     #[test]
@@ -923,12 +1173,26 @@ mod tests {
     }
 
     #[test]
+    fn checkpoints_in_a_local_temporary_directory_refuse_tasks_on_several_hosts() {
+        let mut s = ClusterState::new(std::env::temp_dir().join("sluice-test-checkpoints"));
+        let mut actions = Vec::new();
+        s.register("host-a:6121".into(), 1, &mut actions);
+        s.register("host-b:6121".into(), 1, &mut actions);
+        let job = s.submit(checkpointed_graph(), None).unwrap();
+        s.schedule(Duration::from_secs(60), &mut actions);
+        let status = s.status(&job).unwrap();
+        assert_eq!(status.state, JobState::Failed as i32);
+        assert!(status.message.contains("host-a, host-b") && status.message.contains("--checkpoint-dir"), "{}", status.message);
+        assert!(!actions.iter().any(|a| matches!(a, Action::Deploy { .. })));
+    }
+
+    #[test]
     fn a_restart_waits_for_a_replacement_task_manager() {
         let dir = tempfile::tempdir().unwrap();
         let mut s = ClusterState::new(dir.path().to_path_buf());
         let mut actions = Vec::new();
         s.register("a:1".into(), 1, &mut actions);
-        s.register("b:1".into(), 1, &mut actions);
+        s.register("a:2".into(), 1, &mut actions);
         let job = s.submit(checkpointed_graph(), None).unwrap();
         s.schedule(Duration::from_secs(60), &mut actions);
         s.lose_task_manager("tm-2", "task manager tm-2 was lost", &mut actions);
@@ -938,7 +1202,7 @@ mod tests {
         assert!(status.message.contains("waiting for 2 free task slots: 1 free"), "{}", status.message);
         assert_eq!(status.restarts, 1);
         actions.clear();
-        s.register("c:1".into(), 1, &mut actions);
+        s.register("a:3".into(), 1, &mut actions);
         s.schedule(Duration::from_secs(60), &mut actions);
         assert_eq!(s.status(&job).unwrap().state, JobState::Running as i32);
         assert_eq!(redeployment(&actions).attempt, 1);

@@ -7,6 +7,7 @@
 
 pub mod factory;
 pub mod connectors;
+pub mod durable;
 pub mod error;
 pub mod expr;
 pub mod graph;

@@ -162,6 +162,14 @@ pub trait Operator: Send {
     async fn notify_checkpoint_complete(&mut self, _checkpoint_id: u64) -> Result<()> {
         Ok(())
     }
+
+    /// Stop-with-savepoint: the savepoint completed and its commits are done; the task ends
+    /// now without finishing its input. Work begun after the savepoint's barrier is
+    /// discarded (a transactional sink aborts the transaction it opened there), since the
+    /// job resumed from the savepoint does it again.
+    async fn stop_with_savepoint(&mut self) -> Result<()> {
+        Ok(())
+    }
 }
 
 /// What a source produced on one poll.

@@ -8,3 +8,9 @@
 #![allow(missing_docs, clippy::all)]
 
 tonic::include_proto!("sluice.v1");
+
+/// The largest gRPC message any Sluice client or server sends or accepts, the same on
+/// every service, so whatever one process may send, the other accepts (acknowledgements
+/// carry operator list state; deployments carry restored state). A message past it is
+/// refused by its sender with a reason.
+pub const MAX_MESSAGE_BYTES: usize = 256 << 20;

@@ -50,7 +50,9 @@ pub async fn connect(address: &str) -> Result<JobManagerClient<Channel>> {
         .with_context(|| {
             format!("cannot reach the jobmanager at {address}; is it running? (sluice jobmanager --rpc-address {address})")
         })?;
-    Ok(JobManagerClient::new(channel).max_encoding_message_size(64 << 20))
+    Ok(JobManagerClient::new(channel)
+        .max_encoding_message_size(sluice_proto::MAX_MESSAGE_BYTES)
+        .max_decoding_message_size(sluice_proto::MAX_MESSAGE_BYTES))
 }
 
 fn status_error(status: tonic::Status) -> anyhow::Error {

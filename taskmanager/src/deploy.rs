@@ -202,6 +202,7 @@ pub fn prepare(
             checkpointing,
             unbarriered: None,
             notified: 0,
+            stopped_at: None,
             metrics_published: std::time::Instant::now(),
         };
         tasks.push(PreparedTask { id: task_id.clone(), task, metrics: task_metrics, commands: commands_tx, events: events_rx });

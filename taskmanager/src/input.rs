@@ -1,6 +1,13 @@
 //! The input side of a task: merges its input channels fairly, aligns checkpoint barriers
-//! (an input that delivered barrier n is parked until every input has), forwards the
-//! minimum watermark across inputs, and reports end of input once every input has ended.
+//! by checkpoint id (an input that delivered barrier n is parked until every input has),
+//! forwards the minimum watermark across inputs, and reports end of input once every input
+//! has ended.
+//!
+//! As in Flink's barrier handler, a barrier newer than the one being aligned means that
+//! some input will never deliver the older one (its source missed the trigger): the older
+//! checkpoint is abandoned, reported as [`GateEvent::Aborted`] so the task declines it, and
+//! alignment starts over for the newer one. Barriers of an abandoned checkpoint that
+//! arrive later are dropped.
 
 use std::future::poll_fn;
 use std::task::Poll;
@@ -27,12 +34,30 @@ impl InputChannel {
     }
 }
 
+/// What the gate hands to its task.
+#[derive(Debug)]
+pub enum GateEvent {
+    /// The next message (a barrier only once every input delivered it).
+    Message(Message),
+    /// A checkpoint whose barrier was being aligned was abandoned, because a newer barrier
+    /// arrived on an input that never delivered it.
+    Aborted {
+        /// The abandoned checkpoint.
+        checkpoint_id: u64,
+        /// Why, for the jobmanager's status.
+        reason: String,
+    },
+}
+
 /// The merged, aligned inputs of a task.
 pub struct InputGate {
     inputs: Vec<InputChannel>,
     next: usize,
     watermark: i64,
     pending_barrier: Option<Barrier>,
+    /// The newest checkpoint id whose alignment started here (0: none); barriers up to it
+    /// that arrive when nothing is pending belong to a finished or abandoned alignment.
+    newest_barrier: u64,
     /// When the first input delivered the pending barrier.
     alignment_started: Option<std::time::Instant>,
     /// How long the last barrier took to align.
@@ -47,6 +72,7 @@ impl InputGate {
             next: 0,
             watermark: i64::MIN,
             pending_barrier: None,
+            newest_barrier: 0,
             alignment_started: None,
             last_alignment: std::time::Duration::ZERO,
         }
@@ -66,19 +92,19 @@ impl InputGate {
         self.inputs.iter().filter(|i| !i.ended).map(|i| i.watermark).min()
     }
 
-    /// The next message for the task; `EndOfInput` once, when every input has ended.
-    pub async fn next(&mut self) -> Result<Message, TaskError> {
+    /// The next event for the task; `EndOfInput` once, when every input has ended.
+    pub async fn next(&mut self) -> Result<GateEvent, TaskError> {
         loop {
             if let Some(barrier) = self.pending_barrier {
                 if self.all_live_blocked() {
                     self.pending_barrier = None;
                     self.last_alignment = self.alignment_started.take().map_or(std::time::Duration::ZERO, |t| t.elapsed());
                     self.inputs.iter_mut().for_each(|i| i.blocked = false);
-                    return Ok(Message::Barrier(barrier));
+                    return Ok(GateEvent::Message(Message::Barrier(barrier)));
                 }
             }
             if self.inputs.iter().all(|i| i.ended) {
-                return Ok(Message::EndOfInput);
+                return Ok(GateEvent::Message(Message::EndOfInput));
             }
             let (index, message) = poll_fn(|cx| {
                 let n = self.inputs.len();
@@ -105,26 +131,56 @@ impl InputGate {
                             .into(),
                     })
                 }
-                Some(Message::Data(batch)) => return Ok(Message::Data(batch)),
+                Some(Message::Data(batch)) => return Ok(GateEvent::Message(Message::Data(batch))),
                 Some(Message::Watermark(w)) => {
                     input.watermark = input.watermark.max(w);
                     if let Some(advanced) = self.advance_watermark() {
-                        return Ok(Message::Watermark(advanced));
+                        return Ok(GateEvent::Message(Message::Watermark(advanced)));
                     }
                 }
                 Some(Message::Barrier(barrier)) => {
-                    input.blocked = true;
-                    self.pending_barrier = Some(barrier);
-                    self.alignment_started.get_or_insert_with(std::time::Instant::now);
+                    if let Some(aborted) = self.on_barrier(index, barrier) {
+                        return Ok(aborted);
+                    }
                 }
                 Some(Message::EndOfInput) => {
                     input.ended = true;
                     if let Some(advanced) = self.advance_watermark() {
-                        return Ok(Message::Watermark(advanced));
+                        return Ok(GateEvent::Message(Message::Watermark(advanced)));
                     }
                 }
             }
         }
+    }
+
+    /// Input `index` delivered `barrier`: parks the input for its alignment, drops it when
+    /// its checkpoint is already over, or abandons an older alignment.
+    fn on_barrier(&mut self, index: usize, barrier: Barrier) -> Option<GateEvent> {
+        let id = barrier.checkpoint_id;
+        let aborted = match self.pending_barrier {
+            Some(pending) if id == pending.checkpoint_id => None,
+            Some(pending) if id < pending.checkpoint_id => return None,
+            None if id <= self.newest_barrier => return None,
+            None => None,
+            Some(pending) => {
+                let reason = format!(
+                    "barrier {id} arrived from {} before barrier {} had arrived on every input \
+                     (an upstream source missed the trigger of checkpoint {})",
+                    self.inputs[index].origin, pending.checkpoint_id, pending.checkpoint_id
+                );
+                tracing::warn!(checkpoint = pending.checkpoint_id, "abandoning the alignment: {reason}");
+                self.inputs.iter_mut().for_each(|i| i.blocked = false);
+                self.alignment_started = None;
+                Some(GateEvent::Aborted { checkpoint_id: pending.checkpoint_id, reason })
+            }
+        };
+        self.inputs[index].blocked = true;
+        if self.pending_barrier.is_none_or(|p| p.checkpoint_id != id) {
+            self.pending_barrier = Some(barrier);
+            self.newest_barrier = id;
+        }
+        self.alignment_started.get_or_insert_with(std::time::Instant::now);
+        aborted
     }
 
     fn advance_watermark(&mut self) -> Option<i64> {
@@ -157,24 +213,77 @@ mod tests {
         (txs, InputGate::new(inputs))
     }
 
-    fn value(m: &Message) -> Option<i64> {
+    fn value(m: &GateEvent) -> Option<i64> {
         match m {
-            Message::Data(b) => Some(b.column(0).as_any().downcast_ref::<Int64Array>().unwrap().value(0)),
+            GateEvent::Message(Message::Data(b)) => Some(b.column(0).as_any().downcast_ref::<Int64Array>().unwrap().value(0)),
             _ => None,
         }
+    }
+
+    /// The gate's next event; a gate that hangs fails the test instead of stalling it.
+    async fn next(gate: &mut InputGate) -> GateEvent {
+        tokio::time::timeout(std::time::Duration::from_secs(5), gate.next()).await.expect("the gate is stuck").unwrap()
+    }
+
+    fn barrier(id: u64) -> Barrier {
+        Barrier { checkpoint_id: id, timestamp_ms: 0, last_completed: 0 }
+    }
+
+    fn is_barrier(event: &GateEvent, id: u64) -> bool {
+        matches!(event, GateEvent::Message(Message::Barrier(b)) if b.checkpoint_id == id)
+    }
+
+    /// Input 1's source missed checkpoint 1's trigger: its barrier 2 must not align with
+    /// input 0's barrier 1, or a restore from 2 would miss input 0's rows between 1 and 2.
+    #[tokio::test]
+    async fn a_newer_barrier_abandons_the_older_alignment_instead_of_completing_it() {
+        let (txs, mut gate) = gate(2);
+        txs[0].send(Message::Barrier(barrier(1))).await.unwrap();
+        txs[0].send(data(10)).await.unwrap(); // after barrier 1, before barrier 2 on input 0
+        txs[1].send(data(1)).await.unwrap();
+        txs[1].send(Message::Barrier(barrier(2))).await.unwrap();
+        txs[1].send(data(2)).await.unwrap(); // after barrier 2 on input 1
+        assert_eq!(value(&next(&mut gate).await), Some(1));
+        match next(&mut gate).await {
+            GateEvent::Aborted { checkpoint_id, reason } => {
+                assert_eq!(checkpoint_id, 1);
+                assert!(reason.contains("input 1") && reason.contains("barrier 2"), "{reason}");
+            }
+            other => panic!("expected checkpoint 1 to be abandoned, got {other:?}"),
+        }
+        // Input 0's row between its barriers 1 and 2 comes before barrier 2 leaves.
+        assert_eq!(value(&next(&mut gate).await), Some(10));
+        txs[0].send(Message::Barrier(barrier(2))).await.unwrap();
+        assert!(is_barrier(&next(&mut gate).await, 2));
+        assert_eq!(value(&next(&mut gate).await), Some(2));
+    }
+
+    #[tokio::test]
+    async fn a_late_barrier_of_an_abandoned_checkpoint_is_dropped() {
+        let (txs, mut gate) = gate(2);
+        txs[0].send(Message::Barrier(barrier(1))).await.unwrap();
+        txs[1].send(Message::Barrier(barrier(2))).await.unwrap();
+        assert!(matches!(next(&mut gate).await, GateEvent::Aborted { checkpoint_id: 1, .. }));
+        txs[0].send(data(5)).await.unwrap();
+        txs[1].send(Message::Barrier(barrier(1))).await.unwrap(); // late: must not block input 1
+        txs[0].send(Message::Barrier(barrier(2))).await.unwrap();
+        assert_eq!(value(&next(&mut gate).await), Some(5));
+        assert!(is_barrier(&next(&mut gate).await, 2));
+        txs[1].send(Message::Barrier(barrier(1))).await.unwrap(); // older than the last aligned one
+        txs[1].send(data(6)).await.unwrap();
+        assert_eq!(value(&next(&mut gate).await), Some(6));
     }
 
     #[tokio::test]
     async fn barriers_align_and_block_the_early_input() {
         let (txs, mut gate) = gate(2);
-        let barrier = Barrier { checkpoint_id: 1, timestamp_ms: 0, last_completed: 0 };
-        txs[0].send(Message::Barrier(barrier)).await.unwrap();
+        txs[0].send(Message::Barrier(barrier(1))).await.unwrap();
         txs[0].send(data(10)).await.unwrap(); // after the barrier: must wait
         txs[1].send(data(1)).await.unwrap();
-        assert_eq!(value(&gate.next().await.unwrap()), Some(1));
-        txs[1].send(Message::Barrier(barrier)).await.unwrap();
-        assert!(matches!(gate.next().await.unwrap(), Message::Barrier(b) if b == barrier));
-        assert_eq!(value(&gate.next().await.unwrap()), Some(10));
+        assert_eq!(value(&next(&mut gate).await), Some(1));
+        txs[1].send(Message::Barrier(barrier(1))).await.unwrap();
+        assert!(is_barrier(&next(&mut gate).await, 1));
+        assert_eq!(value(&next(&mut gate).await), Some(10));
     }
 
     #[tokio::test]
@@ -182,11 +291,11 @@ mod tests {
         let (txs, mut gate) = gate(2);
         txs[0].send(Message::Watermark(100)).await.unwrap();
         txs[1].send(Message::Watermark(50)).await.unwrap();
-        assert!(matches!(gate.next().await.unwrap(), Message::Watermark(50)));
+        assert!(matches!(next(&mut gate).await, GateEvent::Message(Message::Watermark(50))));
         txs[1].send(Message::EndOfInput).await.unwrap();
-        assert!(matches!(gate.next().await.unwrap(), Message::Watermark(100)));
+        assert!(matches!(next(&mut gate).await, GateEvent::Message(Message::Watermark(100))));
         txs[0].send(Message::EndOfInput).await.unwrap();
-        assert!(matches!(gate.next().await.unwrap(), Message::EndOfInput));
+        assert!(matches!(next(&mut gate).await, GateEvent::Message(Message::EndOfInput)));
     }
 
     #[tokio::test]

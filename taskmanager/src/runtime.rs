@@ -102,6 +102,39 @@ enum Report {
     Decline(CheckpointDecline),
 }
 
+impl Report {
+    /// A task's final state (or its end of input), without which the jobmanager would
+    /// wait for the task forever.
+    fn is_final(&self) -> bool {
+        let Report::State(r) = self else { return false };
+        matches!(
+            TaskState::try_from(r.state),
+            Ok(TaskState::Finished | TaskState::Failed | TaskState::Canceled | TaskState::Ended)
+        )
+    }
+}
+
+/// A report and the registration it was made under.
+struct QueuedReport {
+    /// [`Inner::registration`] when the report was queued.
+    registration: u64,
+    report: Report,
+}
+
+/// How long a task may take to commit a stop-with-savepoint and stop.
+const STOP_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Acknowledgements and declines that cannot be delivered are given up after this many
+/// tries: the checkpoint times out without them.
+const CHECKPOINT_REPORT_TRIES: u32 = 20;
+
+/// Whether to try a report again after `tries` failed ones. A final state is retried as
+/// long as the registration it was made under stands: once the task manager registers
+/// anew, the jobmanager has already failed or restarted those tasks.
+fn retry_report(report: &Report, tries: u32, same_registration: bool) -> bool {
+    same_registration && (report.is_final() || tries < CHECKPOINT_REPORT_TRIES)
+}
+
 /// Shared state of a running task manager.
 struct Inner {
     config: TaskManagerConfig,
@@ -109,12 +142,32 @@ struct Inner {
     id: Mutex<Option<String>>,
     tasks: Mutex<HashMap<String, Vec<RunningTask>>>,
     registry: Arc<ExchangeRegistry>,
-    reports: mpsc::UnboundedSender<Report>,
+    reports: mpsc::UnboundedSender<QueuedReport>,
+    /// Bumped whenever this task manager gives up its registration (the jobmanager forgot
+    /// it or could not be reached), so reports about tasks of the old one are dropped.
+    registration: std::sync::atomic::AtomicU64,
 }
 
 impl Inner {
     fn id(&self) -> Option<String> {
         self.id.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    fn registration(&self) -> u64 {
+        self.registration.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// Queues a report for the jobmanager.
+    fn send_report(&self, report: Report) {
+        let _ = self.reports.send(QueuedReport { registration: self.registration(), report });
+    }
+
+    /// Gives up the registration: every task is canceled, and the task manager registers
+    /// again.
+    fn unregister(&self) {
+        self.registration.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        self.cancel_all();
+        *self.id.lock().unwrap_or_else(|p| p.into_inner()) = None;
     }
 
     /// Cancels the job's tasks of attempts up to `through`.
@@ -214,16 +267,21 @@ impl TaskManager {
             tasks: Mutex::new(HashMap::new()),
             registry: Arc::new(ExchangeRegistry::default()),
             reports: reports_tx,
+            registration: std::sync::atomic::AtomicU64::new(0),
         });
         tracing::info!(%address, slots = inner.config.slots, jobmanager = %inner.config.jobmanager, "task manager starting");
         let heartbeat = HeartbeatThread::start(inner.clone(), &jm_endpoint)?;
-        let reporter = tokio::spawn(report_loop(ResourceManagerClient::new(jm_channel), reports_rx));
+        let reporter = tokio::spawn(report_loop(inner.clone(), resource_manager_client(jm_channel), reports_rx));
         let tm = TaskManager { inner: inner.clone() };
         let result = Server::builder()
             .initial_stream_window_size(crate::STREAM_WINDOW)
             .initial_connection_window_size(crate::CONNECTION_WINDOW)
             .tcp_nodelay(true)
-            .add_service(TaskExecutorServer::new(tm))
+            .add_service(
+                TaskExecutorServer::new(tm)
+                    .max_decoding_message_size(sluice_proto::MAX_MESSAGE_BYTES)
+                    .max_encoding_message_size(sluice_proto::MAX_MESSAGE_BYTES),
+            )
             .add_service(
                 DataExchangeServer::new(DataExchangeService::new(inner.registry.clone()))
                     .max_encoding_message_size(crate::MAX_FRAME_BYTES),
@@ -261,7 +319,7 @@ impl HeartbeatThread {
                     }
                 };
                 runtime.block_on(async move {
-                    let client = ResourceManagerClient::new(endpoint.connect_lazy());
+                    let client = resource_manager_client(endpoint.connect_lazy());
                     tokio::select! {
                         () = heartbeat_loop(inner, client) => {}
                         _ = stopped => {}
@@ -280,6 +338,13 @@ impl HeartbeatThread {
             let _ = thread.join();
         }
     }
+}
+
+/// A client of the jobmanager's resource manager service, with Sluice's message limit.
+fn resource_manager_client(channel: Channel) -> ResourceManagerClient<Channel> {
+    ResourceManagerClient::new(channel)
+        .max_encoding_message_size(sluice_proto::MAX_MESSAGE_BYTES)
+        .max_decoding_message_size(sluice_proto::MAX_MESSAGE_BYTES)
 }
 
 /// Registers with the jobmanager, then heartbeats; re-registers when the jobmanager
@@ -316,15 +381,13 @@ async fn heartbeat_loop(inner: Arc<Inner>, mut client: ResourceManagerClient<Cha
             Ok(response) if response.get_ref().known => last_contact = tokio::time::Instant::now(),
             Ok(_) => {
                 tracing::warn!("the jobmanager does not know this task manager; canceling tasks and registering again");
-                inner.cancel_all();
-                *inner.id.lock().unwrap_or_else(|p| p.into_inner()) = None;
+                inner.unregister();
             }
             Err(status) => {
                 tracing::warn!(error = %status.message(), "heartbeat to the jobmanager failed");
                 if last_contact.elapsed() > inner.config.jobmanager_timeout {
                     tracing::error!("jobmanager unreachable for {:?}; canceling tasks", inner.config.jobmanager_timeout);
-                    inner.cancel_all();
-                    *inner.id.lock().unwrap_or_else(|p| p.into_inner()) = None;
+                    inner.unregister();
                 }
             }
         }
@@ -332,28 +395,30 @@ async fn heartbeat_loop(inner: Arc<Inner>, mut client: ResourceManagerClient<Cha
 }
 
 /// Delivers task state changes and checkpoint acknowledgements to the jobmanager in order,
-/// retrying while it is unreachable.
-async fn report_loop(mut client: ResourceManagerClient<Channel>, mut reports: mpsc::UnboundedReceiver<Report>) {
-    while let Some(report) = reports.recv().await {
-        for attempt in 0..20 {
+/// retrying while it is unreachable (see [`retry_report`]).
+async fn report_loop(inner: Arc<Inner>, mut client: ResourceManagerClient<Channel>, mut reports: mpsc::UnboundedReceiver<QueuedReport>) {
+    while let Some(QueuedReport { registration, report }) = reports.recv().await {
+        let mut tries = 0u32;
+        loop {
             let result = match &report {
                 Report::State(r) => client.report_task_state(r.clone()).await.map(|_| ()),
                 Report::Ack(a) => client.acknowledge_checkpoint(a.clone()).await.map(|_| ()),
                 Report::Decline(d) => client.decline_checkpoint(d.clone()).await.map(|_| ()),
             };
-            match result {
-                Ok(()) => break,
-                Err(status) => {
-                    tracing::warn!(attempt, error = %status.message(), "cannot report to the jobmanager; retrying");
-                    tokio::time::sleep(Duration::from_millis(250)).await;
-                }
+            let Err(status) = result else { break };
+            tries += 1;
+            if !retry_report(&report, tries, inner.registration() == registration) {
+                tracing::warn!(tries, error = %status.message(), "giving up a report to the jobmanager");
+                break;
             }
+            tracing::warn!(tries, error = %status.message(), "cannot report to the jobmanager; retrying");
+            tokio::time::sleep(Duration::from_millis(250 * u64::from(tries.min(8)))).await;
         }
     }
 }
 
 fn report(inner: &Inner, id: &TaskId, state: TaskState, error: String, metrics: &TaskMetrics) {
-    let _ = inner.reports.send(Report::State(TaskStateReport {
+    inner.send_report(Report::State(TaskStateReport {
         task: Some(id.clone()),
         state: state as i32,
         error,
@@ -368,11 +433,25 @@ async fn forward_events(inner: Arc<Inner>, id: TaskId, metrics: Arc<TaskMetrics>
             TaskEvent::Ended => report(&inner, &id, TaskState::Ended, String::new(), &metrics),
             TaskEvent::Decline { checkpoint_id, reason } => {
                 let decline = CheckpointDecline { task: Some(id.clone()), checkpoint_id, reason };
-                let _ = inner.reports.send(Report::Decline(decline));
+                inner.send_report(Report::Decline(decline));
             }
             TaskEvent::Ack { checkpoint_id, snapshot, stats } => {
                 let ack = CheckpointAck { task: Some(id.clone()), checkpoint_id, snapshot: Some(snapshot), stats: Some(stats) };
-                let _ = inner.reports.send(Report::Ack(ack));
+                let size = prost::Message::encoded_len(&ack);
+                if size > sluice_proto::MAX_MESSAGE_BYTES {
+                    let reason = format!(
+                        "subtask {} of vertex {}: its operator state of {} MiB exceeds the {} MiB a checkpoint \
+                         acknowledgement may carry; lower the state held outside keyed state (for example \
+                         'max_concurrent_requests' of ML_PREDICT, or a shorter checkpoint interval for the print sink)",
+                        id.subtask + 1,
+                        id.vertex_id,
+                        size >> 20,
+                        sluice_proto::MAX_MESSAGE_BYTES >> 20
+                    );
+                    inner.send_report(Report::Decline(CheckpointDecline { task: Some(id.clone()), checkpoint_id, reason }));
+                } else {
+                    inner.send_report(Report::Ack(ack));
+                }
             }
         }
     }
@@ -432,8 +511,8 @@ impl TaskExecutor for TaskManager {
 
     async fn trigger_checkpoint(&self, request: Request<TriggerCheckpointRequest>) -> Result<Response<Ack>, Status> {
         let r = request.into_inner();
-        let (checkpoint_id, timestamp_ms, last_completed) = (r.checkpoint_id, r.timestamp_ms, r.last_completed);
-        self.inner.command(&r.job_id, r.attempt, || TaskCommand::Trigger { checkpoint_id, timestamp_ms, last_completed });
+        let (checkpoint_id, timestamp_ms, last_completed, stop) = (r.checkpoint_id, r.timestamp_ms, r.last_completed, r.stop);
+        self.inner.command(&r.job_id, r.attempt, || TaskCommand::Trigger { checkpoint_id, timestamp_ms, last_completed, stop });
         Ok(Response::new(Ack {}))
     }
 
@@ -448,10 +527,24 @@ impl TaskExecutor for TaskManager {
                 parked.push(wait);
                 TaskCommand::Park(done)
             });
+            let tasks = parked.len();
+            let mut unstopped = 0;
             for wait in parked {
-                let _ = tokio::time::timeout(Duration::from_secs(60), wait).await;
+                // A task that failed (its commit, or aborting what followed the savepoint)
+                // drops its answer; one that hangs does not answer in time.
+                if !matches!(tokio::time::timeout(STOP_TIMEOUT, wait).await, Ok(Ok(()))) {
+                    unstopped += 1;
+                }
             }
             self.inner.cancel_job(&r.job_id, r.attempt);
+            if unstopped > 0 {
+                return Err(Status::aborted(format!(
+                    "{unstopped} of {tasks} task(s) on {} could not commit the savepoint and stop (failed, or no \
+                     answer within {}s); their errors are in the job's status and this task manager's log",
+                    self.inner.id().unwrap_or_else(|| self.inner.address.clone()),
+                    STOP_TIMEOUT.as_secs()
+                )));
+            }
         }
         Ok(Response::new(Ack {}))
     }
@@ -465,5 +558,28 @@ fn panic_message(join: tokio::task::JoinError) -> String {
             .or_else(|| payload.downcast_ref::<&str>().map(|s| s.to_string()))
             .unwrap_or_else(|| "unknown panic".into()),
         Err(e) => e.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn state(state: TaskState) -> Report {
+        Report::State(TaskStateReport { task: None, state: state as i32, error: String::new(), metrics: None })
+    }
+
+    /// A final state given up after a few failed tries leaves the job RUNNING forever.
+    #[test]
+    fn final_states_are_retried_while_the_registration_stands() {
+        for final_state in [TaskState::Finished, TaskState::Failed, TaskState::Canceled, TaskState::Ended] {
+            assert!(retry_report(&state(final_state), 10_000, true), "{final_state:?} must not be given up");
+            assert!(!retry_report(&state(final_state), 1, false), "{final_state:?} of a forgotten registration is dropped");
+        }
+        assert!(retry_report(&state(TaskState::Running), 3, true));
+        assert!(!retry_report(&state(TaskState::Running), CHECKPOINT_REPORT_TRIES, true));
+        let ack = Report::Ack(CheckpointAck::default());
+        assert!(retry_report(&ack, CHECKPOINT_REPORT_TRIES - 1, true));
+        assert!(!retry_report(&ack, CHECKPOINT_REPORT_TRIES, true), "a checkpoint times out without it");
     }
 }

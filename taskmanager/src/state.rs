@@ -17,6 +17,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use rocksdb::{IteratorMode, Options, WriteBatch, WriteOptions, DB};
+use sluice_operators::durable;
 use sluice_operators::state::{key_group_of, KeyedStateStore, StateWrite};
 use sluice_operators::{OperatorError, Result};
 use sluice_proto::{KeyedStateHandle, StateFile};
@@ -136,7 +137,12 @@ impl KeyedBackend {
                 for file in &handle.files {
                     if let Ok(relative) = Path::new(&file.path).strip_prefix(storage.job_dir.as_path()) {
                         if Path::new(&file.path).starts_with(&shared) {
-                            let stored = StateFile { name: file.name.clone(), path: relative.display().to_string(), size: file.size };
+                            let stored = StateFile {
+                                name: file.name.clone(),
+                                path: relative.display().to_string(),
+                                size: file.size,
+                                checksum: file.checksum,
+                            };
                             uploaded.insert(file.name.clone(), stored);
                         }
                     }
@@ -240,26 +246,29 @@ fn upload(
                 continue;
             }
             let target_name = format!("{instance}-{file}");
-            copy_atomically(&source, &shared.join(&target_name))?;
+            let (size, checksum) = copy_atomically(&source, &shared.join(&target_name))?;
             copied += size;
-            let stored = StateFile { name: file.clone(), path: format!("shared/{target_name}"), size };
+            let stored = StateFile { name: file.clone(), path: format!("shared/{target_name}"), size, checksum };
             uploaded.lock().unwrap_or_else(|p| p.into_inner()).insert(file, stored.clone());
             files.push(stored);
         } else {
-            copy_atomically(&source, &private.join(&file))?;
+            let (size, checksum) = copy_atomically(&source, &private.join(&file))?;
             copied += size;
-            files.push(StateFile { name: file.clone(), path: format!("chk-{}/{name}/{file}", snapshot.checkpoint_id), size });
+            files.push(StateFile { name: file.clone(), path: format!("chk-{}/{name}/{file}", snapshot.checkpoint_id), size, checksum });
         }
     }
     Ok((files, copied))
 }
 
-/// Copies to a temporary name, syncs, then renames: readers never see a partial file.
-fn copy_atomically(source: &Path, target: &Path) -> Result<()> {
+/// Copies to a temporary name, syncs, renames, then syncs the directory: readers never
+/// see a partial file, and a published file survives a crash of the machine. Returns the
+/// size and checksum of what was copied.
+fn copy_atomically(source: &Path, target: &Path) -> Result<(u64, u64)> {
     let temp = target.with_extension("tmp");
-    std::fs::copy(source, &temp).map_err(|e| io_error("cannot copy state to", &temp, e))?;
-    std::fs::File::open(&temp).and_then(|f| f.sync_all()).map_err(|e| io_error("cannot sync", &temp, e))?;
-    std::fs::rename(&temp, target).map_err(|e| io_error("cannot publish", target, e))
+    let copied = durable::copy_synced(source, &temp).map_err(|e| io_error("cannot copy state to", &temp, e))?;
+    std::fs::rename(&temp, target).map_err(|e| io_error("cannot publish", target, e))?;
+    durable::sync_parent(target).map_err(|e| io_error("cannot sync the directory of", target, e))?;
+    Ok(copied)
 }
 
 /// Copies the files of `handle` (absolute paths) into `dir`, checking their sizes.
@@ -277,8 +286,16 @@ fn copy_handle(handle: &KeyedStateHandle, dir: &Path) -> Result<()> {
         let target = dir.join(&file.name);
         // SST files are immutable: hard-link them when the storage is on the same file
         // system. RocksDB rewrites the others, so they are copied.
-        if !file.name.ends_with(".sst") || std::fs::hard_link(source, &target).is_err() {
-            std::fs::copy(source, &target).map_err(|e| io_error("cannot copy checkpoint file", source, e))?;
+        let checksum = if file.name.ends_with(".sst") && std::fs::hard_link(source, &target).is_ok() {
+            durable::checksum(&target).map_err(|e| io_error("cannot read checkpoint file", source, e))?
+        } else {
+            durable::copy_synced(source, &target).map_err(|e| io_error("cannot copy checkpoint file", source, e))?.1
+        };
+        if file.checksum != 0 && checksum != file.checksum {
+            return Err(OperatorError::State(format!(
+                "checkpoint file '{}' does not match the checksum the checkpoint recorded: the file is damaged",
+                file.path
+            )));
         }
     }
     Ok(())
@@ -382,5 +399,27 @@ mod tests {
         std::fs::write(&sst.path, b"garbage").unwrap();
         let error = KeyedBackend::open(root.path().join("local/op2"), "op".into(), (0, 128), 128, &[handle], None).err().unwrap();
         assert!(error.to_string().contains("the checkpoint is corrupt"), "{error}");
+    }
+
+    /// A stored file damaged in place (same size, other bytes) is refused on restore: a
+    /// size check alone would open it.
+    #[test]
+    fn a_damaged_file_of_the_right_size_fails_its_checksum() {
+        let root = tempfile::tempdir().unwrap();
+        let storage = CheckpointStorage { job_dir: root.path().join("job") };
+        let backend = KeyedBackend::open(root.path().join("local/op"), "op".into(), (0, 128), 128, &[], Some(&storage)).unwrap();
+        ValueState::new(backend.store.as_ref(), 0).put(1, b"k", b"v".to_vec()).unwrap();
+        let handle = absolute(&snapshot(&backend, 1, &storage).0, &storage);
+        for file in &handle.files {
+            let content = std::fs::read(&file.path).unwrap();
+            assert_eq!(file.checksum, xxhash_rust::xxh3::xxh3_64(&content), "{} records its checksum", file.name);
+        }
+        let sst = handle.files.iter().find(|f| f.name.ends_with(".sst")).unwrap();
+        let mut bytes = std::fs::read(&sst.path).unwrap();
+        let middle = bytes.len() / 2;
+        bytes[middle] ^= 0x5a;
+        std::fs::write(&sst.path, &bytes).unwrap();
+        let error = KeyedBackend::open(root.path().join("local/op2"), "op".into(), (0, 128), 128, &[handle], None).err().unwrap();
+        assert!(error.to_string().contains("does not match the checksum"), "{error}");
     }
 }

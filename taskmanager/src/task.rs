@@ -24,7 +24,7 @@ use sluice_proto::{CheckpointTaskStats, ListDistribution, OperatorRestore, Opera
 use tokio::sync::mpsc;
 
 use crate::error::TaskError;
-use crate::input::InputGate;
+use crate::input::{GateEvent, InputGate};
 use crate::metrics::TaskMetrics;
 use crate::output::Outputs;
 use crate::state::{CheckpointStorage, KeyedBackend, LocalSnapshot};
@@ -48,6 +48,8 @@ pub enum TaskCommand {
         timestamp_ms: u64,
         /// The latest completed checkpoint.
         last_completed: u64,
+        /// Stop-with-savepoint: a source emits nothing after this barrier.
+        stop: bool,
     },
     /// The checkpoint completed: commit what it covers.
     Complete(u64),
@@ -194,6 +196,9 @@ pub struct Task {
     pub unbarriered: Option<(u64, u64)>,
     /// The latest checkpoint the operators were told completed.
     pub notified: u64,
+    /// A source task that emitted the barrier of a stop-with-savepoint: it emits nothing
+    /// more unless a newer checkpoint is triggered (the savepoint failed).
+    pub stopped_at: Option<u64>,
     /// When the operators' metrics were last published.
     pub metrics_published: Instant,
 }
@@ -431,8 +436,13 @@ impl Task {
         Ok(())
     }
 
-    /// Stop-with-savepoint: everything before is done; wait to be canceled.
-    async fn park(done: tokio::sync::oneshot::Sender<()>) -> Result<(), TaskError> {
+    /// Stop-with-savepoint: everything before is done (the savepoint's commits too); the
+    /// operators discard what they began after it, then the task waits to be canceled. A
+    /// task that cannot stop cleanly fails, and the stop with it.
+    async fn park(&mut self, done: tokio::sync::oneshot::Sender<()>) -> Result<(), TaskError> {
+        for op in &mut self.chain.operators {
+            op.stop_with_savepoint().await?;
+        }
         let _ = done.send(());
         std::future::pending::<()>().await;
         Ok(())
@@ -464,7 +474,7 @@ impl Task {
                         return Ok(());
                     }
                 }
-                TaskCommand::Park(done) => return Self::park(done).await,
+                TaskCommand::Park(done) => return self.park(done).await,
             }
         }
         Ok(())
@@ -481,11 +491,12 @@ impl Task {
     /// Handles a checkpoint command in a source task; returns the park signal to obey.
     async fn source_command(&mut self, command: TaskCommand, source: &mut Box<dyn Source>) -> Result<Option<tokio::sync::oneshot::Sender<()>>, TaskError> {
         match command {
-            TaskCommand::Trigger { checkpoint_id, timestamp_ms, last_completed } => {
+            TaskCommand::Trigger { checkpoint_id, timestamp_ms, last_completed, stop } => {
                 self.notify_complete(last_completed, Some(source)).await?;
                 let state = source.snapshot_state(checkpoint_id).await?;
                 let barrier = Barrier { checkpoint_id, timestamp_ms, last_completed };
                 self.checkpoint_at_barrier(barrier, Some(state), Duration::ZERO).await?;
+                self.stopped_at = stop.then_some(checkpoint_id);
             }
             TaskCommand::Complete(checkpoint_id) => self.notify_complete(checkpoint_id, Some(source)).await?,
             TaskCommand::Park(done) => return Ok(Some(done)),
@@ -518,11 +529,20 @@ impl Task {
             tokio::task::consume_budget().await;
             while let Ok(command) = self.checkpointing.commands.try_recv() {
                 if let Some(done) = self.source_command(command, &mut source).await? {
-                    return Self::park(done).await;
+                    return self.park(done).await;
                 }
             }
+            if self.stopped_at.is_some() {
+                // Stop-with-savepoint: nothing after its barrier. Wait for the commit and the
+                // end, or for a newer checkpoint (the savepoint failed: go on).
+                let Some(command) = self.checkpointing.commands.recv().await else { return Ok(()) };
+                if let Some(done) = self.source_command(command, &mut source).await? {
+                    return self.park(done).await;
+                }
+                continue;
+            }
             if let Some(done) = self.wait_until_accepting(&mut source).await? {
-                return Self::park(done).await;
+                return self.park(done).await;
             }
             let polled = source.poll_next().await?;
             self.metrics.set_skipped(source.skipped_records());
@@ -560,7 +580,14 @@ impl Task {
             let timer = self.chain.deadline();
             let accepting = self.chain.accepts_input();
             let message = tokio::select! {
-                message = gate.next(), if accepting => message?,
+                event = gate.next(), if accepting => match event? {
+                    GateEvent::Message(message) => message,
+                    GateEvent::Aborted { checkpoint_id, reason } => {
+                        let reason = format!("{}: {reason}", self.ctx.task_name);
+                        let _ = self.checkpointing.events.send(TaskEvent::Decline { checkpoint_id, reason });
+                        continue;
+                    }
+                },
                 () = wake.notified() => {
                     self.fire_due_timers().await?;
                     continue;
@@ -573,7 +600,7 @@ impl Task {
                         TaskCommand::Trigger { checkpoint_id, last_completed, .. } => {
                             self.unbarriered = Some((checkpoint_id, last_completed));
                         }
-                        TaskCommand::Park(done) => return Self::park(done).await,
+                        TaskCommand::Park(done) => return self.park(done).await,
                     }
                     continue;
                 }

@@ -2,6 +2,7 @@
 //! each test starts its own on its own port and data directory.
 
 use std::collections::HashMap;
+use std::os::unix::process::CommandExt;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -17,7 +18,8 @@ use super::free_port;
 
 const MINUTE: Duration = Duration::from_secs(60);
 
-/// A broker process, stopped when dropped.
+/// A broker process, stopped with everything it spawned when dropped (also when the test
+/// panics): it runs in its own process group, and the whole group is killed.
 pub struct Broker {
     child: Child,
     /// HOST:PORT of its Kafka listener.
@@ -35,6 +37,7 @@ impl Broker {
             .arg(dir.path())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
+            .process_group(0)
             .spawn()
             .expect("the noida-db broker is not installed: run `bash scripts/bootstrap.sh` (pip install noida-db)");
         let address = format!("127.0.0.1:{port}");
@@ -127,7 +130,8 @@ impl Broker {
 
 impl Drop for Broker {
     fn drop(&mut self) {
-        let _ = self.child.kill();
+        // The launcher starts the broker as its child: kill the whole process group.
+        let _ = Command::new("kill").args(["-KILL", "--", &format!("-{}", self.child.id())]).status();
         let _ = self.child.wait();
     }
 }

@@ -116,31 +116,44 @@ impl Cluster {
         self.taskmanagers.push(Process { child, name: format!("taskmanager-{n}") });
     }
 
-    /// Kills a random task manager with `kill -9` up to `kills` times, starting a new one of
-    /// `slots` slots each time; before each kill the job must complete a checkpoint (so every
-    /// attempt makes progress). Stops early when the job finishes; returns the kills made.
-    pub fn kill_task_managers_while_running(&mut self, job: &str, kills: usize, slots: u32, seed: u64) -> usize {
+    /// Kills a random task manager with SIGKILL up to `kills` times, starting a new one of
+    /// `slots` slots each time. Before each kill the job must complete a checkpoint (so every
+    /// attempt makes progress); the kill then comes after a random pause of up to
+    /// `max_pause`, so it lands anywhere in the checkpoint cycle: while rows flow, during a
+    /// barrier's alignment, an asynchronous state upload or a sink's commit. The seed is
+    /// printed, and `SLUICE_CHAOS_SEED` replays a run. Stops early when the job finishes;
+    /// returns the kills made.
+    pub fn kill_task_managers_while_running(&mut self, job: &str, kills: usize, slots: u32, max_pause: Duration) -> usize {
         let completed = |status: &Value| status["checkpoints"]["completed"].as_u64().unwrap_or(0);
-        let mut seed = seed ^ u64::from(std::process::id());
+        let seed = std::env::var("SLUICE_CHAOS_SEED").ok().and_then(|s| s.parse::<u64>().ok()).unwrap_or_else(|| {
+            let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().subsec_nanos();
+            u64::from(nanos) ^ (u64::from(std::process::id()) << 32) | 1
+        });
+        eprintln!("chaos seed: {seed} (replay with SLUICE_CHAOS_SEED={seed})");
+        let mut state = seed;
+        let mut next = move || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state
+        };
         for done in 0..kills {
             let before = completed(&self.status(job));
             let deadline = Instant::now() + Duration::from_secs(60);
             loop {
                 let status = self.status(job);
-                assert!(status["state"] != "FAILED", "{status:#}\n{}", self.logs());
+                assert!(status["state"] != "FAILED", "chaos seed {seed}: {status:#}\n{}", self.logs());
                 if status["state"] == "FINISHED" {
                     return done;
                 }
                 if status["state"] == "RUNNING" && completed(&status) > before {
                     break;
                 }
-                assert!(Instant::now() < deadline, "no progress: {status:#}\n{}", self.logs());
+                assert!(Instant::now() < deadline, "chaos seed {seed}: no progress: {status:#}\n{}", self.logs());
                 std::thread::sleep(Duration::from_millis(100));
             }
-            seed ^= seed << 13;
-            seed ^= seed >> 7;
-            seed ^= seed << 17;
-            let victim = (seed % self.taskmanagers.len() as u64) as usize;
+            std::thread::sleep(Duration::from_millis(next() % (max_pause.as_millis() as u64 + 1)));
+            let victim = (next() % self.taskmanagers.len() as u64) as usize;
             self.taskmanagers[victim].kill9();
             self.taskmanagers.remove(victim);
             self.add_taskmanager(slots);

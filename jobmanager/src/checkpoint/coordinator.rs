@@ -1,7 +1,12 @@
 //! The checkpoint coordinator of one job: triggers checkpoints, collects the subtasks'
-//! acknowledgements, writes the metadata of complete checkpoints, keeps the last few and
-//! deletes the rest, serves savepoints, and picks the checkpoint a restart restores.
-//! Its decisions are the pure functions of [`super::decide`].
+//! acknowledgements, has the metadata of complete checkpoints written, keeps the last few
+//! and has the rest deleted, serves savepoints, and picks the checkpoint a restart
+//! restores. Its decisions are the pure functions of [`super::decide`].
+//!
+//! The coordinator runs under the jobmanager's lock, which also serves heartbeats, so it
+//! does no slow disk I/O itself: a complete checkpoint becomes a [`CheckpointWrite`] (the
+//! metadata and any savepoint copy), performed outside the lock, whose outcome comes back
+//! through [`Coordinator::written`]; deletions become a [`Discard`].
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -18,8 +23,10 @@ fn now_ms() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
 }
 
-/// Test fault switch `SLUICE_TEST_EXIT_AFTER_CHECKPOINT=N`: the process exits right after
-/// checkpoint N's metadata is written and before anyone is told, as if killed there.
+/// Test fault switch `SLUICE_TEST_EXIT_AFTER_CHECKPOINT=N` (feature `test-faults`): the
+/// process exits right after checkpoint N's metadata is written and before anyone is told,
+/// as if killed there.
+#[cfg(feature = "test-faults")]
 fn exit_if_requested(id: u64) {
     static AFTER: std::sync::OnceLock<Option<u64>> = std::sync::OnceLock::new();
     let after = AFTER.get_or_init(|| std::env::var("SLUICE_TEST_EXIT_AFTER_CHECKPOINT").ok().and_then(|v| v.parse().ok()));
@@ -28,6 +35,9 @@ fn exit_if_requested(id: u64) {
         std::process::exit(137);
     }
 }
+
+#[cfg(not(feature = "test-faults"))]
+fn exit_if_requested(_id: u64) {}
 
 /// A savepoint asked for by the CLI.
 #[derive(Debug)]
@@ -55,13 +65,101 @@ struct Completed {
     files: BTreeSet<String>,
 }
 
+/// A checkpoint every subtask acknowledged, whose metadata is being written.
+#[derive(Debug)]
+struct Writing {
+    id: u64,
+    triggered_at: Instant,
+    savepoint: Option<SavepointRequest>,
+    files: BTreeSet<String>,
+    state_bytes: u64,
+    uploaded_bytes: u64,
+    completed_at_ms: u64,
+}
+
+/// The disk work that completes a checkpoint, done outside the jobmanager's lock.
+#[derive(Debug)]
+pub struct CheckpointWrite {
+    /// The checkpoint.
+    pub id: u64,
+    job_dir: PathBuf,
+    dir: PathBuf,
+    me: String,
+    metadata: CheckpointMetadata,
+    /// Where the savepoint goes, when the checkpoint is one.
+    savepoint_target: Option<PathBuf>,
+}
+
+/// What a [`CheckpointWrite`] did.
+#[derive(Debug)]
+pub struct WriteOutcome {
+    /// Whether the metadata was written (the checkpoint is complete), or why not.
+    metadata: Result<(), String>,
+    /// The savepoint's directory, or why it could not be written.
+    savepoint: Option<Result<String, String>>,
+}
+
+impl WriteOutcome {
+    /// The write could not be done at all.
+    pub fn failed(reason: String) -> Self {
+        WriteOutcome { metadata: Err(reason), savepoint: None }
+    }
+}
+
+impl CheckpointWrite {
+    /// Writes the metadata (once, fenced) and copies the savepoint.
+    pub fn perform(self) -> WriteOutcome {
+        if let Err(e) = storage::write_metadata(&self.job_dir, &self.dir, &self.metadata, &self.me) {
+            return WriteOutcome { metadata: Err(e.to_string()), savepoint: None };
+        }
+        exit_if_requested(self.id);
+        let savepoint = self.savepoint_target.map(|target| {
+            storage::write_savepoint(&self.job_dir, &self.metadata, &target).map(|p| p.display().to_string()).map_err(|e| e.to_string())
+        });
+        WriteOutcome { metadata: Ok(()), savepoint }
+    }
+
+    /// The checkpoint's directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+}
+
+/// Checkpoints to delete, done outside the jobmanager's lock.
+#[derive(Debug, Default)]
+pub struct Discard {
+    job_dir: PathBuf,
+    /// Checkpoint directories to delete, and shared files no kept checkpoint references.
+    checkpoints: Vec<(u64, BTreeSet<String>)>,
+    /// A checkpoint written after its job restarted: never used.
+    abandoned: Option<PathBuf>,
+}
+
+impl Discard {
+    /// Whether there is nothing to delete.
+    pub fn is_empty(&self) -> bool {
+        self.checkpoints.is_empty() && self.abandoned.is_none()
+    }
+
+    /// Deletes the files.
+    pub fn perform(self) {
+        for (id, files) in &self.checkpoints {
+            storage::discard(&self.job_dir, *id, files);
+        }
+        if let Some(dir) = self.abandoned {
+            let _ = std::fs::remove_dir_all(dir);
+        }
+    }
+}
+
 /// What happened when a checkpoint completed.
 #[derive(Debug)]
 pub struct Completion {
     /// The checkpoint.
     pub id: u64,
-    /// Whether the job should stop now (stop-with-savepoint).
-    pub stop: bool,
+    /// Stop-with-savepoint: the savepoint's path, and where to answer once every sink has
+    /// committed it and the job has ended (or why it could not).
+    pub stop: Option<(String, oneshot::Sender<Result<String, String>>)>,
 }
 
 /// A trigger to send to the job's task managers.
@@ -73,6 +171,8 @@ pub struct Trigger {
     pub timestamp_ms: u64,
     /// The latest completed checkpoint of this attempt (0: none).
     pub last_completed: u64,
+    /// A stop-with-savepoint: sources emit nothing after its barrier.
+    pub stop: bool,
 }
 
 /// The coordinator of one job's checkpoints.
@@ -86,6 +186,8 @@ pub struct Coordinator {
     me: String,
     next_id: u64,
     pending: Option<Pending>,
+    /// A checkpoint whose metadata is being written.
+    writing: Option<Writing>,
     last_trigger: Option<Instant>,
     last_end: Option<Instant>,
     completed: Vec<Completed>,
@@ -117,6 +219,7 @@ impl Coordinator {
             me,
             next_id: 1,
             pending: None,
+            writing: None,
             last_trigger: None,
             last_end: None,
             completed: Vec::new(),
@@ -152,7 +255,7 @@ impl Coordinator {
             min_pause: self.options.min_pause,
             last_trigger: self.last_trigger,
             last_end: self.last_end,
-            in_flight: self.pending.is_some(),
+            in_flight: self.pending.is_some() || self.writing.is_some(),
             tasks_ready,
             forced: self.queued_savepoint.is_some() || (all_ended && self.final_checkpoint.is_none()),
         };
@@ -162,13 +265,15 @@ impl Coordinator {
         let id = self.next_id;
         self.next_id += 1;
         let timestamp_ms = now_ms();
-        self.pending = Some(Pending { id, timestamp_ms, triggered_at: now, savepoint: self.queued_savepoint.take(), acks: BTreeMap::new() });
+        let savepoint = self.queued_savepoint.take();
+        let stop = savepoint.as_ref().is_some_and(|s| s.stop);
+        self.pending = Some(Pending { id, timestamp_ms, triggered_at: now, savepoint, acks: BTreeMap::new() });
         self.last_trigger = Some(now);
         self.summary.pending_id = id;
         if all_ended {
             self.final_checkpoint.get_or_insert(id);
         }
-        Some(Trigger { id, timestamp_ms, last_completed: self.completed_this_attempt })
+        Some(Trigger { id, timestamp_ms, last_completed: self.completed_this_attempt, stop })
     }
 
     /// Aborts the checkpoint in flight if it has run longer than the timeout.
@@ -210,10 +315,16 @@ impl Coordinator {
         }
     }
 
-    /// A new attempt of the job starts: the checkpoint in flight is void, and the state
-    /// of finished subtasks comes from the restored checkpoint.
+    /// A new attempt of the job starts: the checkpoint in flight is void (one being written
+    /// is deleted once written: the new attempt's sinks abort its transactions), and the
+    /// state of finished subtasks comes from the restored checkpoint.
     pub fn restart(&mut self, now: Instant) {
         self.abort(now, "the job is restarting");
+        if let Some(writing) = self.writing.take() {
+            if let Some(savepoint) = writing.savepoint {
+                let _ = savepoint.reply.send(Err(format!("checkpoint {} was abandoned: the job is restarting", writing.id)));
+            }
+        }
         self.last_state.clear();
         self.final_checkpoint = None;
         self.completed_this_attempt = 0;
@@ -231,10 +342,10 @@ impl Coordinator {
         }
     }
 
-    /// Completes the checkpoint in flight if every subtask of `graph` acknowledged it or
-    /// finished earlier (`finished`): writes its metadata, deletes old checkpoints, and
-    /// answers a savepoint request. An error aborts the checkpoint.
-    pub fn try_complete(&mut self, now: Instant, graph: &JobGraph, finished: &BTreeSet<SubtaskKey>) -> Option<Completion> {
+    /// When every subtask of `graph` acknowledged the checkpoint in flight or finished
+    /// earlier (`finished`), returns the disk work that completes it; its outcome goes to
+    /// [`written`](Self::written).
+    pub fn try_complete(&mut self, graph: &JobGraph, finished: &BTreeSet<SubtaskKey>) -> Option<CheckpointWrite> {
         let pending = self.pending.as_ref()?;
         let subtasks: Vec<SubtaskKey> =
             graph.vertices.iter().flat_map(|v| (0..v.parallelism).map(move |s| (v.id, s))).collect();
@@ -244,7 +355,7 @@ impl Coordinator {
         if !decide::is_complete(&subtasks, &acknowledged, &finished_with_state) {
             return None;
         }
-        let pending = self.pending.take().expect("checked above");
+        let pending = self.pending.take()?;
         for (key, (snapshot, _)) in &pending.acks {
             self.last_state.insert(*key, snapshot.clone());
         }
@@ -266,60 +377,109 @@ impl Coordinator {
                 })
                 .collect(),
         };
-        let dir = self.job_dir.join(format!("chk-{}", pending.id));
-        if let Err(e) = storage::write_metadata(&self.job_dir, &dir, &metadata, &self.me) {
-            self.pending = Some(pending);
-            self.abort(now, &e.to_string());
-            return None;
-        }
-        exit_if_requested(pending.id);
-        let files = storage::referenced_files(&metadata);
-        let stats: Vec<&CheckpointTaskStats> = pending.acks.values().map(|(_, s)| s).collect();
-        self.summary.completed += 1;
-        self.summary.pending_id = 0;
-        self.summary.latest_id = pending.id;
-        self.summary.latest_path = dir.display().to_string();
-        self.summary.latest_duration_ms = now.duration_since(pending.triggered_at).as_millis() as u64;
-        self.summary.latest_state_bytes = stats.iter().map(|s| s.state_bytes).sum();
-        self.summary.latest_uploaded_bytes = stats.iter().map(|s| s.uploaded_bytes).sum();
-        self.summary.latest_completed_at_ms = metadata.completed_at_ms;
-        self.last_end = Some(now);
-        self.completed.push(Completed { id: pending.id, files });
-        self.completed_this_attempt = pending.id;
-        self.pinned = None;
-        self.discard_old();
-        tracing::info!(checkpoint = pending.id, path = %dir.display(), "checkpoint completed");
-        let mut stop = false;
-        if let Some(savepoint) = pending.savepoint {
-            let target = savepoint.directory.join(format!("savepoint-{}-{}", &metadata.job_id[..metadata.job_id.len().min(8)], pending.id));
-            let result = storage::write_savepoint(&self.job_dir, &metadata, &target).map(|p| p.display().to_string()).map_err(|e| e.to_string());
-            stop = savepoint.stop && result.is_ok();
-            if let Ok(path) = &result {
-                tracing::info!(savepoint = %path, "savepoint completed");
-            }
-            let _ = savepoint.reply.send(result);
-        }
-        Some(Completion { id: pending.id, stop })
+        let savepoint_target = pending.savepoint.as_ref().map(|savepoint| {
+            savepoint.directory.join(format!("savepoint-{}-{}", &metadata.job_id[..metadata.job_id.len().min(8)], pending.id))
+        });
+        self.writing = Some(Writing {
+            id: pending.id,
+            triggered_at: pending.triggered_at,
+            savepoint: pending.savepoint,
+            files: storage::referenced_files(&metadata),
+            state_bytes: pending.acks.values().map(|(_, s)| s.state_bytes).sum(),
+            uploaded_bytes: pending.acks.values().map(|(_, s)| s.uploaded_bytes).sum(),
+            completed_at_ms: metadata.completed_at_ms,
+        });
+        Some(CheckpointWrite {
+            id: pending.id,
+            job_dir: self.job_dir.clone(),
+            dir: self.job_dir.join(format!("chk-{}", pending.id)),
+            me: self.me.clone(),
+            metadata,
+            savepoint_target,
+        })
     }
 
-    fn discard_old(&mut self) {
+    /// The outcome of checkpoint `id`'s [`CheckpointWrite`]: records the checkpoint as
+    /// completed (or failed), answers a savepoint request, and returns what to tell the
+    /// tasks and what to delete. A checkpoint written after its job restarted is deleted.
+    pub fn written(&mut self, now: Instant, id: u64, outcome: WriteOutcome) -> (Option<Completion>, Discard) {
+        let dir = self.job_dir.join(format!("chk-{id}"));
+        let Some(writing) = self.writing.take_if(|w| w.id == id) else {
+            let abandoned = outcome.metadata.is_ok().then_some(dir);
+            return (None, Discard { job_dir: self.job_dir.clone(), checkpoints: Vec::new(), abandoned });
+        };
+        if let Err(e) = outcome.metadata {
+            let message = format!("checkpoint {id} failed: {e}");
+            tracing::warn!(job_dir = %self.job_dir.display(), "{message}");
+            self.summary.failed += 1;
+            self.summary.last_failure = message.clone();
+            self.summary.pending_id = 0;
+            self.last_end = Some(now);
+            if self.final_checkpoint == Some(id) {
+                self.final_checkpoint = None;
+            }
+            if let Some(savepoint) = writing.savepoint {
+                let _ = savepoint.reply.send(Err(message));
+            }
+            return (None, Discard::default());
+        }
+        self.summary.completed += 1;
+        self.summary.pending_id = 0;
+        self.summary.latest_id = id;
+        self.summary.latest_path = dir.display().to_string();
+        self.summary.latest_duration_ms = now.duration_since(writing.triggered_at).as_millis() as u64;
+        self.summary.latest_state_bytes = writing.state_bytes;
+        self.summary.latest_uploaded_bytes = writing.uploaded_bytes;
+        self.summary.latest_completed_at_ms = writing.completed_at_ms;
+        self.last_end = Some(now);
+        self.completed.push(Completed { id, files: writing.files });
+        self.completed_this_attempt = id;
+        self.pinned = None;
+        let discard = self.discard_old();
+        tracing::info!(checkpoint = id, path = %dir.display(), "checkpoint completed");
+        let mut stop = None;
+        if let (Some(savepoint), Some(result)) = (writing.savepoint, outcome.savepoint) {
+            match result {
+                Ok(path) if savepoint.stop => {
+                    tracing::info!(savepoint = %path, "savepoint completed; the job stops once its sinks have committed");
+                    stop = Some((path, savepoint.reply));
+                }
+                result => {
+                    if let Ok(path) = &result {
+                        tracing::info!(savepoint = %path, "savepoint completed");
+                    }
+                    let _ = savepoint.reply.send(result);
+                }
+            }
+        }
+        (Some(Completion { id, stop }), discard)
+    }
+
+    /// Drops the checkpoints beyond the retained ones; returns their deletion.
+    fn discard_old(&mut self) -> Discard {
         let ids: Vec<u64> = self.completed.iter().map(|c| c.id).collect();
         let discard = decide::checkpoints_to_discard(&ids, self.options.retained, self.pinned);
+        let mut work = Discard { job_dir: self.job_dir.clone(), ..Default::default() };
         if discard.is_empty() {
-            return;
+            return work;
         }
         let (gone, kept): (Vec<Completed>, Vec<Completed>) = std::mem::take(&mut self.completed).into_iter().partition(|c| discard.contains(&c.id));
         let unreferenced = decide::unreferenced_files(&gone.iter().map(|c| &c.files).collect::<Vec<_>>(), &kept.iter().map(|c| &c.files).collect::<Vec<_>>());
         for (i, c) in gone.iter().enumerate() {
             let files = if i == 0 { unreferenced.clone() } else { BTreeSet::new() };
-            storage::discard(&self.job_dir, c.id, &files);
+            work.checkpoints.push((c.id, files));
         }
         self.completed = kept;
+        work
     }
 
-    /// The checkpoint to restore: the newest one that reads back intact. Unusable ones
-    /// are reported in `problems` and skipped.
-    pub fn latest_restorable(&mut self, problems: &mut Vec<String>) -> Option<(CheckpointMetadata, PathBuf)> {
+    /// The checkpoint to restore: the newest completed one (`Ok(None)` when there is
+    /// none). When it cannot be read back, restoring an older one would replay output
+    /// that the newest one's commits may already have published, so that is an error
+    /// unless `execution.checkpointing.recover-without-newest` accepts duplicates; then the
+    /// newest one that reads back intact is used and the unusable ones are reported in
+    /// `problems`.
+    pub fn latest_restorable(&mut self, problems: &mut Vec<String>) -> Result<Option<(CheckpointMetadata, PathBuf)>, String> {
         let ids: Vec<u64> = self.completed.iter().map(|c| c.id).collect();
         for id in decide::restore_candidates(&ids) {
             let dir = self.job_dir.join(format!("chk-{id}"));
@@ -328,15 +488,24 @@ impl Coordinator {
                     self.pinned = Some(id);
                     self.summary.restored_from_id = id;
                     self.summary.restored_from_path = dir.display().to_string();
-                    return Some((metadata, base));
+                    return Ok(Some((metadata, base)));
+                }
+                Err(e) if !self.options.recover_without_newest => {
+                    return Err(format!(
+                        "{e}; an older checkpoint is not restored, because checkpoint {id} completed and its \
+                         sinks may have committed its output, which a restore from an older one would write \
+                         again. Repair or restore the checkpoint's files and resubmit with --from-savepoint {}, \
+                         or set 'execution.checkpointing.recover-without-newest' = 'true' to accept duplicates",
+                        dir.display()
+                    ));
                 }
                 Err(e) => {
-                    tracing::error!(error = %e, "cannot restore checkpoint {id}; falling back to an older one");
+                    tracing::error!(error = %e, "cannot restore checkpoint {id}; falling back to an older one (duplicates accepted)");
                     problems.push(e.to_string());
                 }
             }
         }
-        None
+        Ok(None)
     }
 
     /// Records that the job starts from a savepoint (for status).

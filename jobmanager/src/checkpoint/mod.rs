@@ -8,5 +8,5 @@ pub mod options;
 pub mod restore;
 pub mod storage;
 
-pub use coordinator::{Coordinator, SavepointRequest};
+pub use coordinator::{CheckpointWrite, Coordinator, Discard, SavepointRequest, WriteOutcome};
 pub use options::{CheckpointOptions, RestartStrategy};

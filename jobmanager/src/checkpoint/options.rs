@@ -23,6 +23,11 @@ pub struct CheckpointOptions {
     pub directory: PathBuf,
     /// `state.savepoints.dir`: where savepoints go by default.
     pub savepoint_directory: PathBuf,
+    /// `execution.checkpointing.recover-without-newest`: when the newest completed
+    /// checkpoint cannot be read, restore an older one anyway. Off by default: the newest
+    /// one's transactions may already be committed, so replaying from an older one writes
+    /// its output twice.
+    pub recover_without_newest: bool,
 }
 
 /// How a job restarts after a failure.
@@ -111,6 +116,16 @@ impl Reader<'_> {
             .transpose()
     }
 
+    fn flag(&self, key: &str) -> Result<Option<bool>, OptionError> {
+        self.get(key)
+            .map(|v| match v.to_ascii_lowercase().as_str() {
+                "true" => Ok(true),
+                "false" => Ok(false),
+                _ => Err(self.error(key, "expected 'true' or 'false'")),
+            })
+            .transpose()
+    }
+
     fn path(&self, key: &str) -> Result<Option<PathBuf>, OptionError> {
         self.get(key).map(|v| storage_path(v).map_err(|m| self.error(key, m))).transpose()
     }
@@ -166,8 +181,52 @@ impl CheckpointOptions {
             retained: retained as usize,
             directory,
             savepoint_directory,
+            recover_without_newest: r.flag("execution.checkpointing.recover-without-newest")?.unwrap_or(false),
         })
     }
+}
+
+/// What the transaction timeout of an exactly-once Kafka sink must allow for beyond the
+/// checkpoint timeout: a restart (failure detection, restart delay, redeployment, restore).
+pub const RESTART_ALLOWANCE: Duration = Duration::from_secs(5 * 60);
+
+/// Checks that every exactly-once Kafka sink of `graph` keeps its transactions open longer
+/// than a checkpoint may take plus [`RESTART_ALLOWANCE`]: otherwise the broker aborts the
+/// transaction of a slow checkpoint before it (or the restored job) can commit it, and its
+/// rows are lost.
+pub fn check_transaction_timeouts(graph: &sluice_proto::JobGraph, options: &CheckpointOptions) -> Result<(), String> {
+    if options.interval.is_none() {
+        return Ok(());
+    }
+    let needed = options.timeout + RESTART_ALLOWANCE;
+    let sinks = graph.vertices.iter().flat_map(|v| &v.operators).filter_map(|o| match &o.kind {
+        Some(sluice_proto::operator_spec::Kind::Sink(spec)) => Some(spec),
+        _ => None,
+    });
+    for spec in sinks {
+        let exactly_once = spec.options.get("sink.delivery-guarantee").is_some_and(|g| g.trim().eq_ignore_ascii_case("exactly-once"));
+        if spec.connector != "kafka" || !exactly_once {
+            continue;
+        }
+        let configured = spec.options.get("properties.transaction.timeout.ms").map(String::as_str);
+        let timeout = sluice_operators::connectors::kafka::options::transaction_timeout(configured)
+            .map_err(|e| format!("table '{}': {e}", spec.table))?;
+        if timeout < needed {
+            return Err(format!(
+                "table '{}': the Kafka transaction timeout of {} s ('properties.transaction.timeout.ms') must exceed \
+                 'execution.checkpointing.timeout' ({} s) plus {} s for a restart, or the broker aborts the transactions \
+                 of a slow checkpoint before they are committed and their rows are lost; set \
+                 'properties.transaction.timeout.ms' to at least {} (the broker's 'transaction.max.timeout.ms' caps it, \
+                 15 minutes by default) or lower the checkpoint timeout",
+                spec.table,
+                timeout.as_secs(),
+                options.timeout.as_secs(),
+                RESTART_ALLOWANCE.as_secs(),
+                needed.as_millis()
+            ));
+        }
+    }
+    Ok(())
 }
 
 impl RestartStrategy {
@@ -230,12 +289,56 @@ mod tests {
         assert_eq!(o.retained, 3);
         assert_eq!(o.directory, PathBuf::from("/data/chk"));
         assert_eq!(o.savepoint_directory, PathBuf::from("/data/chk/savepoints"));
+        assert!(!o.recover_without_newest, "falling back past the newest checkpoint duplicates output");
+        let lenient = config(&[("execution.checkpointing.recover-without-newest", "TRUE")]);
+        assert!(CheckpointOptions::from_config(&lenient, std::path::Path::new("/t")).unwrap().recover_without_newest);
+        let bad = config(&[("execution.checkpointing.recover-without-newest", "maybe")]);
+        assert!(CheckpointOptions::from_config(&bad, std::path::Path::new("/t")).is_err());
         let off = CheckpointOptions::from_config(&config(&[]), std::path::Path::new("/tmp/x")).unwrap();
         assert_eq!(off.interval, None);
         let bad = CheckpointOptions::from_config(&config(&[("state.checkpoints.dir", "s3://b/x")]), std::path::Path::new("/t"));
         assert!(bad.unwrap_err().to_string().contains("not supported yet"));
         let bad = CheckpointOptions::from_config(&config(&[("execution.checkpointing.interval", "soon")]), std::path::Path::new("/t"));
         assert!(bad.unwrap_err().to_string().starts_with("'execution.checkpointing.interval' = 'soon'"));
+    }
+
+    fn kafka_sink_graph(sink_options: &[(&str, &str)], config: &[(&str, &str)]) -> sluice_proto::JobGraph {
+        let sink = sluice_proto::ConnectorSpec {
+            table: "payments".into(),
+            connector: "kafka".into(),
+            options: sink_options.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+            ..Default::default()
+        };
+        let operator = sluice_proto::OperatorSpec {
+            name: "sink".into(),
+            uid: "1".into(),
+            kind: Some(sluice_proto::operator_spec::Kind::Sink(sink)),
+        };
+        sluice_proto::JobGraph {
+            name: "j".into(),
+            vertices: vec![sluice_proto::Vertex { id: 0, name: "v".into(), parallelism: 1, operators: vec![operator] }],
+            edges: vec![],
+            config: self::config(config).into_iter().collect(),
+        }
+    }
+
+    #[test]
+    fn kafka_transactions_must_outlive_a_checkpoint_and_a_restart() {
+        let check = |sink: &[(&str, &str)], config: &[(&str, &str)]| {
+            let graph = kafka_sink_graph(sink, config);
+            let options = CheckpointOptions::from_config(&graph.config, std::path::Path::new("/t")).unwrap();
+            check_transaction_timeouts(&graph, &options)
+        };
+        let every_second = [("execution.checkpointing.interval", "1s")];
+        let exactly_once = ("sink.delivery-guarantee", "exactly-once");
+        check(&[exactly_once], &every_second).expect("the defaults fit: 15 min > 10 min + 5 min");
+        let err = check(&[exactly_once, ("properties.transaction.timeout.ms", "600000")], &every_second).unwrap_err();
+        assert!(err.contains("table 'payments'") && err.contains("600 s") && err.contains("at least 900000"), "{err}");
+        let short = [("execution.checkpointing.interval", "1s"), ("execution.checkpointing.timeout", "1min")];
+        check(&[exactly_once, ("properties.transaction.timeout.ms", "600000")], &short).expect("10 min > 1 min + 5 min");
+        check(&[("sink.delivery-guarantee", "at-least-once"), ("properties.transaction.timeout.ms", "1000")], &every_second).unwrap();
+        check(&[exactly_once, ("properties.transaction.timeout.ms", "1000")], &[]).expect("no checkpoints, nothing to outlive");
+        assert!(check(&[exactly_once, ("properties.transaction.timeout.ms", "soon")], &every_second).unwrap_err().contains("'soon'"));
     }
 
     #[test]

@@ -99,7 +99,7 @@ mod tests {
             key_group_start: start,
             key_group_end: end,
             max_parallelism: 128,
-            files: vec![StateFile { name: "1.sst".into(), path: format!("shared/{start}.sst"), size: 1 }],
+            files: vec![StateFile { name: "1.sst".into(), path: format!("shared/{start}.sst"), size: 1, checksum: 0 }],
         };
         let subtask = |s: u32| TaskSnapshot {
             operators: vec![OperatorSnapshot { uid: "0-src".into(), list_state: vec![vec![s as u8]], ..Default::default() }],

@@ -17,6 +17,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use prost::Message;
+use sluice_operators::durable;
 use sluice_proto::CheckpointMetadata;
 
 const MAGIC: &[u8; 8] = b"SLUICECP";
@@ -137,6 +138,8 @@ pub fn write_metadata(job_dir: &Path, dir: &Path, metadata: &CheckpointMetadata,
     // A hard link fails if the target exists: no checkpoint is completed twice.
     std::fs::hard_link(&temp, &target).map_err(io("publish", &target))?;
     let _ = std::fs::remove_file(&temp);
+    // The checkpoint is complete only once its directory entry is durable.
+    durable::sync_dir(dir).map_err(io("sync", dir))?;
     Ok(target)
 }
 
@@ -192,10 +195,11 @@ pub fn write_savepoint(base: &Path, metadata: &CheckpointMetadata, target: &Path
         for f in &mut keyed.files {
             let flat = f.path.replace('/', "_");
             let destination = files_dir.join(&flat);
-            std::fs::copy(base.join(&f.path), &destination).map_err(io("copy", &destination))?;
+            durable::copy_synced(&base.join(&f.path), &destination).map_err(io("copy", &destination))?;
             f.path = format!("{name}/files/{flat}");
         }
     }
+    durable::sync_dir(&files_dir).map_err(io("sync", &files_dir))?;
     let fence = format!("savepoint {name}");
     claim(target, &fence)?;
     write_metadata(target, target, &copy, &fence)?;
@@ -222,7 +226,7 @@ mod tests {
                             key_group_start: 0,
                             key_group_end: 128,
                             max_parallelism: 128,
-                            files: files.iter().map(|(p, s)| StateFile { name: p.rsplit('/').next().unwrap().into(), path: p.to_string(), size: *s }).collect(),
+                            files: files.iter().map(|(p, s)| StateFile { name: p.rsplit('/').next().unwrap().into(), path: p.to_string(), size: *s, checksum: 0 }).collect(),
                         }),
                         ..Default::default()
                     }],

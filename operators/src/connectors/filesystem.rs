@@ -300,13 +300,16 @@ impl Pending {
         Ok(Pending { checkpoint: Some(r.u64()?), hidden: r.string()?.into(), visible: r.string()?.into() })
     }
 
-    /// Makes the file visible; a file already published (by an earlier attempt) is fine.
+    /// Makes the file visible, durably (the directory is synced); a file already published
+    /// (by an earlier attempt) is fine.
     fn publish(&self) -> Result<()> {
         match fs::rename(&self.hidden, &self.visible) {
-            Ok(()) => Ok(()),
-            Err(_) if self.visible.exists() => Ok(()),
-            Err(source) => Err(OperatorError::Io { action: "cannot publish", path: self.hidden.display().to_string(), source }),
+            Ok(()) => {}
+            Err(_) if self.visible.exists() => {}
+            Err(source) => return Err(OperatorError::Io { action: "cannot publish", path: self.hidden.display().to_string(), source }),
         }
+        crate::durable::sync_parent(&self.visible)
+            .map_err(|source| OperatorError::Io { action: "cannot sync the directory of", path: self.visible.display().to_string(), source })
     }
 }
 

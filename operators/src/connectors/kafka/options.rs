@@ -129,7 +129,33 @@ pub struct KafkaConfig {
     pub metadata: Vec<(usize, MetadataKey)>,
 }
 
+/// The transaction timeout of exactly-once sinks when `properties.transaction.timeout.ms`
+/// is not set: 15 minutes, the broker's default maximum (`transaction.max.timeout.ms`). It
+/// must stay above the checkpoint timeout plus the time a restart takes, or the broker
+/// aborts a precommitted transaction before the restored job can commit it.
+pub const DEFAULT_TRANSACTION_TIMEOUT: Duration = Duration::from_secs(15 * 60);
+
+/// The transaction timeout set by `properties.transaction.timeout.ms` among a table's
+/// options (`DEFAULT_TRANSACTION_TIMEOUT` when absent).
+pub fn transaction_timeout(properties_timeout_ms: Option<&str>) -> std::result::Result<Duration, String> {
+    match properties_timeout_ms {
+        None => Ok(DEFAULT_TRANSACTION_TIMEOUT),
+        Some(raw) => raw
+            .trim()
+            .parse::<u64>()
+            .ok()
+            .filter(|ms| *ms > 0)
+            .map(Duration::from_millis)
+            .ok_or_else(|| format!("'properties.transaction.timeout.ms' = '{raw}': expected a positive number of milliseconds")),
+    }
+}
+
 impl KafkaConfig {
+    /// The transaction timeout of this table's exactly-once sink.
+    pub fn transaction_timeout(&self) -> Duration {
+        transaction_timeout(self.properties.get("transaction.timeout.ms").map(String::as_str)).unwrap_or(DEFAULT_TRANSACTION_TIMEOUT)
+    }
+
     /// Reads a `kafka` table's options (source and sink options alike, so a table can be
     /// both read and written).
     /// `metadata` maps a source's metadata columns to their keys (empty for sinks).
@@ -208,6 +234,7 @@ impl KafkaConfig {
             _ => DeliveryGuarantee::AtLeastOnce,
         };
         let transactional_id_prefix = options.get("sink.transactional-id-prefix").map(str::to_string);
+        transaction_timeout(options.get("properties.transaction.timeout.ms")).map_err(|m| options.error(m))?;
         options.declare("scan.parallelism");
         options.declare("sink.partitioner");
         let mut config = KafkaConfig {

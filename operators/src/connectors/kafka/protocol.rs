@@ -218,6 +218,15 @@ async fn init_producer_id(bootstrap: &[String], transactional_id: &str, timeout:
                 conn = coordinator(bootstrap, transactional_id).await?;
             }
             Err((e, _)) if retriable(&e) => tokio::time::sleep(RETRY_PAUSE).await,
+            Err((ResponseError::InvalidTransactionTimeout, message)) => {
+                return Err(format!(
+                    "{message}: the broker's 'transaction.max.timeout.ms' is below the sink's transaction timeout of \
+                     {} ms ('properties.transaction.timeout.ms'); raise the broker's maximum, or lower the sink's timeout \
+                     together with 'execution.checkpointing.timeout' (the transaction timeout must exceed the checkpoint \
+                     timeout plus the time a restart takes)",
+                    timeout.as_millis()
+                ));
+            }
             Err((_, message)) => return Err(message),
         }
     }
@@ -225,7 +234,10 @@ async fn init_producer_id(bootstrap: &[String], transactional_id: &str, timeout:
 }
 
 /// Commits (or aborts) the transaction of `handle` with its stored producer id and epoch.
-/// Committing a transaction that is already committed, or that never wrote anything, is fine.
+/// Committing a transaction that is already committed is fine (the coordinator answers a
+/// repeated commit with success). A commit answered with `INVALID_TXN_STATE` means that
+/// the coordinator aborted the transaction (its timeout passed, or it was fenced): its
+/// records are gone, which is an error, never a success.
 pub async fn end_transaction(bootstrap: &[String], handle: &TransactionHandle, commit: bool) -> ProtocolResult<()> {
     let mut conn = coordinator(bootstrap, &handle.transactional_id).await?;
     let request = EndTxnRequest::default()
@@ -236,23 +248,53 @@ pub async fn end_transaction(bootstrap: &[String], handle: &TransactionHandle, c
     let what = format!("{} transaction '{}'", if commit { "committing" } else { "aborting" }, handle.transactional_id);
     for _ in 0..RETRIES {
         let response = conn.send(&request, 3).await?;
-        match check(response.error_code, &what) {
-            Ok(()) => return Ok(()),
-            // Nothing was written in it: nothing to commit.
-            Err((ResponseError::InvalidTxnState, _)) if commit => return Ok(()),
-            Err((ResponseError::NotCoordinator | ResponseError::CoordinatorNotAvailable, _)) => {
-                conn = coordinator(bootstrap, &handle.transactional_id).await?;
-            }
-            Err((e, _)) if retriable(&e) => tokio::time::sleep(RETRY_PAUSE).await,
-            Err((_, message)) => return Err(message),
+        match end_txn_step(response.error_code, commit, handle, &what) {
+            EndTxnStep::Done => return Ok(()),
+            EndTxnStep::Reconnect => conn = coordinator(bootstrap, &handle.transactional_id).await?,
+            EndTxnStep::Retry => tokio::time::sleep(RETRY_PAUSE).await,
+            EndTxnStep::Fail(message) => return Err(message),
         }
     }
     Err(format!("{what}: the coordinator stayed busy"))
 }
 
+/// What to do after the coordinator answered an EndTxn.
+#[derive(Debug, PartialEq)]
+enum EndTxnStep {
+    Done,
+    Reconnect,
+    Retry,
+    Fail(String),
+}
+
+/// Reads the coordinator's answer `code` to ending `handle`'s transaction (`what` names
+/// it). A repeated commit of a committed transaction is answered with success; a commit
+/// answered with `INVALID_TXN_STATE` means that the coordinator aborted the transaction.
+fn end_txn_step(code: i16, commit: bool, handle: &TransactionHandle, what: &str) -> EndTxnStep {
+    match check(code, what) {
+        Ok(()) => EndTxnStep::Done,
+        Err((ResponseError::InvalidTxnState, message)) if commit => EndTxnStep::Fail(format!(
+            "{message}: the broker aborted transaction '{}' (producer id {}, epoch {}) before it could be committed, \
+             so its records are lost; this happens when the checkpoint and restart took longer than \
+             'properties.transaction.timeout.ms' (raise it, up to the broker's transaction.max.timeout.ms)",
+            handle.transactional_id, handle.producer_id, handle.epoch
+        )),
+        Err((ResponseError::InvalidProducerEpoch | ResponseError::ProducerFenced, message)) if commit => EndTxnStep::Fail(format!(
+            "{message}: transaction '{}' (producer id {}, epoch {}) was taken over before it could be committed, so \
+             its records are lost: the broker aborted it at its timeout ('properties.transaction.timeout.ms'), or \
+             another job writes with the same 'sink.transactional-id-prefix'",
+            handle.transactional_id, handle.producer_id, handle.epoch
+        )),
+        Err((ResponseError::NotCoordinator | ResponseError::CoordinatorNotAvailable, _)) => EndTxnStep::Reconnect,
+        Err((e, _)) if retriable(&e) => EndTxnStep::Retry,
+        Err((_, message)) => EndTxnStep::Fail(message),
+    }
+}
+
 /// Aborts whatever transaction `transactional_id` has open (by initializing it anew).
-pub async fn abort_open_transaction(bootstrap: &[String], transactional_id: &str, timeout: Duration) -> ProtocolResult<()> {
-    init_producer_id(bootstrap, transactional_id, timeout).await.map(|_| ())
+/// Returns whether the id had never been used before (the coordinator gave it epoch 0).
+pub async fn abort_open_transaction(bootstrap: &[String], transactional_id: &str, timeout: Duration) -> ProtocolResult<bool> {
+    init_producer_id(bootstrap, transactional_id, timeout).await.map(|(_, _, epoch)| epoch == 0)
 }
 
 /// One transaction being written: records are buffered per partition and sent in batches
@@ -384,8 +426,10 @@ impl Transaction {
         RecordBatchEncoder::encode(&mut encoded, &batch, &RecordEncodeOptions { version: 2, compression: Compression::None })
             .map_err(|e| e.to_string())?;
         let encoded = encoded.freeze();
-        let leader = *self.cluster.leaders.get(partition as usize).ok_or_else(|| format!("partition {partition} is unknown"))?;
+        let mut last = String::new();
         for _ in 0..RETRIES {
+            // Looked up on every attempt: a retry after a leader change goes to the new one.
+            let leader = *self.cluster.leaders.get(partition as usize).ok_or_else(|| format!("partition {partition} is unknown"))?;
             let request = ProduceRequest::default()
                 .with_transactional_id(Some(TransactionalId(StrBytes::from_string(self.handle.transactional_id.clone()))))
                 .with_acks(-1)
@@ -393,24 +437,43 @@ impl Transaction {
                 .with_topic_data(vec![TopicProduceData::default()
                     .with_name(TopicName(StrBytes::from_string(self.topic.clone())))
                     .with_partition_data(vec![PartitionProduceData::default().with_index(partition).with_records(Some(encoded.clone()))])]);
-            let conn = self.leader(leader).await?;
-            let response = conn.send(&request, 9).await?;
+            let sent = match self.leader(leader).await {
+                Ok(conn) => conn.send(&request, 9).await,
+                Err(e) => Err(e),
+            };
+            let response = match sent {
+                Ok(response) => response,
+                // The broker went away: the partition may have a new leader.
+                Err(e) => {
+                    last = e;
+                    self.rediscover(leader).await;
+                    continue;
+                }
+            };
             let code = response.responses.iter().flat_map(|t| &t.partition_responses).map(|p| p.error_code).find(|c| *c != 0).unwrap_or(0);
             match check(code, &format!("writing to partition {partition} of '{}'", self.topic)) {
                 Ok(()) | Err((ResponseError::DuplicateSequenceNumber, _)) => {
                     self.sequences.insert(partition, base.wrapping_add(records.len() as i32));
                     return Ok(());
                 }
-                Err((e, _)) if retriable(&e) => {
-                    tokio::time::sleep(RETRY_PAUSE).await;
-                    if let Ok(c) = Cluster::discover(&self.cluster.bootstrap, &self.topic).await {
-                        self.cluster = c;
-                    }
+                Err((e, message)) if retriable(&e) => {
+                    last = message;
+                    self.rediscover(leader).await;
                 }
                 Err((_, message)) => return Err(message),
             }
         }
-        Err(format!("partition {partition} of '{}' stayed unavailable", self.topic))
+        Err(format!("partition {partition} of '{}' stayed unavailable: {last}", self.topic))
+    }
+
+    /// After a failed produce to `broker`: pauses, drops the connection, and reads the
+    /// topic's leaders again.
+    async fn rediscover(&mut self, broker: i32) {
+        tokio::time::sleep(RETRY_PAUSE).await;
+        self.leaders.remove(&broker);
+        if let Ok(c) = Cluster::discover(&self.cluster.bootstrap, &self.topic).await {
+            self.cluster = c;
+        }
     }
 
     async fn leader(&mut self, broker: i32) -> ProtocolResult<&mut Connection> {
@@ -425,6 +488,116 @@ impl Transaction {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A noida-db broker (installed by `scripts/bootstrap.sh`) in its own process group,
+    /// killed with its children when dropped.
+    struct TestBroker {
+        child: std::process::Child,
+        address: String,
+        _dir: tempfile::TempDir,
+    }
+
+    impl TestBroker {
+        fn start() -> TestBroker {
+            use std::os::unix::process::CommandExt;
+            let dir = tempfile::tempdir().unwrap();
+            let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+            let child = std::process::Command::new("noida-db")
+                .args(["start", "--only", "kafka", "--kafka-port", &port.to_string(), "--data-dir"])
+                .arg(dir.path())
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null())
+                .process_group(0)
+                .spawn()
+                .expect("the noida-db broker is not installed: run `bash scripts/bootstrap.sh`");
+            let address = format!("127.0.0.1:{port}");
+            let deadline = std::time::Instant::now() + Duration::from_secs(30);
+            while std::net::TcpStream::connect(&address).is_err() {
+                assert!(std::time::Instant::now() < deadline, "the broker did not start on {address}");
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            TestBroker { child, address, _dir: dir }
+        }
+
+        async fn create_topic(&self, name: &str) {
+            let mut conn = Connection::open(&self.address).await.unwrap();
+            let topic = kafka_protocol::messages::create_topics_request::CreatableTopic::default()
+                .with_name(TopicName(StrBytes::from_string(name.to_string())))
+                .with_num_partitions(1)
+                .with_replication_factor(1);
+            let request = kafka_protocol::messages::CreateTopicsRequest::default().with_topics(vec![topic]).with_timeout_ms(10_000);
+            let response = conn.send(&request, 5).await.unwrap();
+            assert!(response.topics.iter().all(|t| t.error_code == 0), "{response:?}");
+        }
+    }
+
+    impl Drop for TestBroker {
+        fn drop(&mut self) {
+            let _ = std::process::Command::new("kill").args(["-KILL", "--", &format!("-{}", self.child.id())]).status();
+            let _ = self.child.wait();
+        }
+    }
+
+    async fn written_transaction(broker: &TestBroker, id: &str) -> TransactionHandle {
+        let bootstrap = [broker.address.clone()];
+        let mut txn = Transaction::begin(&bootstrap, "t", id, Duration::from_secs(60)).await.unwrap();
+        txn.send(None, Bytes::from_static(b"{}")).await.unwrap();
+        txn.flush().await.unwrap();
+        txn.handle().clone()
+    }
+
+    /// A commit answered with INVALID_TXN_STATE (the broker aborted the transaction, for
+    /// example at its timeout) must fail: its records are lost. It was taken for success.
+    #[test]
+    fn a_commit_the_broker_refuses_as_aborted_is_an_error_not_a_success() {
+        let handle = TransactionHandle { transactional_id: "sink-0-1".into(), producer_id: 7, epoch: 3 };
+        let invalid = ResponseError::InvalidTxnState.code();
+        match end_txn_step(invalid, true, &handle, "committing transaction 'sink-0-1'") {
+            EndTxnStep::Fail(message) => {
+                assert!(message.contains("aborted transaction 'sink-0-1'") && message.contains("transaction.timeout.ms"), "{message}")
+            }
+            other => panic!("a lost transaction was taken for {other:?}"),
+        }
+        assert_eq!(end_txn_step(0, true, &handle, "c"), EndTxnStep::Done);
+        assert_eq!(end_txn_step(ResponseError::NotCoordinator.code(), true, &handle, "c"), EndTxnStep::Reconnect);
+        assert_eq!(end_txn_step(ResponseError::ConcurrentTransactions.code(), true, &handle, "c"), EndTxnStep::Retry);
+        match end_txn_step(ResponseError::ProducerFenced.code(), true, &handle, "c") {
+            EndTxnStep::Fail(message) => assert!(message.contains("taken over"), "{message}"),
+            other => panic!("a fenced commit was taken for {other:?}"),
+        }
+    }
+
+    /// A restore commits again what may already be committed: a repeated commit succeeds
+    /// on a real broker. A probe tells an id never used from one used before.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn recommitting_a_committed_transaction_succeeds_and_probes_tell_used_ids() {
+        let broker = TestBroker::start();
+        broker.create_topic("t").await;
+        let bootstrap = [broker.address.clone()];
+        let committed = written_transaction(&broker, "committed").await;
+        end_transaction(&bootstrap, &committed, true).await.unwrap();
+        end_transaction(&bootstrap, &committed, true).await.expect("a repeated commit succeeds");
+        assert!(abort_open_transaction(&bootstrap, "never-used", Duration::from_secs(60)).await.unwrap());
+        assert!(!abort_open_transaction(&bootstrap, "committed", Duration::from_secs(60)).await.unwrap());
+    }
+
+    /// A produce whose leader connection breaks reads the metadata again and goes to the
+    /// leader it names, instead of failing (or retrying the stale leader).
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_produce_retries_at_the_leader_named_by_fresh_metadata() {
+        let broker = TestBroker::start();
+        broker.create_topic("t").await;
+        let bootstrap = [broker.address.clone()];
+        let mut txn = Transaction::begin(&bootstrap, "t", "moved", Duration::from_secs(60)).await.unwrap();
+        let leader = txn.cluster.leaders[0];
+        // As if the leader had moved away from the address we knew: nothing listens there.
+        let gone = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+        txn.cluster.brokers.insert(leader, gone.to_string());
+        txn.send(None, Bytes::from_static(b"{}")).await.unwrap();
+        txn.flush().await.expect("the produce is retried at the leader of fresh metadata");
+        let handle = txn.handle().clone();
+        end_transaction(&bootstrap, &handle, true).await.unwrap();
+    }
 
     #[test]
     fn murmur2_matches_kafka() {

@@ -1,6 +1,12 @@
 //! The Kafka source: partitions are assigned to subtasks explicitly (no consumer-group
 //! rebalancing), offsets are checkpointed and restored, and committed to the group when a
 //! checkpoint completes, for monitoring lag only. New partitions are picked up.
+//!
+//! Every start position is resolved to an offset when the partition is assigned (the
+//! startup mode's earliest, latest, committed or by-time offset), so a partition that has
+//! delivered nothing yet is checkpointed at the offset it started from, and a restore never
+//! replays its history. A bounded source checkpoints the stop offsets it computed at its
+//! first start, so a restored run reads exactly what a failure-free run reads.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -38,23 +44,61 @@ fn kafka_error(config: &KafkaConfig, what: &str, e: impl std::fmt::Display) -> O
     OperatorError::config(format!("table '{}' (connector 'kafka')", config.table), format!("{what}: {e}"))
 }
 
-fn encode_position(partition: &Partition, offset: i64) -> Vec<u8> {
-    let mut out = offset.to_le_bytes().to_vec();
+/// What one checkpointed entry of the source records about a partition.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Recorded {
+    /// The next offset to read.
+    Position,
+    /// Bounded mode: the offset reading stops at.
+    Stop,
+}
+
+fn encode_entry(kind: Recorded, partition: &Partition, offset: i64) -> Vec<u8> {
+    let mut out = vec![match kind {
+        Recorded::Position => 0u8,
+        Recorded::Stop => 1u8,
+    }];
+    out.extend_from_slice(&offset.to_le_bytes());
     out.extend_from_slice(&partition.1.to_le_bytes());
     put_bytes(&mut out, partition.0.as_bytes());
     out
 }
 
-fn decode_position(bytes: &[u8]) -> Result<(Partition, i64)> {
+fn decode_entry(bytes: &[u8]) -> Result<(Recorded, Partition, i64)> {
     let truncated = || OperatorError::State("kafka source state is truncated".into());
-    let offset = i64::from_le_bytes(bytes.get(..8).ok_or_else(truncated)?.try_into().expect("8 bytes"));
-    let id = i32::from_le_bytes(bytes.get(8..12).ok_or_else(truncated)?.try_into().expect("4 bytes"));
-    let topic = Reader::new(&bytes[12..], "kafka source").string()?;
-    Ok(((topic, id), offset))
+    let kind = match bytes.first() {
+        Some(0) => Recorded::Position,
+        Some(1) => Recorded::Stop,
+        Some(k) => return Err(OperatorError::State(format!("kafka source state has an unknown entry kind {k}"))),
+        None => return Err(truncated()),
+    };
+    let offset = i64::from_le_bytes(bytes.get(1..9).ok_or_else(truncated)?.try_into().map_err(|_| truncated())?);
+    let id = i32::from_le_bytes(bytes.get(9..13).ok_or_else(truncated)?.try_into().map_err(|_| truncated())?);
+    let topic = Reader::new(&bytes[13..], "kafka source").string()?;
+    Ok((kind, (topic, id), offset))
+}
+
+/// Where a partition starts when the consumer group has no committed offset for it:
+/// `properties.auto.offset.reset`, librdkafka's names and Flink's, latest by default.
+fn reset_offset(config: &KafkaConfig, partition: &Partition, low: i64, high: i64) -> Result<i64> {
+    match config.properties.get("auto.offset.reset").map(|v| v.to_ascii_lowercase()) {
+        None => Ok(high),
+        Some(v) if matches!(v.as_str(), "latest" | "largest" | "end") => Ok(high),
+        Some(v) if matches!(v.as_str(), "earliest" | "smallest" | "beginning") => Ok(low),
+        Some(_) => Err(kafka_error(
+            config,
+            "scan.startup.mode 'group-offsets'",
+            format!(
+                "the consumer group has no committed offset for {}/{} and 'properties.auto.offset.reset' does not \
+                 allow a default; set it to 'earliest' or 'latest'",
+                partition.0, partition.1
+            ),
+        )),
+    }
 }
 
 /// Where each new partition starts, and (bounded) where it stops.
-type StartsAndStops = (Vec<(Partition, Offset)>, Vec<(Partition, i64)>);
+type StartsAndStops = (Vec<(Partition, i64)>, Vec<(Partition, i64)>);
 
 /// A running Kafka source subtask.
 pub struct KafkaSource {
@@ -65,7 +109,9 @@ pub struct KafkaSource {
     parallelism: u32,
     attempt: u32,
     restored: Option<HashMap<Partition, i64>>,
-    /// Next offset to read, per assigned partition (-1: from the startup mode).
+    /// Bounded mode: the stop offsets of the restored checkpoint.
+    restored_stops: HashMap<Partition, i64>,
+    /// Next offset to read, per assigned partition.
     positions: BTreeMap<Partition, i64>,
     /// Bounded mode: the offset each partition stops at.
     stop_at: BTreeMap<Partition, i64>,
@@ -86,6 +132,7 @@ impl KafkaSource {
             parallelism: 1,
             attempt: 0,
             restored: None,
+            restored_stops: HashMap::new(),
             positions: BTreeMap::new(),
             stop_at: BTreeMap::new(),
             to_commit: BTreeMap::new(),
@@ -142,34 +189,61 @@ impl KafkaSource {
         let consumer = self.consumer().clone();
         let config = self.config.clone();
         let restored = self.restored.clone().unwrap_or_default();
+        let restored_stops = self.restored_stops.clone();
         let bounded = self.config.bounded == BoundedMode::LatestOffset;
         let (starts, stops) = tokio::task::spawn_blocking(move || -> Result<StartsAndStops> {
             let mut starts = Vec::new();
             let mut stops = Vec::new();
             for p in &mine {
+                let watermarks = || {
+                    consumer
+                        .fetch_watermarks(&p.0, p.1, METADATA_TIMEOUT)
+                        .map_err(|e| kafka_error(&config, &format!("cannot read the offsets of {}/{}", p.0, p.1), e))
+                };
                 let start = match restored.get(p) {
-                    Some(&offset) => Offset::Offset(offset),
+                    Some(&offset) => offset,
                     // Partitions that appear while running are read from their start.
-                    None if !fresh_start => Offset::Beginning,
+                    None if !fresh_start => watermarks()?.0,
                     None => match &config.startup {
-                        StartupMode::Earliest => Offset::Beginning,
-                        StartupMode::Latest => Offset::End,
-                        StartupMode::GroupOffsets => Offset::Stored,
-                        StartupMode::SpecificOffsets(map) => map.get(&p.1).map_or(Offset::Beginning, |&o| Offset::Offset(o)),
+                        StartupMode::Earliest => watermarks()?.0,
+                        StartupMode::Latest => watermarks()?.1,
+                        StartupMode::GroupOffsets => {
+                            let mut tpl = TopicPartitionList::new();
+                            tpl.add_partition(&p.0, p.1);
+                            let committed = consumer
+                                .committed_offsets(tpl, METADATA_TIMEOUT)
+                                .map_err(|e| kafka_error(&config, "cannot read the consumer group's committed offsets", e))?;
+                            match committed.elements().first().and_then(|e| e.offset().to_raw()).filter(|o| *o >= 0) {
+                                Some(offset) => offset,
+                                None => {
+                                    let (low, high) = watermarks()?;
+                                    reset_offset(&config, p, low, high)?
+                                }
+                            }
+                        }
+                        StartupMode::SpecificOffsets(map) => match map.get(&p.1) {
+                            Some(&o) => o,
+                            None => watermarks()?.0,
+                        },
                         StartupMode::Timestamp(ms) => {
                             let mut tpl = TopicPartitionList::new();
                             tpl.add_partition_offset(&p.0, p.1, Offset::Offset(*ms)).map_err(|e| kafka_error(&config, "bad partition", e))?;
                             let found = consumer.offsets_for_times(tpl, METADATA_TIMEOUT).map_err(|e| kafka_error(&config, "cannot look up offsets by time", e))?;
-                            found.elements().first().map_or(Offset::End, |e| e.offset())
+                            // No record at or after the time: start at the end.
+                            match found.elements().first().and_then(|e| e.offset().to_raw()).filter(|o| *o >= 0) {
+                                Some(offset) => offset,
+                                None => watermarks()?.1,
+                            }
                         }
                     },
                 };
                 starts.push((p.clone(), start));
                 if bounded {
-                    let (_, high) = consumer
-                        .fetch_watermarks(&p.0, p.1, METADATA_TIMEOUT)
-                        .map_err(|e| kafka_error(&config, &format!("cannot read the end offset of {}/{}", p.0, p.1), e))?;
-                    stops.push((p.clone(), high));
+                    let stop = match restored_stops.get(p) {
+                        Some(&stop) => stop,
+                        None => watermarks()?.1,
+                    };
+                    stops.push((p.clone(), stop));
                 }
             }
             Ok((starts, stops))
@@ -177,17 +251,13 @@ impl KafkaSource {
         .await
         .map_err(|e| OperatorError::State(format!("kafka offset lookup failed: {e}")))??;
         let mut tpl = TopicPartitionList::new();
-        for (p, offset) in &self.positions {
-            let offset = if *offset >= 0 { Offset::Offset(*offset) } else { Offset::Stored };
-            tpl.add_partition_offset(&p.0, p.1, offset).map_err(|e| kafka_error(&self.config, "bad partition", e))?;
+        for (p, offset) in self.positions.iter().chain(starts.iter().map(|(p, o)| (p, o))) {
+            tpl.add_partition_offset(&p.0, p.1, Offset::Offset(*offset)).map_err(|e| kafka_error(&self.config, "bad partition", e))?;
         }
-        for (p, start) in &starts {
-            tpl.add_partition_offset(&p.0, p.1, *start).map_err(|e| kafka_error(&self.config, "bad partition", e))?;
-            self.positions.insert(p.clone(), if let Offset::Offset(o) = start { *o } else { -1 });
-        }
+        self.positions.extend(starts.iter().cloned());
         self.stop_at.extend(stops);
         self.consumer().assign(&tpl).map_err(|e| kafka_error(&self.config, "cannot assign partitions", e))?;
-        let starts: Vec<String> = starts.iter().map(|(p, o)| format!("{}/{} from {o:?}", p.0, p.1)).collect();
+        let starts: Vec<String> = starts.iter().map(|(p, o)| format!("{}/{} from offset {o}", p.0, p.1)).collect();
         tracing::info!(
             table = %self.config.table,
             subtask = self.subtask,
@@ -342,7 +412,13 @@ fn metadata_column(key: MetadataKey, data_type: &DataType, rows: &[&Received]) -
 impl Source for KafkaSource {
     async fn initialize_state(&mut self, init: StateInit) -> Result<()> {
         if init.restored {
-            let positions = init.entries.iter().map(|e| decode_position(e)).collect::<Result<HashMap<_, _>>>()?;
+            let mut positions = HashMap::new();
+            for entry in &init.entries {
+                match decode_entry(entry)? {
+                    (Recorded::Position, partition, offset) => positions.insert(partition, offset),
+                    (Recorded::Stop, partition, offset) => self.restored_stops.insert(partition, offset),
+                };
+            }
             self.restored = Some(positions);
         }
         Ok(())
@@ -419,8 +495,9 @@ impl Source for KafkaSource {
     }
 
     async fn snapshot_state(&mut self, checkpoint_id: u64) -> Result<OperatorState> {
-        let known: Vec<(Partition, i64)> = self.positions.iter().filter(|(_, o)| **o >= 0).map(|(p, o)| (p.clone(), *o)).collect();
-        let entries = known.iter().map(|(p, o)| encode_position(p, *o)).collect();
+        let known: Vec<(Partition, i64)> = self.positions.iter().map(|(p, o)| (p.clone(), *o)).collect();
+        let stops = self.stop_at.iter().map(|(p, o)| encode_entry(Recorded::Stop, p, *o));
+        let entries = known.iter().map(|(p, o)| encode_entry(Recorded::Position, p, *o)).chain(stops).collect();
         self.to_commit.insert(checkpoint_id, known);
         // Union: every subtask sees every partition's offset and keeps those it owns, so
         // partitions move correctly when the parallelism changes.
@@ -455,7 +532,9 @@ mod tests {
     #[test]
     fn positions_round_trip_and_owners_spread() {
         let p = ("orders".to_string(), 7);
-        assert_eq!(decode_position(&encode_position(&p, 12345)).unwrap(), (p, 12345));
+        assert_eq!(decode_entry(&encode_entry(Recorded::Position, &p, 12345)).unwrap(), (Recorded::Position, p.clone(), 12345));
+        assert_eq!(decode_entry(&encode_entry(Recorded::Stop, &p, 0)).unwrap(), (Recorded::Stop, p.clone(), 0));
+        assert!(decode_entry(&encode_entry(Recorded::Stop, &p, 0)[..10]).is_err(), "truncated state is an error, not a panic");
         let owners: std::collections::BTreeSet<u32> = (0..8).map(|i| owner(&("t".to_string(), i), 4)).collect();
         assert_eq!(owners.len(), 4, "consecutive partitions go to every subtask");
     }
