@@ -180,3 +180,14 @@ fn golden_sql_files_produce_their_expected_output() {
     assert!(failures.is_empty(), "{}", failures.join("\n"));
     assert!(bless || kills >= 5, "only {kills} scripts were killed and restored; pace their sources more");
 }
+
+/// The golden outputs over `tests/sql/data` equal a computation of the same queries in
+/// plain Python (`scripts/check_golden.py`), so a wrong output blessed from Sluice fails.
+#[test]
+fn golden_outputs_match_an_independent_computation() {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/check_golden.py");
+    let out = Command::new("python3").arg(&script).output().expect("python3 runs");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}{}", String::from_utf8_lossy(&out.stderr));
+    assert!(stdout.contains(" passed, 0 failed"), "{stdout}");
+}

@@ -501,9 +501,13 @@ fn stop_with_savepoint_fails_when_a_sink_cannot_commit() {
     let broker = Broker::start();
     broker.create_topic("uncommitted", 1);
     let mut cluster = Cluster::start(&[], &["--checkpoint-dir", "{dir}/checkpoints", "--heartbeat-timeout", "2s"]);
-    cluster.add_taskmanager_with_env(1, &[("SLUICE_TEST_EXIT_BEFORE_COMMIT", "1")]);
+    // The first checkpoint is taken at once (1); the savepoint is checkpoint 2.
+    cluster.add_taskmanager_with_env(1, &[("SLUICE_TEST_EXIT_BEFORE_COMMIT", "2")]);
     let job = cluster.submit(&unbounded_exactly_once_job(&broker, "uncommitted", "10min", 1000), 1);
-    wait_until(&cluster, "rows flowing", || common::metric(&cluster.status(&job), "events", "rows_in") > 200);
+    wait_until(&cluster, "rows flowing after the first checkpoint", || {
+        let status = cluster.status(&job);
+        checkpoints_completed(&cluster, &job) >= 1 && common::metric(&status, "events", "rows_in") > 200
+    });
     let savepoints = cluster.dir.path().join("savepoints");
     let saved = cluster.cli(&["savepoint", &job, "--stop", "--directory", savepoints.to_str().unwrap()]);
     assert!(!saved.status.success(), "the stop must fail: {}", String::from_utf8_lossy(&saved.stdout));

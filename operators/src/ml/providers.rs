@@ -105,6 +105,7 @@ const RELIABILITY: &[OptionSpec] = &[
 /// Options of providers called over HTTP.
 const REMOTE: &[OptionSpec] = &[
     opt(ENDPOINT, ValueKind::Url),
+    opt("allow-insecure-http", ValueKind::Bool),
     required("api-key", ValueKind::Secret),
     required("model", ValueKind::Text),
     opt("system-prompt", ValueKind::Text),

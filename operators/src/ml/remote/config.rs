@@ -135,6 +135,33 @@ const DEFAULT_EMBEDDING_BATCH: usize = 16;
 const DEFAULT_CACHE_ROWS: u64 = 100_000;
 const DEFAULT_ANTHROPIC_VERSION: &str = "2023-06-01";
 
+
+/// Refuses to send an API key over plain HTTP to another machine, where anyone on the path
+/// can read it, unless `allow-insecure-http` = `true` (then it warns). Plain HTTP to this
+/// machine (a local gateway, or `sluice stub-llm`) is allowed.
+fn check_transport(endpoint: &str, allow_insecure_http: bool) -> std::result::Result<(), String> {
+    let Some(rest) = endpoint.get(..7).filter(|s| s.eq_ignore_ascii_case("http://")).map(|_| &endpoint[7..]) else {
+        return Ok(());
+    };
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
+    let host = match authority.strip_prefix('[') {
+        Some(v6) => v6.split(']').next().unwrap_or_default(),
+        None => authority.rsplit_once(':').map_or(authority, |(h, _)| h),
+    };
+    let loopback = host.eq_ignore_ascii_case("localhost") || host.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback());
+    if loopback {
+        return Ok(());
+    }
+    if allow_insecure_http {
+        tracing::warn!(host, "the API key is sent over plain HTTP ('allow-insecure-http' = 'true')");
+        return Ok(());
+    }
+    Err(format!(
+        "'endpoint' (or 'base_url') uses plain HTTP to '{host}', which would send the API key unencrypted; use https://, \
+         or set 'allow-insecure-http' = 'true' for a trusted network"
+    ))
+}
+
 impl RemoteConfig {
     /// Reads the settings of `model` of `provider` from its canonical `options`.
     pub fn from_options(provider: &str, model: &str, options: &BTreeMap<String, String>) -> Result<Self> {
@@ -159,6 +186,8 @@ impl RemoteConfig {
             Api::OpenAiEmbeddings => "https://api.openai.com/v1/embeddings",
         };
         let endpoint = o.get("endpoint").unwrap_or(default_base).trim().to_string();
+        let allow_insecure_http = o.bool("allow-insecure-http")?.unwrap_or(false);
+        check_transport(&endpoint, allow_insecure_http).map_err(|m| o.error(m))?;
         let api_version = o.get("api-version").map(str::to_string);
         if style == ApiStyle::Azure && api_version.is_none() {
             return Err(o.error("'api_style' = 'azure' needs 'api_version' (e.g. '2024-06-01')"));
@@ -314,6 +343,25 @@ mod tests {
 
     fn options(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
         pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+    }
+
+    /// An API key never travels unencrypted to another machine unless the user says so.
+    #[test]
+    fn plain_http_to_another_host_is_refused_unless_allowed() {
+        let with = |endpoint: &str, extra: &[(&str, &str)]| {
+            let mut o = options(&[("api-key", "sk-secret-1"), ("model", "gpt-4o"), ("endpoint", endpoint)]);
+            o.extend(options(extra));
+            RemoteConfig::from_options("openai", "m", &o)
+        };
+        let err = with("http://llm.internal:8080/v1/chat/completions", &[]).unwrap_err().to_string();
+        assert!(err.contains("plain HTTP to 'llm.internal'") && err.contains("allow-insecure-http"), "{err}");
+        assert!(!err.contains("sk-secret-1"), "{err}");
+        assert!(with("HTTP://10.1.2.3/v1/chat/completions", &[]).is_err());
+        with("http://llm.internal:8080/v1/chat/completions", &[("allow-insecure-http", "true")]).unwrap();
+        for local in ["http://127.0.0.1:8089/v1/chat/completions", "http://localhost/v1", "http://[::1]:80/v1"] {
+            with(local, &[]).unwrap_or_else(|e| panic!("{local}: {e}"));
+        }
+        with("https://llm.internal/v1/chat/completions", &[]).unwrap();
     }
 
     #[test]

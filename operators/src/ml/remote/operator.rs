@@ -428,6 +428,7 @@ impl Operator for AsyncPredict {
         let restored = std::mem::take(&mut self.restored);
         if !restored.is_empty() {
             let unanswered = restored.iter().filter(|(_, s)| s.result.is_none()).count();
+            self.stats.reissued.fetch_add(unanswered as u64, std::sync::atomic::Ordering::Relaxed);
             tracing::info!(model = %self.config.model, task = %ctx.task_name, rows = restored.len(), reissued = unanswered, "restored ML_PREDICT rows");
         }
         for (row, saved) in restored {
@@ -561,6 +562,7 @@ impl Operator for AsyncPredict {
             (name("skipped"), RemoteStats::get(&s.skipped)),
             (name("dead_letters"), RemoteStats::get(&s.dead_letters)),
             (name("cache_hits"), RemoteStats::get(&s.cache_hits)),
+            (name("reissued"), RemoteStats::get(&s.reissued)),
             (name("prompt_tokens"), prompt_tokens),
             (name("completion_tokens"), completion_tokens),
             (name("cost_micro_usd"), (cost * 1_000_000.0).round() as u64),

@@ -29,6 +29,8 @@ pub struct RemoteStats {
     pub dead_letters: AtomicU64,
     /// Answers served from the cache.
     pub cache_hits: AtomicU64,
+    /// Requests of rows restored from a checkpoint without an answer, sent again.
+    pub reissued: AtomicU64,
     /// Prompt tokens reported by the provider.
     pub prompt_tokens: AtomicU64,
     /// Completion tokens reported by the provider.

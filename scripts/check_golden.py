@@ -1,0 +1,87 @@
+#!/usr/bin/env python3
+"""Checks golden outputs against an independent computation.
+
+The golden tests (tests/golden.rs) compare Sluice's output with tests/sql/*.out, which
+were first written from Sluice's own output. For the scripts over tests/sql/data, this
+script computes the expected rows again in plain Python, from the data and the SQL's
+meaning, and compares them with the .out files, so a wrong blessed output is caught.
+It prints one line per script and a closing 'N passed, N failed' line; exit 1 on a
+mismatch.
+"""
+import json
+import sys
+from decimal import ROUND_HALF_UP, Decimal
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+SQL = ROOT / "tests" / "sql"
+
+
+def orders():
+    return [json.loads(line) for line in (SQL / "data" / "orders.json").read_text().splitlines() if line.strip()]
+
+
+def double(x):
+    """A DOUBLE as Flink's print sink shows it (Java's Double.toString for these values)."""
+    return repr(float(x))
+
+
+def row(*values):
+    return "+I[" + ", ".join(values) + "]"
+
+
+def json_file_projection_filter():
+    # SELECT order_id, UPPER(customer) || '/' || category, amount * quantity,
+    #   CASE WHEN amount * quantity >= 500 THEN 'large' ELSE 'medium' END
+    # FROM orders WHERE amount > 100 AND category <> 'books'
+    out = []
+    for o in orders():
+        if o["amount"] > 100 and o["category"] != "books":
+            total = o["amount"] * o["quantity"]
+            out.append(row(str(o["order_id"]), o["customer"].upper() + "/" + o["category"], double(total),
+                           "large" if total >= 500 else "medium"))
+    return out
+
+
+def group_by_aggregates():
+    # SELECT category, COUNT(*), SUM(quantity), MIN(amount), MAX(amount), ROUND(AVG(amount), 2)
+    # FROM orders GROUP BY category
+    groups = {}
+    for o in orders():
+        groups.setdefault(o["category"], []).append(o)
+    out = []
+    for category, rows in groups.items():
+        amounts = [r["amount"] for r in rows]
+        average = Decimal(repr(sum(amounts) / len(amounts))).quantize(Decimal("0.01"), rounding=ROUND_HALF_UP)
+        out.append(row(category, str(len(rows)), str(sum(r["quantity"] for r in rows)), double(min(amounts)),
+                       double(max(amounts)), double(average)))
+    return out
+
+
+CHECKS = {
+    "02_json_file_projection_filter": json_file_projection_filter,
+    "04_group_by_aggregates": group_by_aggregates,
+}
+
+
+def main():
+    passed = failed = 0
+    for name, expected_rows in CHECKS.items():
+        golden = sorted(line for line in (SQL / f"{name}.out").read_text().splitlines() if line.startswith("+I["))
+        expected = sorted(expected_rows())
+        if golden == expected:
+            passed += 1
+            print(f"ok: {name}.out matches the independent computation ({len(expected)} rows)")
+        else:
+            failed += 1
+            print(f"MISMATCH: {name}.out")
+            for line in sorted(set(golden) - set(expected)):
+                print(f"  only in the golden file: {line}")
+            for line in sorted(set(expected) - set(golden)):
+                print(f"  only in the computation: {line}")
+    print(f"{passed} passed, {failed} failed")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
