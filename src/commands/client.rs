@@ -39,12 +39,18 @@ pub fn plan_file(file: &Path, parallelism: Option<u32>) -> Result<Plan> {
     })
 }
 
-/// Connects to the jobmanager at `address`.
+/// Connects to the jobmanager at `address`; each call may take 30 s.
 pub async fn connect(address: &str) -> Result<JobManagerClient<Channel>> {
+    connect_with_timeout(address, Duration::from_secs(30)).await
+}
+
+/// Connects to the jobmanager at `address`; each call may take `timeout` (the channel's
+/// timeout caps a call's own).
+pub async fn connect_with_timeout(address: &str, timeout: Duration) -> Result<JobManagerClient<Channel>> {
     let channel = Endpoint::from_shared(format!("http://{address}"))
         .with_context(|| format!("invalid jobmanager address '{address}': expected HOST:PORT"))?
         .connect_timeout(Duration::from_secs(3))
-        .timeout(Duration::from_secs(30))
+        .timeout(timeout)
         .connect()
         .await
         .with_context(|| {
@@ -112,12 +118,16 @@ pub async fn submit(args: SubmitArgs) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// How long `sluice savepoint` waits for the savepoint (and, with `--stop`, the job's end).
+const SAVEPOINT_TIMEOUT: Duration = Duration::from_secs(3600);
+
 /// `sluice savepoint`.
 pub async fn savepoint(args: SavepointArgs) -> Result<ExitCode> {
-    let mut client = connect(&args.cluster.jobmanager).await?;
+    // A savepoint of large state, or a stop that waits for every sink's commit, may take long.
+    let mut client = connect_with_timeout(&args.cluster.jobmanager, SAVEPOINT_TIMEOUT).await?;
     let request = TriggerSavepointRequest { job_id: args.job.clone(), directory: args.directory.unwrap_or_default(), stop: args.stop };
     let mut call = tonic::Request::new(request);
-    call.set_timeout(Duration::from_secs(3600));
+    call.set_timeout(SAVEPOINT_TIMEOUT);
     let response = client.trigger_savepoint(call).await.map_err(status_error)?;
     println!("{}", response.into_inner().path);
     Ok(ExitCode::SUCCESS)
