@@ -363,6 +363,23 @@ fn wait_until(cluster: &Cluster, what: &str, mut done: impl FnMut() -> bool) {
     }
 }
 
+/// A job copying the ids of Kafka topic `topic` (read with `scan`, its startup and bounded
+/// options) into the exactly-once file sink `out`, with 200 ms checkpoints and quick
+/// restarts.
+fn restarting_kafka_to_files(broker: &Broker, topic: &str, scan: &str, out: &std::path::Path) -> String {
+    format!(
+        "SET 'execution.checkpointing.interval' = '200ms';
+        SET 'restart-strategy.type' = 'fixed-delay';
+        SET 'restart-strategy.fixed-delay.delay' = '200ms';
+        CREATE TABLE input (id BIGINT, name STRING, amount INT) WITH ('connector' = 'kafka', 'topic' = '{topic}',
+            'properties.bootstrap.servers' = '{}', {scan}, 'format' = 'json');
+        CREATE TABLE out (id BIGINT) WITH ('connector' = 'filesystem', 'path' = '{}', 'format' = 'json');
+        INSERT INTO out SELECT id FROM input;",
+        broker.address,
+        out.display()
+    )
+}
+
 fn checkpoints_completed(cluster: &Cluster, job: &str) -> u64 {
     cluster.status(job)["checkpoints"]["completed"].as_u64().unwrap_or(0)
 }
@@ -377,20 +394,7 @@ fn a_quiet_partition_of_a_latest_offset_job_is_not_replayed_after_a_restore() {
     broker.produce("clicks", (0..100).map(|i| (Some(i % 2), json!({"id": 1000 + i, "name": "old", "amount": 0}).to_string())));
     let mut cluster = Cluster::start(&[1], &["--checkpoint-dir", "{dir}/checkpoints", "--heartbeat-timeout", "2s"]);
     let out = cluster.dir.path().join("out");
-    let job = cluster.submit(
-        &format!(
-            "SET 'execution.checkpointing.interval' = '200ms';
-            SET 'restart-strategy.type' = 'fixed-delay';
-            SET 'restart-strategy.fixed-delay.delay' = '200ms';
-            CREATE TABLE clicks (id BIGINT, name STRING, amount INT) WITH ('connector' = 'kafka', 'topic' = 'clicks',
-                'properties.bootstrap.servers' = '{}', 'scan.startup.mode' = 'latest-offset', 'format' = 'json');
-            CREATE TABLE out (id BIGINT) WITH ('connector' = 'filesystem', 'path' = '{}', 'format' = 'json');
-            INSERT INTO out SELECT id FROM clicks;",
-            broker.address,
-            out.display()
-        ),
-        1,
-    );
+    let job = cluster.submit(&restarting_kafka_to_files(&broker, "clicks", "'scan.startup.mode' = 'latest-offset'", &out), 1);
     // A completed checkpoint means the source has opened and resolved 'latest'.
     wait_until(&cluster, "a first checkpoint", || checkpoints_completed(&cluster, &job) >= 1);
     broker.produce("clicks", (0..5).map(|i| (Some(0), json!({"id": i, "name": "new", "amount": 0}).to_string())));
@@ -428,21 +432,8 @@ fn a_restored_bounded_read_stops_where_the_first_attempt_would_have() {
     let mut cluster = Cluster::start(&[], &["--checkpoint-dir", "{dir}/checkpoints", "--heartbeat-timeout", "2s"]);
     cluster.add_taskmanager_with_env(1, &pace);
     let out = cluster.dir.path().join("out");
-    let job = cluster.submit(
-        &format!(
-            "SET 'execution.checkpointing.interval' = '200ms';
-            SET 'restart-strategy.type' = 'fixed-delay';
-            SET 'restart-strategy.fixed-delay.delay' = '200ms';
-            CREATE TABLE batch (id BIGINT, name STRING, amount INT) WITH ('connector' = 'kafka', 'topic' = 'batch',
-                'properties.bootstrap.servers' = '{}', 'scan.startup.mode' = 'earliest-offset',
-                'scan.bounded.mode' = 'latest-offset', 'format' = 'json');
-            CREATE TABLE out (id BIGINT) WITH ('connector' = 'filesystem', 'path' = '{}', 'format' = 'json');
-            INSERT INTO out SELECT id FROM batch;",
-            broker.address,
-            out.display()
-        ),
-        1,
-    );
+    let bounded = "'scan.startup.mode' = 'earliest-offset', 'scan.bounded.mode' = 'latest-offset'";
+    let job = cluster.submit(&restarting_kafka_to_files(&broker, "batch", bounded, &out), 1);
     wait_until(&cluster, "two checkpoints", || checkpoints_completed(&cluster, &job) >= 2);
     broker.produce("batch", (3000..4000).map(|i| (Some(0), json!({"id": i, "name": "late", "amount": 0}).to_string())));
     let status = cluster.status(&job);

@@ -922,20 +922,23 @@ mod tests {
         }
     }
 
+    /// Ticks the checkpoint schedule, 20 ms at a time, until a checkpoint is triggered;
+    /// returns its id and the instant it was triggered at.
+    fn trigger_next(s: &mut ClusterState, actions: &mut Vec<Action>) -> (u64, Instant) {
+        let mut now = Instant::now();
+        loop {
+            s.tick_checkpoints(now, actions);
+            if let Some(id) = actions.iter().find_map(|a| if let Action::Trigger { request, .. } = a { Some(request.checkpoint_id) } else { None }) {
+                return (id, now);
+            }
+            now += Duration::from_millis(20);
+        }
+    }
+
     /// Runs one checkpoint of a running job through trigger, acknowledgements and completion.
     fn complete_checkpoint(s: &mut ClusterState, job: &str, attempt: u32) -> u64 {
         let mut actions = Vec::new();
-        let mut now = Instant::now();
-        let id = loop {
-            s.tick_checkpoints(now, &mut actions);
-            if let Some(id) = actions.iter().find_map(|a| match a {
-                Action::Trigger { request, .. } => Some(request.checkpoint_id),
-                _ => None,
-            }) {
-                break id;
-            }
-            now += Duration::from_millis(20);
-        };
+        let (id, _) = trigger_next(s, &mut actions);
         for subtask in 0..2 {
             let snapshot = sluice_proto::TaskSnapshot {
                 operators: vec![sluice_proto::OperatorSnapshot {
@@ -979,24 +982,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let mut graph = checkpointed_graph();
         graph.config.insert("state.checkpoints.num-retained".into(), "1".into());
-        let mut s = ClusterState::new(dir.path().to_path_buf());
-        let mut actions = Vec::new();
-        s.register("a:1".into(), 2, &mut actions);
-        let job = s.submit(graph, None).unwrap();
-        s.schedule(Duration::from_secs(60), &mut actions);
-        for subtask in 0..2 {
-            s.task_state(&report_at(&job, subtask, 0, TaskState::Running), &mut actions);
-        }
+        let (mut s, job, mut actions) = running_job(dir.path(), graph);
         let first = complete_checkpoint(&mut s, &job, 0);
         actions.clear();
-        let mut now = Instant::now();
-        let second = loop {
-            s.tick_checkpoints(now, &mut actions);
-            if let Some(id) = actions.iter().find_map(|a| if let Action::Trigger { request, .. } = a { Some(request.checkpoint_id) } else { None }) {
-                break id;
-            }
-            now += Duration::from_millis(20);
-        };
+        let (second, now) = trigger_next(&mut s, &mut actions);
         for subtask in 0..2 {
             let ack = CheckpointAck {
                 task: Some(TaskId { job_id: job.clone(), vertex_id: 0, subtask, attempt: 0 }),
@@ -1027,10 +1016,15 @@ mod tests {
     /// A cluster of one 2-slot task manager running a checkpointed job of 2 subtasks; the
     /// actions so far (its deployment) are returned.
     fn running_checkpointed_job(dir: &std::path::Path) -> (ClusterState, String, Vec<Action>) {
+        running_job(dir, checkpointed_graph())
+    }
+
+    /// Like [`running_checkpointed_job`], with the job graph given.
+    fn running_job(dir: &std::path::Path, graph: JobGraph) -> (ClusterState, String, Vec<Action>) {
         let mut s = ClusterState::new(dir.to_path_buf());
         let mut actions = Vec::new();
         s.register("a:1".into(), 2, &mut actions);
-        let job = s.submit(checkpointed_graph(), None).unwrap();
+        let job = s.submit(graph, None).unwrap();
         s.schedule(Duration::from_secs(60), &mut actions);
         for subtask in 0..2 {
             s.task_state(&report_at(&job, subtask, 0, TaskState::Running), &mut actions);
@@ -1099,16 +1093,9 @@ mod tests {
     #[test]
     fn a_damaged_checkpoint_falls_back_to_the_previous_one_when_duplicates_are_accepted() {
         let dir = tempfile::tempdir().unwrap();
-        let mut s = ClusterState::new(dir.path().to_path_buf());
-        let mut actions = Vec::new();
-        s.register("a:1".into(), 2, &mut actions);
         let mut graph = checkpointed_graph();
         graph.config.insert("execution.checkpointing.recover-without-newest".into(), "true".into());
-        let job = s.submit(graph, None).unwrap();
-        s.schedule(Duration::from_secs(60), &mut actions);
-        for subtask in 0..2 {
-            s.task_state(&report_at(&job, subtask, 0, TaskState::Running), &mut actions);
-        }
+        let (mut s, job, _) = running_job(dir.path(), graph);
         let first = complete_checkpoint(&mut s, &job, 0);
         let second = complete_checkpoint(&mut s, &job, 0);
         std::fs::write(dir.path().join(&job).join(format!("chk-{second}/_metadata")), b"garbage").unwrap();
@@ -1146,14 +1133,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let (mut s, job, _) = running_checkpointed_job(dir.path());
         let mut actions = Vec::new();
-        let mut now = Instant::now();
-        let id = loop {
-            s.tick_checkpoints(now, &mut actions);
-            if let Some(id) = actions.iter().find_map(|a| if let Action::Trigger { request, .. } = a { Some(request.checkpoint_id) } else { None }) {
-                break id;
-            }
-            now += Duration::from_millis(20);
-        };
+        let (id, _) = trigger_next(&mut s, &mut actions);
         s.trigger_failed(&job, 0, id, "its trigger could not be delivered to tm-1: connection refused");
         let summary = s.status(&job).unwrap().checkpoints.unwrap();
         assert_eq!((summary.failed, summary.pending_id), (1, 0));
