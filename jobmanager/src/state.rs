@@ -380,7 +380,6 @@ impl ClusterState {
             }
         }
         let checkpoint_directory = job.checkpoints.as_ref().map(|c| c.job_dir.display().to_string()).unwrap_or_default();
-        let last_checkpoint_id = job.checkpoints.as_ref().map_or(0, |c| c.last_triggered());
         job.slots.clear();
         for tm in &placement {
             *job.slots.entry(tm.clone()).or_default() += 1;
@@ -433,7 +432,6 @@ impl ClusterState {
                     locations: locations.clone(),
                     checkpoint_directory: checkpoint_directory.clone(),
                     restored_checkpoint_id,
-                    last_checkpoint_id,
                 }),
             });
         }
@@ -593,18 +591,17 @@ impl ClusterState {
     /// A subtask could not take its part of a checkpoint: the checkpoint fails at once.
     pub fn decline(&mut self, decline: &sluice_proto::CheckpointDecline) {
         let Some(task) = &decline.task else { return };
-        let Some(job) = self.jobs.get_mut(&task.job_id) else { return };
-        if job.attempt != task.attempt {
-            return;
-        }
-        if let Some(c) = &mut job.checkpoints {
-            c.abort_if_pending(decline.checkpoint_id, Instant::now(), &decline.reason);
-        }
+        self.fail_checkpoint(&task.job_id, task.attempt, decline.checkpoint_id, &decline.reason);
     }
 
     /// Checkpoint `checkpoint_id` of attempt `attempt` could not be triggered on some task
     /// manager: it fails at once (its barrier would never come from the sources there).
     pub fn trigger_failed(&mut self, job_id: &str, attempt: u32, checkpoint_id: u64, reason: &str) {
+        self.fail_checkpoint(job_id, attempt, checkpoint_id, reason);
+    }
+
+    /// Fails checkpoint `checkpoint_id` of attempt `attempt`, if it is the one in flight.
+    fn fail_checkpoint(&mut self, job_id: &str, attempt: u32, checkpoint_id: u64, reason: &str) {
         let Some(job) = self.jobs.get_mut(job_id) else { return };
         if job.attempt != attempt {
             return;

@@ -43,9 +43,6 @@ pub struct StateInit {
     pub restored: bool,
     /// The checkpoint restored (0: none).
     pub restored_checkpoint: u64,
-    /// The newest checkpoint id the job had triggered before this attempt (0: none):
-    /// transactions opened after the restored checkpoint have ids up to this.
-    pub last_checkpoint: u64,
     /// The operator's keyed state, when it declared one.
     pub keyed: Option<Arc<dyn KeyedStateStore>>,
 }

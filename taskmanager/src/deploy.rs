@@ -190,7 +190,7 @@ pub fn prepare(
             storage: storage.clone(),
             restore: restores.remove(&k).or_else(|| (request.restored_checkpoint_id != 0).then(Default::default)),
             local_dir: local_dir.join(format!("{}-{}", request.job_id, request.attempt)),
-            checkpoint_ids: (request.restored_checkpoint_id, request.last_checkpoint_id),
+            restored_checkpoint: request.restored_checkpoint_id,
         };
         let task = Task {
             ctx,

@@ -91,8 +91,8 @@ pub struct TaskCheckpointing {
     pub storage: Option<CheckpointStorage>,
     /// The state to start from (file paths absolute), when the job restored a checkpoint.
     pub restore: Option<TaskRestore>,
-    /// The checkpoint restored (0: none) and the newest checkpoint id triggered so far.
-    pub checkpoint_ids: (u64, u64),
+    /// The checkpoint restored (0: none).
+    pub restored_checkpoint: u64,
     /// Local directory for this task's RocksDB instances.
     pub local_dir: PathBuf,
 }
@@ -229,8 +229,7 @@ impl Task {
         StateInit {
             entries: restored_operator(restore, uid).map(|o| o.list_state.clone()).unwrap_or_default(),
             restored: restore.is_some(),
-            restored_checkpoint: self.checkpointing.checkpoint_ids.0,
-            last_checkpoint: self.checkpointing.checkpoint_ids.1,
+            restored_checkpoint: self.checkpointing.restored_checkpoint,
             keyed,
         }
     }

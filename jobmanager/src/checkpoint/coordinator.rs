@@ -110,7 +110,7 @@ impl CheckpointWrite {
     /// Writes the metadata (once, fenced) and copies the savepoint.
     pub fn perform(self) -> WriteOutcome {
         if let Err(e) = storage::write_metadata(&self.job_dir, &self.dir, &self.metadata, &self.me) {
-            return WriteOutcome { metadata: Err(e.to_string()), savepoint: None };
+            return WriteOutcome::failed(e.to_string());
         }
         exit_if_requested(self.id);
         let savepoint = self.savepoint_target.map(|target| {
@@ -288,24 +288,25 @@ impl Coordinator {
     /// Aborts the checkpoint in flight, if any.
     pub fn abort(&mut self, now: Instant, reason: &str) {
         if let Some(pending) = self.pending.take() {
-            if self.final_checkpoint == Some(pending.id) {
-                self.final_checkpoint = None;
-            }
-            let message = format!("checkpoint {} failed: {reason}", pending.id);
-            tracing::warn!(job_dir = %self.job_dir.display(), "{message}");
-            self.summary.failed += 1;
-            self.summary.last_failure = message.clone();
-            self.summary.pending_id = 0;
-            self.last_end = Some(now);
-            if let Some(savepoint) = pending.savepoint {
-                let _ = savepoint.reply.send(Err(message));
-            }
+            self.record_failure(now, pending.id, pending.savepoint, reason);
         }
     }
 
-    /// The newest checkpoint id triggered so far (0: none).
-    pub fn last_triggered(&self) -> u64 {
-        self.next_id - 1
+    /// Checkpoint `id` failed for `reason`: counted, reported, and answered to its
+    /// savepoint request.
+    fn record_failure(&mut self, now: Instant, id: u64, savepoint: Option<SavepointRequest>, reason: &str) {
+        if self.final_checkpoint == Some(id) {
+            self.final_checkpoint = None;
+        }
+        let message = format!("checkpoint {id} failed: {reason}");
+        tracing::warn!(job_dir = %self.job_dir.display(), "{message}");
+        self.summary.failed += 1;
+        self.summary.last_failure = message.clone();
+        self.summary.pending_id = 0;
+        self.last_end = Some(now);
+        if let Some(savepoint) = savepoint {
+            let _ = savepoint.reply.send(Err(message));
+        }
     }
 
     /// Aborts checkpoint `id` if it is the one in flight.
@@ -409,18 +410,7 @@ impl Coordinator {
             return (None, Discard { job_dir: self.job_dir.clone(), checkpoints: Vec::new(), abandoned });
         };
         if let Err(e) = outcome.metadata {
-            let message = format!("checkpoint {id} failed: {e}");
-            tracing::warn!(job_dir = %self.job_dir.display(), "{message}");
-            self.summary.failed += 1;
-            self.summary.last_failure = message.clone();
-            self.summary.pending_id = 0;
-            self.last_end = Some(now);
-            if self.final_checkpoint == Some(id) {
-                self.final_checkpoint = None;
-            }
-            if let Some(savepoint) = writing.savepoint {
-                let _ = savepoint.reply.send(Err(message));
-            }
+            self.record_failure(now, id, writing.savepoint, &e);
             return (None, Discard::default());
         }
         self.summary.completed += 1;

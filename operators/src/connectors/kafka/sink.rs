@@ -127,7 +127,8 @@ struct Transactional {
     /// checkpoint whose completion frees them (set by the first snapshot that leaves them
     /// out).
     retiring: Vec<(String, Option<u64>)>,
-    restored: Option<(Vec<SinkEntry>, u64, u64)>,
+    /// The restored checkpoint's entries, and its id.
+    restored: Option<(Vec<SinkEntry>, u64)>,
 }
 
 impl Transactional {
@@ -154,10 +155,7 @@ impl Transactional {
     /// id families this subtask is responsible for, then aborts what a failed attempt left
     /// open under them (also when nothing was restored).
     async fn recover(&mut self) -> std::result::Result<(), String> {
-        let (entries, restored_checkpoint) = match self.restored.take() {
-            Some((entries, restored, _)) => (entries, restored),
-            None => (Vec::new(), 0),
-        };
+        let (entries, restored_checkpoint) = self.restored.take().unwrap_or_default();
         let old_parallelism = entries.iter().map(|e| e.parallelism).max().unwrap_or(0);
         let mut families: Vec<(String, u32)> = vec![(self.prefix.clone(), self.subtask)];
         for e in entries.iter().filter(|e| e.subtask % self.parallelism == self.subtask) {
@@ -270,7 +268,7 @@ impl Operator for KafkaSink {
                 current: None,
                 precommitted: Vec::new(),
                 retiring: Vec::new(),
-                restored: Some((entries, init.restored_checkpoint, init.last_checkpoint)),
+                restored: Some((entries, init.restored_checkpoint)),
             });
         }
         Ok(())

@@ -195,10 +195,17 @@ impl KafkaSource {
             let mut starts = Vec::new();
             let mut stops = Vec::new();
             for p in &mine {
-                let watermarks = || {
-                    consumer
+                // The partition's low and high offsets, read from the broker at most once.
+                let mut read = None;
+                let mut watermarks = || -> Result<(i64, i64)> {
+                    if let Some(known) = read {
+                        return Ok(known);
+                    }
+                    let known = consumer
                         .fetch_watermarks(&p.0, p.1, METADATA_TIMEOUT)
-                        .map_err(|e| kafka_error(&config, &format!("cannot read the offsets of {}/{}", p.0, p.1), e))
+                        .map_err(|e| kafka_error(&config, &format!("cannot read the offsets of {}/{}", p.0, p.1), e))?;
+                    read = Some(known);
+                    Ok(known)
                 };
                 let start = match restored.get(p) {
                     Some(&offset) => offset,
