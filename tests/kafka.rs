@@ -271,26 +271,50 @@ fn metadata_columns_carry_topic_partition_offset_and_timestamp() {
     assert_eq!(rows, expected);
 }
 
+fn letter(id: i64) -> sluice_operators::connectors::kafka::dead_letter::DeadLetter {
+    sluice_operators::connectors::kafka::dead_letter::DeadLetter {
+        input: json!({"id": id}).as_object().unwrap().clone(),
+        error: "HTTP 400: invalid prompt".into(),
+        http_status: Some(400),
+        attempts: 1,
+        source: "model scorer".into(),
+    }
+}
+
+fn dead_letter_config(broker: &Broker, topic: &str, guarantee: &str) -> sluice_operators::connectors::kafka::dead_letter::DeadLetterConfig {
+    let options = [
+        ("dead-letter.topic".to_string(), format!("kafka:{topic}")),
+        ("dead-letter.properties.bootstrap.servers".to_string(), broker.address.clone()),
+        ("dead-letter.delivery-guarantee".to_string(), guarantee.to_string()),
+    ]
+    .into();
+    sluice_operators::connectors::kafka::dead_letter::DeadLetterConfig::from_model_options(&options).unwrap()
+}
+
+fn letter_ids(broker: &Broker, topic: &str) -> Vec<i64> {
+    let mut ids: Vec<i64> = broker
+        .read_all(topic, 1)
+        .iter()
+        .map(|(_, _, v)| serde_json::from_str::<Value>(v).unwrap()["input"]["id"].as_i64().unwrap())
+        .collect();
+    ids.sort_unstable();
+    ids
+}
+
 /// The dead-letter writer other operators use: `kafka:TOPIC` receives JSON records with
 /// the input row, the error, the HTTP status and the attempts.
 #[test]
 fn dead_letters_reach_their_topic() {
-    use sluice_operators::connectors::kafka::dead_letter::{DeadLetter, DeadLetterWriter};
+    use sluice_operators::connectors::kafka::dead_letter::{DeadLetterRestore, DeadLetterWriter};
     let broker = Broker::start();
     broker.create_topic("failed-predictions", 1);
-    let properties = [("bootstrap.servers".to_string(), broker.address.clone())].into();
+    let config = dead_letter_config(&broker, "failed-predictions", "at-least-once");
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
     runtime.block_on(async {
-        let mut writer = DeadLetterWriter::open("kafka:failed-predictions", &properties).unwrap();
+        let ctx = sluice_operators::TaskContext::single("dead letters");
+        let mut writer = DeadLetterWriter::open(&config, &ctx, DeadLetterRestore::default()).await.unwrap();
         for id in 0..3 {
-            let letter = DeadLetter {
-                input: json!({"id": id}).as_object().unwrap().clone(),
-                error: "HTTP 400: invalid prompt".into(),
-                http_status: Some(400),
-                attempts: 1,
-                source: "model scorer".into(),
-            };
-            writer.write(&letter).unwrap();
+            writer.write(&letter(id)).unwrap();
         }
         writer.flush().await.unwrap();
         assert_eq!(writer.written(), 3);
@@ -300,6 +324,54 @@ fn dead_letters_reach_their_topic() {
     assert_eq!(letters[2]["input"]["id"], 2);
     assert_eq!(letters[0]["http_status"], 400);
     assert_eq!(letters[0]["error"], "HTTP 400: invalid prompt");
+}
+
+/// Exactly-once dead letters: an epoch's letters are invisible to read_committed readers
+/// until their checkpoint completes. A writer that crashed after checkpoint 1 and before
+/// committing it, with letters of epoch 2 written, restores from checkpoint 1: its
+/// letters are committed once, epoch 2's are aborted, and the new attempt's letters follow.
+#[test]
+fn exactly_once_dead_letters_commit_with_their_checkpoint_and_once_after_a_restore() {
+    use sluice_operators::connectors::kafka::dead_letter::{DeadLetterRestore, DeadLetterWriter, TRANSACTIONS_LIST};
+    use sluice_operators::{OperatorState, StateInit};
+    let broker = Broker::start();
+    broker.create_topic("failed-eo", 1);
+    let config = dead_letter_config(&broker, "failed-eo", "exactly-once");
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let ctx = sluice_operators::TaskContext { checkpointing: true, ..sluice_operators::TaskContext::single("dead letters") };
+    let fresh = StateInit { operator_uid: "3-ml_predict".into(), ..Default::default() };
+    let checkpoint_1 = runtime.block_on(async {
+        let mut writer = DeadLetterWriter::open(&config, &ctx, DeadLetterRestore::from_init(&fresh)).await.unwrap();
+        for id in 0..3 {
+            writer.write(&letter(id)).unwrap();
+        }
+        let state = writer.snapshot(1, OperatorState::default()).await.unwrap();
+        // Enough letters of epoch 2 that the open transaction holds records on the broker.
+        for id in 100..6_100 {
+            writer.write(&letter(id)).unwrap();
+            if writer.should_send() {
+                writer.send_queued().await.unwrap();
+            }
+        }
+        writer.send_queued().await.unwrap();
+        // The process dies here: checkpoint 1 completed, nothing was committed. (The
+        // transactions are still open, so a read_committed reader cannot get past them yet.)
+        std::mem::forget(writer);
+        state
+    });
+    assert!(!checkpoint_1.entries(TRANSACTIONS_LIST).is_empty());
+
+    runtime.block_on(async {
+        let mut init = StateInit::restoring(checkpoint_1);
+        init.restored_checkpoint = 1;
+        init.operator_uid = "3-ml_predict".into();
+        let mut writer = DeadLetterWriter::open(&config, &ctx, DeadLetterRestore::from_init(&init)).await.unwrap();
+        assert_eq!(letter_ids(&broker, "failed-eo"), vec![0, 1, 2], "the restored checkpoint's letters, once; epoch 2 aborted");
+        writer.write(&letter(7)).unwrap();
+        writer.snapshot(2, OperatorState::default()).await.unwrap();
+        writer.commit(2).await.unwrap();
+    });
+    assert_eq!(letter_ids(&broker, "failed-eo"), vec![0, 1, 2, 7]);
 }
 
 /// Partitions added to a topic while a job reads it are picked up, from their start.

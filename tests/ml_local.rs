@@ -193,3 +193,59 @@ fn a_checkpointed_scoring_job_restores_after_a_kill() {
     assert_eq!(actual.len(), expected.len(), "rows lost or duplicated");
     assert!(actual == expected, "the restored run's scores differ from the failure-free run's");
 }
+
+/// Dead letters are exactly once by default in a checkpointed job: the task managers first
+/// crash after a checkpoint completed and before its transactions commit, then one is
+/// killed with `kill -9` while the job runs. Every row ends up exactly once either scored
+/// (the file sink) or dead-lettered (read_committed from Kafka): none lost, none twice.
+#[test]
+fn dead_letters_are_exactly_once_through_a_crash_before_commit_and_kills() {
+    let broker = Broker::start();
+    broker.create_topic("bad-features-eo", 2);
+    let rows = 24_000u64;
+    let mut cluster = Cluster::start(&[], &["--checkpoint-dir", "{dir}/checkpoints", "--heartbeat-timeout", "2s"]);
+    cluster.add_taskmanager_with_env(1, &[("SLUICE_TEST_EXIT_BEFORE_COMMIT", "3")]);
+    cluster.add_taskmanager_with_env(1, &[("SLUICE_TEST_EXIT_BEFORE_COMMIT", "3")]);
+    let out = cluster.dir.path().join("out");
+    let options = format!(
+        ", 'on_error' = 'dead_letter', 'dead_letter.topic' = 'kafka:bad-features-eo', 'dead-letter.properties.bootstrap.servers' = '{}'",
+        broker.address
+    );
+    let sql = format!(
+        "SET 'execution.checkpointing.interval' = '300ms';
+        SET 'restart-strategy.type' = 'fixed-delay';
+        SET 'restart-strategy.fixed-delay.delay' = '200ms';
+        {}",
+        scoring_job(rows, &out, &options, 3_000)
+    );
+    let job = cluster.submit(&sql, 2);
+    let deadline = Instant::now() + MINUTE;
+    while cluster.taskmanagers.iter_mut().any(|t| t.child.try_wait().unwrap().is_none()) {
+        assert!(Instant::now() < deadline, "the fault switch did not fire:\n{}", cluster.logs());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    cluster.taskmanagers.clear();
+    for _ in 0..3 {
+        cluster.add_taskmanager(1);
+    }
+    let kills = cluster.kill_task_managers_while_running(&job, 2, 1, Duration::from_millis(1_500));
+    let status = cluster.wait_for(&job, &["FINISHED", "FAILED"], 3 * MINUTE);
+    assert_eq!(status["state"], "FINISHED", "{status:#}\n{}", cluster.logs());
+    assert!(kills >= 1, "no task manager was killed while the job ran");
+
+    let mut seen = vec![0u32; rows as usize];
+    for row in read_json_lines(&out) {
+        seen[row["txn_id"].as_i64().unwrap() as usize] += 1;
+    }
+    let mut letters = 0;
+    for (_, _, value) in broker.read_all("bad-features-eo", 2) {
+        let letter: Value = serde_json::from_str(&value).unwrap();
+        assert!(letter["input"]["user_age"].is_null(), "{letter}");
+        seen[letter["input"]["txn_id"].as_i64().unwrap() as usize] += 1;
+        letters += 1;
+    }
+    assert!(letters > rows / 20, "about a tenth of the rows have a NULL feature; {letters} were dead-lettered");
+    let missing = seen.iter().filter(|&&n| n == 0).count();
+    let duplicated = seen.iter().filter(|&&n| n > 1).count();
+    assert_eq!((missing, duplicated), (0, 0), "rows missing or written twice (scored or dead-lettered) after {kills} kills");
+}

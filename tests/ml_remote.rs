@@ -173,10 +173,27 @@ fn checkpoints_complete_while_requests_are_in_flight() {
     assert!(rows.iter().all(|r| r["answer"].as_str().unwrap().starts_with("answer-")), "{:?}", rows.first());
 }
 
+/// How many files under `dir` (recursively) have names ending in `suffix`.
+fn files_named(dir: &std::path::Path, suffix: &str) -> usize {
+    let Ok(entries) = std::fs::read_dir(dir) else { return 0 };
+    entries
+        .flatten()
+        .map(|e| {
+            let path = e.path();
+            if path.is_dir() {
+                files_named(&path, suffix)
+            } else {
+                usize::from(path.to_string_lossy().ends_with(suffix))
+            }
+        })
+        .sum()
+}
+
 /// A task manager dies with ~100 requests in flight: after the restore every row has exactly
 /// one output row in the exactly-once file sink, and with the cache, a question answered
 /// before the crash keeps its (random) answer: every row with the same question carries the
-/// same answer.
+/// same answer. The held rows exceed a 1 KiB `state.storage.fs.memory-threshold`, so they
+/// are restored from list files in the checkpoint storage, not from the acknowledgements.
 #[test]
 fn a_restore_reissues_in_flight_requests_and_the_cache_keeps_answers() {
     let stub = Stub::start(&["--latency", "uniform:600ms..1s", "--answers", "random"]);
@@ -187,6 +204,7 @@ fn a_restore_reissues_in_flight_requests_and_the_cache_keeps_answers() {
         "SET 'execution.checkpointing.interval' = '300ms';
         SET 'restart-strategy.type' = 'fixed-delay';
         SET 'restart-strategy.fixed-delay.delay' = '200ms';
+        SET 'state.storage.fs.memory-threshold' = '1kb';
         CREATE TABLE questions (id BIGINT, topic INT) WITH ('connector' = 'datagen', 'number-of-rows' = '{rows}',
             'rows-per-second' = '300', 'fields.id.kind' = 'sequence', 'fields.id.start' = '0', 'fields.id.end' = '{last}',
             'fields.topic.min' = '0', 'fields.topic.max' = '1499');
@@ -212,11 +230,13 @@ fn a_restore_reissues_in_flight_requests_and_the_cache_keeps_answers() {
         std::thread::sleep(Duration::from_millis(50));
     };
     cluster.taskmanagers[0].kill9();
+    let list_files = files_named(&cluster.dir.path().join("checkpoints"), ".list");
     cluster.add_taskmanager(1);
     let status = cluster.wait_for(&job, &["FINISHED", "FAILED"], 3 * MINUTE);
     assert_eq!(status["state"], "FINISHED", "{status:#}\n{}", cluster.logs());
     assert!(status["restarts"].as_u64().unwrap() >= 1, "{status:#}");
     assert!(in_flight_at_kill >= 100);
+    assert!(list_files > 0, "the held rows were sent inline, not stored as list files");
 
     let output = read_json_lines(&out);
     let mut ids: Vec<i64> = output.iter().map(|r| r["id"].as_i64().unwrap()).collect();

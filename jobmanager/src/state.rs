@@ -932,6 +932,11 @@ mod tests {
         }
     }
 
+    /// The inline entries restored to `operator`, of all its lists.
+    fn restored_entries(operator: &sluice_proto::OperatorRestore) -> Vec<Vec<u8>> {
+        operator.lists.iter().flat_map(|l| &l.parts).flat_map(|p| p.entries.clone()).collect()
+    }
+
     /// Runs one checkpoint of a running job through trigger, acknowledgements and completion.
     fn complete_checkpoint(s: &mut ClusterState, job: &str, attempt: u32) -> u64 {
         let mut actions = Vec::new();
@@ -940,7 +945,12 @@ mod tests {
             let snapshot = sluice_proto::TaskSnapshot {
                 operators: vec![sluice_proto::OperatorSnapshot {
                     uid: "0-src".into(),
-                    list_state: vec![vec![subtask as u8, id as u8]],
+                    lists: vec![sluice_proto::OperatorListSnapshot {
+                        name: "default".into(),
+                        entries: vec![vec![subtask as u8, id as u8]],
+                        entry_count: 1,
+                        ..Default::default()
+                    }],
                     ..Default::default()
                 }],
             };
@@ -1053,7 +1063,7 @@ mod tests {
         s.schedule(Duration::from_secs(60), &mut actions);
         let request = redeployment(&actions);
         assert_eq!((request.attempt, request.restored_checkpoint_id), (1, first));
-        let restored: Vec<Vec<u8>> = request.restore.iter().flat_map(|r| r.operators[0].list_state.clone()).collect();
+        let restored: Vec<Vec<u8>> = request.restore.iter().flat_map(|r| restored_entries(&r.operators[0])).collect();
         assert_eq!(restored, vec![vec![0, first as u8], vec![1, first as u8]]);
 
         actions.clear();
@@ -1121,7 +1131,7 @@ mod tests {
         let actions = fail_and_restart(&mut s, &job);
         let request = redeployment(&actions);
         assert_eq!((request.attempt, request.restored_checkpoint_id), (1, id), "the restart restores the savepoint");
-        let restored: Vec<Vec<u8>> = request.restore.iter().flat_map(|r| r.operators[0].list_state.clone()).collect();
+        let restored: Vec<Vec<u8>> = request.restore.iter().flat_map(|r| restored_entries(&r.operators[0])).collect();
         assert_eq!(restored, vec![vec![0, id as u8], vec![1, id as u8]], "the savepoint's state, not an empty start");
     }
 

@@ -24,4 +24,4 @@ pub mod transforms;
 pub use error::{OperatorError, Result};
 pub use message::{Barrier, Message};
 pub use operator::{Collector, Operator, Source, SourcePoll, TaskContext};
-pub use state::{Distribution, KeyedStateStore, OperatorState, StateInit};
+pub use state::{Distribution, KeyedStateStore, OperatorList, OperatorState, StateInit};

@@ -1,15 +1,16 @@
 //! Operator state: what operators put into checkpoints and get back when a job restores.
 //!
 //! Two kinds, as in Flink:
-//! - **Operator state** is a list of opaque entries per subtask (a source's split positions,
-//!   a sink's files to commit). On restore the entries are redistributed over the new
-//!   subtasks: dealt round-robin ([`Distribution::Split`]) or given to all
+//! - **Operator state** is named lists of opaque entries per subtask (a source's split
+//!   positions, a sink's files to commit). On restore each list's entries are redistributed
+//!   over the new subtasks: dealt round-robin ([`Distribution::Split`]) or given to all
 //!   ([`Distribution::Union`]).
 //! - **Keyed state** lives in a [`KeyedStateStore`] (RocksDB in a task manager), under keys
 //!   prefixed by their key group, so a job can restore at another parallelism: each new
 //!   subtask takes the key groups it owns. [`ValueState`], [`ListState`] and [`MapState`]
 //!   give typed access to one named state of an operator.
 
+use std::collections::BTreeMap;
 use std::fmt;
 use std::sync::Arc;
 
@@ -25,35 +26,102 @@ pub enum Distribution {
     Union,
 }
 
-/// The operator state one subtask puts into a checkpoint.
+/// `state.storage.fs.memory-threshold` when a job does not set it (Flink's default): larger
+/// operator lists are stored as files in the checkpoint storage.
+pub const DEFAULT_MEMORY_THRESHOLD: u64 = 20 << 10;
+
+/// One named list of operator state entries, with how it is redistributed on restore.
 #[derive(Debug, Clone, Default, PartialEq)]
-pub struct OperatorState {
+pub struct OperatorList {
+    /// The list's name, unique within the operator.
+    pub name: String,
+    /// How its entries are redistributed on restore.
+    pub distribution: Distribution,
     /// Opaque entries.
     pub entries: Vec<Vec<u8>>,
-    /// How they are redistributed on restore.
-    pub distribution: Distribution,
+}
+
+/// The operator state one subtask puts into a checkpoint: named lists, each with its own
+/// distribution (an ML operator's held rows are split, its dead-letter transactions are a
+/// union). Large lists go to the checkpoint storage, with only a handle in the
+/// acknowledgement.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct OperatorState {
+    /// The lists, by name.
+    pub lists: Vec<OperatorList>,
+}
+
+impl OperatorState {
+    /// The name of the list most operators use.
+    pub const DEFAULT_LIST: &'static str = "default";
+
+    /// One list named [`Self::DEFAULT_LIST`], dealt round-robin on restore.
+    pub fn split(entries: Vec<Vec<u8>>) -> Self {
+        OperatorState::default().with_list(Self::DEFAULT_LIST, Distribution::Split, entries)
+    }
+
+    /// One list named [`Self::DEFAULT_LIST`], given to every subtask on restore.
+    pub fn union(entries: Vec<Vec<u8>>) -> Self {
+        OperatorState::default().with_list(Self::DEFAULT_LIST, Distribution::Union, entries)
+    }
+
+    /// This state with one more list.
+    pub fn with_list(mut self, name: &str, distribution: Distribution, entries: Vec<Vec<u8>>) -> Self {
+        self.lists.push(OperatorList { name: name.to_string(), distribution, entries });
+        self
+    }
+
+    /// The entries of list `name` (none when there is no such list).
+    pub fn entries(&self, name: &str) -> &[Vec<u8>] {
+        self.lists.iter().find(|l| l.name == name).map_or(&[], |l| &l.entries)
+    }
 }
 
 /// What an operator starts from.
 #[derive(Clone, Default)]
 pub struct StateInit {
-    /// The operator state entries given to this subtask (empty on a fresh start).
-    pub entries: Vec<Vec<u8>>,
+    /// The operator state entries given to this subtask, by list name (empty on a fresh
+    /// start).
+    pub lists: BTreeMap<String, Vec<Vec<u8>>>,
     /// True when the job restored a checkpoint (even if this subtask got no entries).
     pub restored: bool,
     /// The checkpoint restored (0: none).
     pub restored_checkpoint: u64,
     /// The operator's keyed state, when it declared one.
     pub keyed: Option<Arc<dyn KeyedStateStore>>,
+    /// The operator's uid in the job graph (stable across restores).
+    pub operator_uid: String,
+}
+
+impl StateInit {
+    /// A restore handing this subtask `state`'s lists (for tests and harnesses).
+    pub fn restoring(state: OperatorState) -> Self {
+        StateInit {
+            lists: state.lists.into_iter().map(|l| (l.name, l.entries)).collect(),
+            restored: true,
+            ..Default::default()
+        }
+    }
+
+    /// The restored entries of list [`OperatorState::DEFAULT_LIST`].
+    pub fn entries(&self) -> &[Vec<u8>] {
+        self.list(OperatorState::DEFAULT_LIST)
+    }
+
+    /// The restored entries of list `name`.
+    pub fn list(&self, name: &str) -> &[Vec<u8>] {
+        self.lists.get(name).map_or(&[], Vec::as_slice)
+    }
 }
 
 impl fmt::Debug for StateInit {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("StateInit")
-            .field("entries", &self.entries.len())
+            .field("lists", &self.lists.iter().map(|(k, v)| (k, v.len())).collect::<Vec<_>>())
             .field("restored", &self.restored)
             .field("restored_checkpoint", &self.restored_checkpoint)
             .field("keyed", &self.keyed.is_some())
+            .field("operator_uid", &self.operator_uid)
             .finish()
     }
 }

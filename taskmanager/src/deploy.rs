@@ -65,6 +65,16 @@ pub fn max_parallelism(graph: &sluice_proto::JobGraph) -> Result<u32, TaskError>
     }
 }
 
+/// Operator lists larger than this are stored as files (`state.storage.fs.memory-threshold`;
+/// the jobmanager checked the value at submission).
+pub fn memory_threshold(graph: &sluice_proto::JobGraph) -> Result<u64, TaskError> {
+    match graph.config.get("state.storage.fs.memory-threshold") {
+        None => Ok(sluice_operators::state::DEFAULT_MEMORY_THRESHOLD),
+        Some(v) => sluice_operators::options::parse_memory_size(v)
+            .map_err(|e| TaskError::Deployment(format!("'state.storage.fs.memory-threshold' = '{v}': {e}"))),
+    }
+}
+
 /// Builds the tasks of `request` that run on task manager `me`; keyed state lives under
 /// `local_dir`.
 pub fn prepare(
@@ -78,6 +88,7 @@ pub fn prepare(
     let graph = request.graph.as_ref().ok_or_else(|| TaskError::Deployment("no job graph".into()))?;
     sluice_operators::graph::check(graph).map_err(TaskError::Deployment)?;
     limits.max_parallelism = max_parallelism(graph)?;
+    let memory_threshold = memory_threshold(graph)?;
     let storage = (!request.checkpoint_directory.is_empty())
         .then(|| CheckpointStorage { job_dir: request.checkpoint_directory.clone().into() });
     let mut restores: HashMap<(u32, u32), sluice_proto::TaskRestore> =
@@ -191,6 +202,7 @@ pub fn prepare(
             restore: restores.remove(&k).or_else(|| (request.restored_checkpoint_id != 0).then(Default::default)),
             local_dir: local_dir.join(format!("{}-{}", request.job_id, request.attempt)),
             restored_checkpoint: request.restored_checkpoint_id,
+            memory_threshold,
         };
         let task = Task {
             ctx,

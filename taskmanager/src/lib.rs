@@ -6,6 +6,7 @@ pub mod error;
 pub mod exchange;
 pub mod faults;
 pub mod input;
+pub mod list_state;
 pub mod ipc;
 pub mod metrics;
 pub mod output;

@@ -20,11 +20,12 @@ use sluice_operators::keys::key_group_range;
 use sluice_operators::{
     Barrier, Collector, Message, Operator, OperatorError, OperatorState, Source, SourcePoll, StateInit, TaskContext,
 };
-use sluice_proto::{CheckpointTaskStats, ListDistribution, OperatorRestore, OperatorSnapshot, TaskRestore, TaskSnapshot};
+use sluice_proto::{CheckpointTaskStats, OperatorRestore, OperatorSnapshot, TaskRestore, TaskSnapshot};
 use tokio::sync::mpsc;
 
 use crate::error::TaskError;
 use crate::input::{GateEvent, InputGate};
+use crate::list_state;
 use crate::metrics::TaskMetrics;
 use crate::output::Outputs;
 use crate::state::{CheckpointStorage, KeyedBackend, LocalSnapshot};
@@ -95,6 +96,9 @@ pub struct TaskCheckpointing {
     pub restored_checkpoint: u64,
     /// Local directory for this task's RocksDB instances.
     pub local_dir: PathBuf,
+    /// Operator lists larger than this many bytes are stored as files, not sent inline
+    /// (`state.storage.fs.memory-threshold`).
+    pub memory_threshold: u64,
 }
 
 /// The operators of a task after its head, first to last, with their uids.
@@ -216,7 +220,7 @@ impl Task {
         match head {
             Head::Source(mut source) => {
                 let uid = self.source_uid.clone().unwrap_or_default();
-                source.initialize_state(self.state_init(&uid, None)).await?;
+                source.initialize_state(self.state_init(&uid, None).await?).await?;
                 source.open(&self.ctx).await?;
                 self.run_source(source).await
             }
@@ -224,13 +228,21 @@ impl Task {
         }
     }
 
-    fn state_init(&self, uid: &str, keyed: Option<Arc<dyn sluice_operators::KeyedStateStore>>) -> StateInit {
-        let restore = &self.checkpointing.restore;
-        StateInit {
-            entries: restored_operator(restore, uid).map(|o| o.list_state.clone()).unwrap_or_default(),
-            restored: restore.is_some(),
-            restored_checkpoint: self.checkpointing.restored_checkpoint,
-            keyed,
+    /// What operator `uid` starts from (its restored lists read off the task's thread).
+    fn state_init(
+        &self,
+        uid: &str,
+        keyed: Option<Arc<dyn sluice_operators::KeyedStateStore>>,
+    ) -> impl std::future::Future<Output = Result<StateInit, TaskError>> + Send + 'static {
+        let restore = restored_operator(&self.checkpointing.restore, uid).cloned();
+        let restored = self.checkpointing.restore.is_some();
+        let (checkpoint, uid) = (self.checkpointing.restored_checkpoint, uid.to_string());
+        async move {
+            let mut init = tokio::task::spawn_blocking(move || list_state::state_init(restore.as_ref(), restored, checkpoint, &uid))
+                .await
+                .map_err(|e| OperatorError::State(format!("reading operator state stopped: {e}")))??;
+            init.keyed = keyed;
+            Ok(init)
         }
     }
 
@@ -256,7 +268,7 @@ impl Task {
             } else {
                 None
             };
-            let init = self.state_init(&uid, keyed);
+            let init = self.state_init(&uid, keyed).await?;
             self.chain.operators[i].initialize_state(init).await?;
         }
         Ok(())
@@ -369,6 +381,12 @@ impl Task {
         for (uid, state) in self.chain.uids.iter().zip(states) {
             operators.push(operator_snapshot(uid, state));
         }
+        let threshold = self.checkpointing.memory_threshold;
+        let owner = |uid: &str| {
+            let uid: String = uid.chars().map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' { c } else { '_' }).collect();
+            format!("{}-{}-{uid}", self.ctx.vertex_id, self.ctx.subtask)
+        };
+        let owners: Vec<String> = operators.iter().map(|o| owner(&o.uid)).collect();
         let uploads: Vec<(usize, _)> = locals
             .into_iter()
             .enumerate()
@@ -383,6 +401,34 @@ impl Task {
         tokio::spawn(async move {
             let started = Instant::now();
             let mut uploaded_bytes = 0;
+            // Large lists go to the checkpoint storage; the acknowledgement carries their handles.
+            let spill_storage = storage.clone();
+            let spilled = tokio::task::spawn_blocking(move || {
+                let mut written = 0;
+                for (operator, owner) in operators.iter_mut().zip(&owners) {
+                    for list in &mut operator.lists {
+                        written += list_state::spill(list, &spill_storage, checkpoint_id, owner, threshold)?;
+                    }
+                }
+                Ok::<_, OperatorError>((operators, written))
+            })
+            .await;
+            let mut operators = match spilled {
+                Ok(Ok((operators, written))) => {
+                    uploaded_bytes += written;
+                    operators
+                }
+                Ok(Err(e)) => {
+                    let reason = format!("{task} cannot store its operator state: {e}");
+                    let _ = events.send(TaskEvent::Decline { checkpoint_id, reason });
+                    return;
+                }
+                Err(e) => {
+                    let reason = format!("{task}: the operator state upload stopped: {e}");
+                    let _ = events.send(TaskEvent::Decline { checkpoint_id, reason });
+                    return;
+                }
+            };
             for (i, upload) in uploads {
                 match tokio::task::spawn_blocking(upload).await {
                     Ok(Ok((handle, copied))) => {
@@ -404,7 +450,7 @@ impl Task {
             let state_bytes = operators
                 .iter()
                 .map(|o| {
-                    o.list_state.iter().map(|e| e.len() as u64).sum::<u64>()
+                    o.lists.iter().map(|l| list_state::inline_bytes(l) + l.file.as_ref().map_or(0, |f| f.size)).sum::<u64>()
                         + o.keyed.as_ref().map_or(0, |k| k.files.iter().map(|f| f.size).sum())
                 })
                 .sum();
@@ -633,13 +679,5 @@ impl Task {
 }
 
 fn operator_snapshot(uid: &str, state: OperatorState) -> OperatorSnapshot {
-    OperatorSnapshot {
-        uid: uid.to_string(),
-        list_state: state.entries,
-        distribution: match state.distribution {
-            sluice_operators::Distribution::Split => ListDistribution::Split as i32,
-            sluice_operators::Distribution::Union => ListDistribution::Union as i32,
-        },
-        keyed: None,
-    }
+    OperatorSnapshot { uid: uid.to_string(), lists: list_state::inline_all(state), keyed: None }
 }

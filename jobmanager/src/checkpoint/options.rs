@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use sluice_operators::options::parse_duration;
+use sluice_operators::options::{parse_duration, parse_memory_size};
 
 /// Checkpoint settings of one job.
 #[derive(Debug, Clone, PartialEq)]
@@ -28,7 +28,14 @@ pub struct CheckpointOptions {
     /// one's transactions may already be committed, so replaying from an older one writes
     /// its output twice.
     pub recover_without_newest: bool,
+    /// `state.storage.fs.memory-threshold`: operator lists larger than this are stored as
+    /// files in the checkpoint storage rather than sent inline (the task managers read it
+    /// from the job configuration; checked here at submission).
+    pub memory_threshold: u64,
 }
+
+/// The largest `state.storage.fs.memory-threshold` accepted.
+const MAX_MEMORY_THRESHOLD: u64 = 16 << 20;
 
 /// How a job restarts after a failure.
 #[derive(Debug, Clone, PartialEq)]
@@ -126,6 +133,10 @@ impl Reader<'_> {
             .transpose()
     }
 
+    fn size(&self, key: &str) -> Result<Option<u64>, OptionError> {
+        self.get(key).map(|v| parse_memory_size(v).map_err(|e| self.error(key, e))).transpose()
+    }
+
     fn path(&self, key: &str) -> Result<Option<PathBuf>, OptionError> {
         self.get(key).map(|v| storage_path(v).map_err(|m| self.error(key, m))).transpose()
     }
@@ -172,6 +183,14 @@ impl CheckpointOptions {
         if retained == 0 {
             return Err(r.error("state.checkpoints.num-retained", "at least one checkpoint must be retained"));
         }
+        let memory_threshold =
+            r.size("state.storage.fs.memory-threshold")?.unwrap_or(sluice_operators::state::DEFAULT_MEMORY_THRESHOLD);
+        if memory_threshold > MAX_MEMORY_THRESHOLD {
+            return Err(r.error(
+                "state.storage.fs.memory-threshold",
+                "at most 16mb: larger lists belong in the checkpoint storage, not in acknowledgements",
+            ));
+        }
         let directory = r.path("state.checkpoints.dir")?.unwrap_or_else(|| default_dir.to_path_buf());
         let savepoint_directory = r.path("state.savepoints.dir")?.unwrap_or_else(|| directory.join("savepoints"));
         Ok(CheckpointOptions {
@@ -182,6 +201,7 @@ impl CheckpointOptions {
             directory,
             savepoint_directory,
             recover_without_newest: r.flag("execution.checkpointing.recover-without-newest")?.unwrap_or(false),
+            memory_threshold,
         })
     }
 }
@@ -190,7 +210,8 @@ impl CheckpointOptions {
 /// checkpoint timeout: a restart (failure detection, restart delay, redeployment, restore).
 pub const RESTART_ALLOWANCE: Duration = Duration::from_secs(5 * 60);
 
-/// Checks that every exactly-once Kafka sink of `graph` keeps its transactions open longer
+/// Checks that every exactly-once Kafka writer of `graph` (sinks, and dead letters of
+/// ML_PREDICT) keeps its transactions open longer
 /// than a checkpoint may take plus [`RESTART_ALLOWANCE`]: otherwise the broker aborts the
 /// transaction of a slow checkpoint before it (or the restored job) can commit it, and its
 /// rows are lost.
@@ -199,26 +220,42 @@ pub fn check_transaction_timeouts(graph: &sluice_proto::JobGraph, options: &Chec
         return Ok(());
     }
     let needed = options.timeout + RESTART_ALLOWANCE;
-    let sinks = graph.vertices.iter().flat_map(|v| &v.operators).filter_map(|o| match &o.kind {
-        Some(sluice_proto::operator_spec::Kind::Sink(spec)) => Some(spec),
-        _ => None,
-    });
-    for spec in sinks {
-        let exactly_once = spec.options.get("sink.delivery-guarantee").is_some_and(|g| g.trim().eq_ignore_ascii_case("exactly-once"));
-        if spec.connector != "kafka" || !exactly_once {
-            continue;
+    // Every exactly-once Kafka writer: (what, its timeout option, the option's value).
+    let mut writers: Vec<(String, &str, Option<&str>)> = Vec::new();
+    for kind in graph.vertices.iter().flat_map(|v| &v.operators).filter_map(|o| o.kind.as_ref()) {
+        match kind {
+            sluice_proto::operator_spec::Kind::Sink(spec) if spec.connector == "kafka" => {
+                let exactly_once =
+                    spec.options.get("sink.delivery-guarantee").is_some_and(|g| g.trim().eq_ignore_ascii_case("exactly-once"));
+                if exactly_once {
+                    let key = "properties.transaction.timeout.ms";
+                    writers.push((format!("table '{}'", spec.table), key, spec.options.get(key).map(String::as_str)));
+                }
+            }
+            sluice_proto::operator_spec::Kind::MlPredict(spec) => {
+                let dead_letters = spec.options.get("on-error").is_some_and(|e| e.trim().eq_ignore_ascii_case("dead_letter"));
+                let at_least_once = spec
+                    .options
+                    .get("dead-letter.delivery-guarantee")
+                    .is_some_and(|g| g.trim().to_ascii_lowercase().replace('_', "-") == "at-least-once");
+                if dead_letters && !at_least_once {
+                    let key = "dead-letter.properties.transaction.timeout.ms";
+                    writers.push((format!("model '{}' (dead letters)", spec.model), key, spec.options.get(key).map(String::as_str)));
+                }
+            }
+            _ => {}
         }
-        let configured = spec.options.get("properties.transaction.timeout.ms").map(String::as_str);
+    }
+    for (what, key, configured) in writers {
         let timeout = sluice_operators::connectors::kafka::options::transaction_timeout(configured)
-            .map_err(|e| format!("table '{}': {e}", spec.table))?;
+            .map_err(|e| format!("{what}: {}", e.replace("'properties.transaction.timeout.ms'", &format!("'{key}'"))))?;
         if timeout < needed {
             return Err(format!(
-                "table '{}': the Kafka transaction timeout of {} s ('properties.transaction.timeout.ms') must exceed \
+                "{what}: the Kafka transaction timeout of {} s ('{key}') must exceed \
                  'execution.checkpointing.timeout' ({} s) plus {} s for a restart, or the broker aborts the transactions \
                  of a slow checkpoint before they are committed and their rows are lost; set \
-                 'properties.transaction.timeout.ms' to at least {} (the broker's 'transaction.max.timeout.ms' caps it, \
+                 '{key}' to at least {} (the broker's 'transaction.max.timeout.ms' caps it, \
                  15 minutes by default) or lower the checkpoint timeout",
-                spec.table,
                 timeout.as_secs(),
                 options.timeout.as_secs(),
                 RESTART_ALLOWANCE.as_secs(),
@@ -290,6 +327,12 @@ mod tests {
         assert_eq!(o.directory, PathBuf::from("/data/chk"));
         assert_eq!(o.savepoint_directory, PathBuf::from("/data/chk/savepoints"));
         assert!(!o.recover_without_newest, "falling back past the newest checkpoint duplicates output");
+        assert_eq!(o.memory_threshold, 20 << 10, "Flink's default");
+        let sized = config(&[("state.storage.fs.memory-threshold", "1 mb")]);
+        assert_eq!(CheckpointOptions::from_config(&sized, std::path::Path::new("/t")).unwrap().memory_threshold, 1 << 20);
+        let huge = config(&[("state.storage.fs.memory-threshold", "1gb")]);
+        let error = CheckpointOptions::from_config(&huge, std::path::Path::new("/t")).unwrap_err();
+        assert!(error.message.contains("at most 16mb"), "{error:?}");
         let lenient = config(&[("execution.checkpointing.recover-without-newest", "TRUE")]);
         assert!(CheckpointOptions::from_config(&lenient, std::path::Path::new("/t")).unwrap().recover_without_newest);
         let bad = config(&[("execution.checkpointing.recover-without-newest", "maybe")]);
@@ -339,6 +382,29 @@ mod tests {
         check(&[("sink.delivery-guarantee", "at-least-once"), ("properties.transaction.timeout.ms", "1000")], &every_second).unwrap();
         check(&[exactly_once, ("properties.transaction.timeout.ms", "1000")], &[]).expect("no checkpoints, nothing to outlive");
         assert!(check(&[exactly_once, ("properties.transaction.timeout.ms", "soon")], &every_second).unwrap_err().contains("'soon'"));
+    }
+
+    /// Dead letters of ML_PREDICT are written in the checkpoint's Kafka transaction too.
+    #[test]
+    fn dead_letter_transactions_must_outlive_a_checkpoint_and_a_restart() {
+        let check = |model: &[(&str, &str)]| {
+            let mut graph = kafka_sink_graph(&[], &[("execution.checkpointing.interval", "1s")]);
+            let predict = sluice_proto::MlPredictSpec {
+                model: "scorer".into(),
+                options: model.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+                ..Default::default()
+            };
+            graph.vertices[0].operators[0].kind = Some(sluice_proto::operator_spec::Kind::MlPredict(predict));
+            let options = CheckpointOptions::from_config(&graph.config, std::path::Path::new("/t")).unwrap();
+            check_transaction_timeouts(&graph, &options)
+        };
+        let dead_letters = ("on-error", "dead_letter");
+        let short = ("dead-letter.properties.transaction.timeout.ms", "60000");
+        check(&[dead_letters]).expect("the defaults fit");
+        let err = check(&[dead_letters, short]).unwrap_err();
+        assert!(err.contains("model 'scorer' (dead letters)") && err.contains("'dead-letter.properties.transaction.timeout.ms'"), "{err}");
+        check(&[dead_letters, short, ("dead-letter.delivery-guarantee", "at-least-once")]).expect("no transactions");
+        check(&[("on-error", "skip"), short]).expect("no dead letters");
     }
 
     #[test]

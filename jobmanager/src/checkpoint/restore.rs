@@ -1,12 +1,17 @@
 //! Assigning a checkpoint's state to the subtasks of a job, at the job's current
-//! parallelism (a pure function). Operators are matched by uid. Operator list state is
-//! dealt round-robin (split) or given to every subtask (union); keyed state goes by key
-//! group: each subtask gets the handles overlapping the key groups it owns.
+//! parallelism (a pure function). Operators are matched by uid, their lists by name. A
+//! list's entries are dealt round-robin over the old subtasks' entries in order (split) or
+//! given to every subtask (union); entries stored in a list file are handed over as the
+//! file and the positions to read. Keyed state goes by key group: each subtask gets the
+//! handles overlapping the key groups it owns.
 
 use std::path::Path;
 
 use sluice_operators::keys::key_group_range;
-use sluice_proto::{CheckpointMetadata, JobGraph, KeyedStateHandle, ListDistribution, OperatorRestore, TaskRestore};
+use sluice_proto::{
+    CheckpointMetadata, JobGraph, KeyedStateHandle, ListDistribution, OperatorListPart, OperatorListRestore, OperatorListSnapshot,
+    OperatorRestore, OperatorSnapshot, StateFile, TaskRestore,
+};
 
 /// The state of every subtask of `graph` from `metadata`, whose file paths are relative
 /// to `base`; paths in the result are absolute.
@@ -15,7 +20,11 @@ pub fn assign_state(metadata: &CheckpointMetadata, base: &Path, graph: &JobGraph
         graph.vertices.iter().flat_map(|v| &v.operators).map(|o| o.uid.as_str()).collect();
     for v in &metadata.vertices {
         for uid in &v.operator_uids {
-            let has_state = v.subtasks.iter().flat_map(|t| &t.operators).any(|o| &o.uid == uid && (!o.list_state.is_empty() || o.keyed.is_some()));
+            let has_state = v
+                .subtasks
+                .iter()
+                .flat_map(|t| &t.operators)
+                .any(|o| &o.uid == uid && (o.lists.iter().any(|l| entry_count(l) > 0) || o.keyed.is_some()));
             if has_state && !known.contains(uid.as_str()) {
                 return Err(format!(
                     "checkpoint {} holds state of operator '{uid}', which this job does not have: \
@@ -42,8 +51,6 @@ pub fn assign_state(metadata: &CheckpointMetadata, base: &Path, graph: &JobGraph
             if snapshots.is_empty() {
                 continue;
             }
-            let union = snapshots.iter().any(|o| o.distribution == ListDistribution::Union as i32);
-            let entries: Vec<&Vec<u8>> = snapshots.iter().flat_map(|o| &o.list_state).collect();
             let handles: Vec<&KeyedStateHandle> = snapshots.iter().filter_map(|o| o.keyed.as_ref()).collect();
             if let Some(h) = handles.iter().find(|h| h.max_parallelism != max_parallelism) {
                 return Err(format!(
@@ -53,11 +60,10 @@ pub fn assign_state(metadata: &CheckpointMetadata, base: &Path, graph: &JobGraph
                 ));
             }
             for (s, restore) in per_subtask.iter_mut().enumerate() {
-                let list_state = if union {
-                    entries.iter().map(|e| e.to_vec()).collect()
-                } else {
-                    entries.iter().skip(s).step_by(p as usize).map(|e| e.to_vec()).collect()
-                };
+                let lists = list_names(&snapshots)
+                    .into_iter()
+                    .map(|name| OperatorListRestore { name: name.to_string(), parts: list_parts(&snapshots, name, s as u64, p.into(), base) })
+                    .collect();
                 let (start, end) = key_group_range(s as u32, max_parallelism, p);
                 let keyed = handles
                     .iter()
@@ -70,7 +76,7 @@ pub fn assign_state(metadata: &CheckpointMetadata, base: &Path, graph: &JobGraph
                         h
                     })
                     .collect();
-                restore.operators.push(OperatorRestore { uid: op.uid.clone(), list_state, keyed });
+                restore.operators.push(OperatorRestore { uid: op.uid.clone(), lists, keyed });
             }
         }
         restores.extend(per_subtask);
@@ -78,10 +84,72 @@ pub fn assign_state(metadata: &CheckpointMetadata, base: &Path, graph: &JobGraph
     Ok(restores)
 }
 
+/// How many entries `list` holds, inline or in its file.
+fn entry_count(list: &OperatorListSnapshot) -> u64 {
+    if list.file.is_some() {
+        list.entry_count
+    } else {
+        list.entries.len() as u64
+    }
+}
+
+/// The names of the operator's lists, in the order first seen.
+fn list_names<'a>(snapshots: &[&'a OperatorSnapshot]) -> Vec<&'a str> {
+    let mut names: Vec<&str> = Vec::new();
+    for list in snapshots.iter().flat_map(|o| &o.lists) {
+        if !names.contains(&list.name.as_str()) {
+            names.push(&list.name);
+        }
+    }
+    names
+}
+
+/// What subtask `subtask` of `parallelism` gets of list `name`: for a split list, the
+/// entries whose position in the old subtasks' concatenated lists is `subtask` modulo
+/// `parallelism`; for a union list, all of them.
+fn list_parts(snapshots: &[&OperatorSnapshot], name: &str, subtask: u64, parallelism: u64, base: &Path) -> Vec<OperatorListPart> {
+    let lists: Vec<&OperatorListSnapshot> = snapshots.iter().flat_map(|o| &o.lists).filter(|l| l.name == name).collect();
+    let union = lists.iter().any(|l| l.distribution == ListDistribution::Union as i32);
+    let mut parts = Vec::new();
+    let mut offset = 0;
+    for list in lists {
+        let count = entry_count(list);
+        let (first, step) = if union { (0, 1) } else { ((subtask + parallelism - offset % parallelism) % parallelism, parallelism) };
+        offset += count;
+        if first >= count {
+            continue;
+        }
+        parts.push(match &list.file {
+            Some(file) => OperatorListPart {
+                entries: Vec::new(),
+                file: Some(StateFile { path: base.join(&file.path).display().to_string(), ..file.clone() }),
+                first,
+                step,
+            },
+            None => OperatorListPart {
+                entries: list.entries.iter().skip(first as usize).step_by(step as usize).cloned().collect(),
+                file: None,
+                first: 0,
+                step: 1,
+            },
+        });
+    }
+    parts
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use sluice_proto::{OperatorSnapshot, OperatorSpec, StateFile, TaskSnapshot, Vertex, VertexSnapshot};
+    use sluice_proto::{OperatorSpec, TaskSnapshot, Vertex, VertexSnapshot};
+
+    fn inline(distribution: ListDistribution, entries: Vec<Vec<u8>>) -> OperatorListSnapshot {
+        OperatorListSnapshot { name: "default".into(), distribution: distribution as i32, entry_count: entries.len() as u64, entries, file: None }
+    }
+
+    /// The inline entries of list `name` restored to `operator`.
+    fn inline_entries(operator: &OperatorRestore, name: &str) -> Vec<Vec<u8>> {
+        operator.lists.iter().filter(|l| l.name == name).flat_map(|l| &l.parts).flat_map(|p| p.entries.clone()).collect()
+    }
 
     fn graph(parallelism: u32) -> JobGraph {
         let op = |uid: &str| OperatorSpec { name: uid.into(), uid: uid.into(), kind: None };
@@ -102,15 +170,18 @@ mod tests {
             files: vec![StateFile { name: "1.sst".into(), path: format!("shared/{start}.sst"), size: 1, checksum: 0 }],
         };
         let subtask = |s: u32| TaskSnapshot {
-            operators: vec![OperatorSnapshot { uid: "0-src".into(), list_state: vec![vec![s as u8]], ..Default::default() }],
+            operators: vec![OperatorSnapshot {
+                uid: "0-src".into(),
+                lists: vec![inline(ListDistribution::Split, vec![vec![s as u8]])],
+                ..Default::default()
+            }],
         };
         let agg = |start, end, file: u8| TaskSnapshot {
             operators: vec![
                 OperatorSnapshot { uid: "1-agg".into(), keyed: Some(handle(start, end)), ..Default::default() },
                 OperatorSnapshot {
                     uid: "2-sink".into(),
-                    list_state: vec![vec![file]],
-                    distribution: ListDistribution::Union as i32,
+                    lists: vec![inline(ListDistribution::Union, vec![vec![file]])],
                     keyed: None,
                 },
             ],
@@ -137,10 +208,10 @@ mod tests {
         let find = |v: u32, s: u32, uid: &str| {
             restores.iter().find(|r| r.vertex_id == v && r.subtask == s).unwrap().operators.iter().find(|o| o.uid == uid).unwrap().clone()
         };
-        assert_eq!(find(0, 0, "0-src").list_state, vec![vec![0]]);
-        assert_eq!(find(0, 1, "0-src").list_state, vec![vec![1]]);
-        assert!(find(0, 2, "0-src").list_state.is_empty(), "more subtasks than splits");
-        assert_eq!(find(1, 2, "2-sink").list_state, vec![vec![10], vec![11]], "union state goes to all");
+        assert_eq!(inline_entries(&find(0, 0, "0-src"), "default"), vec![vec![0]]);
+        assert_eq!(inline_entries(&find(0, 1, "0-src"), "default"), vec![vec![1]]);
+        assert!(inline_entries(&find(0, 2, "0-src"), "default").is_empty(), "more subtasks than splits");
+        assert_eq!(inline_entries(&find(1, 2, "2-sink"), "default"), vec![vec![10], vec![11]], "union state goes to all");
         // New ranges at 3: [0,43) [43,86) [86,128).
         assert_eq!(find(1, 0, "1-agg").keyed.len(), 1);
         assert_eq!(find(1, 1, "1-agg").keyed.len(), 2, "subtask 1 overlaps both old ranges");
@@ -155,5 +226,38 @@ mod tests {
         assert!(error.contains("operator '1-agg'"), "{error}");
         let error = assign_state(&checkpoint(), Path::new("/"), &graph(2), 256).unwrap_err();
         assert!(error.contains("pipeline.max-parallelism"), "{error}");
+    }
+
+    /// Entries in a list file are dealt as if they were inline: each new subtask reads the
+    /// file at the positions that continue the round-robin over the old subtasks' lists.
+    #[test]
+    fn list_files_continue_the_round_robin_and_named_lists_keep_their_distribution() {
+        let file = StateFile { name: "list".into(), path: "chk-7/0-src-1.list".into(), size: 40, checksum: 9 };
+        let spilled = OperatorListSnapshot {
+            name: "default".into(),
+            distribution: ListDistribution::Split as i32,
+            entries: Vec::new(),
+            file: Some(file),
+            entry_count: 4,
+        };
+        let commits = OperatorListSnapshot { name: "commits".into(), ..inline(ListDistribution::Union, vec![vec![99]]) };
+        let mut metadata = checkpoint();
+        metadata.vertices[0].subtasks[0].operators[0].lists = vec![inline(ListDistribution::Split, vec![vec![0], vec![1], vec![2]])];
+        metadata.vertices[0].subtasks[1].operators[0].lists = vec![spilled, commits];
+        let restores = assign_state(&metadata, Path::new("/store/job"), &graph(2), 128).unwrap();
+        let source = |s: u32| restores.iter().find(|r| r.vertex_id == 0 && r.subtask == s).unwrap().operators[0].clone();
+        // Global positions: inline 0, 1, 2, then the file's 3, 4, 5, 6.
+        assert_eq!(inline_entries(&source(0), "default"), vec![vec![0], vec![2]]);
+        assert_eq!(inline_entries(&source(1), "default"), vec![vec![1]]);
+        let file_part = |s: u32| {
+            let op = source(s);
+            let list = op.lists.iter().find(|l| l.name == "default").unwrap().clone();
+            let part = list.parts.into_iter().find(|p| p.file.is_some()).unwrap();
+            (part.file.unwrap().path, part.first, part.step)
+        };
+        assert_eq!(file_part(0), ("/store/job/chk-7/0-src-1.list".to_string(), 1, 2), "positions 4 and 6");
+        assert_eq!(file_part(1), ("/store/job/chk-7/0-src-1.list".to_string(), 0, 2), "positions 3 and 5");
+        assert_eq!(inline_entries(&source(0), "commits"), vec![vec![99]]);
+        assert_eq!(inline_entries(&source(1), "commits"), vec![vec![99]], "a union list goes to every subtask");
     }
 }

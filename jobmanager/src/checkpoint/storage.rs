@@ -18,7 +18,7 @@ use std::path::{Path, PathBuf};
 
 use prost::Message;
 use sluice_operators::durable;
-use sluice_proto::CheckpointMetadata;
+use sluice_proto::{CheckpointMetadata, StateFile};
 
 const MAGIC: &[u8; 8] = b"SLUICECP";
 const VERSION: u32 = 1;
@@ -113,17 +113,23 @@ pub fn decode(bytes: &[u8]) -> Result<CheckpointMetadata, String> {
     CheckpointMetadata::decode(body).map_err(|e| format!("the metadata cannot be decoded: {e}"))
 }
 
+/// Every file a checkpoint's state refers to: keyed state files and operator list files.
+fn state_files(metadata: &CheckpointMetadata) -> impl Iterator<Item = &StateFile> {
+    metadata.vertices.iter().flat_map(|v| &v.subtasks).flat_map(|t| &t.operators).flat_map(|o| {
+        o.keyed.iter().flat_map(|k| &k.files).chain(o.lists.iter().filter_map(|l| l.file.as_ref()))
+    })
+}
+
+/// [`state_files`], to rewrite their paths.
+fn state_files_mut(metadata: &mut CheckpointMetadata) -> impl Iterator<Item = &mut StateFile> {
+    metadata.vertices.iter_mut().flat_map(|v| &mut v.subtasks).flat_map(|t| &mut t.operators).flat_map(|o| {
+        o.keyed.iter_mut().flat_map(|k| &mut k.files).chain(o.lists.iter_mut().filter_map(|l| l.file.as_mut()))
+    })
+}
+
 /// Every file a checkpoint references, relative to the directory holding its directory.
 pub fn referenced_files(metadata: &CheckpointMetadata) -> BTreeSet<String> {
-    metadata
-        .vertices
-        .iter()
-        .flat_map(|v| &v.subtasks)
-        .flat_map(|t| &t.operators)
-        .filter_map(|o| o.keyed.as_ref())
-        .flat_map(|k| &k.files)
-        .map(|f| f.path.clone())
-        .collect()
+    state_files(metadata).map(|f| f.path.clone()).collect()
 }
 
 /// Writes `metadata` as `dir/_metadata`, once; `job_dir` holds the fence of coordinator `me`.
@@ -162,14 +168,12 @@ pub fn read_checkpoint(path: &Path) -> Result<(CheckpointMetadata, PathBuf), Sto
     let bytes = std::fs::read(&file).map_err(|e| corrupt(format!("cannot read '{}': {e}", file.display())))?;
     let metadata = decode(&bytes).map_err(corrupt)?;
     let base = dir.parent().map(Path::to_path_buf).unwrap_or_default();
-    for keyed in metadata.vertices.iter().flat_map(|v| &v.subtasks).flat_map(|t| &t.operators).filter_map(|o| o.keyed.as_ref()) {
-        for f in &keyed.files {
-            let p = base.join(&f.path);
-            match std::fs::metadata(&p) {
-                Ok(m) if m.len() == f.size => {}
-                Ok(m) => return Err(corrupt(format!("'{}' has {} bytes, expected {}", p.display(), m.len(), f.size))),
-                Err(e) => return Err(corrupt(format!("'{}' is missing: {e}", p.display()))),
-            }
+    for f in state_files(&metadata) {
+        let p = base.join(&f.path);
+        match std::fs::metadata(&p) {
+            Ok(m) if m.len() == f.size => {}
+            Ok(m) => return Err(corrupt(format!("'{}' has {} bytes, expected {}", p.display(), m.len(), f.size))),
+            Err(e) => return Err(corrupt(format!("'{}' is missing: {e}", p.display()))),
         }
     }
     Ok((metadata, base))
@@ -191,13 +195,11 @@ pub fn write_savepoint(base: &Path, metadata: &CheckpointMetadata, target: &Path
     let mut copy = metadata.clone();
     copy.savepoint = true;
     let name = target.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_default();
-    for keyed in copy.vertices.iter_mut().flat_map(|v| &mut v.subtasks).flat_map(|t| &mut t.operators).filter_map(|o| o.keyed.as_mut()) {
-        for f in &mut keyed.files {
-            let flat = f.path.replace('/', "_");
-            let destination = files_dir.join(&flat);
-            durable::copy_synced(&base.join(&f.path), &destination).map_err(io("copy", &destination))?;
-            f.path = format!("{name}/files/{flat}");
-        }
+    for f in state_files_mut(&mut copy) {
+        let flat = f.path.replace('/', "_");
+        let destination = files_dir.join(&flat);
+        durable::copy_synced(&base.join(&f.path), &destination).map_err(io("copy", &destination))?;
+        f.path = format!("{name}/files/{flat}");
     }
     durable::sync_dir(&files_dir).map_err(io("sync", &files_dir))?;
     let fence = format!("savepoint {name}");

@@ -20,7 +20,7 @@ use async_trait::async_trait;
 use crate::options::Options;
 use crate::rate::RateLimiter;
 use crate::state::Reader;
-use crate::{Distribution, OperatorError, OperatorState, Result, Source, SourcePoll, StateInit, TaskContext};
+use crate::{OperatorError, OperatorState, Result, Source, SourcePoll, StateInit, TaskContext};
 
 /// Flink's default `rows-per-second`.
 pub const DEFAULT_ROWS_PER_SECOND: f64 = 10_000.0;
@@ -228,7 +228,7 @@ impl DatagenSource {
 impl Source for DatagenSource {
     async fn initialize_state(&mut self, init: StateInit) -> Result<()> {
         if init.restored {
-            self.restored = Some(init.entries.iter().map(|e| Split::decode(e)).collect::<Result<_>>()?);
+            self.restored = Some(init.entries().iter().map(|e| Split::decode(e)).collect::<Result<_>>()?);
         }
         Ok(())
     }
@@ -280,7 +280,7 @@ impl Source for DatagenSource {
     }
 
     async fn snapshot_state(&mut self, _checkpoint_id: u64) -> Result<OperatorState> {
-        Ok(OperatorState { entries: self.splits.iter().map(Split::encode).collect(), distribution: Distribution::Split })
+        Ok(OperatorState::split(self.splits.iter().map(Split::encode).collect()))
     }
 }
 
@@ -479,13 +479,13 @@ mod tests {
                     seen.extend(ids(&b));
                 }
             }
-            entries.extend(source.snapshot_state(1).await.unwrap().entries);
+            entries.extend(source.snapshot_state(1).await.unwrap().entries(OperatorState::DEFAULT_LIST).to_vec());
         }
         assert!(!seen.is_empty() && seen.len() < 1000, "{} rows before the snapshot", seen.len());
         for subtask in 0..3u32 {
             let mut source = DatagenSource::new(cfg.clone(), 100);
             let mine = entries.iter().skip(subtask as usize).step_by(3).cloned().collect();
-            source.initialize_state(StateInit { entries: mine, restored: true, ..Default::default() }).await.unwrap();
+            source.initialize_state(StateInit::restoring(OperatorState::split(mine))).await.unwrap();
             let mut ctx = TaskContext::single("datagen");
             ctx.subtask = subtask;
             ctx.parallelism = 3;

@@ -23,7 +23,7 @@ use crate::connectors::format::{Format, FormatOptions};
 use crate::options::Options;
 use crate::state::{put_bytes, Reader};
 use crate::{
-    Collector, Distribution, Operator, OperatorError, OperatorState, Result, Source, SourcePoll, StateInit, TaskContext,
+    Collector, Operator, OperatorError, OperatorState, Result, Source, SourcePoll, StateInit, TaskContext,
 };
 
 /// Parsed options of a filesystem source.
@@ -168,7 +168,7 @@ impl FileSource {
 impl Source for FileSource {
     async fn initialize_state(&mut self, init: StateInit) -> Result<()> {
         if init.restored {
-            self.restored = Some(init.entries.iter().map(|e| FileSplit::decode(e)).collect::<Result<_>>()?);
+            self.restored = Some(init.entries().iter().map(|e| FileSplit::decode(e)).collect::<Result<_>>()?);
         }
         Ok(())
     }
@@ -195,7 +195,7 @@ impl Source for FileSource {
     async fn snapshot_state(&mut self, _checkpoint_id: u64) -> Result<OperatorState> {
         let mut entries: Vec<Vec<u8>> = self.current.iter().map(|(split, _)| split.encode()).collect();
         entries.extend(self.files.iter().rev().map(FileSplit::encode));
-        Ok(OperatorState { entries, distribution: Distribution::Split })
+        Ok(OperatorState::split(entries))
     }
 
     async fn poll_next(&mut self) -> Result<SourcePoll> {
@@ -412,7 +412,7 @@ impl FileSink {
 impl Operator for FileSink {
     async fn initialize_state(&mut self, init: StateInit) -> Result<()> {
         if init.restored {
-            self.restored = Some(init.entries.iter().map(|e| Pending::decode(e)).collect::<Result<_>>()?);
+            self.restored = Some(init.entries().iter().map(|e| Pending::decode(e)).collect::<Result<_>>()?);
         }
         Ok(())
     }
@@ -455,7 +455,7 @@ impl Operator for FileSink {
         }
         // Union: on restore every subtask sees every file, so subtask 0 can tell leftovers
         // from files a checkpoint covers; each file is published by exactly one subtask.
-        Ok(OperatorState { entries: self.pending.iter().map(Pending::encode).collect(), distribution: Distribution::Union })
+        Ok(OperatorState::union(self.pending.iter().map(Pending::encode).collect()))
     }
 
     async fn notify_checkpoint_complete(&mut self, checkpoint_id: u64) -> Result<()> {
@@ -561,16 +561,16 @@ mod tests {
         assert_eq!(visible_and_hidden(dir.path()).0.len(), 1, "checkpoint 1 published its file");
         sink.process_batch(batch.clone(), &mut Collector::default()).await.unwrap();
         let state2 = sink.snapshot_state(2).await.unwrap();
-        assert_eq!(state2.entries.len(), 1);
+        assert_eq!(state2.entries(OperatorState::DEFAULT_LIST).len(), 1);
         sink.process_batch(batch.clone(), &mut Collector::default()).await.unwrap();
         // Crash: checkpoint 2 completed but was never committed; the third batch is uncovered.
         drop(sink);
         let (visible, hidden) = visible_and_hidden(dir.path());
         assert_eq!((visible.len(), hidden.len()), (1, 2), "{visible:?} {hidden:?}");
-        assert!(state1.entries.len() == 1);
+        assert!(state1.entries(OperatorState::DEFAULT_LIST).len() == 1);
 
         let mut restored = FileSink::new(config);
-        restored.initialize_state(StateInit { entries: state2.entries, restored: true, ..Default::default() }).await.unwrap();
+        restored.initialize_state(StateInit::restoring(state2)).await.unwrap();
         ctx.attempt = 1;
         restored.open(&ctx).await.unwrap();
         let (visible, hidden) = visible_and_hidden(dir.path());

@@ -14,7 +14,7 @@ use async_trait::async_trait;
 
 use crate::options::Options;
 use crate::state::{put_bytes, Reader};
-use crate::{Collector, Distribution, Operator, OperatorError, OperatorState, Result, StateInit, TaskContext};
+use crate::{Collector, Operator, OperatorError, OperatorState, Result, StateInit, TaskContext};
 
 /// Parsed `print` options.
 #[derive(Debug, Clone)]
@@ -110,7 +110,7 @@ impl Operator for PrintSink {
 
     async fn initialize_state(&mut self, init: StateInit) -> Result<()> {
         // Rows of the restored checkpoint were not printed before the failure: print them.
-        for entry in &init.entries {
+        for entry in init.entries() {
             let mut r = Reader::new(entry, "print");
             let _checkpoint = r.u64()?;
             self.write(&r.string()?)?;
@@ -131,7 +131,7 @@ impl Operator for PrintSink {
                 e
             })
             .collect();
-        Ok(OperatorState { entries, distribution: Distribution::Split })
+        Ok(OperatorState::split(entries))
     }
 
     async fn notify_checkpoint_complete(&mut self, checkpoint_id: u64) -> Result<()> {

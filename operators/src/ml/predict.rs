@@ -6,7 +6,8 @@
 //!
 //! A row with a NULL feature follows `on-error`: `fail` stops the job naming the model and
 //! the column; `skip` drops the row and counts it; `dead_letter` also writes it to
-//! `dead-letter.topic` (`kafka:TOPIC`).
+//! `dead-letter.topic` (`kafka:TOPIC`), exactly once by default (in the checkpoint's
+//! Kafka transaction, committed when the checkpoint completes).
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -20,8 +21,7 @@ use tokio::time::Instant;
 
 use super::latency::LatencyWindow;
 use super::local::OnnxModel;
-use super::providers::DEAD_LETTER_PROPERTIES;
-use crate::connectors::kafka::dead_letter::{row_json, DeadLetter, DeadLetterWriter};
+use crate::connectors::kafka::dead_letter::{row_json, DeadLetter, DeadLetterConfig, DeadLetterRestore, DeadLetterWriter};
 
 /// A model a provider opened for one task: it scores batches of rows. Providers that run in
 /// the task manager (`local`) implement it; ML_PREDICT calls it on the blocking pool.
@@ -45,7 +45,7 @@ pub fn open_predictor(
 }
 use crate::options::parse_duration;
 use crate::schema::decode_schema;
-use crate::{Barrier, Collector, Operator, OperatorError, Result, TaskContext};
+use crate::{Barrier, Collector, Operator, OperatorError, OperatorState, Result, StateInit, TaskContext};
 
 /// Rows per inference call when the model does not say.
 const DEFAULT_BATCH_SIZE: usize = 32;
@@ -75,7 +75,8 @@ pub struct MlPredict {
     batch_size: usize,
     linger: Duration,
     skip_bad_rows: bool,
-    dead_letter: Option<(String, BTreeMap<String, String>)>,
+    dead_letter: Option<DeadLetterConfig>,
+    dead_letter_restore: DeadLetterRestore,
     dead_letters: Option<DeadLetterWriter>,
     predictor: Option<Box<dyn Predictor>>,
     buffer: Vec<RecordBatch>,
@@ -103,14 +104,7 @@ impl MlPredict {
         let (skip_bad_rows, dead_letter) = match options.get("on-error").map(String::as_str) {
             None | Some("fail") => (false, None),
             Some("skip") => (true, None),
-            Some("dead_letter") => {
-                let target = options.get("dead-letter.topic").cloned().ok_or_else(|| error(&model, "'on_error' = 'dead_letter' needs 'dead_letter.topic'"))?;
-                let properties: BTreeMap<String, String> = options
-                    .iter()
-                    .filter_map(|(k, v)| k.strip_prefix(DEAD_LETTER_PROPERTIES).map(|k| (k.to_string(), v.clone())))
-                    .collect();
-                (true, Some((target, properties)))
-            }
+            Some("dead_letter") => (true, Some(DeadLetterConfig::from_model_options(&options).map_err(|m| error(&model, m))?)),
             Some(other) => return Err(error(&model, format!("'on-error' = '{other}' is not one of 'fail', 'skip', 'dead_letter'"))),
         };
         Ok(MlPredict {
@@ -125,6 +119,7 @@ impl MlPredict {
             linger,
             skip_bad_rows,
             dead_letter,
+            dead_letter_restore: DeadLetterRestore::default(),
             dead_letters: None,
             predictor: None,
             buffer: Vec::new(),
@@ -240,14 +235,22 @@ impl Operator for MlPredict {
             .map_err(|e| error(&self.model, format!("loading stopped: {e}")))??;
         tracing::info!(task = %ctx.task_name, model = %self.model, "model ready");
         self.predictor = Some(loaded);
-        if let Some((target, properties)) = &self.dead_letter {
-            self.dead_letters = Some(DeadLetterWriter::open(target, properties)?);
+        if let Some(config) = &self.dead_letter {
+            self.dead_letters = Some(DeadLetterWriter::open(config, ctx, std::mem::take(&mut self.dead_letter_restore)).await?);
         }
+        Ok(())
+    }
+
+    async fn initialize_state(&mut self, init: StateInit) -> Result<()> {
+        self.dead_letter_restore = DeadLetterRestore::from_init(&init);
         Ok(())
     }
 
     async fn process_batch(&mut self, batch: RecordBatch, out: &mut Collector) -> Result<()> {
         let batch = self.without_nulls(batch)?;
+        if let Some(writer) = self.dead_letters.as_mut().filter(|w| w.should_send()) {
+            writer.send_queued().await?;
+        }
         if batch.num_rows() == 0 {
             return Ok(());
         }
@@ -264,11 +267,28 @@ impl Operator for MlPredict {
     }
 
     async fn on_barrier(&mut self, _barrier: Barrier, out: &mut Collector) -> Result<()> {
-        self.flush(true, out).await?;
-        if let Some(writer) = &mut self.dead_letters {
-            writer.flush().await?;
+        self.flush(true, out).await
+    }
+
+    async fn snapshot_state(&mut self, checkpoint_id: u64) -> Result<OperatorState> {
+        match &mut self.dead_letters {
+            Some(writer) => writer.snapshot(checkpoint_id, OperatorState::default()).await,
+            None => Ok(OperatorState::default()),
         }
-        Ok(())
+    }
+
+    async fn notify_checkpoint_complete(&mut self, checkpoint_id: u64) -> Result<()> {
+        match &mut self.dead_letters {
+            Some(writer) => writer.commit(checkpoint_id).await,
+            None => Ok(()),
+        }
+    }
+
+    async fn stop_with_savepoint(&mut self) -> Result<()> {
+        match &mut self.dead_letters {
+            Some(writer) => writer.stop().await,
+            None => Ok(()),
+        }
     }
 
     fn metrics(&self) -> Vec<(String, u64)> {
@@ -294,7 +314,7 @@ impl Operator for MlPredict {
     async fn finish(&mut self, out: &mut Collector) -> Result<()> {
         self.flush(true, out).await?;
         if let Some(writer) = &mut self.dead_letters {
-            writer.flush().await?;
+            writer.finish().await?;
         }
         tracing::info!(
             model = %self.model,

@@ -99,6 +99,7 @@ const RELIABILITY: &[OptionSpec] = &[
     opt("retry.backoff", ValueKind::Duration { allow_zero: true }),
     opt(ON_ERROR, ValueKind::Choice(&["fail", "skip", DEAD_LETTER])),
     opt(DEAD_LETTER_TOPIC, ValueKind::DeadLetterTarget),
+    opt("dead-letter.delivery-guarantee", ValueKind::Choice(&["exactly-once", "at-least-once"])),
     opt("cache.enabled", ValueKind::Bool),
 ];
 
@@ -281,6 +282,7 @@ pub const ALIASES: &[Alias] = &[
     same("retry.on_codes", "retry.on-codes"),
     same("on_error", ON_ERROR),
     same("dead_letter.topic", DEAD_LETTER_TOPIC),
+    same("dead_letter.delivery_guarantee", "dead-letter.delivery-guarantee"),
     same("rate_limit.requests_per_minute", "rate-limit.requests-per-minute"),
     same("rate_limit.tokens_per_minute", "rate-limit.tokens-per-minute"),
     Alias { alias: "base_url", canonical: ENDPOINT, mapping: ValueMapping::BaseUrl },

@@ -4,6 +4,7 @@
 //! and `sink.delivery-guarantee`; and the dead-letter writer other operators use.
 
 pub mod dead_letter;
+pub mod epoch;
 pub mod options;
 pub mod protocol;
 pub mod sink;

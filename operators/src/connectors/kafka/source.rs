@@ -25,7 +25,7 @@ use rdkafka::{Offset, TopicPartitionList};
 
 use super::options::{BoundedMode, KafkaConfig, MetadataKey, StartupMode};
 use crate::state::{put_bytes, Reader};
-use crate::{Distribution, OperatorError, OperatorState, Result, Source, SourcePoll, StateInit, TaskContext};
+use crate::{OperatorError, OperatorState, Result, Source, SourcePoll, StateInit, TaskContext};
 
 /// A topic partition.
 pub type Partition = (String, i32);
@@ -420,7 +420,7 @@ impl Source for KafkaSource {
     async fn initialize_state(&mut self, init: StateInit) -> Result<()> {
         if init.restored {
             let mut positions = HashMap::new();
-            for entry in &init.entries {
+            for entry in init.entries() {
                 match decode_entry(entry)? {
                     (Recorded::Position, partition, offset) => positions.insert(partition, offset),
                     (Recorded::Stop, partition, offset) => self.restored_stops.insert(partition, offset),
@@ -508,7 +508,7 @@ impl Source for KafkaSource {
         self.to_commit.insert(checkpoint_id, known);
         // Union: every subtask sees every partition's offset and keeps those it owns, so
         // partitions move correctly when the parallelism changes.
-        Ok(OperatorState { entries, distribution: Distribution::Union })
+        Ok(OperatorState::union(entries))
     }
 
     async fn notify_checkpoint_complete(&mut self, checkpoint_id: u64) -> Result<()> {

@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::time::Duration;
 
+use crate::connectors::kafka::dead_letter::DeadLetterConfig;
 use crate::options::Options;
 use crate::{OperatorError, Result};
 
@@ -38,12 +39,7 @@ pub enum OnError {
     /// The row is dropped (or emitted with its error columns) and counted.
     Skip,
     /// The row goes to a Kafka topic with its error, then as `Skip`.
-    DeadLetter {
-        /// `kafka:TOPIC`.
-        target: String,
-        /// librdkafka properties of the dead-letter producer.
-        properties: BTreeMap<String, String>,
-    },
+    DeadLetter(DeadLetterConfig),
 }
 
 /// Result caching in keyed state.
@@ -237,12 +233,9 @@ impl RemoteConfig {
             None | Some("fail") => OnError::Fail,
             Some("skip") => OnError::Skip,
             Some(_) => {
-                let target = o.required("dead-letter.topic")?.to_string();
-                let properties: BTreeMap<String, String> = options
-                    .iter()
-                    .filter_map(|(k, v)| k.strip_prefix("dead-letter.properties.").map(|k| (k.to_string(), v.clone())))
-                    .collect();
-                OnError::DeadLetter { target, properties }
+                o.required("dead-letter.topic")?;
+                o.declare("dead-letter.delivery-guarantee");
+                OnError::DeadLetter(DeadLetterConfig::from_model_options(options).map_err(|m| o.error(m))?)
             }
         };
         let asynchronous = o.bool("async")?.unwrap_or(true);
@@ -393,7 +386,7 @@ mod tests {
         )
         .unwrap();
         assert_eq!((c.api, c.batch_size, c.max_concurrency, c.ordered), (Api::OpenAiEmbeddings, 16, 100, false));
-        assert!(matches!(c.on_error, OnError::DeadLetter { ref target, .. } if target == "kafka:bad"));
+        assert!(matches!(c.on_error, OnError::DeadLetter(ref d) if d.target == "kafka:bad"));
         assert_eq!(c.parameters["seed"], 7);
 
         let c = RemoteConfig::from_options("anthropic", "m", &options(&[("api-key", "k"), ("model", "claude"), ("async", "false")])).unwrap();

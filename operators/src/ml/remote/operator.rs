@@ -32,10 +32,10 @@ use super::client::{Client, Failure};
 use super::config::{Api, OnError, RemoteConfig};
 use super::rows::{Prompter, Shaper};
 use super::stats::RemoteStats;
-use crate::connectors::kafka::dead_letter::{row_json, DeadLetter, DeadLetterWriter};
+use crate::connectors::kafka::dead_letter::{row_json, DeadLetter, DeadLetterRestore, DeadLetterWriter};
 use crate::keys::{key_group, key_group_range, KeyHasher};
 use crate::schema::decode_schema;
-use crate::state::{Distribution, KeyedStateStore, OperatorState, StateInit};
+use crate::state::{KeyedStateStore, OperatorState, StateInit};
 use crate::{Barrier, Collector, Operator, OperatorError, Result, TaskContext};
 
 /// Answered rows that may wait behind a slower earlier row (ordered output), per row that
@@ -94,6 +94,7 @@ pub struct AsyncPredict {
     watermarks: VecDeque<(u64, i64)>,
     wake: Arc<Notify>,
     dead_letters: Option<DeadLetterWriter>,
+    dead_letter_restore: DeadLetterRestore,
     keyed: Option<Arc<dyn KeyedStateStore>>,
     cache: Option<AnswerCache>,
     /// With the cache: rows waiting for the answer of an earlier row with the same prompt.
@@ -137,6 +138,7 @@ impl AsyncPredict {
             watermarks: VecDeque::new(),
             wake: Arc::new(Notify::new()),
             dead_letters: None,
+            dead_letter_restore: DeadLetterRestore::default(),
             keyed: None,
             cache: None,
             followers: HashMap::new(),
@@ -416,8 +418,8 @@ impl Operator for AsyncPredict {
         self.max_parallelism = ctx.max_parallelism;
         let client = Client::new(self.config.clone(), self.stats.clone()).map_err(|m| self.config.error(m))?;
         self.client = Some(Arc::new(client));
-        if let OnError::DeadLetter { target, properties } = &self.config.on_error {
-            self.dead_letters = Some(DeadLetterWriter::open(target, properties)?);
+        if let OnError::DeadLetter(config) = &self.config.on_error {
+            self.dead_letters = Some(DeadLetterWriter::open(config, ctx, std::mem::take(&mut self.dead_letter_restore)).await?);
         }
         if let (Some(store), Some(cache)) = (self.keyed.clone(), self.config.cache.clone()) {
             let range = key_group_range(ctx.subtask, ctx.max_parallelism, ctx.parallelism);
@@ -448,7 +450,8 @@ impl Operator for AsyncPredict {
 
     async fn initialize_state(&mut self, init: StateInit) -> Result<()> {
         self.keyed = init.keyed.clone();
-        for entry in &init.entries {
+        self.dead_letter_restore = DeadLetterRestore::from_init(&init);
+        for entry in init.entries() {
             let rows = self.decode_snapshot(entry)?;
             self.restored.extend(rows);
         }
@@ -468,7 +471,11 @@ impl Operator for AsyncPredict {
             self.admit(batch.slice(i, 1), key_groups[i], prompt, None)?;
         }
         self.dispatch(false);
-        self.emit_ready(out)
+        self.emit_ready(out)?;
+        if let Some(writer) = self.dead_letters.as_mut().filter(|w| w.should_send()) {
+            writer.send_queued().await?;
+        }
+        Ok(())
     }
 
     async fn on_watermark(&mut self, watermark: i64, out: &mut Collector) -> Result<()> {
@@ -478,15 +485,31 @@ impl Operator for AsyncPredict {
     }
 
     async fn on_barrier(&mut self, _barrier: Barrier, out: &mut Collector) -> Result<()> {
-        self.emit_ready(out)?;
-        if let Some(writer) = &mut self.dead_letters {
-            writer.flush().await?;
-        }
-        Ok(())
+        self.emit_ready(out)
     }
 
-    async fn snapshot_state(&mut self, _checkpoint_id: u64) -> Result<OperatorState> {
-        Ok(OperatorState { entries: vec![self.encode_snapshot()?], distribution: Distribution::Split })
+    async fn snapshot_state(&mut self, checkpoint_id: u64) -> Result<OperatorState> {
+        // The held rows are split over the new subtasks on restore; the dead letters of
+        // rows answered before the barrier are in this epoch's transaction.
+        let state = OperatorState::split(vec![self.encode_snapshot()?]);
+        match &mut self.dead_letters {
+            Some(writer) => writer.snapshot(checkpoint_id, state).await,
+            None => Ok(state),
+        }
+    }
+
+    async fn notify_checkpoint_complete(&mut self, checkpoint_id: u64) -> Result<()> {
+        match &mut self.dead_letters {
+            Some(writer) => writer.commit(checkpoint_id).await,
+            None => Ok(()),
+        }
+    }
+
+    async fn stop_with_savepoint(&mut self) -> Result<()> {
+        match &mut self.dead_letters {
+            Some(writer) => writer.stop().await,
+            None => Ok(()),
+        }
     }
 
     fn accepts_input(&self) -> bool {
@@ -520,7 +543,7 @@ impl Operator for AsyncPredict {
             out.watermark(watermark);
         }
         if let Some(writer) = &mut self.dead_letters {
-            writer.flush().await?;
+            writer.finish().await?;
         }
         let s = &self.stats;
         tracing::info!(
