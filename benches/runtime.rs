@@ -9,8 +9,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use arrow::datatypes::{DataType, Field, Schema};
-use sluice_operators::graph::JobGraphBuilder;
-use sluice_operators::schema::encode_schema;
+use sluice_sql::plan::graph::JobGraphBuilder;
+use sluice_core::schema::encode_schema;
 use sluice_proto::job_manager_client::JobManagerClient;
 use sluice_proto::operator_spec::Kind;
 use sluice_proto::{ConnectorSpec, GetJobStatusRequest, JobGraph, JobState, OperatorSpec, Partitioning, SubmitJobRequest};

@@ -80,7 +80,7 @@ impl ConfigFile {
 
 /// Parses a duration setting such as "5 s", naming the setting on error.
 pub fn duration(name: &str, value: &str) -> Result<std::time::Duration> {
-    sluice_operators::options::parse_duration(value).map_err(|e| anyhow::anyhow!("setting '{name}' = '{value}': {e}"))
+    sluice_core::options::parse_duration(value).map_err(|e| anyhow::anyhow!("setting '{name}' = '{value}': {e}"))
 }
 
 #[cfg(test)]

@@ -271,8 +271,8 @@ fn metadata_columns_carry_topic_partition_offset_and_timestamp() {
     assert_eq!(rows, expected);
 }
 
-fn letter(id: i64) -> sluice_operators::connectors::kafka::dead_letter::DeadLetter {
-    sluice_operators::connectors::kafka::dead_letter::DeadLetter {
+fn letter(id: i64) -> sluice_connectors::kafka::dead_letter::DeadLetter {
+    sluice_connectors::kafka::dead_letter::DeadLetter {
         input: json!({"id": id}).as_object().unwrap().clone(),
         error: "HTTP 400: invalid prompt".into(),
         http_status: Some(400),
@@ -281,14 +281,14 @@ fn letter(id: i64) -> sluice_operators::connectors::kafka::dead_letter::DeadLett
     }
 }
 
-fn dead_letter_config(broker: &Broker, topic: &str, guarantee: &str) -> sluice_operators::connectors::kafka::dead_letter::DeadLetterConfig {
+fn dead_letter_config(broker: &Broker, topic: &str, guarantee: &str) -> sluice_connectors::kafka::dead_letter::DeadLetterConfig {
     let options = [
         ("dead-letter.topic".to_string(), format!("kafka:{topic}")),
         ("dead-letter.properties.bootstrap.servers".to_string(), broker.address.clone()),
         ("dead-letter.delivery-guarantee".to_string(), guarantee.to_string()),
     ]
     .into();
-    sluice_operators::connectors::kafka::dead_letter::DeadLetterConfig::from_model_options(&options).unwrap()
+    sluice_connectors::kafka::dead_letter::DeadLetterConfig::from_model_options(&options).unwrap()
 }
 
 fn letter_ids(broker: &Broker, topic: &str) -> Vec<i64> {
@@ -305,13 +305,13 @@ fn letter_ids(broker: &Broker, topic: &str) -> Vec<i64> {
 /// the input row, the error, the HTTP status and the attempts.
 #[test]
 fn dead_letters_reach_their_topic() {
-    use sluice_operators::connectors::kafka::dead_letter::{DeadLetterRestore, DeadLetterWriter};
+    use sluice_connectors::kafka::dead_letter::{DeadLetterRestore, DeadLetterWriter};
     let broker = Broker::start();
     broker.create_topic("failed-predictions", 1);
     let config = dead_letter_config(&broker, "failed-predictions", "at-least-once");
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
     runtime.block_on(async {
-        let ctx = sluice_operators::TaskContext::single("dead letters");
+        let ctx = sluice_core::TaskContext::single("dead letters");
         let mut writer = DeadLetterWriter::open(&config, &ctx, DeadLetterRestore::default()).await.unwrap();
         for id in 0..3 {
             writer.write(&letter(id)).unwrap();
@@ -332,13 +332,13 @@ fn dead_letters_reach_their_topic() {
 /// letters are committed once, epoch 2's are aborted, and the new attempt's letters follow.
 #[test]
 fn exactly_once_dead_letters_commit_with_their_checkpoint_and_once_after_a_restore() {
-    use sluice_operators::connectors::kafka::dead_letter::{DeadLetterRestore, DeadLetterWriter, TRANSACTIONS_LIST};
-    use sluice_operators::{OperatorState, StateInit};
+    use sluice_connectors::kafka::dead_letter::{DeadLetterRestore, DeadLetterWriter, TRANSACTIONS_LIST};
+    use sluice_core::{OperatorState, StateInit};
     let broker = Broker::start();
     broker.create_topic("failed-eo", 1);
     let config = dead_letter_config(&broker, "failed-eo", "exactly-once");
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-    let ctx = sluice_operators::TaskContext { checkpointing: true, ..sluice_operators::TaskContext::single("dead letters") };
+    let ctx = sluice_core::TaskContext { checkpointing: true, ..sluice_core::TaskContext::single("dead letters") };
     let fresh = StateInit { operator_uid: "3-ml_predict".into(), ..Default::default() };
     let checkpoint_1 = runtime.block_on(async {
         let mut writer = DeadLetterWriter::open(&config, &ctx, DeadLetterRestore::from_init(&fresh)).await.unwrap();

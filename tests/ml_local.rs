@@ -51,7 +51,7 @@ fn sluice_run(sql: &str, dir: &Path, args: &[&str]) -> std::process::Output {
         .arg(&file)
         .args(["--taskmanagers", "2"])
         .args(args)
-        .env("RUST_LOG", "sluice_operators=info")
+        .env("RUST_LOG", "sluice_ml=info")
         .output()
         .unwrap()
 }

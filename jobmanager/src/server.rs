@@ -252,7 +252,7 @@ impl JobManager for JobManagerService {
     async fn submit_job(&self, request: Request<SubmitJobRequest>) -> Result<Response<SubmitJobResponse>, Status> {
         let request = request.into_inner();
         let graph = request.graph.ok_or_else(|| Status::invalid_argument("the request has no job graph"))?;
-        sluice_operators::graph::check(&graph).map_err(|e| Status::invalid_argument(format!("invalid job graph: {e}")))?;
+        sluice_core::job_graph::check(&graph).map_err(|e| Status::invalid_argument(format!("invalid job graph: {e}")))?;
         let name = graph.name.clone();
         let savepoint = (!request.from_savepoint.is_empty()).then(|| std::path::PathBuf::from(&request.from_savepoint));
         let job_id = self.shared.update(|s, _| s.submit(graph, savepoint.as_deref())).map_err(Status::invalid_argument)?;

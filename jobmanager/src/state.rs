@@ -124,7 +124,7 @@ impl Job {
             .config
             .get("pipeline.max-parallelism")
             .and_then(|v| v.trim().parse().ok())
-            .unwrap_or(sluice_operators::keys::DEFAULT_MAX_PARALLELISM)
+            .unwrap_or(sluice_core::keys::DEFAULT_MAX_PARALLELISM)
     }
 
     fn subtasks_in(&self, states: &[TaskState]) -> BTreeSet<(u32, u32)> {

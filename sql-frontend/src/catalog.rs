@@ -12,7 +12,7 @@ pub mod render;
 mod table;
 mod view;
 
-use sluice_operators::options::closest;
+use sluice_core::options::closest;
 use sqlparser::tokenizer::Location;
 
 use crate::error::{Result, SqlError};

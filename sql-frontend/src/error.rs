@@ -3,7 +3,7 @@
 
 use std::fmt;
 
-use sluice_operators::OperatorError;
+use sluice_core::OperatorError;
 use sqlparser::parser::ParserError;
 use sqlparser::tokenizer::{Location, TokenizerError};
 

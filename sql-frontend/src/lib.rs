@@ -4,7 +4,7 @@
 //! The work is split so that later planners can reuse the first stages:
 //! [`parser`] turns text into statements (Flink's DDL, CREATE MODEL, ML_PREDICT calls, ...),
 //! [`catalog`] keeps the declared tables, views and models (model options are checked by
-//! [`sluice_operators::ml`]), [`plan`] turns INSERTs into a job graph through DataFusion, [`session`] runs statements, and every stage
+//! [`sluice_core::models`]), [`plan`] turns INSERTs into a job graph through DataFusion, [`session`] runs statements, and every stage
 //! reports a located [`SqlError`].
 //!
 //! ```

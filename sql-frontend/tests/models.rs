@@ -228,7 +228,7 @@ SELECT * FROM ML_PREDICT(
     assert_eq!(insert.ml_predicts[0].input, "movie_comment");
     let config = &query.ml_predicts[0].config;
     assert_eq!(config.len(), 4);
-    let canonical = sluice_operators::ml::validate_predict_config(config).unwrap();
+    let canonical = sluice_core::models::validate_predict_config(config).unwrap();
     assert_eq!(canonical["output-mode"], "ALLOW_UNORDERED");
 }
 

@@ -94,7 +94,7 @@ fn task_state_word(state: i32) -> &'static str {
 pub fn submit_request(plan: Plan, checkpoints: &CheckpointArgs) -> Result<SubmitJobRequest> {
     let mut graph = plan.graph;
     if let Some(interval) = &checkpoints.checkpoint_interval {
-        sluice_operators::options::parse_duration(interval)
+        sluice_core::options::parse_duration(interval)
             .map_err(|e| anyhow::anyhow!("--checkpoint-interval '{interval}': {e}"))?;
         graph.config.insert("execution.checkpointing.interval".into(), interval.clone());
     }

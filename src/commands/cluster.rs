@@ -5,7 +5,7 @@ use std::process::ExitCode;
 
 use anyhow::{Context, Result};
 use sluice_jobmanager::{BoundJobManager, JobManagerConfig};
-use sluice_operators::ml::secrets::SecretSources;
+use sluice_core::secrets::SecretSources;
 use sluice_taskmanager::{TaskManager, TaskManagerConfig};
 
 use crate::config::{duration, ConfigFile};

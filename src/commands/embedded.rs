@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Result;
 use sluice_jobmanager::{BoundJobManager, JobManagerConfig};
-use sluice_operators::ml::secrets::SecretSources;
+use sluice_core::secrets::SecretSources;
 use sluice_proto::job_manager_client::JobManagerClient;
 use sluice_proto::{CancelJobRequest, JobState};
 use sluice_taskmanager::{TaskManager, TaskManagerConfig};

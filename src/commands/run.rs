@@ -3,7 +3,7 @@
 use std::process::ExitCode;
 
 use anyhow::Result;
-use sluice_operators::ml::secrets::SecretSources;
+use sluice_core::secrets::SecretSources;
 use super::client::{connect, run_file, submit_request};
 use super::embedded::{wait_for_job, EmbeddedCluster};
 use crate::RunArgs;

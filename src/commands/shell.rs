@@ -7,7 +7,7 @@ use std::process::ExitCode;
 use anyhow::Result;
 use rustyline::error::ReadlineError;
 use rustyline::DefaultEditor;
-use sluice_operators::ml::secrets::SecretSources;
+use sluice_core::secrets::SecretSources;
 use sluice_proto::job_manager_client::JobManagerClient;
 use sluice_proto::SubmitJobRequest;
 use sluice_sql::parser::parse_script;

@@ -25,7 +25,7 @@ impl Latency {
     /// Parses `50ms`, `uniform:10ms..100ms`, `normal:50ms,10ms` or `exp:50ms`.
     pub fn parse(text: &str) -> anyhow::Result<Self> {
         let duration = |s: &str| {
-            sluice_operators::options::parse_duration(s.trim()).map_err(|e| anyhow::anyhow!("latency '{text}': {e}"))
+            sluice_core::options::parse_duration(s.trim()).map_err(|e| anyhow::anyhow!("latency '{text}': {e}"))
         };
         Ok(match text.split_once(':') {
             None => Latency::Fixed(duration(text)?),

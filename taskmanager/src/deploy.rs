@@ -5,10 +5,10 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use sluice_operators::factory::{build_operator, build_source, BuildContext};
-use sluice_operators::keys::KeyHasher;
-use sluice_operators::schema::decode_schema;
-use sluice_operators::{Message, TaskContext};
+use crate::factory::{build_operator, build_source, BuildContext};
+use sluice_core::keys::KeyHasher;
+use sluice_core::schema::decode_schema;
+use sluice_core::{Message, TaskContext};
 use sluice_proto::{DeployTasksRequest, Partitioning, TaskId};
 use tokio::sync::mpsc;
 
@@ -55,7 +55,7 @@ pub struct Prepared {
 /// The job's max parallelism: the number of key groups (`pipeline.max-parallelism`).
 pub fn max_parallelism(graph: &sluice_proto::JobGraph) -> Result<u32, TaskError> {
     match graph.config.get("pipeline.max-parallelism") {
-        None => Ok(sluice_operators::keys::DEFAULT_MAX_PARALLELISM),
+        None => Ok(sluice_core::keys::DEFAULT_MAX_PARALLELISM),
         Some(v) => match v.trim().parse::<u32>() {
             Ok(n) if (1..=32_768).contains(&n) && graph.vertices.iter().all(|x| x.parallelism <= n) => Ok(n),
             _ => Err(TaskError::Deployment(format!(
@@ -69,8 +69,8 @@ pub fn max_parallelism(graph: &sluice_proto::JobGraph) -> Result<u32, TaskError>
 /// the jobmanager checked the value at submission).
 pub fn memory_threshold(graph: &sluice_proto::JobGraph) -> Result<u64, TaskError> {
     match graph.config.get("state.storage.fs.memory-threshold") {
-        None => Ok(sluice_operators::state::DEFAULT_MEMORY_THRESHOLD),
-        Some(v) => sluice_operators::options::parse_memory_size(v)
+        None => Ok(sluice_core::state::DEFAULT_MEMORY_THRESHOLD),
+        Some(v) => sluice_core::options::parse_memory_size(v)
             .map_err(|e| TaskError::Deployment(format!("'state.storage.fs.memory-threshold' = '{v}': {e}"))),
     }
 }
@@ -86,7 +86,7 @@ pub fn prepare(
     local_dir: &std::path::Path,
 ) -> Result<Prepared, TaskError> {
     let graph = request.graph.as_ref().ok_or_else(|| TaskError::Deployment("no job graph".into()))?;
-    sluice_operators::graph::check(graph).map_err(TaskError::Deployment)?;
+    sluice_core::job_graph::check(graph).map_err(TaskError::Deployment)?;
     limits.max_parallelism = max_parallelism(graph)?;
     let memory_threshold = memory_threshold(graph)?;
     let storage = (!request.checkpoint_directory.is_empty())

@@ -1,6 +1,6 @@
 //! Errors of the task manager.
 
-use sluice_operators::OperatorError;
+use sluice_core::OperatorError;
 
 /// What can go wrong while running tasks or exchanging data.
 #[derive(Debug, thiserror::Error)]

@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures::stream::{self, BoxStream, StreamExt};
-use sluice_operators::Message;
+use sluice_core::Message;
 use sluice_proto::data_exchange_client::DataExchangeClient;
 use sluice_proto::data_exchange_server::DataExchange;
 use sluice_proto::{DataFrame, OpenChannelRequest};

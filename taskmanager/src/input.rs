@@ -12,7 +12,7 @@
 use std::future::poll_fn;
 use std::task::Poll;
 
-use sluice_operators::{Barrier, Message};
+use sluice_core::{Barrier, Message};
 use tokio::sync::mpsc;
 
 use crate::error::TaskError;

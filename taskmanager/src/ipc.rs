@@ -7,7 +7,7 @@ use arrow::datatypes::SchemaRef;
 use arrow::ipc::reader::StreamDecoder;
 use arrow::ipc::writer::StreamWriter;
 use arrow::record_batch::RecordBatch;
-use sluice_operators::{Barrier, Message};
+use sluice_core::{Barrier, Message};
 use sluice_proto::data_frame::Kind;
 use sluice_proto::{CheckpointBarrier, DataFrame, EndOfInput};
 

@@ -4,6 +4,7 @@
 pub mod deploy;
 pub mod error;
 pub mod exchange;
+pub mod factory;
 pub mod faults;
 pub mod input;
 pub mod list_state;

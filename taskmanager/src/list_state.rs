@@ -10,7 +10,7 @@
 
 use std::path::Path;
 
-use sluice_operators::{durable, Distribution, OperatorError, OperatorList, OperatorState, StateInit};
+use sluice_core::{durable, Distribution, OperatorError, OperatorList, OperatorState, StateInit};
 use sluice_proto::{ListDistribution, OperatorListPart, OperatorListSnapshot, OperatorRestore, StateFile};
 
 use crate::state::CheckpointStorage;

@@ -8,8 +8,8 @@ use std::time::Duration;
 use arrow::array::UInt32Array;
 use arrow::compute::{concat_batches, take_record_batch};
 use arrow::record_batch::RecordBatch;
-use sluice_operators::keys::{key_group, subtask_for_key_group, KeyHasher};
-use sluice_operators::Message;
+use sluice_core::keys::{key_group, subtask_for_key_group, KeyHasher};
+use sluice_core::Message;
 use sluice_proto::Partitioning;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
@@ -35,11 +35,11 @@ pub struct ExchangeLimits {
 impl Default for ExchangeLimits {
     fn default() -> Self {
         ExchangeLimits {
-            batch_rows: sluice_operators::connectors::DEFAULT_BATCH_ROWS,
+            batch_rows: sluice_connectors::DEFAULT_BATCH_ROWS,
             batch_bytes: 1 << 20,
             linger: Duration::from_millis(5),
             channel_capacity: 4,
-            max_parallelism: sluice_operators::keys::DEFAULT_MAX_PARALLELISM,
+            max_parallelism: sluice_core::keys::DEFAULT_MAX_PARALLELISM,
         }
     }
 }
@@ -98,7 +98,7 @@ impl ChannelWriter {
         } else {
             let schema = self.pending[0].schema();
             let merged = concat_batches(&schema, &self.pending)
-                .map_err(|e| sluice_operators::OperatorError::arrow("cannot merge output batches", e))?;
+                .map_err(|e| sluice_core::OperatorError::arrow("cannot merge output batches", e))?;
             self.pending.clear();
             merged
         };
@@ -175,7 +175,7 @@ impl Outputs {
                             batch.clone()
                         } else {
                             take_record_batch(&batch, &UInt32Array::from(rows))
-                                .map_err(|e| sluice_operators::OperatorError::arrow("hash partitioning", e))?
+                                .map_err(|e| sluice_core::OperatorError::arrow("hash partitioning", e))?
                         };
                         edge.channels[target].push(part, &limits, &metrics).await?;
                     }

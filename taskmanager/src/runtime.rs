@@ -19,8 +19,8 @@ use tonic::transport::{Channel, Endpoint, Server};
 use tonic::{Request, Response, Status};
 
 use crate::deploy::prepare;
-use sluice_operators::factory::BuildContext;
-use sluice_operators::ml::secrets::SecretSources;
+use crate::factory::BuildContext;
+use sluice_core::secrets::SecretSources;
 use crate::exchange::{read_remote, DataExchangeService, ExchangeRegistry};
 use crate::metrics::TaskMetrics;
 use crate::output::ExchangeLimits;

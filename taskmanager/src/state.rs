@@ -17,9 +17,9 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use rocksdb::{IteratorMode, Options, WriteBatch, WriteOptions, DB};
-use sluice_operators::durable;
-use sluice_operators::state::{key_group_of, KeyedStateStore, StateWrite};
-use sluice_operators::{OperatorError, Result};
+use sluice_core::durable;
+use sluice_core::state::{key_group_of, KeyedStateStore, StateWrite};
+use sluice_core::{OperatorError, Result};
 use sluice_proto::{KeyedStateHandle, StateFile};
 
 fn rocks_error(action: &str, e: rocksdb::Error) -> OperatorError {
@@ -323,8 +323,8 @@ fn import_key_groups(dir: &Path, store: &RocksStore, key_groups: (u32, u32)) -> 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use sluice_operators::keys::key_group_range;
-    use sluice_operators::state::ValueState;
+    use sluice_core::keys::key_group_range;
+    use sluice_core::state::ValueState;
 
     fn absolute(handle: &KeyedStateHandle, storage: &CheckpointStorage) -> KeyedStateHandle {
         let mut h = handle.clone();

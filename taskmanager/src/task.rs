@@ -16,8 +16,8 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use sluice_operators::keys::key_group_range;
-use sluice_operators::{
+use sluice_core::keys::key_group_range;
+use sluice_core::{
     Barrier, Collector, Message, Operator, OperatorError, OperatorState, Source, SourcePoll, StateInit, TaskContext,
 };
 use sluice_proto::{CheckpointTaskStats, OperatorRestore, OperatorSnapshot, TaskRestore, TaskSnapshot};
@@ -232,7 +232,7 @@ impl Task {
     fn state_init(
         &self,
         uid: &str,
-        keyed: Option<Arc<dyn sluice_operators::KeyedStateStore>>,
+        keyed: Option<Arc<dyn sluice_core::KeyedStateStore>>,
     ) -> impl std::future::Future<Output = Result<StateInit, TaskError>> + Send + 'static {
         let restore = restored_operator(&self.checkpointing.restore, uid).cloned();
         let restored = self.checkpointing.restore.is_some();

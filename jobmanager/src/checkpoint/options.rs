@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use sluice_operators::options::{parse_duration, parse_memory_size};
+use sluice_core::options::{parse_duration, parse_memory_size};
 
 /// Checkpoint settings of one job.
 #[derive(Debug, Clone, PartialEq)]
@@ -184,7 +184,7 @@ impl CheckpointOptions {
             return Err(r.error("state.checkpoints.num-retained", "at least one checkpoint must be retained"));
         }
         let memory_threshold =
-            r.size("state.storage.fs.memory-threshold")?.unwrap_or(sluice_operators::state::DEFAULT_MEMORY_THRESHOLD);
+            r.size("state.storage.fs.memory-threshold")?.unwrap_or(sluice_core::state::DEFAULT_MEMORY_THRESHOLD);
         if memory_threshold > MAX_MEMORY_THRESHOLD {
             return Err(r.error(
                 "state.storage.fs.memory-threshold",
@@ -247,7 +247,7 @@ pub fn check_transaction_timeouts(graph: &sluice_proto::JobGraph, options: &Chec
         }
     }
     for (what, key, configured) in writers {
-        let timeout = sluice_operators::connectors::kafka::options::transaction_timeout(configured)
+        let timeout = sluice_connectors::kafka::options::transaction_timeout(configured)
             .map_err(|e| format!("{what}: {}", e.replace("'properties.transaction.timeout.ms'", &format!("'{key}'"))))?;
         if timeout < needed {
             return Err(format!(

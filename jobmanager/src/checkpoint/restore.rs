@@ -7,7 +7,7 @@
 
 use std::path::Path;
 
-use sluice_operators::keys::key_group_range;
+use sluice_core::keys::key_group_range;
 use sluice_proto::{
     CheckpointMetadata, JobGraph, KeyedStateHandle, ListDistribution, OperatorListPart, OperatorListRestore, OperatorListSnapshot,
     OperatorRestore, OperatorSnapshot, StateFile, TaskRestore,

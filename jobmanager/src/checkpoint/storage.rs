@@ -17,7 +17,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use prost::Message;
-use sluice_operators::durable;
+use sluice_core::durable;
 use sluice_proto::{CheckpointMetadata, StateFile};
 
 const MAGIC: &[u8; 8] = b"SLUICECP";

@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use arrow::datatypes::{Field, Schema, SchemaRef};
-use sluice_operators::ml::{merge_model_options, validate_model_options, ModelOptionError};
+use sluice_core::models::{merge_model_options, validate_model_options, ModelOptionError};
 use sqlparser::tokenizer::Location;
 
 use crate::error::{Result, SqlError};

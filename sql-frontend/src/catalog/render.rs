@@ -3,7 +3,7 @@
 //! secret references are shown as `****` ([`mask`]).
 
 use arrow::datatypes::{DataType, Schema};
-use sluice_operators::ml::secrets::mask;
+use sluice_core::secrets::mask;
 
 use super::{Catalog, Model, Table, View};
 use crate::parser::{ColumnKind, ObjectKind};

@@ -5,10 +5,10 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
-use sluice_operators::connectors::{self, Role};
-use sluice_operators::options::closest;
-use sluice_operators::schema::encode_schema;
-use sluice_operators::OperatorError;
+use sluice_connectors::Role;
+use sluice_core::options::closest;
+use sluice_core::schema::encode_schema;
+use sluice_core::OperatorError;
 use sluice_proto::ConnectorSpec;
 use sqlparser::ast::Expr;
 use sqlparser::tokenizer::Location;
@@ -252,12 +252,12 @@ impl Table {
             Role::Source => self.source_spec(),
             Role::Sink => self.connector_spec(),
         };
-        connectors::validate(&spec, role).map_err(|e| self.operator_error(&e, usage))
+        sluice_connectors::validate(&spec, role).map_err(|e| self.operator_error(&e, usage))
     }
 
     /// The parallelism the table asks for in `role` (`scan.parallelism`, `sink.parallelism`).
     pub fn requested_parallelism(&self, role: Role, usage: Location) -> Result<Option<u32>> {
-        connectors::requested_parallelism(&self.connector_spec(), role).map_err(|e| self.operator_error(&e, usage))
+        sluice_connectors::requested_parallelism(&self.connector_spec(), role).map_err(|e| self.operator_error(&e, usage))
     }
 
     fn operator_error(&self, error: &OperatorError, usage: Location) -> SqlError {

@@ -1,6 +1,6 @@
 //! Tests of the catalog and of what SHOW, DESCRIBE and SHOW CREATE print.
 
-use sluice_operators::connectors::Role;
+use sluice_connectors::Role;
 
 use super::render::{
     describe_model, describe_table, show_create_model, show_create_table, show_create_view, show_objects,

@@ -46,7 +46,7 @@ pub(super) fn create_model(c: &mut Cursor, temporary: bool) -> Result<CreateMode
 }
 
 fn quoted_providers() -> String {
-    let names: Vec<String> = sluice_operators::ml::provider_names().iter().map(|p| format!("'{p}'")).collect();
+    let names: Vec<String> = sluice_core::models::provider_names().iter().map(|p| format!("'{p}'")).collect();
     names.join(", ")
 }
 

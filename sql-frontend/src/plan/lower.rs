@@ -12,10 +12,10 @@ use datafusion::common::tree_node::{Transformed, TreeNode};
 use datafusion::common::{Column, DFSchema};
 use datafusion::logical_expr::{Expr, ExprSchemable, LogicalPlan};
 use datafusion::scalar::ScalarValue;
-use sluice_operators::expr::encode_expr;
-use sluice_operators::graph::{JobGraphBuilder, NodeId};
-use sluice_operators::schema::encode_schema;
-use sluice_operators::transforms::keyed_aggregate::output_type;
+use sluice_transforms::expr::encode_expr;
+use crate::plan::graph::{JobGraphBuilder, NodeId};
+use sluice_core::schema::encode_schema;
+use sluice_transforms::keyed_aggregate::output_type;
 use sluice_proto::operator_spec::Kind;
 use sluice_proto::{
     AggregateCall, AggregateFunction, CalcSpec, KeyedAggregateSpec, MlPredictSpec, OperatorSpec, Partitioning,
@@ -26,7 +26,7 @@ use crate::error::SqlError;
 use crate::types::sql_name;
 use sqlparser::tokenizer::Location;
 use crate::plan::tables::{ResolvedMl, TableInfo};
-use sluice_operators::connectors::kafka::options::SPLIT_METADATA;
+use sluice_connectors::kafka::options::SPLIT_METADATA;
 
 /// The hidden column that carries a Kafka row's partition to its watermark operator.
 const SPLIT_COLUMN: &str = "__sluice_split";
@@ -190,7 +190,7 @@ impl Lowering {
             spec.schema = encode_schema(&physical);
         }
         let idle_timeout_ms = match spec.options.get("scan.watermark.idle-timeout") {
-            Some(v) => sluice_operators::options::parse_duration(v)
+            Some(v) => sluice_core::options::parse_duration(v)
                 .map_err(|e| SqlError::new(location, format!("table '{}': option 'scan.watermark.idle-timeout' = '{v}': {e}", table.name)))?
                 .as_millis() as u64,
             None => 0,

@@ -5,6 +5,7 @@
 //! exchange are ours. [`JobPlanner`] collects the INSERTs (and bare SELECTs) of a script
 //! into one job.
 
+pub mod graph;
 pub mod lower;
 pub mod provider;
 pub mod tables;
@@ -17,8 +18,8 @@ use datafusion::common::{Column, DataFusionError};
 use datafusion::logical_expr::{cast, Expr, LogicalPlan};
 use datafusion::scalar::ScalarValue;
 use datafusion::sql::planner::SqlToRel;
-use sluice_operators::connectors::Role;
-use sluice_operators::schema::encode_schema;
+use sluice_connectors::Role;
+use sluice_core::schema::encode_schema;
 use sluice_proto::operator_spec::Kind;
 use sluice_proto::{ConnectorSpec, JobGraph, OperatorSpec, Partitioning};
 use sqlparser::ast::{Query, Statement};
@@ -39,7 +40,7 @@ pub fn unknown_relation(catalog: &Catalog, name: &str, location: Option<Location
     let location = location.unwrap_or(Location { line: 1, column: 1 });
     let names = catalog.relation_names();
     let mut error = SqlError::new(location, format!("unknown table '{name}'"));
-    if let Some(close) = sluice_operators::options::closest(name, names.iter().map(String::as_str)) {
+    if let Some(close) = sluice_core::options::closest(name, names.iter().map(String::as_str)) {
         error = error.with_hint(format!("did you mean '{close}'?"));
     } else if names.is_empty() {
         error = error.with_hint("declare it first with CREATE TABLE");
@@ -65,7 +66,7 @@ fn planning_error(catalog: &Catalog, e: DataFusionError, fallback: Location) -> 
         let mut error = SqlError::new(location, format!("unknown function '{name}'"));
         let state = session();
         let known = state.scalar_functions().keys().chain(state.aggregate_functions().keys());
-        if let Some(close) = sluice_operators::options::closest(name, known.map(String::as_str)) {
+        if let Some(close) = sluice_core::options::closest(name, known.map(String::as_str)) {
             error = error.with_hint(format!("did you mean '{close}'?"));
         }
         return error;
@@ -146,7 +147,7 @@ pub fn logical_plan(
         let model = catalog.find_model(&call.model).ok_or_else(|| {
             let mut error = SqlError::new(call.model_location, format!("unknown model '{}'", call.model));
             let names = catalog.model_names();
-            if let Some(close) = sluice_operators::options::closest(&call.model, names.iter().map(String::as_str)) {
+            if let Some(close) = sluice_core::options::closest(&call.model, names.iter().map(String::as_str)) {
                 error = error.with_hint(format!("did you mean '{close}'?"));
             } else {
                 error = error.with_hint("declare it first with CREATE MODEL");
@@ -318,7 +319,7 @@ impl JobPlanner {
                 .map(|(name, loc)| {
                     sink.index_of(name).map(|i| (i, *loc)).map_err(|_| {
                         let mut e = SqlError::new(*loc, format!("table '{table}' has no column '{name}'"));
-                        if let Some(c) = sluice_operators::options::closest(name, sink.fields().iter().map(|f| f.name().as_str())) {
+                        if let Some(c) = sluice_core::options::closest(name, sink.fields().iter().map(|f| f.name().as_str())) {
                             e = e.with_hint(format!("did you mean '{c}'?"));
                         }
                         e
@@ -472,7 +473,7 @@ pub struct Plan {
 fn partitioning_name(edge: &sluice_proto::Edge) -> String {
     match Partitioning::try_from(edge.partitioning) {
         Ok(Partitioning::Hash) => {
-            let schema = sluice_operators::schema::decode_schema(&edge.schema).ok();
+            let schema = sluice_core::schema::decode_schema(&edge.schema).ok();
             let keys: Vec<String> = edge
                 .key_columns
                 .iter()
@@ -514,7 +515,7 @@ fn explain_model(ml: &ResolvedMl) -> String {
     let options: Vec<String> = ml
         .options
         .iter()
-        .map(|(k, v)| format!("'{k}' = '{}'", sluice_operators::ml::secrets::mask(k, v)))
+        .map(|(k, v)| format!("'{k}' = '{}'", sluice_core::secrets::mask(k, v)))
         .collect();
     let mut out = format!(
         "model {} (provider {})\n  INPUT ({})\n  OUTPUT ({})\n  options: {}\n",
@@ -525,7 +526,7 @@ fn explain_model(ml: &ResolvedMl) -> String {
         options.join(", ")
     );
     if !ml.config.is_empty() {
-        let config: Vec<String> = ml.config.iter().map(|(k, v)| format!("'{k}' = '{}'", sluice_operators::ml::secrets::mask(k, v))).collect();
+        let config: Vec<String> = ml.config.iter().map(|(k, v)| format!("'{k}' = '{}'", sluice_core::secrets::mask(k, v))).collect();
         out.push_str(&format!("  call config: {}\n", config.join(", ")));
     }
     out.push_str(&format!("  rows out: ({})\n", columns(&ml.output_schema)));

@@ -148,7 +148,7 @@ pub struct ResolvedMl {
 
 /// Checks an ML_PREDICT call against the input's schema and the model.
 pub fn resolve_ml(call: &MlPredictCall, input: &SchemaRef, model: &Model) -> Result<ResolvedMl> {
-    let config = sluice_operators::ml::validate_predict_config(&call.config).map_err(|e| {
+    let config = sluice_core::models::validate_predict_config(&call.config).map_err(|e| {
         let mut error = SqlError::new(call.location, format!("ML_PREDICT config: {}", e.message));
         if let Some(hint) = &e.hint {
             error = error.with_hint(hint.clone());
@@ -173,7 +173,7 @@ pub fn resolve_ml(call: &MlPredictCall, input: &SchemaRef, model: &Model) -> Res
     for ((name, location), model_field) in call.descriptor.iter().zip(inputs) {
         let Some((index, field)) = input.fields().iter().enumerate().find(|(_, f)| f.name() == name) else {
             let mut error = SqlError::new(*location, format!("unknown column '{name}' in DESCRIPTOR of ML_PREDICT over '{}'", call.input));
-            if let Some(close) = sluice_operators::options::closest(name, input.fields().iter().map(|f| f.name().as_str())) {
+            if let Some(close) = sluice_core::options::closest(name, input.fields().iter().map(|f| f.name().as_str())) {
                 error = error.with_hint(format!("did you mean '{close}'?"));
             }
             return Err(error);

@@ -1,0 +1,203 @@
+//! Record formats shared by connectors, with Flink's option names: `format` (`json`, `csv`,
+//! `raw`), `json.ignore-parse-errors`, `csv.ignore-parse-errors`, `csv.field-delimiter`.
+
+use std::sync::Arc;
+
+use arrow::array::{ArrayRef, BinaryArray, StringArray};
+use arrow::datatypes::{DataType, SchemaRef};
+use arrow::record_batch::RecordBatch;
+
+use sluice_core::options::Options;
+use sluice_core::{OperatorError, Result};
+
+/// A record format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    /// JSON objects (newline-delimited in files, one per message in Kafka).
+    Json,
+    /// Comma-separated values without a header, as Flink writes them.
+    Csv,
+    /// The bytes as they are, in a single STRING or BYTES column.
+    Raw,
+}
+
+impl Format {
+    /// The option value naming this format.
+    pub fn name(self) -> &'static str {
+        match self {
+            Format::Json => "json",
+            Format::Csv => "csv",
+            Format::Raw => "raw",
+        }
+    }
+
+    /// File name extension of files in this format.
+    pub fn extension(self) -> &'static str {
+        match self {
+            Format::Raw => "txt",
+            other => other.name(),
+        }
+    }
+}
+
+/// A format with its options.
+#[derive(Debug, Clone)]
+pub struct FormatOptions {
+    /// The format.
+    pub format: Format,
+    /// Skip and count records that cannot be parsed, instead of failing.
+    pub ignore_parse_errors: bool,
+    delimiter: u8,
+}
+
+impl FormatOptions {
+    /// Reads `format` (one of `allowed`) and its options.
+    pub fn parse(options: &mut Options<'_>, allowed: &[Format]) -> Result<Self> {
+        Self::parse_key(options, "format", allowed)
+    }
+
+    /// Reads the format named by option `key` (e.g. `key.format`) and its options.
+    pub fn parse_key(options: &mut Options<'_>, key: &str, allowed: &[Format]) -> Result<Self> {
+        let names: Vec<&str> = allowed.iter().map(|f| f.name()).collect();
+        let format = match options.choice(key, &names)? {
+            Some(f) => *allowed.iter().find(|a| a.name() == f).expect("choice returns an allowed name"),
+            None => {
+                return Err(options.error(format!("missing required option '{key}' ({})", names.join(", "))));
+            }
+        };
+        let json_ignore = options.bool("json.ignore-parse-errors")?.unwrap_or(false);
+        options.declare("json.fail-on-missing-field");
+        let csv_ignore = options.bool("csv.ignore-parse-errors")?.unwrap_or(false);
+        let delimiter = match options.get("csv.field-delimiter") {
+            None => b',',
+            Some(d) if d.len() == 1 => d.as_bytes()[0],
+            Some("\\t") => b'\t',
+            Some(d) => return Err(options.error(format!("option 'csv.field-delimiter' = '{d}' must be one character"))),
+        };
+        let ignore_parse_errors = match format {
+            Format::Json => json_ignore,
+            Format::Csv => csv_ignore,
+            Format::Raw => false,
+        };
+        Ok(FormatOptions { format, ignore_parse_errors, delimiter })
+    }
+
+    /// The option that makes bad records skipped.
+    pub fn skip_option(&self) -> &'static str {
+        match self.format {
+            Format::Csv => "csv.ignore-parse-errors",
+            _ => "json.ignore-parse-errors",
+        }
+    }
+
+    /// Checks that `schema` can hold records of this format.
+    pub fn check_schema(&self, schema: &SchemaRef, options: &Options<'_>) -> Result<()> {
+        if self.format == Format::Raw
+            && !(schema.fields().len() == 1 && matches!(schema.field(0).data_type(), DataType::Utf8 | DataType::Binary))
+        {
+            return Err(options.error("format 'raw' needs exactly one column, of type STRING or BYTES"));
+        }
+        Ok(())
+    }
+
+    /// Decodes newline-separated records (at most `max_rows`); the error is the parser's.
+    pub fn decode(&self, schema: &SchemaRef, text: &str, max_rows: usize) -> std::result::Result<Option<RecordBatch>, String> {
+        if text.trim().is_empty() {
+            return Ok(None);
+        }
+        match self.format {
+            Format::Json => {
+                let mut decoder = arrow::json::ReaderBuilder::new(schema.clone())
+                    .with_batch_size(max_rows.max(1))
+                    .build_decoder()
+                    .map_err(|e| e.to_string())?;
+                decoder.decode(text.as_bytes()).map_err(|e| e.to_string())?;
+                decoder.flush().map_err(|e| e.to_string())
+            }
+            Format::Csv => {
+                let format = arrow::csv::reader::Format::default().with_header(false).with_delimiter(self.delimiter);
+                let reader = arrow::csv::ReaderBuilder::new(schema.clone())
+                    .with_format(format)
+                    .with_batch_size(max_rows.max(1))
+                    .build(text.as_bytes())
+                    .map_err(|e| e.to_string())?;
+                let mut batches = Vec::new();
+                for b in reader {
+                    batches.push(b.map_err(|e| e.to_string())?);
+                }
+                match batches.len() {
+                    0 => Ok(None),
+                    1 => Ok(batches.pop()),
+                    _ => arrow::compute::concat_batches(schema, &batches).map(Some).map_err(|e| e.to_string()),
+                }
+            }
+            Format::Raw => self.decode_raw(schema, &text.split('\n').map(str::as_bytes).collect::<Vec<_>>()),
+        }
+    }
+
+    /// Decodes records given one by one (Kafka messages); the error is the parser's.
+    pub fn decode_records(&self, schema: &SchemaRef, records: &[&[u8]]) -> std::result::Result<Option<RecordBatch>, String> {
+        match self.format {
+            Format::Raw => self.decode_raw(schema, records),
+            _ => {
+                let text: Vec<String> = records.iter().map(|r| String::from_utf8_lossy(r).into_owned()).collect();
+                self.decode(schema, &text.join("\n"), records.len())
+            }
+        }
+    }
+
+    /// Decodes raw values, one per record.
+    pub fn decode_raw(&self, schema: &SchemaRef, values: &[&[u8]]) -> std::result::Result<Option<RecordBatch>, String> {
+        let column: ArrayRef = match schema.field(0).data_type() {
+            DataType::Binary => Arc::new(BinaryArray::from_iter_values(values.iter())),
+            _ => Arc::new(StringArray::from_iter_values(values.iter().map(|v| String::from_utf8_lossy(v)))),
+        };
+        RecordBatch::try_new(schema.clone(), vec![column]).map(Some).map_err(|e| e.to_string())
+    }
+
+    /// Encodes every row of `batch`, each record ending with a newline.
+    pub fn encode(&self, batch: &RecordBatch) -> Result<Vec<u8>> {
+        let mut buf = Vec::new();
+        match self.format {
+            Format::Json => {
+                let mut writer = arrow::json::WriterBuilder::new()
+                    .with_explicit_nulls(true)
+                    .build::<_, arrow::json::writer::LineDelimited>(&mut buf);
+                writer.write(batch).map_err(|e| OperatorError::arrow("cannot encode JSON", e))?;
+                writer.finish().map_err(|e| OperatorError::arrow("cannot encode JSON", e))?;
+            }
+            Format::Csv => {
+                let mut writer = arrow::csv::WriterBuilder::new().with_header(false).with_delimiter(self.delimiter).build(&mut buf);
+                writer.write(batch).map_err(|e| OperatorError::arrow("cannot encode CSV", e))?;
+            }
+            Format::Raw => {
+                for value in self.encode_records(batch)? {
+                    buf.extend_from_slice(&value);
+                    buf.push(b'\n');
+                }
+            }
+        }
+        Ok(buf)
+    }
+
+    /// Encodes every row of `batch` as one record (no trailing newline), for messages.
+    pub fn encode_records(&self, batch: &RecordBatch) -> Result<Vec<Vec<u8>>> {
+        if self.format == Format::Raw {
+            let column = batch.column(0);
+            let values = match column.data_type() {
+                DataType::Binary => {
+                    let a = column.as_any().downcast_ref::<BinaryArray>().expect("binary column");
+                    a.iter().map(|v| v.unwrap_or_default().to_vec()).collect()
+                }
+                _ => {
+                    let a = arrow::compute::cast(column, &DataType::Utf8).map_err(|e| OperatorError::arrow("raw", e))?;
+                    let a = a.as_any().downcast_ref::<StringArray>().expect("string column");
+                    a.iter().map(|v| v.unwrap_or_default().as_bytes().to_vec()).collect()
+                }
+            };
+            return Ok(values);
+        }
+        let text = self.encode(batch)?;
+        Ok(text.split(|b| *b == b'\n').filter(|l| !l.is_empty()).map(<[u8]>::to_vec).collect())
+    }
+}

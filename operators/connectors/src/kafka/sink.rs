@@ -1,0 +1,203 @@
+//! The Kafka sink. `at-least-once` waits for every record to be acknowledged at each
+//! checkpoint barrier and at the end of input; `none` never waits. `exactly-once` writes
+//! each checkpoint epoch in one Kafka transaction ([`super::epoch`]), committed when the
+//! checkpoint completes. The transactional-id prefix is `sink.transactional-id-prefix`, or
+//! else derived from the job and the table, so two jobs never fence each other.
+
+use std::time::Duration;
+
+use arrow::record_batch::RecordBatch;
+use async_trait::async_trait;
+use rdkafka::config::ClientConfig;
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord, Producer};
+
+use super::epoch::{EpochSettings, EpochTransactions, RestoredTransactions};
+use super::options::{DeliveryGuarantee, KafkaConfig};
+use sluice_core::{Collector, Operator, OperatorError, OperatorState, Result, StateInit, TaskContext};
+
+/// An encoded key or value.
+type Encoded = Vec<u8>;
+
+/// Records in flight before the sink waits for their acknowledgements.
+const MAX_IN_FLIGHT: usize = 100_000;
+
+/// A running Kafka sink subtask.
+pub struct KafkaSink {
+    config: KafkaConfig,
+    topic: String,
+    producer: Option<FutureProducer>,
+    in_flight: Vec<DeliveryFuture>,
+    transactional: Option<EpochTransactions>,
+    restored: Option<RestoredTransactions>,
+    checkpointing: bool,
+}
+
+impl KafkaSink {
+    /// A sink writing to the single topic of `config`.
+    /// The config was checked with [`KafkaConfig::check_sink`].
+    pub fn new(config: KafkaConfig) -> Self {
+        KafkaSink {
+            topic: config.topics[0].clone(),
+            config,
+            producer: None,
+            in_flight: Vec::new(),
+            transactional: None,
+            restored: None,
+            checkpointing: false,
+        }
+    }
+
+    fn error(&self, e: impl std::fmt::Display) -> OperatorError {
+        OperatorError::config(format!("table '{}' (connector 'kafka')", self.config.table), format!("cannot write to topic '{}': {e}", self.topic))
+    }
+
+    /// Waits until every record sent so far is acknowledged.
+    async fn flush(&mut self) -> Result<()> {
+        for delivery in std::mem::take(&mut self.in_flight) {
+            match delivery.await {
+                Ok(Ok(_)) => {}
+                Ok(Err((e, _))) => return Err(self.error(e)),
+                Err(_) => return Err(self.error("the producer was closed")),
+            }
+        }
+        Ok(())
+    }
+
+    /// The keys (when the table has key fields) and values of `batch`'s rows.
+    fn encode(&self, batch: &RecordBatch) -> Result<(Option<Vec<Encoded>>, Vec<Encoded>)> {
+        let values = batch.project(&self.config.value_columns()).map_err(|e| OperatorError::arrow("kafka value", e))?;
+        let values = self.config.value_format.encode_records(&values)?;
+        let keys = match &self.config.key {
+            Some((format, columns)) => {
+                let keys = batch.project(columns).map_err(|e| OperatorError::arrow("kafka key", e))?;
+                Some(format.encode_records(&keys)?)
+            }
+            None => None,
+        };
+        Ok((keys, values))
+    }
+}
+
+#[async_trait]
+impl Operator for KafkaSink {
+    async fn initialize_state(&mut self, init: StateInit) -> Result<()> {
+        if self.config.delivery == DeliveryGuarantee::ExactlyOnce && init.restored {
+            self.restored = Some(RestoredTransactions::decode(init.entries(), init.restored_checkpoint)?);
+        }
+        Ok(())
+    }
+
+    async fn open(&mut self, ctx: &TaskContext) -> Result<()> {
+        self.checkpointing = ctx.checkpointing;
+        if self.config.delivery == DeliveryGuarantee::ExactlyOnce {
+            let settings = EpochSettings {
+                bootstrap: self.config.properties["bootstrap.servers"]
+                    .split(',')
+                    .map(|s| s.trim().to_string())
+                    .filter(|s| !s.is_empty())
+                    .collect(),
+                topic: self.topic.clone(),
+                prefix: self
+                    .config
+                    .transactional_id_prefix
+                    .clone()
+                    .unwrap_or_else(|| format!("sluice-{}-{}", &ctx.job_id[..ctx.job_id.len().min(12)], self.config.table)),
+                timeout: self.config.transaction_timeout(),
+                subtask: ctx.subtask,
+                parallelism: ctx.parallelism,
+            };
+            let opened = EpochTransactions::open(settings, self.restored.take()).await;
+            self.transactional = Some(opened.map_err(|e| self.error(e))?);
+            return Ok(());
+        }
+        let mut client = ClientConfig::new();
+        client.set("client.id", format!("sluice-{}-{}", ctx.job_id, ctx.subtask));
+        for (k, v) in &self.config.properties {
+            client.set(k, v);
+        }
+        if self.config.delivery == DeliveryGuarantee::AtLeastOnce {
+            client.set("acks", "all").set("enable.idempotence", "true");
+        }
+        self.producer = Some(client.create().map_err(|e| self.error(e))?);
+        Ok(())
+    }
+
+    async fn process_batch(&mut self, batch: RecordBatch, _out: &mut Collector) -> Result<()> {
+        let (keys, values) = self.encode(&batch)?;
+        if let Some(t) = &mut self.transactional {
+            let mut keys = keys.map(Vec::into_iter);
+            for value in values {
+                let key = keys.as_mut().and_then(Iterator::next).map(bytes::Bytes::from);
+                if let Err(e) = t.send(key, bytes::Bytes::from(value)).await {
+                    return Err(self.error(e));
+                }
+            }
+            return Ok(());
+        }
+        for (i, value) in values.iter().enumerate() {
+            loop {
+                let mut record = FutureRecord::<Vec<u8>, Vec<u8>>::to(&self.topic).payload(value);
+                if let Some(keys) = &keys {
+                    record = record.key(&keys[i]);
+                }
+                let producer = self.producer.as_ref().expect("opened");
+                match producer.send_result(record) {
+                    Ok(delivery) => {
+                        self.in_flight.push(delivery);
+                        break;
+                    }
+                    Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), _)) => {
+                        // The local queue is full: wait for what is in flight.
+                        self.flush().await?;
+                        tokio::time::sleep(Duration::from_millis(1)).await;
+                    }
+                    Err((e, _)) => return Err(self.error(e)),
+                }
+            }
+        }
+        if self.in_flight.len() >= MAX_IN_FLIGHT {
+            self.flush().await?;
+        }
+        Ok(())
+    }
+
+    async fn snapshot_state(&mut self, checkpoint_id: u64) -> Result<OperatorState> {
+        let Some(t) = &mut self.transactional else {
+            if self.config.delivery != DeliveryGuarantee::None {
+                self.flush().await?;
+            }
+            return Ok(OperatorState::default());
+        };
+        let entries = t.precommit(checkpoint_id).await;
+        Ok(OperatorState::union(entries.map_err(|e| self.error(e))?))
+    }
+
+    async fn notify_checkpoint_complete(&mut self, checkpoint_id: u64) -> Result<()> {
+        let Some(t) = &mut self.transactional else { return Ok(()) };
+        let committed = t.commit_through(checkpoint_id).await;
+        committed.map_err(|e| self.error(e))
+    }
+
+    async fn stop_with_savepoint(&mut self) -> Result<()> {
+        let Some(t) = &mut self.transactional else { return Ok(()) };
+        let aborted = t.abort_open().await;
+        aborted.map_err(|e| self.error(e))
+    }
+
+    async fn finish(&mut self, _out: &mut Collector) -> Result<()> {
+        if let Some(t) = &mut self.transactional {
+            // Without checkpoints the end of input commits; with them, the final checkpoint does.
+            if !self.checkpointing {
+                let committed = t.commit_open().await;
+                committed.map_err(|e| self.error(e))?;
+            }
+            return Ok(());
+        }
+        self.flush().await?;
+        if let Some(producer) = &self.producer {
+            producer.flush(Duration::from_secs(30)).map_err(|e| self.error(e))?;
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,594 @@
+//! The async ML_PREDICT operator of remote models.
+//!
+//! Every input row gets a sequence number and a slot; its request runs as a tokio task
+//! and reports back through a channel, waking the task loop. Rows leave in input order
+//! (`ORDERED`) or as they complete, and a watermark leaves only after every earlier row.
+//! At most `max-concurrent-operations` requests are in flight; twice that many rows may
+//! wait for an answer (the rest queued) and four times that many are held in all, answered
+//! rows included. The task stops taking input while the operator is full, but keeps
+//! serving checkpoints.
+//!
+//! A barrier never waits for a request: the snapshot holds the rows still in flight
+//! (with their attempt counts) and the answered rows not emitted yet, and a restore
+//! re-issues the former and emits the latter.
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use arrow::datatypes::SchemaRef;
+use arrow::record_batch::RecordBatch;
+use async_trait::async_trait;
+use serde_json::{Map, Value};
+use sluice_proto::MlPredictSpec;
+use tokio::sync::{mpsc, Notify};
+use tokio::task::JoinSet;
+use tokio::time::Instant;
+
+use super::api::Answer;
+use super::cache::AnswerCache;
+use super::client::{Client, Failure};
+use super::config::{Api, OnError, RemoteConfig};
+use super::rows::{Prompter, Shaper};
+use super::stats::RemoteStats;
+use sluice_connectors::kafka::dead_letter::{row_json, DeadLetter, DeadLetterRestore, DeadLetterWriter};
+use sluice_core::keys::{key_group, key_group_range, KeyHasher};
+use sluice_core::schema::decode_schema;
+use sluice_core::state::{KeyedStateStore, OperatorState, StateInit};
+use sluice_core::{Barrier, Collector, Operator, OperatorError, Result, TaskContext};
+
+/// Answered rows that may wait behind a slower earlier row (ordered output), per row that
+/// may wait for an answer: without this slack, one slow request would empty the pipeline.
+const HELD_PER_REQUEST_SLOT: usize = 4;
+
+/// How long a partial embeddings request waits for more rows.
+const EMBEDDING_LINGER: Duration = Duration::from_millis(5);
+
+/// One held row.
+struct Slot {
+    /// The input row (one row).
+    row: RecordBatch,
+    /// The key group of its features (where its cached answer lives).
+    key_group: u32,
+    /// Its prompt, or why it has none.
+    prompt: std::result::Result<String, String>,
+    /// Attempts so far, updated by the request task.
+    attempts: Arc<AtomicU32>,
+    /// The answer or failure, once known.
+    result: Option<std::result::Result<Answer, Failure>>,
+}
+
+/// A finished request.
+struct Completion {
+    seqs: Vec<u64>,
+    result: std::result::Result<Vec<Answer>, Failure>,
+}
+
+/// A row in a checkpoint.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct SavedSlot {
+    attempts: u32,
+    result: Option<std::result::Result<Answer, Failure>>,
+}
+
+/// A running async ML_PREDICT subtask.
+pub struct AsyncPredict {
+    config: Arc<RemoteConfig>,
+    descriptor: Vec<usize>,
+    input: SchemaRef,
+    output: SchemaRef,
+    prompter: Prompter,
+    shaper: Shaper,
+    stats: Arc<RemoteStats>,
+    client: Option<Arc<Client>>,
+    slots: BTreeMap<u64, Slot>,
+    /// Slots still waiting for an answer.
+    unanswered: usize,
+    next_seq: u64,
+    unsent: Vec<u64>,
+    oldest_unsent: Option<Instant>,
+    completions_tx: mpsc::UnboundedSender<Completion>,
+    completions: mpsc::UnboundedReceiver<Completion>,
+    requests: JoinSet<()>,
+    watermarks: VecDeque<(u64, i64)>,
+    wake: Arc<Notify>,
+    dead_letters: Option<DeadLetterWriter>,
+    dead_letter_restore: DeadLetterRestore,
+    keyed: Option<Arc<dyn KeyedStateStore>>,
+    cache: Option<AnswerCache>,
+    /// With the cache: rows waiting for the answer of an earlier row with the same prompt.
+    followers: HashMap<String, Vec<u64>>,
+    hasher: KeyHasher,
+    max_parallelism: u32,
+    restored: Vec<(RecordBatch, SavedSlot)>,
+}
+
+impl AsyncPredict {
+    /// The operator for `spec` of a remote provider, whose options (secrets resolved) are `options`.
+    pub fn new(spec: &MlPredictSpec, options: &BTreeMap<String, String>) -> Result<Self> {
+        let config = Arc::new(RemoteConfig::from_options(&spec.provider, &spec.model, options)?);
+        let model_input = decode_schema(&spec.model_input_schema)?;
+        let model_output = decode_schema(&spec.model_output_schema)?;
+        let output = decode_schema(&spec.output_schema)?;
+        let prompter = Prompter::new(&model_input, config.prompt_template.clone()).map_err(|m| config.error(m))?;
+        let shaper = Shaper::new(&model_output, config.json_output, config.api == Api::OpenAiEmbeddings).map_err(|m| config.error(m))?;
+        let input_columns = output.fields().len() - model_output.fields().len();
+        let input = Arc::new(arrow::datatypes::Schema::new(output.fields()[..input_columns].to_vec()));
+        let (completions_tx, completions) = mpsc::unbounded_channel();
+        let descriptor: Vec<usize> = spec.descriptor_columns.iter().map(|&c| c as usize).collect();
+        let hasher = KeyHasher::new(&input, &descriptor)?;
+        Ok(AsyncPredict {
+            hasher,
+            descriptor,
+            input,
+            output,
+            prompter,
+            shaper,
+            stats: Arc::new(RemoteStats::default()),
+            client: None,
+            slots: BTreeMap::new(),
+            unanswered: 0,
+            next_seq: 0,
+            unsent: Vec::new(),
+            oldest_unsent: None,
+            completions_tx,
+            completions,
+            requests: JoinSet::new(),
+            watermarks: VecDeque::new(),
+            wake: Arc::new(Notify::new()),
+            dead_letters: None,
+            dead_letter_restore: DeadLetterRestore::default(),
+            keyed: None,
+            cache: None,
+            followers: HashMap::new(),
+            max_parallelism: sluice_core::keys::DEFAULT_MAX_PARALLELISM,
+            restored: Vec::new(),
+            config,
+        })
+    }
+
+    fn arrow(e: arrow::error::ArrowError) -> OperatorError {
+        OperatorError::arrow("ML_PREDICT", e)
+    }
+
+    /// Takes one input row into a slot: answered from the cache, failed for want of a
+    /// prompt, attached to an in-flight request for the same prompt (with the cache), or
+    /// queued for a request.
+    fn admit(&mut self, row: RecordBatch, key_group: u32, prompt: std::result::Result<String, String>, saved: Option<SavedSlot>) -> Result<()> {
+        let seq = self.next_seq;
+        self.next_seq += 1;
+        let attempts = Arc::new(AtomicU32::new(saved.as_ref().map_or(0, |s| s.attempts)));
+        let mut result = saved.and_then(|s| s.result);
+        let mut queue = result.is_none();
+        if result.is_none() {
+            match &prompt {
+                Err(message) => {
+                    result = Some(Err(Failure { message: message.clone(), status: None, attempts: 0 }));
+                    queue = false;
+                }
+                Ok(p) if self.cache.is_some() => {
+                    if let Some(answer) = self.cache.as_ref().map(|c| c.get(key_group, p)).transpose()?.flatten() {
+                        RemoteStats::bump(&self.stats.cache_hits);
+                        result = Some(Ok(answer));
+                        queue = false;
+                    } else if let Some(waiting) = self.followers.get_mut(p) {
+                        // The same prompt is being asked: share its answer.
+                        waiting.push(seq);
+                        RemoteStats::bump(&self.stats.cache_hits);
+                        queue = false;
+                    } else {
+                        self.followers.insert(p.clone(), Vec::new());
+                    }
+                }
+                Ok(_) => {}
+            }
+        }
+        if queue {
+            self.unsent.push(seq);
+            self.oldest_unsent.get_or_insert_with(Instant::now);
+        }
+        if result.is_none() {
+            self.unanswered += 1;
+        }
+        self.slots.insert(seq, Slot { row, key_group, prompt, attempts, result });
+        Ok(())
+    }
+
+    /// The key group of each row of `batch` (by its features).
+    fn key_groups(&self, batch: &RecordBatch) -> Result<Vec<u32>> {
+        Ok(self.hasher.hashes(batch)?.into_iter().map(|h| key_group(h, self.max_parallelism)).collect())
+    }
+
+    /// Sends queued rows: whole requests, or everything when `all`.
+    fn dispatch(&mut self, all: bool) {
+        let Some(client) = self.client.clone() else { return };
+        let size = self.config.batch_size;
+        while self.unsent.len() >= size || (all && !self.unsent.is_empty()) {
+            let seqs: Vec<u64> = self.unsent.drain(..size.min(self.unsent.len())).collect();
+            let attempts = self.slots[&seqs[0]].attempts.clone();
+            let prompts: Vec<String> = seqs
+                .iter()
+                .map(|s| {
+                    let slot = self.slots.get_mut(s).expect("queued rows have slots");
+                    slot.attempts = attempts.clone();
+                    slot.prompt.clone().unwrap_or_default()
+                })
+                .collect();
+            let (tx, wake, client) = (self.completions_tx.clone(), self.wake.clone(), client.clone());
+            self.requests.spawn(async move {
+                let result = client.predict(&prompts, &attempts).await.map(|(answers, _)| answers);
+                let _ = tx.send(Completion { seqs, result });
+                wake.notify_one();
+            });
+        }
+        self.oldest_unsent = if self.unsent.is_empty() { None } else { self.oldest_unsent.or_else(|| Some(Instant::now())) };
+    }
+
+    /// Records a finished request in its slots, the slots waiting for the same prompts,
+    /// and the cache.
+    fn complete(&mut self, completion: Completion) -> Result<()> {
+        let results: Vec<std::result::Result<Answer, Failure>> = match completion.result {
+            Ok(answers) => answers.into_iter().map(Ok).collect(),
+            Err(failure) => vec![Err(failure); completion.seqs.len()],
+        };
+        for (seq, result) in completion.seqs.iter().zip(results) {
+            let Some(slot) = self.slots.get_mut(seq) else { continue };
+            let followers = match &slot.prompt {
+                Ok(prompt) => {
+                    if let (Some(cache), Ok(answer)) = (self.cache.as_mut(), &result) {
+                        cache.put(slot.key_group, prompt, answer)?;
+                    }
+                    self.followers.remove(prompt).unwrap_or_default()
+                }
+                Err(_) => Vec::new(),
+            };
+            if slot.result.replace(result.clone()).is_none() {
+                self.unanswered -= 1;
+            }
+            for follower in followers {
+                if let Some(slot) = self.slots.get_mut(&follower) {
+                    if slot.result.replace(result.clone()).is_none() {
+                        self.unanswered -= 1;
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Takes in every request that has finished, without waiting.
+    fn drain(&mut self) -> Result<()> {
+        while let Ok(completion) = self.completions.try_recv() {
+            self.complete(completion)?;
+        }
+        // Finished request tasks leave the set (they reported through the channel).
+        while self.requests.try_join_next().is_some() {}
+        Ok(())
+    }
+
+    /// Waits for one request to finish.
+    async fn receive_one(&mut self) -> Result<()> {
+        self.dispatch(true);
+        match self.completions.recv().await {
+            Some(completion) => self.complete(completion),
+            None => Err(self.config.error("the request tasks stopped")),
+        }
+    }
+
+    /// Emits the rows that may leave, then the watermarks they no longer hold back.
+    fn emit_ready(&mut self, out: &mut Collector) -> Result<()> {
+        self.drain()?;
+        let ready: Vec<u64> = if self.config.ordered {
+            self.slots.iter().take_while(|(_, s)| s.result.is_some()).map(|(k, _)| *k).collect()
+        } else {
+            self.slots.iter().filter(|(_, s)| s.result.is_some()).map(|(k, _)| *k).collect()
+        };
+        if !ready.is_empty() {
+            let slots: Vec<Slot> = ready.iter().filter_map(|seq| self.slots.remove(seq)).collect();
+            if let Some(batch) = self.shape(slots)? {
+                out.batch(batch);
+            }
+        }
+        let oldest = self.slots.keys().next().copied();
+        while let Some(&(boundary, watermark)) = self.watermarks.front() {
+            if oldest.is_some_and(|o| o < boundary) {
+                break;
+            }
+            out.watermark(watermark);
+            self.watermarks.pop_front();
+        }
+        Ok(())
+    }
+
+    /// The output rows of finished slots; failures follow `on-error`.
+    fn shape(&mut self, slots: Vec<Slot>) -> Result<Option<RecordBatch>> {
+        let mut rows = Vec::with_capacity(slots.len());
+        let mut values: Vec<Map<String, Value>> = Vec::with_capacity(slots.len());
+        for slot in slots {
+            let outcome = match slot.result.expect("finished") {
+                Ok(answer) => self.shaper.answer_row(&answer).map_err(|message| Failure {
+                    message,
+                    status: Some(200),
+                    attempts: slot.attempts.load(Ordering::Relaxed),
+                }),
+                Err(failure) => Err(failure),
+            };
+            match outcome {
+                Ok(row_values) => {
+                    RemoteStats::bump(&self.stats.rows);
+                    rows.push(slot.row);
+                    values.push(row_values);
+                }
+                Err(failure) => {
+                    RemoteStats::bump(&self.stats.failed);
+                    if let Some(kept) = self.on_failure(&slot.row, &failure)? {
+                        rows.push(slot.row);
+                        values.push(kept);
+                    }
+                }
+            }
+        }
+        if rows.is_empty() {
+            return Ok(None);
+        }
+        let inputs = arrow::compute::concat_batches(&self.input, &rows).map_err(Self::arrow)?;
+        let mut columns = inputs.columns().to_vec();
+        columns.extend(self.shaper.columns(&values).map_err(|m| self.config.error(m))?);
+        RecordBatch::try_new(self.output.clone(), columns).map(Some).map_err(Self::arrow)
+    }
+
+    /// Applies `on-error` to a failed row; returns its OUTPUT values when it is kept.
+    fn on_failure(&mut self, row: &RecordBatch, failure: &Failure) -> Result<Option<Map<String, Value>>> {
+        let status = failure.status.map_or(String::new(), |s| format!(" (HTTP status {s})"));
+        match &self.config.on_error {
+            OnError::Fail => {
+                return Err(self.config.error(format!(
+                    "prediction failed{status} after {} attempt(s): {} (set 'on_error' = 'skip' or 'dead_letter' to keep the job running)",
+                    failure.attempts, failure.message
+                )))
+            }
+            OnError::Skip => {}
+            OnError::DeadLetter { .. } => {
+                let input = row_json(row)?;
+                let letter = DeadLetter {
+                    input,
+                    error: failure.message.clone(),
+                    http_status: failure.status,
+                    attempts: failure.attempts,
+                    source: format!("model {}", self.config.model),
+                };
+                self.dead_letters.as_mut().ok_or_else(|| self.config.error("the dead-letter writer is not open"))?.write(&letter)?;
+                RemoteStats::bump(&self.stats.dead_letters);
+            }
+        }
+        RemoteStats::bump(&self.stats.skipped);
+        Ok(self.shaper.has_error_columns().then(|| self.shaper.failure_row(failure)))
+    }
+
+    /// Rows that may wait for an answer: `max-concurrent-operations` requests' worth.
+    fn capacity(&self) -> usize {
+        self.config.max_concurrency * self.config.batch_size
+    }
+
+    fn encode_snapshot(&self) -> Result<Vec<u8>> {
+        let rows: Vec<RecordBatch> = self.slots.values().map(|s| s.row.clone()).collect();
+        let saved: Vec<SavedSlot> = self
+            .slots
+            .values()
+            .map(|s| SavedSlot { attempts: s.attempts.load(Ordering::Relaxed), result: s.result.clone() })
+            .collect();
+        let meta = serde_json::to_vec(&saved).map_err(|e| OperatorError::State(format!("cannot encode ML_PREDICT state: {e}")))?;
+        let mut out = Vec::new();
+        sluice_core::state::put_bytes(&mut out, &meta);
+        let mut ipc = Vec::new();
+        {
+            let mut writer = arrow::ipc::writer::StreamWriter::try_new(&mut ipc, &self.input).map_err(Self::arrow)?;
+            if !rows.is_empty() {
+                writer.write(&arrow::compute::concat_batches(&self.input, &rows).map_err(Self::arrow)?).map_err(Self::arrow)?;
+            }
+            writer.finish().map_err(Self::arrow)?;
+        }
+        sluice_core::state::put_bytes(&mut out, &ipc);
+        Ok(out)
+    }
+
+    fn decode_snapshot(&self, entry: &[u8]) -> Result<Vec<(RecordBatch, SavedSlot)>> {
+        let corrupt = |what: String| OperatorError::State(format!("model '{}': the checkpointed requests are unreadable: {what}", self.config.model));
+        let mut reader = sluice_core::state::Reader::new(entry, "ML_PREDICT");
+        let meta = reader.bytes().map_err(|e| corrupt(e.to_string()))?;
+        let ipc = reader.bytes().map_err(|e| corrupt(e.to_string()))?;
+        let saved: Vec<SavedSlot> = serde_json::from_slice(meta).map_err(|e| corrupt(e.to_string()))?;
+        let mut batches = Vec::new();
+        for batch in arrow::ipc::reader::StreamReader::try_new(std::io::Cursor::new(ipc), None).map_err(|e| corrupt(e.to_string()))? {
+            batches.push(batch.map_err(|e| corrupt(e.to_string()))?);
+        }
+        let all = arrow::compute::concat_batches(&self.input, &batches).map_err(Self::arrow)?;
+        if all.num_rows() != saved.len() {
+            return Err(corrupt(format!("{} rows for {} entries", all.num_rows(), saved.len())));
+        }
+        Ok(saved.into_iter().enumerate().map(|(i, s)| (all.slice(i, 1), s)).collect())
+    }
+}
+
+#[async_trait]
+impl Operator for AsyncPredict {
+    async fn open(&mut self, ctx: &TaskContext) -> Result<()> {
+        self.wake = ctx.wake.clone();
+        self.max_parallelism = ctx.max_parallelism;
+        let client = Client::new(self.config.clone(), self.stats.clone()).map_err(|m| self.config.error(m))?;
+        self.client = Some(Arc::new(client));
+        if let OnError::DeadLetter(config) = &self.config.on_error {
+            self.dead_letters = Some(DeadLetterWriter::open(config, ctx, std::mem::take(&mut self.dead_letter_restore)).await?);
+        }
+        if let (Some(store), Some(cache)) = (self.keyed.clone(), self.config.cache.clone()) {
+            let range = key_group_range(ctx.subtask, ctx.max_parallelism, ctx.parallelism);
+            let cache = AnswerCache::open(store, cache, self.config.version(), range)?;
+            tracing::info!(model = %self.config.model, task = %ctx.task_name, cached = cache.rows(), "answer cache ready");
+            self.cache = Some(cache);
+        }
+        let restored = std::mem::take(&mut self.restored);
+        if !restored.is_empty() {
+            let unanswered = restored.iter().filter(|(_, s)| s.result.is_none()).count();
+            self.stats.reissued.fetch_add(unanswered as u64, std::sync::atomic::Ordering::Relaxed);
+            tracing::info!(model = %self.config.model, task = %ctx.task_name, rows = restored.len(), reissued = unanswered, "restored ML_PREDICT rows");
+        }
+        for (row, saved) in restored {
+            let features = row.project(&self.descriptor).map_err(Self::arrow)?;
+            let prompt = self.prompter.prompts(&features).pop().unwrap_or_else(|| Err("no row".into()));
+            let key_group = self.key_groups(&row)?.first().copied().unwrap_or_default();
+            self.admit(row, key_group, prompt, Some(saved))?;
+        }
+        self.dispatch(true);
+        tracing::info!(task = %ctx.task_name, model = %self.config.model, endpoint = %self.config.endpoint, "model ready");
+        Ok(())
+    }
+
+    fn uses_keyed_state(&self) -> bool {
+        self.config.cache.is_some()
+    }
+
+    async fn initialize_state(&mut self, init: StateInit) -> Result<()> {
+        self.keyed = init.keyed.clone();
+        self.dead_letter_restore = DeadLetterRestore::from_init(&init);
+        for entry in init.entries() {
+            let rows = self.decode_snapshot(entry)?;
+            self.restored.extend(rows);
+        }
+        Ok(())
+    }
+
+    async fn process_batch(&mut self, batch: RecordBatch, out: &mut Collector) -> Result<()> {
+        // The task stops feeding a full operator; this only guards other callers.
+        while !self.accepts_input() {
+            self.receive_one().await?;
+            self.emit_ready(out)?;
+        }
+        let features = batch.project(&self.descriptor).map_err(Self::arrow)?;
+        let prompts = self.prompter.prompts(&features);
+        let key_groups = if self.cache.is_some() { self.key_groups(&batch)? } else { vec![0; batch.num_rows()] };
+        for (i, prompt) in prompts.into_iter().enumerate() {
+            self.admit(batch.slice(i, 1), key_groups[i], prompt, None)?;
+        }
+        self.dispatch(false);
+        self.emit_ready(out)?;
+        if let Some(writer) = self.dead_letters.as_mut().filter(|w| w.should_send()) {
+            writer.send_queued().await?;
+        }
+        Ok(())
+    }
+
+    async fn on_watermark(&mut self, watermark: i64, out: &mut Collector) -> Result<()> {
+        self.dispatch(true);
+        self.watermarks.push_back((self.next_seq, watermark));
+        self.emit_ready(out)
+    }
+
+    async fn on_barrier(&mut self, _barrier: Barrier, out: &mut Collector) -> Result<()> {
+        self.emit_ready(out)
+    }
+
+    async fn snapshot_state(&mut self, checkpoint_id: u64) -> Result<OperatorState> {
+        // The held rows are split over the new subtasks on restore; the dead letters of
+        // rows answered before the barrier are in this epoch's transaction.
+        let state = OperatorState::split(vec![self.encode_snapshot()?]);
+        match &mut self.dead_letters {
+            Some(writer) => writer.snapshot(checkpoint_id, state).await,
+            None => Ok(state),
+        }
+    }
+
+    async fn notify_checkpoint_complete(&mut self, checkpoint_id: u64) -> Result<()> {
+        match &mut self.dead_letters {
+            Some(writer) => writer.commit(checkpoint_id).await,
+            None => Ok(()),
+        }
+    }
+
+    async fn stop_with_savepoint(&mut self) -> Result<()> {
+        match &mut self.dead_letters {
+            Some(writer) => writer.stop().await,
+            None => Ok(()),
+        }
+    }
+
+    fn accepts_input(&self) -> bool {
+        // Twice the requests in flight may wait for an answer, so that a finished request is
+        // replaced at once from the queue rather than after the next input batch arrives.
+        self.unanswered < 2 * self.capacity() && self.slots.len() < HELD_PER_REQUEST_SLOT * self.capacity()
+    }
+
+    fn deadline(&self) -> Option<Instant> {
+        if !self.completions.is_empty() {
+            return Some(Instant::now());
+        }
+        self.oldest_unsent.map(|t| t + EMBEDDING_LINGER)
+    }
+
+    async fn on_timer(&mut self, out: &mut Collector) -> Result<()> {
+        if self.oldest_unsent.is_some_and(|t| t + EMBEDDING_LINGER <= Instant::now()) {
+            self.dispatch(true);
+        }
+        self.emit_ready(out)
+    }
+
+    async fn finish(&mut self, out: &mut Collector) -> Result<()> {
+        self.dispatch(true);
+        self.emit_ready(out)?;
+        while !self.slots.is_empty() {
+            self.receive_one().await?;
+            self.emit_ready(out)?;
+        }
+        for (_, watermark) in self.watermarks.drain(..) {
+            out.watermark(watermark);
+        }
+        if let Some(writer) = &mut self.dead_letters {
+            writer.finish().await?;
+        }
+        let s = &self.stats;
+        tracing::info!(
+            model = %self.config.model,
+            rows = RemoteStats::get(&s.rows),
+            requests = RemoteStats::get(&s.requests),
+            retries = RemoteStats::get(&s.retries),
+            throttled = RemoteStats::get(&s.throttled),
+            timeouts = RemoteStats::get(&s.timeouts),
+            failed = RemoteStats::get(&s.failed),
+            dead_letters = RemoteStats::get(&s.dead_letters),
+            cache_hits = RemoteStats::get(&s.cache_hits),
+            latency_p50_us = s.latency(0.5),
+            latency_p99_us = s.latency(0.99),
+            "model statistics"
+        );
+        Ok(())
+    }
+
+    fn metrics(&self) -> Vec<(String, u64)> {
+        let name = |what: &str| format!("model.{}.{what}", self.config.model);
+        let s = &self.stats;
+        let prompt_tokens = RemoteStats::get(&s.prompt_tokens);
+        let completion_tokens = RemoteStats::get(&s.completion_tokens);
+        let cost = prompt_tokens as f64 / 1000.0 * self.config.cost_input_per_1k + completion_tokens as f64 / 1000.0 * self.config.cost_output_per_1k;
+        vec![
+            (name("rows"), RemoteStats::get(&s.rows)),
+            (name("requests"), RemoteStats::get(&s.requests)),
+            (name("in_flight"), RemoteStats::get(&s.in_flight)),
+            (name("held_rows"), self.slots.len() as u64),
+            (name("concurrency_limit"), self.client.as_ref().map_or(0, |c| c.concurrency_limit() as u64)),
+            (name("concurrency_limit_min"), self.client.as_ref().map_or(0, |c| c.lowest_concurrency_limit() as u64)),
+            (name("latency_p50_us"), s.latency(0.5)),
+            (name("latency_p99_us"), s.latency(0.99)),
+            (name("retries"), RemoteStats::get(&s.retries)),
+            (name("http_429"), RemoteStats::get(&s.throttled)),
+            (name("timeouts"), RemoteStats::get(&s.timeouts)),
+            (name("failed"), RemoteStats::get(&s.failed)),
+            (name("skipped"), RemoteStats::get(&s.skipped)),
+            (name("dead_letters"), RemoteStats::get(&s.dead_letters)),
+            (name("cache_hits"), RemoteStats::get(&s.cache_hits)),
+            (name("reissued"), RemoteStats::get(&s.reissued)),
+            (name("prompt_tokens"), prompt_tokens),
+            (name("completion_tokens"), completion_tokens),
+            (name("cost_micro_usd"), (cost * 1_000_000.0).round() as u64),
+        ]
+    }
+}

@@ -1,6 +1,0 @@
-//! Transforms: operators between sources and sinks.
-
-pub mod calc;
-pub mod keyed_aggregate;
-pub mod project;
-pub mod watermark;

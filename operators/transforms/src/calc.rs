@@ -1,0 +1,140 @@
+//! Calc: a filter and a projection of SQL expressions (WHERE, SELECT list, CASE, CAST,
+//! arithmetic and DataFusion's built-in functions), evaluated batch at a time.
+
+use std::sync::Arc;
+
+use arrow::array::{Array, AsArray};
+use arrow::compute::filter_record_batch;
+use arrow::datatypes::{DataType, SchemaRef};
+use arrow::record_batch::RecordBatch;
+use async_trait::async_trait;
+use datafusion::physical_expr::PhysicalExpr;
+use sluice_proto::CalcSpec;
+
+use crate::expr::decode_physical;
+use sluice_core::schema::decode_schema;
+use sluice_core::{Collector, Operator, OperatorError, Result};
+
+/// A running filter-and-project.
+pub struct Calc {
+    filter: Option<Arc<dyn PhysicalExpr>>,
+    projections: Vec<Arc<dyn PhysicalExpr>>,
+    output_schema: SchemaRef,
+}
+
+impl Calc {
+    /// Builds the operator from its description.
+    pub fn from_spec(spec: &CalcSpec) -> Result<Self> {
+        let input = decode_schema(&spec.input_schema)?;
+        let filter = spec.filter.as_deref().map(|f| decode_physical(f, &input)).transpose()?;
+        let projections = spec.projections.iter().map(|p| decode_physical(p, &input)).collect::<Result<Vec<_>>>()?;
+        let output_schema = decode_schema(&spec.output_schema)?;
+        if projections.len() != output_schema.fields().len() {
+            return Err(OperatorError::InvalidPlan(format!(
+                "{} projections for {} output columns",
+                projections.len(),
+                output_schema.fields().len()
+            )));
+        }
+        Ok(Calc { filter, projections, output_schema })
+    }
+}
+
+/// Evaluates `exprs` over `batch` into a batch of `schema`.
+pub fn project(batch: &RecordBatch, exprs: &[Arc<dyn PhysicalExpr>], schema: &SchemaRef) -> Result<RecordBatch> {
+    let columns = exprs
+        .iter()
+        .zip(schema.fields())
+        .map(|(expr, field)| {
+            let value = expr.evaluate(batch).map_err(|e| OperatorError::Evaluation(format!("{expr}: {e}")))?;
+            let array = value.into_array(batch.num_rows()).map_err(|e| OperatorError::Evaluation(e.to_string()))?;
+            if array.data_type() != field.data_type() {
+                return arrow::compute::cast(&array, field.data_type())
+                    .map_err(|e| OperatorError::arrow(format!("casting column '{}'", field.name()), e));
+            }
+            Ok(array)
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let options = arrow::record_batch::RecordBatchOptions::new().with_row_count(Some(batch.num_rows()));
+    RecordBatch::try_new_with_options(schema.clone(), columns, &options)
+        .map_err(|e| OperatorError::arrow("projection", e))
+}
+
+#[async_trait]
+impl Operator for Calc {
+    async fn process_batch(&mut self, batch: RecordBatch, out: &mut Collector) -> Result<()> {
+        let batch = match &self.filter {
+            Some(filter) => {
+                let mask = filter
+                    .evaluate(&batch)
+                    .and_then(|v| v.into_array(batch.num_rows()))
+                    .map_err(|e| OperatorError::Evaluation(format!("WHERE {filter}: {e}")))?;
+                if mask.data_type() != &DataType::Boolean {
+                    return Err(OperatorError::InvalidPlan(format!("filter yields {} instead of BOOLEAN", mask.data_type())));
+                }
+                filter_record_batch(&batch, mask.as_boolean()).map_err(|e| OperatorError::arrow("WHERE", e))?
+            }
+            None => batch,
+        };
+        if batch.num_rows() > 0 {
+            out.batch(project(&batch, &self.projections, &self.output_schema)?);
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::expr::encode_expr;
+    use sluice_core::schema::encode_schema;
+    use arrow::array::{Int64Array, StringArray};
+    use arrow::datatypes::{Field, Schema};
+    use datafusion::logical_expr::{col, lit, when};
+
+    #[tokio::test]
+    async fn filters_and_projects_with_sql_expressions() {
+        let input = Arc::new(Schema::new(vec![Field::new("a", DataType::Int64, false), Field::new("s", DataType::Utf8, true)]));
+        let output = Arc::new(Schema::new(vec![
+            Field::new("doubled", DataType::Int64, false),
+            Field::new("size", DataType::Utf8, false),
+        ]));
+        let spec = CalcSpec {
+            input_schema: encode_schema(&input),
+            filter: Some(encode_expr(&col("a").gt(lit(1i64))).unwrap()),
+            projections: vec![
+                encode_expr(&(col("a") * lit(2i64))).unwrap(),
+                encode_expr(&when(col("a").gt(lit(2i64)), lit("big")).otherwise(lit("small")).unwrap()).unwrap(),
+            ],
+            output_schema: encode_schema(&output),
+        };
+        let mut calc = Calc::from_spec(&spec).unwrap();
+        let batch = RecordBatch::try_new(
+            input,
+            vec![Arc::new(Int64Array::from(vec![1, 2, 3])), Arc::new(StringArray::from(vec![Some("x"), None, Some("z")]))],
+        )
+        .unwrap();
+        let mut out = Collector::default();
+        calc.process_batch(batch, &mut out).await.unwrap();
+        let result = out.batches();
+        assert_eq!(result.len(), 1);
+        let expected = RecordBatch::try_new(
+            output,
+            vec![Arc::new(Int64Array::from(vec![4, 6])), Arc::new(StringArray::from(vec!["small", "big"]))],
+        )
+        .unwrap();
+        assert_eq!(result[0], expected);
+    }
+
+    #[test]
+    fn a_corrupt_expression_is_an_error() {
+        let input = Arc::new(Schema::new(vec![Field::new("a", DataType::Int64, false)]));
+        let spec = CalcSpec {
+            input_schema: encode_schema(&input),
+            filter: None,
+            projections: vec![vec![0xff, 0x01]],
+            output_schema: encode_schema(&input),
+        };
+        assert!(Calc::from_spec(&spec).is_err());
+    }
+}

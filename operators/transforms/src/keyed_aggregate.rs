@@ -1,0 +1,496 @@
+//! Keyed aggregation (`GROUP BY k` with COUNT, SUM, MIN, MAX) over hash-partitioned input.
+//!
+//! The accumulators of each key are keyed state (RocksDB in a task manager), stored under
+//! the key's key group so the operator restores at any parallelism. Keys touched since the
+//! last flush are kept in memory and written to the store in one batch at each checkpoint
+//! (or when too many are pending). Results are emitted when the input ends.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use arrow::array::{Array, ArrayRef, AsArray, Float64Array, Int64Array};
+use arrow::compute::cast;
+use arrow::datatypes::{DataType, Float64Type, Int64Type, SchemaRef};
+use arrow::record_batch::RecordBatch;
+use arrow::row::{RowConverter, SortField};
+use async_trait::async_trait;
+use sluice_proto::AggregateFunction;
+
+use sluice_core::keys::{key_group, KeyHasher};
+use sluice_core::state::{state_key, KeyedStateStore, MemoryStateStore, Reader};
+use sluice_core::{Collector, Operator, OperatorError, OperatorState, Result, StateInit, TaskContext};
+
+/// Keys kept in memory before their accumulators are written to the store.
+const MAX_PENDING_KEYS: usize = 65_536;
+/// The id of the accumulator state in the operator's store.
+const ACCUMULATORS: u8 = 0;
+
+/// The result type of `function` over an input of `input` type; `None` if unsupported.
+pub fn output_type(function: AggregateFunction, input: Option<&DataType>) -> Option<DataType> {
+    match (function, input) {
+        (AggregateFunction::CountStar, _) | (AggregateFunction::Count, Some(_)) => Some(DataType::Int64),
+        (AggregateFunction::Sum, Some(t)) if t.is_integer() => Some(DataType::Int64),
+        (AggregateFunction::Sum, Some(t)) if t.is_floating() => Some(DataType::Float64),
+        (AggregateFunction::Avg, Some(t)) if t.is_integer() || t.is_floating() => Some(DataType::Float64),
+        (AggregateFunction::Min | AggregateFunction::Max, Some(t)) => Some(t.clone()),
+        _ => None,
+    }
+}
+
+/// One aggregate call with its resolved input column.
+#[derive(Debug, Clone)]
+pub struct Call {
+    /// The aggregate function.
+    pub function: AggregateFunction,
+    /// Its input column; `None` for COUNT(*).
+    pub column: Option<usize>,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+enum Acc {
+    Count(i64),
+    SumInt(Option<i64>),
+    SumFloat(Option<f64>),
+    Avg { sum: f64, count: i64 },
+    /// MIN/MAX keep the extreme value in Arrow's order-preserving row encoding.
+    Extreme(Option<Vec<u8>>),
+}
+
+/// The running aggregation of one subtask.
+pub struct KeyedAggregate {
+    key_columns: Vec<usize>,
+    calls: Vec<Call>,
+    output_schema: SchemaRef,
+    batch_rows: usize,
+    key_converter: RowConverter,
+    /// One converter per MIN/MAX call (None for the others).
+    value_converters: Vec<Option<RowConverter>>,
+    hasher: KeyHasher,
+    max_parallelism: u32,
+    store: Arc<dyn KeyedStateStore>,
+    /// Accumulators changed since the last flush, by stored key.
+    pending: HashMap<Vec<u8>, Vec<Acc>>,
+    /// The accumulators of a new group, one per call.
+    initial: Vec<Acc>,
+}
+
+impl Acc {
+    fn encode(&self, out: &mut Vec<u8>) {
+        match self {
+            Acc::Count(n) => {
+                out.push(0);
+                out.extend_from_slice(&n.to_le_bytes());
+            }
+            Acc::SumInt(v) => {
+                out.push(if v.is_some() { 1 } else { 2 });
+                out.extend_from_slice(&v.unwrap_or(0).to_le_bytes());
+            }
+            Acc::SumFloat(v) => {
+                out.push(if v.is_some() { 3 } else { 4 });
+                out.extend_from_slice(&v.unwrap_or(0.0).to_le_bytes());
+            }
+            Acc::Avg { sum, count } => {
+                out.push(5);
+                out.extend_from_slice(&sum.to_le_bytes());
+                out.extend_from_slice(&count.to_le_bytes());
+            }
+            Acc::Extreme(v) => {
+                out.push(if v.is_some() { 6 } else { 7 });
+                sluice_core::state::put_bytes(out, v.as_deref().unwrap_or_default());
+            }
+        }
+    }
+
+    fn decode(r: &mut Reader<'_>) -> Result<Acc> {
+        Ok(match r.u8()? {
+            0 => Acc::Count(r.u64()? as i64),
+            1 => Acc::SumInt(Some(r.u64()? as i64)),
+            2 => Acc::SumInt(r.u64().map(|_| None)?),
+            3 => Acc::SumFloat(Some(f64::from_bits(r.u64()?))),
+            4 => Acc::SumFloat(r.u64().map(|_| None)?),
+            5 => Acc::Avg { sum: f64::from_bits(r.u64()?), count: r.u64()? as i64 },
+            6 => Acc::Extreme(Some(r.bytes()?.to_vec())),
+            7 => Acc::Extreme(r.bytes().map(|_| None)?),
+            tag => return Err(OperatorError::State(format!("unknown aggregate accumulator tag {tag}"))),
+        })
+    }
+}
+
+fn encode_accs(accs: &[Acc]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(accs.len() * 9);
+    for acc in accs {
+        acc.encode(&mut out);
+    }
+    out
+}
+
+fn decode_accs(bytes: &[u8], calls: usize) -> Result<Vec<Acc>> {
+    let mut r = Reader::new(bytes, "aggregate");
+    let accs = (0..calls).map(|_| Acc::decode(&mut r)).collect::<Result<Vec<_>>>()?;
+    if !r.is_empty() {
+        return Err(OperatorError::State("aggregate state has trailing bytes".into()));
+    }
+    Ok(accs)
+}
+
+impl KeyedAggregate {
+    /// An aggregation grouping on `key_columns` of `input_schema`, emitting `output_schema`.
+    pub fn new(
+        input_schema: &SchemaRef,
+        key_columns: Vec<usize>,
+        calls: Vec<Call>,
+        output_schema: SchemaRef,
+        batch_rows: usize,
+    ) -> Result<Self> {
+        let field_type = |c: usize| {
+            input_schema
+                .fields()
+                .get(c)
+                .map(|f| f.data_type().clone())
+                .ok_or_else(|| OperatorError::InvalidPlan(format!("aggregate column {c} is out of range")))
+        };
+        let key_fields = key_columns.iter().map(|&c| field_type(c).map(SortField::new)).collect::<Result<Vec<_>>>()?;
+        let key_converter = RowConverter::new(key_fields).map_err(|e| OperatorError::arrow("GROUP BY keys", e))?;
+        let mut value_converters = Vec::new();
+        for call in &calls {
+            let input = call.column.map(field_type).transpose()?;
+            if output_type(call.function, input.as_ref()).is_none() {
+                return Err(OperatorError::InvalidPlan(format!("{:?} over {input:?}", call.function)));
+            }
+            value_converters.push(match (call.function, input) {
+                (AggregateFunction::Min | AggregateFunction::Max, Some(t)) => Some(
+                    RowConverter::new(vec![SortField::new(t)]).map_err(|e| OperatorError::arrow("MIN/MAX", e))?,
+                ),
+                _ => None,
+            });
+        }
+        let initial = calls
+            .iter()
+            .enumerate()
+            .map(|(i, call)| match call.function {
+                AggregateFunction::CountStar | AggregateFunction::Count => Acc::Count(0),
+                AggregateFunction::Sum if output_schema.field(key_columns.len() + i).data_type().is_floating() => {
+                    Acc::SumFloat(None)
+                }
+                AggregateFunction::Sum => Acc::SumInt(None),
+                AggregateFunction::Avg => Acc::Avg { sum: 0.0, count: 0 },
+                AggregateFunction::Min | AggregateFunction::Max => Acc::Extreme(None),
+            })
+            .collect();
+        let hasher = KeyHasher::new(input_schema, &key_columns)?;
+        Ok(KeyedAggregate {
+            initial,
+            key_columns,
+            calls,
+            output_schema,
+            batch_rows,
+            key_converter,
+            value_converters,
+            hasher,
+            max_parallelism: sluice_core::keys::DEFAULT_MAX_PARALLELISM,
+            store: Arc::new(MemoryStateStore::default()),
+            pending: HashMap::new(),
+        })
+    }
+
+    /// Writes the pending accumulators to the store.
+    fn flush(&mut self) -> Result<()> {
+        if self.pending.is_empty() {
+            return Ok(());
+        }
+        let writes = self.pending.drain().map(|(k, accs)| (k, Some(encode_accs(&accs)))).collect();
+        self.store.write(writes)
+    }
+
+    /// Emits every group, in key-group order, in batches of at most `batch_rows`.
+    fn emit(&mut self) -> Result<Vec<RecordBatch>> {
+        self.flush()?;
+        let mut out = Vec::new();
+        let mut keys: Vec<Vec<u8>> = Vec::new();
+        let mut accs: Vec<Vec<Acc>> = Vec::new();
+        let mut stored_keys: Vec<Vec<u8>> = Vec::new();
+        let mut failure = None;
+        let calls = self.calls.len();
+        self.store.scan(&[], &mut |stored, value| {
+            match decode_accs(value, calls) {
+                Ok(a) => {
+                    stored_keys.push(stored.to_vec());
+                    keys.push(stored[3..].to_vec());
+                    accs.push(a);
+                    true
+                }
+                Err(e) => {
+                    failure = Some(e);
+                    false
+                }
+            }
+        })?;
+        if let Some(e) = failure {
+            return Err(e);
+        }
+        // The results are emitted now: the state is done with, and a final checkpoint must
+        // not hold it, or a job restored from that checkpoint would emit it again.
+        self.store.write(stored_keys.into_iter().map(|k| (k, None)).collect())?;
+        for (key_chunk, acc_chunk) in keys.chunks(self.batch_rows.max(1)).zip(accs.chunks(self.batch_rows.max(1))) {
+            let parser = self.key_converter.parser();
+            let mut columns = self
+                .key_converter
+                .convert_rows(key_chunk.iter().map(|k| parser.parse(k)))
+                .map_err(|e| OperatorError::arrow("GROUP BY keys", e))?;
+            for (i, call) in self.calls.iter().enumerate() {
+                let column: ArrayRef = match call.function {
+                    AggregateFunction::CountStar | AggregateFunction::Count => Arc::new(Int64Array::from_iter_values(
+                        acc_chunk.iter().map(|a| if let Acc::Count(n) = a[i] { n } else { 0 }),
+                    )),
+                    AggregateFunction::Sum => match &acc_chunk[0][i] {
+                        Acc::SumFloat(_) => Arc::new(Float64Array::from_iter(
+                            acc_chunk.iter().map(|a| if let Acc::SumFloat(v) = a[i] { v } else { None }),
+                        )),
+                        _ => Arc::new(Int64Array::from_iter(
+                            acc_chunk.iter().map(|a| if let Acc::SumInt(v) = a[i] { v } else { None }),
+                        )),
+                    },
+                    AggregateFunction::Avg => Arc::new(Float64Array::from_iter(acc_chunk.iter().map(|a| match a[i] {
+                        Acc::Avg { sum, count } if count > 0 => Some(sum / count as f64),
+                        _ => None,
+                    }))),
+                    AggregateFunction::Min | AggregateFunction::Max => {
+                        let conv = self.value_converters[i].as_ref().expect("MIN/MAX calls have a converter");
+                        let data_type = self.output_schema.field(self.key_columns.len() + i).data_type().clone();
+                        extremes_to_array(conv, acc_chunk.iter().map(|a| match &a[i] {
+                            Acc::Extreme(v) => v.as_deref(),
+                            _ => None,
+                        }), &data_type)?
+                    }
+                };
+                columns.push(column);
+            }
+            out.push(
+                RecordBatch::try_new(self.output_schema.clone(), columns)
+                    .map_err(|e| OperatorError::arrow("aggregate output", e))?,
+            );
+        }
+        Ok(out)
+    }
+}
+
+/// Decodes MIN/MAX values (row-encoded, `None` = no input) into an array.
+fn extremes_to_array<'a>(
+    conv: &RowConverter,
+    values: impl Iterator<Item = Option<&'a [u8]>>,
+    data_type: &DataType,
+) -> Result<ArrayRef> {
+    let values: Vec<Option<&[u8]>> = values.collect();
+    let present: Vec<&[u8]> = values.iter().flatten().copied().collect();
+    let parser = conv.parser();
+    let decoded = conv
+        .convert_rows(present.iter().map(|v| parser.parse(v)))
+        .map_err(|e| OperatorError::arrow("MIN/MAX", e))?
+        .remove(0);
+    // Scatter the decoded values back, with nulls where a group saw no value.
+    let mut indices = Vec::with_capacity(values.len());
+    let mut next = 0u64;
+    for v in &values {
+        indices.push(v.map(|_| {
+            next += 1;
+            next - 1
+        }));
+    }
+    let taken = arrow::compute::take(decoded.as_ref(), &arrow::array::UInt64Array::from(indices), None)
+        .map_err(|e| OperatorError::arrow("MIN/MAX", e))?;
+    if taken.data_type() != data_type {
+        return cast(&taken, data_type).map_err(|e| OperatorError::arrow("MIN/MAX", e));
+    }
+    Ok(taken)
+}
+
+#[async_trait]
+impl Operator for KeyedAggregate {
+    async fn process_batch(&mut self, batch: RecordBatch, _out: &mut Collector) -> Result<()> {
+        let keys: Vec<ArrayRef> = self.key_columns.iter().map(|&c| batch.column(c).clone()).collect();
+        let rows = self.key_converter.convert_columns(&keys).map_err(|e| OperatorError::arrow("GROUP BY keys", e))?;
+        let hashes = self.hasher.hashes(&batch)?;
+        // Per call: the input column prepared for fast access.
+        enum Input {
+            None,
+            Valid(ArrayRef),
+            Int(Int64Array),
+            Float(Float64Array),
+            Rows(arrow::row::Rows),
+        }
+        let mut inputs = Vec::with_capacity(self.calls.len());
+        for (call, conv) in self.calls.iter().zip(&self.value_converters) {
+            let column = call.column.map(|c| batch.column(c).clone());
+            inputs.push(match (call.function, column) {
+                (AggregateFunction::Count, Some(c)) => Input::Valid(c),
+                (AggregateFunction::Sum | AggregateFunction::Avg, Some(c)) if c.data_type().is_floating() || call.function == AggregateFunction::Avg => Input::Float(
+                    cast(&c, &DataType::Float64).map_err(|e| OperatorError::arrow("SUM", e))?.as_primitive::<Float64Type>().clone(),
+                ),
+                (AggregateFunction::Sum, Some(c)) => Input::Int(
+                    cast(&c, &DataType::Int64).map_err(|e| OperatorError::arrow("SUM", e))?.as_primitive::<Int64Type>().clone(),
+                ),
+                (AggregateFunction::Min | AggregateFunction::Max, Some(c)) => {
+                    let conv = conv.as_ref().expect("MIN/MAX calls have a converter");
+                    Input::Rows(conv.convert_columns(&[c]).map_err(|e| OperatorError::arrow("MIN/MAX", e))?)
+                }
+                _ => Input::None,
+            });
+        }
+        let min_max_columns: Vec<Option<ArrayRef>> =
+            self.calls.iter().map(|call| call.column.map(|c| batch.column(c).clone())).collect();
+        for (row, &hash) in hashes.iter().enumerate() {
+            let stored = state_key(key_group(hash, self.max_parallelism), ACCUMULATORS, rows.row(row).as_ref());
+            let group = match self.pending.entry(stored) {
+                std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
+                std::collections::hash_map::Entry::Vacant(e) => {
+                    let accs = match self.store.get(e.key())? {
+                        Some(bytes) => decode_accs(&bytes, self.calls.len())?,
+                        None => self.initial.clone(),
+                    };
+                    e.insert(accs)
+                }
+            };
+            for (i, input) in inputs.iter().enumerate() {
+                let acc = &mut group[i];
+                match (acc, input) {
+                    (Acc::Count(n), Input::None) if self.calls[i].function == AggregateFunction::CountStar => *n += 1,
+                    (Acc::Count(n), Input::Valid(c)) if c.is_valid(row) => *n += 1,
+                    (Acc::SumInt(s), Input::Int(c)) if c.is_valid(row) => {
+                        let v = c.value(row);
+                        *s = Some(s.unwrap_or(0).checked_add(v).ok_or_else(|| {
+                            OperatorError::InvalidPlan("SUM overflowed BIGINT; cast its input to DOUBLE".into())
+                        })?);
+                    }
+                    (Acc::SumFloat(s), Input::Float(c)) if c.is_valid(row) => *s = Some(s.unwrap_or(0.0) + c.value(row)),
+                    (Acc::Avg { sum, count }, Input::Float(c)) if c.is_valid(row) => {
+                        *sum += c.value(row);
+                        *count += 1;
+                    }
+                    (Acc::Extreme(current), Input::Rows(r)) => {
+                        let valid = min_max_columns[i].as_ref().is_some_and(|c| c.is_valid(row));
+                        if valid {
+                            let candidate = r.row(row);
+                            let better = match current.as_deref() {
+                                None => true,
+                                Some(cur) if self.calls[i].function == AggregateFunction::Min => candidate.as_ref() < cur,
+                                Some(cur) => candidate.as_ref() > cur,
+                            };
+                            if better {
+                                *current = Some(candidate.as_ref().to_vec());
+                            }
+                        }
+                    }
+                    _ => {}
+                }
+            }
+        }
+        if self.pending.len() >= MAX_PENDING_KEYS {
+            self.flush()?;
+        }
+        Ok(())
+    }
+
+    fn uses_keyed_state(&self) -> bool {
+        true
+    }
+
+    async fn initialize_state(&mut self, init: StateInit) -> Result<()> {
+        if let Some(store) = init.keyed {
+            self.store = store;
+        }
+        Ok(())
+    }
+
+    async fn open(&mut self, ctx: &TaskContext) -> Result<()> {
+        self.max_parallelism = ctx.max_parallelism;
+        Ok(())
+    }
+
+    async fn snapshot_state(&mut self, _checkpoint_id: u64) -> Result<OperatorState> {
+        self.flush()?;
+        Ok(OperatorState::default())
+    }
+
+    async fn finish(&mut self, out: &mut Collector) -> Result<()> {
+        for batch in self.emit()? {
+            out.batch(batch);
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use arrow::array::{Int32Array, StringArray};
+    use arrow::datatypes::{Field, Schema};
+
+    #[tokio::test]
+    async fn counts_sums_and_extremes_per_key() {
+        let input = Arc::new(Schema::new(vec![
+            Field::new("k", DataType::Utf8, false),
+            Field::new("v", DataType::Int32, true),
+        ]));
+        let output = Arc::new(Schema::new(vec![
+            Field::new("k", DataType::Utf8, false),
+            Field::new("n", DataType::Int64, false),
+            Field::new("c", DataType::Int64, false),
+            Field::new("s", DataType::Int64, true),
+            Field::new("lo", DataType::Int32, true),
+            Field::new("hi", DataType::Int32, true),
+            Field::new("avg", DataType::Float64, true),
+        ]));
+        let calls = vec![
+            Call { function: AggregateFunction::CountStar, column: None },
+            Call { function: AggregateFunction::Count, column: Some(1) },
+            Call { function: AggregateFunction::Sum, column: Some(1) },
+            Call { function: AggregateFunction::Min, column: Some(1) },
+            Call { function: AggregateFunction::Max, column: Some(1) },
+            Call { function: AggregateFunction::Avg, column: Some(1) },
+        ];
+        let mut agg = KeyedAggregate::new(&input, vec![0], calls, output, 2).unwrap();
+        let batch = RecordBatch::try_new(
+            input.clone(),
+            vec![
+                Arc::new(StringArray::from(vec!["a", "b", "a", "c", "a"])),
+                Arc::new(Int32Array::from(vec![Some(5), Some(-1), None, None, Some(7)])),
+            ],
+        )
+        .unwrap();
+        agg.process_batch(batch.clone(), &mut Collector::default()).await.unwrap();
+        agg.process_batch(batch, &mut Collector::default()).await.unwrap();
+        let mut collector = Collector::default();
+        agg.finish(&mut collector).await.unwrap();
+        let out = collector.batches();
+        assert_eq!(out.len(), 2, "three groups in batches of two");
+        let all = arrow::compute::concat_batches(&out[0].schema(), &out).unwrap();
+        let order = arrow::compute::sort_to_indices(all.column(0), None, None).unwrap();
+        let all = arrow::compute::take_record_batch(&all, &order).unwrap();
+        let text = arrow::util::pretty::pretty_format_batches(&[all]).unwrap().to_string();
+        let expected = "\
++---+---+---+----+----+----+------+
+| k | n | c | s  | lo | hi | avg  |
++---+---+---+----+----+----+------+
+| a | 6 | 4 | 24 | 5  | 7  | 6.0  |
+| b | 2 | 2 | -2 | -1 | -1 | -1.0 |
+| c | 2 | 0 |    |    |    |      |
++---+---+---+----+----+----+------+";
+        assert_eq!(text, expected);
+    }
+
+    #[test]
+    fn accumulators_round_trip_through_their_encoding() {
+        let accs = vec![
+            Acc::Count(3),
+            Acc::SumInt(None),
+            Acc::SumInt(Some(-4)),
+            Acc::SumFloat(Some(1.5)),
+            Acc::SumFloat(None),
+            Acc::Avg { sum: 2.0, count: 4 },
+            Acc::Extreme(Some(vec![1, 2, 3])),
+            Acc::Extreme(None),
+        ];
+        assert_eq!(decode_accs(&encode_accs(&accs), accs.len()).unwrap(), accs);
+        assert!(decode_accs(&encode_accs(&accs)[..5], accs.len()).is_err(), "truncated state is an error");
+    }
+}

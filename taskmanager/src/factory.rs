@@ -1,0 +1,87 @@
+//! Builds running operators from their protobuf descriptions.
+
+use sluice_proto::operator_spec::Kind;
+use sluice_proto::{AggregateFunction, OperatorSpec};
+
+use sluice_connectors::{create_sink, create_source};
+use sluice_ml::predict::MlPredict;
+use sluice_ml::remote::AsyncPredict;
+use sluice_core::secrets::{resolve, SecretSources};
+use sluice_core::schema::decode_schema;
+use sluice_transforms::keyed_aggregate::{Call, KeyedAggregate};
+use sluice_transforms::calc::Calc;
+use sluice_transforms::project::Project;
+use sluice_transforms::watermark::WatermarkGenerator;
+use sluice_core::{Operator, OperatorError, Result, Source};
+
+/// What a task manager provides to the operators it builds.
+#[derive(Debug, Clone)]
+pub struct BuildContext {
+    /// Rows per batch that sources emit.
+    pub batch_rows: usize,
+    /// Where `{{ secret.NAME }}` references in model options are resolved.
+    pub secrets: SecretSources,
+}
+
+/// Builds the source at the head of a source chain.
+pub fn build_source(spec: &OperatorSpec, ctx: &BuildContext) -> Result<Box<dyn Source>> {
+    match &spec.kind {
+        Some(Kind::Source(connector)) => create_source(connector, ctx.batch_rows),
+        _ => Err(OperatorError::InvalidPlan(format!("operator '{}' is not a source", spec.name))),
+    }
+}
+
+/// Builds a transform or sink.
+pub fn build_operator(spec: &OperatorSpec, ctx: &BuildContext) -> Result<Box<dyn Operator>> {
+    let batch_rows = ctx.batch_rows;
+    match &spec.kind {
+        Some(Kind::Sink(connector)) => create_sink(connector),
+        Some(Kind::Project(project)) => Ok(Box::new(Project::new(
+            project.columns.iter().map(|&c| c as usize).collect(),
+            decode_schema(&project.output_schema)?,
+        ))),
+        Some(Kind::KeyedAggregate(agg)) => {
+            let calls = agg
+                .aggregates
+                .iter()
+                .map(|call| {
+                    let function = AggregateFunction::try_from(call.function)
+                        .map_err(|_| OperatorError::InvalidPlan(format!("unknown aggregate function {}", call.function)))?;
+                    Ok(Call { function, column: call.column.map(|c| c as usize) })
+                })
+                .collect::<Result<Vec<_>>>()?;
+            Ok(Box::new(KeyedAggregate::new(
+                &decode_schema(&agg.input_schema)?,
+                agg.key_columns.iter().map(|&c| c as usize).collect(),
+                calls,
+                decode_schema(&agg.output_schema)?,
+                batch_rows,
+            )?))
+        }
+        Some(Kind::Calc(calc)) => Ok(Box::new(Calc::from_spec(calc)?)),
+        Some(Kind::Watermark(spec)) => Ok(Box::new(WatermarkGenerator::from_spec(spec)?)),
+        Some(Kind::MlPredict(spec)) => {
+            let context = format!("model '{}'", spec.model);
+            // Secrets resolve when the job starts, never in the plan.
+            let mut options = std::collections::BTreeMap::new();
+            for (key, value) in &spec.options {
+                let resolved = resolve(value, &ctx.secrets).map_err(|e| OperatorError::config(context.clone(), e.to_string()))?;
+                options.insert(key.clone(), resolved);
+            }
+            // The ML_PREDICT call's own settings win over the model's.
+            options.extend(spec.config.clone());
+            match spec.provider.as_str() {
+                "local" => Ok(Box::new(MlPredict::new(spec, options)?)),
+                "openai" | "anthropic" => Ok(Box::new(AsyncPredict::new(spec, &options)?)),
+                other => Err(OperatorError::config(
+                    context,
+                    format!("the '{other}' provider cannot run in this build yet; ML_PREDICT is planned and validated only"),
+                )),
+            }
+        }
+        Some(Kind::Source(_)) => {
+            Err(OperatorError::InvalidPlan(format!("source '{}' in the middle of a chain", spec.name)))
+        }
+        None => Err(OperatorError::InvalidPlan(format!("operator '{}' has no kind", spec.name))),
+    }
+}
