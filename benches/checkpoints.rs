@@ -120,7 +120,9 @@ fn main() {
     // A checkpoint taken once every key is in state, then the next one.
     let filled = wait(&address, &job, "1,000,000 keys", Duration::from_secs(120), |s| source_rows(s) >= KEYS);
     let after = filled["checkpoints"]["completed"].as_u64().unwrap_or(0);
-    let full = wait(&address, &job, "a checkpoint", Duration::from_secs(60), |s| s["checkpoints"]["completed"].as_u64().unwrap_or(0) > after);
+    let full = wait(&address, &job, "a checkpoint", Duration::from_secs(60), |s| {
+        s["checkpoints"]["completed"].as_u64().unwrap_or(0) > after
+    });
     let next = wait(&address, &job, "a second checkpoint", Duration::from_secs(60), |s| {
         s["checkpoints"]["completed"].as_u64().unwrap_or(0) > after + 1
     });
@@ -148,7 +150,11 @@ fn main() {
 
     println!("checkpoint benchmark: keyed COUNT over {KEYS} keys, parallelism 2, 2 task managers, RocksDB state");
     println!("{:<46} {:>14}", "measure", "value");
-    println!("{:<46} {:>14}", "full checkpoint: duration (trigger to complete)", format!("{} ms", c["latest_duration_ms"]));
+    println!(
+        "{:<46} {:>14}",
+        "full checkpoint: duration (trigger to complete)",
+        format!("{} ms", c["latest_duration_ms"])
+    );
     println!("{:<46} {:>14}", "  slowest subtask, synchronous part", format!("{sync_ms} ms"));
     println!("{:<46} {:>14}", "  slowest subtask, asynchronous part", format!("{async_ms} ms"));
     println!("{:<46} {:>14}", "  slowest subtask, alignment", format!("{align_ms} ms"));
@@ -157,11 +163,7 @@ fn main() {
     println!("{:<46} {:>14}", "next checkpoint: duration", format!("{} ms", n["latest_duration_ms"]));
     println!("{:<46} {:>14}", "  state size", mib(n["latest_state_bytes"].as_u64().unwrap_or(0)));
     println!("{:<46} {:>14}", "  bytes copied (incremental)", mib(n["latest_uploaded_bytes"].as_u64().unwrap_or(0)));
-    println!(
-        "{:<46} {:>14}",
-        "recovery: kill -9 to resumed processing",
-        format!("{:.2} s", recovery.as_secs_f64())
-    );
+    println!("{:<46} {:>14}", "recovery: kill -9 to resumed processing", format!("{:.2} s", recovery.as_secs_f64()));
     println!("{:<46} {:>14}", "  restored from checkpoint", restarted["checkpoints"]["restored_from_id"].to_string());
     println!(
         "goal: recovery under 5 s with a 3 s heartbeat timeout: {}",

@@ -21,7 +21,8 @@ impl Drop for Broker {
 }
 
 fn create_topic(address: &str, name: &str) {
-    let admin: AdminClient<DefaultClientContext> = ClientConfig::new().set("bootstrap.servers", address).create().unwrap();
+    let admin: AdminClient<DefaultClientContext> =
+        ClientConfig::new().set("bootstrap.servers", address).create().unwrap();
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
     let topic = NewTopic::new(name, 4, TopicReplication::Fixed(1));
     for r in runtime.block_on(admin.create_topics([&topic], &AdminOptions::new())).unwrap() {
@@ -47,8 +48,12 @@ fn main() {
         std::thread::sleep(Duration::from_millis(100));
     }
     create_topic(&address, "input");
-    let producer: BaseProducer =
-        ClientConfig::new().set("bootstrap.servers", &address).set("linger.ms", "20").set("queue.buffering.max.messages", "1000000").create().unwrap();
+    let producer: BaseProducer = ClientConfig::new()
+        .set("bootstrap.servers", &address)
+        .set("linger.ms", "20")
+        .set("queue.buffering.max.messages", "1000000")
+        .create()
+        .unwrap();
     for i in 0..rows {
         let value = format!(r#"{{"id": {i}, "name": "customer-{}", "amount": {}}}"#, i % 1000, i % 100);
         let mut record = Some(BaseRecord::<(), String>::to("input").payload(&value).partition((i % 4) as i32));

@@ -58,7 +58,8 @@ fn sluice_rows_per_second(model: &str, rows: u64, batch: usize, threads: usize, 
         ),
     )
     .unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_sluice")).arg("run").arg(&sql).args(["--parallelism", "1"]).output().unwrap();
+    let out =
+        Command::new(env!("CARGO_BIN_EXE_sluice")).arg("run").arg(&sql).args(["--parallelism", "1"]).output().unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{stderr}");
     // "job NAME FINISHED in 1.23s": the job's own time, without process start-up.

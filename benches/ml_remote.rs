@@ -74,7 +74,12 @@ fn run(stub: &Stub, dir: &Path, rows: u64, task: &str, concurrency: u32, batch: 
     });
     while child.try_wait().unwrap().is_none() {
         if let Ok(status) = std::fs::read_to_string(&status_path) {
-            if let Some(kib) = status.lines().find(|l| l.starts_with("VmHWM:")).and_then(|l| l.split_whitespace().nth(1)).and_then(|n| n.parse().ok()) {
+            if let Some(kib) = status
+                .lines()
+                .find(|l| l.starts_with("VmHWM:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|n| n.parse().ok())
+            {
                 peak_kib = peak_kib.max(kib);
             }
         }

@@ -18,6 +18,9 @@ if ((${#missing[@]})); then
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${missing[@]}" >/dev/null
 fi
 command -v cargo >/dev/null 2>&1 || { echo "cargo not found: install Rust with rustup (https://rustup.rs)" >&2; exit 1; }
+for tool in fmt clippy; do
+  cargo "$tool" --version >/dev/null 2>&1 || { echo "cargo $tool not found: rustup component add rustfmt clippy" >&2; exit 1; }
+done
 # A Kafka-protocol broker for the Kafka tests (they start their own instances): noida-db,
 # from PyPI, which hides aborted transactions from read_committed consumers.
 # PyPI packages are pinned (Debian's packages above are those of the stable release, which

@@ -73,7 +73,8 @@ impl ConfigFile {
     /// Reads `path`, or returns the defaults when no file is given.
     pub fn load(path: Option<&Path>) -> Result<Self> {
         let Some(path) = path else { return Ok(ConfigFile::default()) };
-        let text = std::fs::read_to_string(path).with_context(|| format!("cannot read config file '{}'", path.display()))?;
+        let text =
+            std::fs::read_to_string(path).with_context(|| format!("cannot read config file '{}'", path.display()))?;
         toml::from_str(&text).with_context(|| format!("invalid config file '{}'", path.display()))
     }
 }

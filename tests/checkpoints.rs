@@ -90,7 +90,9 @@ fn restored_positions(cluster: &Cluster) -> Vec<u64> {
             if !line.contains("datagen resumes from its checkpoint") {
                 continue;
             }
-            let number_after = |text: &str| -> u64 { text.chars().take_while(|c| c.is_ascii_digit()).collect::<String>().parse().unwrap() };
+            let number_after = |text: &str| -> u64 {
+                text.chars().take_while(|c| c.is_ascii_digit()).collect::<String>().parse().unwrap()
+            };
             let attempt = number_after(line.split("attempt=").nth(1).unwrap());
             let rows = by_attempt.entry(attempt).or_default();
             for part in line.split("at row ").skip(1) {
@@ -142,7 +144,11 @@ fn a_restored_job_resumes_from_its_checkpointed_positions() {
     let resumed_at: u64 = positions.iter().sum();
     assert!(resumed_at > 0, "the restored sources must not start from the beginning");
     let produced_after_restore = metric(&status, "events", "rows_in");
-    assert_eq!(produced_after_restore, total - resumed_at, "the new attempt produces only the rows after the checkpoint");
+    assert_eq!(
+        produced_after_restore,
+        total - resumed_at,
+        "the new attempt produces only the rows after the checkpoint"
+    );
 
     assert_no_leftovers(&out);
     let mut ids: Vec<i64> = read_json_lines(&out).iter().map(|r| r["id"].as_i64().unwrap()).collect();
@@ -187,7 +193,8 @@ fn stop_with_savepoint_and_resume_at_another_parallelism() {
     let status = cluster.wait_for(&resumed, &["FINISHED", "FAILED"], 2 * MINUTE);
     assert_eq!(status["state"], "FINISHED", "{status:#}\n{}", cluster.logs());
     assert!(metric(&status, "events", "rows_in") < 200_000, "the resumed job starts from the savepoint");
-    let counts: Vec<(i64, i64)> = read_json_lines(&out).iter().map(|r| (r["k"].as_i64().unwrap(), r["n"].as_i64().unwrap())).collect();
+    let counts: Vec<(i64, i64)> =
+        read_json_lines(&out).iter().map(|r| (r["k"].as_i64().unwrap(), r["n"].as_i64().unwrap())).collect();
     assert_eq!(counts.len(), 100, "{counts:?}");
     assert!(counts.iter().all(|&(_, n)| n == 2000), "{counts:?}");
 

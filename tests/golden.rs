@@ -91,7 +91,8 @@ fn run_checkpointed(script: &Path) -> String {
     let tmp = tempfile::tempdir().unwrap();
     let file = prepare(script, tmp.path());
     let checkpoints = tmp.path().join("checkpoints");
-    let args = ["--parallelism", "2", "--checkpoint-interval", "500ms", "--checkpoint-dir", checkpoints.to_str().unwrap()];
+    let args =
+        ["--parallelism", "2", "--checkpoint-interval", "500ms", "--checkpoint-dir", checkpoints.to_str().unwrap()];
     let out = sluice_run(&file, &args, &[]);
     succeeded(script, "at parallelism 2 with checkpoints", &out);
     normalize(&out.stdout)
@@ -104,7 +105,8 @@ fn run_killed_and_restored(script: &Path) -> (String, bool) {
     let tmp = tempfile::tempdir().unwrap();
     let file = prepare(script, tmp.path());
     let checkpoints = tmp.path().join("checkpoints");
-    let args = ["--parallelism", "2", "--checkpoint-interval", "50ms", "--checkpoint-dir", checkpoints.to_str().unwrap()];
+    let args =
+        ["--parallelism", "2", "--checkpoint-interval", "50ms", "--checkpoint-dir", checkpoints.to_str().unwrap()];
     let env = [("SLUICE_TEST_EXIT_AFTER_CHECKPOINT", "2"), ("SLUICE_TEST_SOURCE_PACE", "1:25")];
     let first = sluice_run(&file, &args, &env);
     if first.code == Some(0) {
@@ -169,12 +171,18 @@ fn golden_sql_files_produce_their_expected_output() {
         }
         let checkpointed = run_checkpointed(script);
         if checkpointed != expected {
-            failures.push(format!("{} at parallelism 2 with checkpoints:\n--- expected\n{expected}--- actual\n{checkpointed}", script.display()));
+            failures.push(format!(
+                "{} at parallelism 2 with checkpoints:\n--- expected\n{expected}--- actual\n{checkpointed}",
+                script.display()
+            ));
         }
         let (restored, killed) = run_killed_and_restored(script);
         kills += usize::from(killed);
         if restored != expected {
-            failures.push(format!("{} killed and restored at parallelism 3:\n--- expected\n{expected}--- actual\n{restored}", script.display()));
+            failures.push(format!(
+                "{} killed and restored at parallelism 3:\n--- expected\n{expected}--- actual\n{restored}",
+                script.display()
+            ));
         }
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));

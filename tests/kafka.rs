@@ -38,7 +38,8 @@ fn kafka_to_kafka_transform_is_exact() {
     let total = 1_000_000i64;
     broker.produce(
         "orders",
-        (0..total).map(|i| (Some((i % 4) as i32), json!({"id": i, "name": format!("n{i}"), "amount": i % 1000}).to_string())),
+        (0..total)
+            .map(|i| (Some((i % 4) as i32), json!({"id": i, "name": format!("n{i}"), "amount": i % 1000}).to_string())),
     );
     let cluster = Cluster::start(&[2, 2], &[]);
     let job = cluster.submit(
@@ -79,7 +80,8 @@ fn malformed_records_fail_with_their_offset_or_are_skipped() {
     broker.produce("mixed", records.iter().map(|r| (Some(0), r.to_string())));
     let cluster = Cluster::start(&[2], &[]);
 
-    let strict = cluster.submit(&format!("{}\nINSERT INTO output SELECT * FROM input;", tables(&broker, "mixed", "out-strict", "")), 1);
+    let strict = cluster
+        .submit(&format!("{}\nINSERT INTO output SELECT * FROM input;", tables(&broker, "mixed", "out-strict", "")), 1);
     let status = cluster.wait_for(&strict, &["FINISHED", "FAILED"], MINUTE);
     assert_eq!(status["state"], "FAILED", "{status:#}");
     let message = status["message"].as_str().unwrap();
@@ -114,7 +116,10 @@ fn exactly_once_survives_kills_and_a_crash_before_commit() {
     broker.create_topic("payments", 4);
     broker.create_topic("settled", 4);
     let total = 200_000i64;
-    broker.produce("payments", (0..total).map(|i| (Some((i % 4) as i32), json!({"id": i, "name": "p", "amount": 1}).to_string())));
+    broker.produce(
+        "payments",
+        (0..total).map(|i| (Some((i % 4) as i32), json!({"id": i, "name": "p", "amount": 1}).to_string())),
+    );
     let mut cluster = Cluster::start(&[], &["--checkpoint-dir", "{dir}/checkpoints", "--heartbeat-timeout", "2s"]);
     cluster.add_taskmanager_with_env(2, &[("SLUICE_TEST_EXIT_BEFORE_COMMIT", "3")]);
     cluster.add_taskmanager_with_env(2, &[("SLUICE_TEST_EXIT_BEFORE_COMMIT", "3")]);
@@ -211,7 +216,10 @@ fn a_restored_source_resumes_from_its_checkpointed_offsets() {
 
     // The restored attempt's start offset, from the task manager's log.
     let log = std::fs::read_to_string(cluster.dir.path().join("taskmanager-2.log")).unwrap();
-    let line = log.lines().rfind(|l| l.contains("kafka source reads its partitions")).expect("the restored source logs its offsets");
+    let line = log
+        .lines()
+        .rfind(|l| l.contains("kafka source reads its partitions"))
+        .expect("the restored source logs its offsets");
     let start: i64 = line
         .split("ledger/0 from offset ")
         .nth(1)
@@ -223,10 +231,17 @@ fn a_restored_source_resumes_from_its_checkpointed_offsets() {
     let restored_from = status["checkpoints"]["restored_from_id"].as_u64().unwrap();
     assert!(restored_from >= 3, "{status:#}");
 
-    let ids: Vec<i64> = broker.read_all("ledger-copy", 1).iter().map(|(_, _, v)| serde_json::from_str::<Value>(v).unwrap()["id"].as_i64().unwrap()).collect();
+    let ids: Vec<i64> = broker
+        .read_all("ledger-copy", 1)
+        .iter()
+        .map(|(_, _, v)| serde_json::from_str::<Value>(v).unwrap()["id"].as_i64().unwrap())
+        .collect();
     assert_eq!(ids.len() as i64, total, "every record once");
     let first_after_restore = ids.iter().position(|&id| id == start).unwrap();
-    assert!(ids[..first_after_restore].iter().all(|&id| id < start), "records before the checkpoint were committed before it");
+    assert!(
+        ids[..first_after_restore].iter().all(|&id| id < start),
+        "records before the checkpoint were committed before it"
+    );
 }
 
 /// Metadata columns: a record's topic, partition, offset and timestamp; with a computed
@@ -263,11 +278,18 @@ fn metadata_columns_carry_topic_partition_offset_and_timestamp() {
         .iter()
         .map(|r| {
             assert_eq!(r["doubled"], r["id"].as_i64().unwrap() * 2);
-            (r["id"].as_i64().unwrap(), r["src"].as_str().unwrap().to_string(), r["part"].as_i64().unwrap(), r["off"].as_i64().unwrap(), r["fresh"].as_bool().unwrap())
+            (
+                r["id"].as_i64().unwrap(),
+                r["src"].as_str().unwrap().to_string(),
+                r["part"].as_i64().unwrap(),
+                r["off"].as_i64().unwrap(),
+                r["fresh"].as_bool().unwrap(),
+            )
         })
         .collect();
     rows.sort();
-    let expected: Vec<(i64, String, i64, i64, bool)> = (0..10).map(|i| (i, "clicks".to_string(), i % 2, i / 2, true)).collect();
+    let expected: Vec<(i64, String, i64, i64, bool)> =
+        (0..10).map(|i| (i, "clicks".to_string(), i % 2, i / 2, true)).collect();
     assert_eq!(rows, expected);
 }
 
@@ -281,7 +303,11 @@ fn letter(id: i64) -> sluice_connectors::kafka::dead_letter::DeadLetter {
     }
 }
 
-fn dead_letter_config(broker: &Broker, topic: &str, guarantee: &str) -> sluice_connectors::kafka::dead_letter::DeadLetterConfig {
+fn dead_letter_config(
+    broker: &Broker,
+    topic: &str,
+    guarantee: &str,
+) -> sluice_connectors::kafka::dead_letter::DeadLetterConfig {
     let options = [
         ("dead-letter.topic".to_string(), format!("kafka:{topic}")),
         ("dead-letter.properties.bootstrap.servers".to_string(), broker.address.clone()),
@@ -319,7 +345,8 @@ fn dead_letters_reach_their_topic() {
         writer.flush().await.unwrap();
         assert_eq!(writer.written(), 3);
     });
-    let letters: Vec<Value> = broker.read_all("failed-predictions", 1).iter().map(|(_, _, v)| serde_json::from_str(v).unwrap()).collect();
+    let letters: Vec<Value> =
+        broker.read_all("failed-predictions", 1).iter().map(|(_, _, v)| serde_json::from_str(v).unwrap()).collect();
     assert_eq!(letters.len(), 3);
     assert_eq!(letters[2]["input"]["id"], 2);
     assert_eq!(letters[0]["http_status"], 400);
@@ -366,7 +393,11 @@ fn exactly_once_dead_letters_commit_with_their_checkpoint_and_once_after_a_resto
         init.restored_checkpoint = 1;
         init.operator_uid = "3-ml_predict".into();
         let mut writer = DeadLetterWriter::open(&config, &ctx, DeadLetterRestore::from_init(&init)).await.unwrap();
-        assert_eq!(letter_ids(&broker, "failed-eo"), vec![0, 1, 2], "the restored checkpoint's letters, once; epoch 2 aborted");
+        assert_eq!(
+            letter_ids(&broker, "failed-eo"),
+            vec![0, 1, 2],
+            "the restored checkpoint's letters, once; epoch 2 aborted"
+        );
         writer.write(&letter(7)).unwrap();
         writer.snapshot(2, OperatorState::default()).await.unwrap();
         writer.commit(2).await.unwrap();
@@ -396,7 +427,11 @@ fn new_partitions_are_picked_up() {
         2,
     );
     let committed_ids = || -> Vec<i64> {
-        let mut ids: Vec<i64> = if out.exists() { read_json_lines(&out).iter().map(|r| r["id"].as_i64().unwrap()).collect() } else { Vec::new() };
+        let mut ids: Vec<i64> = if out.exists() {
+            read_json_lines(&out).iter().map(|r| r["id"].as_i64().unwrap()).collect()
+        } else {
+            Vec::new()
+        };
         ids.sort_unstable();
         ids
     };
@@ -410,10 +445,16 @@ fn new_partitions_are_picked_up() {
     wait_for_ids(5);
     let admin: AdminClient<DefaultClientContext> = broker.client().create().unwrap();
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-    for r in runtime.block_on(admin.create_partitions(&[rdkafka::admin::NewPartitions::new("growing", 3)], &AdminOptions::new())).unwrap() {
+    for r in runtime
+        .block_on(admin.create_partitions(&[rdkafka::admin::NewPartitions::new("growing", 3)], &AdminOptions::new()))
+        .unwrap()
+    {
         r.unwrap();
     }
-    broker.produce("growing", (5..11).map(|i: i32| (Some(i % 3), json!({"id": i, "name": "g", "amount": 0}).to_string())));
+    broker.produce(
+        "growing",
+        (5..11).map(|i: i32| (Some(i % 3), json!({"id": i, "name": "g", "amount": 0}).to_string())),
+    );
     wait_for_ids(11);
     let canceled = cluster.cli(&["cancel", &job]);
     assert!(canceled.status.success());
@@ -421,7 +462,11 @@ fn new_partitions_are_picked_up() {
 
 /// The committed ids of a filesystem sink's directory, sorted (none while it is missing).
 fn committed_ids(out: &std::path::Path) -> Vec<i64> {
-    let mut ids: Vec<i64> = if out.exists() { read_json_lines(out).iter().map(|r| r["id"].as_i64().unwrap()).collect() } else { Vec::new() };
+    let mut ids: Vec<i64> = if out.exists() {
+        read_json_lines(out).iter().map(|r| r["id"].as_i64().unwrap()).collect()
+    } else {
+        Vec::new()
+    };
     ids.sort_unstable();
     ids
 }
@@ -463,10 +508,14 @@ fn checkpoints_completed(cluster: &Cluster, job: &str) -> u64 {
 fn a_quiet_partition_of_a_latest_offset_job_is_not_replayed_after_a_restore() {
     let broker = Broker::start();
     broker.create_topic("clicks", 2);
-    broker.produce("clicks", (0..100).map(|i| (Some(i % 2), json!({"id": 1000 + i, "name": "old", "amount": 0}).to_string())));
+    broker.produce(
+        "clicks",
+        (0..100).map(|i| (Some(i % 2), json!({"id": 1000 + i, "name": "old", "amount": 0}).to_string())),
+    );
     let mut cluster = Cluster::start(&[1], &["--checkpoint-dir", "{dir}/checkpoints", "--heartbeat-timeout", "2s"]);
     let out = cluster.dir.path().join("out");
-    let job = cluster.submit(&restarting_kafka_to_files(&broker, "clicks", "'scan.startup.mode' = 'latest-offset'", &out), 1);
+    let job =
+        cluster.submit(&restarting_kafka_to_files(&broker, "clicks", "'scan.startup.mode' = 'latest-offset'", &out), 1);
     // A completed checkpoint means the source has opened and resolved 'latest'.
     wait_until(&cluster, "a first checkpoint", || checkpoints_completed(&cluster, &job) >= 1);
     broker.produce("clicks", (0..5).map(|i| (Some(0), json!({"id": i, "name": "new", "amount": 0}).to_string())));
@@ -478,7 +527,9 @@ fn a_quiet_partition_of_a_latest_offset_job_is_not_replayed_after_a_restore() {
     cluster.add_taskmanager(1);
     wait_until(&cluster, "the restored job", || {
         let status = cluster.status(&job);
-        status["restarts"].as_u64().unwrap_or(0) >= 1 && status["state"] == "RUNNING" && status["checkpoints"]["completed"].as_u64().unwrap_or(0) > before + 1
+        status["restarts"].as_u64().unwrap_or(0) >= 1
+            && status["state"] == "RUNNING"
+            && status["checkpoints"]["completed"].as_u64().unwrap_or(0) > before + 1
     });
     broker.produce("clicks", (5..15).map(|i| (Some(i % 2), json!({"id": i, "name": "new", "amount": 0}).to_string())));
     wait_until(&cluster, "ids 0..15 committed", || committed_ids(&out).iter().filter(|&&id| id < 1000).count() >= 15);
@@ -516,7 +567,11 @@ fn a_restored_bounded_read_stops_where_the_first_attempt_would_have() {
     let status = cluster.wait_for(&job, &["FINISHED", "FAILED"], 2 * MINUTE);
     assert_eq!(status["state"], "FINISHED", "{status:#}\n{}", cluster.logs());
     assert!(status["restarts"].as_u64().unwrap() >= 1, "{status:#}");
-    assert_eq!(committed_ids(&out), (0..3000).collect::<Vec<_>>(), "exactly the records before the first attempt's end offsets");
+    assert_eq!(
+        committed_ids(&out),
+        (0..3000).collect::<Vec<_>>(),
+        "exactly the records before the first attempt's end offsets"
+    );
 }
 
 /// The SQL of an unbounded datagen → exactly-once Kafka job writing `topic`.
@@ -550,7 +605,11 @@ fn stop_with_savepoint_leaves_no_transaction_open() {
     let status = cluster.status(&job);
     assert_eq!(status["state"], "FINISHED", "the stop answers once the job has ended: {status:#}");
     broker.produce("stopped", [(Some(0), json!({"id": -1}).to_string())]);
-    let ids: Vec<i64> = broker.read_all("stopped", 1).iter().map(|(_, _, v)| serde_json::from_str::<Value>(v).unwrap()["id"].as_i64().unwrap()).collect();
+    let ids: Vec<i64> = broker
+        .read_all("stopped", 1)
+        .iter()
+        .map(|(_, _, v)| serde_json::from_str::<Value>(v).unwrap()["id"].as_i64().unwrap())
+        .collect();
     let (marker, rows) = ids.split_last().expect("the marker is readable");
     assert_eq!(*marker, -1, "the record written after the stop comes last");
     assert!(!rows.is_empty());

@@ -106,7 +106,10 @@ fn null_features_follow_on_error() {
     let failed = sluice_run(&scoring_job(1_000, &out, ", 'on_error' = 'fail'", 1_000_000), dir.path(), &[]);
     assert!(!failed.status.success());
     let stderr = String::from_utf8_lossy(&failed.stderr);
-    assert!(stderr.contains("model 'fraud_classifier'") && stderr.contains("NULL in INPUT column 'user_age'"), "{stderr}");
+    assert!(
+        stderr.contains("model 'fraud_classifier'") && stderr.contains("NULL in INPUT column 'user_age'"),
+        "{stderr}"
+    );
     assert!(!stderr.contains("panicked"), "{stderr}");
 
     let out = dir.path().join("skipped");
@@ -127,7 +130,8 @@ fn null_features_follow_on_error() {
     let run = sluice_run(&scoring_job(1_000, &out, &options, 1_000_000), dir.path(), &[]);
     assert!(run.status.success(), "{}", String::from_utf8_lossy(&run.stderr));
     let scored = read_json_lines(&out).len();
-    let letters: Vec<Value> = broker.read_all("bad-features", 1).iter().map(|(_, _, v)| serde_json::from_str(v).unwrap()).collect();
+    let letters: Vec<Value> =
+        broker.read_all("bad-features", 1).iter().map(|(_, _, v)| serde_json::from_str(v).unwrap()).collect();
     assert_eq!(scored + letters.len(), 1_000, "every row is scored or dead-lettered");
     assert!(!letters.is_empty());
     for letter in &letters {
@@ -183,7 +187,12 @@ fn a_checkpointed_scoring_job_restores_after_a_kill() {
     assert!(status["restarts"].as_u64().unwrap() >= 1, "{status:#}");
     // Per-model metrics reach the status.
     let model_metric = |key: &str| -> u64 {
-        status["tasks"].as_array().unwrap().iter().map(|t| t["operators"][format!("model.fraud_classifier.{key}")].as_u64().unwrap_or(0)).sum()
+        status["tasks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|t| t["operators"][format!("model.fraud_classifier.{key}")].as_u64().unwrap_or(0))
+            .sum()
     };
     assert!(model_metric("rows") > 0 && model_metric("batches") > 0, "{status:#}");
     assert!(model_metric("latency_p50_us") > 0, "{status:#}");
@@ -247,5 +256,9 @@ fn dead_letters_are_exactly_once_through_a_crash_before_commit_and_kills() {
     assert!(letters > rows / 20, "about a tenth of the rows have a NULL feature; {letters} were dead-lettered");
     let missing = seen.iter().filter(|&&n| n == 0).count();
     let duplicated = seen.iter().filter(|&&n| n > 1).count();
-    assert_eq!((missing, duplicated), (0, 0), "rows missing or written twice (scored or dead-lettered) after {kills} kills");
+    assert_eq!(
+        (missing, duplicated),
+        (0, 0),
+        "rows missing or written twice (scored or dead-lettered) after {kills} kills"
+    );
 }

@@ -57,7 +57,11 @@ impl Stub {
 
     /// The request log: one JSON object per request.
     fn requests(&self) -> Vec<Value> {
-        std::fs::read_to_string(&self.log).unwrap_or_default().lines().map(|l| serde_json::from_str(l).unwrap()).collect()
+        std::fs::read_to_string(&self.log)
+            .unwrap_or_default()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect()
     }
 }
 
@@ -100,7 +104,12 @@ fn questions_job(input: &Path, model: &str, out: &Path) -> String {
 
 /// The per-model metric `key` summed over the job's tasks.
 fn model_metric(status: &Value, key: &str) -> u64 {
-    status["tasks"].as_array().unwrap().iter().map(|t| t["operators"][format!("model.assistant.{key}")].as_u64().unwrap_or(0)).sum()
+    status["tasks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["operators"][format!("model.assistant.{key}")].as_u64().unwrap_or(0))
+        .sum()
 }
 
 fn lowest_model_metric(status: &Value, key: &str) -> u64 {
@@ -149,7 +158,11 @@ fn checkpoints_complete_while_requests_are_in_flight() {
         let in_flight = model_metric(&status, "in_flight");
         let completed = status["checkpoints"]["completed"].as_u64().unwrap_or(0);
         if completed > last_completed && in_flight > 0 && status["state"] == "RUNNING" {
-            completed_with_requests_in_flight.push((completed, in_flight, status["checkpoints"]["latest_duration_ms"].as_u64().unwrap()));
+            completed_with_requests_in_flight.push((
+                completed,
+                in_flight,
+                status["checkpoints"]["latest_duration_ms"].as_u64().unwrap(),
+            ));
             for task in status["tasks"].as_array().unwrap() {
                 let alignment = task["checkpoint"]["alignment_ms"].as_u64().unwrap_or(0);
                 assert!(alignment < 100, "alignment {alignment} ms: {task:#}");
@@ -256,7 +269,8 @@ fn a_restore_reissues_in_flight_requests_and_the_cache_keeps_answers() {
         assert_eq!(*previous, answer, "topic {} got two answers", row["topic"]);
     }
     // Every committed answer is one the stub gave for that prompt.
-    let given: std::collections::HashSet<String> = stub.requests().iter().filter_map(|r| r["answer"].as_str().map(str::to_string)).collect();
+    let given: std::collections::HashSet<String> =
+        stub.requests().iter().filter_map(|r| r["answer"].as_str().map(str::to_string)).collect();
     assert!(answers.values().all(|a| given.contains(a)));
     assert!(model_metric(&status, "cache_hits") > 0, "{status:#}");
 }
@@ -338,7 +352,9 @@ fn failed_rows_go_to_the_dead_letter_topic_and_keys_never_leak() {
     assert!(hung["http_status"].is_null(), "{hung}");
     assert!(hung["error"].as_str().unwrap().contains("no answer within"), "{hung}");
 
-    let attempts = |needle: &str| stub.requests().iter().filter(|r| r["prompt"].as_str().unwrap_or_default().contains(needle)).count();
+    let attempts = |needle: &str| {
+        stub.requests().iter().filter(|r| r["prompt"].as_str().unwrap_or_default().contains(needle)).count()
+    };
     assert_eq!(attempts("[stub:400]"), 1, "a 400 is not retried");
     assert_eq!(attempts("[stub:hang]"), 3);
     assert_eq!(attempts("[stub:503x2]"), 3);
@@ -354,7 +370,8 @@ fn failed_rows_go_to_the_dead_letter_topic_and_keys_never_leak() {
     // The key is nowhere: logs, status, the plan, dead letters, checkpoints, the stub's log.
     // EXPLAIN of the same job with the key written in the SQL.
     std::fs::write(cluster.dir.path().join("plan.sql"), &literal_sql).unwrap();
-    let explain = Command::new(common::sluice_bin()).arg("explain").arg(cluster.dir.path().join("plan.sql")).output().unwrap();
+    let explain =
+        Command::new(common::sluice_bin()).arg("explain").arg(cluster.dir.path().join("plan.sql")).output().unwrap();
     assert!(explain.status.success(), "{}", String::from_utf8_lossy(&explain.stderr));
     let mut everything = String::from_utf8_lossy(&explain.stdout).into_owned();
     everything.push_str(&String::from_utf8_lossy(&cluster.cli(&["status", &job]).stdout));
@@ -366,15 +383,23 @@ fn failed_rows_go_to_the_dead_letter_topic_and_keys_never_leak() {
     }
     everything.push_str(&String::from_utf8_lossy(&cluster.cli(&["status", &literal]).stdout));
     everything.push_str(&letters.values().map(Value::to_string).collect::<String>());
-    let literal_letters: Vec<String> = broker.read_all("failed-predictions", 1).into_iter().map(|(_, _, v)| v).collect();
+    let literal_letters: Vec<String> =
+        broker.read_all("failed-predictions", 1).into_iter().map(|(_, _, v)| v).collect();
     assert_eq!(literal_letters.len(), 4, "both jobs dead-lettered their two rows");
     everything.push_str(&literal_letters.concat());
     everything.push_str(&std::fs::read_to_string(&stub.log).unwrap());
     let checkpoint_files = files_under(&cluster.dir.path().join("checkpoints"));
-    assert!(checkpoint_files.iter().any(|f| f.ends_with("_metadata")), "the jobs took checkpoints: {checkpoint_files:?}");
+    assert!(
+        checkpoint_files.iter().any(|f| f.ends_with("_metadata")),
+        "the jobs took checkpoints: {checkpoint_files:?}"
+    );
     for file in &checkpoint_files {
         let bytes = std::fs::read(file).unwrap();
-        assert!(!bytes.windows(KEY.len()).any(|w| w == KEY.as_bytes()), "the API key is in checkpoint file {}", file.display());
+        assert!(
+            !bytes.windows(KEY.len()).any(|w| w == KEY.as_bytes()),
+            "the API key is in checkpoint file {}",
+            file.display()
+        );
     }
     assert!(!everything.contains(KEY), "the API key leaked");
     assert!(everything.contains("model assistant"), "the search covered the dead letters");
@@ -401,7 +426,10 @@ fn on_error_fail_names_the_model_and_the_status() {
         let status = cluster.wait_for(&job, &["FINISHED", "FAILED"], MINUTE);
         assert_eq!(status["state"], "FAILED", "{status:#}");
         let text = status.to_string();
-        assert!(text.contains("model 'assistant'") && text.contains(&format!("HTTP status {status_code}")), "{status:#}");
+        assert!(
+            text.contains("model 'assistant'") && text.contains(&format!("HTTP status {status_code}")),
+            "{status:#}"
+        );
         assert!(text.contains("not retried"), "{status:#}");
         assert!(!text.contains("wrong-key-9876"), "{status:#}");
     }
@@ -415,7 +443,15 @@ fn malformed_and_truncated_answers_are_retried() {
     let dir = cluster.dir.path().join("in");
     write_questions(&dir, &(0..100).map(|i| (i, format!("question {i}"))).collect::<Vec<_>>());
     let out = cluster.dir.path().join("out");
-    let sql = questions_job(&dir, &model(&stub, "openai", ", 'api_key' = 'k', 'max_retries' = '30', 'retry.backoff' = '1ms', 'retry.max-backoff' = '5ms'"), &out);
+    let sql = questions_job(
+        &dir,
+        &model(
+            &stub,
+            "openai",
+            ", 'api_key' = 'k', 'max_retries' = '30', 'retry.backoff' = '1ms', 'retry.max-backoff' = '5ms'",
+        ),
+        &out,
+    );
     let job = cluster.submit(&sql, 1);
     let status = cluster.wait_for(&job, &["FINISHED", "FAILED"], MINUTE);
     assert_eq!(status["state"], "FINISHED", "{status:#}\n{}", cluster.logs());
@@ -423,8 +459,14 @@ fn malformed_and_truncated_answers_are_retried() {
     assert_eq!(rows.len(), 100);
     assert!(rows.iter().all(|r| r["answer"].as_str().unwrap().starts_with("answer-")));
     let outcomes = &stub.stats()["outcomes"];
-    assert!(outcomes["malformed"].as_u64().unwrap_or(0) > 0 && outcomes["truncated"].as_u64().unwrap_or(0) > 0, "{outcomes}");
-    assert_eq!(model_metric(&status, "retries"), outcomes["malformed"].as_u64().unwrap() + outcomes["truncated"].as_u64().unwrap());
+    assert!(
+        outcomes["malformed"].as_u64().unwrap_or(0) > 0 && outcomes["truncated"].as_u64().unwrap_or(0) > 0,
+        "{outcomes}"
+    );
+    assert_eq!(
+        model_metric(&status, "retries"),
+        outcomes["malformed"].as_u64().unwrap() + outcomes["truncated"].as_u64().unwrap()
+    );
 }
 
 /// Embeddings send `batch_size` rows per request into an ARRAY<FLOAT> column; JSON answers
@@ -460,7 +502,8 @@ fn embeddings_batch_rows_and_json_answers_fill_columns() {
     let vectors = read_json_lines(&vectors);
     assert_eq!(vectors.len(), 10);
     assert!(vectors.iter().all(|r| r["embedding"].as_array().unwrap().len() == 8), "{:?}", vectors[0]);
-    let embedding_requests = stub.requests().iter().filter(|r| r["path"].as_str().unwrap().ends_with("/embeddings")).count();
+    let embedding_requests =
+        stub.requests().iter().filter(|r| r["path"].as_str().unwrap().ends_with("/embeddings")).count();
     assert_eq!(embedding_requests, 3, "10 rows in requests of up to 4");
     let labels = read_json_lines(&labels);
     assert_eq!(labels.len(), 10);

@@ -11,14 +11,14 @@ use std::task::{Context, Poll, Waker};
 use arrow::array::{Array, ArrayRef, AsArray, Float64Array, Int32Array, Int64Array, StringArray};
 use arrow::datatypes::{DataType, Field, Float64Type, Int64Type, Schema, SchemaRef};
 use arrow::record_batch::RecordBatch;
-use sluice_taskmanager::factory::{build_operator, BuildContext};
 use sluice_core::job_graph::check;
-use sluice_core::secrets::SecretSources;
 use sluice_core::schema::decode_schema;
+use sluice_core::secrets::SecretSources;
 use sluice_core::Collector;
 use sluice_proto::operator_spec::Kind;
 use sluice_proto::{AggregateFunction, CalcSpec, JobGraph, OperatorSpec, Partitioning};
 use sluice_sql::{plan, Plan, PlanOptions};
+use sluice_taskmanager::factory::{build_operator, BuildContext};
 
 fn build_context() -> BuildContext {
     BuildContext { batch_rows: 1024, secrets: SecretSources::default() }
@@ -38,15 +38,32 @@ fn planned(script: &str, options: &PlanOptions) -> Plan {
     for vertex in &g.vertices {
         let incoming: Vec<_> = g.edges.iter().filter(|e| e.target_vertex == vertex.id).collect();
         let is_source = matches!(vertex.operators[0].kind, Some(Kind::Source(_)));
-        assert_eq!(is_source, incoming.is_empty(), "vertex {} starts with a source iff nothing flows into it\n{}", vertex.id, p.explain);
+        assert_eq!(
+            is_source,
+            incoming.is_empty(),
+            "vertex {} starts with a source iff nothing flows into it\n{}",
+            vertex.id,
+            p.explain
+        );
         for edge in incoming {
             let upstream = g.vertices[edge.source_vertex as usize].operators.last().unwrap();
             let carried = schema_of(&edge.schema);
-            assert_eq!(output_schema(upstream).as_ref(), &carried, "edge {} -> {} carries another schema than '{}' writes", edge.source_vertex, edge.target_vertex, upstream.name);
+            assert_eq!(
+                output_schema(upstream).as_ref(),
+                &carried,
+                "edge {} -> {} carries another schema than '{}' writes",
+                edge.source_vertex,
+                edge.target_vertex,
+                upstream.name
+            );
             assert_reads(&vertex.operators[0], &carried, &p.explain);
             if edge.partitioning == Partitioning::Hash as i32 {
                 assert!(!edge.key_columns.is_empty(), "a hash edge needs keys\n{}", p.explain);
-                assert!(edge.key_columns.iter().all(|&k| (k as usize) < carried.fields().len()), "hash keys out of range\n{}", p.explain);
+                assert!(
+                    edge.key_columns.iter().all(|&k| (k as usize) < carried.fields().len()),
+                    "hash keys out of range\n{}",
+                    p.explain
+                );
             } else {
                 assert!(edge.key_columns.is_empty(), "only hash edges have keys\n{}", p.explain);
             }
@@ -74,7 +91,8 @@ fn assert_reads(op: &OperatorSpec, schema: &Schema, explain: &str) {
         Some(Kind::Watermark(w)) => schema_of(&w.input_schema),
         Some(Kind::MlPredict(m)) => schema_of(&m.input_schema),
         Some(Kind::Sink(s)) => {
-            let loose = |s: &Schema| s.fields().iter().map(|f| (f.name().clone(), f.data_type().clone())).collect::<Vec<_>>();
+            let loose =
+                |s: &Schema| s.fields().iter().map(|f| (f.name().clone(), f.data_type().clone())).collect::<Vec<_>>();
             assert_eq!(loose(&schema_of(&s.schema)), loose(schema), "sink '{}' gets other columns\n{explain}", op.name);
             return;
         }
@@ -152,10 +170,7 @@ fn calcs(graph: &JobGraph) -> Vec<&CalcSpec> {
 /// The projections of a Calc as the task plans them (`name@index` for a column).
 fn projections(calc: &CalcSpec) -> Vec<String> {
     let input = decode_schema(&calc.input_schema).unwrap();
-    calc.projections
-        .iter()
-        .map(|p| sluice_transforms::expr::decode_physical(p, &input).unwrap().to_string())
-        .collect()
+    calc.projections.iter().map(|p| sluice_transforms::expr::decode_physical(p, &input).unwrap().to_string()).collect()
 }
 
 /// Runs one operator on one batch, as a task would (the transforms finish synchronously).
@@ -196,7 +211,10 @@ INSERT INTO out SELECT customer, o.amount FROM orders AS o;"
     let p = planned(&script, &PlanOptions::default());
     let g = &p.graph;
     // The query's projection, then the renaming to the sink's columns.
-    assert_eq!(names(g), ["source: orders(datagen) -> calc(customer, amount) -> calc(who, amount) -> sink: out(print)"]);
+    assert_eq!(
+        names(g),
+        ["source: orders(datagen) -> calc(customer, amount) -> calc(who, amount) -> sink: out(print)"]
+    );
     assert_eq!(parallelisms(g), [1]);
     assert!(g.edges.is_empty());
     assert_eq!(g.name, "insert-into_out");
@@ -232,7 +250,11 @@ vertex 0 [parallelism 1]
         "{}",
         p.explain
     );
-    assert!(p.explain.starts_with("== Logical plan 1 ==\nINSERT INTO out\nProjection: o.customer, o.amount\n"), "{}", p.explain);
+    assert!(
+        p.explain.starts_with("== Logical plan 1 ==\nINSERT INTO out\nProjection: o.customer, o.amount\n"),
+        "{}",
+        p.explain
+    );
 }
 
 #[test]
@@ -270,7 +292,11 @@ INSERT INTO counts SELECT user_id, COUNT(*) AS clicks FROM clicks GROUP BY user_
     // A Calc names the aggregate's column as the query does.
     let Some(Kind::Calc(after)) = &g.vertices[1].operators[1].kind else { panic!() };
     assert_eq!(column_names(&schema_of(&after.output_schema)), ["user_id", "clicks"]);
-    assert!(p.explain.contains("vertex 1 [parallelism 4]\n  aggregate(group by user_id: count(Int64(1)))\n"), "{}", p.explain);
+    assert!(
+        p.explain.contains("vertex 1 [parallelism 4]\n  aggregate(group by user_id: count(Int64(1)))\n"),
+        "{}",
+        p.explain
+    );
     assert!(p.explain.contains("edge 0 -> 1: HASH[user_id]\n"), "{}", p.explain);
 }
 
@@ -340,7 +366,13 @@ FROM orders GROUP BY customer;"
     let Some(Kind::Calc(reorder)) = &ops[1].kind else { panic!() };
     assert_eq!(
         projections(reorder),
-        ["sum(orders.amount)@1", "customer@0", "count(orders.quantity)@2", "max(orders.quantity)@3", "min(orders.id)@4"]
+        [
+            "sum(orders.amount)@1",
+            "customer@0",
+            "count(orders.quantity)@2",
+            "max(orders.quantity)@3",
+            "min(orders.id)@4"
+        ]
     );
     let Some(Kind::Calc(rename)) = &ops[2].kind else { panic!() };
     assert_eq!(column_names(&schema_of(&rename.output_schema)), ["total", "customer", "n", "most", "first_id"]);
@@ -387,12 +419,8 @@ INSERT INTO b SELECT customer, COUNT(*) FROM orders GROUP BY customer;",
     for set in sets {
         let p = planned(&format!("{tables}{set}"), &parallel(2));
         let g = &p.graph;
-        let sources: Vec<u32> = g
-            .vertices
-            .iter()
-            .filter(|v| matches!(v.operators[0].kind, Some(Kind::Source(_))))
-            .map(|v| v.id)
-            .collect();
+        let sources: Vec<u32> =
+            g.vertices.iter().filter(|v| matches!(v.operators[0].kind, Some(Kind::Source(_)))).map(|v| v.id).collect();
         assert_eq!(sources, [0], "{}", p.explain);
         // The source fans out, so nothing chains to it: each INSERT's first operator starts
         // a vertex, and the GROUP BY's pre-projection hashes to the aggregate.
@@ -406,13 +434,25 @@ INSERT INTO b SELECT customer, COUNT(*) FROM orders GROUP BY customer;",
             ]
         );
         assert_eq!(parallelisms(g), [2, 2, 2, 2]);
-        let edges: Vec<(u32, u32, i32)> = g.edges.iter().map(|e| (e.source_vertex, e.target_vertex, e.partitioning)).collect();
+        let edges: Vec<(u32, u32, i32)> =
+            g.edges.iter().map(|e| (e.source_vertex, e.target_vertex, e.partitioning)).collect();
         assert_eq!(
             edges,
-            [(0, 1, Partitioning::Forward as i32), (0, 2, Partitioning::Forward as i32), (2, 3, Partitioning::Hash as i32)]
+            [
+                (0, 1, Partitioning::Forward as i32),
+                (0, 2, Partitioning::Forward as i32),
+                (2, 3, Partitioning::Hash as i32)
+            ]
         );
-        assert!(p.explain.contains("edge 0 -> 1: FORWARD\nedge 0 -> 2: FORWARD\nedge 2 -> 3: HASH[customer]\n"), "{}", p.explain);
-        assert!(p.explain.contains("== Logical plan 1 ==\nINSERT INTO a\n") && p.explain.contains("== Logical plan 2 ==\nINSERT INTO b\n"));
+        assert!(
+            p.explain.contains("edge 0 -> 1: FORWARD\nedge 0 -> 2: FORWARD\nedge 2 -> 3: HASH[customer]\n"),
+            "{}",
+            p.explain
+        );
+        assert!(
+            p.explain.contains("== Logical plan 1 ==\nINSERT INTO a\n")
+                && p.explain.contains("== Logical plan 2 ==\nINSERT INTO b\n")
+        );
         assert_eq!(g.name, "insert-into_a,b");
     }
 }
@@ -435,7 +475,8 @@ INSERT INTO dst SELECT * FROM src; -- go";
     assert_eq!(shape(&p.graph), ["source: src(datagen) -> sink: dst(print)"]);
     assert_eq!(p.graph.vertices.len(), 1);
     let Some(Kind::Source(source)) = &p.graph.vertices[0].operators[0].kind else { panic!() };
-    let keys: Vec<&str> = source.options.keys().map(String::as_str).collect::<std::collections::BTreeSet<_>>().into_iter().collect();
+    let keys: Vec<&str> =
+        source.options.keys().map(String::as_str).collect::<std::collections::BTreeSet<_>>().into_iter().collect();
     assert_eq!(keys, ["connector", "number-of-rows"]);
     let Some(Kind::Sink(sink)) = &p.graph.vertices[0].operators.last().unwrap().kind else { panic!() };
     assert_eq!(sink.options.keys().collect::<Vec<_>>(), ["connector"]);
@@ -448,7 +489,10 @@ CREATE TABLE dst (k STRING, total BIGINT) WITH ('connector' = 'print', 'sink.par
 INSERT INTO dst SELECT k, SUM(v) AS total FROM src GROUP BY k;";
     let p = planned(script, &parallel(4));
     let g = &p.graph;
-    assert_eq!(shape(g), ["source: src(datagen)", "aggregate(group by k: sum(src.v)) -> calc(k, total)", "sink: dst(print)"]);
+    assert_eq!(
+        shape(g),
+        ["source: src(datagen)", "aggregate(group by k: sum(src.v)) -> calc(k, total)", "sink: dst(print)"]
+    );
     assert_eq!(parallelisms(g), [2, 4, 1]);
     let kinds: Vec<i32> = g.edges.iter().map(|e| e.partitioning).collect();
     assert_eq!(kinds, [Partitioning::Hash as i32, Partitioning::Rebalance as i32]);
@@ -466,7 +510,10 @@ CREATE TABLE renamed (x INT NOT NULL, y STRING) WITH ('connector' = 'blackhole')
 INSERT INTO same SELECT * FROM src;
 INSERT INTO renamed SELECT src.* FROM src;";
     let p = planned(script, &PlanOptions::default());
-    assert_eq!(shape(&p.graph), ["source: src(datagen)", "sink: same(blackhole)", "calc(x, y) -> sink: renamed(blackhole)"]);
+    assert_eq!(
+        shape(&p.graph),
+        ["source: src(datagen)", "sink: same(blackhole)", "calc(x, y) -> sink: renamed(blackhole)"]
+    );
     // Every Calc on the way to `same` passes its input through.
     let same = &p.graph.vertices[1].operators;
     for op in &same[..same.len() - 1] {
@@ -559,7 +606,9 @@ WHERE quantity > 1 AND customer IS NOT NULL;"
     let ops = &g.vertices[0].operators;
     assert_eq!(ops.len(), 3, "{}", p.explain);
     assert!(
-        ops[1].name.starts_with("calc(where CAST(quantity AS Int64) > Int64(1) AND customer IS NOT NULL; id, size := CASE WHEN amoun"),
+        ops[1].name.starts_with(
+            "calc(where CAST(quantity AS Int64) > Int64(1) AND customer IS NOT NULL; id, size := CASE WHEN amoun"
+        ),
         "{}",
         ops[1].name
     );
@@ -659,7 +708,12 @@ INSERT INTO counts SELECT * FROM named;"
     );
     let sources = g.vertices.iter().filter(|v| matches!(v.operators[0].kind, Some(Kind::Source(_)))).count();
     assert_eq!(sources, 1, "both views read the one source");
-    assert!(p.explain.contains("INSERT INTO out\nProjection: big_orders.id, big_orders.customer\n  TableScan: big_orders\n"), "{}", p.explain);
+    assert!(
+        p.explain
+            .contains("INSERT INTO out\nProjection: big_orders.id, big_orders.customer\n  TableScan: big_orders\n"),
+        "{}",
+        p.explain
+    );
     let rename = find(g, |o| o.name == "calc(k, n)");
     let Some(Kind::Calc(rename)) = &rename.kind else { unreachable!() };
     assert_eq!(projections(rename), ["customer@0", "count(*)@1"]);
@@ -683,12 +737,20 @@ fn a_bare_select_is_printed() {
     assert_eq!(sink.table, "select_1");
     assert_eq!(sink.connector, "print");
     assert_eq!(sink.options.get("connector").map(String::as_str), Some("print"));
-    assert_eq!(columns(&schema_of(&sink.schema)), [("id", &DataType::Int64, false), ("amount", &DataType::Float64, true)]);
-    assert!(p.explain.starts_with("== Logical plan 1 ==\nSELECT (printed)\nProjection: orders.id, orders.amount\n"), "{}", p.explain);
+    assert_eq!(
+        columns(&schema_of(&sink.schema)),
+        [("id", &DataType::Int64, false), ("amount", &DataType::Float64, true)]
+    );
+    assert!(
+        p.explain.starts_with("== Logical plan 1 ==\nSELECT (printed)\nProjection: orders.id, orders.amount\n"),
+        "{}",
+        p.explain
+    );
     assert_eq!(g.name, "insert-into_select_1,select_2");
 }
 
-const MODEL: &str = "CREATE TABLE reviews (id BIGINT, body STRING, score INT, response STRING) WITH ('connector' = 'datagen');
+const MODEL: &str =
+    "CREATE TABLE reviews (id BIGINT, body STRING, score INT, response STRING) WITH ('connector' = 'datagen');
 CREATE MODEL sentiment
   INPUT (text STRING, n BIGINT)
   OUTPUT (response STRING, confidence DOUBLE)
@@ -714,7 +776,10 @@ FROM ML_PREDICT(TABLE reviews, MODEL sentiment, DESCRIPTOR(body, score));"
     assert_eq!((ml.model.as_str(), ml.provider.as_str()), ("sentiment", "openai"));
     assert_eq!(ml.descriptor_columns, [1, 2], "body and score");
     assert_eq!(column_names(&schema_of(&ml.input_schema)), ["id", "body", "score", "response"]);
-    assert_eq!(columns(&schema_of(&ml.model_input_schema)), [("text", &DataType::Utf8, true), ("n", &DataType::Int64, true)]);
+    assert_eq!(
+        columns(&schema_of(&ml.model_input_schema)),
+        [("text", &DataType::Utf8, true), ("n", &DataType::Int64, true)]
+    );
     assert_eq!(
         columns(&schema_of(&ml.model_output_schema)),
         [("response", &DataType::Utf8, true), ("confidence", &DataType::Float64, true)]
@@ -738,8 +803,18 @@ FROM ML_PREDICT(TABLE reviews, MODEL sentiment, DESCRIPTOR(body, score));"
     let Some(Kind::Calc(select)) = &g.vertices[0].operators[2].kind else { panic!() };
     assert_eq!(projections(select), ["id@0", "response@3", "response0@4", "confidence@5"]);
     // EXPLAIN describes the model without showing the key's reference.
-    assert!(p.explain.contains("== Models ==\nmodel sentiment (provider openai)\n  INPUT (text STRING, n BIGINT)\n"), "{}", p.explain);
-    assert!(p.explain.contains("  rows out: (id BIGINT, body STRING, score INT, response STRING, response0 STRING, confidence DOUBLE)\n"), "{}", p.explain);
+    assert!(
+        p.explain.contains("== Models ==\nmodel sentiment (provider openai)\n  INPUT (text STRING, n BIGINT)\n"),
+        "{}",
+        p.explain
+    );
+    assert!(
+        p.explain.contains(
+            "  rows out: (id BIGINT, body STRING, score INT, response STRING, response0 STRING, confidence DOUBLE)\n"
+        ),
+        "{}",
+        p.explain
+    );
     assert!(!p.explain.contains("secret.openai_key"), "{}", p.explain);
 }
 
@@ -773,7 +848,10 @@ INSERT INTO wide (c, a) SELECT amount, id FROM orders;"
     );
     let p = planned(&script, &PlanOptions::default());
     let g = &p.graph;
-    assert_eq!(names(g), ["source: orders(datagen) -> calc(amount, id) -> calc(a, b := CAST(NULL AS Utf8), c) -> sink: wide(print)"]);
+    assert_eq!(
+        names(g),
+        ["source: orders(datagen) -> calc(amount, id) -> calc(a, b := CAST(NULL AS Utf8), c) -> sink: wide(print)"]
+    );
     let fill = &g.vertices[0].operators[2];
     let Some(Kind::Calc(calc)) = &fill.kind else { panic!() };
     assert_eq!(
@@ -781,7 +859,8 @@ INSERT INTO wide (c, a) SELECT amount, id FROM orders;"
         [("a", &DataType::Int64, true), ("b", &DataType::Utf8, true), ("c", &DataType::Float64, true)]
     );
     let input = schema_of(&calc.input_schema);
-    let out = run(fill, batch(&input, vec![Arc::new(Float64Array::from(vec![1.5])), Arc::new(Int64Array::from(vec![7]))]));
+    let out =
+        run(fill, batch(&input, vec![Arc::new(Float64Array::from(vec![1.5])), Arc::new(Int64Array::from(vec![7]))]));
     assert_eq!(out[0].column(0).as_primitive::<Int64Type>().value(0), 7);
     assert!(out[0].column(1).is_null(0));
     assert_eq!(out[0].column(2).as_primitive::<Float64Type>().value(0), 1.5);
@@ -790,13 +869,26 @@ INSERT INTO wide (c, a) SELECT amount, id FROM orders;"
 #[test]
 fn numbers_widen_into_a_sink_but_strings_do_not_become_numbers() {
     let sink = "CREATE TABLE w (q BIGINT, a DOUBLE) WITH ('connector' = 'print');\n";
-    let p = planned(&format!("{ORDERS}{sink}INSERT INTO w SELECT quantity, amount FROM orders;"), &PlanOptions::default());
-    assert_eq!(names(&p.graph), ["source: orders(datagen) -> calc(quantity, amount) -> calc(q: BIGINT, a) -> sink: w(print)"]);
+    let p =
+        planned(&format!("{ORDERS}{sink}INSERT INTO w SELECT quantity, amount FROM orders;"), &PlanOptions::default());
+    assert_eq!(
+        names(&p.graph),
+        ["source: orders(datagen) -> calc(quantity, amount) -> calc(q: BIGINT, a) -> sink: w(print)"]
+    );
     let widen = &p.graph.vertices[0].operators[2];
     let Some(Kind::Calc(calc)) = &widen.kind else { panic!() };
-    assert_eq!(columns(&schema_of(&calc.output_schema)), [("q", &DataType::Int64, true), ("a", &DataType::Float64, true)]);
+    assert_eq!(
+        columns(&schema_of(&calc.output_schema)),
+        [("q", &DataType::Int64, true), ("a", &DataType::Float64, true)]
+    );
     let input = schema_of(&calc.input_schema);
-    let out = run(widen, batch(&input, vec![Arc::new(Int32Array::from(vec![Some(3), None])), Arc::new(Float64Array::from(vec![1.0, 2.0]))]));
+    let out = run(
+        widen,
+        batch(
+            &input,
+            vec![Arc::new(Int32Array::from(vec![Some(3), None])), Arc::new(Float64Array::from(vec![1.0, 2.0]))],
+        ),
+    );
     let q: Vec<Option<i64>> = out[0].column(0).as_primitive::<Int64Type>().iter().collect();
     assert_eq!(q, [Some(3), None]);
 
@@ -832,7 +924,8 @@ INSERT INTO total SELECT COUNT(*) FROM orders;"
     assert_eq!(edge.partitioning, Partitioning::Hash as i32);
     let Some(Kind::KeyedAggregate(agg)) = &global.operators[0].kind else { panic!() };
     assert_eq!(agg.key_columns, [0]);
-    let last_calc = global.operators.iter().rev().find_map(|o| if let Some(Kind::Calc(c)) = &o.kind { Some(c) } else { None });
+    let last_calc =
+        global.operators.iter().rev().find_map(|o| if let Some(Kind::Calc(c)) = &o.kind { Some(c) } else { None });
     assert_eq!(columns(&schema_of(&last_calc.unwrap().output_schema)), [("n", &DataType::Int64, true)]);
     assert_eq!(calcs(g).iter().filter(|c| c.filter.is_some()).count(), 1);
 }

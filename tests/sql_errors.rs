@@ -320,20 +320,8 @@ CREATE MODEL m INPUT (amount DOUBLE) OUTPUT (score DOUBLE) WITH ('provider' = 'l
         r#"model 'm' already exists"#,
         Some((2, 14)),
     ),
-    (
-        "drop_unknown_model",
-        "run",
-        r#"DROP MODEL nope;"#,
-        r#"unknown model 'nope'"#,
-        Some((1, 12)),
-    ),
-    (
-        "describe_unknown",
-        "run",
-        r#"DESCRIBE MODEL nope;"#,
-        r#"unknown model 'nope'"#,
-        Some((1, 16)),
-    ),
+    ("drop_unknown_model", "run", r#"DROP MODEL nope;"#, r#"unknown model 'nope'"#, Some((1, 12))),
+    ("describe_unknown", "run", r#"DESCRIBE MODEL nope;"#, r#"unknown model 'nope'"#, Some((1, 16))),
     (
         "watermark_unknown_column",
         "run",

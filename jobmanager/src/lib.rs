@@ -2,6 +2,8 @@
 //! their slots, places and deploys subtasks, tracks task states into job states, and
 //! detects lost task managers by their heartbeats.
 
+#![deny(missing_docs)]
+
 pub mod checkpoint;
 pub mod config;
 pub mod placement;

@@ -23,11 +23,8 @@ pub fn place(required: u32, candidates: &[FreeSlots]) -> Option<Vec<String>> {
     let mut free: Vec<u32> = candidates.iter().map(|c| c.free).collect();
     let mut placement = Vec::with_capacity(required as usize);
     for _ in 0..required {
-        let (index, _) = free
-            .iter()
-            .enumerate()
-            .max_by(|(ia, a), (ib, b)| a.cmp(b).then(ib.cmp(ia)))
-            .filter(|(_, f)| **f > 0)?;
+        let (index, _) =
+            free.iter().enumerate().max_by(|(ia, a), (ib, b)| a.cmp(b).then(ib.cmp(ia))).filter(|(_, f)| **f > 0)?;
         free[index] -= 1;
         placement.push(candidates[index].task_manager.clone());
     }

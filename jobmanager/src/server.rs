@@ -10,10 +10,10 @@ use sluice_proto::job_manager_server::{JobManager, JobManagerServer};
 use sluice_proto::resource_manager_server::{ResourceManager, ResourceManagerServer};
 use sluice_proto::task_executor_client::TaskExecutorClient;
 use sluice_proto::{
-    Ack, CancelJobRequest, CancelJobResponse, CancelTasksRequest, CheckpointAck, CheckpointDecline, GetJobStatusRequest,
-    HeartbeatRequest, HeartbeatResponse, JobStatus, ListJobsRequest, ListJobsResponse, RegisterTaskManagerRequest,
-    RegisterTaskManagerResponse, SubmitJobRequest, SubmitJobResponse, TaskStateReport, TriggerSavepointRequest,
-    TriggerSavepointResponse,
+    Ack, CancelJobRequest, CancelJobResponse, CancelTasksRequest, CheckpointAck, CheckpointDecline,
+    GetJobStatusRequest, HeartbeatRequest, HeartbeatResponse, JobStatus, ListJobsRequest, ListJobsResponse,
+    RegisterTaskManagerRequest, RegisterTaskManagerResponse, SubmitJobRequest, SubmitJobResponse, TaskStateReport,
+    TriggerSavepointRequest, TriggerSavepointResponse,
 };
 use tokio::net::TcpListener;
 use tonic::transport::{Channel, Endpoint, Server};
@@ -138,7 +138,9 @@ impl Shared {
             }
             Action::Cancel { task_manager, job_id, attempt } => {
                 if let Some(mut client) = self.client(&task_manager) {
-                    if let Err(status) = client.cancel_tasks(CancelTasksRequest { job_id: job_id.clone(), attempt }).await {
+                    if let Err(status) =
+                        client.cancel_tasks(CancelTasksRequest { job_id: job_id.clone(), attempt }).await
+                    {
                         tracing::warn!(%task_manager, job = %job_id, error = %status.message(), "cannot cancel tasks");
                     }
                 }
@@ -192,7 +194,8 @@ impl BoundJobManager {
         let listener = TcpListener::bind(config.rpc_address)
             .await
             .map_err(|source| JobManagerError::Bind { address: config.rpc_address, source })?;
-        let address = listener.local_addr().map_err(|source| JobManagerError::Bind { address: config.rpc_address, source })?;
+        let address =
+            listener.local_addr().map_err(|source| JobManagerError::Bind { address: config.rpc_address, source })?;
         let checkpoint_root =
             config.checkpoint_dir.clone().unwrap_or_else(|| std::env::temp_dir().join("sluice-checkpoints"));
         let state = ClusterState::new(checkpoint_root);
@@ -252,10 +255,12 @@ impl JobManager for JobManagerService {
     async fn submit_job(&self, request: Request<SubmitJobRequest>) -> Result<Response<SubmitJobResponse>, Status> {
         let request = request.into_inner();
         let graph = request.graph.ok_or_else(|| Status::invalid_argument("the request has no job graph"))?;
-        sluice_core::job_graph::check(&graph).map_err(|e| Status::invalid_argument(format!("invalid job graph: {e}")))?;
+        sluice_core::job_graph::check(&graph)
+            .map_err(|e| Status::invalid_argument(format!("invalid job graph: {e}")))?;
         let name = graph.name.clone();
         let savepoint = (!request.from_savepoint.is_empty()).then(|| std::path::PathBuf::from(&request.from_savepoint));
-        let job_id = self.shared.update(|s, _| s.submit(graph, savepoint.as_deref())).map_err(Status::invalid_argument)?;
+        let job_id =
+            self.shared.update(|s, _| s.submit(graph, savepoint.as_deref())).map_err(Status::invalid_argument)?;
         tracing::info!(job = %job_id, %name, "job submitted");
         Ok(Response::new(SubmitJobResponse { job_id }))
     }

@@ -147,7 +147,11 @@ impl Job {
 /// directory is in this machine's temporary directory (the default when the jobmanager has
 /// no `--checkpoint-dir`), which task managers on other hosts cannot reach, so a restore
 /// there would find nothing.
-fn unshared_checkpoint_storage(job_dir: &Path, placement: &[String], addresses: &HashMap<String, String>) -> Option<String> {
+fn unshared_checkpoint_storage(
+    job_dir: &Path,
+    placement: &[String],
+    addresses: &HashMap<String, String>,
+) -> Option<String> {
     if !job_dir.starts_with(std::env::temp_dir()) {
         return None;
     }
@@ -238,8 +242,10 @@ impl ClusterState {
     /// starts from that savepoint or retained checkpoint. Bad options or an unusable
     /// savepoint are refused with the reason.
     pub fn submit(&mut self, graph: JobGraph, from_savepoint: Option<&Path>) -> Result<String, String> {
-        let options = CheckpointOptions::from_config(&graph.config, &self.checkpoint_root).map_err(|e| e.to_string())?;
-        let restart = RestartStrategy::from_config(&graph.config, options.interval.is_some()).map_err(|e| e.to_string())?;
+        let options =
+            CheckpointOptions::from_config(&graph.config, &self.checkpoint_root).map_err(|e| e.to_string())?;
+        let restart =
+            RestartStrategy::from_config(&graph.config, options.interval.is_some()).map_err(|e| e.to_string())?;
         crate::checkpoint::options::check_transaction_timeouts(&graph, &options)?;
         let id = uuid::Uuid::new_v4().simple().to_string();
         let mut checkpoints =
@@ -283,12 +289,8 @@ impl ClusterState {
         self.task_managers
             .iter()
             .map(|tm| {
-                let held: u32 = self
-                    .jobs
-                    .values()
-                    .filter(|j| !j.is_terminal())
-                    .filter_map(|j| j.slots.get(&tm.id))
-                    .sum();
+                let held: u32 =
+                    self.jobs.values().filter(|j| !j.is_terminal()).filter_map(|j| j.slots.get(&tm.id)).sum();
                 FreeSlots { task_manager: tm.id.clone(), free: tm.slots.saturating_sub(held) }
             })
             .collect()
@@ -379,7 +381,8 @@ impl ClusterState {
                 return;
             }
         }
-        let checkpoint_directory = job.checkpoints.as_ref().map(|c| c.job_dir.display().to_string()).unwrap_or_default();
+        let checkpoint_directory =
+            job.checkpoints.as_ref().map(|c| c.job_dir.display().to_string()).unwrap_or_default();
         job.slots.clear();
         for tm in &placement {
             *job.slots.entry(tm.clone()).or_default() += 1;
@@ -404,7 +407,12 @@ impl ClusterState {
                 });
                 job.tasks.insert(
                     (vertex.id, subtask),
-                    TaskInfo { task_manager: tm, state: TaskState::Deploying, metrics: TaskMetrics::default(), error: String::new() },
+                    TaskInfo {
+                        task_manager: tm,
+                        state: TaskState::Deploying,
+                        metrics: TaskMetrics::default(),
+                        error: String::new(),
+                    },
                 );
             }
         }
@@ -459,7 +467,11 @@ impl ClusterState {
         }
         if was_deployed && state != JobState::Finished {
             for task_manager in job.slots.keys() {
-                actions.push(Action::Cancel { task_manager: task_manager.clone(), job_id: id.to_string(), attempt: job.attempt });
+                actions.push(Action::Cancel {
+                    task_manager: task_manager.clone(),
+                    job_id: id.to_string(),
+                    attempt: job.attempt,
+                });
             }
         }
         job.slots.clear();
@@ -514,7 +526,8 @@ impl ClusterState {
         }
         let next = job.restarts + 1;
         let Some(delay) = job.restart.delay(next).filter(|_| job.stopping.is_none()) else {
-            let message = if job.restarts > 0 { format!("{reason} (no restarts left after {})", job.restarts) } else { reason };
+            let message =
+                if job.restarts > 0 { format!("{reason} (no restarts left after {})", job.restarts) } else { reason };
             self.end_job(id, JobState::Failed, message, actions);
             return;
         };
@@ -533,7 +546,11 @@ impl ClusterState {
             c.restart(now);
         }
         for task_manager in job.slots.keys().filter(|tm| Some(tm.as_str()) != lost) {
-            actions.push(Action::Cancel { task_manager: task_manager.clone(), job_id: id.to_string(), attempt: job.attempt });
+            actions.push(Action::Cancel {
+                task_manager: task_manager.clone(),
+                job_id: id.to_string(),
+                attempt: job.attempt,
+            });
         }
         job.slots.clear();
         for info in job.tasks.values_mut() {
@@ -551,7 +568,10 @@ impl ClusterState {
             }
             let Some(coordinator) = &mut job.checkpoints else { continue };
             coordinator.check_timeout(now);
-            let ready = job.tasks.values().all(|t| matches!(t.state, TaskState::Running | TaskState::Ended | TaskState::Finished));
+            let ready = job
+                .tasks
+                .values()
+                .all(|t| matches!(t.state, TaskState::Running | TaskState::Ended | TaskState::Finished));
             let all_ended = job.tasks.values().all(|t| matches!(t.state, TaskState::Ended | TaskState::Finished))
                 && job.tasks.values().any(|t| t.state == TaskState::Ended);
             if let Some(trigger) = coordinator.maybe_trigger(now, ready, all_ended) {
@@ -582,7 +602,12 @@ impl ClusterState {
         }
         let Some(coordinator) = &mut job.checkpoints else { return };
         let key = (task.vertex_id, task.subtask);
-        if coordinator.acknowledge(key, ack.checkpoint_id, ack.snapshot.unwrap_or_default(), ack.stats.unwrap_or_default()) {
+        if coordinator.acknowledge(
+            key,
+            ack.checkpoint_id,
+            ack.snapshot.unwrap_or_default(),
+            ack.stats.unwrap_or_default(),
+        ) {
             let id = job.id.clone();
             self.try_complete_checkpoint(&id, actions);
         }
@@ -621,7 +646,13 @@ impl ClusterState {
 
     /// The metadata of checkpoint `checkpoint_id` was written (or could not be): the
     /// checkpoint completes, the tasks are told, and old checkpoints are deleted.
-    pub fn checkpoint_written(&mut self, job_id: &str, checkpoint_id: u64, outcome: WriteOutcome, actions: &mut Vec<Action>) {
+    pub fn checkpoint_written(
+        &mut self,
+        job_id: &str,
+        checkpoint_id: u64,
+        outcome: WriteOutcome,
+        actions: &mut Vec<Action>,
+    ) {
         let Some(job) = self.jobs.get_mut(job_id) else { return };
         let Some(coordinator) = &mut job.checkpoints else { return };
         let (completion, discard) = coordinator.written(Instant::now(), checkpoint_id, outcome);
@@ -652,7 +683,13 @@ impl ClusterState {
     }
 
     /// Queues a savepoint of a running job that takes checkpoints.
-    pub fn request_savepoint(&mut self, id: &str, directory: Option<PathBuf>, stop: bool, reply: tokio::sync::oneshot::Sender<Result<String, String>>) {
+    pub fn request_savepoint(
+        &mut self,
+        id: &str,
+        directory: Option<PathBuf>,
+        stop: bool,
+        reply: tokio::sync::oneshot::Sender<Result<String, String>>,
+    ) {
         let Some(job) = self.jobs.get_mut(id) else {
             let _ = reply.send(Err(format!("no job with id '{id}'; `sluice list` shows the known jobs")));
             return;
@@ -773,7 +810,10 @@ impl ClusterState {
                     state: t.state as i32,
                     metrics: Some(t.metrics.clone()),
                     error: t.error.clone(),
-                    last_checkpoint: job.checkpoints.as_ref().and_then(|c| c.task_stats.get(&(vertex_id, subtask)).copied()),
+                    last_checkpoint: job
+                        .checkpoints
+                        .as_ref()
+                        .and_then(|c| c.task_stats.get(&(vertex_id, subtask)).copied()),
                 })
                 .collect(),
             checkpoints: job.checkpoints.as_ref().map(|c| c.summary.clone()),
@@ -898,7 +938,8 @@ mod tests {
 
     fn checkpointed_graph() -> JobGraph {
         let mut g = graph(&[2]);
-        g.vertices[0].operators = vec![sluice_proto::OperatorSpec { uid: "0-src".into(), name: "src".into(), kind: None }];
+        g.vertices[0].operators =
+            vec![sluice_proto::OperatorSpec { uid: "0-src".into(), name: "src".into(), kind: None }];
         for (k, v) in [
             ("execution.checkpointing.interval", "10ms"),
             ("restart-strategy.type", "fixed-delay"),
@@ -925,7 +966,13 @@ mod tests {
         let mut now = Instant::now();
         loop {
             s.tick_checkpoints(now, actions);
-            if let Some(id) = actions.iter().find_map(|a| if let Action::Trigger { request, .. } = a { Some(request.checkpoint_id) } else { None }) {
+            if let Some(id) = actions.iter().find_map(|a| {
+                if let Action::Trigger { request, .. } = a {
+                    Some(request.checkpoint_id)
+                } else {
+                    None
+                }
+            }) {
                 return (id, now);
             }
             now += Duration::from_millis(20);
@@ -969,7 +1016,9 @@ mod tests {
 
     /// Does what the server does outside the lock: writes checkpoints and deletes old ones.
     fn perform_disk_work(s: &mut ClusterState, actions: &mut Vec<Action>) {
-        while let Some(i) = actions.iter().position(|a| matches!(a, Action::WriteCheckpoint { .. } | Action::Discard(_))) {
+        while let Some(i) =
+            actions.iter().position(|a| matches!(a, Action::WriteCheckpoint { .. } | Action::Discard(_)))
+        {
             match actions.remove(i) {
                 Action::WriteCheckpoint { job_id, write } => {
                     let id = write.id;
@@ -1006,8 +1055,12 @@ mod tests {
         assert!(!chk(second).join("_metadata").exists(), "no metadata written under the lock");
         assert!(!actions.iter().any(|a| matches!(a, Action::Notify { .. })), "complete only once written");
         s.tick_checkpoints(now + Duration::from_secs(1), &mut actions);
-        assert!(!actions.iter().any(|a| matches!(a, Action::Trigger { request, .. } if request.checkpoint_id > second)), "one at a time");
-        let write = actions.iter().position(|a| matches!(a, Action::WriteCheckpoint { .. })).expect("the write is handed out");
+        assert!(
+            !actions.iter().any(|a| matches!(a, Action::Trigger { request, .. } if request.checkpoint_id > second)),
+            "one at a time"
+        );
+        let write =
+            actions.iter().position(|a| matches!(a, Action::WriteCheckpoint { .. })).expect("the write is handed out");
         let Action::WriteCheckpoint { job_id, write } = actions.remove(write) else { unreachable!() };
         let outcome = write.perform();
         assert!(chk(second).join("_metadata").exists());
@@ -1040,7 +1093,10 @@ mod tests {
     }
 
     fn redeployment(actions: &[Action]) -> &sluice_proto::DeployTasksRequest {
-        actions.iter().find_map(|a| if let Action::Deploy { request, .. } = a { Some(request) } else { None }).expect("a deployment")
+        actions
+            .iter()
+            .find_map(|a| if let Action::Deploy { request, .. } = a { Some(request) } else { None })
+            .expect("a deployment")
     }
 
     #[test]
@@ -1092,7 +1148,8 @@ mod tests {
         assert!(!actions.iter().any(|a| matches!(a, Action::Deploy { .. })), "no restore from an older checkpoint");
         let status = s.status(&job).unwrap();
         assert_eq!(status.state, JobState::Failed as i32);
-        for part in [format!("chk-{second}' is unusable"), "may have committed".into(), "recover-without-newest".into()] {
+        for part in [format!("chk-{second}' is unusable"), "may have committed".into(), "recover-without-newest".into()]
+        {
             assert!(status.message.contains(&part), "{part:?} missing from: {}", status.message);
         }
     }
@@ -1144,7 +1201,11 @@ mod tests {
         s.trigger_failed(&job, 0, id, "its trigger could not be delivered to tm-1: connection refused");
         let summary = s.status(&job).unwrap().checkpoints.unwrap();
         assert_eq!((summary.failed, summary.pending_id), (1, 0));
-        assert!(summary.last_failure.contains(&format!("checkpoint {id} failed: its trigger could not be delivered")), "{}", summary.last_failure);
+        assert!(
+            summary.last_failure.contains(&format!("checkpoint {id} failed: its trigger could not be delivered")),
+            "{}",
+            summary.last_failure
+        );
         let next = complete_checkpoint(&mut s, &job, 0);
         assert!(next > id, "the next checkpoint runs without waiting for the timeout");
     }
@@ -1169,7 +1230,11 @@ mod tests {
         s.schedule(Duration::from_secs(60), &mut actions);
         let status = s.status(&job).unwrap();
         assert_eq!(status.state, JobState::Failed as i32);
-        assert!(status.message.contains("host-a, host-b") && status.message.contains("--checkpoint-dir"), "{}", status.message);
+        assert!(
+            status.message.contains("host-a, host-b") && status.message.contains("--checkpoint-dir"),
+            "{}",
+            status.message
+        );
         assert!(!actions.iter().any(|a| matches!(a, Action::Deploy { .. })));
     }
 

@@ -16,6 +16,7 @@
 //! assert_eq!(plan.graph.vertices.len(), 1);
 //! ```
 
+#![deny(missing_docs)]
 #![warn(missing_docs)]
 
 pub mod catalog;

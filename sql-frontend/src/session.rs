@@ -198,9 +198,15 @@ impl Session {
     fn plan_into(&self, planner: &mut JobPlanner, statement: ScriptStatement) -> Result<()> {
         match statement {
             ScriptStatement::Insert(insert) => planner.add_insert(&self.catalog, &insert),
-            ScriptStatement::StatementSet(set) => set.inserts.iter().try_for_each(|i| planner.add_insert(&self.catalog, i)),
-            ScriptStatement::Query(query) => planner.add_select(&self.catalog, &query.query, &query.ml_predicts, query.location),
-            other => Err(SqlError::new(other.location(), "EXPLAIN works on INSERT statements, queries and statement sets")),
+            ScriptStatement::StatementSet(set) => {
+                set.inserts.iter().try_for_each(|i| planner.add_insert(&self.catalog, i))
+            }
+            ScriptStatement::Query(query) => {
+                planner.add_select(&self.catalog, &query.query, &query.ml_predicts, query.location)
+            }
+            other => {
+                Err(SqlError::new(other.location(), "EXPLAIN works on INSERT statements, queries and statement sets"))
+            }
         }
     }
 }
@@ -210,6 +216,9 @@ pub fn plan(script: &str, options: &PlanOptions) -> Result<Plan> {
     let mut session = Session::new(options.clone());
     let outcome = session.run_script(script)?;
     outcome.plan.ok_or_else(|| {
-        SqlError::new(sqlparser::tokenizer::Location { line: 1, column: 1 }, "the script has no INSERT INTO statement or query; nothing to run")
+        SqlError::new(
+            sqlparser::tokenizer::Location { line: 1, column: 1 },
+            "the script has no INSERT INTO statement or query; nothing to run",
+        )
     })
 }

@@ -201,7 +201,9 @@ fn a_not_null_column_left_out_of_the_column_list() {
 #[test]
 fn insert_into_a_view() {
     expect(
-        &with_tables("CREATE VIEW v AS SELECT id, customer FROM orders;\nINSERT INTO v SELECT id, customer FROM orders;"),
+        &with_tables(
+            "CREATE VIEW v AS SELECT id, customer FROM orders;\nINSERT INTO v SELECT id, customer FROM orders;",
+        ),
         "'v' is not a table; INSERT INTO needs a table",
         4,
         13,
@@ -319,12 +321,22 @@ fn duplicate_table() {
 
 #[test]
 fn duplicate_column() {
-    expect("CREATE TABLE t (a INT, b INT, A BIGINT) WITH ('connector' = 'datagen');", "duplicate column 'A' in table 't'", 1, 31);
+    expect(
+        "CREATE TABLE t (a INT, b INT, A BIGINT) WITH ('connector' = 'datagen');",
+        "duplicate column 'A' in table 't'",
+        1,
+        31,
+    );
 }
 
 #[test]
 fn missing_connector() {
-    expect(&with_tables("CREATE TABLE nowhere (x INT) WITH ('format' = 'json');"), "table 'nowhere' has no 'connector' option", 3, 14);
+    expect(
+        &with_tables("CREATE TABLE nowhere (x INT) WITH ('format' = 'json');"),
+        "table 'nowhere' has no 'connector' option",
+        3,
+        14,
+    );
 }
 
 #[test]
@@ -350,7 +362,9 @@ fn bad_parallelism_setting() {
 #[test]
 fn one_sink_written_twice() {
     expect(
-        &with_tables("INSERT INTO out SELECT id, customer FROM orders;\nINSERT INTO out SELECT id, customer FROM orders;"),
+        &with_tables(
+            "INSERT INTO out SELECT id, customer FROM orders;\nINSERT INTO out SELECT id, customer FROM orders;",
+        ),
         "table 'out' is already written by an earlier INSERT of this job",
         4,
         13,
@@ -374,8 +388,16 @@ fn union_order_by_limit_and_values_are_not_supported_yet() {
         "UNION is not supported yet in streaming SQL",
         3,
     );
-    expect_in_statement(&with_tables("INSERT INTO out SELECT id, customer FROM orders ORDER BY id;"), "ORDER BY is not supported yet", 3);
-    expect_in_statement(&with_tables("INSERT INTO out SELECT id, customer FROM orders LIMIT 3;"), "LIMIT is not supported yet", 3);
+    expect_in_statement(
+        &with_tables("INSERT INTO out SELECT id, customer FROM orders ORDER BY id;"),
+        "ORDER BY is not supported yet",
+        3,
+    );
+    expect_in_statement(
+        &with_tables("INSERT INTO out SELECT id, customer FROM orders LIMIT 3;"),
+        "LIMIT is not supported yet",
+        3,
+    );
     expect_in_statement(
         &with_tables("INSERT INTO out VALUES (1, 'a');"),
         "queries without a FROM table are not supported in streaming jobs (hint: read from a table declared with CREATE TABLE)",
@@ -418,7 +440,10 @@ fn ml_predict_descriptor_columns() {
         15,
     );
     expect(
-        &format!("{TABLES}{}SELECT * FROM ML_PREDICT(TABLE orders, MODEL m, DESCRIPTOR(amount));", MODEL.replace("text STRING", "text DATE")),
+        &format!(
+            "{TABLES}{}SELECT * FROM ML_PREDICT(TABLE orders, MODEL m, DESCRIPTOR(amount));",
+            MODEL.replace("text STRING", "text DATE")
+        ),
         "column 'amount' is DOUBLE but model 'm' input 'text' is DATE, and one cannot be cast to the other",
         4,
         60,
@@ -432,10 +457,25 @@ fn errors_point_at_the_offending_clause() {
         ("INSERT INTO out SELECT * FROM out;", "cannot be read from", 3, 31),
         ("INSERT INTO out SELECT amount, customer FROM orders;", "cannot be written to column 'id'", 3, 24),
         ("INSERT INTO out SELECT * FROM orders GROUP BY id;", "must be in GROUP BY", 3, 24),
-        ("INSERT INTO out SELECT id, CAST(STDDEV(amount) AS STRING) FROM orders GROUP BY id;", "'stddev' is not supported yet", 3, 33),
+        (
+            "INSERT INTO out SELECT id, CAST(STDDEV(amount) AS STRING) FROM orders GROUP BY id;",
+            "'stddev' is not supported yet",
+            3,
+            33,
+        ),
         ("INSERT INTO out SELECT id, customer FROM orders\nWHERE amount;", "non-boolean predicate", 4, 7),
-        ("INSERT INTO out SELECT o.id, o.customer FROM orders AS o JOIN orders AS p ON o.id = p.id;", "JOIN is not supported yet", 3, 58),
-        ("INSERT INTO out SELECT id, customer FROM orders\nUNION ALL SELECT id, customer FROM orders;", "UNION is not supported yet", 4, 1),
+        (
+            "INSERT INTO out SELECT o.id, o.customer FROM orders AS o JOIN orders AS p ON o.id = p.id;",
+            "JOIN is not supported yet",
+            3,
+            58,
+        ),
+        (
+            "INSERT INTO out SELECT id, customer FROM orders\nUNION ALL SELECT id, customer FROM orders;",
+            "UNION is not supported yet",
+            4,
+            1,
+        ),
         ("INSERT INTO out SELECT id, customer FROM orders ORDER BY id;", "ORDER BY is not supported yet", 3, 49),
         ("INSERT INTO out VALUES (1, 'a');", "queries without a FROM table", 3, 17),
     ];

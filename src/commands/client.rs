@@ -20,8 +20,7 @@ use crate::{CheckpointArgs, ClusterArgs, ExplainArgs, JobArgs, SavepointArgs, St
 /// Runs a SQL file's statements: prints what SHOW, DESCRIBE and EXPLAIN return, and
 /// returns the job of its INSERTs and queries, if any. Errors name the file, line and column.
 pub fn run_file(file: &Path, parallelism: Option<u32>) -> Result<Option<Plan>> {
-    let script =
-        std::fs::read_to_string(file).with_context(|| format!("cannot read SQL file '{}'", file.display()))?;
+    let script = std::fs::read_to_string(file).with_context(|| format!("cannot read SQL file '{}'", file.display()))?;
     let options = PlanOptions { default_parallelism: parallelism, job_name: None };
     let outcome = Session::new(options)
         .run_script(&script)
@@ -54,7 +53,9 @@ pub async fn connect_with_timeout(address: &str, timeout: Duration) -> Result<Jo
         .connect()
         .await
         .with_context(|| {
-            format!("cannot reach the jobmanager at {address}; is it running? (sluice jobmanager --rpc-address {address})")
+            format!(
+                "cannot reach the jobmanager at {address}; is it running? (sluice jobmanager --rpc-address {address})"
+            )
         })?;
     Ok(JobManagerClient::new(channel)
         .max_encoding_message_size(sluice_proto::MAX_MESSAGE_BYTES)
@@ -125,7 +126,11 @@ const SAVEPOINT_TIMEOUT: Duration = Duration::from_secs(3600);
 pub async fn savepoint(args: SavepointArgs) -> Result<ExitCode> {
     // A savepoint of large state, or a stop that waits for every sink's commit, may take long.
     let mut client = connect_with_timeout(&args.cluster.jobmanager, SAVEPOINT_TIMEOUT).await?;
-    let request = TriggerSavepointRequest { job_id: args.job.clone(), directory: args.directory.unwrap_or_default(), stop: args.stop };
+    let request = TriggerSavepointRequest {
+        job_id: args.job.clone(),
+        directory: args.directory.unwrap_or_default(),
+        stop: args.stop,
+    };
     let mut call = tonic::Request::new(request);
     call.set_timeout(SAVEPOINT_TIMEOUT);
     let response = client.trigger_savepoint(call).await.map_err(status_error)?;
@@ -250,7 +255,8 @@ pub async fn status(args: StatusArgs) -> Result<ExitCode> {
         println!("skipped bad records: {skipped}");
     }
     if status.restarts > 0 {
-        let limit = if status.max_restarts == u32::MAX { "unlimited".to_string() } else { status.max_restarts.to_string() };
+        let limit =
+            if status.max_restarts == u32::MAX { "unlimited".to_string() } else { status.max_restarts.to_string() };
         println!("restarts: {} (of {limit})", status.restarts);
     }
     if let Some(c) = &status.checkpoints {
@@ -281,7 +287,11 @@ pub async fn status(args: StatusArgs) -> Result<ExitCode> {
         );
         for t in &status.tasks {
             let name = status.vertices.iter().find(|v| v.id == t.vertex_id).map_or("", |v| v.name.as_str());
-            let name: String = if name.chars().count() > 40 { name.chars().take(37).chain("...".chars()).collect() } else { name.into() };
+            let name: String = if name.chars().count() > 40 {
+                name.chars().take(37).chain("...".chars()).collect()
+            } else {
+                name.into()
+            };
             let m = t.metrics.clone().unwrap_or_default();
             let c = t.last_checkpoint.unwrap_or_default();
             println!(

@@ -4,8 +4,8 @@ use std::net::SocketAddr;
 use std::process::ExitCode;
 
 use anyhow::{Context, Result};
-use sluice_jobmanager::{BoundJobManager, JobManagerConfig};
 use sluice_core::secrets::SecretSources;
+use sluice_jobmanager::{BoundJobManager, JobManagerConfig};
 use sluice_taskmanager::{TaskManager, TaskManagerConfig};
 
 use crate::config::{duration, ConfigFile};

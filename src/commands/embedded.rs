@@ -5,8 +5,8 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use anyhow::Result;
-use sluice_jobmanager::{BoundJobManager, JobManagerConfig};
 use sluice_core::secrets::SecretSources;
+use sluice_jobmanager::{BoundJobManager, JobManagerConfig};
 use sluice_proto::job_manager_client::JobManagerClient;
 use sluice_proto::{CancelJobRequest, JobState};
 use sluice_taskmanager::{TaskManager, TaskManagerConfig};
@@ -27,12 +27,21 @@ pub struct EmbeddedCluster {
 
 impl EmbeddedCluster {
     /// Starts a jobmanager and `taskmanagers` task managers of `slots` slots each.
-    pub async fn start(taskmanagers: u32, slots: u32, secrets: SecretSources, checkpoint_dir: Option<std::path::PathBuf>) -> Result<Self> {
+    pub async fn start(
+        taskmanagers: u32,
+        slots: u32,
+        secrets: SecretSources,
+        checkpoint_dir: Option<std::path::PathBuf>,
+    ) -> Result<Self> {
         let (stop, stopped) = watch::channel(false);
         let until_stopped = |mut rx: watch::Receiver<bool>| async move {
             let _ = rx.wait_for(|s| *s).await;
         };
-        let jm_config = JobManagerConfig { rpc_address: SocketAddr::from(([127, 0, 0, 1], 0)), checkpoint_dir, ..Default::default() };
+        let jm_config = JobManagerConfig {
+            rpc_address: SocketAddr::from(([127, 0, 0, 1], 0)),
+            checkpoint_dir,
+            ..Default::default()
+        };
         let jobmanager = BoundJobManager::bind(jm_config).await?;
         let address = jobmanager.local_addr().to_string();
         let mut servers = vec![tokio::spawn({
@@ -43,7 +52,9 @@ impl EmbeddedCluster {
             let mut config = TaskManagerConfig::new(address.clone(), slots.max(1));
             config.secrets = secrets.clone();
             let shutdown = until_stopped(stopped.clone());
-            servers.push(tokio::spawn(async move { TaskManager::run(config, shutdown).await.map_err(anyhow::Error::from) }));
+            servers.push(tokio::spawn(
+                async move { TaskManager::run(config, shutdown).await.map_err(anyhow::Error::from) },
+            ));
         }
         Ok(EmbeddedCluster { address, stop, servers })
     }

@@ -2,11 +2,11 @@
 
 use std::process::ExitCode;
 
-use anyhow::Result;
-use sluice_core::secrets::SecretSources;
 use super::client::{connect, run_file, submit_request};
 use super::embedded::{wait_for_job, EmbeddedCluster};
 use crate::RunArgs;
+use anyhow::Result;
+use sluice_core::secrets::SecretSources;
 
 /// `sluice run`.
 pub async fn run(args: RunArgs) -> Result<ExitCode> {
@@ -21,10 +21,13 @@ pub async fn run(args: RunArgs) -> Result<ExitCode> {
         None => SecretSources::environment(),
     };
     let request = submit_request(plan, &args.checkpoints)?;
-    let cluster = EmbeddedCluster::start(taskmanagers, required.div_ceil(taskmanagers), secrets, args.checkpoint_dir.clone()).await?;
+    let cluster =
+        EmbeddedCluster::start(taskmanagers, required.div_ceil(taskmanagers), secrets, args.checkpoint_dir.clone())
+            .await?;
     let outcome = async {
         let mut client = connect(&cluster.address).await?;
-        let job_id = client.submit_job(request).await.map_err(|s| anyhow::anyhow!("{}", s.message()))?.into_inner().job_id;
+        let job_id =
+            client.submit_job(request).await.map_err(|s| anyhow::anyhow!("{}", s.message()))?.into_inner().job_id;
         wait_for_job(&mut client, &job_id).await
     }
     .await;

@@ -78,7 +78,8 @@ impl Target {
         }
         if self.embedded.is_none() {
             eprintln!("starting an embedded cluster ...");
-            self.embedded = Some(EmbeddedCluster::start(1, self.parallelism.max(4), SecretSources::environment(), None).await?);
+            self.embedded =
+                Some(EmbeddedCluster::start(1, self.parallelism.max(4), SecretSources::environment(), None).await?);
         }
         let address = &self.embedded.as_ref().expect("started above").address;
         Ok((connect(address).await?, true))
@@ -93,7 +94,8 @@ pub async fn shell(args: ShellArgs) -> Result<ExitCode> {
         let _ = editor.load_history(path);
     }
     let mut session = Session::new(PlanOptions { default_parallelism: args.parallelism, job_name: None });
-    let mut target = Target { remote: args.jobmanager.clone(), embedded: None, parallelism: args.parallelism.unwrap_or(1) };
+    let mut target =
+        Target { remote: args.jobmanager.clone(), embedded: None, parallelism: args.parallelism.unwrap_or(1) };
     println!("Sluice SQL shell. {HELP}");
     let mut buffer = String::new();
     loop {
@@ -144,7 +146,11 @@ async fn execute(session: &mut Session, target: &mut Target, text: &str) -> Resu
             Outcome::Text(output) => println!("{}", output.trim_end()),
             Outcome::Job(plan) => {
                 let (mut client, embedded) = target.client().await?;
-                let job_id = client.submit_job(SubmitJobRequest { graph: Some(plan.graph), from_savepoint: String::new() }).await?.into_inner().job_id;
+                let job_id = client
+                    .submit_job(SubmitJobRequest { graph: Some(plan.graph), from_savepoint: String::new() })
+                    .await?
+                    .into_inner()
+                    .job_id;
                 println!("[INFO] submitted job {job_id}");
                 if embedded {
                     // Rows of a query print here; wait so the prompt comes after them.

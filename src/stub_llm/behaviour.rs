@@ -30,7 +30,8 @@ impl Latency {
         Ok(match text.split_once(':') {
             None => Latency::Fixed(duration(text)?),
             Some(("uniform", range)) => {
-                let (low, high) = range.split_once("..").context("write uniform:LOW..HIGH, e.g. uniform:10ms..100ms")?;
+                let (low, high) =
+                    range.split_once("..").context("write uniform:LOW..HIGH, e.g. uniform:10ms..100ms")?;
                 let (low, high) = (duration(low)?, duration(high)?);
                 if high < low {
                     bail!("latency '{text}': the upper bound is below the lower bound");
@@ -57,7 +58,9 @@ impl Latency {
                 let z = (-2.0 * u1.ln()).sqrt() * (2.0 * std::f64::consts::PI * u2).cos();
                 Duration::from_secs_f64((mean.as_secs_f64() + z * sd.as_secs_f64()).max(0.0))
             }
-            Latency::Exponential(mean) => Duration::from_secs_f64(-mean.as_secs_f64() * (1.0 - rng.random::<f64>()).ln()),
+            Latency::Exponential(mean) => {
+                Duration::from_secs_f64(-mean.as_secs_f64() * (1.0 - rng.random::<f64>()).ln())
+            }
         }
     }
 }
@@ -94,7 +97,8 @@ impl Fault {
 pub fn parse_fault_rates(text: &str) -> anyhow::Result<Vec<(Fault, f64)>> {
     let mut out = Vec::new();
     for part in text.split(',').filter(|p| !p.trim().is_empty()) {
-        let (fault, rate) = part.split_once('=').with_context(|| format!("'{part}': write FAULT=RATE, e.g. 429=0.2"))?;
+        let (fault, rate) =
+            part.split_once('=').with_context(|| format!("'{part}': write FAULT=RATE, e.g. 429=0.2"))?;
         let rate: f64 = rate.trim().parse().with_context(|| format!("'{part}': the rate must be a number"))?;
         if !(0.0..=1.0).contains(&rate) {
             bail!("'{part}': the rate must be between 0 and 1");
@@ -217,7 +221,10 @@ mod tests {
         assert_eq!(trigger("plain text"), None);
         let counts = TriggerCounts::default();
         let t = trigger("p [stub:503x2]").unwrap();
-        assert_eq!((0..4).map(|_| counts.applies("p [stub:503x2]", t)).collect::<Vec<_>>(), vec![true, true, false, false]);
+        assert_eq!(
+            (0..4).map(|_| counts.applies("p [stub:503x2]", t)).collect::<Vec<_>>(),
+            vec![true, true, false, false]
+        );
     }
 
     #[test]

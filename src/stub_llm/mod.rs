@@ -109,7 +109,9 @@ pub async fn run(args: StubArgs) -> anyhow::Result<std::process::ExitCode> {
         statuses: Mutex::new(BTreeMap::new()),
     });
     let app = Router::new().route("/stats", get(stats)).fallback(handle).with_state(stub);
-    let listener = tokio::net::TcpListener::bind(&args.listen).await.with_context(|| format!("cannot listen on {}", args.listen))?;
+    let listener = tokio::net::TcpListener::bind(&args.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", args.listen))?;
     println!("stub-llm listening on http://{}", listener.local_addr()?);
     std::io::stdout().flush()?;
     // Small answers on kept-alive connections: no Nagle delay.
@@ -159,21 +161,43 @@ async fn handle(State(stub): State<Arc<Stub>>, uri: Uri, headers: HeaderMap, bod
     } else if path.ends_with("/messages") {
         Api::Messages
     } else {
-        return stub.finish(&path, "", "404", started, error(Api::Chat, StatusCode::NOT_FOUND, "not_found", &format!("no route {path}")), None);
+        return stub.finish(
+            &path,
+            "",
+            "404",
+            started,
+            error(Api::Chat, StatusCode::NOT_FOUND, "not_found", &format!("no route {path}")),
+            None,
+        );
     };
     if let Some(expected) = &stub.api_key {
-        let given = headers
-            .get("x-api-key")
-            .or_else(|| headers.get("api-key"))
-            .and_then(|v| v.to_str().ok())
-            .or_else(|| headers.get("authorization").and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Bearer ")));
+        let given =
+            headers.get("x-api-key").or_else(|| headers.get("api-key")).and_then(|v| v.to_str().ok()).or_else(|| {
+                headers.get("authorization").and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Bearer "))
+            });
         if given != Some(expected.as_str()) {
-            return stub.finish(&path, "", "401", started, error(api, StatusCode::UNAUTHORIZED, "authentication_error", "invalid API key"), None);
+            return stub.finish(
+                &path,
+                "",
+                "401",
+                started,
+                error(api, StatusCode::UNAUTHORIZED, "authentication_error", "invalid API key"),
+                None,
+            );
         }
     }
     let request: Value = match serde_json::from_slice(&body) {
         Ok(v) => v,
-        Err(e) => return stub.finish(&path, "", "400", started, error(api, StatusCode::BAD_REQUEST, "invalid_request_error", &format!("body is not JSON: {e}")), None),
+        Err(e) => {
+            return stub.finish(
+                &path,
+                "",
+                "400",
+                started,
+                error(api, StatusCode::BAD_REQUEST, "invalid_request_error", &format!("body is not JSON: {e}")),
+                None,
+            )
+        }
     };
     let (prompt, context) = prompt_of(api, &request);
     let fault = behaviour::trigger(&prompt)
@@ -197,7 +221,10 @@ async fn handle(State(stub): State<Arc<Stub>>, uri: Uri, headers: HeaderMap, bod
             }
             response
         }
-        Some(Fault::Malformed) => (StatusCode::OK, [("content-type", "application/json")], "{\"choices\": [ {\"message\": oops").into_response(),
+        Some(Fault::Malformed) => {
+            (StatusCode::OK, [("content-type", "application/json")], "{\"choices\": [ {\"message\": oops")
+                .into_response()
+        }
         Some(Fault::Truncated) => {
             let full = stub.answer(api, &request, &prompt, &context).to_string();
             let half = full[..full.len() / 2].to_string();
@@ -212,7 +239,8 @@ async fn handle(State(stub): State<Arc<Stub>>, uri: Uri, headers: HeaderMap, bod
         }
         None => {
             let answer = stub.answer(api, &request, &prompt, &context);
-            let text = answer.pointer("/choices/0/message/content").or_else(|| answer.pointer("/content/0/text")).cloned();
+            let text =
+                answer.pointer("/choices/0/message/content").or_else(|| answer.pointer("/content/0/text")).cloned();
             let response = Json(answer).into_response();
             let outcome = response.status().as_u16().to_string();
             return stub.finish(&path, &prompt, &outcome, started, response, text);
@@ -234,7 +262,15 @@ impl Stub {
     }
 
     /// Counts and logs a request's outcome.
-    fn finish(&self, path: &str, prompt: &str, outcome: &str, started: Instant, response: Response, answer: Option<Value>) -> Response {
+    fn finish(
+        &self,
+        path: &str,
+        prompt: &str,
+        outcome: &str,
+        started: Instant,
+        response: Response,
+        answer: Option<Value>,
+    ) -> Response {
         *self.statuses.lock().unwrap_or_else(|p| p.into_inner()).entry(outcome.to_string()).or_default() += 1;
         if let Some(log) = &self.log {
             let line = json!({
@@ -259,7 +295,9 @@ impl Stub {
         match api {
             Api::Embeddings => {
                 let inputs: Vec<String> = match request.get("input") {
-                    Some(Value::Array(items)) => items.iter().map(|v| v.as_str().map_or_else(|| v.to_string(), str::to_string)).collect(),
+                    Some(Value::Array(items)) => {
+                        items.iter().map(|v| v.as_str().map_or_else(|| v.to_string(), str::to_string)).collect()
+                    }
                     Some(Value::String(s)) => vec![s.clone()],
                     _ => vec![String::new()],
                 };
@@ -304,7 +342,9 @@ fn prompt_of(api: Api, request: &Value) -> (String, String) {
     fn text(content: &Value) -> String {
         match content {
             Value::String(s) => s.clone(),
-            Value::Array(parts) => parts.iter().filter_map(|p| p.get("text").and_then(Value::as_str)).collect::<Vec<_>>().join(""),
+            Value::Array(parts) => {
+                parts.iter().filter_map(|p| p.get("text").and_then(Value::as_str)).collect::<Vec<_>>().join("")
+            }
             _ => String::new(),
         }
     }

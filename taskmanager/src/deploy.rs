@@ -105,7 +105,8 @@ pub fn prepare(
             .ok_or_else(|| TaskError::Deployment(format!("no location for subtask {subtask} of vertex {vertex}")))
     };
     let mine: Vec<(u32, u32)> = request.tasks.iter().map(|t| (t.vertex_id, t.subtask)).collect();
-    let metrics: HashMap<(u32, u32), Arc<TaskMetrics>> = mine.iter().map(|&k| (k, Arc::new(TaskMetrics::default()))).collect();
+    let metrics: HashMap<(u32, u32), Arc<TaskMetrics>> =
+        mine.iter().map(|&k| (k, Arc::new(TaskMetrics::default()))).collect();
     let mut inputs: HashMap<(u32, u32), Vec<InputChannel>> = HashMap::new();
     let mut outputs: HashMap<(u32, u32), Vec<EdgeOutput>> = HashMap::new();
     let mut remote_inputs = Vec::new();
@@ -217,7 +218,13 @@ pub fn prepare(
             stopped_at: None,
             metrics_published: std::time::Instant::now(),
         };
-        tasks.push(PreparedTask { id: task_id.clone(), task, metrics: task_metrics, commands: commands_tx, events: events_rx });
+        tasks.push(PreparedTask {
+            id: task_id.clone(),
+            task,
+            metrics: task_metrics,
+            commands: commands_tx,
+            events: events_rx,
+        });
     }
     Ok(Prepared { tasks, remote_inputs })
 }

@@ -116,7 +116,10 @@ impl DataExchangeService {
 impl DataExchange for DataExchangeService {
     type OpenChannelStream = BoxStream<'static, Result<DataFrame, Status>>;
 
-    async fn open_channel(&self, request: Request<OpenChannelRequest>) -> Result<Response<Self::OpenChannelStream>, Status> {
+    async fn open_channel(
+        &self,
+        request: Request<OpenChannelRequest>,
+    ) -> Result<Response<Self::OpenChannelStream>, Status> {
         let key = ChannelKey::from_request(request.get_ref());
         let Some(Registered { rx, metrics }) = self.registry.take(&key).await else {
             return Err(Status::not_found(format!(

@@ -4,15 +4,15 @@ use sluice_proto::operator_spec::Kind;
 use sluice_proto::{AggregateFunction, OperatorSpec};
 
 use sluice_connectors::{create_sink, create_source};
+use sluice_core::schema::decode_schema;
+use sluice_core::secrets::{resolve, SecretSources};
+use sluice_core::{Operator, OperatorError, Result, Source};
 use sluice_ml::predict::MlPredict;
 use sluice_ml::remote::AsyncPredict;
-use sluice_core::secrets::{resolve, SecretSources};
-use sluice_core::schema::decode_schema;
-use sluice_transforms::keyed_aggregate::{Call, KeyedAggregate};
 use sluice_transforms::calc::Calc;
+use sluice_transforms::keyed_aggregate::{Call, KeyedAggregate};
 use sluice_transforms::project::Project;
 use sluice_transforms::watermark::WatermarkGenerator;
-use sluice_core::{Operator, OperatorError, Result, Source};
 
 /// What a task manager provides to the operators it builds.
 #[derive(Debug, Clone)]
@@ -45,8 +45,9 @@ pub fn build_operator(spec: &OperatorSpec, ctx: &BuildContext) -> Result<Box<dyn
                 .aggregates
                 .iter()
                 .map(|call| {
-                    let function = AggregateFunction::try_from(call.function)
-                        .map_err(|_| OperatorError::InvalidPlan(format!("unknown aggregate function {}", call.function)))?;
+                    let function = AggregateFunction::try_from(call.function).map_err(|_| {
+                        OperatorError::InvalidPlan(format!("unknown aggregate function {}", call.function))
+                    })?;
                     Ok(Call { function, column: call.column.map(|c| c as usize) })
                 })
                 .collect::<Result<Vec<_>>>()?;
@@ -65,7 +66,8 @@ pub fn build_operator(spec: &OperatorSpec, ctx: &BuildContext) -> Result<Box<dyn
             // Secrets resolve when the job starts, never in the plan.
             let mut options = std::collections::BTreeMap::new();
             for (key, value) in &spec.options {
-                let resolved = resolve(value, &ctx.secrets).map_err(|e| OperatorError::config(context.clone(), e.to_string()))?;
+                let resolved =
+                    resolve(value, &ctx.secrets).map_err(|e| OperatorError::config(context.clone(), e.to_string()))?;
                 options.insert(key.clone(), resolved);
             }
             // The ML_PREDICT call's own settings win over the model's.
@@ -75,7 +77,9 @@ pub fn build_operator(spec: &OperatorSpec, ctx: &BuildContext) -> Result<Box<dyn
                 "openai" | "anthropic" => Ok(Box::new(AsyncPredict::new(spec, &options)?)),
                 other => Err(OperatorError::config(
                     context,
-                    format!("the '{other}' provider cannot run in this build yet; ML_PREDICT is planned and validated only"),
+                    format!(
+                        "the '{other}' provider cannot run in this build yet; ML_PREDICT is planned and validated only"
+                    ),
                 )),
             }
         }

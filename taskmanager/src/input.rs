@@ -98,7 +98,8 @@ impl InputGate {
             if let Some(barrier) = self.pending_barrier {
                 if self.all_live_blocked() {
                     self.pending_barrier = None;
-                    self.last_alignment = self.alignment_started.take().map_or(std::time::Duration::ZERO, |t| t.elapsed());
+                    self.last_alignment =
+                        self.alignment_started.take().map_or(std::time::Duration::ZERO, |t| t.elapsed());
                     self.inputs.iter_mut().for_each(|i| i.blocked = false);
                     return Ok(GateEvent::Message(Message::Barrier(barrier)));
                 }
@@ -127,8 +128,9 @@ impl InputGate {
                 None => {
                     return Err(TaskError::Exchange {
                         peer: input.origin.clone(),
-                        message: "the input closed before its end (the upstream task failed or its task manager was lost)"
-                            .into(),
+                        message:
+                            "the input closed before its end (the upstream task failed or its task manager was lost)"
+                                .into(),
                     })
                 }
                 Some(Message::Data(batch)) => return Ok(GateEvent::Message(Message::Data(batch))),
@@ -215,7 +217,9 @@ mod tests {
 
     fn value(m: &GateEvent) -> Option<i64> {
         match m {
-            GateEvent::Message(Message::Data(b)) => Some(b.column(0).as_any().downcast_ref::<Int64Array>().unwrap().value(0)),
+            GateEvent::Message(Message::Data(b)) => {
+                Some(b.column(0).as_any().downcast_ref::<Int64Array>().unwrap().value(0))
+            }
             _ => None,
         }
     }

@@ -25,13 +25,11 @@ impl FrameEncoder {
         let kind = match message {
             Message::Data(batch) => Kind::Ipc(self.encode_batch(&batch)?),
             Message::Watermark(w) => Kind::Watermark(w),
-            Message::Barrier(b) => {
-                Kind::Barrier(CheckpointBarrier {
-                    checkpoint_id: b.checkpoint_id,
-                    timestamp_ms: b.timestamp_ms,
-                    last_completed: b.last_completed,
-                })
-            }
+            Message::Barrier(b) => Kind::Barrier(CheckpointBarrier {
+                checkpoint_id: b.checkpoint_id,
+                timestamp_ms: b.timestamp_ms,
+                last_completed: b.last_completed,
+            }),
             Message::EndOfInput => Kind::EndOfInput(EndOfInput {}),
         };
         Ok(DataFrame { kind: Some(kind) })
@@ -74,13 +72,11 @@ impl FrameDecoder {
                 Some(Message::Data(batch))
             }
             Some(Kind::Watermark(w)) => Some(Message::Watermark(w)),
-            Some(Kind::Barrier(b)) => {
-                Some(Message::Barrier(Barrier {
-                    checkpoint_id: b.checkpoint_id,
-                    timestamp_ms: b.timestamp_ms,
-                    last_completed: b.last_completed,
-                }))
-            }
+            Some(Kind::Barrier(b)) => Some(Message::Barrier(Barrier {
+                checkpoint_id: b.checkpoint_id,
+                timestamp_ms: b.timestamp_ms,
+                last_completed: b.last_completed,
+            })),
             Some(Kind::EndOfInput(_)) => Some(Message::EndOfInput),
             None => None,
         })
@@ -100,7 +96,8 @@ mod tests {
     use std::sync::Arc;
 
     fn batch(n: i64) -> RecordBatch {
-        let schema = Arc::new(Schema::new(vec![Field::new("k", DataType::Int64, false), Field::new("s", DataType::Utf8, true)]));
+        let schema =
+            Arc::new(Schema::new(vec![Field::new("k", DataType::Int64, false), Field::new("s", DataType::Utf8, true)]));
         RecordBatch::try_new(
             schema,
             vec![

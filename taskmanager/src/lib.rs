@@ -1,14 +1,16 @@
 //! Sluice's task manager: runs subtasks in slots, exchanges data with other task managers
 //! over gRPC streams of Arrow IPC frames, registers with the jobmanager and heartbeats.
 
+#![deny(missing_docs)]
+
 pub mod deploy;
 pub mod error;
 pub mod exchange;
 pub mod factory;
 pub mod faults;
 pub mod input;
-pub mod list_state;
 pub mod ipc;
+pub mod list_state;
 pub mod metrics;
 pub mod output;
 pub mod runtime;

@@ -90,7 +90,12 @@ fn write_synced(path: &Path, bytes: &[u8]) -> Result<()> {
 
 /// The state an operator starts from: the lists of `restore` (list files read and
 /// checked, so this blocks), and whether and which checkpoint the job restored.
-pub fn state_init(restore: Option<&OperatorRestore>, restored: bool, restored_checkpoint: u64, uid: &str) -> Result<StateInit> {
+pub fn state_init(
+    restore: Option<&OperatorRestore>,
+    restored: bool,
+    restored_checkpoint: u64,
+    uid: &str,
+) -> Result<StateInit> {
     let mut init = StateInit { restored, restored_checkpoint, operator_uid: uid.to_string(), ..Default::default() };
     for list in restore.iter().flat_map(|r| &r.lists) {
         let entries = init.lists.entry(list.name.clone()).or_default();

@@ -63,7 +63,12 @@ impl ChannelWriter {
         self.tx.send(message).await.map_err(|_| TaskError::DownstreamGone)
     }
 
-    async fn push(&mut self, batch: RecordBatch, limits: &ExchangeLimits, metrics: &TaskMetrics) -> Result<(), TaskError> {
+    async fn push(
+        &mut self,
+        batch: RecordBatch,
+        limits: &ExchangeLimits,
+        metrics: &TaskMetrics,
+    ) -> Result<(), TaskError> {
         let rows = batch.num_rows();
         if rows == 0 {
             return Ok(());
@@ -120,7 +125,12 @@ pub struct EdgeOutput {
 
 impl EdgeOutput {
     /// An output over `channels`; `hasher` is required for hash partitioning.
-    pub fn new(partitioning: Partitioning, hasher: Option<KeyHasher>, channels: Vec<ChannelWriter>, start: usize) -> Self {
+    pub fn new(
+        partitioning: Partitioning,
+        hasher: Option<KeyHasher>,
+        channels: Vec<ChannelWriter>,
+        start: usize,
+    ) -> Self {
         let next = if channels.is_empty() { 0 } else { start % channels.len() };
         EdgeOutput { partitioning, hasher, channels, next }
     }
@@ -156,7 +166,8 @@ impl Outputs {
                     }
                 }
                 Partitioning::Hash => {
-                    let hasher = edge.hasher.as_ref().ok_or_else(|| TaskError::Deployment("hash edge without keys".into()))?;
+                    let hasher =
+                        edge.hasher.as_ref().ok_or_else(|| TaskError::Deployment("hash edge without keys".into()))?;
                     let n = edge.channels.len() as u32;
                     let targets: Vec<u32> = hasher
                         .hashes(&batch)?
@@ -288,7 +299,10 @@ mod tests {
         outputs.send_batch(batch((0..50).collect())).await.unwrap();
         outputs.send_control(Message::EndOfInput).await.unwrap();
         let sizes = |rx: &mut mpsc::Receiver<Message>| -> Vec<usize> {
-            drain(rx).into_iter().filter_map(|m| if let Message::Data(d) = m { Some(d.num_rows()) } else { None }).collect()
+            drain(rx)
+                .into_iter()
+                .filter_map(|m| if let Message::Data(d) = m { Some(d.num_rows()) } else { None })
+                .collect()
         };
         assert_eq!(sizes(&mut rxs[0]), vec![100, 100, 50]);
         assert_eq!(sizes(&mut rxs[1]), vec![50]);
@@ -304,7 +318,8 @@ mod tests {
             Arc::new(TaskMetrics::default()),
         );
         outputs.send_batch(batch((0..20).collect())).await.unwrap();
-        let third = tokio::time::timeout(Duration::from_millis(100), outputs.send_batch(batch((0..10).collect()))).await;
+        let third =
+            tokio::time::timeout(Duration::from_millis(100), outputs.send_batch(batch((0..10).collect()))).await;
         assert!(third.is_err(), "the third batch must wait for the consumer");
     }
 }

@@ -6,12 +6,13 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use sluice_proto::data_exchange_server::DataExchangeServer;
 use sluice_proto::resource_manager_client::ResourceManagerClient;
 use sluice_proto::task_executor_server::{TaskExecutor, TaskExecutorServer};
-use sluice_proto::data_exchange_server::DataExchangeServer;
 use sluice_proto::{
-    Ack, CancelTasksRequest, CheckpointAck, CheckpointDecline, DeployTasksRequest, HeartbeatRequest, NotifyCheckpointRequest,
-    RegisterTaskManagerRequest, TaskId, TaskMetricsReport, TaskState, TaskStateReport, TriggerCheckpointRequest,
+    Ack, CancelTasksRequest, CheckpointAck, CheckpointDecline, DeployTasksRequest, HeartbeatRequest,
+    NotifyCheckpointRequest, RegisterTaskManagerRequest, TaskId, TaskMetricsReport, TaskState, TaskStateReport,
+    TriggerCheckpointRequest,
 };
 use tokio::sync::mpsc;
 use tokio::task::AbortHandle;
@@ -19,12 +20,12 @@ use tonic::transport::{Channel, Endpoint, Server};
 use tonic::{Request, Response, Status};
 
 use crate::deploy::prepare;
-use crate::factory::BuildContext;
-use sluice_core::secrets::SecretSources;
 use crate::exchange::{read_remote, DataExchangeService, ExchangeRegistry};
+use crate::factory::BuildContext;
 use crate::metrics::TaskMetrics;
 use crate::output::ExchangeLimits;
 use crate::task::{TaskCommand, TaskEvent};
+use sluice_core::secrets::SecretSources;
 
 /// How a task manager is configured.
 #[derive(Debug, Clone)]
@@ -59,8 +60,11 @@ impl TaskManagerConfig {
             jobmanager_timeout: Duration::from_secs(10),
             secrets: SecretSources::environment(),
             // Unique per task manager: an embedded cluster runs several in one process.
-            local_dir: std::env::temp_dir()
-                .join(format!("sluice-taskmanager-{}-{}", std::process::id(), &uuid::Uuid::new_v4().simple().to_string()[..8])),
+            local_dir: std::env::temp_dir().join(format!(
+                "sluice-taskmanager-{}-{}",
+                std::process::id(),
+                &uuid::Uuid::new_v4().simple().to_string()[..8]
+            )),
         }
     }
 }
@@ -247,7 +251,10 @@ pub struct TaskManager {
 
 impl TaskManager {
     /// Binds the server, starts registration and heartbeats, and serves until `shutdown`.
-    pub async fn run(config: TaskManagerConfig, shutdown: impl std::future::Future<Output = ()> + Send) -> Result<(), TaskManagerError> {
+    pub async fn run(
+        config: TaskManagerConfig,
+        shutdown: impl std::future::Future<Output = ()> + Send,
+    ) -> Result<(), TaskManagerError> {
         let listener = tokio::net::TcpListener::bind(config.bind)
             .await
             .map_err(|source| TaskManagerError::Bind { address: config.bind, source })?;
@@ -386,7 +393,10 @@ async fn heartbeat_loop(inner: Arc<Inner>, mut client: ResourceManagerClient<Cha
             Err(status) => {
                 tracing::warn!(error = %status.message(), "heartbeat to the jobmanager failed");
                 if last_contact.elapsed() > inner.config.jobmanager_timeout {
-                    tracing::error!("jobmanager unreachable for {:?}; canceling tasks", inner.config.jobmanager_timeout);
+                    tracing::error!(
+                        "jobmanager unreachable for {:?}; canceling tasks",
+                        inner.config.jobmanager_timeout
+                    );
                     inner.unregister();
                 }
             }
@@ -396,7 +406,11 @@ async fn heartbeat_loop(inner: Arc<Inner>, mut client: ResourceManagerClient<Cha
 
 /// Delivers task state changes and checkpoint acknowledgements to the jobmanager in order,
 /// retrying while it is unreachable (see [`retry_report`]).
-async fn report_loop(inner: Arc<Inner>, mut client: ResourceManagerClient<Channel>, mut reports: mpsc::UnboundedReceiver<QueuedReport>) {
+async fn report_loop(
+    inner: Arc<Inner>,
+    mut client: ResourceManagerClient<Channel>,
+    mut reports: mpsc::UnboundedReceiver<QueuedReport>,
+) {
     while let Some(QueuedReport { registration, report }) = reports.recv().await {
         let mut tries = 0u32;
         loop {
@@ -427,7 +441,12 @@ fn report(inner: &Inner, id: &TaskId, state: TaskState, error: String, metrics: 
 }
 
 /// Forwards a task's checkpoint events to the jobmanager.
-async fn forward_events(inner: Arc<Inner>, id: TaskId, metrics: Arc<TaskMetrics>, mut events: mpsc::UnboundedReceiver<TaskEvent>) {
+async fn forward_events(
+    inner: Arc<Inner>,
+    id: TaskId,
+    metrics: Arc<TaskMetrics>,
+    mut events: mpsc::UnboundedReceiver<TaskEvent>,
+) {
     while let Some(event) = events.recv().await {
         match event {
             TaskEvent::Ended => report(&inner, &id, TaskState::Ended, String::new(), &metrics),
@@ -436,7 +455,12 @@ async fn forward_events(inner: Arc<Inner>, id: TaskId, metrics: Arc<TaskMetrics>
                 inner.send_report(Report::Decline(decline));
             }
             TaskEvent::Ack { checkpoint_id, snapshot, stats } => {
-                let ack = CheckpointAck { task: Some(id.clone()), checkpoint_id, snapshot: Some(snapshot), stats: Some(stats) };
+                let ack = CheckpointAck {
+                    task: Some(id.clone()),
+                    checkpoint_id,
+                    snapshot: Some(snapshot),
+                    stats: Some(stats),
+                };
                 let size = prost::Message::encoded_len(&ack);
                 if size > sluice_proto::MAX_MESSAGE_BYTES {
                     let reason = format!(
@@ -448,7 +472,11 @@ async fn forward_events(inner: Arc<Inner>, id: TaskId, metrics: Arc<TaskMetrics>
                         size >> 20,
                         sluice_proto::MAX_MESSAGE_BYTES >> 20
                     );
-                    inner.send_report(Report::Decline(CheckpointDecline { task: Some(id.clone()), checkpoint_id, reason }));
+                    inner.send_report(Report::Decline(CheckpointDecline {
+                        task: Some(id.clone()),
+                        checkpoint_id,
+                        reason,
+                    }));
                 } else {
                     inner.send_report(Report::Ack(ack));
                 }
@@ -464,7 +492,14 @@ impl TaskExecutor for TaskManager {
         let inner = &self.inner;
         let batch_rows = crate::faults::source_pace().map_or(inner.config.limits.batch_rows, |(rows, _)| rows.max(1));
         let build = BuildContext { batch_rows, secrets: inner.config.secrets.clone() };
-        let prepared = match prepare(&request, &request.task_manager_id, inner.config.limits, &build, &inner.registry, &inner.config.local_dir) {
+        let prepared = match prepare(
+            &request,
+            &request.task_manager_id,
+            inner.config.limits,
+            &build,
+            &inner.registry,
+            &inner.config.local_dir,
+        ) {
             Ok(p) => p,
             Err(e) => {
                 inner.registry.remove_job(&request.job_id, request.attempt);
@@ -477,9 +512,19 @@ impl TaskExecutor for TaskManager {
             let handle = tokio::spawn(task.run());
             tokio::spawn(forward_events(inner.clone(), id.clone(), metrics.clone(), prepared_task.events));
             // Listed before its supervisor starts, so the supervisor's removal comes after.
-            let running =
-                RunningTask { id: id.clone(), abort: handle.abort_handle(), metrics: metrics.clone(), commands: prepared_task.commands };
-            inner.tasks.lock().unwrap_or_else(|p| p.into_inner()).entry(request.job_id.clone()).or_default().push(running);
+            let running = RunningTask {
+                id: id.clone(),
+                abort: handle.abort_handle(),
+                metrics: metrics.clone(),
+                commands: prepared_task.commands,
+            };
+            inner
+                .tasks
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .entry(request.job_id.clone())
+                .or_default()
+                .push(running);
             report(inner, &id, TaskState::Running, String::new(), &metrics);
             let inner = inner.clone();
             tokio::spawn(async move {
@@ -511,12 +556,21 @@ impl TaskExecutor for TaskManager {
 
     async fn trigger_checkpoint(&self, request: Request<TriggerCheckpointRequest>) -> Result<Response<Ack>, Status> {
         let r = request.into_inner();
-        let (checkpoint_id, timestamp_ms, last_completed, stop) = (r.checkpoint_id, r.timestamp_ms, r.last_completed, r.stop);
-        self.inner.command(&r.job_id, r.attempt, || TaskCommand::Trigger { checkpoint_id, timestamp_ms, last_completed, stop });
+        let (checkpoint_id, timestamp_ms, last_completed, stop) =
+            (r.checkpoint_id, r.timestamp_ms, r.last_completed, r.stop);
+        self.inner.command(&r.job_id, r.attempt, || TaskCommand::Trigger {
+            checkpoint_id,
+            timestamp_ms,
+            last_completed,
+            stop,
+        });
         Ok(Response::new(Ack {}))
     }
 
-    async fn notify_checkpoint_complete(&self, request: Request<NotifyCheckpointRequest>) -> Result<Response<Ack>, Status> {
+    async fn notify_checkpoint_complete(
+        &self,
+        request: Request<NotifyCheckpointRequest>,
+    ) -> Result<Response<Ack>, Status> {
         let r = request.into_inner();
         self.inner.command(&r.job_id, r.attempt, || TaskCommand::Complete(r.checkpoint_id));
         if r.stop {
@@ -574,7 +628,10 @@ mod tests {
     fn final_states_are_retried_while_the_registration_stands() {
         for final_state in [TaskState::Finished, TaskState::Failed, TaskState::Canceled, TaskState::Ended] {
             assert!(retry_report(&state(final_state), 10_000, true), "{final_state:?} must not be given up");
-            assert!(!retry_report(&state(final_state), 1, false), "{final_state:?} of a forgotten registration is dropped");
+            assert!(
+                !retry_report(&state(final_state), 1, false),
+                "{final_state:?} of a forgotten registration is dropped"
+            );
         }
         assert!(retry_report(&state(TaskState::Running), 3, true));
         assert!(!retry_report(&state(TaskState::Running), CHECKPOINT_REPORT_TRIES, true));

@@ -188,14 +188,19 @@ impl KeyedBackend {
         if dir.exists() {
             std::fs::remove_dir_all(&dir).map_err(|e| io_error("cannot clear", &dir, e))?;
         }
-        let checkpoint = rocksdb::checkpoint::Checkpoint::new(&self.store.db).map_err(|e| rocks_error("checkpoint", e))?;
+        let checkpoint =
+            rocksdb::checkpoint::Checkpoint::new(&self.store.db).map_err(|e| rocks_error("checkpoint", e))?;
         checkpoint.create_checkpoint(&dir).map_err(|e| rocks_error("create a checkpoint", e))?;
         Ok(LocalSnapshot { dir, checkpoint_id })
     }
 
     /// The asynchronous phase, run off the task: copies `snapshot` to `storage` and
     /// returns its handle and the bytes copied.
-    pub fn upload_fn(&self, snapshot: LocalSnapshot, storage: CheckpointStorage) -> impl FnOnce() -> Result<(KeyedStateHandle, u64)> + Send + 'static {
+    pub fn upload_fn(
+        &self,
+        snapshot: LocalSnapshot,
+        storage: CheckpointStorage,
+    ) -> impl FnOnce() -> Result<(KeyedStateHandle, u64)> + Send + 'static {
         let uploaded = self.uploaded.clone();
         let (name, instance, key_groups, max_parallelism) =
             (self.name.clone(), self.instance.clone(), self.key_groups, self.max_parallelism);
@@ -203,12 +208,8 @@ impl KeyedBackend {
             let result = upload(&snapshot, &storage, &name, &instance, &uploaded);
             let _ = std::fs::remove_dir_all(&snapshot.dir);
             let (files, copied) = result?;
-            let handle = KeyedStateHandle {
-                key_group_start: key_groups.0,
-                key_group_end: key_groups.1,
-                max_parallelism,
-                files,
-            };
+            let handle =
+                KeyedStateHandle { key_group_start: key_groups.0, key_group_end: key_groups.1, max_parallelism, files };
             Ok((handle, copied))
         }
     }
@@ -254,7 +255,12 @@ fn upload(
         } else {
             let (size, checksum) = copy_atomically(&source, &private.join(&file))?;
             copied += size;
-            files.push(StateFile { name: file.clone(), path: format!("chk-{}/{name}/{file}", snapshot.checkpoint_id), size, checksum });
+            files.push(StateFile {
+                name: file.clone(),
+                path: format!("chk-{}/{name}/{file}", snapshot.checkpoint_id),
+                size,
+                checksum,
+            });
         }
     }
     Ok((files, copied))
@@ -276,7 +282,9 @@ fn copy_handle(handle: &KeyedStateHandle, dir: &Path) -> Result<()> {
     std::fs::create_dir_all(dir).map_err(|e| io_error("cannot create", dir, e))?;
     for file in &handle.files {
         let source = Path::new(&file.path);
-        let size = std::fs::metadata(source).map(|m| m.len()).map_err(|e| io_error("cannot read checkpoint file", source, e))?;
+        let size = std::fs::metadata(source)
+            .map(|m| m.len())
+            .map_err(|e| io_error("cannot read checkpoint file", source, e))?;
         if size != file.size {
             return Err(OperatorError::State(format!(
                 "checkpoint file '{}' has {size} bytes but the checkpoint recorded {}: the checkpoint is corrupt",
@@ -348,7 +356,15 @@ mod tests {
         let mut handles = Vec::new();
         for subtask in 0..2 {
             let range = key_group_range(subtask, 128, 2);
-            let backend = KeyedBackend::open(root.path().join(format!("local/op-{subtask}")), format!("op-{subtask}"), range, 128, &[], Some(&storage)).unwrap();
+            let backend = KeyedBackend::open(
+                root.path().join(format!("local/op-{subtask}")),
+                format!("op-{subtask}"),
+                range,
+                128,
+                &[],
+                Some(&storage),
+            )
+            .unwrap();
             let state = ValueState::new(backend.store.as_ref(), 0);
             for g in range.0..range.1 {
                 state.put(g, b"key", g.to_le_bytes().to_vec()).unwrap();
@@ -369,12 +385,17 @@ mod tests {
         let mut seen = 0;
         for subtask in 0..3 {
             let range = key_group_range(subtask, 128, 3);
-            let overlapping: Vec<_> = handles
-                .iter()
-                .filter(|h| h.key_group_start < range.1 && range.0 < h.key_group_end)
-                .cloned()
-                .collect();
-            let backend = KeyedBackend::open(root.path().join(format!("new/op-{subtask}")), "op".into(), range, 128, &overlapping, None).unwrap();
+            let overlapping: Vec<_> =
+                handles.iter().filter(|h| h.key_group_start < range.1 && range.0 < h.key_group_end).cloned().collect();
+            let backend = KeyedBackend::open(
+                root.path().join(format!("new/op-{subtask}")),
+                "op".into(),
+                range,
+                128,
+                &overlapping,
+                None,
+            )
+            .unwrap();
             let state = ValueState::new(backend.store.as_ref(), 0);
             for g in 0..128u32 {
                 let value = state.get(g, b"key").unwrap();
@@ -392,12 +413,15 @@ mod tests {
     fn a_truncated_file_is_reported_as_corrupt() {
         let root = tempfile::tempdir().unwrap();
         let storage = CheckpointStorage { job_dir: root.path().join("job") };
-        let backend = KeyedBackend::open(root.path().join("local/op"), "op".into(), (0, 128), 128, &[], Some(&storage)).unwrap();
+        let backend =
+            KeyedBackend::open(root.path().join("local/op"), "op".into(), (0, 128), 128, &[], Some(&storage)).unwrap();
         ValueState::new(backend.store.as_ref(), 0).put(1, b"k", b"v".to_vec()).unwrap();
         let handle = absolute(&snapshot(&backend, 1, &storage).0, &storage);
         let sst = handle.files.iter().find(|f| f.name.ends_with(".sst")).unwrap();
         std::fs::write(&sst.path, b"garbage").unwrap();
-        let error = KeyedBackend::open(root.path().join("local/op2"), "op".into(), (0, 128), 128, &[handle], None).err().unwrap();
+        let error = KeyedBackend::open(root.path().join("local/op2"), "op".into(), (0, 128), 128, &[handle], None)
+            .err()
+            .unwrap();
         assert!(error.to_string().contains("the checkpoint is corrupt"), "{error}");
     }
 
@@ -407,7 +431,8 @@ mod tests {
     fn a_damaged_file_of_the_right_size_fails_its_checksum() {
         let root = tempfile::tempdir().unwrap();
         let storage = CheckpointStorage { job_dir: root.path().join("job") };
-        let backend = KeyedBackend::open(root.path().join("local/op"), "op".into(), (0, 128), 128, &[], Some(&storage)).unwrap();
+        let backend =
+            KeyedBackend::open(root.path().join("local/op"), "op".into(), (0, 128), 128, &[], Some(&storage)).unwrap();
         ValueState::new(backend.store.as_ref(), 0).put(1, b"k", b"v".to_vec()).unwrap();
         let handle = absolute(&snapshot(&backend, 1, &storage).0, &storage);
         for file in &handle.files {
@@ -419,7 +444,9 @@ mod tests {
         let middle = bytes.len() / 2;
         bytes[middle] ^= 0x5a;
         std::fs::write(&sst.path, &bytes).unwrap();
-        let error = KeyedBackend::open(root.path().join("local/op2"), "op".into(), (0, 128), 128, &[handle], None).err().unwrap();
+        let error = KeyedBackend::open(root.path().join("local/op2"), "op".into(), (0, 128), 128, &[handle], None)
+            .err()
+            .unwrap();
         assert!(error.to_string().contains("does not match the checksum"), "{error}");
     }
 }

@@ -126,7 +126,11 @@ impl Chain {
     /// Barriers and the end of input are forwarded by the chain after each operator has
     /// handled them, so no operator can swallow them. At a barrier each operator's state
     /// is snapshotted into `snapshots` right after it handled the barrier.
-    async fn process(&mut self, message: Message, snapshots: &mut Vec<OperatorState>) -> Result<Vec<Message>, TaskError> {
+    async fn process(
+        &mut self,
+        message: Message,
+        snapshots: &mut Vec<OperatorState>,
+    ) -> Result<Vec<Message>, TaskError> {
         self.process_from(0, vec![message], snapshots).await
     }
 
@@ -155,7 +159,12 @@ impl Chain {
     }
 
     /// Passes `messages` through the operators from index `start` on.
-    async fn process_from(&mut self, start: usize, messages: Vec<Message>, snapshots: &mut Vec<OperatorState>) -> Result<Vec<Message>, TaskError> {
+    async fn process_from(
+        &mut self,
+        start: usize,
+        messages: Vec<Message>,
+        snapshots: &mut Vec<OperatorState>,
+    ) -> Result<Vec<Message>, TaskError> {
         let mut current = messages;
         for op in &mut self.operators[start..] {
             let mut out = Collector::default();
@@ -238,9 +247,11 @@ impl Task {
         let restored = self.checkpointing.restore.is_some();
         let (checkpoint, uid) = (self.checkpointing.restored_checkpoint, uid.to_string());
         async move {
-            let mut init = tokio::task::spawn_blocking(move || list_state::state_init(restore.as_ref(), restored, checkpoint, &uid))
-                .await
-                .map_err(|e| OperatorError::State(format!("reading operator state stopped: {e}")))??;
+            let mut init = tokio::task::spawn_blocking(move || {
+                list_state::state_init(restore.as_ref(), restored, checkpoint, &uid)
+            })
+            .await
+            .map_err(|e| OperatorError::State(format!("reading operator state stopped: {e}")))??;
             init.keyed = keyed;
             Ok(init)
         }
@@ -254,14 +265,17 @@ impl Task {
         for i in 0..self.chain.operators.len() {
             let uid = self.chain.uids[i].clone();
             let keyed = if self.chain.operators[i].uses_keyed_state() {
-                let handles = restored_operator(&self.checkpointing.restore, &uid).map(|o| o.keyed.clone()).unwrap_or_default();
+                let handles =
+                    restored_operator(&self.checkpointing.restore, &uid).map(|o| o.keyed.clone()).unwrap_or_default();
                 let name = format!("{uid}-{}", ctx.subtask);
                 let dir = self.checkpointing.local_dir.join(&name);
                 let storage = self.checkpointing.storage.clone();
                 let max = ctx.max_parallelism;
-                let backend = tokio::task::spawn_blocking(move || KeyedBackend::open(dir, name, range, max, &handles, storage.as_ref()))
-                    .await
-                    .map_err(|e| OperatorError::State(format!("opening keyed state failed: {e}")))??;
+                let backend = tokio::task::spawn_blocking(move || {
+                    KeyedBackend::open(dir, name, range, max, &handles, storage.as_ref())
+                })
+                .await
+                .map_err(|e| OperatorError::State(format!("opening keyed state failed: {e}")))??;
                 let store = backend.store();
                 self.chain.backends[i] = Some(backend);
                 Some(store)
@@ -334,7 +348,11 @@ impl Task {
     }
 
     /// Snapshots an ended task directly (no barrier can reach it any more).
-    async fn checkpoint_ended(&mut self, checkpoint_id: u64, source: Option<&mut Box<dyn Source>>) -> Result<(), TaskError> {
+    async fn checkpoint_ended(
+        &mut self,
+        checkpoint_id: u64,
+        source: Option<&mut Box<dyn Source>>,
+    ) -> Result<(), TaskError> {
         let started = Instant::now();
         let source_state = match source {
             Some(s) => Some(s.snapshot_state(checkpoint_id).await?),
@@ -383,7 +401,8 @@ impl Task {
         }
         let threshold = self.checkpointing.memory_threshold;
         let owner = |uid: &str| {
-            let uid: String = uid.chars().map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' { c } else { '_' }).collect();
+            let uid: String =
+                uid.chars().map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' { c } else { '_' }).collect();
             format!("{}-{}-{uid}", self.ctx.vertex_id, self.ctx.subtask)
         };
         let owners: Vec<String> = operators.iter().map(|o| owner(&o.uid)).collect();
@@ -450,7 +469,10 @@ impl Task {
             let state_bytes = operators
                 .iter()
                 .map(|o| {
-                    o.lists.iter().map(|l| list_state::inline_bytes(l) + l.file.as_ref().map_or(0, |f| f.size)).sum::<u64>()
+                    o.lists
+                        .iter()
+                        .map(|l| list_state::inline_bytes(l) + l.file.as_ref().map_or(0, |f| f.size))
+                        .sum::<u64>()
                         + o.keyed.as_ref().map_or(0, |k| k.files.iter().map(|f| f.size).sum())
                 })
                 .sum();
@@ -467,7 +489,11 @@ impl Task {
     }
 
     /// Tells the operators that `checkpoint_id` completed (once; older ids are ignored).
-    async fn notify_complete(&mut self, checkpoint_id: u64, source: Option<&mut Box<dyn Source>>) -> Result<(), TaskError> {
+    async fn notify_complete(
+        &mut self,
+        checkpoint_id: u64,
+        source: Option<&mut Box<dyn Source>>,
+    ) -> Result<(), TaskError> {
         if checkpoint_id <= self.notified {
             return Ok(());
         }
@@ -534,7 +560,11 @@ impl Task {
     }
 
     /// Handles a checkpoint command in a source task; returns the park signal to obey.
-    async fn source_command(&mut self, command: TaskCommand, source: &mut Box<dyn Source>) -> Result<Option<tokio::sync::oneshot::Sender<()>>, TaskError> {
+    async fn source_command(
+        &mut self,
+        command: TaskCommand,
+        source: &mut Box<dyn Source>,
+    ) -> Result<Option<tokio::sync::oneshot::Sender<()>>, TaskError> {
         match command {
             TaskCommand::Trigger { checkpoint_id, timestamp_ms, last_completed, stop } => {
                 self.notify_complete(last_completed, Some(source)).await?;
@@ -550,7 +580,10 @@ impl Task {
     }
 
     /// Waits while the chain is full, serving checkpoints, timers and wake-ups meanwhile.
-    async fn wait_until_accepting(&mut self, source: &mut Box<dyn Source>) -> Result<Option<tokio::sync::oneshot::Sender<()>>, TaskError> {
+    async fn wait_until_accepting(
+        &mut self,
+        source: &mut Box<dyn Source>,
+    ) -> Result<Option<tokio::sync::oneshot::Sender<()>>, TaskError> {
         let wake = self.ctx.wake.clone();
         while !self.chain.accepts_input() {
             let timer = self.chain.deadline();

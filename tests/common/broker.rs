@@ -69,7 +69,8 @@ impl Broker {
 
     /// Writes records (with an optional partition each) and waits for them.
     pub fn produce(&self, topic: &str, records: impl IntoIterator<Item = (Option<i32>, String)>) {
-        let producer: BaseProducer = self.client().set("linger.ms", "20").set("queue.buffering.max.messages", "1000000").create().unwrap();
+        let producer: BaseProducer =
+            self.client().set("linger.ms", "20").set("queue.buffering.max.messages", "1000000").create().unwrap();
         for (partition, value) in records {
             let mut record = BaseRecord::<(), String>::to(topic).payload(&value);
             if let Some(p) = partition {
@@ -89,8 +90,13 @@ impl Broker {
 
     /// Every committed record of `topic`, read with a fresh read_committed consumer.
     pub fn read_all(&self, topic: &str, partitions: i32) -> Vec<(i32, i64, String)> {
-        let consumer: BaseConsumer =
-            self.client().set("group.id", "checker").set("isolation.level", "read_committed").set("enable.auto.commit", "false").create().unwrap();
+        let consumer: BaseConsumer = self
+            .client()
+            .set("group.id", "checker")
+            .set("isolation.level", "read_committed")
+            .set("enable.auto.commit", "false")
+            .create()
+            .unwrap();
         let mut ends = HashMap::new();
         let mut tpl = TopicPartitionList::new();
         for p in 0..partitions {
@@ -104,9 +110,16 @@ impl Broker {
         let mut check = true;
         loop {
             // Positions are costly to read: look at them when idle or every 10,000 records.
-            let done = check && ends.iter().all(|(p, end)| {
-                consumer.position().unwrap().find_partition(topic, *p).and_then(|e| e.offset().to_raw()).is_some_and(|o| o >= *end) || *end == 0
-            });
+            let done = check
+                && ends.iter().all(|(p, end)| {
+                    consumer
+                        .position()
+                        .unwrap()
+                        .find_partition(topic, *p)
+                        .and_then(|e| e.offset().to_raw())
+                        .is_some_and(|o| o >= *end)
+                        || *end == 0
+                });
             if done {
                 return out;
             }
@@ -119,7 +132,11 @@ impl Broker {
             match consumer.poll(Duration::from_millis(100)) {
                 Some(m) => {
                     let m = m.unwrap();
-                    out.push((m.partition(), m.offset(), String::from_utf8_lossy(m.payload().unwrap_or_default()).into_owned()));
+                    out.push((
+                        m.partition(),
+                        m.offset(),
+                        String::from_utf8_lossy(m.payload().unwrap_or_default()).into_owned(),
+                    ));
                     check = out.len() % 10_000 == 0;
                 }
                 None => check = true,
@@ -135,4 +152,3 @@ impl Drop for Broker {
         let _ = self.child.wait();
     }
 }
-

@@ -82,8 +82,12 @@ impl Cluster {
             .stderr(log)
             .spawn()
             .unwrap();
-        let mut cluster =
-            Cluster { jobmanager: Process { child, name: "jobmanager".into() }, taskmanagers: Vec::new(), address, dir };
+        let mut cluster = Cluster {
+            jobmanager: Process { child, name: "jobmanager".into() },
+            taskmanagers: Vec::new(),
+            address,
+            dir,
+        };
         // Wait until the jobmanager accepts connections, so the first CLI call finds it.
         let deadline = Instant::now() + Duration::from_secs(20);
         while std::net::TcpStream::connect(&cluster.address).is_err() {
@@ -106,7 +110,15 @@ impl Cluster {
         let n = self.taskmanagers.len() + 1;
         let log = std::fs::File::create(self.dir.path().join(format!("taskmanager-{n}.log"))).unwrap();
         let child = Command::new(sluice_bin())
-            .args(["taskmanager", "--jobmanager", &self.address, "--slots", &slots.to_string(), "--bind", "127.0.0.1:0"])
+            .args([
+                "taskmanager",
+                "--jobmanager",
+                &self.address,
+                "--slots",
+                &slots.to_string(),
+                "--bind",
+                "127.0.0.1:0",
+            ])
             .env("RUST_LOG", "info")
             .envs(env.iter().copied())
             .stdout(Stdio::null())
@@ -123,7 +135,13 @@ impl Cluster {
     /// barrier's alignment, an asynchronous state upload or a sink's commit. The seed is
     /// printed, and `SLUICE_CHAOS_SEED` replays a run. Stops early when the job finishes;
     /// returns the kills made.
-    pub fn kill_task_managers_while_running(&mut self, job: &str, kills: usize, slots: u32, max_pause: Duration) -> usize {
+    pub fn kill_task_managers_while_running(
+        &mut self,
+        job: &str,
+        kills: usize,
+        slots: u32,
+        max_pause: Duration,
+    ) -> usize {
         let completed = |status: &Value| status["checkpoints"]["completed"].as_u64().unwrap_or(0);
         let seed = std::env::var("SLUICE_CHAOS_SEED").ok().and_then(|s| s.parse::<u64>().ok()).unwrap_or_else(|| {
             let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().subsec_nanos();

@@ -12,7 +12,9 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
-use sluice_proto::{CheckpointMetadata, CheckpointSummary, CheckpointTaskStats, JobGraph, TaskSnapshot, VertexSnapshot};
+use sluice_proto::{
+    CheckpointMetadata, CheckpointSummary, CheckpointTaskStats, JobGraph, TaskSnapshot, VertexSnapshot,
+};
 use tokio::sync::oneshot;
 
 use super::decide::{self, SubtaskKey, TriggerFacts};
@@ -29,7 +31,8 @@ fn now_ms() -> u64 {
 #[cfg(feature = "test-faults")]
 fn exit_if_requested(id: u64) {
     static AFTER: std::sync::OnceLock<Option<u64>> = std::sync::OnceLock::new();
-    let after = AFTER.get_or_init(|| std::env::var("SLUICE_TEST_EXIT_AFTER_CHECKPOINT").ok().and_then(|v| v.parse().ok()));
+    let after =
+        AFTER.get_or_init(|| std::env::var("SLUICE_TEST_EXIT_AFTER_CHECKPOINT").ok().and_then(|v| v.parse().ok()));
     if *after == Some(id) {
         eprintln!("test fault: exiting after checkpoint {id} completed, before committing it");
         std::process::exit(137);
@@ -114,7 +117,9 @@ impl CheckpointWrite {
         }
         exit_if_requested(self.id);
         let savepoint = self.savepoint_target.map(|target| {
-            storage::write_savepoint(&self.job_dir, &self.metadata, &target).map(|p| p.display().to_string()).map_err(|e| e.to_string())
+            storage::write_savepoint(&self.job_dir, &self.metadata, &target)
+                .map(|p| p.display().to_string())
+                .map_err(|e| e.to_string())
         });
         WriteOutcome { metadata: Ok(()), savepoint }
     }
@@ -323,7 +328,9 @@ impl Coordinator {
         self.abort(now, "the job is restarting");
         if let Some(writing) = self.writing.take() {
             if let Some(savepoint) = writing.savepoint {
-                let _ = savepoint.reply.send(Err(format!("checkpoint {} was abandoned: the job is restarting", writing.id)));
+                let _ = savepoint
+                    .reply
+                    .send(Err(format!("checkpoint {} was abandoned: the job is restarting", writing.id)));
             }
         }
         self.last_state.clear();
@@ -332,7 +339,13 @@ impl Coordinator {
     }
 
     /// Records a subtask's acknowledgement; true when it belongs to the checkpoint in flight.
-    pub fn acknowledge(&mut self, key: SubtaskKey, id: u64, snapshot: TaskSnapshot, stats: CheckpointTaskStats) -> bool {
+    pub fn acknowledge(
+        &mut self,
+        key: SubtaskKey,
+        id: u64,
+        snapshot: TaskSnapshot,
+        stats: CheckpointTaskStats,
+    ) -> bool {
         match &mut self.pending {
             Some(p) if p.id == id => {
                 self.task_stats.insert(key, stats);
@@ -374,12 +387,18 @@ impl Coordinator {
                     vertex_id: v.id,
                     parallelism: v.parallelism,
                     operator_uids: v.operators.iter().map(|o| o.uid.clone()).collect(),
-                    subtasks: (0..v.parallelism).map(|s| self.last_state.get(&(v.id, s)).cloned().unwrap_or_default()).collect(),
+                    subtasks: (0..v.parallelism)
+                        .map(|s| self.last_state.get(&(v.id, s)).cloned().unwrap_or_default())
+                        .collect(),
                 })
                 .collect(),
         };
         let savepoint_target = pending.savepoint.as_ref().map(|savepoint| {
-            savepoint.directory.join(format!("savepoint-{}-{}", &metadata.job_id[..metadata.job_id.len().min(8)], pending.id))
+            savepoint.directory.join(format!(
+                "savepoint-{}-{}",
+                &metadata.job_id[..metadata.job_id.len().min(8)],
+                pending.id
+            ))
         });
         self.writing = Some(Writing {
             id: pending.id,
@@ -453,8 +472,12 @@ impl Coordinator {
         if discard.is_empty() {
             return work;
         }
-        let (gone, kept): (Vec<Completed>, Vec<Completed>) = std::mem::take(&mut self.completed).into_iter().partition(|c| discard.contains(&c.id));
-        let unreferenced = decide::unreferenced_files(&gone.iter().map(|c| &c.files).collect::<Vec<_>>(), &kept.iter().map(|c| &c.files).collect::<Vec<_>>());
+        let (gone, kept): (Vec<Completed>, Vec<Completed>) =
+            std::mem::take(&mut self.completed).into_iter().partition(|c| discard.contains(&c.id));
+        let unreferenced = decide::unreferenced_files(
+            &gone.iter().map(|c| &c.files).collect::<Vec<_>>(),
+            &kept.iter().map(|c| &c.files).collect::<Vec<_>>(),
+        );
         for (i, c) in gone.iter().enumerate() {
             let files = if i == 0 { unreferenced.clone() } else { BTreeSet::new() };
             work.checkpoints.push((c.id, files));
@@ -469,7 +492,10 @@ impl Coordinator {
     /// unless `execution.checkpointing.recover-without-newest` accepts duplicates; then the
     /// newest one that reads back intact is used and the unusable ones are reported in
     /// `problems`.
-    pub fn latest_restorable(&mut self, problems: &mut Vec<String>) -> Result<Option<(CheckpointMetadata, PathBuf)>, String> {
+    pub fn latest_restorable(
+        &mut self,
+        problems: &mut Vec<String>,
+    ) -> Result<Option<(CheckpointMetadata, PathBuf)>, String> {
         let ids: Vec<u64> = self.completed.iter().map(|c| c.id).collect();
         for id in decide::restore_candidates(&ids) {
             let dir = self.job_dir.join(format!("chk-{id}"));

@@ -66,12 +66,7 @@ pub fn checkpoints_to_discard(completed: &[u64], retained: usize, pinned: Option
 /// The shared files of discarded checkpoints that no kept checkpoint references.
 pub fn unreferenced_files(discarded: &[&BTreeSet<String>], kept: &[&BTreeSet<String>]) -> BTreeSet<String> {
     let live: BTreeSet<&String> = kept.iter().flat_map(|s| s.iter()).collect();
-    discarded
-        .iter()
-        .flat_map(|s| s.iter())
-        .filter(|f| f.starts_with("shared/") && !live.contains(f))
-        .cloned()
-        .collect()
+    discarded.iter().flat_map(|s| s.iter()).filter(|f| f.starts_with("shared/") && !live.contains(f)).cloned().collect()
 }
 
 /// The order to try checkpoints in when restoring: newest first.
@@ -107,7 +102,8 @@ mod tests {
         assert!(!should_trigger(&TriggerFacts { interval: None, ..facts(t0) }), "checkpoints disabled");
         assert!(should_trigger(&TriggerFacts { interval: None, forced: true, ..facts(t0) }), "a savepoint is forced");
         let later = t0 + Duration::from_millis(1500);
-        let f = TriggerFacts { last_trigger: Some(t0), last_end: Some(t0 + Duration::from_millis(1200)), ..facts(later) };
+        let f =
+            TriggerFacts { last_trigger: Some(t0), last_end: Some(t0 + Duration::from_millis(1200)), ..facts(later) };
         assert!(should_trigger(&f));
         assert!(!should_trigger(&TriggerFacts { min_pause: Duration::from_millis(500), ..f }), "min pause not over");
         assert!(!should_trigger(&TriggerFacts { last_trigger: Some(t0 + Duration::from_millis(900)), ..f }), "not due");

@@ -67,7 +67,9 @@ impl RestartStrategy {
     pub fn max_attempts(&self) -> u32 {
         match self {
             RestartStrategy::None => 0,
-            RestartStrategy::FixedDelay { attempts, .. } | RestartStrategy::ExponentialDelay { attempts, .. } => *attempts,
+            RestartStrategy::FixedDelay { attempts, .. } | RestartStrategy::ExponentialDelay { attempts, .. } => {
+                *attempts
+            }
         }
     }
 
@@ -118,9 +120,7 @@ impl Reader<'_> {
     }
 
     fn count(&self, key: &str) -> Result<Option<u32>, OptionError> {
-        self.get(key)
-            .map(|v| v.parse::<u32>().map_err(|_| self.error(key, "expected a whole number")))
-            .transpose()
+        self.get(key).map(|v| v.parse::<u32>().map_err(|_| self.error(key, "expected a whole number"))).transpose()
     }
 
     fn flag(&self, key: &str) -> Result<Option<bool>, OptionError> {
@@ -225,30 +225,38 @@ pub fn check_transaction_timeouts(graph: &sluice_proto::JobGraph, options: &Chec
     for kind in graph.vertices.iter().flat_map(|v| &v.operators).filter_map(|o| o.kind.as_ref()) {
         match kind {
             sluice_proto::operator_spec::Kind::Sink(spec) if spec.connector == "kafka" => {
-                let exactly_once =
-                    spec.options.get("sink.delivery-guarantee").is_some_and(|g| g.trim().eq_ignore_ascii_case("exactly-once"));
+                let exactly_once = spec
+                    .options
+                    .get("sink.delivery-guarantee")
+                    .is_some_and(|g| g.trim().eq_ignore_ascii_case("exactly-once"));
                 if exactly_once {
                     let key = "properties.transaction.timeout.ms";
                     writers.push((format!("table '{}'", spec.table), key, spec.options.get(key).map(String::as_str)));
                 }
             }
             sluice_proto::operator_spec::Kind::MlPredict(spec) => {
-                let dead_letters = spec.options.get("on-error").is_some_and(|e| e.trim().eq_ignore_ascii_case("dead_letter"));
+                let dead_letters =
+                    spec.options.get("on-error").is_some_and(|e| e.trim().eq_ignore_ascii_case("dead_letter"));
                 let at_least_once = spec
                     .options
                     .get("dead-letter.delivery-guarantee")
                     .is_some_and(|g| g.trim().to_ascii_lowercase().replace('_', "-") == "at-least-once");
                 if dead_letters && !at_least_once {
                     let key = "dead-letter.properties.transaction.timeout.ms";
-                    writers.push((format!("model '{}' (dead letters)", spec.model), key, spec.options.get(key).map(String::as_str)));
+                    writers.push((
+                        format!("model '{}' (dead letters)", spec.model),
+                        key,
+                        spec.options.get(key).map(String::as_str),
+                    ));
                 }
             }
             _ => {}
         }
     }
     for (what, key, configured) in writers {
-        let timeout = sluice_connectors::kafka::options::transaction_timeout(configured)
-            .map_err(|e| format!("{what}: {}", e.replace("'properties.transaction.timeout.ms'", &format!("'{key}'"))))?;
+        let timeout = sluice_connectors::kafka::options::transaction_timeout(configured).map_err(|e| {
+            format!("{what}: {}", e.replace("'properties.transaction.timeout.ms'", &format!("'{key}'")))
+        })?;
         if timeout < needed {
             return Err(format!(
                 "{what}: the Kafka transaction timeout of {} s ('{key}') must exceed \
@@ -285,17 +293,24 @@ impl RestartStrategy {
             }),
             "exponential-delay" | "exponential-backoff" => {
                 let multiplier = match r.get("restart-strategy.exponential-delay.backoff-multiplier") {
-                    Some(v) => v
-                        .parse::<f64>()
-                        .ok()
-                        .filter(|m| *m >= 1.0 && m.is_finite())
-                        .ok_or_else(|| r.error("restart-strategy.exponential-delay.backoff-multiplier", "expected a number of at least 1.0"))?,
+                    Some(v) => v.parse::<f64>().ok().filter(|m| *m >= 1.0 && m.is_finite()).ok_or_else(|| {
+                        r.error(
+                            "restart-strategy.exponential-delay.backoff-multiplier",
+                            "expected a number of at least 1.0",
+                        )
+                    })?,
                     None => 1.5,
                 };
                 Ok(RestartStrategy::ExponentialDelay {
-                    attempts: r.count("restart-strategy.exponential-delay.attempts-before-reset-backoff")?.unwrap_or(u32::MAX),
-                    initial: r.duration("restart-strategy.exponential-delay.initial-backoff")?.unwrap_or(Duration::from_secs(1)),
-                    max: r.duration("restart-strategy.exponential-delay.max-backoff")?.unwrap_or(Duration::from_secs(60)),
+                    attempts: r
+                        .count("restart-strategy.exponential-delay.attempts-before-reset-backoff")?
+                        .unwrap_or(u32::MAX),
+                    initial: r
+                        .duration("restart-strategy.exponential-delay.initial-backoff")?
+                        .unwrap_or(Duration::from_secs(1)),
+                    max: r
+                        .duration("restart-strategy.exponential-delay.max-backoff")?
+                        .unwrap_or(Duration::from_secs(60)),
                     multiplier,
                 })
             }
@@ -329,7 +344,10 @@ mod tests {
         assert!(!o.recover_without_newest, "falling back past the newest checkpoint duplicates output");
         assert_eq!(o.memory_threshold, 20 << 10, "Flink's default");
         let sized = config(&[("state.storage.fs.memory-threshold", "1 mb")]);
-        assert_eq!(CheckpointOptions::from_config(&sized, std::path::Path::new("/t")).unwrap().memory_threshold, 1 << 20);
+        assert_eq!(
+            CheckpointOptions::from_config(&sized, std::path::Path::new("/t")).unwrap().memory_threshold,
+            1 << 20
+        );
         let huge = config(&[("state.storage.fs.memory-threshold", "1gb")]);
         let error = CheckpointOptions::from_config(&huge, std::path::Path::new("/t")).unwrap_err();
         assert!(error.message.contains("at most 16mb"), "{error:?}");
@@ -339,9 +357,15 @@ mod tests {
         assert!(CheckpointOptions::from_config(&bad, std::path::Path::new("/t")).is_err());
         let off = CheckpointOptions::from_config(&config(&[]), std::path::Path::new("/tmp/x")).unwrap();
         assert_eq!(off.interval, None);
-        let bad = CheckpointOptions::from_config(&config(&[("state.checkpoints.dir", "s3://b/x")]), std::path::Path::new("/t"));
+        let bad = CheckpointOptions::from_config(
+            &config(&[("state.checkpoints.dir", "s3://b/x")]),
+            std::path::Path::new("/t"),
+        );
         assert!(bad.unwrap_err().to_string().contains("not supported yet"));
-        let bad = CheckpointOptions::from_config(&config(&[("execution.checkpointing.interval", "soon")]), std::path::Path::new("/t"));
+        let bad = CheckpointOptions::from_config(
+            &config(&[("execution.checkpointing.interval", "soon")]),
+            std::path::Path::new("/t"),
+        );
         assert!(bad.unwrap_err().to_string().starts_with("'execution.checkpointing.interval' = 'soon'"));
     }
 
@@ -378,10 +402,18 @@ mod tests {
         let err = check(&[exactly_once, ("properties.transaction.timeout.ms", "600000")], &every_second).unwrap_err();
         assert!(err.contains("table 'payments'") && err.contains("600 s") && err.contains("at least 900000"), "{err}");
         let short = [("execution.checkpointing.interval", "1s"), ("execution.checkpointing.timeout", "1min")];
-        check(&[exactly_once, ("properties.transaction.timeout.ms", "600000")], &short).expect("10 min > 1 min + 5 min");
-        check(&[("sink.delivery-guarantee", "at-least-once"), ("properties.transaction.timeout.ms", "1000")], &every_second).unwrap();
-        check(&[exactly_once, ("properties.transaction.timeout.ms", "1000")], &[]).expect("no checkpoints, nothing to outlive");
-        assert!(check(&[exactly_once, ("properties.transaction.timeout.ms", "soon")], &every_second).unwrap_err().contains("'soon'"));
+        check(&[exactly_once, ("properties.transaction.timeout.ms", "600000")], &short)
+            .expect("10 min > 1 min + 5 min");
+        check(
+            &[("sink.delivery-guarantee", "at-least-once"), ("properties.transaction.timeout.ms", "1000")],
+            &every_second,
+        )
+        .unwrap();
+        check(&[exactly_once, ("properties.transaction.timeout.ms", "1000")], &[])
+            .expect("no checkpoints, nothing to outlive");
+        assert!(check(&[exactly_once, ("properties.transaction.timeout.ms", "soon")], &every_second)
+            .unwrap_err()
+            .contains("'soon'"));
     }
 
     /// Dead letters of ML_PREDICT are written in the checkpoint's Kafka transaction too.
@@ -402,7 +434,11 @@ mod tests {
         let short = ("dead-letter.properties.transaction.timeout.ms", "60000");
         check(&[dead_letters]).expect("the defaults fit");
         let err = check(&[dead_letters, short]).unwrap_err();
-        assert!(err.contains("model 'scorer' (dead letters)") && err.contains("'dead-letter.properties.transaction.timeout.ms'"), "{err}");
+        assert!(
+            err.contains("model 'scorer' (dead letters)")
+                && err.contains("'dead-letter.properties.transaction.timeout.ms'"),
+            "{err}"
+        );
         check(&[dead_letters, short, ("dead-letter.delivery-guarantee", "at-least-once")]).expect("no transactions");
         check(&[("on-error", "skip"), short]).expect("no dead letters");
     }
@@ -410,7 +446,11 @@ mod tests {
     #[test]
     fn restart_strategies_compute_their_delays() {
         let fixed = RestartStrategy::from_config(
-            &config(&[("restart-strategy.type", "fixed-delay"), ("restart-strategy.fixed-delay.attempts", "2"), ("restart-strategy.fixed-delay.delay", "250ms")]),
+            &config(&[
+                ("restart-strategy.type", "fixed-delay"),
+                ("restart-strategy.fixed-delay.attempts", "2"),
+                ("restart-strategy.fixed-delay.delay", "250ms"),
+            ]),
             true,
         )
         .unwrap();
@@ -418,7 +458,11 @@ mod tests {
         assert_eq!(fixed.delay(2), Some(Duration::from_millis(250)));
         assert_eq!(fixed.delay(3), None);
         let exp = RestartStrategy::from_config(
-            &config(&[("restart-strategy.type", "exponential-backoff"), ("restart-strategy.exponential-delay.max-backoff", "3s"), ("restart-strategy.exponential-delay.backoff-multiplier", "2")]),
+            &config(&[
+                ("restart-strategy.type", "exponential-backoff"),
+                ("restart-strategy.exponential-delay.max-backoff", "3s"),
+                ("restart-strategy.exponential-delay.backoff-multiplier", "2"),
+            ]),
             true,
         )
         .unwrap();
@@ -426,7 +470,10 @@ mod tests {
         assert_eq!(exp.delay(2), Some(Duration::from_secs(2)));
         assert_eq!(exp.delay(5), Some(Duration::from_secs(3)));
         assert_eq!(RestartStrategy::from_config(&config(&[]), false).unwrap(), RestartStrategy::None);
-        assert!(matches!(RestartStrategy::from_config(&config(&[]), true).unwrap(), RestartStrategy::ExponentialDelay { .. }));
+        assert!(matches!(
+            RestartStrategy::from_config(&config(&[]), true).unwrap(),
+            RestartStrategy::ExponentialDelay { .. }
+        ));
         assert!(RestartStrategy::from_config(&config(&[("restart-strategy.type", "sometimes")]), true).is_err());
     }
 }

@@ -9,13 +9,18 @@ use std::path::Path;
 
 use sluice_core::keys::key_group_range;
 use sluice_proto::{
-    CheckpointMetadata, JobGraph, KeyedStateHandle, ListDistribution, OperatorListPart, OperatorListRestore, OperatorListSnapshot,
-    OperatorRestore, OperatorSnapshot, StateFile, TaskRestore,
+    CheckpointMetadata, JobGraph, KeyedStateHandle, ListDistribution, OperatorListPart, OperatorListRestore,
+    OperatorListSnapshot, OperatorRestore, OperatorSnapshot, StateFile, TaskRestore,
 };
 
 /// The state of every subtask of `graph` from `metadata`, whose file paths are relative
 /// to `base`; paths in the result are absolute.
-pub fn assign_state(metadata: &CheckpointMetadata, base: &Path, graph: &JobGraph, max_parallelism: u32) -> Result<Vec<TaskRestore>, String> {
+pub fn assign_state(
+    metadata: &CheckpointMetadata,
+    base: &Path,
+    graph: &JobGraph,
+    max_parallelism: u32,
+) -> Result<Vec<TaskRestore>, String> {
     let known: std::collections::BTreeSet<&str> =
         graph.vertices.iter().flat_map(|v| &v.operators).map(|o| o.uid.as_str()).collect();
     for v in &metadata.vertices {
@@ -62,7 +67,10 @@ pub fn assign_state(metadata: &CheckpointMetadata, base: &Path, graph: &JobGraph
             for (s, restore) in per_subtask.iter_mut().enumerate() {
                 let lists = list_names(&snapshots)
                     .into_iter()
-                    .map(|name| OperatorListRestore { name: name.to_string(), parts: list_parts(&snapshots, name, s as u64, p.into(), base) })
+                    .map(|name| OperatorListRestore {
+                        name: name.to_string(),
+                        parts: list_parts(&snapshots, name, s as u64, p.into(), base),
+                    })
                     .collect();
                 let (start, end) = key_group_range(s as u32, max_parallelism, p);
                 let keyed = handles
@@ -107,14 +115,22 @@ fn list_names<'a>(snapshots: &[&'a OperatorSnapshot]) -> Vec<&'a str> {
 /// What subtask `subtask` of `parallelism` gets of list `name`: for a split list, the
 /// entries whose position in the old subtasks' concatenated lists is `subtask` modulo
 /// `parallelism`; for a union list, all of them.
-fn list_parts(snapshots: &[&OperatorSnapshot], name: &str, subtask: u64, parallelism: u64, base: &Path) -> Vec<OperatorListPart> {
-    let lists: Vec<&OperatorListSnapshot> = snapshots.iter().flat_map(|o| &o.lists).filter(|l| l.name == name).collect();
+fn list_parts(
+    snapshots: &[&OperatorSnapshot],
+    name: &str,
+    subtask: u64,
+    parallelism: u64,
+    base: &Path,
+) -> Vec<OperatorListPart> {
+    let lists: Vec<&OperatorListSnapshot> =
+        snapshots.iter().flat_map(|o| &o.lists).filter(|l| l.name == name).collect();
     let union = lists.iter().any(|l| l.distribution == ListDistribution::Union as i32);
     let mut parts = Vec::new();
     let mut offset = 0;
     for list in lists {
         let count = entry_count(list);
-        let (first, step) = if union { (0, 1) } else { ((subtask + parallelism - offset % parallelism) % parallelism, parallelism) };
+        let (first, step) =
+            if union { (0, 1) } else { ((subtask + parallelism - offset % parallelism) % parallelism, parallelism) };
         offset += count;
         if first >= count {
             continue;
@@ -143,12 +159,24 @@ mod tests {
     use sluice_proto::{OperatorSpec, TaskSnapshot, Vertex, VertexSnapshot};
 
     fn inline(distribution: ListDistribution, entries: Vec<Vec<u8>>) -> OperatorListSnapshot {
-        OperatorListSnapshot { name: "default".into(), distribution: distribution as i32, entry_count: entries.len() as u64, entries, file: None }
+        OperatorListSnapshot {
+            name: "default".into(),
+            distribution: distribution as i32,
+            entry_count: entries.len() as u64,
+            entries,
+            file: None,
+        }
     }
 
     /// The inline entries of list `name` restored to `operator`.
     fn inline_entries(operator: &OperatorRestore, name: &str) -> Vec<Vec<u8>> {
-        operator.lists.iter().filter(|l| l.name == name).flat_map(|l| &l.parts).flat_map(|p| p.entries.clone()).collect()
+        operator
+            .lists
+            .iter()
+            .filter(|l| l.name == name)
+            .flat_map(|l| &l.parts)
+            .flat_map(|p| p.entries.clone())
+            .collect()
     }
 
     fn graph(parallelism: u32) -> JobGraph {
@@ -189,7 +217,12 @@ mod tests {
         CheckpointMetadata {
             checkpoint_id: 7,
             vertices: vec![
-                VertexSnapshot { vertex_id: 0, parallelism: 2, operator_uids: vec!["0-src".into()], subtasks: vec![subtask(0), subtask(1)] },
+                VertexSnapshot {
+                    vertex_id: 0,
+                    parallelism: 2,
+                    operator_uids: vec!["0-src".into()],
+                    subtasks: vec![subtask(0), subtask(1)],
+                },
                 VertexSnapshot {
                     vertex_id: 1,
                     parallelism: 2,
@@ -206,12 +239,24 @@ mod tests {
         let restores = assign_state(&checkpoint(), Path::new("/store/job"), &graph(3), 128).unwrap();
         assert_eq!(restores.len(), 6);
         let find = |v: u32, s: u32, uid: &str| {
-            restores.iter().find(|r| r.vertex_id == v && r.subtask == s).unwrap().operators.iter().find(|o| o.uid == uid).unwrap().clone()
+            restores
+                .iter()
+                .find(|r| r.vertex_id == v && r.subtask == s)
+                .unwrap()
+                .operators
+                .iter()
+                .find(|o| o.uid == uid)
+                .unwrap()
+                .clone()
         };
         assert_eq!(inline_entries(&find(0, 0, "0-src"), "default"), vec![vec![0]]);
         assert_eq!(inline_entries(&find(0, 1, "0-src"), "default"), vec![vec![1]]);
         assert!(inline_entries(&find(0, 2, "0-src"), "default").is_empty(), "more subtasks than splits");
-        assert_eq!(inline_entries(&find(1, 2, "2-sink"), "default"), vec![vec![10], vec![11]], "union state goes to all");
+        assert_eq!(
+            inline_entries(&find(1, 2, "2-sink"), "default"),
+            vec![vec![10], vec![11]],
+            "union state goes to all"
+        );
         // New ranges at 3: [0,43) [43,86) [86,128).
         assert_eq!(find(1, 0, "1-agg").keyed.len(), 1);
         assert_eq!(find(1, 1, "1-agg").keyed.len(), 2, "subtask 1 overlaps both old ranges");
@@ -240,12 +285,15 @@ mod tests {
             file: Some(file),
             entry_count: 4,
         };
-        let commits = OperatorListSnapshot { name: "commits".into(), ..inline(ListDistribution::Union, vec![vec![99]]) };
+        let commits =
+            OperatorListSnapshot { name: "commits".into(), ..inline(ListDistribution::Union, vec![vec![99]]) };
         let mut metadata = checkpoint();
-        metadata.vertices[0].subtasks[0].operators[0].lists = vec![inline(ListDistribution::Split, vec![vec![0], vec![1], vec![2]])];
+        metadata.vertices[0].subtasks[0].operators[0].lists =
+            vec![inline(ListDistribution::Split, vec![vec![0], vec![1], vec![2]])];
         metadata.vertices[0].subtasks[1].operators[0].lists = vec![spilled, commits];
         let restores = assign_state(&metadata, Path::new("/store/job"), &graph(2), 128).unwrap();
-        let source = |s: u32| restores.iter().find(|r| r.vertex_id == 0 && r.subtask == s).unwrap().operators[0].clone();
+        let source =
+            |s: u32| restores.iter().find(|r| r.vertex_id == 0 && r.subtask == s).unwrap().operators[0].clone();
         // Global positions: inline 0, 1, 2, then the file's 3, 4, 5, 6.
         assert_eq!(inline_entries(&source(0), "default"), vec![vec![0], vec![2]]);
         assert_eq!(inline_entries(&source(1), "default"), vec![vec![1]]);

@@ -75,7 +75,9 @@ pub fn claim(job_dir: &Path, me: &str) -> Result<(), StorageError> {
 fn check_fence(job_dir: &Path, me: &str) -> Result<(), StorageError> {
     match std::fs::read_to_string(job_dir.join(FENCE)) {
         Ok(owner) if owner.trim() == me => Ok(()),
-        Ok(owner) => Err(StorageError::Fenced { path: job_dir.display().to_string(), owner: owner.trim().into(), me: me.into() }),
+        Ok(owner) => {
+            Err(StorageError::Fenced { path: job_dir.display().to_string(), owner: owner.trim().into(), me: me.into() })
+        }
         Err(e) => Err(io("read", &job_dir.join(FENCE))(e)),
     }
 }
@@ -115,9 +117,12 @@ pub fn decode(bytes: &[u8]) -> Result<CheckpointMetadata, String> {
 
 /// Every file a checkpoint's state refers to: keyed state files and operator list files.
 fn state_files(metadata: &CheckpointMetadata) -> impl Iterator<Item = &StateFile> {
-    metadata.vertices.iter().flat_map(|v| &v.subtasks).flat_map(|t| &t.operators).flat_map(|o| {
-        o.keyed.iter().flat_map(|k| &k.files).chain(o.lists.iter().filter_map(|l| l.file.as_ref()))
-    })
+    metadata
+        .vertices
+        .iter()
+        .flat_map(|v| &v.subtasks)
+        .flat_map(|t| &t.operators)
+        .flat_map(|o| o.keyed.iter().flat_map(|k| &k.files).chain(o.lists.iter().filter_map(|l| l.file.as_ref())))
 }
 
 /// [`state_files`], to rewrite their paths.
@@ -133,7 +138,12 @@ pub fn referenced_files(metadata: &CheckpointMetadata) -> BTreeSet<String> {
 }
 
 /// Writes `metadata` as `dir/_metadata`, once; `job_dir` holds the fence of coordinator `me`.
-pub fn write_metadata(job_dir: &Path, dir: &Path, metadata: &CheckpointMetadata, me: &str) -> Result<PathBuf, StorageError> {
+pub fn write_metadata(
+    job_dir: &Path,
+    dir: &Path,
+    metadata: &CheckpointMetadata,
+    me: &str,
+) -> Result<PathBuf, StorageError> {
     check_fence(job_dir, me)?;
     std::fs::create_dir_all(dir).map_err(io("create", dir))?;
     let target = dir.join(METADATA);
@@ -228,7 +238,15 @@ mod tests {
                             key_group_start: 0,
                             key_group_end: 128,
                             max_parallelism: 128,
-                            files: files.iter().map(|(p, s)| StateFile { name: p.rsplit('/').next().unwrap().into(), path: p.to_string(), size: *s, checksum: 0 }).collect(),
+                            files: files
+                                .iter()
+                                .map(|(p, s)| StateFile {
+                                    name: p.rsplit('/').next().unwrap().into(),
+                                    path: p.to_string(),
+                                    size: *s,
+                                    checksum: 0,
+                                })
+                                .collect(),
                         }),
                         ..Default::default()
                     }],

@@ -10,8 +10,8 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use arrow::array::{
-    ArrayRef, BooleanBuilder, Date32Builder, Float32Builder, Float64Builder, Int16Builder, Int32Builder,
-    Int64Builder, Int8Builder, StringBuilder, TimestampMillisecondBuilder,
+    ArrayRef, BooleanBuilder, Date32Builder, Float32Builder, Float64Builder, Int16Builder, Int32Builder, Int64Builder,
+    Int8Builder, StringBuilder, TimestampMillisecondBuilder,
 };
 use arrow::datatypes::{DataType, SchemaRef, TimeUnit};
 use arrow::record_batch::RecordBatch;
@@ -65,9 +65,7 @@ impl DatagenConfig {
         for field in schema.fields() {
             let name = field.name();
             let key = |suffix: &str| format!("fields.{name}.{suffix}");
-            let kind = options
-                .choice(&key("kind"), &["random", "sequence"])?
-                .unwrap_or_else(|| "random".to_string());
+            let kind = options.choice(&key("kind"), &["random", "sequence"])?.unwrap_or_else(|| "random".to_string());
             check_type(options, name, field.data_type())?;
             let null_rate: f64 = options.parse(&key("null-rate"), "a number between 0 and 1")?.unwrap_or(0.0);
             if !(0.0..=1.0).contains(&null_rate) {
@@ -81,7 +79,11 @@ impl DatagenConfig {
                     .parse(&key("end"), "an integer")?
                     .ok_or_else(|| options.error(format!("sequence field '{name}' needs '{}'", key("end"))))?;
                 if end < start {
-                    return Err(options.error(format!("'{}' ({end}) is before '{}' ({start})", key("end"), key("start"))));
+                    return Err(options.error(format!(
+                        "'{}' ({end}) is before '{}' ({start})",
+                        key("end"),
+                        key("start")
+                    )));
                 }
                 if !matches!(
                     field.data_type(),
@@ -393,7 +395,9 @@ fn generate_column(field: &FieldGen, rows: &[u64], now_ms: i64) -> ArrayRef {
                     b.append_null();
                 } else {
                     let past_days = match &field.kind {
-                        FieldKind::Random { max_past_ms, .. } => (unit(hash(row)) * (*max_past_ms as f64 / 86_400_000.0)) as i32,
+                        FieldKind::Random { max_past_ms, .. } => {
+                            (unit(hash(row)) * (*max_past_ms as f64 / 86_400_000.0)) as i32
+                        }
                         FieldKind::Sequence { .. } => 0,
                     };
                     b.append_value(today - past_days);
@@ -463,8 +467,17 @@ mod tests {
     /// parallelism 3: the rows before and after the snapshot are every row exactly once.
     #[tokio::test]
     async fn restores_positions_at_another_parallelism() {
-        let cfg = config(&[("number-of-rows", "1000"), ("rows-per-second", "100000000"), ("fields.id.kind", "sequence"), ("fields.id.start", "0"), ("fields.id.end", "999")], schema())
-            .unwrap();
+        let cfg = config(
+            &[
+                ("number-of-rows", "1000"),
+                ("rows-per-second", "100000000"),
+                ("fields.id.kind", "sequence"),
+                ("fields.id.start", "0"),
+                ("fields.id.end", "999"),
+            ],
+            schema(),
+        )
+        .unwrap();
         let ids = |b: &RecordBatch| b.column(0).as_primitive::<Int64Type>().values().to_vec();
         let mut seen = Vec::new();
         let mut entries = Vec::new();
@@ -547,7 +560,12 @@ mod tests {
     #[tokio::test]
     async fn sequence_bounds_the_table() {
         let cfg = config(
-            &[("fields.id.kind", "sequence"), ("fields.id.start", "10"), ("fields.id.end", "19"), ("rows-per-second", "1000000")],
+            &[
+                ("fields.id.kind", "sequence"),
+                ("fields.id.start", "10"),
+                ("fields.id.end", "19"),
+                ("rows-per-second", "1000000"),
+            ],
             schema(),
         )
         .unwrap();

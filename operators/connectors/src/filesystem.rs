@@ -66,10 +66,17 @@ fn list_files(path: &Path) -> Result<Vec<PathBuf>> {
     let mut files = Vec::new();
     let mut dirs = vec![path.to_path_buf()];
     while let Some(dir) = dirs.pop() {
-        let entries = fs::read_dir(&dir)
-            .map_err(|source| OperatorError::Io { action: "cannot list", path: dir.display().to_string(), source })?;
+        let entries = fs::read_dir(&dir).map_err(|source| OperatorError::Io {
+            action: "cannot list",
+            path: dir.display().to_string(),
+            source,
+        })?;
         for entry in entries {
-            let entry = entry.map_err(|source| OperatorError::Io { action: "cannot list", path: dir.display().to_string(), source })?;
+            let entry = entry.map_err(|source| OperatorError::Io {
+                action: "cannot list",
+                path: dir.display().to_string(),
+                source,
+            })?;
             let name = entry.file_name();
             let name = name.to_string_lossy();
             if name.starts_with('.') || name.starts_with('_') {
@@ -127,7 +134,6 @@ impl FileSource {
     pub fn new(config: FileSourceConfig, batch_rows: usize) -> Self {
         FileSource { config, batch_rows, files: Vec::new(), current: None, restored: None, skipped: 0 }
     }
-
 
     fn decode(&mut self, lines: &[(u64, String)], file: &Path) -> Result<Option<RecordBatch>> {
         let joined: String = lines.iter().map(|(_, l)| l.as_str()).collect::<Vec<_>>().join("\n");
@@ -208,12 +214,18 @@ impl Source for FileSource {
                     return Ok(SourcePoll::Finished);
                 };
                 let path = next.path.display().to_string();
-                let mut file = File::open(&next.path)
-                    .map_err(|source| OperatorError::Io { action: "cannot open", path: path.clone(), source })?;
+                let mut file = File::open(&next.path).map_err(|source| OperatorError::Io {
+                    action: "cannot open",
+                    path: path.clone(),
+                    source,
+                })?;
                 if next.offset > 0 {
                     use std::io::Seek;
-                    file.seek(std::io::SeekFrom::Start(next.offset))
-                        .map_err(|source| OperatorError::Io { action: "cannot seek in", path, source })?;
+                    file.seek(std::io::SeekFrom::Start(next.offset)).map_err(|source| OperatorError::Io {
+                        action: "cannot seek in",
+                        path,
+                        source,
+                    })?;
                 }
                 self.current = Some((next, BufReader::new(file)));
             }
@@ -306,10 +318,19 @@ impl Pending {
         match fs::rename(&self.hidden, &self.visible) {
             Ok(()) => {}
             Err(_) if self.visible.exists() => {}
-            Err(source) => return Err(OperatorError::Io { action: "cannot publish", path: self.hidden.display().to_string(), source }),
+            Err(source) => {
+                return Err(OperatorError::Io {
+                    action: "cannot publish",
+                    path: self.hidden.display().to_string(),
+                    source,
+                })
+            }
         }
-        sluice_core::durable::sync_parent(&self.visible)
-            .map_err(|source| OperatorError::Io { action: "cannot sync the directory of", path: self.visible.display().to_string(), source })
+        sluice_core::durable::sync_parent(&self.visible).map_err(|source| OperatorError::Io {
+            action: "cannot sync the directory of",
+            path: self.visible.display().to_string(),
+            source,
+        })
     }
 }
 
@@ -329,7 +350,15 @@ pub struct FileSink {
 impl FileSink {
     /// A sink writing under `config`'s directory.
     pub fn new(config: FileSinkConfig) -> Self {
-        FileSink { config, prefix: String::new(), next_part: 0, current: None, checkpointing: false, pending: Vec::new(), restored: None }
+        FileSink {
+            config,
+            prefix: String::new(),
+            next_part: 0,
+            current: None,
+            checkpointing: false,
+            pending: Vec::new(),
+            restored: None,
+        }
     }
 
     fn open_part(&mut self) -> Result<&mut PartFile> {
@@ -338,9 +367,13 @@ impl FileSink {
             self.next_part += 1;
             let hidden = self.config.dir.join(format!(".{name}.inprogress"));
             let visible = self.config.dir.join(name);
-            let file = File::create(&hidden)
-                .map_err(|source| OperatorError::Io { action: "cannot create", path: hidden.display().to_string(), source })?;
-            self.current = Some(PartFile { hidden, visible, writer: BufWriter::new(file), bytes: 0, opened: Instant::now() });
+            let file = File::create(&hidden).map_err(|source| OperatorError::Io {
+                action: "cannot create",
+                path: hidden.display().to_string(),
+                source,
+            })?;
+            self.current =
+                Some(PartFile { hidden, visible, writer: BufWriter::new(file), bytes: 0, opened: Instant::now() });
         }
         Ok(self.current.as_mut().expect("a part file was just opened"))
     }
@@ -350,11 +383,16 @@ impl FileSink {
     fn close_part(&mut self) -> Result<()> {
         let Some(mut part) = self.current.take() else { return Ok(()) };
         let path = part.hidden.display().to_string();
-        part.writer.flush().map_err(|source| OperatorError::Io { action: "cannot write", path: path.clone(), source })?;
-        part.writer
-            .get_ref()
-            .sync_all()
-            .map_err(|source| OperatorError::Io { action: "cannot sync", path: path.clone(), source })?;
+        part.writer.flush().map_err(|source| OperatorError::Io {
+            action: "cannot write",
+            path: path.clone(),
+            source,
+        })?;
+        part.writer.get_ref().sync_all().map_err(|source| OperatorError::Io {
+            action: "cannot sync",
+            path: path.clone(),
+            source,
+        })?;
         let pending = Pending { checkpoint: None, hidden: part.hidden, visible: part.visible };
         if self.checkpointing {
             self.pending.push(pending);
@@ -386,8 +424,11 @@ impl FileSink {
             }
         }
         let current_attempt = format!(".part-{run}-{}-", ctx.attempt);
-        let entries = fs::read_dir(&self.config.dir)
-            .map_err(|source| OperatorError::Io { action: "cannot list", path: self.config.dir.display().to_string(), source })?;
+        let entries = fs::read_dir(&self.config.dir).map_err(|source| OperatorError::Io {
+            action: "cannot list",
+            path: self.config.dir.display().to_string(),
+            source,
+        })?;
         for entry in entries.flatten() {
             let path = entry.path();
             let name = entry.file_name().to_string_lossy().to_string();
@@ -459,8 +500,9 @@ impl Operator for FileSink {
     }
 
     async fn notify_checkpoint_complete(&mut self, checkpoint_id: u64) -> Result<()> {
-        let (ready, waiting): (Vec<Pending>, Vec<Pending>) =
-            std::mem::take(&mut self.pending).into_iter().partition(|p| p.checkpoint.is_some_and(|c| c <= checkpoint_id));
+        let (ready, waiting): (Vec<Pending>, Vec<Pending>) = std::mem::take(&mut self.pending)
+            .into_iter()
+            .partition(|p| p.checkpoint.is_some_and(|c| c <= checkpoint_id));
         self.pending = waiting;
         for pending in ready {
             pending.publish()?;
@@ -513,14 +555,19 @@ mod tests {
             sink.open(&TaskContext::single("sink")).await.unwrap();
             let batch = RecordBatch::try_new(
                 schema(),
-                vec![Arc::new(Int64Array::from(vec![1, 2, 3])), Arc::new(StringArray::from(vec![Some("a"), None, Some("c,d")]))],
+                vec![
+                    Arc::new(Int64Array::from(vec![1, 2, 3])),
+                    Arc::new(StringArray::from(vec![Some("a"), None, Some("c,d")])),
+                ],
             )
             .unwrap();
             sink.process_batch(batch.clone(), &mut Collector::default()).await.unwrap();
-            let names: Vec<String> = fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into()).collect();
+            let names: Vec<String> =
+                fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into()).collect();
             assert!(names.iter().all(|n| n.starts_with('.')), "{names:?}");
             sink.finish(&mut Collector::default()).await.unwrap();
-            let names: Vec<String> = fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into()).collect();
+            let names: Vec<String> =
+                fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into()).collect();
             assert_eq!(names.len(), 1);
             assert!(names[0].starts_with("part-") && names[0].ends_with(format), "{names:?}");
 
@@ -533,7 +580,8 @@ mod tests {
     }
 
     fn visible_and_hidden(dir: &Path) -> (Vec<String>, Vec<String>) {
-        let mut names: Vec<String> = fs::read_dir(dir).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into()).collect();
+        let mut names: Vec<String> =
+            fs::read_dir(dir).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into()).collect();
         names.sort();
         names.into_iter().partition(|n| !n.starts_with('.'))
     }
@@ -585,7 +633,8 @@ mod tests {
         fs::write(&file, "{\"k\": 1, \"s\": \"a\"}\n{\"k\": oops}\n{\"k\": 3}\n").unwrap();
         let path = file.to_str().unwrap();
         let values = opts(&[("path", path), ("format", "json")]);
-        let err = read_all(FileSourceConfig::parse(&mut Options::new("t", &values), schema()).unwrap()).await.unwrap_err();
+        let err =
+            read_all(FileSourceConfig::parse(&mut Options::new("t", &values), schema()).unwrap()).await.unwrap_err();
         let text = err.to_string();
         assert!(text.contains("in.json:2"), "{text}");
         assert!(text.contains("json.ignore-parse-errors"), "{text}");

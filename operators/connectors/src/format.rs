@@ -101,7 +101,12 @@ impl FormatOptions {
     }
 
     /// Decodes newline-separated records (at most `max_rows`); the error is the parser's.
-    pub fn decode(&self, schema: &SchemaRef, text: &str, max_rows: usize) -> std::result::Result<Option<RecordBatch>, String> {
+    pub fn decode(
+        &self,
+        schema: &SchemaRef,
+        text: &str,
+        max_rows: usize,
+    ) -> std::result::Result<Option<RecordBatch>, String> {
         if text.trim().is_empty() {
             return Ok(None);
         }
@@ -136,7 +141,11 @@ impl FormatOptions {
     }
 
     /// Decodes records given one by one (Kafka messages); the error is the parser's.
-    pub fn decode_records(&self, schema: &SchemaRef, records: &[&[u8]]) -> std::result::Result<Option<RecordBatch>, String> {
+    pub fn decode_records(
+        &self,
+        schema: &SchemaRef,
+        records: &[&[u8]],
+    ) -> std::result::Result<Option<RecordBatch>, String> {
         match self.format {
             Format::Raw => self.decode_raw(schema, records),
             _ => {
@@ -167,7 +176,8 @@ impl FormatOptions {
                 writer.finish().map_err(|e| OperatorError::arrow("cannot encode JSON", e))?;
             }
             Format::Csv => {
-                let mut writer = arrow::csv::WriterBuilder::new().with_header(false).with_delimiter(self.delimiter).build(&mut buf);
+                let mut writer =
+                    arrow::csv::WriterBuilder::new().with_header(false).with_delimiter(self.delimiter).build(&mut buf);
                 writer.write(batch).map_err(|e| OperatorError::arrow("cannot encode CSV", e))?;
             }
             Format::Raw => {
@@ -190,7 +200,8 @@ impl FormatOptions {
                     a.iter().map(|v| v.unwrap_or_default().to_vec()).collect()
                 }
                 _ => {
-                    let a = arrow::compute::cast(column, &DataType::Utf8).map_err(|e| OperatorError::arrow("raw", e))?;
+                    let a =
+                        arrow::compute::cast(column, &DataType::Utf8).map_err(|e| OperatorError::arrow("raw", e))?;
                     let a = a.as_any().downcast_ref::<StringArray>().expect("string column");
                     a.iter().map(|v| v.unwrap_or_default().as_bytes().to_vec()).collect()
                 }

@@ -5,6 +5,8 @@
 //! Options every sink accepts: `sink.parallelism`, and `sink.rows-per-second`, which paces
 //! the sink to protect a slow downstream system (and makes backpressure testable).
 
+#![deny(missing_docs)]
+
 pub mod blackhole;
 pub mod datagen;
 pub mod filesystem;
@@ -170,7 +172,9 @@ pub fn sink_config(spec: &ConnectorSpec) -> Result<(SinkKind, Option<f64>)> {
     };
     options.finish()?;
     match rate {
-        Some(r) if !(r > 0.0 && r.is_finite()) => Err(options.error("option 'sink.rows-per-second' must be a positive number")),
+        Some(r) if !(r > 0.0 && r.is_finite()) => {
+            Err(options.error("option 'sink.rows-per-second' must be a positive number"))
+        }
         _ => Ok((kind, rate)),
     }
 }
@@ -242,8 +246,8 @@ impl Operator for Paced {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use sluice_core::schema::encode_schema;
     use arrow::datatypes::{DataType, Field, Schema};
+    use sluice_core::schema::encode_schema;
 
     fn spec(connector: &str, pairs: &[(&str, &str)]) -> ConnectorSpec {
         ConnectorSpec {

@@ -135,7 +135,8 @@ impl Operator for PrintSink {
     }
 
     async fn notify_checkpoint_complete(&mut self, checkpoint_id: u64) -> Result<()> {
-        let (ready, waiting): (Vec<_>, Vec<_>) = std::mem::take(&mut self.pending).into_iter().partition(|(id, _)| *id <= checkpoint_id);
+        let (ready, waiting): (Vec<_>, Vec<_>) =
+            std::mem::take(&mut self.pending).into_iter().partition(|(id, _)| *id <= checkpoint_id);
         self.pending = waiting;
         for (_, text) in ready {
             self.write(&text)?;

@@ -21,7 +21,9 @@ pub fn check(graph: &JobGraph) -> std::result::Result<(), String> {
         }
     }
     for e in &graph.edges {
-        let (Some(from), Some(to)) = (graph.vertices.get(e.source_vertex as usize), graph.vertices.get(e.target_vertex as usize)) else {
+        let (Some(from), Some(to)) =
+            (graph.vertices.get(e.source_vertex as usize), graph.vertices.get(e.target_vertex as usize))
+        else {
             return Err(format!("edge {} -> {} names a missing vertex", e.source_vertex, e.target_vertex));
         };
         if e.source_vertex >= e.target_vertex {

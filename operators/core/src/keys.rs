@@ -3,9 +3,9 @@
 //! so keyed state can later be redistributed when parallelism changes.
 
 use arrow::array::ArrayRef;
+use arrow::datatypes::SchemaRef;
 use arrow::record_batch::RecordBatch;
 use arrow::row::{RowConverter, SortField};
-use arrow::datatypes::SchemaRef;
 
 use crate::{OperatorError, Result};
 
@@ -31,18 +31,15 @@ impl KeyHasher {
                     .ok_or_else(|| OperatorError::InvalidPlan(format!("key column {c} is out of range")))
             })
             .collect::<Result<Vec<_>>>()?;
-        let converter =
-            RowConverter::new(fields).map_err(|e| OperatorError::arrow("cannot hash key columns", e))?;
+        let converter = RowConverter::new(fields).map_err(|e| OperatorError::arrow("cannot hash key columns", e))?;
         Ok(KeyHasher { columns: columns.to_vec(), converter })
     }
 
     /// One hash per row of `batch`.
     pub fn hashes(&self, batch: &RecordBatch) -> Result<Vec<u64>> {
         let keys: Vec<ArrayRef> = self.columns.iter().map(|&c| batch.column(c).clone()).collect();
-        let rows = self
-            .converter
-            .convert_columns(&keys)
-            .map_err(|e| OperatorError::arrow("cannot hash key columns", e))?;
+        let rows =
+            self.converter.convert_columns(&keys).map_err(|e| OperatorError::arrow("cannot hash key columns", e))?;
         Ok(rows.iter().map(|row| xxhash_rust::xxh3::xxh3_64(row.as_ref())).collect())
     }
 }

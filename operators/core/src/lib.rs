@@ -8,6 +8,8 @@
 //! client. Operators live by role in `sluice-connectors`, `sluice-transforms` and
 //! `sluice-ml`.
 
+#![deny(missing_docs)]
+
 pub mod durable;
 pub mod error;
 pub mod job_graph;

@@ -39,10 +39,7 @@ impl Collector {
 
     /// The batches emitted so far (for tests and simple callers).
     pub fn batches(&self) -> Vec<RecordBatch> {
-        self.messages
-            .iter()
-            .filter_map(|m| if let Message::Data(b) = m { Some(b.clone()) } else { None })
-            .collect()
+        self.messages.iter().filter_map(|m| if let Message::Data(b) = m { Some(b.clone()) } else { None }).collect()
     }
 }
 

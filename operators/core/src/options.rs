@@ -40,6 +40,7 @@ impl<'a> Options<'a> {
         self.values
     }
 
+    /// Accepts every option under `prefix` (e.g. `properties.`, passed through to a client).
     pub fn accept_prefix(&mut self, prefix: &str) {
         self.open_prefixes.push(prefix.to_string());
     }
@@ -64,9 +65,11 @@ impl<'a> Options<'a> {
     pub fn parse<T: FromStr>(&mut self, key: &str, expected: &str) -> Result<Option<T>> {
         match self.get(key) {
             None => Ok(None),
-            Some(raw) => raw.trim().parse::<T>().map(Some).map_err(|_| {
-                self.error(format!("option '{key}' = '{raw}' is not {expected}"))
-            }),
+            Some(raw) => raw
+                .trim()
+                .parse::<T>()
+                .map(Some)
+                .map_err(|_| self.error(format!("option '{key}' = '{raw}' is not {expected}"))),
         }
     }
 
@@ -91,9 +94,9 @@ impl<'a> Options<'a> {
     pub fn duration(&mut self, key: &str) -> Result<Option<Duration>> {
         match self.get(key) {
             None => Ok(None),
-            Some(raw) => parse_duration(raw)
-                .map(Some)
-                .map_err(|why| self.error(format!("option '{key}' = '{raw}': {why}"))),
+            Some(raw) => {
+                parse_duration(raw).map(Some).map_err(|why| self.error(format!("option '{key}' = '{raw}': {why}")))
+            }
         }
     }
 
@@ -101,9 +104,9 @@ impl<'a> Options<'a> {
     pub fn bytes(&mut self, key: &str) -> Result<Option<u64>> {
         match self.get(key) {
             None => Ok(None),
-            Some(raw) => parse_memory_size(raw)
-                .map(Some)
-                .map_err(|why| self.error(format!("option '{key}' = '{raw}': {why}"))),
+            Some(raw) => {
+                parse_memory_size(raw).map(Some).map_err(|why| self.error(format!("option '{key}' = '{raw}': {why}")))
+            }
         }
     }
 
@@ -116,10 +119,7 @@ impl<'a> Options<'a> {
                 if choices.contains(&lower.as_str()) {
                     Ok(Some(lower))
                 } else {
-                    Err(self.error(format!(
-                        "option '{key}' = '{raw}' is not one of {}",
-                        quoted_list(choices)
-                    )))
+                    Err(self.error(format!("option '{key}' = '{raw}' is not one of {}", quoted_list(choices))))
                 }
             }
         }
@@ -176,11 +176,7 @@ pub fn parse_duration(raw: &str) -> std::result::Result<Duration, String> {
         "m" | "min" | "mins" | "minute" | "minutes" => 60_000.0,
         "h" | "hour" | "hours" => 3_600_000.0,
         "d" | "day" | "days" => 86_400_000.0,
-        other => {
-            return Err(format!(
-                "unknown time unit '{other}'; use ms, s, min, h or d (for example '30 s')"
-            ))
-        }
+        other => return Err(format!("unknown time unit '{other}'; use ms, s, min, h or d (for example '30 s')")),
     };
     Ok(Duration::from_secs_f64(value * millis / 1_000.0))
 }
@@ -190,9 +186,7 @@ pub fn parse_memory_size(raw: &str) -> std::result::Result<u64, String> {
     let text = raw.trim().to_ascii_lowercase();
     let split = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());
     let (number, unit) = text.split_at(split);
-    let value: u64 = number
-        .parse()
-        .map_err(|_| "expected a size such as '128mb', '64kb' or '1048576'".to_string())?;
+    let value: u64 = number.parse().map_err(|_| "expected a size such as '128mb', '64kb' or '1048576'".to_string())?;
     let factor: u64 = match unit.trim() {
         "" | "b" | "bytes" => 1,
         "k" | "kb" | "kib" => 1 << 10,

@@ -11,8 +11,8 @@ use crate::{OperatorError, Result};
 
 /// Encodes a schema as an Arrow IPC stream holding no batch.
 pub fn encode_schema(schema: &Schema) -> Vec<u8> {
-    let mut writer = StreamWriter::try_new(Vec::new(), schema)
-        .expect("writing an IPC schema message into memory cannot fail");
+    let mut writer =
+        StreamWriter::try_new(Vec::new(), schema).expect("writing an IPC schema message into memory cannot fail");
     writer.finish().expect("finishing an in-memory IPC stream cannot fail");
     writer.into_inner().expect("an in-memory IPC stream has no pending I/O")
 }
@@ -36,10 +36,8 @@ mod tests {
 
     #[test]
     fn schema_round_trips() {
-        let schema = Schema::new(vec![
-            Field::new("k", DataType::Int64, false),
-            Field::new("name", DataType::Utf8, true),
-        ]);
+        let schema =
+            Schema::new(vec![Field::new("k", DataType::Int64, false), Field::new("name", DataType::Utf8, true)]);
         let decoded = decode_schema(&encode_schema(&schema)).unwrap();
         assert_eq!(decoded.as_ref(), &schema);
     }

@@ -355,7 +355,8 @@ impl<'a> Reader<'a> {
     /// A length-prefixed UTF-8 string.
     pub fn string(&mut self) -> Result<String> {
         let what = self.what;
-        String::from_utf8(self.bytes()?.to_vec()).map_err(|_| OperatorError::State(format!("{what} state holds invalid UTF-8")))
+        String::from_utf8(self.bytes()?.to_vec())
+            .map_err(|_| OperatorError::State(format!("{what} state holds invalid UTF-8")))
     }
 
     /// True when everything was read.
@@ -395,11 +396,12 @@ mod tests {
         list.clear(7, b"k").unwrap();
         assert!(list.get(7, b"k").unwrap().is_empty());
         let mut groups = Vec::new();
-        store.scan(&[], &mut |k, _| {
-            groups.push(split_state_key(k).unwrap().0);
-            true
-        })
-        .unwrap();
+        store
+            .scan(&[], &mut |k, _| {
+                groups.push(split_state_key(k).unwrap().0);
+                true
+            })
+            .unwrap();
         assert!(groups.iter().all(|&g| g == 7));
     }
 

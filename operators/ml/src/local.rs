@@ -77,7 +77,12 @@ fn type_name(t: &ValueType) -> String {
 impl OnnxModel {
     /// Loads the model of `options` for INPUT columns `input_schema` and OUTPUT columns
     /// `output_schema`; a mismatch with the model's signature is an error naming both sides.
-    pub fn load(model: &str, options: &BTreeMap<String, String>, input_schema: &SchemaRef, output_schema: &SchemaRef) -> Result<Self> {
+    pub fn load(
+        model: &str,
+        options: &BTreeMap<String, String>,
+        input_schema: &SchemaRef,
+        output_schema: &SchemaRef,
+    ) -> Result<Self> {
         match options.get("runtime").map(String::as_str).unwrap_or("onnx") {
             "onnx" => {}
             "pytorch" => {
@@ -116,20 +121,37 @@ impl OnnxModel {
         let stripped = classifier.then(|| super::zipmap::without_zipmap(&bytes)).flatten();
         let session = match stripped.map(|b| builder.commit_from_memory(&b)) {
             Some(Ok(session)) => session,
-            _ => builder.commit_from_memory(&bytes).map_err(|e| error(model, format!("cannot load '{}': {e}", path.display())))?,
+            _ => builder
+                .commit_from_memory(&bytes)
+                .map_err(|e| error(model, format!("cannot load '{}': {e}", path.display())))?,
         };
         let inputs = Self::map_inputs(model, &session, input_schema)?;
         let outputs = Self::map_outputs(model, &session, output_schema, options.get("task").map(String::as_str))?;
         let input_names = session.inputs().iter().map(|i| i.name().to_string()).collect();
         tracing::info!(model, file = %path.display(), "model loaded");
-        Ok(OnnxModel { model: model.to_string(), session, input_names, inputs, outputs, output_schema: output_schema.clone() })
+        Ok(OnnxModel {
+            model: model.to_string(),
+            session,
+            input_names,
+            inputs,
+            outputs,
+            output_schema: output_schema.clone(),
+        })
     }
 
     fn map_inputs(model: &str, session: &Session, input_schema: &SchemaRef) -> Result<InputMapping> {
         let declared: Vec<&str> = input_schema.fields().iter().map(|f| f.name().as_str()).collect();
-        let signature: Vec<String> = session.inputs().iter().map(|i| format!("{} {}", i.name(), type_name(i.dtype()))).collect();
+        let signature: Vec<String> =
+            session.inputs().iter().map(|i| format!("{} {}", i.name(), type_name(i.dtype()))).collect();
         let mismatch = |why: &str| {
-            error(model, format!("INPUT ({}) does not match the model's inputs ({}): {why}", declared.join(", "), signature.join(", ")))
+            error(
+                model,
+                format!(
+                    "INPUT ({}) does not match the model's inputs ({}): {why}",
+                    declared.join(", "),
+                    signature.join(", ")
+                ),
+            )
         };
         let tensor = |t: &ValueType| match t {
             ValueType::Tensor { ty, shape, .. } => Some((*ty, shape.len())),
@@ -137,7 +159,8 @@ impl OnnxModel {
         };
         let model_inputs = session.inputs();
         if model_inputs.len() == 1 && declared.len() > 1 {
-            let (ty, _) = tensor(model_inputs[0].dtype()).ok_or_else(|| mismatch("the model's input is not a tensor"))?;
+            let (ty, _) =
+                tensor(model_inputs[0].dtype()).ok_or_else(|| mismatch("the model's input is not a tensor"))?;
             return Ok(InputMapping::Stacked(ty));
         }
         let mut mapping = Vec::new();
@@ -147,7 +170,8 @@ impl OnnxModel {
                 .position(|d| d.eq_ignore_ascii_case(input.name()))
                 .or_else(|| (model_inputs.len() == declared.len()).then_some(mapping.len()))
                 .ok_or_else(|| mismatch(&format!("no INPUT column is called '{}'", input.name())))?;
-            let (ty, rank) = tensor(input.dtype()).ok_or_else(|| mismatch(&format!("input '{}' is not a tensor", input.name())))?;
+            let (ty, rank) =
+                tensor(input.dtype()).ok_or_else(|| mismatch(&format!("input '{}' is not a tensor", input.name())))?;
             mapping.push((column, ty, rank));
         }
         if mapping.len() != declared.len() {
@@ -156,11 +180,17 @@ impl OnnxModel {
         Ok(InputMapping::ByName(mapping))
     }
 
-    fn map_outputs(model: &str, session: &Session, output_schema: &SchemaRef, task: Option<&str>) -> Result<OutputMapping> {
+    fn map_outputs(
+        model: &str,
+        session: &Session,
+        output_schema: &SchemaRef,
+        task: Option<&str>,
+    ) -> Result<OutputMapping> {
         let declared: Vec<&str> = output_schema.fields().iter().map(|f| f.name().as_str()).collect();
         let outputs = session.outputs();
         let signature: Vec<String> = outputs.iter().map(|o| format!("{} {}", o.name(), type_name(o.dtype()))).collect();
-        if declared.len() == 1 && *output_schema.field(0).data_type() == DataType::Float64 && task != Some("regression") {
+        if declared.len() == 1 && *output_schema.field(0).data_type() == DataType::Float64 && task != Some("regression")
+        {
             // A classifier: the probabilities are a float tensor [rows, classes] or a ZipMap.
             let probabilities = outputs.iter().position(|o| match o.dtype() {
                 ValueType::Tensor { ty: TensorElementType::Float32 | TensorElementType::Float64, shape, .. } => {
@@ -180,13 +210,19 @@ impl OnnxModel {
                 .position(|o| o.name().eq_ignore_ascii_case(name))
                 .or_else(|| (i < outputs.len()).then_some(i))
                 .ok_or_else(|| {
-                    error(model, format!("OUTPUT ({}) does not match the model's outputs ({})", declared.join(", "), signature.join(", ")))
+                    error(
+                        model,
+                        format!(
+                            "OUTPUT ({}) does not match the model's outputs ({})",
+                            declared.join(", "),
+                            signature.join(", ")
+                        ),
+                    )
                 })?;
             columns.push(index);
         }
         Ok(OutputMapping::Columns(columns))
     }
-
 }
 
 impl super::predict::Predictor for OnnxModel {
@@ -209,7 +245,9 @@ impl super::predict::Predictor for OnnxModel {
                     .iter()
                     .map(|c| cast(c, &DataType::Float64))
                     .collect::<std::result::Result<_, _>>()
-                    .map_err(|e| error(&model, format!("INPUT columns must be numeric for a single tensor input: {e}")))?;
+                    .map_err(|e| {
+                        error(&model, format!("INPUT columns must be numeric for a single tensor input: {e}"))
+                    })?;
                 for row in 0..rows {
                     for c in &columns {
                         values.push(c.as_primitive::<arrow::datatypes::Float64Type>().value(row));
@@ -232,24 +270,34 @@ impl super::predict::Predictor for OnnxModel {
 }
 
 /// A tensor of `ty` with `shape` from an Arrow column.
-fn tensor(model: &str, column: &ArrayRef, ty: TensorElementType, shape: Vec<usize>) -> Result<SessionInputValue<'static>> {
-    let cast_to = |t: DataType| cast(column, &t).map_err(|e| error(model, format!("cannot convert an INPUT column to {t}: {e}")));
+fn tensor(
+    model: &str,
+    column: &ArrayRef,
+    ty: TensorElementType,
+    shape: Vec<usize>,
+) -> Result<SessionInputValue<'static>> {
+    let cast_to =
+        |t: DataType| cast(column, &t).map_err(|e| error(model, format!("cannot convert an INPUT column to {t}: {e}")));
     let value: DynValue = match ty {
         TensorElementType::Float32 => {
             let c = cast_to(DataType::Float32)?;
-            Tensor::from_array((shape, c.as_primitive::<arrow::datatypes::Float32Type>().values().to_vec())).map(|t| t.into_dyn())
+            Tensor::from_array((shape, c.as_primitive::<arrow::datatypes::Float32Type>().values().to_vec()))
+                .map(|t| t.into_dyn())
         }
         TensorElementType::Float64 => {
             let c = cast_to(DataType::Float64)?;
-            Tensor::from_array((shape, c.as_primitive::<arrow::datatypes::Float64Type>().values().to_vec())).map(|t| t.into_dyn())
+            Tensor::from_array((shape, c.as_primitive::<arrow::datatypes::Float64Type>().values().to_vec()))
+                .map(|t| t.into_dyn())
         }
         TensorElementType::Int64 => {
             let c = cast_to(DataType::Int64)?;
-            Tensor::from_array((shape, c.as_primitive::<arrow::datatypes::Int64Type>().values().to_vec())).map(|t| t.into_dyn())
+            Tensor::from_array((shape, c.as_primitive::<arrow::datatypes::Int64Type>().values().to_vec()))
+                .map(|t| t.into_dyn())
         }
         TensorElementType::Int32 => {
             let c = cast_to(DataType::Int32)?;
-            Tensor::from_array((shape, c.as_primitive::<arrow::datatypes::Int32Type>().values().to_vec())).map(|t| t.into_dyn())
+            Tensor::from_array((shape, c.as_primitive::<arrow::datatypes::Int32Type>().values().to_vec()))
+                .map(|t| t.into_dyn())
         }
         TensorElementType::String => {
             let c = cast_to(DataType::Utf8)?;
@@ -271,7 +319,9 @@ fn positive_class(model: &str, value: &DynValue, rows: usize) -> Result<ArrayRef
                 .map_err(|e| error(model, format!("cannot read the ZipMap output: {e}")))?;
             maps.iter()
                 .map(|m| {
-                    let map = m.try_extract_map::<i64, f32>().map_err(|e| error(model, format!("cannot read the ZipMap output: {e}")))?;
+                    let map = m
+                        .try_extract_map::<i64, f32>()
+                        .map_err(|e| error(model, format!("cannot read the ZipMap output: {e}")))?;
                     Ok(f64::from(*map.get(&1).unwrap_or(&0.0)))
                 })
                 .collect::<Result<_>>()?
@@ -286,7 +336,10 @@ fn positive_class(model: &str, value: &DynValue, rows: usize) -> Result<ArrayRef
             };
             let classes = shape.get(1).copied().unwrap_or(1).max(1) as usize;
             if data.len() != rows * classes {
-                return Err(error(model, format!("the model returned {} probabilities for {rows} rows of {classes} classes", data.len())));
+                return Err(error(
+                    model,
+                    format!("the model returned {} probabilities for {rows} rows of {classes} classes", data.len()),
+                ));
             }
             (0..rows).map(|r| data[r * classes + classes.min(2) - 1]).collect()
         }
@@ -308,10 +361,16 @@ fn column_from(model: &str, value: &DynValue, data_type: &DataType, rows: usize)
     } else if let Ok((_, data)) = value.try_extract_strings() {
         Arc::new(arrow::array::StringArray::from(data))
     } else {
-        return Err(error(model, format!("model output {} cannot fill a {data_type} column", type_name(value.dtype()))));
+        return Err(error(
+            model,
+            format!("model output {} cannot fill a {data_type} column", type_name(value.dtype())),
+        ));
     };
     if array.len() != rows {
-        return Err(error(model, format!("a model output has {} values for {rows} rows; OUTPUT columns take one value per row", array.len())));
+        return Err(error(
+            model,
+            format!("a model output has {} values for {rows} rows; OUTPUT columns take one value per row", array.len()),
+        ));
     }
     cast(&array, data_type).map_err(|e| error(model, format!("cannot convert a model output to {data_type}: {e}")))
 }
@@ -352,7 +411,8 @@ mod tests {
 
     fn options(file: &str) -> BTreeMap<String, String> {
         let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../models").join(file);
-        [("model-path".to_string(), path.display().to_string()), ("task".to_string(), "classification".to_string())].into()
+        [("model-path".to_string(), path.display().to_string()), ("task".to_string(), "classification".to_string())]
+            .into()
     }
 
     /// Both exports of the fraud model (ZipMap and probability tensor) give the positive-class
@@ -377,7 +437,8 @@ mod tests {
     fn mismatches_and_bad_paths_are_explained() {
         let (input, output) = schemas();
         let narrow = Arc::new(input.project(&[0, 1]).unwrap());
-        let e = OnnxModel::load("fraud", &options("fraud_classifier.onnx"), &narrow, &output).err().unwrap().to_string();
+        let e =
+            OnnxModel::load("fraud", &options("fraud_classifier.onnx"), &narrow, &output).err().unwrap().to_string();
         assert!(e.contains("INPUT (amount, hour_of_day) does not match the model's inputs (amount"), "{e}");
         let mut missing = options("fraud_classifier.onnx");
         missing.insert("model-path".into(), "/nope/model.onnx".into());
@@ -402,6 +463,10 @@ mod tests {
         }
         let mut torch = options("fraud_classifier.onnx");
         torch.insert("runtime".into(), "pytorch".into());
-        assert!(OnnxModel::load("fraud", &torch, &input, &output).err().unwrap().to_string().contains("'runtime' = 'pytorch'"));
+        assert!(OnnxModel::load("fraud", &torch, &input, &output)
+            .err()
+            .unwrap()
+            .to_string()
+            .contains("'runtime' = 'pytorch'"));
     }
 }

@@ -29,11 +29,16 @@ pub fn library_path() -> Result<PathBuf, String> {
         .output()
         .map_err(|e| format!("ONNX Runtime was not found (cannot run python3: {e}); {INSTALL_HINT}"))?;
     if !output.status.success() {
-        return Err(format!("ONNX Runtime was not found: the Python package 'onnxruntime' is not installed; {INSTALL_HINT}"));
+        return Err(format!(
+            "ONNX Runtime was not found: the Python package 'onnxruntime' is not installed; {INSTALL_HINT}"
+        ));
     }
     let package = PathBuf::from(String::from_utf8_lossy(&output.stdout).trim());
     find_library(&package.join("capi")).ok_or_else(|| {
-        format!("the onnxruntime package at '{}' has no libonnxruntime.so {REQUIRED_VERSION}.x; {INSTALL_HINT}", package.display())
+        format!(
+            "the onnxruntime package at '{}' has no libonnxruntime.so {REQUIRED_VERSION}.x; {INSTALL_HINT}",
+            package.display()
+        )
     })
 }
 
@@ -83,7 +88,10 @@ mod tests {
         let model = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../models/fraud_classifier_probs.onnx");
         let mut session = Session::builder(env).unwrap().commit_from_file(model).unwrap();
         let names: Vec<&str> = session.inputs().iter().map(|i| i.name()).collect();
-        assert_eq!(names, ["amount", "hour_of_day", "merchant_category", "user_age", "user_country", "txn_velocity_24h"]);
+        assert_eq!(
+            names,
+            ["amount", "hour_of_day", "merchant_category", "user_age", "user_country", "txn_velocity_24h"]
+        );
         let ints = |v: [i64; 2]| Tensor::from_array(([2usize, 1], v.to_vec())).unwrap();
         let countries = ["XX".to_string(), "US".to_string()];
         let inputs = ort::inputs![

@@ -21,7 +21,9 @@ use tokio::time::Instant;
 
 use super::latency::LatencyWindow;
 use super::local::OnnxModel;
-use sluice_connectors::kafka::dead_letter::{row_json, DeadLetter, DeadLetterConfig, DeadLetterRestore, DeadLetterWriter};
+use sluice_connectors::kafka::dead_letter::{
+    row_json, DeadLetter, DeadLetterConfig, DeadLetterRestore, DeadLetterWriter,
+};
 
 /// A model a provider opened for one task: it scores batches of rows. Providers that run in
 /// the task manager (`local`) implement it; ML_PREDICT calls it on the blocking pool.
@@ -40,7 +42,10 @@ pub fn open_predictor(
 ) -> Result<Box<dyn Predictor>> {
     match provider {
         "local" => Ok(Box::new(OnnxModel::load(model, options, input, output)?)),
-        other => Err(error(model, format!("the '{other}' provider cannot run in this build yet; ML_PREDICT is planned and validated only"))),
+        other => Err(error(
+            model,
+            format!("the '{other}' provider cannot run in this build yet; ML_PREDICT is planned and validated only"),
+        )),
     }
 }
 use sluice_core::options::parse_duration;
@@ -94,7 +99,11 @@ impl MlPredict {
     pub fn new(spec: &MlPredictSpec, options: BTreeMap<String, String>) -> Result<Self> {
         let model = spec.model.clone();
         let batch_size = match options.get("batch-size") {
-            Some(v) => v.parse::<usize>().ok().filter(|n| *n > 0).ok_or_else(|| error(&model, format!("'batch-size' = '{v}' must be a positive integer")))?,
+            Some(v) => v
+                .parse::<usize>()
+                .ok()
+                .filter(|n| *n > 0)
+                .ok_or_else(|| error(&model, format!("'batch-size' = '{v}' must be a positive integer")))?,
             None => DEFAULT_BATCH_SIZE,
         };
         let linger = match options.get("batch-linger") {
@@ -104,8 +113,15 @@ impl MlPredict {
         let (skip_bad_rows, dead_letter) = match options.get("on-error").map(String::as_str) {
             None | Some("fail") => (false, None),
             Some("skip") => (true, None),
-            Some("dead_letter") => (true, Some(DeadLetterConfig::from_model_options(&options).map_err(|m| error(&model, m))?)),
-            Some(other) => return Err(error(&model, format!("'on-error' = '{other}' is not one of 'fail', 'skip', 'dead_letter'"))),
+            Some("dead_letter") => {
+                (true, Some(DeadLetterConfig::from_model_options(&options).map_err(|m| error(&model, m))?))
+            }
+            Some(other) => {
+                return Err(error(
+                    &model,
+                    format!("'on-error' = '{other}' is not one of 'fail', 'skip', 'dead_letter'"),
+                ))
+            }
         };
         Ok(MlPredict {
             provider: spec.provider.clone(),
@@ -166,7 +182,8 @@ impl MlPredict {
                 self.stats.dead_letters += 1;
             }
         }
-        arrow::compute::filter_record_batch(&batch, &BooleanArray::from(keep)).map_err(|e| OperatorError::arrow("ML_PREDICT", e))
+        arrow::compute::filter_record_batch(&batch, &BooleanArray::from(keep))
+            .map_err(|e| OperatorError::arrow("ML_PREDICT", e))
     }
 
     /// Scores everything buffered (all of it, or only whole batches) and emits it.
@@ -228,15 +245,21 @@ impl MlPredict {
 #[async_trait]
 impl Operator for MlPredict {
     async fn open(&mut self, ctx: &TaskContext) -> Result<()> {
-        let (provider, model, options, input, output) =
-            (self.provider.clone(), self.model.clone(), self.options.clone(), self.model_input.clone(), self.model_output.clone());
+        let (provider, model, options, input, output) = (
+            self.provider.clone(),
+            self.model.clone(),
+            self.options.clone(),
+            self.model_input.clone(),
+            self.model_output.clone(),
+        );
         let loaded = tokio::task::spawn_blocking(move || open_predictor(&provider, &model, &options, &input, &output))
             .await
             .map_err(|e| error(&self.model, format!("loading stopped: {e}")))??;
         tracing::info!(task = %ctx.task_name, model = %self.model, "model ready");
         self.predictor = Some(loaded);
         if let Some(config) = &self.dead_letter {
-            self.dead_letters = Some(DeadLetterWriter::open(config, ctx, std::mem::take(&mut self.dead_letter_restore)).await?);
+            self.dead_letters =
+                Some(DeadLetterWriter::open(config, ctx, std::mem::take(&mut self.dead_letter_restore)).await?);
         }
         Ok(())
     }

@@ -106,7 +106,9 @@ pub fn without_zipmap(model: &[u8]) -> Option<Vec<u8>> {
     let model_fields = fields(model)?;
     let graph = model_fields.iter().find(|f| f.number == GRAPH && f.wire_type == 2)?;
     let graph_fields = fields(graph.payload)?;
-    let zipmap = graph_fields.iter().find(|f| f.number == NODE && strings(f.payload, 4).first().is_some_and(|op| op == "ZipMap"))?;
+    let zipmap = graph_fields
+        .iter()
+        .find(|f| f.number == NODE && strings(f.payload, 4).first().is_some_and(|op| op == "ZipMap"))?;
     let input = strings(zipmap.payload, 1).into_iter().next()?;
     let output = strings(zipmap.payload, 2).into_iter().next()?;
     let mut new_graph = Vec::with_capacity(graph.payload.len());

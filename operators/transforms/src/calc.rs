@@ -70,7 +70,10 @@ impl Operator for Calc {
                     .and_then(|v| v.into_array(batch.num_rows()))
                     .map_err(|e| OperatorError::Evaluation(format!("WHERE {filter}: {e}")))?;
                 if mask.data_type() != &DataType::Boolean {
-                    return Err(OperatorError::InvalidPlan(format!("filter yields {} instead of BOOLEAN", mask.data_type())));
+                    return Err(OperatorError::InvalidPlan(format!(
+                        "filter yields {} instead of BOOLEAN",
+                        mask.data_type()
+                    )));
                 }
                 filter_record_batch(&batch, mask.as_boolean()).map_err(|e| OperatorError::arrow("WHERE", e))?
             }
@@ -87,14 +90,15 @@ impl Operator for Calc {
 mod tests {
     use super::*;
     use crate::expr::encode_expr;
-    use sluice_core::schema::encode_schema;
     use arrow::array::{Int64Array, StringArray};
     use arrow::datatypes::{Field, Schema};
     use datafusion::logical_expr::{col, lit, when};
+    use sluice_core::schema::encode_schema;
 
     #[tokio::test]
     async fn filters_and_projects_with_sql_expressions() {
-        let input = Arc::new(Schema::new(vec![Field::new("a", DataType::Int64, false), Field::new("s", DataType::Utf8, true)]));
+        let input =
+            Arc::new(Schema::new(vec![Field::new("a", DataType::Int64, false), Field::new("s", DataType::Utf8, true)]));
         let output = Arc::new(Schema::new(vec![
             Field::new("doubled", DataType::Int64, false),
             Field::new("size", DataType::Utf8, false),
@@ -111,7 +115,10 @@ mod tests {
         let mut calc = Calc::from_spec(&spec).unwrap();
         let batch = RecordBatch::try_new(
             input,
-            vec![Arc::new(Int64Array::from(vec![1, 2, 3])), Arc::new(StringArray::from(vec![Some("x"), None, Some("z")]))],
+            vec![
+                Arc::new(Int64Array::from(vec![1, 2, 3])),
+                Arc::new(StringArray::from(vec![Some("x"), None, Some("z")])),
+            ],
         )
         .unwrap();
         let mut out = Collector::default();

@@ -6,12 +6,12 @@ use std::sync::{Arc, OnceLock};
 
 use arrow::datatypes::SchemaRef;
 use datafusion::common::DFSchema;
+use datafusion::execution::context::ExecutionProps;
 use datafusion::execution::context::SessionContext;
 use datafusion::execution::TaskContext as DataFusionTaskContext;
 use datafusion::logical_expr::physical_planning_context::PhysicalPlanningContext;
 use datafusion::logical_expr::Expr;
 use datafusion::physical_expr::{create_physical_expr, PhysicalExpr};
-use datafusion::execution::context::ExecutionProps;
 use datafusion_proto::logical_plan::from_proto::parse_expr;
 use datafusion_proto::logical_plan::to_proto::serialize_expr;
 use datafusion_proto::logical_plan::DefaultLogicalExtensionCodec;

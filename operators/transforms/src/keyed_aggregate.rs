@@ -51,7 +51,10 @@ enum Acc {
     Count(i64),
     SumInt(Option<i64>),
     SumFloat(Option<f64>),
-    Avg { sum: f64, count: i64 },
+    Avg {
+        sum: f64,
+        count: i64,
+    },
     /// MIN/MAX keep the extreme value in Arrow's order-preserving row encoding.
     Extreme(Option<Vec<u8>>),
 }
@@ -158,9 +161,9 @@ impl KeyedAggregate {
                 return Err(OperatorError::InvalidPlan(format!("{:?} over {input:?}", call.function)));
             }
             value_converters.push(match (call.function, input) {
-                (AggregateFunction::Min | AggregateFunction::Max, Some(t)) => Some(
-                    RowConverter::new(vec![SortField::new(t)]).map_err(|e| OperatorError::arrow("MIN/MAX", e))?,
-                ),
+                (AggregateFunction::Min | AggregateFunction::Max, Some(t)) => {
+                    Some(RowConverter::new(vec![SortField::new(t)]).map_err(|e| OperatorError::arrow("MIN/MAX", e))?)
+                }
                 _ => None,
             });
         }
@@ -211,18 +214,16 @@ impl KeyedAggregate {
         let mut stored_keys: Vec<Vec<u8>> = Vec::new();
         let mut failure = None;
         let calls = self.calls.len();
-        self.store.scan(&[], &mut |stored, value| {
-            match decode_accs(value, calls) {
-                Ok(a) => {
-                    stored_keys.push(stored.to_vec());
-                    keys.push(stored[3..].to_vec());
-                    accs.push(a);
-                    true
-                }
-                Err(e) => {
-                    failure = Some(e);
-                    false
-                }
+        self.store.scan(&[], &mut |stored, value| match decode_accs(value, calls) {
+            Ok(a) => {
+                stored_keys.push(stored.to_vec());
+                keys.push(stored[3..].to_vec());
+                accs.push(a);
+                true
+            }
+            Err(e) => {
+                failure = Some(e);
+                false
             }
         })?;
         if let Some(e) = failure {
@@ -239,16 +240,30 @@ impl KeyedAggregate {
                 .map_err(|e| OperatorError::arrow("GROUP BY keys", e))?;
             for (i, call) in self.calls.iter().enumerate() {
                 let column: ArrayRef = match call.function {
-                    AggregateFunction::CountStar | AggregateFunction::Count => Arc::new(Int64Array::from_iter_values(
-                        acc_chunk.iter().map(|a| if let Acc::Count(n) = a[i] { n } else { 0 }),
-                    )),
+                    AggregateFunction::CountStar | AggregateFunction::Count => {
+                        Arc::new(Int64Array::from_iter_values(acc_chunk.iter().map(|a| {
+                            if let Acc::Count(n) = a[i] {
+                                n
+                            } else {
+                                0
+                            }
+                        })))
+                    }
                     AggregateFunction::Sum => match &acc_chunk[0][i] {
-                        Acc::SumFloat(_) => Arc::new(Float64Array::from_iter(
-                            acc_chunk.iter().map(|a| if let Acc::SumFloat(v) = a[i] { v } else { None }),
-                        )),
-                        _ => Arc::new(Int64Array::from_iter(
-                            acc_chunk.iter().map(|a| if let Acc::SumInt(v) = a[i] { v } else { None }),
-                        )),
+                        Acc::SumFloat(_) => Arc::new(Float64Array::from_iter(acc_chunk.iter().map(|a| {
+                            if let Acc::SumFloat(v) = a[i] {
+                                v
+                            } else {
+                                None
+                            }
+                        }))),
+                        _ => Arc::new(Int64Array::from_iter(acc_chunk.iter().map(|a| {
+                            if let Acc::SumInt(v) = a[i] {
+                                v
+                            } else {
+                                None
+                            }
+                        }))),
                     },
                     AggregateFunction::Avg => Arc::new(Float64Array::from_iter(acc_chunk.iter().map(|a| match a[i] {
                         Acc::Avg { sum, count } if count > 0 => Some(sum / count as f64),
@@ -257,10 +272,14 @@ impl KeyedAggregate {
                     AggregateFunction::Min | AggregateFunction::Max => {
                         let conv = self.value_converters[i].as_ref().expect("MIN/MAX calls have a converter");
                         let data_type = self.output_schema.field(self.key_columns.len() + i).data_type().clone();
-                        extremes_to_array(conv, acc_chunk.iter().map(|a| match &a[i] {
-                            Acc::Extreme(v) => v.as_deref(),
-                            _ => None,
-                        }), &data_type)?
+                        extremes_to_array(
+                            conv,
+                            acc_chunk.iter().map(|a| match &a[i] {
+                                Acc::Extreme(v) => v.as_deref(),
+                                _ => None,
+                            }),
+                            &data_type,
+                        )?
                     }
                 };
                 columns.push(column);
@@ -323,11 +342,21 @@ impl Operator for KeyedAggregate {
             let column = call.column.map(|c| batch.column(c).clone());
             inputs.push(match (call.function, column) {
                 (AggregateFunction::Count, Some(c)) => Input::Valid(c),
-                (AggregateFunction::Sum | AggregateFunction::Avg, Some(c)) if c.data_type().is_floating() || call.function == AggregateFunction::Avg => Input::Float(
-                    cast(&c, &DataType::Float64).map_err(|e| OperatorError::arrow("SUM", e))?.as_primitive::<Float64Type>().clone(),
-                ),
+                (AggregateFunction::Sum | AggregateFunction::Avg, Some(c))
+                    if c.data_type().is_floating() || call.function == AggregateFunction::Avg =>
+                {
+                    Input::Float(
+                        cast(&c, &DataType::Float64)
+                            .map_err(|e| OperatorError::arrow("SUM", e))?
+                            .as_primitive::<Float64Type>()
+                            .clone(),
+                    )
+                }
                 (AggregateFunction::Sum, Some(c)) => Input::Int(
-                    cast(&c, &DataType::Int64).map_err(|e| OperatorError::arrow("SUM", e))?.as_primitive::<Int64Type>().clone(),
+                    cast(&c, &DataType::Int64)
+                        .map_err(|e| OperatorError::arrow("SUM", e))?
+                        .as_primitive::<Int64Type>()
+                        .clone(),
                 ),
                 (AggregateFunction::Min | AggregateFunction::Max, Some(c)) => {
                     let conv = conv.as_ref().expect("MIN/MAX calls have a converter");
@@ -361,7 +390,9 @@ impl Operator for KeyedAggregate {
                             OperatorError::InvalidPlan("SUM overflowed BIGINT; cast its input to DOUBLE".into())
                         })?);
                     }
-                    (Acc::SumFloat(s), Input::Float(c)) if c.is_valid(row) => *s = Some(s.unwrap_or(0.0) + c.value(row)),
+                    (Acc::SumFloat(s), Input::Float(c)) if c.is_valid(row) => {
+                        *s = Some(s.unwrap_or(0.0) + c.value(row))
+                    }
                     (Acc::Avg { sum, count }, Input::Float(c)) if c.is_valid(row) => {
                         *sum += c.value(row);
                         *count += 1;
@@ -372,7 +403,9 @@ impl Operator for KeyedAggregate {
                             let candidate = r.row(row);
                             let better = match current.as_deref() {
                                 None => true,
-                                Some(cur) if self.calls[i].function == AggregateFunction::Min => candidate.as_ref() < cur,
+                                Some(cur) if self.calls[i].function == AggregateFunction::Min => {
+                                    candidate.as_ref() < cur
+                                }
                                 Some(cur) => candidate.as_ref() > cur,
                             };
                             if better {
@@ -427,10 +460,8 @@ mod tests {
 
     #[tokio::test]
     async fn counts_sums_and_extremes_per_key() {
-        let input = Arc::new(Schema::new(vec![
-            Field::new("k", DataType::Utf8, false),
-            Field::new("v", DataType::Int32, true),
-        ]));
+        let input =
+            Arc::new(Schema::new(vec![Field::new("k", DataType::Utf8, false), Field::new("v", DataType::Int32, true)]));
         let output = Arc::new(Schema::new(vec![
             Field::new("k", DataType::Utf8, false),
             Field::new("n", DataType::Int64, false),

@@ -1,6 +1,8 @@
 //! Transforms: operators between sources and sinks (calc, projections, watermarks, keyed
 //! aggregates), and the codec of the DataFusion expressions they evaluate.
 
+#![deny(missing_docs)]
+
 pub mod calc;
 pub mod expr;
 pub mod keyed_aggregate;

@@ -27,7 +27,10 @@ impl Operator for Project {
             .iter()
             .map(|&c| {
                 batch.columns().get(c).cloned().ok_or_else(|| {
-                    OperatorError::InvalidPlan(format!("projection of column {c} of a {}-column batch", batch.num_columns()))
+                    OperatorError::InvalidPlan(format!(
+                        "projection of column {c} of a {}-column batch",
+                        batch.num_columns()
+                    ))
                 })
             })
             .collect::<Result<Vec<_>>>()?;

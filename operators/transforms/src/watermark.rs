@@ -48,7 +48,8 @@ impl WatermarkGenerator {
 
     /// The watermark over the splits: the minimum of those not idle at `now`.
     fn split_watermark(&self, now: Instant) -> Option<i64> {
-        let active = self.splits.values().filter(|(_, seen)| self.idle_timeout.is_none_or(|t| now.duration_since(*seen) < t));
+        let active =
+            self.splits.values().filter(|(_, seen)| self.idle_timeout.is_none_or(|t| now.duration_since(*seen) < t));
         active.map(|(w, _)| *w).min().or_else(|| self.splits.values().map(|(w, _)| *w).max())
     }
 }
@@ -105,10 +106,10 @@ impl Operator for WatermarkGenerator {
 mod tests {
     use super::*;
     use crate::expr::encode_expr;
-    use sluice_core::schema::encode_schema;
     use arrow::array::{StringArray, TimestampMillisecondArray};
     use arrow::datatypes::{Field, Schema};
     use datafusion::prelude::col;
+    use sluice_core::schema::encode_schema;
 
     fn generator(idle_timeout_ms: u64) -> (WatermarkGenerator, Arc<Schema>) {
         let schema = Arc::new(Schema::new(vec![
@@ -137,7 +138,10 @@ mod tests {
     }
 
     fn watermarks(out: &mut Collector) -> Vec<i64> {
-        out.take().into_iter().filter_map(|m| if let sluice_core::Message::Watermark(w) = m { Some(w) } else { None }).collect()
+        out.take()
+            .into_iter()
+            .filter_map(|m| if let sluice_core::Message::Watermark(w) = m { Some(w) } else { None })
+            .collect()
     }
 
     #[tokio::test]

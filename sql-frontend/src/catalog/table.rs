@@ -220,7 +220,9 @@ impl Table {
             .columns
             .iter()
             .filter_map(|c| match &c.kind {
-                ColumnKind::Metadata { key, .. } => Some((c.name.clone(), key.clone().unwrap_or_else(|| c.name.clone()))),
+                ColumnKind::Metadata { key, .. } => {
+                    Some((c.name.clone(), key.clone().unwrap_or_else(|| c.name.clone())))
+                }
                 _ => None,
             })
             .collect();
@@ -257,7 +259,8 @@ impl Table {
 
     /// The parallelism the table asks for in `role` (`scan.parallelism`, `sink.parallelism`).
     pub fn requested_parallelism(&self, role: Role, usage: Location) -> Result<Option<u32>> {
-        sluice_connectors::requested_parallelism(&self.connector_spec(), role).map_err(|e| self.operator_error(&e, usage))
+        sluice_connectors::requested_parallelism(&self.connector_spec(), role)
+            .map_err(|e| self.operator_error(&e, usage))
     }
 
     fn operator_error(&self, error: &OperatorError, usage: Location) -> SqlError {

@@ -50,7 +50,14 @@ impl JobGraphBuilder {
     }
 
     /// Connects two nodes; `schema` is the Arrow IPC schema of the rows on the edge.
-    pub fn connect(&mut self, from: NodeId, to: NodeId, partitioning: Partitioning, key_columns: Vec<u32>, schema: Vec<u8>) {
+    pub fn connect(
+        &mut self,
+        from: NodeId,
+        to: NodeId,
+        partitioning: Partitioning,
+        key_columns: Vec<u32>,
+        schema: Vec<u8>,
+    ) {
         assert!(from.0 < to.0, "edges go from earlier nodes to later ones");
         self.edges.push(NodeEdge { from, to, partitioning, key_columns, schema });
     }

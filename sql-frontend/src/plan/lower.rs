@@ -7,26 +7,26 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use crate::plan::graph::{JobGraphBuilder, NodeId};
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use datafusion::common::tree_node::{Transformed, TreeNode};
 use datafusion::common::{Column, DFSchema};
 use datafusion::logical_expr::{Expr, ExprSchemable, LogicalPlan};
 use datafusion::scalar::ScalarValue;
-use sluice_transforms::expr::encode_expr;
-use crate::plan::graph::{JobGraphBuilder, NodeId};
 use sluice_core::schema::encode_schema;
-use sluice_transforms::keyed_aggregate::output_type;
 use sluice_proto::operator_spec::Kind;
 use sluice_proto::{
     AggregateCall, AggregateFunction, CalcSpec, KeyedAggregateSpec, MlPredictSpec, OperatorSpec, Partitioning,
     ProjectSpec, WatermarkSpec,
 };
+use sluice_transforms::expr::encode_expr;
+use sluice_transforms::keyed_aggregate::output_type;
 
 use crate::error::SqlError;
-use crate::types::sql_name;
-use sqlparser::tokenizer::Location;
 use crate::plan::tables::{ResolvedMl, TableInfo};
+use crate::types::sql_name;
 use sluice_connectors::kafka::options::SPLIT_METADATA;
+use sqlparser::tokenizer::Location;
 
 /// The hidden column that carries a Kafka row's partition to its watermark operator.
 const SPLIT_COLUMN: &str = "__sluice_split";
@@ -69,7 +69,9 @@ pub fn unqualify(expr: Expr) -> Expr {
 fn describe_projection(expr: &Expr, output: &str) -> String {
     match expr.clone().unalias() {
         Expr::Column(_) => output.to_string(),
-        Expr::Cast(c) if matches!(c.expr.as_ref(), Expr::Column(_)) => format!("{output}: {}", sql_name(c.field.data_type())),
+        Expr::Cast(c) if matches!(c.expr.as_ref(), Expr::Column(_)) => {
+            format!("{output}: {}", sql_name(c.field.data_type()))
+        }
         inner => format!("{output} := {inner}"),
     }
 }
@@ -89,7 +91,11 @@ fn internal(location: Location, e: impl std::fmt::Display) -> SqlError {
 impl Lowering {
     /// A lowering with `default_parallelism` for operators that don't ask for their own.
     pub fn new(default_parallelism: u32) -> Self {
-        Lowering { builder: JobGraphBuilder::new(), default_parallelism: default_parallelism.max(1), sources: HashMap::new() }
+        Lowering {
+            builder: JobGraphBuilder::new(),
+            default_parallelism: default_parallelism.max(1),
+            sources: HashMap::new(),
+        }
     }
 
     /// The default parallelism.
@@ -129,8 +135,13 @@ impl Lowering {
             }
         }
         let subquery = |e: &Expr| {
-            e.exists(|e| Ok(matches!(e, Expr::ScalarSubquery(_) | Expr::InSubquery(_) | Expr::Exists(_) | Expr::SetComparison(_))))
-                .unwrap_or(false)
+            e.exists(|e| {
+                Ok(matches!(
+                    e,
+                    Expr::ScalarSubquery(_) | Expr::InSubquery(_) | Expr::Exists(_) | Expr::SetComparison(_)
+                ))
+            })
+            .unwrap_or(false)
         };
         if projections.iter().chain(filter).any(subquery) {
             return Err(SqlError::new(location, "a subquery is not supported yet in streaming SQL")
@@ -150,22 +161,34 @@ impl Lowering {
             return Ok(Stream { schema: output, ..input.clone() });
         }
         let identity = projections.len() == input.schema.fields().len()
-            && projections.iter().zip(input.schema.fields()).all(|(e, f)| matches!(e, Expr::Column(c) if c.name == *f.name()));
+            && projections
+                .iter()
+                .zip(input.schema.fields())
+                .all(|(e, f)| matches!(e, Expr::Column(c) if c.name == *f.name()));
         let mut name = Vec::new();
         if let Some(f) = &filter {
             name.push(format!("where {f}"));
         }
         if !identity {
-            let list: Vec<String> = projections.iter().zip(output.fields()).map(|(e, f)| describe_projection(e, f.name())).collect();
+            let list: Vec<String> =
+                projections.iter().zip(output.fields()).map(|(e, f)| describe_projection(e, f.name())).collect();
             name.push(list.join(", "));
         }
         let spec = CalcSpec {
             input_schema: encode_schema(&input.schema),
             filter: filter.as_ref().map(encode_expr).transpose().map_err(|e| internal(location, e))?,
-            projections: projections.iter().map(encode_expr).collect::<std::result::Result<_, _>>().map_err(|e| internal(location, e))?,
+            projections: projections
+                .iter()
+                .map(encode_expr)
+                .collect::<std::result::Result<_, _>>()
+                .map_err(|e| internal(location, e))?,
             output_schema: encode_schema(&output),
         };
-        let op = OperatorSpec { uid: String::new(), name: short(format!("calc({})", name.join("; "))), kind: Some(Kind::Calc(spec)) };
+        let op = OperatorSpec {
+            uid: String::new(),
+            name: short(format!("calc({})", name.join("; "))),
+            kind: Some(Kind::Calc(spec)),
+        };
         let parallelism = input.parallelism;
         Ok(self.then(input, op, parallelism, Partitioning::Forward, vec![], output))
     }
@@ -186,24 +209,32 @@ impl Lowering {
         let split_field = Field::new(SPLIT_COLUMN, DataType::Utf8, true);
         if per_split {
             spec.metadata.insert(SPLIT_COLUMN.into(), SPLIT_METADATA.into());
-            physical = Arc::new(Schema::new([physical.fields().to_vec(), vec![Arc::new(split_field.clone())]].concat()));
+            physical =
+                Arc::new(Schema::new([physical.fields().to_vec(), vec![Arc::new(split_field.clone())]].concat()));
             spec.schema = encode_schema(&physical);
         }
         let idle_timeout_ms = match spec.options.get("scan.watermark.idle-timeout") {
             Some(v) => sluice_core::options::parse_duration(v)
-                .map_err(|e| SqlError::new(location, format!("table '{}': option 'scan.watermark.idle-timeout' = '{v}': {e}", table.name)))?
+                .map_err(|e| {
+                    SqlError::new(
+                        location,
+                        format!("table '{}': option 'scan.watermark.idle-timeout' = '{v}': {e}", table.name),
+                    )
+                })?
                 .as_millis() as u64,
             None => 0,
         };
         let name = format!("source: {}({})", table.name, spec.connector);
-        let node = self.builder.add(OperatorSpec { uid: String::new(), name, kind: Some(Kind::Source(spec)) }, parallelism);
+        let node =
+            self.builder.add(OperatorSpec { uid: String::new(), name, kind: Some(Kind::Source(spec)) }, parallelism);
         let mut stream = Stream { node, schema: physical, parallelism };
         if !table.computed.is_empty() {
             let mut exprs = table.computed.clone();
             let mut output = table.schema.clone();
             if per_split {
                 exprs.push(Expr::Column(Column::new(Some(table.name.as_str()), SPLIT_COLUMN)));
-                output = Arc::new(Schema::new([output.fields().to_vec(), vec![Arc::new(split_field.clone())]].concat()));
+                output =
+                    Arc::new(Schema::new([output.fields().to_vec(), vec![Arc::new(split_field.clone())]].concat()));
             }
             stream = self.calc(&stream, None, &exprs, output, location)?;
         }
@@ -216,15 +247,24 @@ impl Lowering {
                 split_column,
                 idle_timeout_ms,
             };
-            let name = if per_split { format!("watermark(for {column} as {text}, per partition)") } else { format!("watermark(for {column} as {text})") };
+            let name = if per_split {
+                format!("watermark(for {column} as {text}, per partition)")
+            } else {
+                format!("watermark(for {column} as {text})")
+            };
             let op = OperatorSpec { uid: String::new(), name: short(name), kind: Some(Kind::Watermark(spec)) };
             let schema = stream.schema.clone();
             stream = self.then(&stream, op, stream.parallelism, Partitioning::Forward, vec![], schema);
             if per_split {
                 let columns: Vec<u32> = (0..table.schema.fields().len() as u32).collect();
                 let spec = ProjectSpec { columns, output_schema: encode_schema(&table.schema) };
-                let op = OperatorSpec { uid: String::new(), name: "project(drop partition)".into(), kind: Some(Kind::Project(spec)) };
-                stream = self.then(&stream, op, stream.parallelism, Partitioning::Forward, vec![], table.schema.clone());
+                let op = OperatorSpec {
+                    uid: String::new(),
+                    name: "project(drop partition)".into(),
+                    kind: Some(Kind::Project(spec)),
+                };
+                stream =
+                    self.then(&stream, op, stream.parallelism, Partitioning::Forward, vec![], table.schema.clone());
             }
         }
         self.sources.insert(key, stream.clone());
@@ -245,11 +285,19 @@ impl Lowering {
             model_output_schema: encode_schema(&ml.model_output),
             output_schema: encode_schema(&ml.output_schema),
         };
-        let op = OperatorSpec { uid: String::new(), name: format!("ml_predict(model {}, provider {})", ml.model, ml.provider), kind: Some(Kind::MlPredict(spec)) };
+        let op = OperatorSpec {
+            uid: String::new(),
+            name: format!("ml_predict(model {}, provider {})", ml.model, ml.provider),
+            kind: Some(Kind::MlPredict(spec)),
+        };
         let parallelism = self.default_parallelism;
         // Cached answers live in keyed state: rows with the same features must meet the
         // same subtask (and key group), also after rescaling.
-        let cached = ml.config.get("cache.enabled").or_else(|| ml.options.get("cache.enabled")).is_some_and(|v| v.trim().eq_ignore_ascii_case("true"));
+        let cached = ml
+            .config
+            .get("cache.enabled")
+            .or_else(|| ml.options.get("cache.enabled"))
+            .is_some_and(|v| v.trim().eq_ignore_ascii_case("true"));
         if cached {
             let keys = ml.descriptor.iter().map(|&c| c as u32).collect();
             return self.then(input, op, parallelism, Partitioning::Hash, keys, ml.output_schema.clone());
@@ -295,8 +343,11 @@ impl Lowering {
                 ("max", [_]) => AggregateFunction::Max,
                 ("avg" | "mean", [_]) => AggregateFunction::Avg,
                 _ => {
-                    return Err(SqlError::new(location, format!("aggregate function '{}' is not supported yet", call.func.name()))
-                        .with_hint("supported: COUNT, SUM, MIN, MAX, AVG"))
+                    return Err(SqlError::new(
+                        location,
+                        format!("aggregate function '{}' is not supported yet", call.func.name()),
+                    )
+                    .with_hint("supported: COUNT, SUM, MIN, MAX, AVG"))
                 }
             };
             let column = if function == AggregateFunction::CountStar {
@@ -328,7 +379,11 @@ impl Lowering {
             if output_type(function, input_type.as_ref()).as_ref() != Some(expected) {
                 return Err(SqlError::new(
                     location,
-                    format!("{:?} over {} is not supported yet", function, input_type.map_or("*".into(), |t| t.to_string())),
+                    format!(
+                        "{:?} over {} is not supported yet",
+                        function,
+                        input_type.map_or("*".into(), |t| t.to_string())
+                    ),
                 )
                 .with_hint("aggregate INT, BIGINT, FLOAT or DOUBLE columns, or CAST the argument"));
             }
@@ -359,9 +414,11 @@ impl Lowering {
         };
         let parallelism = if global { 1 } else { self.default_parallelism };
         let op = OperatorSpec { uid: String::new(), name, kind: Some(Kind::KeyedAggregate(spec)) };
-        let agg = self.then(&pre_stream, op, parallelism, Partitioning::Hash, (0..keys as u32).collect(), agg_output.clone());
+        let agg =
+            self.then(&pre_stream, op, parallelism, Partitioning::Hash, (0..keys as u32).collect(), agg_output.clone());
         if global {
-            let drop_key: Vec<Expr> = output.fields().iter().map(|f| Expr::Column(Column::new_unqualified(f.name()))).collect();
+            let drop_key: Vec<Expr> =
+                output.fields().iter().map(|f| Expr::Column(Column::new_unqualified(f.name()))).collect();
             return self.calc(&agg, None, &drop_key, output, location);
         }
         Ok(agg)

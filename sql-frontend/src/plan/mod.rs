@@ -90,8 +90,11 @@ fn planning_error(catalog: &Catalog, e: DataFusionError, fallback: Location) -> 
         if message.contains("must appear in the GROUP BY clause") {
             let column = rest.split('"').next().unwrap_or(rest);
             let column = column.rsplit('.').next().unwrap_or(column);
-            return SqlError::new(location, format!("column '{column}' must be in GROUP BY or inside an aggregate function"))
-                .with_hint(format!("add '{column}' to GROUP BY, or aggregate it, e.g. MAX({column})"));
+            return SqlError::new(
+                location,
+                format!("column '{column}' must be in GROUP BY or inside an aggregate function"),
+            )
+            .with_hint(format!("add '{column}' to GROUP BY, or aggregate it, e.g. MAX({column})"));
         }
     }
     SqlError::new(location, message)
@@ -183,7 +186,12 @@ fn rename_view(view: &View, schema: SchemaRef) -> Result<SchemaRef> {
     if view.columns.len() != schema.fields().len() {
         return Err(SqlError::new(
             view.location,
-            format!("view '{}' names {} columns but its query returns {}", view.name, view.columns.len(), schema.fields().len()),
+            format!(
+                "view '{}' names {} columns but its query returns {}",
+                view.name,
+                view.columns.len(),
+                schema.fields().len()
+            ),
         ));
     }
     let fields: Vec<Field> =
@@ -249,7 +257,9 @@ impl JobPlanner {
             self.models.insert(ml.model.clone(), ml.clone());
         }
         let models = &mut self.models;
-        let stream = self.lowering.lower(&plan, location, &mut |lw, name, loc| resolve_relation(catalog, lw, name, loc, &resolved, models))?;
+        let stream = self
+            .lowering
+            .lower(&plan, location, &mut |lw, name, loc| resolve_relation(catalog, lw, name, loc, &resolved, models))?;
         Ok((stream, plan))
     }
 
@@ -265,8 +275,11 @@ impl JobPlanner {
             }
         })?;
         if self.sinks.iter().any(|s| s.eq_ignore_ascii_case(&table.name)) {
-            return Err(SqlError::new(target_location, format!("table '{}' is already written by an earlier INSERT of this job", table.name))
-                .with_hint("each sink table takes one INSERT per job; write to a second table"));
+            return Err(SqlError::new(
+                target_location,
+                format!("table '{}' is already written by an earlier INSERT of this job", table.name),
+            )
+            .with_hint("each sink table takes one INSERT per job; write to a second table"));
         }
         let spec = table.connector_spec();
         table.validate(Role::Sink, target_location)?;
@@ -276,14 +289,27 @@ impl JobPlanner {
         let parallelism =
             table.requested_parallelism(Role::Sink, target_location)?.unwrap_or(self.lowering.default_parallelism());
         let name = format!("sink: {}({})", table.name, spec.connector);
-        self.lowering.then(&stream, OperatorSpec { uid: String::new(), name, kind: Some(Kind::Sink(spec)) }, parallelism, Partitioning::Forward, vec![], sink_schema);
+        self.lowering.then(
+            &stream,
+            OperatorSpec { uid: String::new(), name, kind: Some(Kind::Sink(spec)) },
+            parallelism,
+            Partitioning::Forward,
+            vec![],
+            sink_schema,
+        );
         self.explain.push(format!("INSERT INTO {}\n{}", table.name, plan.display_indent()));
         self.sinks.push(table.name.clone());
         Ok(())
     }
 
     /// Adds a bare `SELECT`: its rows are printed (an implicit `print` sink).
-    pub fn add_select(&mut self, catalog: &Catalog, query: &Query, calls: &[MlPredictCall], location: Location) -> Result<()> {
+    pub fn add_select(
+        &mut self,
+        catalog: &Catalog,
+        query: &Query,
+        calls: &[MlPredictCall],
+        location: Location,
+    ) -> Result<()> {
         let (stream, plan) = self.lower_query(catalog, query, calls, location)?;
         self.selects += 1;
         let name = format!("select_{}", self.selects);
@@ -296,7 +322,14 @@ impl JobPlanner {
         };
         let parallelism = self.lowering.default_parallelism();
         let schema = stream.schema.clone();
-        self.lowering.then(&stream, OperatorSpec { uid: String::new(), name: format!("sink: {name}(print)"), kind: Some(Kind::Sink(spec)) }, parallelism, Partitioning::Forward, vec![], schema);
+        self.lowering.then(
+            &stream,
+            OperatorSpec { uid: String::new(), name: format!("sink: {name}(print)"), kind: Some(Kind::Sink(spec)) },
+            parallelism,
+            Partitioning::Forward,
+            vec![],
+            schema,
+        );
         self.explain.push(format!("SELECT (printed)\n{}", plan.display_indent()));
         self.sinks.push(name);
         Ok(())
@@ -319,7 +352,9 @@ impl JobPlanner {
                 .map(|(name, loc)| {
                     sink.index_of(name).map(|i| (i, *loc)).map_err(|_| {
                         let mut e = SqlError::new(*loc, format!("table '{table}' has no column '{name}'"));
-                        if let Some(c) = sluice_core::options::closest(name, sink.fields().iter().map(|f| f.name().as_str())) {
+                        if let Some(c) =
+                            sluice_core::options::closest(name, sink.fields().iter().map(|f| f.name().as_str()))
+                        {
                             e = e.with_hint(format!("did you mean '{c}'?"));
                         }
                         e
@@ -331,11 +366,19 @@ impl JobPlanner {
         if produced.len() != targets.len() {
             return Err(SqlError::new(
                 location,
-                format!("the query returns {} column(s) but INSERT INTO {table} expects {}", produced.len(), targets.len()),
+                format!(
+                    "the query returns {} column(s) but INSERT INTO {table} expects {}",
+                    produced.len(),
+                    targets.len()
+                ),
             )
             .with_hint(format!(
                 "{table} has columns ({})",
-                sink.fields().iter().map(|f| format!("{} {}", f.name(), sql_name(f.data_type()))).collect::<Vec<_>>().join(", ")
+                sink.fields()
+                    .iter()
+                    .map(|f| format!("{} {}", f.name(), sql_name(f.data_type())))
+                    .collect::<Vec<_>>()
+                    .join(", ")
             )));
         }
         let mut exprs: Vec<Expr> = Vec::with_capacity(sink.fields().len());
@@ -365,7 +408,10 @@ impl JobPlanner {
                 }
                 None if field.is_nullable() => cast(Expr::Literal(ScalarValue::Null, None), field.data_type().clone()),
                 None => {
-                    return Err(SqlError::new(location, format!("column '{}' of table '{table}' is NOT NULL but gets no value", field.name())))
+                    return Err(SqlError::new(
+                        location,
+                        format!("column '{}' of table '{table}' is NOT NULL but gets no value", field.name()),
+                    ))
                 }
             };
             exprs.push(expr.alias(field.name()));
@@ -444,7 +490,8 @@ fn resolve_relation(
         for ml in resolved.values() {
             models.insert(ml.model.clone(), ml.clone());
         }
-        let stream = lowering.lower(&plan, view.location, &mut |lw, n, l| resolve_relation(catalog, lw, n, l, &resolved, models))?;
+        let stream = lowering
+            .lower(&plan, view.location, &mut |lw, n, l| resolve_relation(catalog, lw, n, l, &resolved, models))?;
         let renamed = rename_view(view, stream.schema.clone())?;
         if renamed == stream.schema {
             return Ok(stream);
@@ -497,12 +544,7 @@ pub fn explain_graph(graph: &JobGraph) -> String {
         }
     }
     for edge in &graph.edges {
-        out.push_str(&format!(
-            "edge {} -> {}: {}\n",
-            edge.source_vertex,
-            edge.target_vertex,
-            partitioning_name(edge)
-        ));
+        out.push_str(&format!("edge {} -> {}: {}\n", edge.source_vertex, edge.target_vertex, partitioning_name(edge)));
     }
     out
 }
@@ -512,11 +554,8 @@ fn columns(schema: &SchemaRef) -> String {
 }
 
 fn explain_model(ml: &ResolvedMl) -> String {
-    let options: Vec<String> = ml
-        .options
-        .iter()
-        .map(|(k, v)| format!("'{k}' = '{}'", sluice_core::secrets::mask(k, v)))
-        .collect();
+    let options: Vec<String> =
+        ml.options.iter().map(|(k, v)| format!("'{k}' = '{}'", sluice_core::secrets::mask(k, v))).collect();
     let mut out = format!(
         "model {} (provider {})\n  INPUT ({})\n  OUTPUT ({})\n  options: {}\n",
         ml.model,
@@ -526,7 +565,8 @@ fn explain_model(ml: &ResolvedMl) -> String {
         options.join(", ")
     );
     if !ml.config.is_empty() {
-        let config: Vec<String> = ml.config.iter().map(|(k, v)| format!("'{k}' = '{}'", sluice_core::secrets::mask(k, v))).collect();
+        let config: Vec<String> =
+            ml.config.iter().map(|(k, v)| format!("'{k}' = '{}'", sluice_core::secrets::mask(k, v))).collect();
         out.push_str(&format!("  call config: {}\n", config.join(", ")));
     }
     out.push_str(&format!("  rows out: ({})\n", columns(&ml.output_schema)));

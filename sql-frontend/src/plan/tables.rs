@@ -14,10 +14,10 @@ use sluice_proto::ConnectorSpec;
 
 use crate::catalog::{ColumnKind, Model, Table};
 use crate::error::SqlError;
-use sqlparser::tokenizer::Location;
 use crate::parser::MlPredictCall;
 use crate::plan::provider::{parser_options, session, CatalogProvider};
 use crate::types::sql_name;
+use sqlparser::tokenizer::Location;
 
 type Result<T> = std::result::Result<T, SqlError>;
 
@@ -77,31 +77,42 @@ pub fn resolve_table(table: &Table, provider: &CatalogProvider<'_>) -> Result<Ta
                     planner.sql_to_expr(expr.clone(), &df, &mut PlannerContext::new()).map_err(|e| {
                         let located = crate::plan::unknown_column(&e.to_string(), column.location)
                             .unwrap_or_else(|| SqlError::new(column.location, first_line(&e)));
-                        SqlError { message: format!("computed column '{}' AS {text}: {}", column.name, located.message), ..located }
+                        SqlError {
+                            message: format!("computed column '{}' AS {text}: {}", column.name, located.message),
+                            ..located
+                        }
                     })?
                 }
-                ColumnKind::Metadata { .. } => Expr::Column(Column::new(Some(table.name.as_str()), column.name.as_str())),
+                ColumnKind::Metadata { .. } => {
+                    Expr::Column(Column::new(Some(table.name.as_str()), column.name.as_str()))
+                }
             };
             exprs.push(expr.alias(column.name.as_str()));
         }
-        let (computed, schema) = coerce(&table.name, physical.clone(), exprs)
-            .map_err(|e| SqlError::new(table.location, format!("computed columns of '{}': {}", table.name, first_line(&e))))?;
+        let (computed, schema) = coerce(&table.name, physical.clone(), exprs).map_err(|e| {
+            SqlError::new(table.location, format!("computed columns of '{}': {}", table.name, first_line(&e)))
+        })?;
         info.computed = computed;
         info.schema = schema;
     }
     if let Some(watermark) = &table.watermark {
         let df = DFSchema::try_from_qualified_schema(table.name.as_str(), &info.schema)
             .map_err(|e| SqlError::new(table.location, e.to_string()))?;
-        let expr = planner
-            .sql_to_expr(watermark.expr.clone(), &df, &mut PlannerContext::new())
-            .map_err(|e| SqlError::new(table.location, format!("WATERMARK FOR {}: {}", watermark.column, first_line(&e))))?;
-        let (mut exprs, schema) = coerce(&table.name, info.schema.clone(), vec![expr])
-            .map_err(|e| SqlError::new(table.location, format!("WATERMARK FOR {}: {}", watermark.column, first_line(&e))))?;
+        let expr = planner.sql_to_expr(watermark.expr.clone(), &df, &mut PlannerContext::new()).map_err(|e| {
+            SqlError::new(table.location, format!("WATERMARK FOR {}: {}", watermark.column, first_line(&e)))
+        })?;
+        let (mut exprs, schema) = coerce(&table.name, info.schema.clone(), vec![expr]).map_err(|e| {
+            SqlError::new(table.location, format!("WATERMARK FOR {}: {}", watermark.column, first_line(&e)))
+        })?;
         let data_type = schema.field(0).data_type();
         if !matches!(data_type, arrow::datatypes::DataType::Timestamp(..)) {
             return Err(SqlError::new(
                 table.location,
-                format!("the WATERMARK expression of '{}' is {} but must be a TIMESTAMP", watermark.column, sql_name(data_type)),
+                format!(
+                    "the WATERMARK expression of '{}' is {} but must be a TIMESTAMP",
+                    watermark.column,
+                    sql_name(data_type)
+                ),
             ));
         }
         info.watermark = Some((watermark.column.clone(), exprs.remove(0), watermark.text.clone()));
@@ -164,7 +175,11 @@ pub fn resolve_ml(call: &MlPredictCall, input: &SchemaRef, model: &Model) -> Res
                 call.descriptor.len(),
                 model.name,
                 inputs.len(),
-                inputs.iter().map(|f| format!("{} {}", f.name(), sql_name(f.data_type()))).collect::<Vec<_>>().join(", ")
+                inputs
+                    .iter()
+                    .map(|f| format!("{} {}", f.name(), sql_name(f.data_type())))
+                    .collect::<Vec<_>>()
+                    .join(", ")
             ),
         )
         .with_hint("list one input column per model INPUT column, in order"));
@@ -172,7 +187,10 @@ pub fn resolve_ml(call: &MlPredictCall, input: &SchemaRef, model: &Model) -> Res
     let mut descriptor = Vec::new();
     for ((name, location), model_field) in call.descriptor.iter().zip(inputs) {
         let Some((index, field)) = input.fields().iter().enumerate().find(|(_, f)| f.name() == name) else {
-            let mut error = SqlError::new(*location, format!("unknown column '{name}' in DESCRIPTOR of ML_PREDICT over '{}'", call.input));
+            let mut error = SqlError::new(
+                *location,
+                format!("unknown column '{name}' in DESCRIPTOR of ML_PREDICT over '{}'", call.input),
+            );
             if let Some(close) = sluice_core::options::closest(name, input.fields().iter().map(|f| f.name().as_str())) {
                 error = error.with_hint(format!("did you mean '{close}'?"));
             }

@@ -95,7 +95,10 @@ impl EpochEntry {
             let checkpoint = r.u64()?;
             let producer_id = r.u64()? as i64;
             let epoch = r.u64()? as i16;
-            Some(Precommitted { checkpoint, handle: TransactionHandle { transactional_id: r.string()?, producer_id, epoch } })
+            Some(Precommitted {
+                checkpoint,
+                handle: TransactionHandle { transactional_id: r.string()?, producer_id, epoch },
+            })
         };
         Ok(EpochEntry { subtask, parallelism, prefix, precommitted })
     }
@@ -111,7 +114,10 @@ pub struct RestoredTransactions {
 impl RestoredTransactions {
     /// Decodes the checkpoint entries of checkpoint `checkpoint`.
     pub fn decode(entries: &[Vec<u8>], checkpoint: u64) -> Result<Self> {
-        Ok(RestoredTransactions { entries: entries.iter().map(|e| EpochEntry::decode(e)).collect::<Result<_>>()?, checkpoint })
+        Ok(RestoredTransactions {
+            entries: entries.iter().map(|e| EpochEntry::decode(e)).collect::<Result<_>>()?,
+            checkpoint,
+        })
     }
 }
 
@@ -255,7 +261,8 @@ impl EpochTransactions {
         let begun = self.begin().await;
         let s = &self.settings;
         let entry = |precommitted: Option<Precommitted>| {
-            EpochEntry { subtask: s.subtask, parallelism: s.parallelism, prefix: s.prefix.clone(), precommitted }.encode()
+            EpochEntry { subtask: s.subtask, parallelism: s.parallelism, prefix: s.prefix.clone(), precommitted }
+                .encode()
         };
         let mut entries: Vec<Vec<u8>> = self.precommitted.iter().map(|p| entry(Some(p.clone()))).collect();
         entries.push(entry(None));
@@ -326,7 +333,8 @@ mod tests {
     #[test]
     fn a_committed_transactions_slot_is_reused_only_after_a_checkpoint_without_it() {
         let mut t = transactions();
-        let handle = |slot| TransactionHandle { transactional_id: transactional_id("p", 3, slot), producer_id: 1, epoch: 0 };
+        let handle =
+            |slot| TransactionHandle { transactional_id: transactional_id("p", 3, slot), producer_id: 1, epoch: 0 };
         assert_eq!(t.free_slot(), 0);
         t.precommitted.push(Precommitted { checkpoint: 5, handle: handle(0) });
         assert_eq!(t.free_slot(), 1, "precommitted at checkpoint 5");

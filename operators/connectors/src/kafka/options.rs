@@ -140,13 +140,9 @@ pub const DEFAULT_TRANSACTION_TIMEOUT: Duration = Duration::from_secs(15 * 60);
 pub fn transaction_timeout(properties_timeout_ms: Option<&str>) -> std::result::Result<Duration, String> {
     match properties_timeout_ms {
         None => Ok(DEFAULT_TRANSACTION_TIMEOUT),
-        Some(raw) => raw
-            .trim()
-            .parse::<u64>()
-            .ok()
-            .filter(|ms| *ms > 0)
-            .map(Duration::from_millis)
-            .ok_or_else(|| format!("'properties.transaction.timeout.ms' = '{raw}': expected a positive number of milliseconds")),
+        Some(raw) => raw.trim().parse::<u64>().ok().filter(|ms| *ms > 0).map(Duration::from_millis).ok_or_else(|| {
+            format!("'properties.transaction.timeout.ms' = '{raw}': expected a positive number of milliseconds")
+        }),
     }
 }
 
@@ -155,26 +151,37 @@ impl KafkaConfig {
     pub fn check_sink(&self) -> Result<()> {
         if self.topic_pattern.is_some() || self.topics.len() != 1 {
             let context = format!("table '{}' (connector 'kafka')", self.table);
-            return Err(OperatorError::config(context, "a Kafka sink writes to one topic: set 'topic' to a single name"));
+            return Err(OperatorError::config(
+                context,
+                "a Kafka sink writes to one topic: set 'topic' to a single name",
+            ));
         }
         Ok(())
     }
 
     /// The transaction timeout of this table's exactly-once sink.
     pub fn transaction_timeout(&self) -> Duration {
-        transaction_timeout(self.properties.get("transaction.timeout.ms").map(String::as_str)).unwrap_or(DEFAULT_TRANSACTION_TIMEOUT)
+        transaction_timeout(self.properties.get("transaction.timeout.ms").map(String::as_str))
+            .unwrap_or(DEFAULT_TRANSACTION_TIMEOUT)
     }
 
     /// Reads a `kafka` table's options (source and sink options alike, so a table can be
     /// both read and written).
     /// `metadata` maps a source's metadata columns to their keys (empty for sinks).
-    pub fn parse(options: &mut Options<'_>, table: &str, schema: SchemaRef, metadata: &BTreeMap<String, String>) -> Result<Self> {
+    pub fn parse(
+        options: &mut Options<'_>,
+        table: &str,
+        schema: SchemaRef,
+        metadata: &BTreeMap<String, String>,
+    ) -> Result<Self> {
         let topics: Vec<String> = options
             .get("topic")
             .map(|t| t.split(';').map(|s| s.trim().to_string()).filter(|s| !s.is_empty()).collect())
             .unwrap_or_default();
         let topic_pattern = match options.get("topic-pattern") {
-            Some(p) => Some(regex::Regex::new(&format!("^(?:{p})$")).map_err(|e| options.error(format!("option 'topic-pattern' is not a valid regular expression: {e}")))?),
+            Some(p) => Some(regex::Regex::new(&format!("^(?:{p})$")).map_err(|e| {
+                options.error(format!("option 'topic-pattern' is not a valid regular expression: {e}"))
+            })?),
             None => None,
         };
         if topics.is_empty() == topic_pattern.is_none() {
@@ -189,7 +196,10 @@ impl KafkaConfig {
         if !properties.contains_key("bootstrap.servers") {
             return Err(options.error("missing required option 'properties.bootstrap.servers' (e.g. 'localhost:9092')"));
         }
-        let mode = options.choice("scan.startup.mode", &["earliest-offset", "latest-offset", "group-offsets", "timestamp", "specific-offsets"])?;
+        let mode = options.choice(
+            "scan.startup.mode",
+            &["earliest-offset", "latest-offset", "group-offsets", "timestamp", "specific-offsets"],
+        )?;
         let startup = match mode.as_deref() {
             // Flink's default is the group's offsets; without a group, the earliest offset.
             None if !properties.contains_key("group.id") => StartupMode::Earliest,
@@ -197,9 +207,9 @@ impl KafkaConfig {
             Some("earliest-offset") => StartupMode::Earliest,
             Some("latest-offset") => StartupMode::Latest,
             Some("timestamp") => StartupMode::Timestamp(
-                options
-                    .parse::<i64>("scan.startup.timestamp-millis", "milliseconds since the epoch")?
-                    .ok_or_else(|| options.error("'scan.startup.mode' = 'timestamp' needs 'scan.startup.timestamp-millis'"))?,
+                options.parse::<i64>("scan.startup.timestamp-millis", "milliseconds since the epoch")?.ok_or_else(
+                    || options.error("'scan.startup.mode' = 'timestamp' needs 'scan.startup.timestamp-millis'"),
+                )?,
             ),
             Some(_) => {
                 let raw = options.get("scan.startup.specific-offsets").ok_or_else(|| {
@@ -215,7 +225,8 @@ impl KafkaConfig {
             Some("latest-offset") => BoundedMode::LatestOffset,
             _ => BoundedMode::Unbounded,
         };
-        let discovery_interval = options.duration("scan.topic-partition-discovery.interval")?.or(Some(Duration::from_secs(60)));
+        let discovery_interval =
+            options.duration("scan.topic-partition-discovery.interval")?.or(Some(Duration::from_secs(60)));
         // Read by the planner for per-partition watermarks; checked here.
         options.duration("scan.watermark.idle-timeout")?;
         let value_format = FormatOptions::parse(options, FORMATS)?;
@@ -224,7 +235,9 @@ impl KafkaConfig {
                 .split(';')
                 .map(|f| {
                     let f = f.trim();
-                    schema.index_of(f).map_err(|_| options.error(format!("option 'key.fields' names '{f}', which is not a column of the table")))
+                    schema.index_of(f).map_err(|_| {
+                        options.error(format!("option 'key.fields' names '{f}', which is not a column of the table"))
+                    })
                 })
                 .collect::<Result<_>>()?,
             None => Vec::new(),
@@ -232,16 +245,19 @@ impl KafkaConfig {
         let key = match (options.get("key.format").is_some(), key_fields.is_empty()) {
             (true, false) => Some((FormatOptions::parse_key(options, "key.format", FORMATS)?, key_fields)),
             (false, true) => None,
-            (true, true) => return Err(options.error("'key.format' needs 'key.fields' (the key columns, separated by ';')")),
+            (true, true) => {
+                return Err(options.error("'key.format' needs 'key.fields' (the key columns, separated by ';')"))
+            }
             (false, false) => return Err(options.error("'key.fields' needs 'key.format' (e.g. 'json' or 'raw')")),
         };
         let value_except_key =
             matches!(options.choice("value.fields-include", &["all", "except_key"])?.as_deref(), Some("except_key"));
-        let delivery = match options.choice("sink.delivery-guarantee", &["none", "at-least-once", "exactly-once"])?.as_deref() {
-            Some("none") => DeliveryGuarantee::None,
-            Some("exactly-once") => DeliveryGuarantee::ExactlyOnce,
-            _ => DeliveryGuarantee::AtLeastOnce,
-        };
+        let delivery =
+            match options.choice("sink.delivery-guarantee", &["none", "at-least-once", "exactly-once"])?.as_deref() {
+                Some("none") => DeliveryGuarantee::None,
+                Some("exactly-once") => DeliveryGuarantee::ExactlyOnce,
+                _ => DeliveryGuarantee::AtLeastOnce,
+            };
         let transactional_id_prefix = options.get("sink.transactional-id-prefix").map(str::to_string);
         transaction_timeout(options.get("properties.transaction.timeout.ms")).map_err(|m| options.error(m))?;
         options.declare("scan.parallelism");
@@ -269,10 +285,14 @@ impl KafkaConfig {
 
     fn set_metadata(&mut self, metadata: &BTreeMap<String, String>) -> std::result::Result<(), String> {
         for (column, key) in metadata {
-            let index = self.schema.index_of(column).map_err(|_| format!("metadata column '{column}' is not in the table"))?;
+            let index =
+                self.schema.index_of(column).map_err(|_| format!("metadata column '{column}' is not in the table"))?;
             let known: Vec<&str> = MetadataKey::ALL.iter().map(|k| k.0).filter(|k| *k != SPLIT_METADATA).collect();
             let Some(&(_, kind, expected)) = MetadataKey::ALL.iter().find(|k| k.0 == key) else {
-                return Err(format!("metadata column '{column}': kafka has no metadata '{key}'; it has {}", known.join(", ")));
+                return Err(format!(
+                    "metadata column '{column}': kafka has no metadata '{key}'; it has {}",
+                    known.join(", ")
+                ));
             };
             let actual = self.schema.field(index).data_type();
             if !kind.accepts(actual) {
@@ -324,9 +344,8 @@ fn parse_specific_offsets(options: &Options<'_>, raw: &str) -> Result<BTreeMap<i
                 out.insert(p, o);
             }
             _ => {
-                return Err(options.error(format!(
-                    "option 'scan.startup.specific-offsets': '{part}' is not 'partition:N,offset:M'"
-                )))
+                return Err(options
+                    .error(format!("option 'scan.startup.specific-offsets': '{part}' is not 'partition:N,offset:M'")))
             }
         }
     }
@@ -341,7 +360,10 @@ mod tests {
 
     fn parse(pairs: &[(&str, &str)]) -> Result<KafkaConfig> {
         let values: BTreeMap<String, String> = pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
-        let schema = Arc::new(Schema::new(vec![Field::new("id", DataType::Int64, false), Field::new("name", DataType::Utf8, true)]));
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("id", DataType::Int64, false),
+            Field::new("name", DataType::Utf8, true),
+        ]));
         let mut options = Options::new("table 't' (connector 'kafka')", &values);
         let config = KafkaConfig::parse(&mut options, "t", schema, &BTreeMap::new())?;
         options.finish()?;
@@ -376,10 +398,22 @@ mod tests {
         let err = |pairs: &[(&str, &str)]| parse(pairs).unwrap_err().to_string();
         assert!(err(&[("format", "json"), ("properties.bootstrap.servers", "x")]).contains("exactly one of 'topic'"));
         assert!(err(&[("topic", "t"), ("format", "json")]).contains("properties.bootstrap.servers"));
-        assert!(err(&[("topic", "t"), ("properties.bootstrap.servers", "x"), ("format", "json"), ("scan.startup.mode", "group-offsets")])
-            .contains("needs 'properties.group.id'"));
-        assert!(err(&[("topic", "t"), ("properties.bootstrap.servers", "x"), ("format", "raw")]).contains("exactly one column"));
-        assert!(err(&[("topic", "t"), ("properties.bootstrap.servers", "x"), ("format", "json"), ("key.fields", "nope"), ("key.format", "json")])
-            .contains("'nope'"));
+        assert!(err(&[
+            ("topic", "t"),
+            ("properties.bootstrap.servers", "x"),
+            ("format", "json"),
+            ("scan.startup.mode", "group-offsets")
+        ])
+        .contains("needs 'properties.group.id'"));
+        assert!(err(&[("topic", "t"), ("properties.bootstrap.servers", "x"), ("format", "raw")])
+            .contains("exactly one column"));
+        assert!(err(&[
+            ("topic", "t"),
+            ("properties.bootstrap.servers", "x"),
+            ("format", "json"),
+            ("key.fields", "nope"),
+            ("key.format", "json")
+        ])
+        .contains("'nope'"));
     }
 }

@@ -20,7 +20,9 @@ use kafka_protocol::messages::{
     ProduceRequest, ProducerId, RequestHeader, ResponseHeader, TopicName, TransactionalId,
 };
 use kafka_protocol::protocol::{Decodable, Encodable, HeaderVersion, Request, StrBytes};
-use kafka_protocol::records::{Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType, NO_PARTITION_LEADER_EPOCH};
+use kafka_protocol::records::{
+    Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType, NO_PARTITION_LEADER_EPOCH,
+};
 use kafka_protocol::ResponseError;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -78,7 +80,8 @@ impl Connection {
             .await
             .map_err(|_| format!("{} did not answer within 60 s", self.address))??;
         let mut raw = Bytes::from(raw);
-        let header = ResponseHeader::decode(&mut raw, <R::Response as HeaderVersion>::header_version(version)).map_err(|e| e.to_string())?;
+        let header = ResponseHeader::decode(&mut raw, <R::Response as HeaderVersion>::header_version(version))
+            .map_err(|e| e.to_string())?;
         if header.correlation_id != self.correlation {
             return Err(format!("{} answered out of order", self.address));
         }
@@ -158,11 +161,13 @@ impl Cluster {
                 }
             };
             let request = MetadataRequest::default()
-                .with_topics(Some(vec![MetadataRequestTopic::default().with_name(Some(TopicName(StrBytes::from_string(topic.to_string()))))]))
+                .with_topics(Some(vec![MetadataRequestTopic::default()
+                    .with_name(Some(TopicName(StrBytes::from_string(topic.to_string()))))]))
                 .with_allow_auto_topic_creation(false);
             let response = conn.send(&request, 9).await?;
             let brokers = response.brokers.iter().map(|b| (b.node_id.0, format!("{}:{}", b.host, b.port))).collect();
-            let Some(t) = response.topics.iter().find(|t| t.name.as_ref().is_some_and(|n| n.0.as_str() == topic)) else {
+            let Some(t) = response.topics.iter().find(|t| t.name.as_ref().is_some_and(|n| n.0.as_str() == topic))
+            else {
                 return Err(format!("topic '{topic}' does not exist"));
             };
             check(t.error_code, &format!("topic '{topic}'")).map_err(|e| e.1)?;
@@ -190,7 +195,9 @@ async fn coordinator(bootstrap: &[String], transactional_id: &str) -> ProtocolRe
                     continue;
                 }
             };
-            let request = FindCoordinatorRequest::default().with_key(StrBytes::from_string(transactional_id.to_string())).with_key_type(1);
+            let request = FindCoordinatorRequest::default()
+                .with_key(StrBytes::from_string(transactional_id.to_string()))
+                .with_key_type(1);
             let response = conn.send(&request, 3).await?;
             match check(response.error_code, "finding the transaction coordinator") {
                 Ok(()) => return Connection::open(&format!("{}:{}", response.host, response.port)).await,
@@ -204,7 +211,11 @@ async fn coordinator(bootstrap: &[String], transactional_id: &str) -> ProtocolRe
 }
 
 /// Gets a producer id and epoch for `transactional_id`, aborting any transaction it has open.
-async fn init_producer_id(bootstrap: &[String], transactional_id: &str, timeout: Duration) -> ProtocolResult<(Connection, i64, i16)> {
+async fn init_producer_id(
+    bootstrap: &[String],
+    transactional_id: &str,
+    timeout: Duration,
+) -> ProtocolResult<(Connection, i64, i16)> {
     let mut conn = coordinator(bootstrap, transactional_id).await?;
     let tid = TransactionalId(StrBytes::from_string(transactional_id.to_string()));
     for _ in 0..RETRIES {
@@ -279,12 +290,14 @@ fn end_txn_step(code: i16, commit: bool, handle: &TransactionHandle, what: &str)
              'properties.transaction.timeout.ms' (raise it, up to the broker's transaction.max.timeout.ms)",
             handle.transactional_id, handle.producer_id, handle.epoch
         )),
-        Err((ResponseError::InvalidProducerEpoch | ResponseError::ProducerFenced, message)) if commit => EndTxnStep::Fail(format!(
+        Err((ResponseError::InvalidProducerEpoch | ResponseError::ProducerFenced, message)) if commit => {
+            EndTxnStep::Fail(format!(
             "{message}: transaction '{}' (producer id {}, epoch {}) was taken over before it could be committed, so \
              its records are lost: the broker aborted it at its timeout ('properties.transaction.timeout.ms'), or \
              another job writes with the same 'sink.transactional-id-prefix'",
             handle.transactional_id, handle.producer_id, handle.epoch
-        )),
+        ))
+        }
         Err((ResponseError::NotCoordinator | ResponseError::CoordinatorNotAvailable, _)) => EndTxnStep::Reconnect,
         Err((e, _)) if retriable(&e) => EndTxnStep::Retry,
         Err((_, message)) => EndTxnStep::Fail(message),
@@ -293,7 +306,11 @@ fn end_txn_step(code: i16, commit: bool, handle: &TransactionHandle, what: &str)
 
 /// Aborts whatever transaction `transactional_id` has open (by initializing it anew).
 /// Returns whether the id had never been used before (the coordinator gave it epoch 0).
-pub async fn abort_open_transaction(bootstrap: &[String], transactional_id: &str, timeout: Duration) -> ProtocolResult<bool> {
+pub async fn abort_open_transaction(
+    bootstrap: &[String],
+    transactional_id: &str,
+    timeout: Duration,
+) -> ProtocolResult<bool> {
     init_producer_id(bootstrap, transactional_id, timeout).await.map(|(_, _, epoch)| epoch == 0)
 }
 
@@ -315,7 +332,12 @@ pub struct Transaction {
 impl Transaction {
     /// Starts a transaction writing to `topic` as `transactional_id` (aborting what that id
     /// left open).
-    pub async fn begin(bootstrap: &[String], topic: &str, transactional_id: &str, timeout: Duration) -> ProtocolResult<Self> {
+    pub async fn begin(
+        bootstrap: &[String],
+        topic: &str,
+        transactional_id: &str,
+        timeout: Duration,
+    ) -> ProtocolResult<Self> {
         let cluster = Cluster::discover(bootstrap, topic).await?;
         let (coordinator, producer_id, epoch) = init_producer_id(bootstrap, transactional_id, timeout).await?;
         Ok(Transaction {
@@ -373,7 +395,9 @@ impl Transaction {
 
     async fn add_partitions(&mut self, partitions: &[i32]) -> ProtocolResult<()> {
         let request = AddPartitionsToTxnRequest::default()
-            .with_v3_and_below_transactional_id(TransactionalId(StrBytes::from_string(self.handle.transactional_id.clone())))
+            .with_v3_and_below_transactional_id(TransactionalId(StrBytes::from_string(
+                self.handle.transactional_id.clone(),
+            )))
             .with_v3_and_below_producer_id(ProducerId(self.handle.producer_id))
             .with_v3_and_below_producer_epoch(self.handle.epoch)
             .with_v3_and_below_topics(vec![AddPartitionsToTxnTopic::default()
@@ -384,7 +408,10 @@ impl Transaction {
             let mut busy = false;
             for topic in &response.results_by_topic_v3_and_below {
                 for p in &topic.results_by_partition {
-                    match check(p.partition_error_code, &format!("adding partition {} to the transaction", p.partition_index)) {
+                    match check(
+                        p.partition_error_code,
+                        &format!("adding partition {} to the transaction", p.partition_index),
+                    ) {
                         Ok(()) => {}
                         Err((e, _)) if retriable(&e) || e == ResponseError::OperationNotAttempted => busy = true,
                         Err((_, message)) => return Err(message),
@@ -402,7 +429,8 @@ impl Transaction {
 
     async fn produce(&mut self, partition: i32, records: &[(Option<Bytes>, Bytes)]) -> ProtocolResult<()> {
         let base = *self.sequences.get(&partition).unwrap_or(&0);
-        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64);
+        let now =
+            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64);
         let batch: Vec<Record> = records
             .iter()
             .enumerate()
@@ -423,20 +451,32 @@ impl Transaction {
             })
             .collect();
         let mut encoded = BytesMut::new();
-        RecordBatchEncoder::encode(&mut encoded, &batch, &RecordEncodeOptions { version: 2, compression: Compression::None })
-            .map_err(|e| e.to_string())?;
+        RecordBatchEncoder::encode(
+            &mut encoded,
+            &batch,
+            &RecordEncodeOptions { version: 2, compression: Compression::None },
+        )
+        .map_err(|e| e.to_string())?;
         let encoded = encoded.freeze();
         let mut last = String::new();
         for _ in 0..RETRIES {
             // Looked up on every attempt: a retry after a leader change goes to the new one.
-            let leader = *self.cluster.leaders.get(partition as usize).ok_or_else(|| format!("partition {partition} is unknown"))?;
+            let leader = *self
+                .cluster
+                .leaders
+                .get(partition as usize)
+                .ok_or_else(|| format!("partition {partition} is unknown"))?;
             let request = ProduceRequest::default()
-                .with_transactional_id(Some(TransactionalId(StrBytes::from_string(self.handle.transactional_id.clone()))))
+                .with_transactional_id(Some(TransactionalId(StrBytes::from_string(
+                    self.handle.transactional_id.clone(),
+                ))))
                 .with_acks(-1)
                 .with_timeout_ms(30_000)
                 .with_topic_data(vec![TopicProduceData::default()
                     .with_name(TopicName(StrBytes::from_string(self.topic.clone())))
-                    .with_partition_data(vec![PartitionProduceData::default().with_index(partition).with_records(Some(encoded.clone()))])]);
+                    .with_partition_data(vec![PartitionProduceData::default()
+                        .with_index(partition)
+                        .with_records(Some(encoded.clone()))])]);
             let sent = match self.leader(leader).await {
                 Ok(conn) => conn.send(&request, 9).await,
                 Err(e) => Err(e),
@@ -450,7 +490,13 @@ impl Transaction {
                     continue;
                 }
             };
-            let code = response.responses.iter().flat_map(|t| &t.partition_responses).map(|p| p.error_code).find(|c| *c != 0).unwrap_or(0);
+            let code = response
+                .responses
+                .iter()
+                .flat_map(|t| &t.partition_responses)
+                .map(|p| p.error_code)
+                .find(|c| *c != 0)
+                .unwrap_or(0);
             match check(code, &format!("writing to partition {partition} of '{}'", self.topic)) {
                 Ok(()) | Err((ResponseError::DuplicateSequenceNumber, _)) => {
                     self.sequences.insert(partition, base.wrapping_add(records.len() as i32));
@@ -478,7 +524,8 @@ impl Transaction {
 
     async fn leader(&mut self, broker: i32) -> ProtocolResult<&mut Connection> {
         if !self.leaders.contains_key(&broker) {
-            let address = self.cluster.brokers.get(&broker).cloned().ok_or_else(|| format!("broker {broker} is unknown"))?;
+            let address =
+                self.cluster.brokers.get(&broker).cloned().ok_or_else(|| format!("broker {broker} is unknown"))?;
             self.leaders.insert(broker, Connection::open(&address).await?);
         }
         Ok(self.leaders.get_mut(&broker).expect("inserted above"))
@@ -525,7 +572,9 @@ mod tests {
                 .with_name(TopicName(StrBytes::from_string(name.to_string())))
                 .with_num_partitions(1)
                 .with_replication_factor(1);
-            let request = kafka_protocol::messages::CreateTopicsRequest::default().with_topics(vec![topic]).with_timeout_ms(10_000);
+            let request = kafka_protocol::messages::CreateTopicsRequest::default()
+                .with_topics(vec![topic])
+                .with_timeout_ms(10_000);
             let response = conn.send(&request, 5).await.unwrap();
             assert!(response.topics.iter().all(|t| t.error_code == 0), "{response:?}");
         }
@@ -554,7 +603,10 @@ mod tests {
         let invalid = ResponseError::InvalidTxnState.code();
         match end_txn_step(invalid, true, &handle, "committing transaction 'sink-0-1'") {
             EndTxnStep::Fail(message) => {
-                assert!(message.contains("aborted transaction 'sink-0-1'") && message.contains("transaction.timeout.ms"), "{message}")
+                assert!(
+                    message.contains("aborted transaction 'sink-0-1'") && message.contains("transaction.timeout.ms"),
+                    "{message}"
+                )
             }
             other => panic!("a lost transaction was taken for {other:?}"),
         }

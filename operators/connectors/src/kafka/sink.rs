@@ -49,7 +49,10 @@ impl KafkaSink {
     }
 
     fn error(&self, e: impl std::fmt::Display) -> OperatorError {
-        OperatorError::config(format!("table '{}' (connector 'kafka')", self.config.table), format!("cannot write to topic '{}': {e}", self.topic))
+        OperatorError::config(
+            format!("table '{}' (connector 'kafka')", self.config.table),
+            format!("cannot write to topic '{}': {e}", self.topic),
+        )
     }
 
     /// Waits until every record sent so far is acknowledged.
@@ -98,11 +101,9 @@ impl Operator for KafkaSink {
                     .filter(|s| !s.is_empty())
                     .collect(),
                 topic: self.topic.clone(),
-                prefix: self
-                    .config
-                    .transactional_id_prefix
-                    .clone()
-                    .unwrap_or_else(|| format!("sluice-{}-{}", &ctx.job_id[..ctx.job_id.len().min(12)], self.config.table)),
+                prefix: self.config.transactional_id_prefix.clone().unwrap_or_else(|| {
+                    format!("sluice-{}-{}", &ctx.job_id[..ctx.job_id.len().min(12)], self.config.table)
+                }),
                 timeout: self.config.transaction_timeout(),
                 subtask: ctx.subtask,
                 parallelism: ctx.parallelism,

@@ -13,7 +13,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use arrow::array::{
-    Array, ArrayRef, BinaryArray, BinaryBuilder, Int32Array, Int64Array, MapBuilder, StringArray, StringBuilder, TimestampMillisecondArray,
+    Array, ArrayRef, BinaryArray, BinaryBuilder, Int32Array, Int64Array, MapBuilder, StringArray, StringBuilder,
+    TimestampMillisecondArray,
 };
 use arrow::datatypes::DataType;
 use arrow::record_batch::RecordBatch;
@@ -168,7 +169,11 @@ impl KafkaSource {
                 out.extend(topic.partitions().iter().map(|p| (topic.name().to_string(), p.id())));
             }
             if out.is_empty() {
-                return Err(kafka_error(&config, "cannot read", format!("{} has no partitions (does the topic exist?)", config.topics_text())));
+                return Err(kafka_error(
+                    &config,
+                    "cannot read",
+                    format!("{} has no partitions (does the topic exist?)", config.topics_text()),
+                ));
             }
             out.sort();
             Ok(out)
@@ -217,9 +222,9 @@ impl KafkaSource {
                         StartupMode::GroupOffsets => {
                             let mut tpl = TopicPartitionList::new();
                             tpl.add_partition(&p.0, p.1);
-                            let committed = consumer
-                                .committed_offsets(tpl, METADATA_TIMEOUT)
-                                .map_err(|e| kafka_error(&config, "cannot read the consumer group's committed offsets", e))?;
+                            let committed = consumer.committed_offsets(tpl, METADATA_TIMEOUT).map_err(|e| {
+                                kafka_error(&config, "cannot read the consumer group's committed offsets", e)
+                            })?;
                             match committed.elements().first().and_then(|e| e.offset().to_raw()).filter(|o| *o >= 0) {
                                 Some(offset) => offset,
                                 None => {
@@ -234,8 +239,11 @@ impl KafkaSource {
                         },
                         StartupMode::Timestamp(ms) => {
                             let mut tpl = TopicPartitionList::new();
-                            tpl.add_partition_offset(&p.0, p.1, Offset::Offset(*ms)).map_err(|e| kafka_error(&config, "bad partition", e))?;
-                            let found = consumer.offsets_for_times(tpl, METADATA_TIMEOUT).map_err(|e| kafka_error(&config, "cannot look up offsets by time", e))?;
+                            tpl.add_partition_offset(&p.0, p.1, Offset::Offset(*ms))
+                                .map_err(|e| kafka_error(&config, "bad partition", e))?;
+                            let found = consumer
+                                .offsets_for_times(tpl, METADATA_TIMEOUT)
+                                .map_err(|e| kafka_error(&config, "cannot look up offsets by time", e))?;
                             // No record at or after the time: start at the end.
                             match found.elements().first().and_then(|e| e.offset().to_raw()).filter(|o| *o >= 0) {
                                 Some(offset) => offset,
@@ -259,7 +267,8 @@ impl KafkaSource {
         .map_err(|e| OperatorError::State(format!("kafka offset lookup failed: {e}")))??;
         let mut tpl = TopicPartitionList::new();
         for (p, offset) in self.positions.iter().chain(starts.iter().map(|(p, o)| (p, o))) {
-            tpl.add_partition_offset(&p.0, p.1, Offset::Offset(*offset)).map_err(|e| kafka_error(&self.config, "bad partition", e))?;
+            tpl.add_partition_offset(&p.0, p.1, Offset::Offset(*offset))
+                .map_err(|e| kafka_error(&self.config, "bad partition", e))?;
         }
         self.positions.extend(starts.iter().cloned());
         self.stop_at.extend(stops);
@@ -283,7 +292,8 @@ impl KafkaSource {
         let position = self.consumer.as_ref().and_then(|c| c.position().ok());
         self.stop_at.iter().all(|(p, &stop)| {
             let read = self.positions.get(p).copied().unwrap_or(-1);
-            let fetched = position.as_ref().and_then(|tpl| tpl.find_partition(&p.0, p.1)).and_then(|e| e.offset().to_raw());
+            let fetched =
+                position.as_ref().and_then(|tpl| tpl.find_partition(&p.0, p.1)).and_then(|e| e.offset().to_raw());
             stop <= 0 || read >= stop || fetched.is_some_and(|f| f >= stop)
         })
     }
@@ -297,7 +307,11 @@ impl KafkaSource {
         };
         let all: Vec<&Received> = messages.iter().collect();
         let good: Vec<&Received> = match decode_values(&all) {
-            Ok(Some(batch)) if batch.num_rows() == messages.len() && self.config.key.is_none() && self.config.metadata.is_empty() => {
+            Ok(Some(batch))
+                if batch.num_rows() == messages.len()
+                    && self.config.key.is_none()
+                    && self.config.metadata.is_empty() =>
+            {
                 return Ok(Some(batch));
             }
             Ok(Some(batch)) if batch.num_rows() == messages.len() => all,
@@ -325,7 +339,11 @@ impl KafkaSource {
                 let key_schema = Arc::new(self.config.schema.project(key_columns).expect("key columns are in range"));
                 let keys: Vec<&[u8]> = good.iter().map(|m| m.key.as_deref().unwrap_or_default()).collect();
                 let decoded = key_format.decode_records(&key_schema, &keys);
-                Some(decoded.map_err(|e| self.bad_record(good[0], format!("bad key: {e}")))?.ok_or_else(|| self.bad_record(good[0], "a record has no key".into()))?)
+                Some(
+                    decoded
+                        .map_err(|e| self.bad_record(good[0], format!("bad key: {e}")))?
+                        .ok_or_else(|| self.bad_record(good[0], "a record has no key".into()))?,
+                )
             }
             None => None,
         };
@@ -342,7 +360,9 @@ impl KafkaSource {
                 columns.push(key_batch.as_ref().expect("keys were decoded").column(k).clone());
             }
         }
-        RecordBatch::try_new(self.config.schema.clone(), columns).map(Some).map_err(|e| OperatorError::arrow("kafka records", e))
+        RecordBatch::try_new(self.config.schema.clone(), columns)
+            .map(Some)
+            .map_err(|e| OperatorError::arrow("kafka records", e))
     }
 
     fn bad_record(&self, m: &Received, message: String) -> OperatorError {
@@ -372,7 +392,10 @@ fn metadata_column(key: MetadataKey, data_type: &DataType, rows: &[&Received]) -
                 DataType::Timestamp(_, tz) => tz.clone(),
                 _ => None,
             };
-            Arc::new(TimestampMillisecondArray::from_iter(rows.iter().map(|m| m.timestamp.to_millis())).with_timezone_opt(tz))
+            Arc::new(
+                TimestampMillisecondArray::from_iter(rows.iter().map(|m| m.timestamp.to_millis()))
+                    .with_timezone_opt(tz),
+            )
         }
         MetadataKey::TimestampType => Arc::new(StringArray::from_iter_values(rows.iter().map(|m| match m.timestamp {
             Timestamp::CreateTime(_) => "CreateTime",
@@ -382,7 +405,9 @@ fn metadata_column(key: MetadataKey, data_type: &DataType, rows: &[&Received]) -
         MetadataKey::Partition => Arc::new(Int32Array::from_iter_values(rows.iter().map(|m| m.partition.1))),
         MetadataKey::Offset => Arc::new(Int64Array::from_iter_values(rows.iter().map(|m| m.offset))),
         MetadataKey::Topic => Arc::new(StringArray::from_iter_values(rows.iter().map(|m| m.partition.0.as_str()))),
-        MetadataKey::Split => Arc::new(StringArray::from_iter_values(rows.iter().map(|m| format!("{}/{}", m.partition.0, m.partition.1)))),
+        MetadataKey::Split => {
+            Arc::new(StringArray::from_iter_values(rows.iter().map(|m| format!("{}/{}", m.partition.0, m.partition.1))))
+        }
         MetadataKey::Key => Arc::new(BinaryArray::from_iter(rows.iter().map(|m| m.key.as_deref()))),
         MetadataKey::Headers => {
             let mut builder = MapBuilder::new(None, StringBuilder::new(), BinaryBuilder::new());
@@ -398,7 +423,9 @@ fn metadata_column(key: MetadataKey, data_type: &DataType, rows: &[&Received]) -
             }
             let map = builder.finish();
             // Rebuilt with the table's declared field names and nullability.
-            let (DataType::Map(entries_field, sorted), DataType::Struct(fields)) = (data_type, map.entries().data_type()) else {
+            let (DataType::Map(entries_field, sorted), DataType::Struct(fields)) =
+                (data_type, map.entries().data_type())
+            else {
                 return Err(OperatorError::InvalidPlan("headers column is not a MAP".into()));
             };
             let declared = match entries_field.data_type() {
@@ -408,8 +435,14 @@ fn metadata_column(key: MetadataKey, data_type: &DataType, rows: &[&Received]) -
             let entries = arrow::array::StructArray::try_new(declared, map.entries().columns().to_vec(), None)
                 .map_err(|e| OperatorError::arrow("kafka headers", e))?;
             Arc::new(
-                arrow::array::MapArray::try_new(entries_field.clone(), map.offsets().clone(), entries, map.nulls().cloned(), *sorted)
-                    .map_err(|e| OperatorError::arrow("kafka headers", e))?,
+                arrow::array::MapArray::try_new(
+                    entries_field.clone(),
+                    map.offsets().clone(),
+                    entries,
+                    map.nulls().cloned(),
+                    *sorted,
+                )
+                .map_err(|e| OperatorError::arrow("kafka headers", e))?,
             )
         }
     })
@@ -440,8 +473,12 @@ impl Source for KafkaSource {
         for (k, v) in &self.config.properties {
             client.set(k, v);
         }
-        client.set("enable.auto.commit", "false").set("enable.auto.offset.store", "false").set("enable.partition.eof", "false");
-        let consumer: StreamConsumer = client.create().map_err(|e| kafka_error(&self.config, "cannot create a consumer", e))?;
+        client
+            .set("enable.auto.commit", "false")
+            .set("enable.auto.offset.store", "false")
+            .set("enable.partition.eof", "false");
+        let consumer: StreamConsumer =
+            client.create().map_err(|e| kafka_error(&self.config, "cannot create a consumer", e))?;
         self.consumer = Some(Arc::new(consumer));
         let all = self.list_partitions().await?;
         let fresh = self.restored.is_none();
@@ -469,7 +506,8 @@ impl Source for KafkaSource {
                 Err(_) => break,
                 Ok(r) => r,
             };
-            let m = received.map_err(|e| kafka_error(&self.config, &format!("cannot read {}", self.config.topics_text()), e))?;
+            let m = received
+                .map_err(|e| kafka_error(&self.config, &format!("cannot read {}", self.config.topics_text()), e))?;
             let partition = (m.topic().to_string(), m.partition());
             if self.stop_at.get(&partition).is_some_and(|&stop| m.offset() >= stop) {
                 continue;
@@ -522,7 +560,8 @@ impl Source for KafkaSource {
         }
         let mut tpl = TopicPartitionList::new();
         for (p, o) in &offsets {
-            tpl.add_partition_offset(&p.0, p.1, Offset::Offset(*o)).map_err(|e| kafka_error(&self.config, "bad partition", e))?;
+            tpl.add_partition_offset(&p.0, p.1, Offset::Offset(*o))
+                .map_err(|e| kafka_error(&self.config, "bad partition", e))?;
         }
         // For monitoring lag only: the checkpoint holds the offsets that count.
         if let Err(e) = self.consumer().commit(&tpl, CommitMode::Async) {
@@ -539,9 +578,15 @@ mod tests {
     #[test]
     fn positions_round_trip_and_owners_spread() {
         let p = ("orders".to_string(), 7);
-        assert_eq!(decode_entry(&encode_entry(Recorded::Position, &p, 12345)).unwrap(), (Recorded::Position, p.clone(), 12345));
+        assert_eq!(
+            decode_entry(&encode_entry(Recorded::Position, &p, 12345)).unwrap(),
+            (Recorded::Position, p.clone(), 12345)
+        );
         assert_eq!(decode_entry(&encode_entry(Recorded::Stop, &p, 0)).unwrap(), (Recorded::Stop, p.clone(), 0));
-        assert!(decode_entry(&encode_entry(Recorded::Stop, &p, 0)[..10]).is_err(), "truncated state is an error, not a panic");
+        assert!(
+            decode_entry(&encode_entry(Recorded::Stop, &p, 0)[..10]).is_err(),
+            "truncated state is an error, not a panic"
+        );
         let owners: std::collections::BTreeSet<u32> = (0..8).map(|i| owner(&("t".to_string(), i), 4)).collect();
         assert_eq!(owners.len(), 4, "consecutive partitions go to every subtask");
     }

@@ -16,12 +16,12 @@ pub use providers::provider_names;
 use std::collections::BTreeMap;
 use std::fmt;
 
-use providers::{
-    alias, canonical_key, spellings, OptionSpec, Provider, ValueKind, ValueMapping, DEAD_LETTER,
-    DEAD_LETTER_TOPIC, ENDPOINT, ON_ERROR, PROVIDERS, RUNTIME, TASK,
-};
-use crate::secrets;
 use crate::options::{closest, parse_duration};
+use crate::secrets;
+use providers::{
+    alias, canonical_key, spellings, OptionSpec, Provider, ValueKind, ValueMapping, DEAD_LETTER, DEAD_LETTER_TOPIC,
+    ENDPOINT, ON_ERROR, PROVIDERS, RUNTIME, TASK,
+};
 
 /// A model option that is unknown, malformed, missing or in conflict with another.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

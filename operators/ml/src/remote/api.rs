@@ -29,7 +29,9 @@ pub fn request_body(config: &RemoteConfig, prompts: &[String]) -> Value {
     body.insert("model".into(), config.model_name.clone().into());
     match config.api {
         Api::OpenAiEmbeddings => {
-            for chat_only in ["temperature", "top_p", "presence_penalty", "frequency_penalty", "max_tokens", "seed", "n", "stop"] {
+            for chat_only in
+                ["temperature", "top_p", "presence_penalty", "frequency_penalty", "max_tokens", "seed", "n", "stop"]
+            {
                 body.remove(chat_only);
             }
             body.insert("input".into(), json!(prompts));
@@ -52,7 +54,10 @@ pub fn request_body(config: &RemoteConfig, prompts: &[String]) -> Value {
             if let Some(system) = &config.system_prompt {
                 body.insert("system".into(), system.clone().into());
             }
-            body.insert("messages".into(), json!([{"role": "user", "content": prompts.first().cloned().unwrap_or_default()}]));
+            body.insert(
+                "messages".into(),
+                json!([{"role": "user", "content": prompts.first().cloned().unwrap_or_default()}]),
+            );
         }
     }
     Value::Object(body)
@@ -69,7 +74,10 @@ pub fn parse_response(api: Api, body: &[u8], prompts: usize) -> Result<(Vec<Answ
                 .pointer("/choices/0/message/content")
                 .and_then(Value::as_str)
                 .ok_or("the response has no choices[0].message.content")?;
-            let usage = Usage { prompt_tokens: number("/usage/prompt_tokens"), completion_tokens: number("/usage/completion_tokens") };
+            let usage = Usage {
+                prompt_tokens: number("/usage/prompt_tokens"),
+                completion_tokens: number("/usage/completion_tokens"),
+            };
             Ok((vec![Answer::Text(text.to_string())], usage))
         }
         Api::AnthropicMessages => {
@@ -79,7 +87,10 @@ pub fn parse_response(api: Api, body: &[u8], prompts: usize) -> Result<(Vec<Answ
                 .filter(|b| b.get("type").and_then(Value::as_str) == Some("text"))
                 .filter_map(|b| b.get("text").and_then(Value::as_str))
                 .collect();
-            let usage = Usage { prompt_tokens: number("/usage/input_tokens"), completion_tokens: number("/usage/output_tokens") };
+            let usage = Usage {
+                prompt_tokens: number("/usage/input_tokens"),
+                completion_tokens: number("/usage/output_tokens"),
+            };
             Ok((vec![Answer::Text(text)], usage))
         }
         Api::OpenAiEmbeddings => {
@@ -97,9 +108,10 @@ pub fn parse_response(api: Api, body: &[u8], prompts: usize) -> Result<(Vec<Answ
                 let slot = answers.get_mut(index).ok_or_else(|| format!("embedding index {index} is out of range"))?;
                 *slot = Some(Answer::Embedding(vector));
             }
-            let answers = answers.into_iter().collect::<Option<Vec<_>>>().ok_or_else(|| {
-                format!("the response has {} embeddings for {prompts} inputs", data.len())
-            })?;
+            let answers = answers
+                .into_iter()
+                .collect::<Option<Vec<_>>>()
+                .ok_or_else(|| format!("the response has {} embeddings for {prompts} inputs", data.len()))?;
             Ok((answers, Usage { prompt_tokens: number("/usage/prompt_tokens"), completion_tokens: 0 }))
         }
     }
@@ -125,14 +137,24 @@ mod tests {
     use std::collections::BTreeMap;
 
     fn config(provider: &str, extra: &[(&str, &str)]) -> RemoteConfig {
-        let mut options: BTreeMap<String, String> = [("api-key", "k"), ("model", "m1")].iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        let mut options: BTreeMap<String, String> =
+            [("api-key", "k"), ("model", "m1")].iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
         options.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
         RemoteConfig::from_options(provider, "m", &options).unwrap()
     }
 
     #[test]
     fn chat_requests_carry_the_settings() {
-        let c = config("openai", &[("temperature", "0"), ("seed", "12345"), ("system-prompt", "be brief"), ("response-format", "json_object"), ("max-tokens", "5")]);
+        let c = config(
+            "openai",
+            &[
+                ("temperature", "0"),
+                ("seed", "12345"),
+                ("system-prompt", "be brief"),
+                ("response-format", "json_object"),
+                ("max-tokens", "5"),
+            ],
+        );
         let body = request_body(&c, &["hi".to_string()]);
         assert_eq!(body["model"], "m1");
         assert_eq!(body["temperature"], 0.0);
@@ -157,7 +179,10 @@ mod tests {
     #[test]
     fn responses_parse_with_usage() {
         let chat = br#"{"choices":[{"message":{"content":"yes"}}],"usage":{"prompt_tokens":3,"completion_tokens":1}}"#;
-        assert_eq!(parse_response(Api::OpenAiChat, chat, 1).unwrap(), (vec![Answer::Text("yes".into())], Usage { prompt_tokens: 3, completion_tokens: 1 }));
+        assert_eq!(
+            parse_response(Api::OpenAiChat, chat, 1).unwrap(),
+            (vec![Answer::Text("yes".into())], Usage { prompt_tokens: 3, completion_tokens: 1 })
+        );
         let messages = br#"{"content":[{"type":"text","text":"a"},{"type":"text","text":"b"}],"usage":{"input_tokens":4,"output_tokens":2}}"#;
         assert_eq!(parse_response(Api::AnthropicMessages, messages, 1).unwrap().0, vec![Answer::Text("ab".into())]);
         let embeddings = br#"{"data":[{"index":1,"embedding":[1.0]},{"index":0,"embedding":[0.5,0.25]}],"usage":{"prompt_tokens":2}}"#;
@@ -165,7 +190,9 @@ mod tests {
             parse_response(Api::OpenAiEmbeddings, embeddings, 2).unwrap().0,
             vec![Answer::Embedding(vec![0.5, 0.25]), Answer::Embedding(vec![1.0])]
         );
-        assert!(parse_response(Api::OpenAiEmbeddings, embeddings, 3).unwrap_err().contains("2 embeddings for 3 inputs"));
+        assert!(parse_response(Api::OpenAiEmbeddings, embeddings, 3)
+            .unwrap_err()
+            .contains("2 embeddings for 3 inputs"));
         assert!(parse_response(Api::OpenAiChat, b"{\"choices\": [ {", 1).unwrap_err().contains("not valid JSON"));
         assert_eq!(error_message(br#"{"error":{"message":"slow down"}}"#), "slow down");
     }

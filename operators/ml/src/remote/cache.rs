@@ -8,15 +8,15 @@
 //! `cache.max-rows` evicts the oldest tenth when the cache grows past it.
 
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
 #[cfg(test)]
 use std::time::Duration;
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
 
 use super::api::Answer;
 use super::config::CacheConfig;
-use sluice_core::state::{state_key, split_state_key, KeyedStateStore};
+use sluice_core::state::{split_state_key, state_key, KeyedStateStore};
 use sluice_core::Result;
 
 /// The state id of cached answers.
@@ -49,7 +49,12 @@ fn now_ms() -> u64 {
 impl AnswerCache {
     /// The cache in `store` for a model of `version`, for a subtask owning `key_groups`
     /// (inclusive start, exclusive end); counts the entries a restore brought.
-    pub fn open(store: Arc<dyn KeyedStateStore>, config: CacheConfig, version: u64, key_groups: (u32, u32)) -> Result<Self> {
+    pub fn open(
+        store: Arc<dyn KeyedStateStore>,
+        config: CacheConfig,
+        version: u64,
+        key_groups: (u32, u32),
+    ) -> Result<Self> {
         let mut cache = AnswerCache { store, config, version, key_groups, rows: 0, seq: 0 };
         let (mut rows, mut seq) = (0, 0);
         cache.visit(&mut |_, value| {

@@ -127,7 +127,12 @@ impl Client {
                         RemoteStats::bump(&self.stats.throttled);
                         self.concurrency.decrease();
                     }
-                    (self.config.retry_codes.contains(&code), retry_after, Some(code), format!("HTTP {code}: {message}"))
+                    (
+                        self.config.retry_codes.contains(&code),
+                        retry_after,
+                        Some(code),
+                        format!("HTTP {code}: {message}"),
+                    )
                 }
                 AttemptError::Timeout => {
                     RemoteStats::bump(&self.stats.timeouts);
@@ -151,7 +156,8 @@ impl Client {
     /// The wait before attempt `attempt + 1`: full jitter over an exponential ceiling, and
     /// at least `Retry-After` when the API gave one (both capped at `retry.max-backoff`).
     fn backoff(&self, attempt: u32, retry_after: Option<Duration>) -> Duration {
-        let ceiling = self.config.backoff.saturating_mul(1u32 << attempt.saturating_sub(1).min(16)).min(self.config.max_backoff);
+        let ceiling =
+            self.config.backoff.saturating_mul(1u32 << attempt.saturating_sub(1).min(16)).min(self.config.max_backoff);
         let jittered = ceiling.mul_f64(rand::rng().random_range(0.5..=1.0));
         retry_after.map_or(jittered, |r| r.min(self.config.max_backoff).max(jittered))
     }
@@ -162,8 +168,12 @@ impl Client {
         let mut request = self.http.post(&self.config.endpoint).json(body);
         request = match self.config.style {
             ApiStyle::OpenAi => request.bearer_auth(key),
-            ApiStyle::Azure => request.header("api-key", key).query(&[("api-version", self.config.api_version.as_deref().unwrap_or_default())]),
-            ApiStyle::Anthropic => request.header("x-api-key", key).header("anthropic-version", &self.config.anthropic_version),
+            ApiStyle::Azure => request
+                .header("api-key", key)
+                .query(&[("api-version", self.config.api_version.as_deref().unwrap_or_default())]),
+            ApiStyle::Anthropic => {
+                request.header("x-api-key", key).header("anthropic-version", &self.config.anthropic_version)
+            }
         };
         let response = request.send().await.map_err(|e| AttemptError::Connection(describe(&e)))?;
         let status = response.status();
@@ -174,9 +184,16 @@ impl Client {
             .and_then(|v| v.trim().parse::<f64>().ok())
             .filter(|s| s.is_finite() && *s >= 0.0)
             .map(Duration::from_secs_f64);
-        let bytes = response.bytes().await.map_err(|e| AttemptError::Connection(format!("the response broke off: {}", describe(&e))))?;
+        let bytes = response
+            .bytes()
+            .await
+            .map_err(|e| AttemptError::Connection(format!("the response broke off: {}", describe(&e))))?;
         if !status.is_success() {
-            return Err(AttemptError::Status { code: status.as_u16(), retry_after, message: api::error_message(&bytes) });
+            return Err(AttemptError::Status {
+                code: status.as_u16(),
+                retry_after,
+                message: api::error_message(&bytes),
+            });
         }
         api::parse_response(self.config.api, &bytes, prompts).map_err(AttemptError::Invalid)
     }

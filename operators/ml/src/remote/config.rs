@@ -131,7 +131,6 @@ const DEFAULT_EMBEDDING_BATCH: usize = 16;
 const DEFAULT_CACHE_ROWS: u64 = 100_000;
 const DEFAULT_ANTHROPIC_VERSION: &str = "2023-06-01";
 
-
 /// Refuses to send an API key over plain HTTP to another machine, where anyone on the path
 /// can read it, unless `allow-insecure-http` = `true` (then it warns). Plain HTTP to this
 /// machine (a local gateway, or `sluice stub-llm`) is allowed.
@@ -144,7 +143,8 @@ fn check_transport(endpoint: &str, allow_insecure_http: bool) -> std::result::Re
         Some(v6) => v6.split(']').next().unwrap_or_default(),
         None => authority.rsplit_once(':').map_or(authority, |(h, _)| h),
     };
-    let loopback = host.eq_ignore_ascii_case("localhost") || host.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback());
+    let loopback =
+        host.eq_ignore_ascii_case("localhost") || host.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback());
     if loopback {
         return Ok(());
     }
@@ -193,12 +193,18 @@ impl RemoteConfig {
         let model_name = o.required("model")?.to_string();
 
         let mut parameters = serde_json::Map::new();
-        for (key, field) in [("temperature", "temperature"), ("top-p", "top_p"), ("presence-penalty", "presence_penalty"), ("frequency-penalty", "frequency_penalty")] {
+        for (key, field) in [
+            ("temperature", "temperature"),
+            ("top-p", "top_p"),
+            ("presence-penalty", "presence_penalty"),
+            ("frequency-penalty", "frequency_penalty"),
+        ] {
             if let Some(v) = o.parse::<f64>(key, "a number")? {
                 parameters.insert(field.into(), v.into());
             }
         }
-        for (key, field) in [("max-tokens", "max_tokens"), ("top-k", "top_k"), ("n", "n"), ("dimension", "dimensions")] {
+        for (key, field) in [("max-tokens", "max_tokens"), ("top-k", "top_k"), ("n", "n"), ("dimension", "dimensions")]
+        {
             if let Some(v) = o.u64(key)? {
                 parameters.insert(field.into(), v.into());
             }
@@ -223,7 +229,11 @@ impl RemoteConfig {
         let retry_codes = match o.get("retry.on-codes") {
             Some(list) => list
                 .split(',')
-                .map(|c| c.trim().parse::<u16>().map_err(|_| o.error(format!("'retry.on_codes': '{c}' is not an HTTP status"))))
+                .map(|c| {
+                    c.trim()
+                        .parse::<u16>()
+                        .map_err(|_| o.error(format!("'retry.on_codes': '{c}' is not an HTTP status")))
+                })
                 .collect::<Result<Vec<_>>>()?,
             None => DEFAULT_RETRY_CODES.to_vec(),
         };
@@ -239,8 +249,13 @@ impl RemoteConfig {
             }
         };
         let asynchronous = o.bool("async")?.unwrap_or(true);
-        let max_concurrency = if asynchronous { o.u64("max-concurrent-operations")?.map_or(DEFAULT_CONCURRENCY, |n| n as usize) } else { 1 };
-        let ordered = !asynchronous || o.choice("output-mode", &["ordered", "allow_unordered"])?.as_deref() != Some("allow_unordered");
+        let max_concurrency = if asynchronous {
+            o.u64("max-concurrent-operations")?.map_or(DEFAULT_CONCURRENCY, |n| n as usize)
+        } else {
+            1
+        };
+        let ordered = !asynchronous
+            || o.choice("output-mode", &["ordered", "allow_unordered"])?.as_deref() != Some("allow_unordered");
         let batch_size = match api {
             Api::OpenAiEmbeddings => o.u64("batch-size")?.map_or(DEFAULT_EMBEDDING_BATCH, |n| n.max(1) as usize),
             _ => {
@@ -250,7 +265,10 @@ impl RemoteConfig {
         };
         o.declare("batch-linger");
         let cache = if o.bool("cache.enabled")?.unwrap_or(false) {
-            Some(CacheConfig { max_rows: o.u64("cache.max-rows")?.unwrap_or(DEFAULT_CACHE_ROWS).max(1), ttl: o.duration("cache.ttl")? })
+            Some(CacheConfig {
+                max_rows: o.u64("cache.max-rows")?.unwrap_or(DEFAULT_CACHE_ROWS).max(1),
+                ttl: o.duration("cache.ttl")?,
+            })
         } else {
             o.declare("cache.max-rows");
             o.declare("cache.ttl");
@@ -359,7 +377,8 @@ mod tests {
 
     #[test]
     fn defaults_and_settings() {
-        let c = RemoteConfig::from_options("openai", "m", &options(&[("api-key", "sk-secret-1"), ("model", "gpt-4o")])).unwrap();
+        let c = RemoteConfig::from_options("openai", "m", &options(&[("api-key", "sk-secret-1"), ("model", "gpt-4o")]))
+            .unwrap();
         assert_eq!(c.api, Api::OpenAiChat);
         assert_eq!(c.endpoint, "https://api.openai.com/v1/chat/completions");
         assert_eq!((c.max_concurrency, c.ordered, c.max_retries), (10, true, 3));
@@ -389,20 +408,31 @@ mod tests {
         assert!(matches!(c.on_error, OnError::DeadLetter(ref d) if d.target == "kafka:bad"));
         assert_eq!(c.parameters["seed"], 7);
 
-        let c = RemoteConfig::from_options("anthropic", "m", &options(&[("api-key", "k"), ("model", "claude"), ("async", "false")])).unwrap();
+        let c = RemoteConfig::from_options(
+            "anthropic",
+            "m",
+            &options(&[("api-key", "k"), ("model", "claude"), ("async", "false")]),
+        )
+        .unwrap();
         assert_eq!((c.style, c.max_concurrency, c.ordered), (ApiStyle::Anthropic, 1, true));
         assert_eq!(c.parameters["max_tokens"], 1024);
     }
 
     #[test]
     fn bad_settings_are_explained() {
-        let err = RemoteConfig::from_options("openai", "m", &options(&[("api-key", "k"), ("model", "x"), ("api-style", "azure")])).unwrap_err();
+        let err = RemoteConfig::from_options(
+            "openai",
+            "m",
+            &options(&[("api-key", "k"), ("model", "x"), ("api-style", "azure")]),
+        )
+        .unwrap_err();
         assert!(err.to_string().contains("api_version"), "{err}");
     }
 
     #[test]
     fn the_key_is_redacted_from_messages() {
-        let c = RemoteConfig::from_options("openai", "m", &options(&[("api-key", "sk-abcdef"), ("model", "x")])).unwrap();
+        let c =
+            RemoteConfig::from_options("openai", "m", &options(&[("api-key", "sk-abcdef"), ("model", "x")])).unwrap();
         assert_eq!(c.redact("bad key sk-abcdef given"), "bad key **** given");
         assert!(!c.error("sk-abcdef").to_string().contains("sk-abcdef"));
     }

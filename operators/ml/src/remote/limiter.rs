@@ -46,7 +46,11 @@ impl Concurrency {
     /// A limit starting at, and never above, `max`.
     pub fn new(max: usize) -> Arc<Self> {
         let max = max.max(1);
-        Arc::new(Concurrency { semaphore: Arc::new(Semaphore::new(max)), state: Mutex::new(LimitState { limit: max, lowest: max, debt: 0 }), max })
+        Arc::new(Concurrency {
+            semaphore: Arc::new(Semaphore::new(max)),
+            state: Mutex::new(LimitState { limit: max, lowest: max, debt: 0 }),
+            max,
+        })
     }
 
     /// Waits for a free slot under the current limit.
@@ -120,7 +124,8 @@ impl RateLimit {
             let wait = {
                 let mut bucket = self.state.lock().unwrap_or_else(|p| p.into_inner());
                 let now = Instant::now();
-                bucket.available = (bucket.available + (now - bucket.refilled).as_secs_f64() * self.per_second).min(self.capacity);
+                bucket.available =
+                    (bucket.available + (now - bucket.refilled).as_secs_f64() * self.per_second).min(self.capacity);
                 bucket.refilled = now;
                 let needed = units.min(self.capacity);
                 if bucket.available >= needed {
@@ -153,7 +158,10 @@ mod tests {
         drop(held);
         // Four permits went out of circulation as the held ones came back.
         let again = acquire_n(&c, 4).await;
-        assert!(tokio::time::timeout(Duration::from_millis(20), c.acquire()).await.is_err(), "a fifth permit is over the limit");
+        assert!(
+            tokio::time::timeout(Duration::from_millis(20), c.acquire()).await.is_err(),
+            "a fifth permit is over the limit"
+        );
         c.increase();
         assert_eq!(c.limit(), 5);
         let fifth = tokio::time::timeout(Duration::from_millis(100), c.acquire()).await;

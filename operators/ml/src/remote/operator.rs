@@ -112,7 +112,8 @@ impl AsyncPredict {
         let model_output = decode_schema(&spec.model_output_schema)?;
         let output = decode_schema(&spec.output_schema)?;
         let prompter = Prompter::new(&model_input, config.prompt_template.clone()).map_err(|m| config.error(m))?;
-        let shaper = Shaper::new(&model_output, config.json_output, config.api == Api::OpenAiEmbeddings).map_err(|m| config.error(m))?;
+        let shaper = Shaper::new(&model_output, config.json_output, config.api == Api::OpenAiEmbeddings)
+            .map_err(|m| config.error(m))?;
         let input_columns = output.fields().len() - model_output.fields().len();
         let input = Arc::new(arrow::datatypes::Schema::new(output.fields()[..input_columns].to_vec()));
         let (completions_tx, completions) = mpsc::unbounded_channel();
@@ -155,7 +156,13 @@ impl AsyncPredict {
     /// Takes one input row into a slot: answered from the cache, failed for want of a
     /// prompt, attached to an in-flight request for the same prompt (with the cache), or
     /// queued for a request.
-    fn admit(&mut self, row: RecordBatch, key_group: u32, prompt: std::result::Result<String, String>, saved: Option<SavedSlot>) -> Result<()> {
+    fn admit(
+        &mut self,
+        row: RecordBatch,
+        key_group: u32,
+        prompt: std::result::Result<String, String>,
+        saved: Option<SavedSlot>,
+    ) -> Result<()> {
         let seq = self.next_seq;
         self.next_seq += 1;
         let attempts = Arc::new(AtomicU32::new(saved.as_ref().map_or(0, |s| s.attempts)));
@@ -222,7 +229,8 @@ impl AsyncPredict {
                 wake.notify_one();
             });
         }
-        self.oldest_unsent = if self.unsent.is_empty() { None } else { self.oldest_unsent.or_else(|| Some(Instant::now())) };
+        self.oldest_unsent =
+            if self.unsent.is_empty() { None } else { self.oldest_unsent.or_else(|| Some(Instant::now())) };
     }
 
     /// Records a finished request in its slots, the slots waiting for the same prompts,
@@ -378,14 +386,17 @@ impl AsyncPredict {
             .values()
             .map(|s| SavedSlot { attempts: s.attempts.load(Ordering::Relaxed), result: s.result.clone() })
             .collect();
-        let meta = serde_json::to_vec(&saved).map_err(|e| OperatorError::State(format!("cannot encode ML_PREDICT state: {e}")))?;
+        let meta = serde_json::to_vec(&saved)
+            .map_err(|e| OperatorError::State(format!("cannot encode ML_PREDICT state: {e}")))?;
         let mut out = Vec::new();
         sluice_core::state::put_bytes(&mut out, &meta);
         let mut ipc = Vec::new();
         {
             let mut writer = arrow::ipc::writer::StreamWriter::try_new(&mut ipc, &self.input).map_err(Self::arrow)?;
             if !rows.is_empty() {
-                writer.write(&arrow::compute::concat_batches(&self.input, &rows).map_err(Self::arrow)?).map_err(Self::arrow)?;
+                writer
+                    .write(&arrow::compute::concat_batches(&self.input, &rows).map_err(Self::arrow)?)
+                    .map_err(Self::arrow)?;
             }
             writer.finish().map_err(Self::arrow)?;
         }
@@ -394,13 +405,20 @@ impl AsyncPredict {
     }
 
     fn decode_snapshot(&self, entry: &[u8]) -> Result<Vec<(RecordBatch, SavedSlot)>> {
-        let corrupt = |what: String| OperatorError::State(format!("model '{}': the checkpointed requests are unreadable: {what}", self.config.model));
+        let corrupt = |what: String| {
+            OperatorError::State(format!(
+                "model '{}': the checkpointed requests are unreadable: {what}",
+                self.config.model
+            ))
+        };
         let mut reader = sluice_core::state::Reader::new(entry, "ML_PREDICT");
         let meta = reader.bytes().map_err(|e| corrupt(e.to_string()))?;
         let ipc = reader.bytes().map_err(|e| corrupt(e.to_string()))?;
         let saved: Vec<SavedSlot> = serde_json::from_slice(meta).map_err(|e| corrupt(e.to_string()))?;
         let mut batches = Vec::new();
-        for batch in arrow::ipc::reader::StreamReader::try_new(std::io::Cursor::new(ipc), None).map_err(|e| corrupt(e.to_string()))? {
+        for batch in arrow::ipc::reader::StreamReader::try_new(std::io::Cursor::new(ipc), None)
+            .map_err(|e| corrupt(e.to_string()))?
+        {
             batches.push(batch.map_err(|e| corrupt(e.to_string()))?);
         }
         let all = arrow::compute::concat_batches(&self.input, &batches).map_err(Self::arrow)?;
@@ -419,7 +437,8 @@ impl Operator for AsyncPredict {
         let client = Client::new(self.config.clone(), self.stats.clone()).map_err(|m| self.config.error(m))?;
         self.client = Some(Arc::new(client));
         if let OnError::DeadLetter(config) = &self.config.on_error {
-            self.dead_letters = Some(DeadLetterWriter::open(config, ctx, std::mem::take(&mut self.dead_letter_restore)).await?);
+            self.dead_letters =
+                Some(DeadLetterWriter::open(config, ctx, std::mem::take(&mut self.dead_letter_restore)).await?);
         }
         if let (Some(store), Some(cache)) = (self.keyed.clone(), self.config.cache.clone()) {
             let range = key_group_range(ctx.subtask, ctx.max_parallelism, ctx.parallelism);
@@ -568,7 +587,8 @@ impl Operator for AsyncPredict {
         let s = &self.stats;
         let prompt_tokens = RemoteStats::get(&s.prompt_tokens);
         let completion_tokens = RemoteStats::get(&s.completion_tokens);
-        let cost = prompt_tokens as f64 / 1000.0 * self.config.cost_input_per_1k + completion_tokens as f64 / 1000.0 * self.config.cost_output_per_1k;
+        let cost = prompt_tokens as f64 / 1000.0 * self.config.cost_input_per_1k
+            + completion_tokens as f64 / 1000.0 * self.config.cost_output_per_1k;
         vec![
             (name("rows"), RemoteStats::get(&s.rows)),
             (name("requests"), RemoteStats::get(&s.requests)),

@@ -59,7 +59,8 @@ impl Prompter {
     /// input gets an error instead.
     pub fn prompts(&self, features: &RecordBatch) -> Vec<Result<String, String>> {
         let options = FormatOptions::default();
-        let formatters: Vec<_> = features.columns().iter().map(|c| ArrayFormatter::try_new(c.as_ref(), &options)).collect();
+        let formatters: Vec<_> =
+            features.columns().iter().map(|c| ArrayFormatter::try_new(c.as_ref(), &options)).collect();
         (0..features.num_rows())
             .map(|row| {
                 let mut values = Vec::with_capacity(self.names.len());
@@ -83,7 +84,11 @@ impl Prompter {
 }
 
 fn placeholders(template: &str) -> impl Iterator<Item = &str> {
-    template.split('{').skip(1).filter_map(|part| part.split_once('}').map(|(name, _)| name)).filter(|n| !n.is_empty() && !n.contains(' '))
+    template
+        .split('{')
+        .skip(1)
+        .filter_map(|part| part.split_once('}').map(|(name, _)| name))
+        .filter(|n| !n.is_empty() && !n.contains(' '))
 }
 
 fn fill(template: &str, names: &[String], values: &[String]) -> String {
@@ -105,8 +110,11 @@ pub struct Shaper {
 impl Shaper {
     /// A shaper for the OUTPUT schema `output`.
     pub fn new(output: &SchemaRef, json_output: bool, embeddings: bool) -> Result<Self, String> {
-        let answers: Vec<_> =
-            output.fields().iter().filter(|f| f.name() != ERROR_MESSAGE_COLUMN && f.name() != HTTP_STATUS_COLUMN).collect();
+        let answers: Vec<_> = output
+            .fields()
+            .iter()
+            .filter(|f| f.name() != ERROR_MESSAGE_COLUMN && f.name() != HTTP_STATUS_COLUMN)
+            .collect();
         let has_error_columns = answers.len() < output.fields().len();
         let answer_column = if json_output {
             None
@@ -124,7 +132,11 @@ impl Shaper {
             };
             if !fits {
                 let wanted = if embeddings { "ARRAY<FLOAT>" } else { "STRING" };
-                return Err(format!("OUTPUT column '{}' is {}, but the answer is {wanted}", field.name(), field.data_type()));
+                return Err(format!(
+                    "OUTPUT column '{}' is {}, but the answer is {wanted}",
+                    field.name(),
+                    field.data_type()
+                ));
             }
             Some(field.name().clone())
         };
@@ -141,8 +153,11 @@ impl Shaper {
         let mut row = Map::new();
         match (answer, &self.answer_column) {
             (Answer::Text(text), None) => {
-                let parsed: Value = serde_json::from_str(text).map_err(|e| format!("the answer is not valid JSON: {e}"))?;
-                let Value::Object(fields) = parsed else { return Err("the answer is JSON but not an object".to_string()) };
+                let parsed: Value =
+                    serde_json::from_str(text).map_err(|e| format!("the answer is not valid JSON: {e}"))?;
+                let Value::Object(fields) = parsed else {
+                    return Err("the answer is JSON but not an object".to_string());
+                };
                 for field in self.schema.fields() {
                     if let Some(v) = fields.get(field.name()) {
                         row.insert(field.name().clone(), coerce(v, field.data_type()));
@@ -201,7 +216,10 @@ mod tests {
 
     #[test]
     fn prompts_come_from_one_column_or_a_template() {
-        let schema = Arc::new(Schema::new(vec![Field::new("name", DataType::Utf8, true), Field::new("age", DataType::Int64, true)]));
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("name", DataType::Utf8, true),
+            Field::new("age", DataType::Int64, true),
+        ]));
         let batch = RecordBatch::try_new(
             schema.clone(),
             vec![Arc::new(StringArray::from(vec![Some("ann"), None])), Arc::new(Int64Array::from(vec![30, 40]))],

@@ -104,20 +104,24 @@ impl DeadLetterConfig {
     /// Reads the dead-letter options of a model (canonical keys): `dead-letter.topic`,
     /// `dead-letter.properties.*` and `dead-letter.delivery-guarantee`.
     pub fn from_model_options(options: &BTreeMap<String, String>) -> std::result::Result<Self, String> {
-        let target = options.get("dead-letter.topic").cloned().ok_or("'on_error' = 'dead_letter' needs 'dead_letter.topic'")?;
+        let target =
+            options.get("dead-letter.topic").cloned().ok_or("'on_error' = 'dead_letter' needs 'dead_letter.topic'")?;
         parse_target(&target)?;
         let properties = options
             .iter()
             .filter_map(|(k, v)| k.strip_prefix("dead-letter.properties.").map(|k| (k.to_string(), v.clone())))
             .collect();
-        let guarantee = match options.get("dead-letter.delivery-guarantee").map(|g| g.trim().to_ascii_lowercase()).as_deref() {
-            None => None,
-            Some("exactly-once" | "exactly_once") => Some(DeadLetterGuarantee::ExactlyOnce),
-            Some("at-least-once" | "at_least_once") => Some(DeadLetterGuarantee::AtLeastOnce),
-            Some(other) => {
-                return Err(format!("'dead-letter.delivery-guarantee' = '{other}' is not one of 'exactly-once', 'at-least-once'"))
-            }
-        };
+        let guarantee =
+            match options.get("dead-letter.delivery-guarantee").map(|g| g.trim().to_ascii_lowercase()).as_deref() {
+                None => None,
+                Some("exactly-once" | "exactly_once") => Some(DeadLetterGuarantee::ExactlyOnce),
+                Some("at-least-once" | "at_least_once") => Some(DeadLetterGuarantee::AtLeastOnce),
+                Some(other) => {
+                    return Err(format!(
+                        "'dead-letter.delivery-guarantee' = '{other}' is not one of 'exactly-once', 'at-least-once'"
+                    ))
+                }
+            };
         Ok(DeadLetterConfig { target, properties, guarantee })
     }
 }

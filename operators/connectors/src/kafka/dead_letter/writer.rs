@@ -79,21 +79,33 @@ impl DeadLetterWriter {
                     client.set(k, v);
                 }
                 client.set("acks", "all").set("enable.idempotence", "true");
-                let producer = client.create().map_err(|e| OperatorError::config(context, format!("cannot create a producer: {e}")))?;
+                let producer = client
+                    .create()
+                    .map_err(|e| OperatorError::config(context, format!("cannot create a producer: {e}")))?;
                 Delivery::AtLeastOnce { producer, in_flight: Vec::new() }
             }
             DeadLetterGuarantee::ExactlyOnce => {
                 let timeout = transaction_timeout(properties.get("transaction.timeout.ms").map(String::as_str))
-                    .map_err(|m| OperatorError::config(context.clone(), m.replace("'properties.", "'dead-letter.properties.")))?;
+                    .map_err(|m| {
+                        OperatorError::config(context.clone(), m.replace("'properties.", "'dead-letter.properties."))
+                    })?;
                 let restored = if restore.restored {
                     Some(RestoredTransactions::decode(&restore.entries, restore.checkpoint)?)
                 } else {
                     None
                 };
                 let settings = EpochSettings {
-                    bootstrap: properties["bootstrap.servers"].split(',').map(|s| s.trim().to_string()).filter(|s| !s.is_empty()).collect(),
+                    bootstrap: properties["bootstrap.servers"]
+                        .split(',')
+                        .map(|s| s.trim().to_string())
+                        .filter(|s| !s.is_empty())
+                        .collect(),
                     topic: topic.clone(),
-                    prefix: format!("sluice-{}-{}-dead-letters", &ctx.job_id[..ctx.job_id.len().min(12)], restore.operator_uid),
+                    prefix: format!(
+                        "sluice-{}-{}-dead-letters",
+                        &ctx.job_id[..ctx.job_id.len().min(12)],
+                        restore.operator_uid
+                    ),
                     timeout,
                     subtask: ctx.subtask,
                     parallelism: ctx.parallelism,
@@ -104,7 +116,11 @@ impl DeadLetterWriter {
                         format!("cannot write transactionally: {e} (set 'dead-letter.delivery-guarantee' = 'at-least-once' for a cluster without transactions)"),
                     )
                 })?;
-                Delivery::ExactlyOnce { transactions: Box::new(transactions), queued: Vec::new(), checkpointing: ctx.checkpointing }
+                Delivery::ExactlyOnce {
+                    transactions: Box::new(transactions),
+                    queued: Vec::new(),
+                    checkpointing: ctx.checkpointing,
+                }
             }
         };
         Ok(DeadLetterWriter { topic, delivery, written: 0 })
