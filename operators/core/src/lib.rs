@@ -22,6 +22,7 @@ pub mod rate;
 pub mod schema;
 pub mod secrets;
 pub mod state;
+pub mod timers;
 
 pub use error::{OperatorError, Result};
 pub use message::{Barrier, Message};
