@@ -445,16 +445,25 @@ mod tests {
             let range = key_group_range(subtask, 128, 3);
             let overlapping: Vec<_> =
                 handles.iter().filter(|h| h.key_group_start < range.1 && range.0 < h.key_group_end).cloned().collect();
-            let backend =
-                KeyedBackend::open(root.path().join(format!("new/op-{subtask}")), "op".into(), range, 128, &overlapping, None)
-                    .unwrap();
+            let backend = KeyedBackend::open(
+                root.path().join(format!("new/op-{subtask}")),
+                "op".into(),
+                range,
+                128,
+                &overlapping,
+                None,
+            )
+            .unwrap();
             let mut timers = TimerService::open(backend.store(), range).unwrap();
             let mut mine = Vec::new();
             for watermark in [0, 500, i64::MAX] {
                 mine.extend(timers.due_event_timers(watermark).unwrap());
             }
             assert!(mine.windows(2).all(|w| w[0].timestamp <= w[1].timestamp), "subtask {subtask} fired out of order");
-            assert!(mine.iter().all(|t| (range.0..range.1).contains(&t.key_group)), "a timer fired on a subtask that does not own it");
+            assert!(
+                mine.iter().all(|t| (range.0..range.1).contains(&t.key_group)),
+                "a timer fired on a subtask that does not own it"
+            );
             assert!(timers.is_empty());
             fired.extend(mine.into_iter().map(|t| (t.timestamp, t.key_group)));
         }

@@ -12,6 +12,8 @@
 
 pub mod durable;
 pub mod error;
+#[cfg(any(test, feature = "test-util"))]
+pub mod harness;
 pub mod job_graph;
 pub mod keys;
 pub mod message;

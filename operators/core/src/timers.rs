@@ -193,8 +193,12 @@ mod tests {
         timers.register(TimeDomain::EventTime, 2, b"gone", 50).unwrap();
         timers.delete(TimeDomain::EventTime, 2, b"gone", 50).unwrap();
         assert!(timers.due_event_timers(-21).unwrap().is_empty());
-        let fired = |t: Vec<Timer>| t.into_iter().map(|t| (t.timestamp, String::from_utf8(t.key).unwrap())).collect::<Vec<_>>();
-        assert_eq!(fired(timers.due_event_timers(100).unwrap()), vec![(-20, "a".into()), (100, "z".into()), (100, "b".into())]);
+        let fired =
+            |t: Vec<Timer>| t.into_iter().map(|t| (t.timestamp, String::from_utf8(t.key).unwrap())).collect::<Vec<_>>();
+        assert_eq!(
+            fired(timers.due_event_timers(100).unwrap()),
+            vec![(-20, "a".into()), (100, "z".into()), (100, "b".into())]
+        );
         assert!(timers.due_event_timers(100).unwrap().is_empty(), "a fired timer is gone");
         assert_eq!(timers.next_event_time(), Some(300));
         // What is left is in the store: a reopened service sees exactly it.
