@@ -139,12 +139,7 @@ fn exactly_once_survives_kills_and_a_crash_before_commit() {
     );
     let job = cluster.submit(&sql, 2);
     // The fault switch ends both task managers after checkpoint 3 completes.
-    let deadline = Instant::now() + MINUTE;
-    while cluster.taskmanagers.iter_mut().any(|t| t.child.try_wait().unwrap().is_none()) {
-        assert!(Instant::now() < deadline, "the fault switch did not fire:\n{}", cluster.logs());
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    cluster.taskmanagers.clear();
+    cluster.wait_until_task_managers_exit(MINUTE);
     cluster.add_taskmanager(2);
     cluster.add_taskmanager(2);
     cluster.add_taskmanager(2);

@@ -228,12 +228,7 @@ fn dead_letters_are_exactly_once_through_a_crash_before_commit_and_kills() {
         scoring_job(rows, &out, &options, 3_000)
     );
     let job = cluster.submit(&sql, 2);
-    let deadline = Instant::now() + MINUTE;
-    while cluster.taskmanagers.iter_mut().any(|t| t.child.try_wait().unwrap().is_none()) {
-        assert!(Instant::now() < deadline, "the fault switch did not fire:\n{}", cluster.logs());
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    cluster.taskmanagers.clear();
+    cluster.wait_until_task_managers_exit(MINUTE);
     for _ in 0..3 {
         cluster.add_taskmanager(1);
     }

@@ -347,6 +347,36 @@ mod tests {
         backend.upload_fn(local, storage.clone())().unwrap()
     }
 
+    /// Subtask `subtask` of `parallelism` with empty state, and its key groups.
+    fn fresh_backend(
+        root: &Path,
+        subtask: u32,
+        parallelism: u32,
+        storage: &CheckpointStorage,
+    ) -> (KeyedBackend, (u32, u32)) {
+        let range = key_group_range(subtask, 128, parallelism);
+        let name = format!("op-{subtask}");
+        let backend =
+            KeyedBackend::open(root.join(format!("local/{name}")), name, range, 128, &[], Some(storage)).unwrap();
+        (backend, range)
+    }
+
+    /// Subtask `subtask` of `parallelism` restored from the old subtasks' `handles`.
+    fn restored_backend(
+        root: &Path,
+        subtask: u32,
+        parallelism: u32,
+        handles: &[KeyedStateHandle],
+    ) -> (KeyedBackend, (u32, u32)) {
+        let range = key_group_range(subtask, 128, parallelism);
+        let overlapping: Vec<_> =
+            handles.iter().filter(|h| h.key_group_start < range.1 && range.0 < h.key_group_end).cloned().collect();
+        let backend =
+            KeyedBackend::open(root.join(format!("new/op-{subtask}")), "op".into(), range, 128, &overlapping, None)
+                .unwrap();
+        (backend, range)
+    }
+
     /// State survives a snapshot; a second snapshot copies only new files; restoring at
     /// parallelism 3 splits the key groups of two old subtasks exactly.
     #[test]
@@ -355,16 +385,7 @@ mod tests {
         let storage = CheckpointStorage { job_dir: root.path().join("job") };
         let mut handles = Vec::new();
         for subtask in 0..2 {
-            let range = key_group_range(subtask, 128, 2);
-            let backend = KeyedBackend::open(
-                root.path().join(format!("local/op-{subtask}")),
-                format!("op-{subtask}"),
-                range,
-                128,
-                &[],
-                Some(&storage),
-            )
-            .unwrap();
+            let (backend, range) = fresh_backend(root.path(), subtask, 2, &storage);
             let state = ValueState::new(backend.store.as_ref(), 0);
             for g in range.0..range.1 {
                 state.put(g, b"key", g.to_le_bytes().to_vec()).unwrap();
@@ -384,18 +405,7 @@ mod tests {
         }
         let mut seen = 0;
         for subtask in 0..3 {
-            let range = key_group_range(subtask, 128, 3);
-            let overlapping: Vec<_> =
-                handles.iter().filter(|h| h.key_group_start < range.1 && range.0 < h.key_group_end).cloned().collect();
-            let backend = KeyedBackend::open(
-                root.path().join(format!("new/op-{subtask}")),
-                "op".into(),
-                range,
-                128,
-                &overlapping,
-                None,
-            )
-            .unwrap();
+            let (backend, range) = restored_backend(root.path(), subtask, 3, &handles);
             let state = ValueState::new(backend.store.as_ref(), 0);
             for g in 0..128u32 {
                 let value = state.get(g, b"key").unwrap();
@@ -420,16 +430,7 @@ mod tests {
         let mut handles = Vec::new();
         let mut registered = Vec::new();
         for subtask in 0..2 {
-            let range = key_group_range(subtask, 128, 2);
-            let backend = KeyedBackend::open(
-                root.path().join(format!("local/op-{subtask}")),
-                format!("op-{subtask}"),
-                range,
-                128,
-                &[],
-                Some(&storage),
-            )
-            .unwrap();
+            let (backend, range) = fresh_backend(root.path(), subtask, 2, &storage);
             let mut timers = TimerService::open(backend.store(), range).unwrap();
             for g in range.0..range.1 {
                 // Two timers per key group, in an order unrelated to their times.
@@ -442,18 +443,7 @@ mod tests {
         }
         let mut fired = Vec::new();
         for subtask in 0..3 {
-            let range = key_group_range(subtask, 128, 3);
-            let overlapping: Vec<_> =
-                handles.iter().filter(|h| h.key_group_start < range.1 && range.0 < h.key_group_end).cloned().collect();
-            let backend = KeyedBackend::open(
-                root.path().join(format!("new/op-{subtask}")),
-                "op".into(),
-                range,
-                128,
-                &overlapping,
-                None,
-            )
-            .unwrap();
+            let (backend, range) = restored_backend(root.path(), subtask, 3, &handles);
             let mut timers = TimerService::open(backend.store(), range).unwrap();
             let mut mine = Vec::new();
             for watermark in [0, 500, i64::MAX] {

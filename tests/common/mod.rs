@@ -100,6 +100,21 @@ impl Cluster {
         cluster
     }
 
+    /// Waits until every task manager has exited (a fault switch ended them), then forgets
+    /// them.
+    pub fn wait_until_task_managers_exit(&mut self, timeout: Duration) {
+        let deadline = Instant::now() + timeout;
+        while self.taskmanagers.iter_mut().any(|t| t.child.try_wait().unwrap().is_none()) {
+            assert!(
+                Instant::now() < deadline,
+                "the task managers did not exit (the fault switch did not fire):\n{}",
+                self.logs()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        self.taskmanagers.clear();
+    }
+
     /// Starts one more task manager.
     pub fn add_taskmanager(&mut self, slots: u32) {
         self.add_taskmanager_with_env(slots, &[]);

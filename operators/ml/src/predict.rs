@@ -294,24 +294,15 @@ impl Operator for MlPredict {
     }
 
     async fn snapshot_state(&mut self, checkpoint_id: u64) -> Result<OperatorState> {
-        match &mut self.dead_letters {
-            Some(writer) => writer.snapshot(checkpoint_id, OperatorState::default()).await,
-            None => Ok(OperatorState::default()),
-        }
+        DeadLetterWriter::snapshot_of(&mut self.dead_letters, checkpoint_id, OperatorState::default()).await
     }
 
     async fn notify_checkpoint_complete(&mut self, checkpoint_id: u64) -> Result<()> {
-        match &mut self.dead_letters {
-            Some(writer) => writer.commit(checkpoint_id).await,
-            None => Ok(()),
-        }
+        DeadLetterWriter::commit_of(&mut self.dead_letters, checkpoint_id).await
     }
 
     async fn stop_with_savepoint(&mut self) -> Result<()> {
-        match &mut self.dead_letters {
-            Some(writer) => writer.stop().await,
-            None => Ok(()),
-        }
+        DeadLetterWriter::stop_of(&mut self.dead_letters).await
     }
 
     fn metrics(&self) -> Vec<(String, u64)> {

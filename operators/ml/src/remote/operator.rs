@@ -511,24 +511,15 @@ impl Operator for AsyncPredict {
         // The held rows are split over the new subtasks on restore; the dead letters of
         // rows answered before the barrier are in this epoch's transaction.
         let state = OperatorState::split(vec![self.encode_snapshot()?]);
-        match &mut self.dead_letters {
-            Some(writer) => writer.snapshot(checkpoint_id, state).await,
-            None => Ok(state),
-        }
+        DeadLetterWriter::snapshot_of(&mut self.dead_letters, checkpoint_id, state).await
     }
 
     async fn notify_checkpoint_complete(&mut self, checkpoint_id: u64) -> Result<()> {
-        match &mut self.dead_letters {
-            Some(writer) => writer.commit(checkpoint_id).await,
-            None => Ok(()),
-        }
+        DeadLetterWriter::commit_of(&mut self.dead_letters, checkpoint_id).await
     }
 
     async fn stop_with_savepoint(&mut self) -> Result<()> {
-        match &mut self.dead_letters {
-            Some(writer) => writer.stop().await,
-            None => Ok(()),
-        }
+        DeadLetterWriter::stop_of(&mut self.dead_letters).await
     }
 
     fn accepts_input(&self) -> bool {

@@ -211,6 +211,34 @@ impl DeadLetterWriter {
     pub fn written(&self) -> u64 {
         self.written
     }
+
+    /// [`Self::snapshot`] of an operator's writer, if it has one (else `state` as it is).
+    pub async fn snapshot_of(
+        writer: &mut Option<Self>,
+        checkpoint_id: u64,
+        state: OperatorState,
+    ) -> Result<OperatorState> {
+        match writer {
+            Some(writer) => writer.snapshot(checkpoint_id, state).await,
+            None => Ok(state),
+        }
+    }
+
+    /// [`Self::commit`] of an operator's writer, if it has one.
+    pub async fn commit_of(writer: &mut Option<Self>, checkpoint_id: u64) -> Result<()> {
+        match writer {
+            Some(writer) => writer.commit(checkpoint_id).await,
+            None => Ok(()),
+        }
+    }
+
+    /// [`Self::stop`] of an operator's writer, if it has one.
+    pub async fn stop_of(writer: &mut Option<Self>) -> Result<()> {
+        match writer {
+            Some(writer) => writer.stop().await,
+            None => Ok(()),
+        }
+    }
 }
 
 fn write_error(topic: &str, e: impl std::fmt::Display) -> OperatorError {
