@@ -44,7 +44,7 @@ fn main() {
             .spawn()
             .expect("noida-db is not installed: run `bash scripts/bootstrap.sh`"),
     );
-    while std::net::TcpStream::connect(&address).is_err() {
+    while !listening(&address) {
         std::thread::sleep(Duration::from_millis(100));
     }
     create_topic(&address, "input");
@@ -102,4 +102,11 @@ fn main() {
             println!("| {delivery} | {parallelism} | {:.0} | {seconds:.2} |", rows as f64 / seconds);
         }
     }
+}
+
+/// True when something listens on `address`. A connection to a free port in the
+/// ephemeral range can connect to itself (TCP simultaneous open, when the kernel picks that
+/// same port as the source), which a plain `connect` would take for a listener.
+fn listening(address: &str) -> bool {
+    std::net::TcpStream::connect(address).is_ok_and(|s| s.local_addr().ok() != s.peer_addr().ok())
 }

@@ -42,7 +42,7 @@ impl Broker {
             .expect("the noida-db broker is not installed: run `bash scripts/bootstrap.sh` (pip install noida-db)");
         let address = format!("127.0.0.1:{port}");
         let deadline = Instant::now() + Duration::from_secs(30);
-        while std::net::TcpStream::connect(&address).is_err() {
+        while !super::listening(&address) {
             assert!(Instant::now() < deadline, "the broker did not start on {address}");
             std::thread::sleep(Duration::from_millis(100));
         }

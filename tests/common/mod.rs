@@ -17,6 +17,13 @@ pub fn sluice_bin() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_sluice"))
 }
 
+/// True when something listens on `address`. A connection to a free port in the
+/// ephemeral range can connect to itself (TCP simultaneous open, when the kernel picks that
+/// same port as the source), which a plain `connect` would take for a listener.
+pub fn listening(address: &str) -> bool {
+    std::net::TcpStream::connect(address).is_ok_and(|s| s.local_addr().ok() != s.peer_addr().ok())
+}
+
 /// A free loopback port (bound then released).
 pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
@@ -90,7 +97,7 @@ impl Cluster {
         };
         // Wait until the jobmanager accepts connections, so the first CLI call finds it.
         let deadline = Instant::now() + Duration::from_secs(20);
-        while std::net::TcpStream::connect(&cluster.address).is_err() {
+        while !listening(&cluster.address) {
             assert!(Instant::now() < deadline, "the jobmanager did not start:\n{}", cluster.logs());
             std::thread::sleep(Duration::from_millis(50));
         }

@@ -536,6 +536,13 @@ impl Transaction {
 mod tests {
     use super::*;
 
+    /// True when something listens on `address`. A connection to a free port in the
+    /// ephemeral range can connect to itself (TCP simultaneous open, when the kernel picks that
+    /// same port as the source), which a plain `connect` would take for a listener.
+    fn listening(address: &str) -> bool {
+        std::net::TcpStream::connect(address).is_ok_and(|s| s.local_addr().ok() != s.peer_addr().ok())
+    }
+
     /// A noida-db broker (installed by `scripts/bootstrap.sh`) in its own process group,
     /// killed with its children when dropped.
     struct TestBroker {
@@ -559,7 +566,7 @@ mod tests {
                 .expect("the noida-db broker is not installed: run `bash scripts/bootstrap.sh`");
             let address = format!("127.0.0.1:{port}");
             let deadline = std::time::Instant::now() + Duration::from_secs(30);
-            while std::net::TcpStream::connect(&address).is_err() {
+            while !listening(&address) {
                 assert!(std::time::Instant::now() < deadline, "the broker did not start on {address}");
                 std::thread::sleep(Duration::from_millis(100));
             }
