@@ -55,7 +55,9 @@ impl Catalog {
         if self.relation_exists(&create.name, create.location, create.if_not_exists, ObjectKind::Table)? {
             return Ok(());
         }
-        self.tables.push(Table::from_statement(create)?);
+        let table = Table::from_statement(create)?;
+        table.validate_options(create.location)?;
+        self.tables.push(table);
         Ok(())
     }
 

@@ -268,13 +268,22 @@ SELECT * FROM local_scored;";
     .unwrap_err();
     assert_eq!((e.line, e.column), (2, 22));
     assert!(e.to_string().contains("the primary key of table 'customer_dim' must be NOT ENFORCED"), "{e}");
-    // Its event stream (without the lesson's '...') is a valid declaration.
-    let (catalog, _) = ok("CREATE TABLE event_stream (
+    // Its event stream, written with only `'connector' = 'kafka'` (the lesson elides the
+    // rest with '...'), fails where it is created: a Kafka table needs a topic.
+    let bare = "CREATE TABLE event_stream (
   customer_id BIGINT,
   txn_amount DOUBLE,
   event_time TIMESTAMP(3) METADATA
 ) WITH (
   'connector' = 'kafka'
-);");
+);";
+    let e = run(bare).unwrap_err();
+    assert_eq!((e.line, e.column), (1, 14));
+    assert!(e.message.contains("'topic'"), "{e}");
+    // With its topic and format it is a valid declaration.
+    let (catalog, _) = ok(&bare.replace(
+        "'connector' = 'kafka'",
+        "'connector' = 'kafka', 'topic' = 'events', 'properties.bootstrap.servers' = 'broker:9092', 'format' = 'json'",
+    ));
     assert_eq!(catalog.tables()[0].physical_schema().fields().len(), 2);
 }

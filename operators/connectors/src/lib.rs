@@ -40,6 +40,18 @@ pub enum Role {
 const SOURCES: &[&str] = &["datagen", "filesystem", "kafka"];
 const SINKS: &[&str] = &["filesystem", "kafka", "print", "blackhole"];
 
+/// The roles a connector can play (none for an unknown connector).
+pub fn roles(connector: &str) -> Vec<Role> {
+    let mut roles = Vec::new();
+    if SOURCES.contains(&connector) {
+        roles.push(Role::Source);
+    }
+    if SINKS.contains(&connector) {
+        roles.push(Role::Sink);
+    }
+    roles
+}
+
 /// Rows per batch that sources emit and exchanges buffer.
 pub const DEFAULT_BATCH_ROWS: usize = 1024;
 

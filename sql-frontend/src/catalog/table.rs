@@ -257,6 +257,18 @@ impl Table {
         sluice_connectors::validate(&spec, role).map_err(|e| self.operator_error(&e, usage))
     }
 
+    /// Checks the table's options when it is created: they must hold for at least one role
+    /// its connector can play (a table is read, written or both; the role it is used in is
+    /// checked again where it is used). The error of the first role is reported.
+    pub fn validate_options(&self, location: Location) -> Result<()> {
+        let roles = sluice_connectors::roles(&self.connector_spec().connector);
+        let Some((first, others)) = roles.split_first() else { return self.validate(Role::Source, location) };
+        match self.validate(*first, location) {
+            Err(e) if !others.iter().any(|&role| self.validate(role, location).is_ok()) => Err(e),
+            _ => Ok(()),
+        }
+    }
+
     /// The parallelism the table asks for in `role` (`scan.parallelism`, `sink.parallelism`).
     pub fn requested_parallelism(&self, role: Role, usage: Location) -> Result<Option<u32>> {
         sluice_connectors::requested_parallelism(&self.connector_spec(), role)

@@ -59,11 +59,18 @@ fn if_not_exists_keeps_the_first_object() {
 
 #[test]
 fn option_errors_point_at_the_option() {
-    let c = ok("CREATE TABLE t (a INT) WITH (\n  'connector' = 'datagen',\n  'fields.a.min' = 'x')");
-    let e = c.tables()[0].validate(Role::Source, AT).unwrap_err();
+    // At CREATE TABLE, the option's line and column.
+    let e = catalog("CREATE TABLE t (a INT) WITH (\n  'connector' = 'datagen',\n  'fields.a.min' = 'x')").unwrap_err();
     assert!(e.message.contains("'fields.a.min' = 'x' is not a number"), "{e}");
     assert_eq!(e.location(), Location { line: 3, column: 3 });
-    // The role is checked where the table is used.
+    let e = catalog("CREATE TABLE t (a INT) WITH ('connector' = 'datagen',\n 'number-of-rows' = 'many')").unwrap_err();
+    assert!(e.message.contains("'number-of-rows'"), "{e}");
+    assert_eq!(e.location(), Location { line: 2, column: 2 });
+    let e = catalog("CREATE TABLE t (a INT) WITH ('connector' = 'kafka', 'format' = 'json')").unwrap_err();
+    assert!(e.message.contains("'topic'"), "{e}");
+    // A table valid in one of its connector's roles is created; the role is checked where
+    // the table is used.
+    let c = ok("CREATE TABLE t (a INT) WITH (\n  'connector' = 'datagen',\n  'fields.a.min' = '1')");
     let e = c.tables()[0].validate(Role::Sink, AT).unwrap_err();
     assert!(e.message.contains("cannot be written to"), "{e}");
     assert_eq!(e.location(), AT);
@@ -84,7 +91,8 @@ const ORDERS: &str = "CREATE TABLE orders (
   src_ts TIMESTAMP_LTZ(3) METADATA FROM 'timestamp' VIRTUAL,
   WATERMARK FOR ts AS ts - INTERVAL '5' SECOND,
   PRIMARY KEY (id) NOT ENFORCED
-) COMMENT 'all orders' WITH ('connector' = 'datagen', 'password' = 'hunter2')";
+) COMMENT 'all orders' WITH ('connector' = 'kafka', 'topic' = 'orders', 'format' = 'json',
+  'properties.bootstrap.servers' = 'broker:9092', 'properties.sasl.password' = 'hunter2')";
 
 #[test]
 fn table_schemas_and_descriptions() {
@@ -131,8 +139,11 @@ fn show_create_table_round_trips() {
   PRIMARY KEY (`id`) NOT ENFORCED
 ) COMMENT 'all orders'
 WITH (
-  'connector' = 'datagen',
-  'password' = '****'
+  'connector' = 'kafka',
+  'format' = 'json',
+  'properties.bootstrap.servers' = 'broker:9092',
+  'properties.sasl.password' = '****',
+  'topic' = 'orders'
 )
 "
     );
