@@ -342,3 +342,69 @@ impl Operator for MlPredict {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use arrow::array::Float64Array;
+    use arrow::datatypes::{DataType, Field, Schema};
+    use sluice_core::harness::{Build, Harness};
+    use sluice_core::schema::encode_schema;
+    use sluice_core::Message;
+    use std::sync::Arc;
+
+    /// In the harness: with a long linger, rows wait for a full batch, but a barrier
+    /// flushes them before it passes (a checkpoint never waits for the model), and the
+    /// scores equal the model's own on the same features.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_barrier_flushes_the_partial_batch_and_scores_match_the_model() {
+        let features = Arc::new(Schema::new(vec![
+            Field::new("amount", DataType::Float64, true),
+            Field::new("hour_of_day", DataType::Int32, true),
+            Field::new("merchant_category", DataType::Int32, true),
+            Field::new("user_age", DataType::Int32, true),
+            Field::new("user_country", DataType::Utf8, true),
+            Field::new("txn_velocity_24h", DataType::Int32, true),
+        ]));
+        let model_output = Arc::new(Schema::new(vec![Field::new("fraud_score", DataType::Float64, true)]));
+        let mut fields = features.fields().to_vec();
+        fields.extend(model_output.fields().iter().cloned());
+        let output = Arc::new(Schema::new(fields));
+        let spec = MlPredictSpec {
+            model: "fraud".into(),
+            provider: "local".into(),
+            input_schema: encode_schema(&features),
+            descriptor_columns: (0..6).collect(),
+            model_input_schema: encode_schema(&features),
+            model_output_schema: encode_schema(&model_output),
+            output_schema: encode_schema(&output),
+            ..Default::default()
+        };
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../models/fraud_classifier.onnx");
+        let mut options: BTreeMap<String, String> = [
+            ("model-path".to_string(), path.display().to_string()),
+            ("task".to_string(), "classification".to_string()),
+        ]
+        .into();
+        let direct_options = options.clone();
+        options.insert("batch-linger".into(), "1h".into());
+        let build: Build = Arc::new(move || Ok(Box::new(MlPredict::new(&spec, options.clone())?) as Box<dyn Operator>));
+        let mut h = Harness::start(build.clone(), features.clone(), None, 1).await.unwrap();
+        let rows = "900.0 2 13 30 XX 12\n20.0 14 2 50 US 2\n1500.5 3 7 22 FR 18";
+        h.push(rows).await.unwrap();
+        assert!(h.rows_of(0).is_empty(), "3 rows of a 32-row batch wait for the linger");
+        h.checkpoint(1).await.unwrap();
+        let out = h.output(0);
+        assert!(matches!(out.last(), Some(Message::Barrier(_))), "the barrier passes after the rows");
+        let scored: Vec<f64> = out
+            .iter()
+            .filter_map(|m| if let Message::Data(b) = m { Some(b.clone()) } else { None })
+            .flat_map(|b| b.column(6).as_any().downcast_ref::<Float64Array>().unwrap().values().to_vec())
+            .collect();
+        // The model itself, on the same features.
+        let mut model = open_predictor("local", "fraud", &direct_options, &features, &model_output).unwrap();
+        let direct = model.predict(&h.rows(rows).unwrap()).unwrap();
+        let direct = direct[0].as_any().downcast_ref::<Float64Array>().unwrap().values().to_vec();
+        assert_eq!(scored, direct);
+    }
+}

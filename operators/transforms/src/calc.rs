@@ -133,6 +133,41 @@ mod tests {
         assert_eq!(result[0], expected);
     }
 
+    /// Through the harness at parallelism 2: rows are filtered and computed on whichever
+    /// subtask gets them, NULLs stay NULL, watermarks and barriers pass unchanged, and a
+    /// stateless calc restores at another parallelism with nothing to restore.
+    #[tokio::test]
+    async fn a_calc_in_the_harness_passes_watermarks_and_barriers() {
+        use sluice_core::harness::{Build, Harness};
+        use sluice_core::{Message, Operator};
+        let input =
+            Arc::new(Schema::new(vec![Field::new("a", DataType::Int64, true), Field::new("s", DataType::Utf8, true)]));
+        let output = Arc::new(Schema::new(vec![
+            Field::new("a10", DataType::Int64, true),
+            Field::new("s", DataType::Utf8, true),
+        ]));
+        let spec = CalcSpec {
+            input_schema: encode_schema(&input),
+            filter: Some(encode_expr(&col("a").gt(lit(1i64)).or(col("a").is_null())).unwrap()),
+            projections: vec![encode_expr(&(col("a") * lit(10i64))).unwrap(), encode_expr(&col("s")).unwrap()],
+            output_schema: encode_schema(&output),
+        };
+        let build: Build = Arc::new(move || Ok(Box::new(Calc::from_spec(&spec)?) as Box<dyn Operator>));
+        let mut h = Harness::start(build.clone(), input.clone(), None, 2).await.unwrap();
+        h.push("1 x\n2 y\nnull z").await.unwrap();
+        h.push("3 null\n0 w").await.unwrap();
+        h.watermark(1_000).await.unwrap();
+        let snapshot = h.checkpoint(7).await.unwrap();
+        assert_eq!(h.sorted_rows(), vec!["20 y", "30 null", "null z"]);
+        for s in 0..2 {
+            assert_eq!(h.watermarks_of(s), vec![1_000]);
+            assert!(matches!(h.output(s).last(), Some(Message::Barrier(b)) if b.checkpoint_id == 7));
+        }
+        let mut restored = Harness::restore(build, input, None, 3, &snapshot).await.unwrap();
+        restored.push("5 v").await.unwrap();
+        assert_eq!(restored.sorted_rows(), vec!["50 v"]);
+    }
+
     #[test]
     fn a_corrupt_expression_is_an_error() {
         let input = Arc::new(Schema::new(vec![Field::new("a", DataType::Int64, false)]));
