@@ -101,6 +101,16 @@ pub struct TaskCheckpointing {
     pub memory_threshold: u64,
 }
 
+/// A checkpoint trigger a task with inputs received before the checkpoint's barrier: if
+/// its input ends first, the barrier never comes and the task takes its part at the end.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PendingTrigger {
+    /// The checkpoint triggered.
+    pub checkpoint_id: u64,
+    /// The latest checkpoint completed when it was triggered.
+    pub last_completed: u64,
+}
+
 /// The operators of a task after its head, first to last, with their uids.
 pub struct Chain {
     operators: Vec<Box<dyn Operator>>,
@@ -206,7 +216,7 @@ pub struct Task {
     /// Its link to checkpoints.
     pub checkpointing: TaskCheckpointing,
     /// A checkpoint triggered whose barrier has not reached this task yet.
-    pub unbarriered: Option<(u64, u64)>,
+    pub unbarriered: Option<PendingTrigger>,
     /// The latest checkpoint the operators were told completed.
     pub notified: u64,
     /// A source task that emitted the barrier of a stop-with-savepoint: it emits nothing
@@ -527,7 +537,7 @@ impl Task {
         let mut final_checkpoint = None;
         // A checkpoint triggered while the input was ending never reached this task as a
         // barrier: its part is the final state.
-        if let Some((checkpoint_id, last_completed)) = self.unbarriered.take() {
+        if let Some(PendingTrigger { checkpoint_id, last_completed }) = self.unbarriered.take() {
             self.notify_complete(last_completed, source.as_mut()).await?;
             self.checkpoint_ended(checkpoint_id, source.as_mut()).await?;
             final_checkpoint = Some(checkpoint_id);
@@ -676,7 +686,7 @@ impl Task {
                         // Running tasks with inputs learn of checkpoints from their barriers;
                         // if the input ends first, the trigger is taken at the end.
                         TaskCommand::Trigger { checkpoint_id, last_completed, .. } => {
-                            self.unbarriered = Some((checkpoint_id, last_completed));
+                            self.unbarriered = Some(PendingTrigger { checkpoint_id, last_completed });
                         }
                         TaskCommand::Park(done) => return self.park(done).await,
                     }
@@ -693,7 +703,7 @@ impl Task {
             };
             let ended = match message {
                 Message::Barrier(barrier) => {
-                    if self.unbarriered.is_some_and(|(id, _)| id <= barrier.checkpoint_id) {
+                    if self.unbarriered.is_some_and(|t| t.checkpoint_id <= barrier.checkpoint_id) {
                         self.unbarriered = None;
                     }
                     self.checkpoint_at_barrier(barrier, None, gate.last_alignment()).await?;
