@@ -252,6 +252,11 @@ impl Harness {
             .collect()
     }
 
+    /// The sum over every subtask of the operator's metric `name`.
+    pub fn metric(&self, name: &str) -> u64 {
+        self.subtasks.iter().flat_map(|s| s.operator.metrics()).filter(|(n, _)| n == name).map(|(_, v)| v).sum()
+    }
+
     /// Drops what the subtasks emitted so far.
     pub fn clear_output(&mut self) {
         for subtask in &mut self.subtasks {

@@ -603,3 +603,129 @@ impl Operator for AsyncPredict {
         ]
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::AtomicUsize;
+    use std::sync::Arc;
+
+    use arrow::datatypes::{DataType, Field, Schema};
+    use sluice_core::harness::{Build, Harness};
+    use sluice_core::schema::encode_schema;
+    use sluice_core::{Message, Operator};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    use super::*;
+
+    /// A chat-completions endpoint that answers each request after `delay` with
+    /// "answer: <the prompt>", counting the requests it got (one per connection).
+    async fn slow_endpoint(delay: Duration) -> (String, Arc<AtomicUsize>) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}/v1/chat/completions", listener.local_addr().unwrap());
+        let requests = Arc::new(AtomicUsize::new(0));
+        let counter = requests.clone();
+        tokio::spawn(async move {
+            while let Ok((mut socket, _)) = listener.accept().await {
+                let counter = counter.clone();
+                tokio::spawn(async move {
+                    let mut request = Vec::new();
+                    let mut buffer = [0u8; 4096];
+                    let body = loop {
+                        let n = socket.read(&mut buffer).await.unwrap_or(0);
+                        if n == 0 {
+                            return;
+                        }
+                        request.extend_from_slice(&buffer[..n]);
+                        let text = String::from_utf8_lossy(&request).to_string();
+                        let Some((head, body)) = text.split_once("\r\n\r\n") else { continue };
+                        let length = head
+                            .lines()
+                            .find_map(|l| {
+                                l.to_ascii_lowercase().strip_prefix("content-length:").map(|v| v.trim().to_string())
+                            })
+                            .and_then(|v| v.parse::<usize>().ok())
+                            .unwrap_or(0);
+                        if body.len() >= length {
+                            break body.to_string();
+                        }
+                    };
+                    counter.fetch_add(1, Ordering::SeqCst);
+                    let prompt: Value = serde_json::from_str(&body).unwrap();
+                    let question =
+                        prompt["messages"].as_array().unwrap().last().unwrap()["content"].as_str().unwrap().to_string();
+                    tokio::time::sleep(delay).await;
+                    let answer = serde_json::json!({
+                        "choices": [{"message": {"content": format!("answer: {question}")}}],
+                        "usage": {"prompt_tokens": 1, "completion_tokens": 1},
+                    })
+                    .to_string();
+                    let response = format!(
+                        "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{answer}",
+                        answer.len()
+                    );
+                    let _ = socket.write_all(response.as_bytes()).await;
+                });
+            }
+        });
+        (url, requests)
+    }
+
+    /// In the harness: a barrier passes while every request is still in flight, the
+    /// snapshot holds those rows, and a fresh instance restored from it (at another
+    /// parallelism) re-issues them and emits each row's answer once.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_barrier_passes_requests_in_flight_and_a_restore_reissues_them() {
+        let (url, requests) = slow_endpoint(Duration::from_secs(1)).await;
+        let input = Arc::new(Schema::new(vec![
+            Field::new("id", DataType::Int64, false),
+            Field::new("q", DataType::Utf8, false),
+        ]));
+        let model_input = Arc::new(Schema::new(vec![Field::new("q", DataType::Utf8, false)]));
+        let model_output = Arc::new(Schema::new(vec![Field::new("answer", DataType::Utf8, true)]));
+        let output = Arc::new(Schema::new(vec![
+            Field::new("id", DataType::Int64, false),
+            Field::new("q", DataType::Utf8, false),
+            Field::new("answer", DataType::Utf8, true),
+        ]));
+        let spec = MlPredictSpec {
+            model: "assistant".into(),
+            provider: "openai".into(),
+            input_schema: encode_schema(&input),
+            descriptor_columns: vec![1],
+            model_input_schema: encode_schema(&model_input),
+            model_output_schema: encode_schema(&model_output),
+            output_schema: encode_schema(&output),
+            ..Default::default()
+        };
+        let options: BTreeMap<String, String> = [
+            ("task", "chat-completion"),
+            ("endpoint", url.as_str()),
+            ("api-key", "sk-test"),
+            ("model", "stub"),
+            ("max-concurrent-operations", "10"),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+        let build: Build = Arc::new(move || Ok(Box::new(AsyncPredict::new(&spec, &options)?) as Box<dyn Operator>));
+
+        let mut h = Harness::start(build.clone(), input.clone(), None, 1).await.unwrap();
+        h.push("1 one\n2 two\n3 three\n4 four\n5 five").await.unwrap();
+        let snapshot = h.checkpoint(1).await.unwrap();
+        assert!(h.rows_of(0).is_empty(), "no answer is back yet");
+        assert!(matches!(h.output(0).last(), Some(Message::Barrier(_))), "the barrier did not wait for the requests");
+        drop(h); // the task manager dies with the requests in flight
+
+        let mut restored = Harness::restore(build, input, None, 2, &snapshot).await.unwrap();
+        restored.finish().await.unwrap();
+        let expected: Vec<String> = ["1 one", "2 two", "3 three", "4 four", "5 five"]
+            .iter()
+            .map(|r| format!("{r} answer: {}", r.split(' ').nth(1).unwrap()))
+            .collect();
+        let mut expected = expected;
+        expected.sort();
+        assert_eq!(restored.sorted_rows(), expected, "every held row answered once after the restore");
+        assert_eq!(restored.metric("model.assistant.reissued"), 5, "every held row was asked again");
+        assert!(requests.load(Ordering::SeqCst) >= 5);
+    }
+}
