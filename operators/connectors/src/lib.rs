@@ -151,7 +151,7 @@ pub fn create_source(spec: &ConnectorSpec, batch_rows: usize) -> Result<Box<dyn 
 }
 
 /// A sink table's parsed options.
-pub enum SinkKind {
+pub enum SinkConfig {
     /// `filesystem`.
     File(filesystem::FileSinkConfig),
     /// `kafka`.
@@ -164,22 +164,22 @@ pub enum SinkKind {
 
 /// Parses and checks the options of a sink table; returns them with the
 /// `sink.rows-per-second` pace, if any.
-pub fn sink_config(spec: &ConnectorSpec) -> Result<(SinkKind, Option<f64>)> {
+pub fn sink_config(spec: &ConnectorSpec) -> Result<(SinkConfig, Option<f64>)> {
     check_connector(spec, Role::Sink)?;
     let mut options = Options::new(context(spec), &spec.options);
     options.declare("connector");
     options.declare("sink.parallelism");
     let rate: Option<f64> = options.parse("sink.rows-per-second", "a positive number")?;
     let kind = match spec.connector.as_str() {
-        "filesystem" => SinkKind::File(filesystem::FileSinkConfig::parse(&mut options)?),
+        "filesystem" => SinkConfig::File(filesystem::FileSinkConfig::parse(&mut options)?),
         "kafka" => {
             let schema = decode_schema(&spec.schema)?;
             let config = kafka::KafkaConfig::parse(&mut options, &spec.table, schema, &Default::default())?;
             config.check_sink()?;
-            SinkKind::Kafka(config)
+            SinkConfig::Kafka(config)
         }
-        "print" => SinkKind::Print(print::PrintConfig::parse(&mut options)?),
-        "blackhole" => SinkKind::Blackhole,
+        "print" => SinkConfig::Print(print::PrintConfig::parse(&mut options)?),
+        "blackhole" => SinkConfig::Blackhole,
         other => return Err(OperatorError::InvalidPlan(format!("no sink for connector '{other}'"))),
     };
     options.finish()?;
@@ -196,10 +196,10 @@ pub fn sink_config(spec: &ConnectorSpec) -> Result<(SinkKind, Option<f64>)> {
 pub fn create_sink(spec: &ConnectorSpec) -> Result<Box<dyn Operator>> {
     let (kind, rate) = sink_config(spec)?;
     let sink: Box<dyn Operator> = match kind {
-        SinkKind::File(config) => Box::new(filesystem::FileSink::new(config)),
-        SinkKind::Kafka(config) => Box::new(kafka::KafkaSink::new(config)),
-        SinkKind::Print(config) => Box::new(print::PrintSink::new(config)),
-        SinkKind::Blackhole => Box::new(blackhole::BlackholeSink),
+        SinkConfig::File(config) => Box::new(filesystem::FileSink::new(config)),
+        SinkConfig::Kafka(config) => Box::new(kafka::KafkaSink::new(config)),
+        SinkConfig::Print(config) => Box::new(print::PrintSink::new(config)),
+        SinkConfig::Blackhole => Box::new(blackhole::BlackholeSink),
     };
     Ok(match rate {
         None => sink,

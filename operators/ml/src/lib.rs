@@ -5,6 +5,8 @@
 
 #![deny(missing_docs)]
 
+#[cfg(test)]
+mod fixtures;
 pub mod latency;
 pub mod local;
 pub mod onnx_runtime;

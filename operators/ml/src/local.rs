@@ -378,21 +378,9 @@ fn column_from(model: &str, value: &DynValue, data_type: &DataType, rows: usize)
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::fixtures::{fraud_schemas as schemas, model_options as options};
     use crate::predict::Predictor;
     use arrow::array::{Int32Array, StringArray};
-    use arrow::datatypes::{Field, Schema};
-
-    fn schemas() -> (SchemaRef, SchemaRef) {
-        let input = Arc::new(Schema::new(vec![
-            Field::new("amount", DataType::Float64, true),
-            Field::new("hour_of_day", DataType::Int32, true),
-            Field::new("merchant_category", DataType::Int32, true),
-            Field::new("user_age", DataType::Int32, true),
-            Field::new("user_country", DataType::Utf8, true),
-            Field::new("txn_velocity_24h", DataType::Int32, true),
-        ]));
-        (input, Arc::new(Schema::new(vec![Field::new("fraud_score", DataType::Float64, true)])))
-    }
 
     fn rows(input: &SchemaRef) -> RecordBatch {
         RecordBatch::try_new(
@@ -407,12 +395,6 @@ mod tests {
             ],
         )
         .unwrap()
-    }
-
-    fn options(file: &str) -> BTreeMap<String, String> {
-        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../models").join(file);
-        [("model-path".to_string(), path.display().to_string()), ("task".to_string(), "classification".to_string())]
-            .into()
     }
 
     /// Both exports of the fraud model (ZipMap and probability tensor) give the positive-class

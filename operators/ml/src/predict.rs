@@ -346,8 +346,9 @@ impl Operator for MlPredict {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::fixtures::{fraud_schemas, model_options};
     use arrow::array::Float64Array;
-    use arrow::datatypes::{DataType, Field, Schema};
+    use arrow::datatypes::Schema;
     use sluice_core::harness::{Build, Harness};
     use sluice_core::schema::encode_schema;
     use sluice_core::Message;
@@ -358,15 +359,7 @@ mod tests {
     /// scores equal the model's own on the same features.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_barrier_flushes_the_partial_batch_and_scores_match_the_model() {
-        let features = Arc::new(Schema::new(vec![
-            Field::new("amount", DataType::Float64, true),
-            Field::new("hour_of_day", DataType::Int32, true),
-            Field::new("merchant_category", DataType::Int32, true),
-            Field::new("user_age", DataType::Int32, true),
-            Field::new("user_country", DataType::Utf8, true),
-            Field::new("txn_velocity_24h", DataType::Int32, true),
-        ]));
-        let model_output = Arc::new(Schema::new(vec![Field::new("fraud_score", DataType::Float64, true)]));
+        let (features, model_output) = fraud_schemas();
         let mut fields = features.fields().to_vec();
         fields.extend(model_output.fields().iter().cloned());
         let output = Arc::new(Schema::new(fields));
@@ -380,12 +373,7 @@ mod tests {
             output_schema: encode_schema(&output),
             ..Default::default()
         };
-        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../models/fraud_classifier.onnx");
-        let mut options: BTreeMap<String, String> = [
-            ("model-path".to_string(), path.display().to_string()),
-            ("task".to_string(), "classification".to_string()),
-        ]
-        .into();
+        let mut options = model_options("fraud_classifier.onnx");
         let direct_options = options.clone();
         options.insert("batch-linger".into(), "1h".into());
         let build: Build = Arc::new(move || Ok(Box::new(MlPredict::new(&spec, options.clone())?) as Box<dyn Operator>));
