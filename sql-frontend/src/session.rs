@@ -16,6 +16,14 @@ type Result<T> = std::result::Result<T, SqlError>;
 pub const PARALLELISM_KEY: &str = "parallelism.default";
 /// The configuration key of the job name (`SET 'pipeline.name' = 'my-job'`).
 pub const JOB_NAME_KEY: &str = "pipeline.name";
+/// The configuration key of the state TTL of stateful SQL operators (Flink's idle state
+/// retention, `SET 'table.exec.state.ttl' = '1 h'`; `0`, the default, keeps state forever).
+pub const STATE_TTL_KEY: &str = "table.exec.state.ttl";
+/// The configuration key of how long a source has nothing before it is idle, so that its
+/// watermark stops holding back the operators it feeds (`0`, the default: never).
+pub const SOURCE_IDLE_TIMEOUT_KEY: &str = "table.exec.source.idle-timeout";
+/// Configuration keys whose values are durations, checked at `SET`.
+const DURATION_KEYS: [&str; 2] = [STATE_TTL_KEY, SOURCE_IDLE_TIMEOUT_KEY];
 
 /// Settings given with the script (from the command line).
 #[derive(Debug, Clone, Default)]
@@ -75,6 +83,12 @@ impl Session {
             .max(1)
     }
 
+    /// A planner for the next job, with the session's settings.
+    fn planner(&self) -> JobPlanner {
+        let ttl = self.config.get(STATE_TTL_KEY).and_then(|v| sluice_core::options::parse_duration(v).ok());
+        JobPlanner::new(self.parallelism()).with_state_ttl(ttl.filter(|t| !t.is_zero()))
+    }
+
     fn job_name(&self, sinks: &[String]) -> String {
         self.options
             .job_name
@@ -90,17 +104,17 @@ impl Session {
         for statement in parse_script(script)? {
             match statement {
                 ScriptStatement::Insert(insert) => {
-                    let planner = job.get_or_insert_with(|| JobPlanner::new(self.parallelism()));
+                    let planner = job.get_or_insert_with(|| self.planner());
                     planner.add_insert(&self.catalog, &insert)?;
                 }
                 ScriptStatement::StatementSet(set) => {
-                    let planner = job.get_or_insert_with(|| JobPlanner::new(self.parallelism()));
+                    let planner = job.get_or_insert_with(|| self.planner());
                     for insert in &set.inserts {
                         planner.add_insert(&self.catalog, insert)?;
                     }
                 }
                 ScriptStatement::Query(query) => {
-                    let planner = job.get_or_insert_with(|| JobPlanner::new(self.parallelism()));
+                    let planner = job.get_or_insert_with(|| self.planner());
                     planner.add_select(&self.catalog, &query.query, &query.ml_predicts, query.location)?;
                 }
                 other => match self.execute(other)? {
@@ -168,6 +182,15 @@ impl Session {
                         format!("'{PARALLELISM_KEY}' = '{}' is not a positive integer", set.value),
                     ));
                 }
+                if DURATION_KEYS.contains(&set.key.as_str()) {
+                    if let Err(e) = sluice_core::options::parse_duration(&set.value) {
+                        return Err(SqlError::new(
+                            set.value_location,
+                            format!("'{}' = '{}' is not a duration: {e}", set.key, set.value),
+                        )
+                        .with_hint("write a duration such as '0' (off), '30 s' or '1 h'"));
+                    }
+                }
                 self.config.insert(set.key.clone(), set.value.clone());
                 Ok(Outcome::Done(format!("'{}' = '{}'", set.key, set.value)))
             }
@@ -181,13 +204,13 @@ impl Session {
                 Ok(Outcome::Done("configuration reset".into()))
             }
             ScriptStatement::Explain(explain) => {
-                let mut planner = JobPlanner::new(self.parallelism());
+                let mut planner = self.planner();
                 self.plan_into(&mut planner, *explain.statement)?;
                 let name = self.job_name(planner.sinks());
                 Ok(Outcome::Text(planner.finish(&name, self.config.clone()).explain))
             }
             job => {
-                let mut planner = JobPlanner::new(self.parallelism());
+                let mut planner = self.planner();
                 self.plan_into(&mut planner, job)?;
                 let name = self.job_name(planner.sinks());
                 Ok(Outcome::Job(planner.finish(&name, self.config.clone())))

@@ -18,6 +18,7 @@ use std::sync::{Arc, Mutex};
 
 use rocksdb::{IteratorMode, Options, WriteBatch, WriteOptions, DB};
 use sluice_core::durable;
+use sluice_core::state::tables::is_expired;
 use sluice_core::state::{key_group_of, KeyedStateStore, StateWrite};
 use sluice_core::{OperatorError, Result};
 use sluice_proto::{KeyedStateHandle, StateFile};
@@ -41,6 +42,17 @@ impl RocksStore {
         let mut options = Options::default();
         options.create_if_missing(true);
         options.set_max_background_jobs(2);
+        // Entries whose state TTL passed are dropped when compaction meets them (the
+        // expiry is in the value's header, whatever the table).
+        options.set_compaction_filter("sluice-state-ttl", |_level: u32, _key: &[u8], value: &[u8]| {
+            let now =
+                std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64);
+            if is_expired(value, now) {
+                rocksdb::CompactionDecision::Remove
+            } else {
+                rocksdb::CompactionDecision::Keep
+            }
+        });
         let db = DB::open(&options, path).map_err(|e| rocks_error(&format!("open '{}'", path.display()), e))?;
         // Durability comes from checkpoints; the write-ahead log would only slow writes.
         let mut write_options = WriteOptions::default();
@@ -65,10 +77,10 @@ impl KeyedStateStore for RocksStore {
         self.db.write_opt(batch, &self.write_options).map_err(|e| rocks_error("write state", e))
     }
 
-    fn scan(&self, prefix: &[u8], visit: &mut dyn FnMut(&[u8], &[u8]) -> bool) -> Result<()> {
-        for item in self.db.iterator(IteratorMode::From(prefix, rocksdb::Direction::Forward)) {
+    fn scan_from(&self, start: &[u8], visit: &mut dyn FnMut(&[u8], &[u8]) -> bool) -> Result<()> {
+        for item in self.db.iterator(IteratorMode::From(start, rocksdb::Direction::Forward)) {
             let (k, v) = item.map_err(|e| rocks_error("scan state", e))?;
-            if !k.starts_with(prefix) || !visit(&k, &v) {
+            if !visit(&k, &v) {
                 break;
             }
         }
@@ -332,7 +344,16 @@ fn import_key_groups(dir: &Path, store: &RocksStore, key_groups: (u32, u32)) -> 
 mod tests {
     use super::*;
     use sluice_core::keys::key_group_range;
-    use sluice_core::state::ValueState;
+    use sluice_core::state::tables::ValueTable;
+    use sluice_core::state::{StateClock, StateTables};
+
+    fn tables(backend: &KeyedBackend, key_groups: (u32, u32)) -> StateTables {
+        StateTables::new(backend.store(), key_groups, StateClock::System)
+    }
+
+    fn values(backend: &KeyedBackend) -> ValueTable<Vec<u8>> {
+        tables(backend, (0, 128)).value("values", None).unwrap()
+    }
 
     fn absolute(handle: &KeyedStateHandle, storage: &CheckpointStorage) -> KeyedStateHandle {
         let mut h = handle.clone();
@@ -386,13 +407,13 @@ mod tests {
         let mut handles = Vec::new();
         for subtask in 0..2 {
             let (backend, range) = fresh_backend(root.path(), subtask, 2, &storage);
-            let state = ValueState::new(backend.store.as_ref(), 0);
+            let state = values(&backend);
             for g in range.0..range.1 {
-                state.put(g, b"key", g.to_le_bytes().to_vec()).unwrap();
+                state.put(g, b"key", &g.to_le_bytes().to_vec()).unwrap();
             }
             let (first, copied_first) = snapshot(&backend, 1, &storage);
             assert!(copied_first > 0 && first.files.iter().any(|f| f.name.ends_with(".sst")));
-            state.put(range.0, b"other", b"x".to_vec()).unwrap();
+            state.put(range.0, b"other", &b"x".to_vec()).unwrap();
             let (second, copied_second) = snapshot(&backend, 2, &storage);
             let first_ssts: Vec<_> = first.files.iter().filter(|f| f.name.ends_with(".sst")).collect();
             for sst in &first_ssts {
@@ -406,7 +427,7 @@ mod tests {
         let mut seen = 0;
         for subtask in 0..3 {
             let (backend, range) = restored_backend(root.path(), subtask, 3, &handles);
-            let state = ValueState::new(backend.store.as_ref(), 0);
+            let state = values(&backend);
             for g in 0..128u32 {
                 let value = state.get(g, b"key").unwrap();
                 assert_eq!(value.is_some(), (range.0..range.1).contains(&g), "key group {g} at subtask {subtask}");
@@ -431,7 +452,7 @@ mod tests {
         let mut registered = Vec::new();
         for subtask in 0..2 {
             let (backend, range) = fresh_backend(root.path(), subtask, 2, &storage);
-            let mut timers = TimerService::open(backend.store(), range).unwrap();
+            let mut timers = TimerService::open(&mut tables(&backend, range)).unwrap();
             for g in range.0..range.1 {
                 // Two timers per key group, in an order unrelated to their times.
                 for ts in [1_000 - i64::from(g) * 7, 5 * i64::from(g)] {
@@ -444,7 +465,7 @@ mod tests {
         let mut fired = Vec::new();
         for subtask in 0..3 {
             let (backend, range) = restored_backend(root.path(), subtask, 3, &handles);
-            let mut timers = TimerService::open(backend.store(), range).unwrap();
+            let mut timers = TimerService::open(&mut tables(&backend, range)).unwrap();
             let mut mine = Vec::new();
             for watermark in [0, 500, i64::MAX] {
                 mine.extend(timers.due_event_timers(watermark).unwrap());
@@ -462,13 +483,45 @@ mod tests {
         assert_eq!(fired, registered, "every timer fires exactly once");
     }
 
+    /// RocksDB's compaction drops entries whose TTL passed, of any table, and keeps the
+    /// others.
+    #[test]
+    fn compaction_removes_expired_entries() {
+        let root = tempfile::tempdir().unwrap();
+        let backend = KeyedBackend::open(root.path().join("local/op"), "op".into(), (0, 128), 128, &[], None).unwrap();
+        // Written "long ago" by a manual clock: expired by the system clock compaction reads.
+        let mut old = StateTables::new(backend.store(), (0, 128), StateClock::manual(1_000));
+        let expiring = old.value::<i64>("expiring", Some(std::time::Duration::from_secs(1))).unwrap();
+        let kept = old.value::<i64>("kept", None).unwrap();
+        for i in 0..100i64 {
+            expiring.put(1, &i.to_be_bytes(), &i).unwrap();
+            kept.put(1, &i.to_be_bytes(), &i).unwrap();
+        }
+        let raw_entries = || {
+            let mut n = 0;
+            backend
+                .store()
+                .scan(&[], &mut |_, _| {
+                    n += 1;
+                    true
+                })
+                .unwrap();
+            n
+        };
+        assert_eq!(raw_entries(), 200);
+        backend.store.db.flush().unwrap();
+        backend.store.db.compact_range::<&[u8], &[u8]>(None, None);
+        assert_eq!(raw_entries(), 100, "the expired table's entries are gone");
+        assert_eq!(kept.entries().unwrap().len(), 100);
+    }
+
     #[test]
     fn a_truncated_file_is_reported_as_corrupt() {
         let root = tempfile::tempdir().unwrap();
         let storage = CheckpointStorage { job_dir: root.path().join("job") };
         let backend =
             KeyedBackend::open(root.path().join("local/op"), "op".into(), (0, 128), 128, &[], Some(&storage)).unwrap();
-        ValueState::new(backend.store.as_ref(), 0).put(1, b"k", b"v".to_vec()).unwrap();
+        values(&backend).put(1, b"k", &b"v".to_vec()).unwrap();
         let handle = absolute(&snapshot(&backend, 1, &storage).0, &storage);
         let sst = handle.files.iter().find(|f| f.name.ends_with(".sst")).unwrap();
         std::fs::write(&sst.path, b"garbage").unwrap();
@@ -486,7 +539,7 @@ mod tests {
         let storage = CheckpointStorage { job_dir: root.path().join("job") };
         let backend =
             KeyedBackend::open(root.path().join("local/op"), "op".into(), (0, 128), 128, &[], Some(&storage)).unwrap();
-        ValueState::new(backend.store.as_ref(), 0).put(1, b"k", b"v".to_vec()).unwrap();
+        values(&backend).put(1, b"k", &b"v".to_vec()).unwrap();
         let handle = absolute(&snapshot(&backend, 1, &storage).0, &storage);
         for file in &handle.files {
             let content = std::fs::read(&file.path).unwrap();

@@ -3,8 +3,9 @@
 //! clock does. A timer belongs to a key (its key group and key bytes); registering the
 //! same (time, key) twice is one timer.
 //!
-//! Timers live in the operator's keyed state, under key group prefixes like every other
-//! keyed state, so they are part of every checkpoint and a restore, at any parallelism,
+//! Timers live in the operator's keyed state, in a table named [`TIMER_TABLE`] of its
+//! [`StateTables`], under key group prefixes like every other keyed state, so they are
+//! part of every checkpoint and a restore, at any parallelism,
 //! gives each timer to the subtask that now owns its key group: every timer fires once,
 //! on that subtask. The service keeps an ordered index of its subtask's timers in memory
 //! (rebuilt from the store on open) and mirrors every change into the store.
@@ -14,13 +15,13 @@
 //! [`TimerService::due_processing_timers`].
 
 use std::collections::BTreeSet;
-use std::sync::Arc;
 
-use crate::state::{state_key, KeyedStateStore};
+use crate::state::tables::{decode_time, encode_time, ValueTable};
+use crate::state::StateTables;
 use crate::Result;
 
-/// The keyed-state id timers are stored under (operators number their own states from 0).
-pub const TIMER_STATE_ID: u8 = 255;
+/// The name of the state table timers are stored in.
+pub const TIMER_TABLE: &str = "__timers";
 
 /// Which clock a timer follows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -53,40 +54,31 @@ pub struct Timer {
 
 /// The timers of one keyed operator subtask.
 pub struct TimerService {
-    store: Arc<dyn KeyedStateStore>,
+    table: ValueTable<()>,
     event: BTreeSet<Timer>,
     processing: BTreeSet<Timer>,
 }
 
-/// Timestamps stored big-endian with the sign bit flipped, so byte order is time order.
-fn encode_time(timestamp: i64) -> [u8; 8] {
-    ((timestamp as u64) ^ (1 << 63)).to_be_bytes()
-}
-
-fn decode_time(bytes: &[u8]) -> i64 {
-    let mut b = [0u8; 8];
-    b.copy_from_slice(&bytes[..8]);
-    (u64::from_be_bytes(b) ^ (1 << 63)) as i64
-}
-
+/// A timer's key in its table: the domain, the time, then the timer's key.
 fn stored_key(domain: TimeDomain, timer: &Timer) -> Vec<u8> {
     let mut suffix = Vec::with_capacity(9 + timer.key.len());
     suffix.push(domain.tag());
     suffix.extend_from_slice(&encode_time(timer.timestamp));
     suffix.extend_from_slice(&timer.key);
-    state_key(timer.key_group, TIMER_STATE_ID, &suffix)
+    suffix
 }
 
 impl TimerService {
-    /// The timers of key groups `key_groups` (start inclusive, end exclusive) found in
-    /// `store`: after a restore, those of every old subtask that owned these key groups.
-    pub fn open(store: Arc<dyn KeyedStateStore>, key_groups: (u32, u32)) -> Result<Self> {
-        let mut service = TimerService { store, event: BTreeSet::new(), processing: BTreeSet::new() };
-        for key_group in key_groups.0..key_groups.1 {
-            let prefix = state_key(key_group, TIMER_STATE_ID, &[]);
+    /// Declares the timer table in `tables` and loads the timers of the subtask's key
+    /// groups: after a restore, those of every old subtask that owned these key groups.
+    pub fn open(tables: &mut StateTables) -> Result<Self> {
+        let table = tables.value::<()>(TIMER_TABLE, None)?;
+        let mut service = TimerService { table, event: BTreeSet::new(), processing: BTreeSet::new() };
+        let (start, end) = tables.key_groups();
+        for key_group in start..end {
             let mut found = Vec::new();
-            service.store.scan(&prefix, &mut |k, _| {
-                found.push(k[prefix.len()..].to_vec());
+            service.table.scan_group(key_group, &mut |k, ()| {
+                found.push(k.to_vec());
                 true
             })?;
             for suffix in found {
@@ -116,7 +108,7 @@ impl TimerService {
         if self.timers(domain).contains(&timer) {
             return Ok(());
         }
-        self.store.write(vec![(stored_key(domain, &timer), Some(Vec::new()))])?;
+        self.table.put(timer.key_group, &stored_key(domain, &timer), &())?;
         self.timers(domain).insert(timer);
         Ok(())
     }
@@ -125,7 +117,7 @@ impl TimerService {
     pub fn delete(&mut self, domain: TimeDomain, key_group: u32, key: &[u8], timestamp: i64) -> Result<()> {
         let timer = Timer { timestamp, key_group, key: key.to_vec() };
         if self.timers(domain).remove(&timer) {
-            self.store.write(vec![(stored_key(domain, &timer), None)])?;
+            self.table.remove(timer.key_group, &stored_key(domain, &timer))?;
         }
         Ok(())
     }
@@ -149,7 +141,8 @@ impl TimerService {
         if due.is_empty() {
             return Ok(Vec::new());
         }
-        self.store.write(due.iter().map(|t| (stored_key(domain, t), None)).collect())?;
+        let keys: Vec<(u32, Vec<u8>)> = due.iter().map(|t| (t.key_group, stored_key(domain, t))).collect();
+        self.table.remove_all(keys.iter().map(|(g, k)| (*g, k.as_slice())))?;
         Ok(due.into_iter().collect())
     }
 
@@ -180,12 +173,17 @@ impl TimerService {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::state::MemoryStateStore;
+    use crate::state::{KeyedStateStore, MemoryStateStore, StateClock};
+    use std::sync::Arc;
+
+    fn tables(store: &Arc<dyn KeyedStateStore>, key_groups: (u32, u32)) -> StateTables {
+        StateTables::new(store.clone(), key_groups, StateClock::System)
+    }
 
     #[test]
     fn event_timers_fire_in_time_order_as_the_watermark_passes_them() {
         let store: Arc<dyn KeyedStateStore> = Arc::new(MemoryStateStore::default());
-        let mut timers = TimerService::open(store.clone(), (0, 128)).unwrap();
+        let mut timers = TimerService::open(&mut tables(&store, (0, 128))).unwrap();
         for (ts, group, key) in [(300, 5, "c"), (-20, 9, "a"), (100, 1, "b"), (100, 0, "z"), (300, 5, "c")] {
             timers.register(TimeDomain::EventTime, group, key.as_bytes(), ts).unwrap();
         }
@@ -202,7 +200,7 @@ mod tests {
         assert!(timers.due_event_timers(100).unwrap().is_empty(), "a fired timer is gone");
         assert_eq!(timers.next_event_time(), Some(300));
         // What is left is in the store: a reopened service sees exactly it.
-        let reopened = TimerService::open(store, (0, 128)).unwrap();
+        let reopened = TimerService::open(&mut tables(&store, (0, 128))).unwrap();
         assert_eq!(reopened.len(TimeDomain::EventTime), 1);
         assert_eq!(reopened.next_event_time(), Some(300));
     }
@@ -210,7 +208,7 @@ mod tests {
     #[test]
     fn processing_timers_are_separate_and_give_the_deadline() {
         let store: Arc<dyn KeyedStateStore> = Arc::new(MemoryStateStore::default());
-        let mut timers = TimerService::open(store, (0, 4)).unwrap();
+        let mut timers = TimerService::open(&mut tables(&store, (0, 4))).unwrap();
         timers.register(TimeDomain::ProcessingTime, 1, b"k", 2_000).unwrap();
         timers.register(TimeDomain::EventTime, 1, b"k", 1_000).unwrap();
         assert_eq!(timers.next_processing_time(), Some(2_000));

@@ -1,12 +1,15 @@
 //! Keyed aggregation (`GROUP BY k` with COUNT, SUM, MIN, MAX) over hash-partitioned input.
 //!
-//! The accumulators of each key are keyed state (RocksDB in a task manager), stored under
-//! the key's key group so the operator restores at any parallelism. Keys touched since the
-//! last flush are kept in memory and written to the store in one batch at each checkpoint
-//! (or when too many are pending). Results are emitted when the input ends.
+//! The accumulators of each key are keyed state (RocksDB in a task manager), in the value
+//! table [`ACCUMULATORS`] under the key's key group, so the operator restores at any
+//! parallelism. Keys touched since the last flush are kept in memory and written to the
+//! store in one batch at each checkpoint (or when too many are pending). Results are
+//! emitted when the input ends. With a state TTL (`table.exec.state.ttl`), a group not
+//! updated for that long is forgotten, as in Flink: its next row starts it afresh.
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::time::Duration;
 
 use arrow::array::{Array, ArrayRef, AsArray, Float64Array, Int64Array};
 use arrow::compute::cast;
@@ -17,13 +20,14 @@ use async_trait::async_trait;
 use sluice_proto::AggregateFunction;
 
 use sluice_core::keys::{key_group, KeyHasher};
-use sluice_core::state::{state_key, KeyedStateStore, MemoryStateStore, Reader};
+use sluice_core::state::tables::ValueTable;
+use sluice_core::state::{MemoryStateStore, Reader, StateClock, StateTables, StateValue};
 use sluice_core::{Collector, Operator, OperatorError, OperatorState, Result, StateInit, TaskContext};
 
 /// Keys kept in memory before their accumulators are written to the store.
 const MAX_PENDING_KEYS: usize = 65_536;
-/// The id of the accumulator state in the operator's store.
-const ACCUMULATORS: u8 = 0;
+/// The name of the accumulator table in the operator's keyed state.
+pub const ACCUMULATORS: &str = "accumulators";
 
 /// The result type of `function` over an input of `input` type; `None` if unsupported.
 pub fn output_type(function: AggregateFunction, input: Option<&DataType>) -> Option<DataType> {
@@ -70,11 +74,32 @@ pub struct KeyedAggregate {
     value_converters: Vec<Option<RowConverter>>,
     hasher: KeyHasher,
     max_parallelism: u32,
-    store: Arc<dyn KeyedStateStore>,
-    /// Accumulators changed since the last flush, by stored key.
-    pending: HashMap<Vec<u8>, Vec<Acc>>,
+    state_ttl: Option<Duration>,
+    accumulators: ValueTable<Accumulators>,
+    /// Accumulators changed since the last flush, by (key group, key).
+    pending: HashMap<(u32, Vec<u8>), Vec<Acc>>,
     /// The accumulators of a new group, one per call.
     initial: Vec<Acc>,
+}
+
+/// The accumulators of one group, one per call, as stored.
+struct Accumulators(Vec<Acc>);
+
+impl StateValue for Accumulators {
+    const VERSION: u8 = 1;
+    fn encode(&self, out: &mut Vec<u8>) {
+        for acc in &self.0 {
+            acc.encode(out);
+        }
+    }
+    fn decode(bytes: &[u8]) -> Result<Self> {
+        let mut r = Reader::new(bytes, "aggregate");
+        let mut accs = Vec::new();
+        while !r.is_empty() {
+            accs.push(Acc::decode(&mut r)?);
+        }
+        Ok(Accumulators(accs))
+    }
 }
 
 impl Acc {
@@ -117,23 +142,6 @@ impl Acc {
             tag => return Err(OperatorError::State(format!("unknown aggregate accumulator tag {tag}"))),
         })
     }
-}
-
-fn encode_accs(accs: &[Acc]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(accs.len() * 9);
-    for acc in accs {
-        acc.encode(&mut out);
-    }
-    out
-}
-
-fn decode_accs(bytes: &[u8], calls: usize) -> Result<Vec<Acc>> {
-    let mut r = Reader::new(bytes, "aggregate");
-    let accs = (0..calls).map(|_| Acc::decode(&mut r)).collect::<Result<Vec<_>>>()?;
-    if !r.is_empty() {
-        return Err(OperatorError::State("aggregate state has trailing bytes".into()));
-    }
-    Ok(accs)
 }
 
 impl KeyedAggregate {
@@ -191,9 +199,56 @@ impl KeyedAggregate {
             value_converters,
             hasher,
             max_parallelism: sluice_core::keys::DEFAULT_MAX_PARALLELISM,
-            store: Arc::new(MemoryStateStore::default()),
+            state_ttl: None,
+            accumulators: Self::table(
+                StateTables::new(
+                    Arc::new(MemoryStateStore::default()),
+                    (0, sluice_core::keys::DEFAULT_MAX_PARALLELISM),
+                    StateClock::System,
+                ),
+                None,
+            )?,
             pending: HashMap::new(),
         })
+    }
+
+    /// The aggregation a plan describes, emitting batches of at most `batch_rows`.
+    pub fn from_spec(spec: &sluice_proto::KeyedAggregateSpec, batch_rows: usize) -> Result<Self> {
+        let calls = spec
+            .aggregates
+            .iter()
+            .map(|call| {
+                let function = AggregateFunction::try_from(call.function)
+                    .map_err(|_| OperatorError::InvalidPlan(format!("unknown aggregate function {}", call.function)))?;
+                Ok(Call { function, column: call.column.map(|c| c as usize) })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        KeyedAggregate::new(
+            &sluice_core::schema::decode_schema(&spec.input_schema)?,
+            spec.key_columns.iter().map(|&c| c as usize).collect(),
+            calls,
+            sluice_core::schema::decode_schema(&spec.output_schema)?,
+            batch_rows,
+        )?
+        .with_state_ttl(spec.state_ttl_ms.map(Duration::from_millis))
+    }
+
+    /// This aggregation forgetting groups not updated for `ttl` (`None`: never).
+    pub fn with_state_ttl(mut self, ttl: Option<Duration>) -> Result<Self> {
+        self.state_ttl = ttl;
+        self.accumulators = Self::table(
+            StateTables::new(
+                Arc::new(MemoryStateStore::default()),
+                (0, sluice_core::keys::DEFAULT_MAX_PARALLELISM),
+                StateClock::System,
+            ),
+            ttl,
+        )?;
+        Ok(self)
+    }
+
+    fn table(mut tables: StateTables, ttl: Option<Duration>) -> Result<ValueTable<Accumulators>> {
+        tables.value(ACCUMULATORS, ttl)
     }
 
     /// Writes the pending accumulators to the store.
@@ -201,37 +256,32 @@ impl KeyedAggregate {
         if self.pending.is_empty() {
             return Ok(());
         }
-        let writes = self.pending.drain().map(|(k, accs)| (k, Some(encode_accs(&accs)))).collect();
-        self.store.write(writes)
+        let pending: Vec<((u32, Vec<u8>), Accumulators)> =
+            self.pending.drain().map(|(k, accs)| (k, Accumulators(accs))).collect();
+        self.accumulators.put_all(pending.iter().map(|((g, k), a)| (*g, k.as_slice(), a)))
     }
 
     /// Emits every group, in key-group order, in batches of at most `batch_rows`.
     fn emit(&mut self) -> Result<Vec<RecordBatch>> {
         self.flush()?;
         let mut out = Vec::new();
-        let mut keys: Vec<Vec<u8>> = Vec::new();
-        let mut accs: Vec<Vec<Acc>> = Vec::new();
-        let mut stored_keys: Vec<Vec<u8>> = Vec::new();
-        let mut failure = None;
-        let calls = self.calls.len();
-        self.store.scan(&[], &mut |stored, value| match decode_accs(value, calls) {
-            Ok(a) => {
-                stored_keys.push(stored.to_vec());
-                keys.push(stored[3..].to_vec());
-                accs.push(a);
-                true
-            }
-            Err(e) => {
-                failure = Some(e);
-                false
-            }
-        })?;
-        if let Some(e) = failure {
-            return Err(e);
-        }
+        let entries = self.accumulators.entries()?;
         // The results are emitted now: the state is done with, and a final checkpoint must
         // not hold it, or a job restored from that checkpoint would emit it again.
-        self.store.write(stored_keys.into_iter().map(|k| (k, None)).collect())?;
+        self.accumulators.remove_all(entries.iter().map(|(g, k, _)| (*g, k.as_slice())))?;
+        let calls = self.calls.len();
+        let mut keys = Vec::with_capacity(entries.len());
+        let mut accs = Vec::with_capacity(entries.len());
+        for (_, key, Accumulators(a)) in entries {
+            if a.len() != calls {
+                return Err(OperatorError::State(format!(
+                    "a group's state holds {} accumulators where the query has {calls}",
+                    a.len()
+                )));
+            }
+            keys.push(key);
+            accs.push(a);
+        }
         for (key_chunk, acc_chunk) in keys.chunks(self.batch_rows.max(1)).zip(accs.chunks(self.batch_rows.max(1))) {
             let parser = self.key_converter.parser();
             let mut columns = self
@@ -368,12 +418,18 @@ impl Operator for KeyedAggregate {
         let min_max_columns: Vec<Option<ArrayRef>> =
             self.calls.iter().map(|call| call.column.map(|c| batch.column(c).clone())).collect();
         for (row, &hash) in hashes.iter().enumerate() {
-            let stored = state_key(key_group(hash, self.max_parallelism), ACCUMULATORS, rows.row(row).as_ref());
+            let stored = (key_group(hash, self.max_parallelism), rows.row(row).as_ref().to_vec());
             let group = match self.pending.entry(stored) {
                 std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
                 std::collections::hash_map::Entry::Vacant(e) => {
-                    let accs = match self.store.get(e.key())? {
-                        Some(bytes) => decode_accs(&bytes, self.calls.len())?,
+                    let (g, k) = e.key();
+                    let accs = match self.accumulators.get(*g, k)? {
+                        Some(Accumulators(a)) if a.len() == self.calls.len() => a,
+                        Some(_) => {
+                            return Err(OperatorError::State(
+                                "a group's state does not match the query's aggregates".into(),
+                            ))
+                        }
                         None => self.initial.clone(),
                     };
                     e.insert(accs)
@@ -428,8 +484,8 @@ impl Operator for KeyedAggregate {
     }
 
     async fn initialize_state(&mut self, init: StateInit) -> Result<()> {
-        if let Some(store) = init.keyed {
-            self.store = store;
+        if let Some(tables) = init.tables() {
+            self.accumulators = Self::table(tables, self.state_ttl)?;
         }
         Ok(())
     }
@@ -558,7 +614,38 @@ mod tests {
             Acc::Extreme(Some(vec![1, 2, 3])),
             Acc::Extreme(None),
         ];
-        assert_eq!(decode_accs(&encode_accs(&accs), accs.len()).unwrap(), accs);
-        assert!(decode_accs(&encode_accs(&accs)[..5], accs.len()).is_err(), "truncated state is an error");
+        let mut bytes = Vec::new();
+        Accumulators(accs.clone()).encode(&mut bytes);
+        assert_eq!(Accumulators::decode(&bytes).unwrap().0, accs);
+        assert!(Accumulators::decode(&bytes[..5]).is_err(), "truncated state is an error");
+    }
+
+    /// `table.exec.state.ttl`: a group not updated for longer than the TTL is forgotten
+    /// (its next row starts it afresh), while a group updated within it keeps counting.
+    #[tokio::test]
+    async fn a_group_idle_for_longer_than_the_state_ttl_starts_afresh() {
+        use sluice_core::harness::{Build, Harness};
+        let input =
+            Arc::new(Schema::new(vec![Field::new("k", DataType::Utf8, false), Field::new("v", DataType::Int64, true)]));
+        let output = Arc::new(Schema::new(vec![
+            Field::new("k", DataType::Utf8, false),
+            Field::new("n", DataType::Int64, false),
+        ]));
+        let (i, o) = (input.clone(), output.clone());
+        let build: Build = Arc::new(move || {
+            let calls = vec![Call { function: AggregateFunction::CountStar, column: None }];
+            let agg = KeyedAggregate::new(&i, vec![0], calls, o.clone(), 1024)?;
+            Ok(Box::new(agg.with_state_ttl(Some(Duration::from_secs(60)))?) as Box<dyn Operator>)
+        });
+        let mut h = Harness::start_with_clock(build, input, Some(vec![0]), 2, StateClock::manual(0)).await.unwrap();
+        h.push("idle 1\nidle 1\nbusy 1").await.unwrap();
+        h.checkpoint(1).await.unwrap();
+        h.clock().advance(40_000);
+        h.push("busy 1").await.unwrap();
+        h.checkpoint(2).await.unwrap();
+        h.clock().advance(40_000); // idle: 80 s since its last update; busy: 40 s
+        h.push("idle 1\nbusy 1").await.unwrap();
+        h.finish().await.unwrap();
+        assert_eq!(h.sorted_rows(), vec!["busy 3", "idle 1"]);
     }
 }

@@ -49,6 +49,8 @@ pub struct Lowering {
     /// The graph so far.
     pub builder: JobGraphBuilder,
     default_parallelism: u32,
+    /// The state TTL of stateful operators (`table.exec.state.ttl`; `None`: forever).
+    pub state_ttl: Option<std::time::Duration>,
     /// Source streams by table, shared by every INSERT that reads the table.
     sources: HashMap<String, Stream>,
 }
@@ -94,6 +96,7 @@ impl Lowering {
         Lowering {
             builder: JobGraphBuilder::new(),
             default_parallelism: default_parallelism.max(1),
+            state_ttl: None,
             sources: HashMap::new(),
         }
     }
@@ -402,6 +405,7 @@ impl Lowering {
             aggregates: calls,
             output_schema: encode_schema(&agg_output),
             input_schema: encode_schema(&pre_schema),
+            state_ttl_ms: self.state_ttl.map(|t| t.as_millis() as u64),
         };
         let shown: Vec<String> = output.fields().iter().skip(group.len()).map(|f| f.name().clone()).collect();
         let keys_shown: Vec<String> = group.iter().map(|g| unqualify(g.clone()).to_string()).collect();

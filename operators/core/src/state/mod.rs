@@ -7,14 +7,19 @@
 //!   ([`Distribution::Union`]).
 //! - **Keyed state** lives in a [`KeyedStateStore`] (RocksDB in a task manager), under keys
 //!   prefixed by their key group, so a job can restore at another parallelism: each new
-//!   subtask takes the key groups it owns. [`ValueState`], [`ListState`] and [`MapState`]
-//!   give typed access to one named state of an operator.
+//!   subtask takes the key groups it owns. An operator declares its keyed state as named,
+//!   typed tables ([`tables`]): values, lists, maps and time-ordered tables, each entry
+//!   carrying its encoding's version and, with a TTL, its expiry.
 
 use std::collections::BTreeMap;
 use std::fmt;
 use std::sync::Arc;
 
 use crate::{OperatorError, Result};
+
+pub mod tables;
+
+pub use tables::{StateClock, StateTables, StateValue};
 
 /// How operator list state is redistributed over the subtasks of a restored job.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -78,7 +83,7 @@ impl OperatorState {
 }
 
 /// What an operator starts from.
-#[derive(Clone, Default)]
+#[derive(Clone)]
 pub struct StateInit {
     /// The operator state entries given to this subtask, by list name (empty on a fresh
     /// start).
@@ -91,6 +96,24 @@ pub struct StateInit {
     pub keyed: Option<Arc<dyn KeyedStateStore>>,
     /// The operator's uid in the job graph (stable across restores).
     pub operator_uid: String,
+    /// The key groups this subtask owns (start inclusive, end exclusive).
+    pub key_groups: (u32, u32),
+    /// The clock state TTLs follow (the system clock, or a test's).
+    pub clock: StateClock,
+}
+
+impl Default for StateInit {
+    fn default() -> Self {
+        StateInit {
+            lists: BTreeMap::new(),
+            restored: false,
+            restored_checkpoint: 0,
+            keyed: None,
+            operator_uid: String::new(),
+            key_groups: (0, crate::keys::DEFAULT_MAX_PARALLELISM),
+            clock: StateClock::System,
+        }
+    }
 }
 
 impl StateInit {
@@ -112,6 +135,12 @@ impl StateInit {
     pub fn list(&self, name: &str) -> &[Vec<u8>] {
         self.lists.get(name).map_or(&[], Vec::as_slice)
     }
+
+    /// The operator's keyed state, to declare its tables in; `None` when it declared no
+    /// keyed state ([`Operator::uses_keyed_state`](crate::Operator::uses_keyed_state)).
+    pub fn tables(&self) -> Option<StateTables> {
+        self.keyed.clone().map(|store| StateTables::new(store, self.key_groups, self.clock.clone()))
+    }
 }
 
 impl fmt::Debug for StateInit {
@@ -122,6 +151,7 @@ impl fmt::Debug for StateInit {
             .field("restored_checkpoint", &self.restored_checkpoint)
             .field("keyed", &self.keyed.is_some())
             .field("operator_uid", &self.operator_uid)
+            .field("key_groups", &self.key_groups)
             .finish()
     }
 }
@@ -130,156 +160,26 @@ impl fmt::Debug for StateInit {
 pub type StateWrite = (Vec<u8>, Option<Vec<u8>>);
 
 /// A byte store for the keyed state of one operator subtask. Keys start with the key
-/// group (two bytes, big-endian), so iteration is in key-group order.
+/// group (two bytes, big-endian), so iteration is in key-group order. Operators use it
+/// through [`StateTables`], which lays out its keys and values.
 pub trait KeyedStateStore: Send + Sync {
     /// The value under `key`.
     fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>>;
     /// Applies `writes` atomically.
     fn write(&self, writes: Vec<StateWrite>) -> Result<()>;
+    /// Calls `visit` for every entry whose key is at or after `start`, in key order, until
+    /// it returns false.
+    fn scan_from(&self, start: &[u8], visit: &mut dyn FnMut(&[u8], &[u8]) -> bool) -> Result<()>;
     /// Calls `visit` for every entry whose key starts with `prefix`, in key order, until
     /// it returns false.
-    fn scan(&self, prefix: &[u8], visit: &mut dyn FnMut(&[u8], &[u8]) -> bool) -> Result<()>;
+    fn scan(&self, prefix: &[u8], visit: &mut dyn FnMut(&[u8], &[u8]) -> bool) -> Result<()> {
+        self.scan_from(prefix, &mut |k, v| k.starts_with(prefix) && visit(k, v))
+    }
 }
 
-/// The key under which state `state` of `key` (in `key_group`) is stored:
-/// key group (2 bytes), state id (1 byte), then the key bytes.
-pub fn state_key(key_group: u32, state: u8, key: &[u8]) -> Vec<u8> {
-    let mut k = Vec::with_capacity(3 + key.len());
-    k.extend_from_slice(&(key_group as u16).to_be_bytes());
-    k.push(state);
-    k.extend_from_slice(key);
-    k
-}
-
-/// The key group of a stored state key.
+/// The key group of a stored state key (its first two bytes, big-endian).
 pub fn key_group_of(stored_key: &[u8]) -> Option<u32> {
     stored_key.get(..2).map(|b| u32::from(u16::from_be_bytes([b[0], b[1]])))
-}
-
-/// Splits a stored key into (key group, state id, key).
-pub fn split_state_key(stored_key: &[u8]) -> Option<(u32, u8, &[u8])> {
-    if stored_key.len() < 3 {
-        return None;
-    }
-    Some((key_group_of(stored_key)?, stored_key[2], &stored_key[3..]))
-}
-
-/// One value per key.
-pub struct ValueState<'a> {
-    store: &'a dyn KeyedStateStore,
-    id: u8,
-}
-
-impl<'a> ValueState<'a> {
-    /// The value state numbered `id` of an operator.
-    pub fn new(store: &'a dyn KeyedStateStore, id: u8) -> Self {
-        ValueState { store, id }
-    }
-
-    /// The value of `key`.
-    pub fn get(&self, key_group: u32, key: &[u8]) -> Result<Option<Vec<u8>>> {
-        self.store.get(&state_key(key_group, self.id, key))
-    }
-
-    /// Sets the value of `key`.
-    pub fn put(&self, key_group: u32, key: &[u8], value: Vec<u8>) -> Result<()> {
-        self.store.write(vec![(state_key(key_group, self.id, key), Some(value))])
-    }
-
-    /// Removes the value of `key`.
-    pub fn clear(&self, key_group: u32, key: &[u8]) -> Result<()> {
-        self.store.write(vec![(state_key(key_group, self.id, key), None)])
-    }
-}
-
-/// A list of values per key.
-pub struct ListState<'a> {
-    value: ValueState<'a>,
-}
-
-impl<'a> ListState<'a> {
-    /// The list state numbered `id` of an operator.
-    pub fn new(store: &'a dyn KeyedStateStore, id: u8) -> Self {
-        ListState { value: ValueState::new(store, id) }
-    }
-
-    /// The elements of `key`'s list, in insertion order.
-    pub fn get(&self, key_group: u32, key: &[u8]) -> Result<Vec<Vec<u8>>> {
-        match self.value.get(key_group, key)? {
-            Some(bytes) => decode_list(&bytes),
-            None => Ok(Vec::new()),
-        }
-    }
-
-    /// Appends an element to `key`'s list.
-    pub fn add(&self, key_group: u32, key: &[u8], element: &[u8]) -> Result<()> {
-        let mut bytes = self.value.get(key_group, key)?.unwrap_or_default();
-        bytes.extend_from_slice(&(element.len() as u32).to_le_bytes());
-        bytes.extend_from_slice(element);
-        self.value.put(key_group, key, bytes)
-    }
-
-    /// Removes `key`'s list.
-    pub fn clear(&self, key_group: u32, key: &[u8]) -> Result<()> {
-        self.value.clear(key_group, key)
-    }
-}
-
-fn decode_list(mut bytes: &[u8]) -> Result<Vec<Vec<u8>>> {
-    let mut out = Vec::new();
-    while !bytes.is_empty() {
-        let corrupt = || OperatorError::State("a list state entry is truncated".into());
-        let len = u32::from_le_bytes(bytes.get(..4).ok_or_else(corrupt)?.try_into().map_err(|_| corrupt())?) as usize;
-        out.push(bytes.get(4..4 + len).ok_or_else(corrupt)?.to_vec());
-        bytes = &bytes[4 + len..];
-    }
-    Ok(out)
-}
-
-/// A map per key: user keys to values.
-pub struct MapState<'a> {
-    store: &'a dyn KeyedStateStore,
-    id: u8,
-}
-
-impl<'a> MapState<'a> {
-    /// The map state numbered `id` of an operator.
-    pub fn new(store: &'a dyn KeyedStateStore, id: u8) -> Self {
-        MapState { store, id }
-    }
-
-    fn entry_key(&self, key_group: u32, key: &[u8], user_key: &[u8]) -> Vec<u8> {
-        let mut k = state_key(key_group, self.id, &(key.len() as u32).to_be_bytes());
-        k.extend_from_slice(key);
-        k.extend_from_slice(user_key);
-        k
-    }
-
-    /// The value under `user_key` in `key`'s map.
-    pub fn get(&self, key_group: u32, key: &[u8], user_key: &[u8]) -> Result<Option<Vec<u8>>> {
-        self.store.get(&self.entry_key(key_group, key, user_key))
-    }
-
-    /// Sets `user_key` in `key`'s map.
-    pub fn put(&self, key_group: u32, key: &[u8], user_key: &[u8], value: Vec<u8>) -> Result<()> {
-        self.store.write(vec![(self.entry_key(key_group, key, user_key), Some(value))])
-    }
-
-    /// Removes `user_key` from `key`'s map.
-    pub fn remove(&self, key_group: u32, key: &[u8], user_key: &[u8]) -> Result<()> {
-        self.store.write(vec![(self.entry_key(key_group, key, user_key), None)])
-    }
-
-    /// Every (user key, value) of `key`'s map, in user-key order.
-    pub fn entries(&self, key_group: u32, key: &[u8]) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
-        let prefix = self.entry_key(key_group, key, &[]);
-        let mut out = Vec::new();
-        self.store.scan(&prefix, &mut |k, v| {
-            out.push((k[prefix.len()..].to_vec(), v.to_vec()));
-            true
-        })?;
-        Ok(out)
-    }
 }
 
 /// A keyed state store in memory, for operator unit tests.
@@ -304,14 +204,26 @@ impl KeyedStateStore for MemoryStateStore {
         Ok(())
     }
 
-    fn scan(&self, prefix: &[u8], visit: &mut dyn FnMut(&[u8], &[u8]) -> bool) -> Result<()> {
+    fn scan_from(&self, start: &[u8], visit: &mut dyn FnMut(&[u8], &[u8]) -> bool) -> Result<()> {
         let entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
-        for (k, v) in entries.range(prefix.to_vec()..) {
-            if !k.starts_with(prefix) || !visit(k, v) {
+        for (k, v) in entries.range(start.to_vec()..) {
+            if !visit(k, v) {
                 break;
             }
         }
         Ok(())
+    }
+}
+
+impl MemoryStateStore {
+    /// How many entries the store holds (expired or not).
+    pub fn len(&self) -> usize {
+        self.entries.lock().unwrap_or_else(|p| p.into_inner()).len()
+    }
+
+    /// True when the store holds nothing.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
     }
 }
 
@@ -369,47 +281,4 @@ impl<'a> Reader<'a> {
 pub fn put_bytes(out: &mut Vec<u8>, bytes: &[u8]) {
     out.extend_from_slice(&(bytes.len() as u64).to_le_bytes());
     out.extend_from_slice(bytes);
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn typed_states_share_a_store_without_clashing() {
-        let store = MemoryStateStore::default();
-        let value = ValueState::new(&store, 1);
-        let list = ListState::new(&store, 2);
-        let map = MapState::new(&store, 3);
-        value.put(7, b"k", b"v".to_vec()).unwrap();
-        list.add(7, b"k", b"a").unwrap();
-        list.add(7, b"k", b"bc").unwrap();
-        map.put(7, b"k", b"x", b"1".to_vec()).unwrap();
-        map.put(7, b"k", b"y", b"2".to_vec()).unwrap();
-        map.put(7, b"kk", b"x", b"3".to_vec()).unwrap();
-        assert_eq!(value.get(7, b"k").unwrap(), Some(b"v".to_vec()));
-        assert_eq!(value.get(8, b"k").unwrap(), None, "key groups separate keys");
-        assert_eq!(list.get(7, b"k").unwrap(), vec![b"a".to_vec(), b"bc".to_vec()]);
-        assert_eq!(map.entries(7, b"k").unwrap(), vec![(b"x".to_vec(), b"1".to_vec()), (b"y".to_vec(), b"2".to_vec())]);
-        map.remove(7, b"k", b"x").unwrap();
-        assert_eq!(map.get(7, b"k", b"x").unwrap(), None);
-        list.clear(7, b"k").unwrap();
-        assert!(list.get(7, b"k").unwrap().is_empty());
-        let mut groups = Vec::new();
-        store
-            .scan(&[], &mut |k, _| {
-                groups.push(split_state_key(k).unwrap().0);
-                true
-            })
-            .unwrap();
-        assert!(groups.iter().all(|&g| g == 7));
-    }
-
-    #[test]
-    fn state_keys_sort_by_key_group() {
-        let a = state_key(1, 9, b"zzz");
-        let b = state_key(256, 0, b"a");
-        assert!(a < b);
-        assert_eq!(split_state_key(&b), Some((256, 0, &b"a"[..])));
-    }
 }
