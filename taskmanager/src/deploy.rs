@@ -75,6 +75,17 @@ pub fn memory_threshold(graph: &sluice_proto::JobGraph) -> Result<u64, TaskError
     }
 }
 
+/// How long a source polls nothing before it says it is idle (`table.exec.source.idle-timeout`;
+/// `None`, the default `0`: never), so its watermark stops holding back the tasks it feeds.
+pub fn source_idle_timeout(graph: &sluice_proto::JobGraph) -> Result<Option<std::time::Duration>, TaskError> {
+    match graph.config.get("table.exec.source.idle-timeout") {
+        None => Ok(None),
+        Some(v) => sluice_core::options::parse_duration(v)
+            .map(|d| Some(d).filter(|d| !d.is_zero()))
+            .map_err(|e| TaskError::Deployment(format!("'table.exec.source.idle-timeout' = '{v}': {e}"))),
+    }
+}
+
 /// Builds the tasks of `request` that run on task manager `me`; keyed state lives under
 /// `local_dir`.
 pub fn prepare(
@@ -89,6 +100,7 @@ pub fn prepare(
     sluice_core::job_graph::check(graph).map_err(TaskError::Deployment)?;
     limits.max_parallelism = max_parallelism(graph)?;
     let memory_threshold = memory_threshold(graph)?;
+    let idle_timeout = source_idle_timeout(graph)?;
     let storage = (!request.checkpoint_directory.is_empty())
         .then(|| CheckpointStorage { job_dir: request.checkpoint_directory.clone().into() });
     let mut restores: HashMap<(u32, u32), sluice_proto::TaskRestore> =
@@ -135,7 +147,11 @@ pub fn prepare(
                 let (_, consumer_tm) = locate(to.id, c)?;
                 if consumer_tm == me {
                     let (address, _) = locate(v, p)?;
-                    inputs.entry((to.id, c)).or_default().push(InputChannel::new(rx, origin(p, address)));
+                    inputs.entry((to.id, c)).or_default().push(InputChannel::new(
+                        rx,
+                        origin(p, address),
+                        edge.target_input as usize,
+                    ));
                 } else {
                     registry.register(key(edge, p, c), rx, metrics[&(v, p)].clone());
                 }
@@ -159,7 +175,11 @@ pub fn prepare(
                     continue;
                 }
                 let (tx, rx) = mpsc::channel(limits.channel_capacity);
-                inputs.entry((to.id, c)).or_default().push(InputChannel::new(rx, origin(p, address)));
+                inputs.entry((to.id, c)).or_default().push(InputChannel::new(
+                    rx,
+                    origin(p, address),
+                    edge.target_input as usize,
+                ));
                 remote_inputs.push(RemoteInput { address: address.to_string(), key: key(edge, p, c), tx });
             }
         }
@@ -217,6 +237,7 @@ pub fn prepare(
             notified: 0,
             stopped_at: None,
             metrics_published: std::time::Instant::now(),
+            idle_timeout,
         };
         tasks.push(PreparedTask {
             id: task_id.clone(),

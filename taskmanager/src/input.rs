@@ -1,7 +1,9 @@
 //! The input side of a task: merges its input channels fairly, aligns checkpoint barriers
 //! by checkpoint id (an input that delivered barrier n is parked until every input has),
-//! forwards the minimum watermark across inputs, and reports end of input once every input
-//! has ended.
+//! tracks watermarks per input and overall ([`WatermarkTracker`], with idle channels), and
+//! reports end of input once every input has ended. A two-input task (a join) has channels
+//! of both inputs in one gate: each batch comes tagged with its input, and barriers align
+//! across every channel of both.
 //!
 //! As in Flink's barrier handler, a barrier newer than the one being aligned means that
 //! some input will never deliver the older one (its source missed the trigger): the older
@@ -9,9 +11,12 @@
 //! alignment starts over for the newer one. Barriers of an abandoned checkpoint that
 //! arrive later are dropped.
 
+use std::collections::VecDeque;
 use std::future::poll_fn;
 use std::task::Poll;
 
+use arrow::record_batch::RecordBatch;
+use sluice_core::watermarks::{WatermarkEvent, WatermarkTracker};
 use sluice_core::{Barrier, Message};
 use tokio::sync::mpsc;
 
@@ -22,22 +27,39 @@ pub struct InputChannel {
     rx: mpsc::Receiver<Message>,
     /// Who feeds this channel, for error messages.
     origin: String,
+    /// Which input of the task's first operator it feeds (0, or 1 for a second input).
+    input: usize,
     ended: bool,
     blocked: bool,
-    watermark: i64,
 }
 
 impl InputChannel {
-    /// Wraps a channel fed by `origin` (e.g. "subtask 2 of 'source: orders' at 10.0.0.5:6121").
-    pub fn new(rx: mpsc::Receiver<Message>, origin: String) -> Self {
-        InputChannel { rx, origin, ended: false, blocked: false, watermark: i64::MIN }
+    /// Wraps a channel fed by `origin` (e.g. "subtask 2 of 'source: orders' at 10.0.0.5:6121")
+    /// into input `input` of the task.
+    pub fn new(rx: mpsc::Receiver<Message>, origin: String, input: usize) -> Self {
+        InputChannel { rx, origin, input, ended: false, blocked: false }
     }
 }
 
 /// What the gate hands to its task.
 #[derive(Debug)]
 pub enum GateEvent {
-    /// The next message (a barrier only once every input delivered it).
+    /// A batch of input `input`.
+    Data {
+        /// The input it came from.
+        input: usize,
+        /// The rows.
+        batch: RecordBatch,
+    },
+    /// The watermark of input `input` rose (only for tasks with two inputs).
+    InputWatermark {
+        /// The input.
+        input: usize,
+        /// Its watermark.
+        watermark: i64,
+    },
+    /// A control message: the task's watermark rose, every input is idle, a barrier
+    /// arrived on every channel, or every channel ended.
     Message(Message),
     /// A checkpoint whose barrier was being aligned was abandoned, because a newer barrier
     /// arrived on an input that never delivered it.
@@ -53,7 +75,10 @@ pub enum GateEvent {
 pub struct InputGate {
     inputs: Vec<InputChannel>,
     next: usize,
-    watermark: i64,
+    watermarks: WatermarkTracker,
+    two_inputs: bool,
+    /// Events ready to hand out (one message can produce several).
+    ready: VecDeque<GateEvent>,
     pending_barrier: Option<Barrier>,
     /// The newest checkpoint id whose alignment started here (0: none); barriers up to it
     /// that arrive when nothing is pending belong to a finished or abandoned alignment.
@@ -67,10 +92,14 @@ pub struct InputGate {
 impl InputGate {
     /// A gate over `inputs` (at least one).
     pub fn new(inputs: Vec<InputChannel>) -> Self {
+        let channel_inputs: Vec<usize> = inputs.iter().map(|i| i.input).collect();
+        let two_inputs = channel_inputs.iter().any(|&i| i > 0);
         InputGate {
             inputs,
             next: 0,
-            watermark: i64::MIN,
+            watermarks: WatermarkTracker::new(&channel_inputs),
+            two_inputs,
+            ready: VecDeque::new(),
             pending_barrier: None,
             newest_barrier: 0,
             alignment_started: None,
@@ -87,14 +116,24 @@ impl InputGate {
         self.inputs.iter().all(|i| i.ended || i.blocked)
     }
 
-    /// The minimum watermark over the inputs still open; `None` when all have ended.
-    fn min_watermark(&self) -> Option<i64> {
-        self.inputs.iter().filter(|i| !i.ended).map(|i| i.watermark).min()
+    /// Queues what a watermark change produced.
+    fn queue_watermarks(&mut self, events: Vec<WatermarkEvent>) {
+        for event in events {
+            self.ready.push_back(match event {
+                WatermarkEvent::Input { .. } if !self.two_inputs => continue,
+                WatermarkEvent::Input { input, watermark } => GateEvent::InputWatermark { input, watermark },
+                WatermarkEvent::Combined(w) => GateEvent::Message(Message::Watermark(w)),
+                WatermarkEvent::Idle => GateEvent::Message(Message::Idle),
+            });
+        }
     }
 
     /// The next event for the task; `EndOfInput` once, when every input has ended.
     pub async fn next(&mut self) -> Result<GateEvent, TaskError> {
         loop {
+            if let Some(event) = self.ready.pop_front() {
+                return Ok(event);
+            }
             if let Some(barrier) = self.pending_barrier {
                 if self.all_live_blocked() {
                     self.pending_barrier = None;
@@ -123,22 +162,26 @@ impl InputGate {
                 Poll::Pending
             })
             .await;
-            let input = &mut self.inputs[index];
             match message {
                 None => {
                     return Err(TaskError::Exchange {
-                        peer: input.origin.clone(),
+                        peer: self.inputs[index].origin.clone(),
                         message:
                             "the input closed before its end (the upstream task failed or its task manager was lost)"
                                 .into(),
                     })
                 }
-                Some(Message::Data(batch)) => return Ok(GateEvent::Message(Message::Data(batch))),
+                Some(Message::Data(batch)) => {
+                    self.watermarks.on_data(index);
+                    return Ok(GateEvent::Data { input: self.inputs[index].input, batch });
+                }
                 Some(Message::Watermark(w)) => {
-                    input.watermark = input.watermark.max(w);
-                    if let Some(advanced) = self.advance_watermark() {
-                        return Ok(GateEvent::Message(Message::Watermark(advanced)));
-                    }
+                    let events = self.watermarks.on_watermark(index, w);
+                    self.queue_watermarks(events);
+                }
+                Some(Message::Idle) => {
+                    let events = self.watermarks.on_idle(index);
+                    self.queue_watermarks(events);
                 }
                 Some(Message::Barrier(barrier)) => {
                     if let Some(aborted) = self.on_barrier(index, barrier) {
@@ -146,10 +189,9 @@ impl InputGate {
                     }
                 }
                 Some(Message::EndOfInput) => {
-                    input.ended = true;
-                    if let Some(advanced) = self.advance_watermark() {
-                        return Ok(GateEvent::Message(Message::Watermark(advanced)));
-                    }
+                    self.inputs[index].ended = true;
+                    let events = self.watermarks.on_end(index);
+                    self.queue_watermarks(events);
                 }
             }
         }
@@ -184,16 +226,6 @@ impl InputGate {
         self.alignment_started.get_or_insert_with(std::time::Instant::now);
         aborted
     }
-
-    fn advance_watermark(&mut self) -> Option<i64> {
-        match self.min_watermark() {
-            Some(min) if min > self.watermark => {
-                self.watermark = min;
-                Some(min)
-            }
-            _ => None,
-        }
-    }
 }
 
 #[cfg(test)]
@@ -211,14 +243,15 @@ mod tests {
 
     fn gate(n: usize) -> (Vec<mpsc::Sender<Message>>, InputGate) {
         let (txs, rxs): (Vec<_>, Vec<_>) = (0..n).map(|_| mpsc::channel(16)).unzip();
-        let inputs = rxs.into_iter().enumerate().map(|(i, rx)| InputChannel::new(rx, format!("input {i}"))).collect();
+        let inputs =
+            rxs.into_iter().enumerate().map(|(i, rx)| InputChannel::new(rx, format!("input {i}"), 0)).collect();
         (txs, InputGate::new(inputs))
     }
 
     fn value(m: &GateEvent) -> Option<i64> {
         match m {
-            GateEvent::Message(Message::Data(b)) => {
-                Some(b.column(0).as_any().downcast_ref::<Int64Array>().unwrap().value(0))
+            GateEvent::Data { batch, .. } => {
+                Some(batch.column(0).as_any().downcast_ref::<Int64Array>().unwrap().value(0))
             }
             _ => None,
         }
@@ -300,6 +333,49 @@ mod tests {
         assert!(matches!(next(&mut gate).await, GateEvent::Message(Message::Watermark(100))));
         txs[0].send(Message::EndOfInput).await.unwrap();
         assert!(matches!(next(&mut gate).await, GateEvent::Message(Message::EndOfInput)));
+    }
+
+    /// A two-input gate: batches come tagged with their input, each input's watermark is
+    /// reported, barriers align across both, and an idle channel stops holding the task's
+    /// watermark back.
+    #[tokio::test]
+    async fn a_two_input_gate_tags_batches_and_tracks_each_inputs_watermark() {
+        let (txs, rxs): (Vec<_>, Vec<_>) = (0..3).map(|_| mpsc::channel(16)).unzip();
+        // Channels 0 and 1 feed input 0; channel 2 feeds input 1.
+        let channels =
+            rxs.into_iter().zip([0, 0, 1]).map(|(rx, input)| InputChannel::new(rx, format!("ch {input}"), input));
+        let mut gate = InputGate::new(channels.collect());
+        txs[2].send(data(7)).await.unwrap();
+        assert!(matches!(next(&mut gate).await, GateEvent::Data { input: 1, .. }));
+        txs[0].send(data(1)).await.unwrap();
+        assert!(matches!(next(&mut gate).await, GateEvent::Data { input: 0, .. }));
+        txs[2].send(Message::Watermark(30)).await.unwrap();
+        assert!(matches!(next(&mut gate).await, GateEvent::InputWatermark { input: 1, watermark: 30 }));
+        txs[0].send(Message::Watermark(10)).await.unwrap();
+        txs[1].send(Message::Idle).await.unwrap();
+        assert!(matches!(next(&mut gate).await, GateEvent::InputWatermark { input: 0, watermark: 10 }));
+        assert!(matches!(next(&mut gate).await, GateEvent::Message(Message::Watermark(10))));
+        txs[2].send(Message::Barrier(barrier(1))).await.unwrap();
+        txs[2].send(data(8)).await.unwrap(); // after the barrier on input 1: waits
+        txs[0].send(Message::Barrier(barrier(1))).await.unwrap();
+        txs[1].send(data(2)).await.unwrap(); // the idle channel wakes
+        assert_eq!(value(&next(&mut gate).await), Some(2));
+        txs[1].send(Message::Barrier(barrier(1))).await.unwrap();
+        assert!(is_barrier(&next(&mut gate).await, 1), "aligned across both inputs");
+        assert_eq!(value(&next(&mut gate).await), Some(8));
+    }
+
+    #[tokio::test]
+    async fn a_gate_whose_every_channel_is_idle_says_so_once() {
+        let (txs, mut gate) = gate(2);
+        txs[0].send(Message::Idle).await.unwrap();
+        txs[1].send(Message::Watermark(5)).await.unwrap();
+        assert!(matches!(next(&mut gate).await, GateEvent::Message(Message::Watermark(5))));
+        txs[1].send(Message::Idle).await.unwrap();
+        txs[0].send(Message::Idle).await.unwrap();
+        txs[0].send(data(3)).await.unwrap();
+        assert!(matches!(next(&mut gate).await, GateEvent::Message(Message::Idle)));
+        assert_eq!(value(&next(&mut gate).await), Some(3), "the second idle changes nothing");
     }
 
     #[tokio::test]

@@ -9,7 +9,7 @@ use arrow::ipc::writer::StreamWriter;
 use arrow::record_batch::RecordBatch;
 use sluice_core::{Barrier, Message};
 use sluice_proto::data_frame::Kind;
-use sluice_proto::{CheckpointBarrier, DataFrame, EndOfInput};
+use sluice_proto::{CheckpointBarrier, DataFrame, EndOfInput, Idle};
 
 use crate::error::TaskError;
 
@@ -31,6 +31,7 @@ impl FrameEncoder {
                 last_completed: b.last_completed,
             }),
             Message::EndOfInput => Kind::EndOfInput(EndOfInput {}),
+            Message::Idle => Kind::Idle(Idle {}),
         };
         Ok(DataFrame { kind: Some(kind) })
     }
@@ -78,6 +79,7 @@ impl FrameDecoder {
                 last_completed: b.last_completed,
             })),
             Some(Kind::EndOfInput(_)) => Some(Message::EndOfInput),
+            Some(Kind::Idle(_)) => Some(Message::Idle),
             None => None,
         })
     }
@@ -127,6 +129,7 @@ mod tests {
             other => panic!("expected a barrier, got {other:?}"),
         }
         assert!(matches!(dec.decode(enc.encode(Message::EndOfInput).unwrap()).unwrap(), Some(Message::EndOfInput)));
+        assert!(matches!(dec.decode(enc.encode(Message::Idle).unwrap()).unwrap(), Some(Message::Idle)));
     }
 
     #[test]

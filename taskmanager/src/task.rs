@@ -16,6 +16,8 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use arrow::record_batch::RecordBatch;
+
 use sluice_core::keys::key_group_range;
 use sluice_core::{
     Barrier, Collector, Message, Operator, OperatorError, OperatorState, Source, SourcePoll, StateInit, TaskContext,
@@ -144,6 +146,23 @@ impl Chain {
         self.process_from(0, vec![message], snapshots).await
     }
 
+    /// Passes a batch of input `input` (of a two-input head operator) through the chain.
+    async fn process_input(&mut self, input: usize, batch: RecordBatch) -> Result<Vec<Message>, TaskError> {
+        let Some(head) = self.operators.first_mut() else { return Ok(vec![Message::Data(batch)]) };
+        let mut out = Collector::default();
+        head.process_input(input, batch, &mut out).await?;
+        self.process_from(1, out.take(), &mut Vec::new()).await
+    }
+
+    /// Tells the head operator that input `input`'s watermark rose; what it emits goes
+    /// through the rest of the chain.
+    async fn input_watermark(&mut self, input: usize, watermark: i64) -> Result<Vec<Message>, TaskError> {
+        let Some(head) = self.operators.first_mut() else { return Ok(Vec::new()) };
+        let mut out = Collector::default();
+        head.on_input_watermark(input, watermark, &mut out).await?;
+        self.process_from(1, out.take(), &mut Vec::new()).await
+    }
+
     /// The earliest deadline of the chain's operators.
     fn deadline(&self) -> Option<tokio::time::Instant> {
         self.operators.iter().filter_map(|op| op.deadline()).min()
@@ -182,6 +201,7 @@ impl Chain {
                 match message {
                     Message::Data(batch) => op.process_batch(batch, &mut out).await?,
                     Message::Watermark(w) => op.on_watermark(w, &mut out).await?,
+                    Message::Idle => op.on_idle(&mut out).await?,
                     Message::Barrier(b) => {
                         op.on_barrier(b, &mut out).await?;
                         snapshots.push(op.snapshot_state(b.checkpoint_id).await?);
@@ -224,6 +244,9 @@ pub struct Task {
     pub stopped_at: Option<u64>,
     /// When the operators' metrics were last published.
     pub metrics_published: Instant,
+    /// A source task that polls nothing for this long says it is idle downstream
+    /// (`table.exec.source.idle-timeout`).
+    pub idle_timeout: Option<Duration>,
 }
 
 fn restored_operator<'a>(restore: &'a Option<TaskRestore>, uid: &str) -> Option<&'a OperatorRestore> {
@@ -239,7 +262,8 @@ impl Task {
         match head {
             Head::Source(mut source) => {
                 let uid = self.source_uid.clone().unwrap_or_default();
-                source.initialize_state(self.state_init(&uid, None).await?).await?;
+                let key_groups = key_group_range(self.ctx.subtask, self.ctx.max_parallelism, self.ctx.parallelism);
+                source.initialize_state(self.state_init(&uid, None, key_groups).await?).await?;
                 source.open(&self.ctx).await?;
                 self.run_source(source).await
             }
@@ -252,6 +276,7 @@ impl Task {
         &self,
         uid: &str,
         keyed: Option<Arc<dyn sluice_core::KeyedStateStore>>,
+        key_groups: (u32, u32),
     ) -> impl std::future::Future<Output = Result<StateInit, TaskError>> + Send + 'static {
         let restore = restored_operator(&self.checkpointing.restore, uid).cloned();
         let restored = self.checkpointing.restore.is_some();
@@ -263,6 +288,7 @@ impl Task {
             .await
             .map_err(|e| OperatorError::State(format!("reading operator state stopped: {e}")))??;
             init.keyed = keyed;
+            init.key_groups = key_groups;
             Ok(init)
         }
     }
@@ -292,7 +318,7 @@ impl Task {
             } else {
                 None
             };
-            let init = self.state_init(&uid, keyed).await?;
+            let init = self.state_init(&uid, keyed, range).await?;
             self.chain.operators[i].initialize_state(init).await?;
         }
         Ok(())
@@ -319,6 +345,15 @@ impl Task {
         // After the message, so that what the end of input did is reported too.
         self.publish_operator_metrics(control);
         self.send(out).await
+    }
+
+    /// Feeds a batch of input `input` into the chain and sends what comes out.
+    async fn handle_input(&mut self, input: usize, batch: RecordBatch) -> Result<(), TaskError> {
+        self.metrics.add_rows_in(batch.num_rows());
+        let out = self.chain.process_input(input, batch).await?;
+        self.publish_operator_metrics(false);
+        self.send(out).await?;
+        Ok(())
     }
 
     async fn send(&mut self, messages: Vec<Message>) -> Result<bool, TaskError> {
@@ -612,6 +647,9 @@ impl Task {
     }
 
     async fn run_source(&mut self, mut source: Box<dyn Source>) -> Result<(), TaskError> {
+        // Since when the source has had nothing, and whether it said so downstream.
+        let mut idle_since: Option<Instant> = None;
+        let mut announced_idle = false;
         loop {
             // A source whose input is always ready would otherwise never yield its worker thread.
             tokio::task::consume_budget().await;
@@ -636,12 +674,19 @@ impl Task {
             self.metrics.set_skipped(source.skipped_records());
             match polled {
                 SourcePoll::Batch(batch) => {
+                    (idle_since, announced_idle) = (None, false);
                     self.handle(Message::Data(batch)).await?;
                     if let Some((_, pause)) = crate::faults::source_pace() {
                         tokio::time::sleep(pause).await;
                     }
                 }
-                SourcePoll::Idle => {}
+                SourcePoll::Idle => {
+                    let since = *idle_since.get_or_insert_with(Instant::now);
+                    if !announced_idle && self.idle_timeout.is_some_and(|t| since.elapsed() >= t) {
+                        announced_idle = true;
+                        self.handle(Message::Idle).await?;
+                    }
+                }
                 SourcePoll::Finished => {
                     // A bounded input ends event time too, so event-time results are emitted.
                     self.handle(Message::Watermark(i64::MAX)).await?;
@@ -670,6 +715,15 @@ impl Task {
             let message = tokio::select! {
                 event = gate.next(), if accepting => match event? {
                     GateEvent::Message(message) => message,
+                    GateEvent::Data { input, batch } => {
+                        self.handle_input(input, batch).await?;
+                        continue;
+                    }
+                    GateEvent::InputWatermark { input, watermark } => {
+                        let out = self.chain.input_watermark(input, watermark).await?;
+                        self.send(out).await?;
+                        continue;
+                    }
                     GateEvent::Aborted { checkpoint_id, reason } => {
                         let reason = format!("{}: {reason}", self.ctx.task_name);
                         let _ = self.checkpointing.events.send(TaskEvent::Decline { checkpoint_id, reason });

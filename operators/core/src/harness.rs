@@ -15,7 +15,8 @@ use arrow::datatypes::SchemaRef;
 use arrow::record_batch::RecordBatch;
 
 use crate::keys::{key_group, key_group_range, subtask_for_key_group, KeyHasher, DEFAULT_MAX_PARALLELISM};
-use crate::state::{key_group_of, KeyedStateStore, MemoryStateStore};
+use crate::state::{key_group_of, KeyedStateStore, MemoryStateStore, StateClock};
+use crate::watermarks::{WatermarkEvent, WatermarkTracker};
 use crate::{Barrier, Collector, Distribution, Message, Operator, OperatorError, OperatorState, Result, StateInit};
 use crate::{OperatorList, TaskContext};
 
@@ -37,16 +38,28 @@ struct Subtask {
     operator: Box<dyn Operator>,
     store: Arc<MemoryStateStore>,
     output: Vec<Message>,
+    /// One channel per input, as the task's gate tracks them.
+    watermarks: WatermarkTracker,
+}
+
+/// One input of the operator under test: its rows, and how they are routed.
+#[derive(Debug, Clone)]
+pub struct HarnessInput {
+    /// The schema of its rows.
+    pub schema: SchemaRef,
+    /// With key columns, rows go to the subtask owning their key group (a hash exchange);
+    /// without, to the subtasks in turn.
+    pub key_columns: Option<Vec<usize>>,
 }
 
 /// One operator at a parallelism, fed and observed by a test.
 pub struct Harness {
     build: Build,
-    schema: SchemaRef,
-    key_columns: Option<Vec<usize>>,
+    inputs: Vec<HarnessInput>,
     max_parallelism: u32,
     subtasks: Vec<Subtask>,
     next_subtask: usize,
+    clock: StateClock,
 }
 
 impl Harness {
@@ -58,7 +71,30 @@ impl Harness {
         key_columns: Option<Vec<usize>>,
         parallelism: u32,
     ) -> Result<Self> {
-        Self::open(build, schema, key_columns, parallelism, None).await
+        Self::open(build, vec![HarnessInput { schema, key_columns }], parallelism, None, StateClock::System).await
+    }
+
+    /// Starts `parallelism` fresh subtasks of an operator with several `inputs` (a
+    /// two-input operator has two), with state TTLs following `clock`.
+    pub async fn start_inputs(
+        build: Build,
+        inputs: Vec<HarnessInput>,
+        parallelism: u32,
+        clock: StateClock,
+    ) -> Result<Self> {
+        Self::open(build, inputs, parallelism, None, clock).await
+    }
+
+    /// As [`start`](Self::start), with state TTLs following `clock` (a
+    /// [`StateClock::manual`] one moves only when the test says).
+    pub async fn start_with_clock(
+        build: Build,
+        schema: SchemaRef,
+        key_columns: Option<Vec<usize>>,
+        parallelism: u32,
+        clock: StateClock,
+    ) -> Result<Self> {
+        Self::open(build, vec![HarnessInput { schema, key_columns }], parallelism, None, clock).await
     }
 
     /// Starts `parallelism` fresh subtasks restored from `snapshot` (taken at any
@@ -70,27 +106,33 @@ impl Harness {
         parallelism: u32,
         snapshot: &Snapshot,
     ) -> Result<Self> {
-        Self::open(build, schema, key_columns, parallelism, Some(snapshot)).await
+        let inputs = vec![HarnessInput { schema, key_columns }];
+        Self::open(build, inputs, parallelism, Some(snapshot), StateClock::System).await
     }
 
     async fn open(
         build: Build,
-        schema: SchemaRef,
-        key_columns: Option<Vec<usize>>,
+        inputs: Vec<HarnessInput>,
         parallelism: u32,
         snapshot: Option<&Snapshot>,
+        clock: StateClock,
     ) -> Result<Self> {
         let max_parallelism = DEFAULT_MAX_PARALLELISM;
         let mut subtasks = Vec::new();
         for s in 0..parallelism {
             let mut operator = build()?;
             let store = Arc::new(MemoryStateStore::default());
-            let mut init = StateInit { operator_uid: "harness".into(), ..Default::default() };
+            let (start, end) = key_group_range(s, max_parallelism, parallelism);
+            let mut init = StateInit {
+                operator_uid: "harness".into(),
+                key_groups: (start, end),
+                clock: clock.clone(),
+                ..Default::default()
+            };
             if let Some(snapshot) = snapshot {
                 init.restored = true;
                 init.restored_checkpoint = snapshot.checkpoint_id;
                 init.lists = redistribute(&snapshot.states, s as usize, parallelism as usize);
-                let (start, end) = key_group_range(s, max_parallelism, parallelism);
                 let writes = snapshot
                     .keyed
                     .iter()
@@ -112,26 +154,53 @@ impl Harness {
                 ..TaskContext::single(&format!("harness {s}/{parallelism}"))
             };
             operator.open(&ctx).await?;
-            subtasks.push(Subtask { operator, store, output: Vec::new() });
+            let channels: Vec<usize> = (0..inputs.len()).collect();
+            subtasks.push(Subtask {
+                operator,
+                store,
+                output: Vec::new(),
+                watermarks: WatermarkTracker::new(&channels),
+            });
         }
-        Ok(Harness { build, schema, key_columns, max_parallelism, subtasks, next_subtask: 0 })
+        Ok(Harness { build, inputs, max_parallelism, subtasks, next_subtask: 0, clock })
     }
 
-    /// The rows of `text` as a batch of the input schema.
+    /// The clock the subtasks' state TTLs follow.
+    pub fn clock(&self) -> &StateClock {
+        &self.clock
+    }
+
+    /// The rows of `text` as a batch of the (first) input's schema.
     pub fn rows(&self, text: &str) -> Result<RecordBatch> {
-        parse_rows(&self.schema, text)
+        parse_rows(&self.inputs[0].schema, text)
     }
 
-    /// Feeds the rows of `text`.
+    /// Feeds the rows of `text` (to the first input).
     pub async fn push(&mut self, text: &str) -> Result<()> {
-        let batch = self.rows(text)?;
-        self.push_batch(batch).await
+        self.push_to(0, text).await
     }
 
-    /// Feeds `batch`: by key group with key columns, else to the subtasks in turn.
+    /// Feeds the rows of `text` to input `input`.
+    pub async fn push_to(&mut self, input: usize, text: &str) -> Result<()> {
+        let schema = self.input(input)?.schema.clone();
+        self.push_batch_to(input, parse_rows(&schema, text)?).await
+    }
+
+    fn input(&self, input: usize) -> Result<&HarnessInput> {
+        self.inputs.get(input).ok_or_else(|| OperatorError::InvalidPlan(format!("the harness has no input {input}")))
+    }
+
+    /// Feeds `batch` to the first input.
     pub async fn push_batch(&mut self, batch: RecordBatch) -> Result<()> {
+        self.push_batch_to(0, batch).await
+    }
+
+    /// Feeds `batch` to input `input`: by key group with key columns, else to the subtasks
+    /// in turn.
+    pub async fn push_batch_to(&mut self, input: usize, batch: RecordBatch) -> Result<()> {
         let p = self.subtasks.len() as u32;
-        let parts: Vec<(usize, RecordBatch)> = match &self.key_columns {
+        let key_columns = self.input(input)?.key_columns.clone();
+        let parts: Vec<(usize, RecordBatch)> = match &key_columns {
             None => {
                 let s = self.next_subtask;
                 self.next_subtask = (s + 1) % self.subtasks.len();
@@ -155,20 +224,58 @@ impl Harness {
         };
         for (s, part) in parts {
             let subtask = &mut self.subtasks[s];
+            subtask.watermarks.on_data(input);
             let mut out = Collector::default();
-            subtask.operator.process_batch(part, &mut out).await?;
+            subtask.operator.process_input(input, part, &mut out).await?;
             subtask.output.extend(out.take());
         }
         Ok(())
     }
 
-    /// A watermark reaches every subtask.
+    /// A watermark reaches every input of every subtask.
     pub async fn watermark(&mut self, watermark: i64) -> Result<()> {
-        for subtask in &mut self.subtasks {
-            let mut out = Collector::default();
-            subtask.operator.on_watermark(watermark, &mut out).await?;
-            subtask.output.extend(out.take());
+        for input in 0..self.inputs.len() {
+            self.watermark_to(input, watermark).await?;
         }
+        Ok(())
+    }
+
+    /// A watermark reaches input `input` of every subtask. As in a task, the operator
+    /// hears of each input's watermark (when it has two inputs) and of the minimum over
+    /// its inputs when that rises.
+    pub async fn watermark_to(&mut self, input: usize, watermark: i64) -> Result<()> {
+        self.input(input)?;
+        for subtask in &mut self.subtasks {
+            let events = subtask.watermarks.on_watermark(input, watermark);
+            Self::deliver(subtask, events).await?;
+        }
+        Ok(())
+    }
+
+    /// Input `input` of every subtask goes idle ([`Message::Idle`]).
+    pub async fn idle_to(&mut self, input: usize) -> Result<()> {
+        self.input(input)?;
+        for subtask in &mut self.subtasks {
+            let events = subtask.watermarks.on_idle(input);
+            Self::deliver(subtask, events).await?;
+        }
+        Ok(())
+    }
+
+    async fn deliver(subtask: &mut Subtask, events: Vec<WatermarkEvent>) -> Result<()> {
+        let two_inputs = subtask.watermarks.inputs() > 1;
+        let mut out = Collector::default();
+        for event in events {
+            match event {
+                WatermarkEvent::Input { input, watermark } if two_inputs => {
+                    subtask.operator.on_input_watermark(input, watermark, &mut out).await?
+                }
+                WatermarkEvent::Input { .. } => {}
+                WatermarkEvent::Combined(w) => subtask.operator.on_watermark(w, &mut out).await?,
+                WatermarkEvent::Idle => subtask.operator.on_idle(&mut out).await?,
+            }
+        }
+        subtask.output.extend(out.take());
         Ok(())
     }
 
@@ -343,19 +450,19 @@ mod tests {
     /// A two-column test operator: counts rows per key (keyed state) and emits the
     /// counts at the end; holds watermarks back by 10.
     struct CountPerKey {
-        store: Option<Arc<dyn KeyedStateStore>>,
+        counts: Option<crate::state::tables::ValueTable<i64>>,
     }
 
     #[async_trait]
     impl Operator for CountPerKey {
         async fn process_batch(&mut self, batch: RecordBatch, _out: &mut Collector) -> Result<()> {
-            let store = self.store.clone().expect("keyed");
+            let counts = self.counts.as_ref().expect("keyed");
             let hashes = KeyHasher::new(&batch.schema(), &[0])?.hashes(&batch)?;
             for (row, hash) in hashes.into_iter().enumerate() {
                 let key = arrow::util::display::array_value_to_string(batch.column(0), row).unwrap();
-                let stored = crate::state::state_key(key_group(hash, DEFAULT_MAX_PARALLELISM), 0, key.as_bytes());
-                let n = store.get(&stored)?.map_or(0, |v| u64::from_le_bytes(v.try_into().unwrap()));
-                store.write(vec![(stored, Some((n + 1).to_le_bytes().to_vec()))])?;
+                let group = key_group(hash, DEFAULT_MAX_PARALLELISM);
+                let n = counts.get(group, key.as_bytes())?.unwrap_or(0);
+                counts.put(group, key.as_bytes(), &(n + 1))?;
             }
             Ok(())
         }
@@ -370,18 +477,17 @@ mod tests {
         }
 
         async fn initialize_state(&mut self, init: StateInit) -> Result<()> {
-            self.store = init.keyed;
+            self.counts = Some(init.tables().expect("keyed").value("counts", None)?);
             Ok(())
         }
 
         async fn finish(&mut self, out: &mut Collector) -> Result<()> {
             let mut keys = Vec::new();
             let mut counts = Vec::new();
-            self.store.as_ref().expect("keyed").scan(&[], &mut |k, v| {
-                keys.push(String::from_utf8(k[3..].to_vec()).unwrap());
-                counts.push(u64::from_le_bytes(v.try_into().unwrap()) as i64);
-                true
-            })?;
+            for (_, key, n) in self.counts.as_ref().expect("keyed").entries()? {
+                keys.push(String::from_utf8(key).unwrap());
+                counts.push(n);
+            }
             let schema = Arc::new(Schema::new(vec![
                 Field::new("k", DataType::Utf8, false),
                 Field::new("n", DataType::Int64, false),
@@ -401,6 +507,59 @@ mod tests {
         Arc::new(Schema::new(vec![Field::new("k", DataType::Utf8, false), Field::new("v", DataType::Int64, true)]))
     }
 
+    /// Records what reaches it: each input's batches and watermarks, as rows
+    /// ("batch <input> <rows>", "watermark <input> <watermark>"), forwarding the minimum.
+    struct TwoInputRecorder;
+
+    fn event(text: String) -> RecordBatch {
+        let schema = Arc::new(Schema::new(vec![Field::new("event", DataType::Utf8, false)]));
+        RecordBatch::try_new(schema, vec![Arc::new(StringArray::from(vec![text]))]).unwrap()
+    }
+
+    #[async_trait]
+    impl Operator for TwoInputRecorder {
+        async fn process_batch(&mut self, batch: RecordBatch, out: &mut Collector) -> Result<()> {
+            self.process_input(0, batch, out).await
+        }
+
+        async fn process_input(&mut self, input: usize, batch: RecordBatch, out: &mut Collector) -> Result<()> {
+            out.batch(event(format!("batch {input} {}", batch.num_rows())));
+            Ok(())
+        }
+
+        async fn on_input_watermark(&mut self, input: usize, watermark: i64, out: &mut Collector) -> Result<()> {
+            out.batch(event(format!("watermark {input} {watermark}")));
+            Ok(())
+        }
+    }
+
+    /// A two-input operator sees which input each batch came from, each input's
+    /// watermark, and the minimum over both; an idle input stops holding it back.
+    #[tokio::test]
+    async fn a_two_input_operator_sees_each_inputs_batches_and_watermarks() {
+        let build: Build = Arc::new(|| Ok(Box::new(TwoInputRecorder) as Box<dyn Operator>));
+        let right = Arc::new(Schema::new(vec![Field::new("id", DataType::Int64, false)]));
+        let inputs = vec![
+            HarnessInput { schema: schema(), key_columns: Some(vec![0]) },
+            HarnessInput { schema: right, key_columns: None },
+        ];
+        let mut h = Harness::start_inputs(build, inputs, 1, StateClock::System).await.unwrap();
+        h.push_to(0, "a 1\nb 2\nc 3").await.unwrap();
+        h.push_to(1, "7").await.unwrap();
+        h.watermark_to(0, 100).await.unwrap();
+        h.watermark_to(1, 40).await.unwrap();
+        h.watermark_to(1, 70).await.unwrap();
+        h.watermark_to(0, 90).await.unwrap(); // lower than input 0's: changes nothing
+        h.idle_to(1).await.unwrap();
+        assert_eq!(
+            h.rows_of(0),
+            vec!["batch 0 3", "batch 1 1", "watermark 0 100", "watermark 1 40", "watermark 1 70"],
+            "batches tagged with their input, and each input's watermark"
+        );
+        assert_eq!(h.watermarks_of(0), vec![40, 70, 100], "the minimum over both, then input 0's once 1 is idle");
+        assert!(h.push_to(2, "x").await.is_err(), "there is no third input");
+    }
+
     #[test]
     fn rows_parse_and_render_compactly() {
         let batch = parse_rows(&schema(), "a 1\nb null\n").unwrap();
@@ -412,7 +571,7 @@ mod tests {
     /// restore, and counting goes on from there.
     #[tokio::test]
     async fn a_keyed_operator_restores_at_another_parallelism_and_goes_on() {
-        let build: Build = Arc::new(|| Ok(Box::new(CountPerKey { store: None }) as Box<dyn Operator>));
+        let build: Build = Arc::new(|| Ok(Box::new(CountPerKey { counts: None }) as Box<dyn Operator>));
         let mut h = Harness::start(build.clone(), schema(), Some(vec![0]), 2).await.unwrap();
         let keys = ["a", "b", "c", "d", "e", "f", "g", "h"];
         let rows: String = keys.iter().map(|k| format!("{k} 1\n")).collect();

@@ -23,6 +23,9 @@ pub enum Message {
     Watermark(i64),
     /// A checkpoint barrier.
     Barrier(Barrier),
+    /// The producer is idle (Flink's `WatermarkStatus.IDLE`): until it sends a batch or a
+    /// watermark again, its watermark does not hold back the minimum downstream.
+    Idle,
     /// The producer has no more data.
     EndOfInput,
 }

@@ -24,6 +24,11 @@ impl Collector {
         self.messages.push(Message::Watermark(watermark));
     }
 
+    /// Says that this output is idle (see [`Message::Idle`]).
+    pub fn idle(&mut self) {
+        self.messages.push(Message::Idle);
+    }
+
     /// Emits any message (used by the task to forward control signals).
     pub fn message(&mut self, message: Message) {
         match message {
@@ -89,6 +94,12 @@ impl TaskContext {
 /// A transform or sink. The task calls it with each message of its input, in order;
 /// what it emits into the [`Collector`] goes down the chain. Barriers and the end of input
 /// are forwarded by the task after the operator has handled them.
+///
+/// An operator at the head of a task may have two inputs (a join): it learns which input
+/// each batch came from in [`process_input`](Self::process_input), and each input's
+/// watermark in [`on_input_watermark`](Self::on_input_watermark); [`on_watermark`](
+/// Self::on_watermark) then gets the minimum over both. Barriers are aligned across all
+/// channels of both inputs before the operator sees them.
 #[async_trait]
 pub trait Operator: Send {
     /// Called once before the first message.
@@ -99,9 +110,29 @@ pub trait Operator: Send {
     /// Processes one batch.
     async fn process_batch(&mut self, batch: RecordBatch, out: &mut Collector) -> Result<()>;
 
+    /// Processes one batch of input `input` (0, or 1 for the second input of a two-input
+    /// operator). The default is [`process_batch`](Self::process_batch): one input.
+    async fn process_input(&mut self, _input: usize, batch: RecordBatch, out: &mut Collector) -> Result<()> {
+        self.process_batch(batch, out).await
+    }
+
+    /// Input `input`'s watermark rose (the minimum over its channels); called before
+    /// [`on_watermark`](Self::on_watermark) with the minimum over every input. The
+    /// default ignores it.
+    async fn on_input_watermark(&mut self, _input: usize, _watermark: i64, _out: &mut Collector) -> Result<()> {
+        Ok(())
+    }
+
     /// A watermark arrived; the default forwards it. An operator may hold it back.
     async fn on_watermark(&mut self, watermark: i64, out: &mut Collector) -> Result<()> {
         out.watermark(watermark);
+        Ok(())
+    }
+
+    /// Every input is idle (see [`Message::Idle`](crate::Message::Idle)); the default
+    /// says so downstream. An operator holding rows back may emit or keep them.
+    async fn on_idle(&mut self, out: &mut Collector) -> Result<()> {
+        out.idle();
         Ok(())
     }
 

@@ -114,6 +114,8 @@ impl JobGraphBuilder {
                     partitioning: partitioning as i32,
                     key_columns: e.key_columns.clone(),
                     schema: e.schema.clone(),
+                    // Every operator the planner makes so far has one input.
+                    target_input: 0,
                 }
             })
             .collect();
