@@ -3,7 +3,10 @@
 //! on the embedded mini-cluster. Prints rows/s against the bound
 //! 2 × 100 / 0.05 s = 4,000 rows/s (chat) and 2 × 100 × 16 / 0.05 s = 64,000 rows/s
 //! (embeddings, `batch_size` 16), and the memory each in-flight request costs (peak RSS
-//! at 1,000 in flight minus at 10, per request). Run with `cargo bench --bench ml_remote`;
+//! at 1,000 in flight minus at 10, per request). Then the refill check: parallelism 1 at
+//! `max_concurrent_requests` 50, where the rows/s reached are compared with what the
+//! stub's own measured mean latency allows (C / mean latency), and the average number of
+//! requests in the stub with the limit. Run with `cargo bench --bench ml_remote`;
 //! `SLUICE_BENCH_SECONDS` sets the ideal length of each run (default 20).
 
 use std::io::{BufRead, BufReader};
@@ -35,8 +38,35 @@ impl Drop for Stub {
     }
 }
 
+impl Stub {
+    /// The stub's `/stats`.
+    fn stats(&self) -> serde_json::Value {
+        use std::io::{Read, Write};
+        let address = self.1.trim_start_matches("http://");
+        let mut stream = std::net::TcpStream::connect(address).unwrap();
+        write!(stream, "GET /stats HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\n\r\n").unwrap();
+        let mut response = String::new();
+        stream.read_to_string(&mut response).unwrap();
+        let body = response.split_once("\r\n\r\n").map_or("", |(_, b)| b);
+        serde_json::from_str(body).unwrap_or_else(|e| panic!("bad /stats answer {body:?}: {e}"))
+    }
+}
+
 /// Runs the job; returns (rows/s of the job's own time, peak RSS in MiB).
 fn run(stub: &Stub, dir: &Path, rows: u64, task: &str, concurrency: u32, batch: u32) -> (f64, f64) {
+    run_at(stub, dir, rows, task, concurrency, batch, 2)
+}
+
+/// As [`run`], at `parallelism`.
+fn run_at(
+    stub: &Stub,
+    dir: &Path,
+    rows: u64,
+    task: &str,
+    concurrency: u32,
+    batch: u32,
+    parallelism: u32,
+) -> (f64, f64) {
     let (output, extra) = match task {
         "embeddings" => ("ARRAY<FLOAT>", format!(", 'batch_size' = '{batch}'")),
         _ => ("STRING", String::new()),
@@ -59,7 +89,7 @@ fn run(stub: &Stub, dir: &Path, rows: u64, task: &str, concurrency: u32, batch: 
     let mut child = Command::new(env!("CARGO_BIN_EXE_sluice"))
         .arg("run")
         .arg(&sql)
-        .args(["--parallelism", "2"])
+        .args(["--parallelism", &parallelism.to_string()])
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
@@ -120,5 +150,28 @@ fn main() {
     println!();
     println!("peak RSS: {low:.1} MiB with 2 × 10 in flight, {high:.1} MiB with 2 × 1,000 in flight");
     println!("memory per in-flight request: {per_request_kib:.1} KiB");
+
+    // Refill: one subtask, C = 50, on a fresh stub so its counters cover this run only.
+    let refill = Stub::start("50ms");
+    let c = 50.0;
+    let rows = (c / 0.05 * seconds) as u64;
+    let (rate, _) = run_at(&refill, dir.path(), rows, "chat-completion", 50, 1, 1);
+    let stats = refill.stats();
+    let number = |k: &str| stats[k].as_f64().unwrap_or_else(|| panic!("no '{k}' in {stats}"));
+    let requests = number("requests");
+    let busy_s = number("busy_us") / 1e6;
+    let span_s = (number("last_finished_us") - number("first_started_us")) / 1e6;
+    let mean_latency = busy_s / requests;
+    let allowed = c / mean_latency;
+    println!();
+    println!("| parallelism | C | rows | stub mean latency ms | C / latency rows/s | rows/s (job time) | rows/s (stub span) | ratio | average in flight / C |");
+    println!("|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+    println!(
+        "| 1 | 50 | {rows} | {:.1} | {allowed:.0} | {rate:.0} | {:.0} | {:.3} | {:.3} |",
+        mean_latency * 1e3,
+        requests / span_s,
+        rate / allowed,
+        busy_s / span_s / c
+    );
     println!("(bench took {:.0} s)", started.elapsed().as_secs_f64());
 }

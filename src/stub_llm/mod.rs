@@ -72,6 +72,14 @@ struct Stub {
     in_flight: AtomicU64,
     max_in_flight: AtomicU64,
     statuses: Mutex<BTreeMap<String, u64>>,
+    /// When the stub started: the origin of the times below.
+    epoch: Instant,
+    /// The sum over requests of the time each was in the stub, in µs: divided by a span
+    /// of time, the average number in flight over it.
+    busy_us: AtomicU64,
+    /// When the first request came and the last one left, in µs since `epoch`.
+    first_started_us: AtomicU64,
+    last_finished_us: AtomicU64,
 }
 
 /// Which API a request speaks.
@@ -107,6 +115,10 @@ pub async fn run(args: StubArgs) -> anyhow::Result<std::process::ExitCode> {
         in_flight: AtomicU64::new(0),
         max_in_flight: AtomicU64::new(0),
         statuses: Mutex::new(BTreeMap::new()),
+        epoch: Instant::now(),
+        busy_us: AtomicU64::new(0),
+        first_started_us: AtomicU64::new(u64::MAX),
+        last_finished_us: AtomicU64::new(0),
     });
     let app = Router::new().route("/stats", get(stats)).fallback(handle).with_state(stub);
     let listener = tokio::net::TcpListener::bind(&args.listen)
@@ -128,24 +140,32 @@ async fn stats(State(stub): State<Arc<Stub>>) -> Json<Value> {
         "requests": stub.requests.load(Ordering::Relaxed),
         "in_flight": stub.in_flight.load(Ordering::Relaxed),
         "max_in_flight": stub.max_in_flight.load(Ordering::Relaxed),
+        "busy_us": stub.busy_us.load(Ordering::Relaxed),
+        "first_started_us": stub.first_started_us.load(Ordering::Relaxed),
+        "last_finished_us": stub.last_finished_us.load(Ordering::Relaxed),
         "outcomes": statuses,
     }))
 }
 
-/// Counts a request as in flight while alive.
-struct InFlight(Arc<Stub>);
+/// Counts a request as in flight while alive, and its time in the stub.
+struct InFlight(Arc<Stub>, Instant);
 
 impl InFlight {
     fn new(stub: &Arc<Stub>) -> Self {
         let now = stub.in_flight.fetch_add(1, Ordering::Relaxed) + 1;
         stub.max_in_flight.fetch_max(now, Ordering::Relaxed);
-        InFlight(stub.clone())
+        let started = Instant::now();
+        stub.first_started_us.fetch_min(started.duration_since(stub.epoch).as_micros() as u64, Ordering::Relaxed);
+        InFlight(stub.clone(), started)
     }
 }
 
 impl Drop for InFlight {
     fn drop(&mut self) {
-        self.0.in_flight.fetch_sub(1, Ordering::Relaxed);
+        let stub = &self.0;
+        stub.in_flight.fetch_sub(1, Ordering::Relaxed);
+        stub.busy_us.fetch_add(self.1.elapsed().as_micros() as u64, Ordering::Relaxed);
+        stub.last_finished_us.fetch_max(stub.epoch.elapsed().as_micros() as u64, Ordering::Relaxed);
     }
 }
 

@@ -1,18 +1,18 @@
-//! The async ML_PREDICT operator of remote models.
-//!
-//! Every input row gets a sequence number and a slot; its request runs as a tokio task
-//! and reports back through a channel, waking the task loop. Rows leave in input order
+//! The async ML_PREDICT operator of remote models, on the async machinery of
+//! [`AsyncRows`]: every input row gets a slot; its request runs as a tokio task and
+//! reports back through a channel, waking the task loop. Rows leave in input order
 //! (`ORDERED`) or as they complete, and a watermark leaves only after every earlier row.
 //! At most `max-concurrent-operations` requests are in flight; twice that many rows may
 //! wait for an answer (the rest queued) and four times that many are held in all, answered
 //! rows included. The task stops taking input while the operator is full, but keeps
-//! serving checkpoints.
+//! serving checkpoints. This module adds what is the model's: prompts, the answer cache,
+//! output shaping and `on-error`.
 //!
 //! A barrier never waits for a request: the snapshot holds the rows still in flight
 //! (with their attempt counts) and the answered rows not emitted yet, and a restore
 //! re-issues the former and emits the latter.
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -22,8 +22,6 @@ use arrow::record_batch::RecordBatch;
 use async_trait::async_trait;
 use serde_json::{Map, Value};
 use sluice_proto::MlPredictSpec;
-use tokio::sync::{mpsc, Notify};
-use tokio::task::JoinSet;
 use tokio::time::Instant;
 
 use super::api::Answer;
@@ -33,43 +31,25 @@ use super::config::{Api, OnError, RemoteConfig};
 use super::rows::{Prompter, Shaper};
 use super::stats::RemoteStats;
 use sluice_connectors::kafka::dead_letter::{row_json, DeadLetter, DeadLetterRestore, DeadLetterWriter};
-use sluice_core::keys::{key_group, key_group_range, KeyHasher};
+use sluice_core::async_rows::{AsyncRows, AsyncSettings, HeldRow, Work};
+use sluice_core::keys::{key_group, KeyHasher};
 use sluice_core::schema::decode_schema;
-use sluice_core::state::{KeyedStateStore, OperatorState, StateInit};
+use sluice_core::state::{OperatorState, StateInit, StateTables};
 use sluice_core::{Barrier, Collector, Operator, OperatorError, Result, TaskContext};
-
-/// Answered rows that may wait behind a slower earlier row (ordered output), per row that
-/// may wait for an answer: without this slack, one slow request would empty the pipeline.
-const HELD_PER_REQUEST_SLOT: usize = 4;
 
 /// How long a partial embeddings request waits for more rows.
 const EMBEDDING_LINGER: Duration = Duration::from_millis(5);
 
-/// One held row.
-struct Slot {
-    /// The input row (one row).
-    row: RecordBatch,
-    /// The key group of its features (where its cached answer lives).
-    key_group: u32,
-    /// Its prompt, or why it has none.
-    prompt: std::result::Result<String, String>,
-    /// Attempts so far, updated by the request task.
-    attempts: Arc<AtomicU32>,
-    /// The answer or failure, once known.
-    result: Option<std::result::Result<Answer, Failure>>,
-}
-
-/// A finished request.
-struct Completion {
-    seqs: Vec<u64>,
-    result: std::result::Result<Vec<Answer>, Failure>,
-}
+/// A row's prompt, or why it has none.
+type Prompt = std::result::Result<String, String>;
+/// A row's answer, or why it has none.
+type Outcome = std::result::Result<Answer, Failure>;
 
 /// A row in a checkpoint.
 #[derive(serde::Serialize, serde::Deserialize)]
 struct SavedSlot {
     attempts: u32,
-    result: Option<std::result::Result<Answer, Failure>>,
+    result: Option<Outcome>,
 }
 
 /// A running async ML_PREDICT subtask.
@@ -82,26 +62,34 @@ pub struct AsyncPredict {
     shaper: Shaper,
     stats: Arc<RemoteStats>,
     client: Option<Arc<Client>>,
-    slots: BTreeMap<u64, Slot>,
-    /// Slots still waiting for an answer.
-    unanswered: usize,
-    next_seq: u64,
-    unsent: Vec<u64>,
-    oldest_unsent: Option<Instant>,
-    completions_tx: mpsc::UnboundedSender<Completion>,
-    completions: mpsc::UnboundedReceiver<Completion>,
-    requests: JoinSet<()>,
-    watermarks: VecDeque<(u64, i64)>,
-    wake: Arc<Notify>,
+    rows: AsyncRows<Prompt, Outcome>,
     dead_letters: Option<DeadLetterWriter>,
     dead_letter_restore: DeadLetterRestore,
-    keyed: Option<Arc<dyn KeyedStateStore>>,
+    tables: Option<StateTables>,
     cache: Option<AnswerCache>,
-    /// With the cache: rows waiting for the answer of an earlier row with the same prompt.
-    followers: HashMap<String, Vec<u64>>,
     hasher: KeyHasher,
     max_parallelism: u32,
     restored: Vec<(RecordBatch, SavedSlot)>,
+}
+
+/// The work of one request of `client`: one outcome per prompt.
+fn request(client: &Arc<Client>) -> impl FnMut(Vec<&Prompt>, Arc<AtomicU32>) -> Work<Outcome> + '_ {
+    move |prompts, attempts| {
+        let prompts: Vec<String> = prompts.into_iter().map(|p| p.clone().unwrap_or_default()).collect();
+        let client = client.clone();
+        Box::pin(async move {
+            let n = prompts.len();
+            match client.predict(&prompts, &attempts).await {
+                Ok((answers, _)) if answers.len() == n => answers.into_iter().map(Ok).collect(),
+                Ok((answers, _)) => {
+                    let message = format!("the API answered {} of {n} inputs", answers.len());
+                    let attempts = attempts.load(Ordering::Relaxed);
+                    vec![Err(Failure { message, status: Some(200), attempts }); n]
+                }
+                Err(failure) => vec![Err(failure); n],
+            }
+        })
+    }
 }
 
 impl AsyncPredict {
@@ -116,9 +104,14 @@ impl AsyncPredict {
             .map_err(|m| config.error(m))?;
         let input_columns = output.fields().len() - model_output.fields().len();
         let input = Arc::new(arrow::datatypes::Schema::new(output.fields()[..input_columns].to_vec()));
-        let (completions_tx, completions) = mpsc::unbounded_channel();
         let descriptor: Vec<usize> = spec.descriptor_columns.iter().map(|&c| c as usize).collect();
         let hasher = KeyHasher::new(&input, &descriptor)?;
+        let settings = AsyncSettings {
+            ordered: config.ordered,
+            batch_size: config.batch_size,
+            linger: EMBEDDING_LINGER,
+            max_in_flight: config.max_concurrency,
+        };
         Ok(AsyncPredict {
             hasher,
             descriptor,
@@ -128,21 +121,11 @@ impl AsyncPredict {
             shaper,
             stats: Arc::new(RemoteStats::default()),
             client: None,
-            slots: BTreeMap::new(),
-            unanswered: 0,
-            next_seq: 0,
-            unsent: Vec::new(),
-            oldest_unsent: None,
-            completions_tx,
-            completions,
-            requests: JoinSet::new(),
-            watermarks: VecDeque::new(),
-            wake: Arc::new(Notify::new()),
+            rows: AsyncRows::new(settings, Arc::new(tokio::sync::Notify::new())),
             dead_letters: None,
             dead_letter_restore: DeadLetterRestore::default(),
-            keyed: None,
+            tables: None,
             cache: None,
-            followers: HashMap::new(),
             max_parallelism: sluice_core::keys::DEFAULT_MAX_PARALLELISM,
             restored: Vec::new(),
             config,
@@ -153,52 +136,31 @@ impl AsyncPredict {
         OperatorError::arrow("ML_PREDICT", e)
     }
 
-    /// Takes one input row into a slot: answered from the cache, failed for want of a
-    /// prompt, attached to an in-flight request for the same prompt (with the cache), or
-    /// queued for a request.
-    fn admit(
-        &mut self,
-        row: RecordBatch,
-        key_group: u32,
-        prompt: std::result::Result<String, String>,
-        saved: Option<SavedSlot>,
-    ) -> Result<()> {
-        let seq = self.next_seq;
-        self.next_seq += 1;
-        let attempts = Arc::new(AtomicU32::new(saved.as_ref().map_or(0, |s| s.attempts)));
+    /// Takes one input row: answered from the cache, failed for want of a prompt, attached
+    /// to an in-flight request for the same prompt (with the cache), or queued.
+    fn admit(&mut self, row: RecordBatch, key_group: u32, prompt: Prompt, saved: Option<SavedSlot>) -> Result<()> {
+        let attempts = saved.as_ref().map_or(0, |s| s.attempts);
         let mut result = saved.and_then(|s| s.result);
-        let mut queue = result.is_none();
+        let mut share = None;
         if result.is_none() {
             match &prompt {
-                Err(message) => {
-                    result = Some(Err(Failure { message: message.clone(), status: None, attempts: 0 }));
-                    queue = false;
-                }
+                Err(message) => result = Some(Err(Failure { message: message.clone(), status: None, attempts: 0 })),
                 Ok(p) if self.cache.is_some() => {
                     if let Some(answer) = self.cache.as_ref().map(|c| c.get(key_group, p)).transpose()?.flatten() {
                         RemoteStats::bump(&self.stats.cache_hits);
                         result = Some(Ok(answer));
-                        queue = false;
-                    } else if let Some(waiting) = self.followers.get_mut(p) {
-                        // The same prompt is being asked: share its answer.
-                        waiting.push(seq);
-                        RemoteStats::bump(&self.stats.cache_hits);
-                        queue = false;
                     } else {
-                        self.followers.insert(p.clone(), Vec::new());
+                        if self.rows.is_shared(p) {
+                            // The same prompt is being asked: share its answer.
+                            RemoteStats::bump(&self.stats.cache_hits);
+                        }
+                        share = Some(p.clone());
                     }
                 }
                 Ok(_) => {}
             }
         }
-        if queue {
-            self.unsent.push(seq);
-            self.oldest_unsent.get_or_insert_with(Instant::now);
-        }
-        if result.is_none() {
-            self.unanswered += 1;
-        }
-        self.slots.insert(seq, Slot { row, key_group, prompt, attempts, result });
+        self.rows.admit(row, key_group, prompt, attempts, result, share);
         Ok(())
     }
 
@@ -210,107 +172,33 @@ impl AsyncPredict {
     /// Sends queued rows: whole requests, or everything when `all`.
     fn dispatch(&mut self, all: bool) {
         let Some(client) = self.client.clone() else { return };
-        let size = self.config.batch_size;
-        while self.unsent.len() >= size || (all && !self.unsent.is_empty()) {
-            let seqs: Vec<u64> = self.unsent.drain(..size.min(self.unsent.len())).collect();
-            let attempts = self.slots[&seqs[0]].attempts.clone();
-            let prompts: Vec<String> = seqs
-                .iter()
-                .map(|s| {
-                    let slot = self.slots.get_mut(s).expect("queued rows have slots");
-                    slot.attempts = attempts.clone();
-                    slot.prompt.clone().unwrap_or_default()
-                })
-                .collect();
-            let (tx, wake, client) = (self.completions_tx.clone(), self.wake.clone(), client.clone());
-            self.requests.spawn(async move {
-                let result = client.predict(&prompts, &attempts).await.map(|(answers, _)| answers);
-                let _ = tx.send(Completion { seqs, result });
-                wake.notify_one();
-            });
-        }
-        self.oldest_unsent =
-            if self.unsent.is_empty() { None } else { self.oldest_unsent.or_else(|| Some(Instant::now())) };
+        self.rows.dispatch(all, &mut request(&client));
     }
 
-    /// Records a finished request in its slots, the slots waiting for the same prompts,
-    /// and the cache.
-    fn complete(&mut self, completion: Completion) -> Result<()> {
-        let results: Vec<std::result::Result<Answer, Failure>> = match completion.result {
-            Ok(answers) => answers.into_iter().map(Ok).collect(),
-            Err(failure) => vec![Err(failure); completion.seqs.len()],
-        };
-        for (seq, result) in completion.seqs.iter().zip(results) {
-            let Some(slot) = self.slots.get_mut(seq) else { continue };
-            let followers = match &slot.prompt {
-                Ok(prompt) => {
-                    if let (Some(cache), Ok(answer)) = (self.cache.as_mut(), &result) {
-                        cache.put(slot.key_group, prompt, answer)?;
-                    }
-                    self.followers.remove(prompt).unwrap_or_default()
-                }
-                Err(_) => Vec::new(),
-            };
-            if slot.result.replace(result.clone()).is_none() {
-                self.unanswered -= 1;
-            }
-            for follower in followers {
-                if let Some(slot) = self.slots.get_mut(&follower) {
-                    if slot.result.replace(result.clone()).is_none() {
-                        self.unanswered -= 1;
-                    }
-                }
-            }
-        }
-        Ok(())
-    }
-
-    /// Takes in every request that has finished, without waiting.
-    fn drain(&mut self) -> Result<()> {
-        while let Ok(completion) = self.completions.try_recv() {
-            self.complete(completion)?;
-        }
-        // Finished request tasks leave the set (they reported through the channel).
-        while self.requests.try_join_next().is_some() {}
-        Ok(())
-    }
-
-    /// Waits for one request to finish.
+    /// Waits for one request to finish (sending everything queued first).
     async fn receive_one(&mut self) -> Result<()> {
-        self.dispatch(true);
-        match self.completions.recv().await {
-            Some(completion) => self.complete(completion),
-            None => Err(self.config.error("the request tasks stopped")),
-        }
+        let client = self.client.clone().ok_or_else(|| self.config.error("the model client is not open"))?;
+        let cache = &mut self.cache;
+        let mut start = request(&client);
+        self.rows.collect_one(&mut start, &mut |slot, result| cache_answer(cache, slot, result)).await
     }
 
     /// Emits the rows that may leave, then the watermarks they no longer hold back.
     fn emit_ready(&mut self, out: &mut Collector) -> Result<()> {
-        self.drain()?;
-        let ready: Vec<u64> = if self.config.ordered {
-            self.slots.iter().take_while(|(_, s)| s.result.is_some()).map(|(k, _)| *k).collect()
-        } else {
-            self.slots.iter().filter(|(_, s)| s.result.is_some()).map(|(k, _)| *k).collect()
-        };
-        if !ready.is_empty() {
-            let slots: Vec<Slot> = ready.iter().filter_map(|seq| self.slots.remove(seq)).collect();
-            if let Some(batch) = self.shape(slots)? {
-                out.batch(batch);
-            }
+        let cache = &mut self.cache;
+        self.rows.collect(&mut |slot, result| cache_answer(cache, slot, result))?;
+        let ready = self.rows.take_ready();
+        if let Some(batch) = self.shape(ready.rows)? {
+            out.batch(batch);
         }
-        let oldest = self.slots.keys().next().copied();
-        while let Some(&(boundary, watermark)) = self.watermarks.front() {
-            if oldest.is_some_and(|o| o < boundary) {
-                break;
-            }
+        for watermark in ready.watermarks {
             out.watermark(watermark);
-            self.watermarks.pop_front();
         }
         Ok(())
     }
 
     /// The output rows of finished slots; failures follow `on-error`.
-    fn shape(&mut self, slots: Vec<Slot>) -> Result<Option<RecordBatch>> {
+    fn shape(&mut self, slots: Vec<HeldRow<Prompt, Outcome>>) -> Result<Option<RecordBatch>> {
         let mut rows = Vec::with_capacity(slots.len());
         let mut values: Vec<Map<String, Value>> = Vec::with_capacity(slots.len());
         for slot in slots {
@@ -374,34 +262,11 @@ impl AsyncPredict {
         Ok(self.shaper.has_error_columns().then(|| self.shaper.failure_row(failure)))
     }
 
-    /// Rows that may wait for an answer: `max-concurrent-operations` requests' worth.
-    fn capacity(&self) -> usize {
-        self.config.max_concurrency * self.config.batch_size
-    }
-
     fn encode_snapshot(&self) -> Result<Vec<u8>> {
-        let rows: Vec<RecordBatch> = self.slots.values().map(|s| s.row.clone()).collect();
-        let saved: Vec<SavedSlot> = self
-            .slots
-            .values()
-            .map(|s| SavedSlot { attempts: s.attempts.load(Ordering::Relaxed), result: s.result.clone() })
-            .collect();
-        let meta = serde_json::to_vec(&saved)
-            .map_err(|e| OperatorError::State(format!("cannot encode ML_PREDICT state: {e}")))?;
-        let mut out = Vec::new();
-        sluice_core::state::put_bytes(&mut out, &meta);
-        let mut ipc = Vec::new();
-        {
-            let mut writer = arrow::ipc::writer::StreamWriter::try_new(&mut ipc, &self.input).map_err(Self::arrow)?;
-            if !rows.is_empty() {
-                writer
-                    .write(&arrow::compute::concat_batches(&self.input, &rows).map_err(Self::arrow)?)
-                    .map_err(Self::arrow)?;
-            }
-            writer.finish().map_err(Self::arrow)?;
-        }
-        sluice_core::state::put_bytes(&mut out, &ipc);
-        Ok(out)
+        self.rows.snapshot(&self.input, &|slot, attempts| {
+            serde_json::to_vec(&SavedSlot { attempts, result: slot.result.clone() })
+                .expect("a held row's attempts and answer always encode as JSON")
+        })
     }
 
     fn decode_snapshot(&self, entry: &[u8]) -> Result<Vec<(RecordBatch, SavedSlot)>> {
@@ -411,28 +276,26 @@ impl AsyncPredict {
                 self.config.model
             ))
         };
-        let mut reader = sluice_core::state::Reader::new(entry, "ML_PREDICT");
-        let meta = reader.bytes().map_err(|e| corrupt(e.to_string()))?;
-        let ipc = reader.bytes().map_err(|e| corrupt(e.to_string()))?;
-        let saved: Vec<SavedSlot> = serde_json::from_slice(meta).map_err(|e| corrupt(e.to_string()))?;
-        let mut batches = Vec::new();
-        for batch in arrow::ipc::reader::StreamReader::try_new(std::io::Cursor::new(ipc), None)
+        AsyncRows::<Prompt, Outcome>::decode_snapshot(&self.input, entry)
             .map_err(|e| corrupt(e.to_string()))?
-        {
-            batches.push(batch.map_err(|e| corrupt(e.to_string()))?);
-        }
-        let all = arrow::compute::concat_batches(&self.input, &batches).map_err(Self::arrow)?;
-        if all.num_rows() != saved.len() {
-            return Err(corrupt(format!("{} rows for {} entries", all.num_rows(), saved.len())));
-        }
-        Ok(saved.into_iter().enumerate().map(|(i, s)| (all.slice(i, 1), s)).collect())
+            .into_iter()
+            .map(|(row, meta)| Ok((row, serde_json::from_slice(&meta).map_err(|e| corrupt(e.to_string()))?)))
+            .collect()
     }
+}
+
+/// Keeps a fresh answer in the cache, when there is one.
+fn cache_answer(cache: &mut Option<AnswerCache>, slot: &HeldRow<Prompt, Outcome>, result: &Outcome) -> Result<()> {
+    if let (Some(cache), Ok(prompt), Ok(answer)) = (cache.as_mut(), &slot.request, result) {
+        cache.put(slot.key_group, prompt, answer)?;
+    }
+    Ok(())
 }
 
 #[async_trait]
 impl Operator for AsyncPredict {
     async fn open(&mut self, ctx: &TaskContext) -> Result<()> {
-        self.wake = ctx.wake.clone();
+        self.rows.set_wake(ctx.wake.clone());
         self.max_parallelism = ctx.max_parallelism;
         let client = Client::new(self.config.clone(), self.stats.clone()).map_err(|m| self.config.error(m))?;
         self.client = Some(Arc::new(client));
@@ -440,9 +303,8 @@ impl Operator for AsyncPredict {
             self.dead_letters =
                 Some(DeadLetterWriter::open(config, ctx, std::mem::take(&mut self.dead_letter_restore)).await?);
         }
-        if let (Some(store), Some(cache)) = (self.keyed.clone(), self.config.cache.clone()) {
-            let range = key_group_range(ctx.subtask, ctx.max_parallelism, ctx.parallelism);
-            let cache = AnswerCache::open(store, cache, self.config.version(), range)?;
+        if let (Some(mut tables), Some(cache)) = (self.tables.take(), self.config.cache.clone()) {
+            let cache = AnswerCache::open(&mut tables, cache, self.config.version())?;
             tracing::info!(model = %self.config.model, task = %ctx.task_name, cached = cache.rows(), "answer cache ready");
             self.cache = Some(cache);
         }
@@ -468,7 +330,7 @@ impl Operator for AsyncPredict {
     }
 
     async fn initialize_state(&mut self, init: StateInit) -> Result<()> {
-        self.keyed = init.keyed.clone();
+        self.tables = init.tables();
         self.dead_letter_restore = DeadLetterRestore::from_init(&init);
         for entry in init.entries() {
             let rows = self.decode_snapshot(entry)?;
@@ -499,7 +361,7 @@ impl Operator for AsyncPredict {
 
     async fn on_watermark(&mut self, watermark: i64, out: &mut Collector) -> Result<()> {
         self.dispatch(true);
-        self.watermarks.push_back((self.next_seq, watermark));
+        self.rows.watermark(watermark);
         self.emit_ready(out)
     }
 
@@ -523,20 +385,15 @@ impl Operator for AsyncPredict {
     }
 
     fn accepts_input(&self) -> bool {
-        // Twice the requests in flight may wait for an answer, so that a finished request is
-        // replaced at once from the queue rather than after the next input batch arrives.
-        self.unanswered < 2 * self.capacity() && self.slots.len() < HELD_PER_REQUEST_SLOT * self.capacity()
+        self.rows.accepts_input()
     }
 
     fn deadline(&self) -> Option<Instant> {
-        if !self.completions.is_empty() {
-            return Some(Instant::now());
-        }
-        self.oldest_unsent.map(|t| t + EMBEDDING_LINGER)
+        self.rows.deadline()
     }
 
     async fn on_timer(&mut self, out: &mut Collector) -> Result<()> {
-        if self.oldest_unsent.is_some_and(|t| t + EMBEDDING_LINGER <= Instant::now()) {
+        if self.rows.linger_passed() {
             self.dispatch(true);
         }
         self.emit_ready(out)
@@ -545,11 +402,11 @@ impl Operator for AsyncPredict {
     async fn finish(&mut self, out: &mut Collector) -> Result<()> {
         self.dispatch(true);
         self.emit_ready(out)?;
-        while !self.slots.is_empty() {
+        while !self.rows.is_empty() {
             self.receive_one().await?;
             self.emit_ready(out)?;
         }
-        for (_, watermark) in self.watermarks.drain(..) {
+        for watermark in self.rows.drain_watermarks() {
             out.watermark(watermark);
         }
         if let Some(writer) = &mut self.dead_letters {
@@ -584,7 +441,7 @@ impl Operator for AsyncPredict {
             (name("rows"), RemoteStats::get(&s.rows)),
             (name("requests"), RemoteStats::get(&s.requests)),
             (name("in_flight"), RemoteStats::get(&s.in_flight)),
-            (name("held_rows"), self.slots.len() as u64),
+            (name("held_rows"), self.rows.len() as u64),
             (name("concurrency_limit"), self.client.as_ref().map_or(0, |c| c.concurrency_limit() as u64)),
             (name("concurrency_limit_min"), self.client.as_ref().map_or(0, |c| c.lowest_concurrency_limit() as u64)),
             (name("latency_p50_us"), s.latency(0.5)),
