@@ -1,16 +1,14 @@
 //! Builds running operators from their protobuf descriptions.
 
 use sluice_proto::operator_spec::Kind;
-use sluice_proto::{AggregateFunction, OperatorSpec};
+use sluice_proto::OperatorSpec;
 
 use sluice_connectors::{create_sink, create_source};
 use sluice_core::schema::decode_schema;
 use sluice_core::secrets::{resolve, SecretSources};
 use sluice_core::{Operator, OperatorError, Result, Source};
-use sluice_ml::predict::MlPredict;
-use sluice_ml::remote::AsyncPredict;
 use sluice_transforms::calc::Calc;
-use sluice_transforms::keyed_aggregate::{Call, KeyedAggregate};
+use sluice_transforms::keyed_aggregate::KeyedAggregate;
 use sluice_transforms::project::Project;
 use sluice_transforms::watermark::WatermarkGenerator;
 
@@ -40,25 +38,7 @@ pub fn build_operator(spec: &OperatorSpec, ctx: &BuildContext) -> Result<Box<dyn
             project.columns.iter().map(|&c| c as usize).collect(),
             decode_schema(&project.output_schema)?,
         ))),
-        Some(Kind::KeyedAggregate(agg)) => {
-            let calls = agg
-                .aggregates
-                .iter()
-                .map(|call| {
-                    let function = AggregateFunction::try_from(call.function).map_err(|_| {
-                        OperatorError::InvalidPlan(format!("unknown aggregate function {}", call.function))
-                    })?;
-                    Ok(Call { function, column: call.column.map(|c| c as usize) })
-                })
-                .collect::<Result<Vec<_>>>()?;
-            Ok(Box::new(KeyedAggregate::new(
-                &decode_schema(&agg.input_schema)?,
-                agg.key_columns.iter().map(|&c| c as usize).collect(),
-                calls,
-                decode_schema(&agg.output_schema)?,
-                batch_rows,
-            )?))
-        }
+        Some(Kind::KeyedAggregate(agg)) => Ok(Box::new(KeyedAggregate::from_spec(agg, batch_rows)?)),
         Some(Kind::Calc(calc)) => Ok(Box::new(Calc::from_spec(calc)?)),
         Some(Kind::Watermark(spec)) => Ok(Box::new(WatermarkGenerator::from_spec(spec)?)),
         Some(Kind::MlPredict(spec)) => {
@@ -72,16 +52,7 @@ pub fn build_operator(spec: &OperatorSpec, ctx: &BuildContext) -> Result<Box<dyn
             }
             // The ML_PREDICT call's own settings win over the model's.
             options.extend(spec.config.clone());
-            match spec.provider.as_str() {
-                "local" => Ok(Box::new(MlPredict::new(spec, options)?)),
-                "openai" | "anthropic" => Ok(Box::new(AsyncPredict::new(spec, &options)?)),
-                other => Err(OperatorError::config(
-                    context,
-                    format!(
-                        "the '{other}' provider cannot run in this build yet; ML_PREDICT is planned and validated only"
-                    ),
-                )),
-            }
+            sluice_ml::build_predict(spec, options)
         }
         Some(Kind::Source(_)) => {
             Err(OperatorError::InvalidPlan(format!("source '{}' in the middle of a chain", spec.name)))

@@ -15,3 +15,32 @@ impl Operator for BlackholeSink {
         Ok(())
     }
 }
+
+/// The `blackhole` connector.
+pub struct Blackhole;
+
+impl crate::registry::Connector for Blackhole {
+    fn name(&self) -> &'static str {
+        "blackhole"
+    }
+
+    fn roles(&self) -> &'static [crate::Role] {
+        &[crate::Role::Sink]
+    }
+
+    fn sink(
+        &self,
+        _spec: &sluice_proto::ConnectorSpec,
+        _options: &mut sluice_core::options::Options<'_>,
+        _schema: arrow::datatypes::SchemaRef,
+    ) -> Result<Box<dyn crate::registry::SinkFactory>> {
+        Ok(Box::new(BlackholeSink))
+    }
+}
+
+impl crate::registry::SinkFactory for BlackholeSink {
+    #[cfg(feature = "runtime")]
+    fn build(self: Box<Self>) -> Box<dyn Operator> {
+        self
+    }
+}

@@ -424,6 +424,35 @@ fn generate_column(field: &FieldGen, rows: &[u64], now_ms: i64) -> ArrayRef {
     }
 }
 
+/// The `datagen` connector.
+pub struct Datagen;
+
+impl crate::registry::Connector for Datagen {
+    fn name(&self) -> &'static str {
+        "datagen"
+    }
+
+    fn roles(&self) -> &'static [crate::Role] {
+        &[crate::Role::Source]
+    }
+
+    fn source(
+        &self,
+        _spec: &sluice_proto::ConnectorSpec,
+        options: &mut Options<'_>,
+        schema: SchemaRef,
+    ) -> Result<Box<dyn crate::registry::SourceFactory>> {
+        Ok(Box::new(DatagenConfig::parse(options, schema)?))
+    }
+}
+
+impl crate::registry::SourceFactory for DatagenConfig {
+    #[cfg(feature = "runtime")]
+    fn build(self: Box<Self>, batch_rows: usize) -> Box<dyn Source> {
+        Box::new(DatagenSource::new(*self, batch_rows))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

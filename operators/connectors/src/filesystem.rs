@@ -515,6 +515,51 @@ impl Operator for FileSink {
     }
 }
 
+/// The `filesystem` connector.
+pub struct Filesystem;
+
+impl crate::registry::Connector for Filesystem {
+    fn name(&self) -> &'static str {
+        "filesystem"
+    }
+
+    fn roles(&self) -> &'static [crate::Role] {
+        &[crate::Role::Source, crate::Role::Sink]
+    }
+
+    fn source(
+        &self,
+        _spec: &sluice_proto::ConnectorSpec,
+        options: &mut Options<'_>,
+        schema: SchemaRef,
+    ) -> Result<Box<dyn crate::registry::SourceFactory>> {
+        Ok(Box::new(FileSourceConfig::parse(options, schema)?))
+    }
+
+    fn sink(
+        &self,
+        _spec: &sluice_proto::ConnectorSpec,
+        options: &mut Options<'_>,
+        _schema: SchemaRef,
+    ) -> Result<Box<dyn crate::registry::SinkFactory>> {
+        Ok(Box::new(FileSinkConfig::parse(options)?))
+    }
+}
+
+impl crate::registry::SourceFactory for FileSourceConfig {
+    #[cfg(feature = "runtime")]
+    fn build(self: Box<Self>, batch_rows: usize) -> Box<dyn Source> {
+        Box::new(FileSource::new(*self, batch_rows))
+    }
+}
+
+impl crate::registry::SinkFactory for FileSinkConfig {
+    #[cfg(feature = "runtime")]
+    fn build(self: Box<Self>) -> Box<dyn Operator> {
+        Box::new(FileSink::new(*self))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,6 +1,7 @@
-//! Table connectors, looked up by the `connector` option. Each reads Apache Flink's option
-//! names; [`validate`] checks a table's options when the plan is made, and
-//! `create_source` / `create_sink` (feature `runtime`) build running instances in a task.
+//! Table connectors, looked up by the `connector` option in the [`registry`]. Each reads
+//! Apache Flink's option names; [`validate`] checks a table's options when the table is
+//! created, and `create_source` / `create_sink` (feature `runtime`) build running
+//! instances in a task.
 //!
 //! Options every sink accepts: `sink.parallelism`, and `sink.rows-per-second`, which paces
 //! the sink to protect a slow downstream system (and makes backpressure testable).
@@ -13,6 +14,7 @@ pub mod filesystem;
 pub mod format;
 pub mod kafka;
 pub mod print;
+pub mod registry;
 
 #[cfg(feature = "runtime")]
 use arrow::record_batch::RecordBatch;
@@ -24,6 +26,7 @@ use sluice_core::rate::RateLimiter;
 use sluice_core::{Collector, Operator, Source, TaskContext};
 use sluice_proto::ConnectorSpec;
 
+use registry::{Connector, SinkFactory, SourceFactory};
 use sluice_core::options::{closest, Options};
 use sluice_core::schema::decode_schema;
 use sluice_core::{OperatorError, Result};
@@ -37,19 +40,9 @@ pub enum Role {
     Sink,
 }
 
-const SOURCES: &[&str] = &["datagen", "filesystem", "kafka"];
-const SINKS: &[&str] = &["filesystem", "kafka", "print", "blackhole"];
-
 /// The roles a connector can play (none for an unknown connector).
 pub fn roles(connector: &str) -> Vec<Role> {
-    let mut roles = Vec::new();
-    if SOURCES.contains(&connector) {
-        roles.push(Role::Source);
-    }
-    if SINKS.contains(&connector) {
-        roles.push(Role::Sink);
-    }
-    roles
+    registry::find(connector).map_or_else(Vec::new, |c| c.roles().to_vec())
 }
 
 /// Rows per batch that sources emit and exchanges buffer.
@@ -59,10 +52,10 @@ fn context(spec: &ConnectorSpec) -> String {
     format!("table '{}' (connector '{}')", spec.table, spec.connector)
 }
 
-fn check_connector(spec: &ConnectorSpec, role: Role) -> Result<()> {
-    let (known, what) = match role {
-        Role::Source => (SOURCES, "read from"),
-        Role::Sink => (SINKS, "written to"),
+fn check_connector(spec: &ConnectorSpec, role: Role) -> Result<&'static dyn Connector> {
+    let what = match role {
+        Role::Source => "read from",
+        Role::Sink => "written to",
     };
     if spec.connector.is_empty() {
         return Err(OperatorError::config(
@@ -70,11 +63,13 @@ fn check_connector(spec: &ConnectorSpec, role: Role) -> Result<()> {
             "missing option 'connector'; add e.g. 'connector' = 'datagen' to its WITH clause",
         ));
     }
-    if known.contains(&spec.connector.as_str()) {
-        return Ok(());
+    let found = registry::find(&spec.connector);
+    if let Some(connector) = found.filter(|c| c.roles().contains(&role)) {
+        return Ok(connector);
     }
-    let all: Vec<&str> = SOURCES.iter().chain(SINKS).copied().collect();
-    let message = if all.contains(&spec.connector.as_str()) {
+    let all: Vec<&str> = registry::CONNECTORS.iter().map(|c| c.name()).collect();
+    let message = if found.is_some() {
+        let known = registry::names_for(role);
         format!("connector '{}' cannot be {what}; such tables use {}", spec.connector, known.join(", "))
     } else if let Some(close) = closest(&spec.connector, all.iter().copied()) {
         format!("unknown connector '{}'; did you mean '{close}'?", spec.connector)
@@ -102,105 +97,58 @@ pub fn validate(spec: &ConnectorSpec, role: Role) -> Result<()> {
     check_connector(spec, role)?;
     requested_parallelism(spec, role)?;
     match role {
-        Role::Source => source_config(spec).map(|_| ()),
-        Role::Sink => sink_config(spec).map(|_| ()),
+        Role::Source => source_factory(spec).map(|_| ()),
+        Role::Sink => sink_factory(spec).map(|_| ()),
     }
 }
 
-/// A source table's parsed options.
-pub enum SourceConfig {
-    /// `datagen`.
-    Datagen(datagen::DatagenConfig),
-    /// `filesystem`.
-    File(filesystem::FileSourceConfig),
-    /// `kafka`.
-    Kafka(kafka::KafkaConfig),
-}
-
 /// Parses and checks the options of a source table.
-pub fn source_config(spec: &ConnectorSpec) -> Result<SourceConfig> {
-    check_connector(spec, Role::Source)?;
+pub fn source_factory(spec: &ConnectorSpec) -> Result<Box<dyn SourceFactory>> {
+    let connector = check_connector(spec, Role::Source)?;
     let schema = decode_schema(&spec.schema)?;
     let mut options = Options::new(context(spec), &spec.options);
     options.declare("connector");
-    if let Some((column, key)) = spec.metadata.iter().next().filter(|_| spec.connector != "kafka") {
+    if let Some((column, key)) = spec.metadata.iter().next().filter(|_| !connector.provides_metadata()) {
         return Err(options.error(format!(
             "metadata column '{column}' (FROM '{key}'): connector '{}' provides no metadata; metadata columns come with \
              connectors that have them, such as kafka",
             spec.connector
         )));
     }
-    let config = match spec.connector.as_str() {
-        "datagen" => SourceConfig::Datagen(datagen::DatagenConfig::parse(&mut options, schema)?),
-        "filesystem" => SourceConfig::File(filesystem::FileSourceConfig::parse(&mut options, schema)?),
-        "kafka" => SourceConfig::Kafka(kafka::KafkaConfig::parse(&mut options, &spec.table, schema, &spec.metadata)?),
-        other => return Err(OperatorError::InvalidPlan(format!("no source for connector '{other}'"))),
-    };
+    let factory = connector.source(spec, &mut options, schema)?;
     options.finish()?;
-    Ok(config)
+    Ok(factory)
 }
 
 /// Builds a source instance for `spec`.
 #[cfg(feature = "runtime")]
 pub fn create_source(spec: &ConnectorSpec, batch_rows: usize) -> Result<Box<dyn Source>> {
-    Ok(match source_config(spec)? {
-        SourceConfig::Datagen(config) => Box::new(datagen::DatagenSource::new(config, batch_rows)),
-        SourceConfig::File(config) => Box::new(filesystem::FileSource::new(config, batch_rows)),
-        SourceConfig::Kafka(config) => Box::new(kafka::KafkaSource::new(config, batch_rows)),
-    })
-}
-
-/// A sink table's parsed options.
-pub enum SinkConfig {
-    /// `filesystem`.
-    File(filesystem::FileSinkConfig),
-    /// `kafka`.
-    Kafka(kafka::KafkaConfig),
-    /// `print`.
-    Print(print::PrintConfig),
-    /// `blackhole`.
-    Blackhole,
+    Ok(source_factory(spec)?.build(batch_rows))
 }
 
 /// Parses and checks the options of a sink table; returns them with the
 /// `sink.rows-per-second` pace, if any.
-pub fn sink_config(spec: &ConnectorSpec) -> Result<(SinkConfig, Option<f64>)> {
-    check_connector(spec, Role::Sink)?;
+pub fn sink_factory(spec: &ConnectorSpec) -> Result<(Box<dyn SinkFactory>, Option<f64>)> {
+    let connector = check_connector(spec, Role::Sink)?;
     let mut options = Options::new(context(spec), &spec.options);
     options.declare("connector");
     options.declare("sink.parallelism");
     let rate: Option<f64> = options.parse("sink.rows-per-second", "a positive number")?;
-    let kind = match spec.connector.as_str() {
-        "filesystem" => SinkConfig::File(filesystem::FileSinkConfig::parse(&mut options)?),
-        "kafka" => {
-            let schema = decode_schema(&spec.schema)?;
-            let config = kafka::KafkaConfig::parse(&mut options, &spec.table, schema, &Default::default())?;
-            config.check_sink()?;
-            SinkConfig::Kafka(config)
-        }
-        "print" => SinkConfig::Print(print::PrintConfig::parse(&mut options)?),
-        "blackhole" => SinkConfig::Blackhole,
-        other => return Err(OperatorError::InvalidPlan(format!("no sink for connector '{other}'"))),
-    };
+    let factory = connector.sink(spec, &mut options, decode_schema(&spec.schema)?)?;
     options.finish()?;
     match rate {
         Some(r) if !(r > 0.0 && r.is_finite()) => {
             Err(options.error("option 'sink.rows-per-second' must be a positive number"))
         }
-        _ => Ok((kind, rate)),
+        _ => Ok((factory, rate)),
     }
 }
 
 /// Builds a sink instance for `spec`.
 #[cfg(feature = "runtime")]
 pub fn create_sink(spec: &ConnectorSpec) -> Result<Box<dyn Operator>> {
-    let (kind, rate) = sink_config(spec)?;
-    let sink: Box<dyn Operator> = match kind {
-        SinkConfig::File(config) => Box::new(filesystem::FileSink::new(config)),
-        SinkConfig::Kafka(config) => Box::new(kafka::KafkaSink::new(config)),
-        SinkConfig::Print(config) => Box::new(print::PrintSink::new(config)),
-        SinkConfig::Blackhole => Box::new(blackhole::BlackholeSink),
-    };
+    let (factory, rate) = sink_factory(spec)?;
+    let sink = factory.build();
     Ok(match rate {
         None => sink,
         Some(r) => Box::new(Paced { inner: sink, limiter: RateLimiter::new(r) }),
@@ -253,6 +201,26 @@ impl Operator for Paced {
     async fn notify_checkpoint_complete(&mut self, checkpoint_id: u64) -> Result<()> {
         self.inner.notify_checkpoint_complete(checkpoint_id).await
     }
+
+    async fn stop_with_savepoint(&mut self) -> Result<()> {
+        self.inner.stop_with_savepoint().await
+    }
+
+    fn deadline(&self) -> Option<tokio::time::Instant> {
+        self.inner.deadline()
+    }
+
+    fn accepts_input(&self) -> bool {
+        self.inner.accepts_input()
+    }
+
+    async fn on_timer(&mut self, out: &mut Collector) -> Result<()> {
+        self.inner.on_timer(out).await
+    }
+
+    fn metrics(&self) -> Vec<(String, u64)> {
+        self.inner.metrics()
+    }
 }
 
 #[cfg(test)]
@@ -277,6 +245,21 @@ mod tests {
         assert!(err.contains("did you mean 'datagen'"), "{err}");
         let err = validate(&spec("print", &[]), Role::Source).unwrap_err().to_string();
         assert!(err.contains("cannot be read from"), "{err}");
+    }
+
+    #[test]
+    fn every_connector_is_registered_once_with_its_roles() {
+        let names: Vec<&str> = registry::CONNECTORS.iter().map(|c| c.name()).collect();
+        let mut unique = names.clone();
+        unique.sort_unstable();
+        unique.dedup();
+        assert_eq!(names.len(), unique.len(), "{names:?}");
+        assert_eq!(registry::names_for(Role::Source), vec!["datagen", "filesystem", "kafka"]);
+        assert_eq!(registry::names_for(Role::Sink), vec!["filesystem", "kafka", "print", "blackhole"]);
+        assert_eq!(roles("kafka"), vec![Role::Source, Role::Sink]);
+        assert!(roles("nope").is_empty());
+        let err = validate(&spec("blackhole", &[]), Role::Source).unwrap_err().to_string();
+        assert!(err.contains("such tables use datagen, filesystem, kafka"), "{err}");
     }
 
     #[test]

@@ -145,6 +145,35 @@ impl Operator for PrintSink {
     }
 }
 
+/// The `print` connector.
+pub struct Print;
+
+impl crate::registry::Connector for Print {
+    fn name(&self) -> &'static str {
+        "print"
+    }
+
+    fn roles(&self) -> &'static [crate::Role] {
+        &[crate::Role::Sink]
+    }
+
+    fn sink(
+        &self,
+        _spec: &sluice_proto::ConnectorSpec,
+        options: &mut Options<'_>,
+        _schema: arrow::datatypes::SchemaRef,
+    ) -> Result<Box<dyn crate::registry::SinkFactory>> {
+        Ok(Box::new(PrintConfig::parse(options)?))
+    }
+}
+
+impl crate::registry::SinkFactory for PrintConfig {
+    #[cfg(feature = "runtime")]
+    fn build(self: Box<Self>) -> Box<dyn Operator> {
+        Box::new(PrintSink::new(*self))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

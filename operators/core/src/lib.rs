@@ -10,6 +10,7 @@
 
 #![deny(missing_docs)]
 
+pub mod async_rows;
 pub mod durable;
 pub mod error;
 #[cfg(any(test, feature = "test-util"))]
@@ -25,6 +26,7 @@ pub mod schema;
 pub mod secrets;
 pub mod state;
 pub mod timers;
+pub mod watermarks;
 
 pub use error::{OperatorError, Result};
 pub use message::{Barrier, Message};

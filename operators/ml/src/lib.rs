@@ -14,6 +14,39 @@ pub mod predict;
 pub mod remote;
 pub mod zipmap;
 
+use std::collections::BTreeMap;
+
+use sluice_core::{Operator, OperatorError, Result};
+use sluice_proto::MlPredictSpec;
+
+/// Builds the ML_PREDICT operator of one provider from its spec and resolved options.
+pub type BuildPredict = fn(&MlPredictSpec, BTreeMap<String, String>) -> Result<Box<dyn Operator>>;
+
+/// The providers that run in this build, by the `provider` option. Adding one is its
+/// module and one line here (and its option schema in `sluice_core::models`).
+pub static PROVIDERS: &[(&str, BuildPredict)] = &[
+    ("local", |spec, options| Ok(Box::new(predict::MlPredict::new(spec, options)?))),
+    ("openai", |spec, options| Ok(Box::new(remote::AsyncPredict::new(spec, &options)?))),
+    ("anthropic", |spec, options| Ok(Box::new(remote::AsyncPredict::new(spec, &options)?))),
+];
+
+/// The ML_PREDICT operator for `spec`, whose options (secrets resolved, the call's own
+/// settings applied) are `options`.
+pub fn build_predict(spec: &MlPredictSpec, options: BTreeMap<String, String>) -> Result<Box<dyn Operator>> {
+    match PROVIDERS.iter().find(|(name, _)| *name == spec.provider) {
+        Some((_, build)) => build(spec, options),
+        None => Err(OperatorError::config(
+            format!("model '{}'", spec.model),
+            format!(
+                "the '{}' provider cannot run in this build yet; ML_PREDICT is planned and validated only \
+                 (providers that run: {})",
+                spec.provider,
+                PROVIDERS.iter().map(|(n, _)| *n).collect::<Vec<_>>().join(", ")
+            ),
+        )),
+    }
+}
+
 /// The examples of ARCHITECTURE.md, compiled and run as doctests.
 #[cfg(doctest)]
 #[doc = include_str!("../../../ARCHITECTURE.md")]

@@ -14,7 +14,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
-use datafusion::common::{Column, DataFusionError};
+use datafusion::common::{Column, DataFusionError, SchemaError};
 use datafusion::logical_expr::{cast, Expr, LogicalPlan};
 use datafusion::scalar::ScalarValue;
 use datafusion::sql::planner::SqlToRel;
@@ -56,11 +56,11 @@ fn planning_error(catalog: &Catalog, e: DataFusionError, fallback: Location) -> 
         .map(|span| Location { line: span.start.line, column: span.start.column })
         .filter(|l| l.line > 0)
         .unwrap_or(fallback);
-    let message = first_line(&e);
-    let full = e.to_string();
-    if let Some(error) = unknown_column(&full, location) {
+    if let Some(error) = carried_error(&e, location).or_else(|| unknown_column(&e, location)) {
         return error;
     }
+    let message = first_line(&e);
+    let full = e.to_string();
     if let Some(rest) = message.strip_prefix("Invalid function '") {
         let name = rest.split('\'').next().unwrap_or(rest);
         let mut error = SqlError::new(location, format!("unknown function '{name}'"));
@@ -78,12 +78,11 @@ fn planning_error(catalog: &Catalog, e: DataFusionError, fallback: Location) -> 
                 .with_hint("CAST the arguments to the types the function takes");
         }
     }
-    for prefix in ["table '", "unknown table '"] {
-        if let Some(rest) = message.strip_prefix(prefix) {
-            if let Some(name) = rest.split('\'').next() {
-                let name = name.rsplit('.').next().unwrap_or(name);
-                return unknown_relation(catalog, name, Some(location));
-            }
+    if let Some(rest) = message.strip_prefix("table '") {
+        // DataFusion's own "table 'x' not found" (a name it resolved without asking us).
+        if let Some(name) = rest.split('\'').next() {
+            let name = name.rsplit('.').next().unwrap_or(name);
+            return unknown_relation(catalog, name, Some(location));
         }
     }
     if let Some((_, rest)) = message.split_once("column \"") {
@@ -100,34 +99,62 @@ fn planning_error(catalog: &Catalog, e: DataFusionError, fallback: Location) -> 
     SqlError::new(location, message)
 }
 
-/// DataFusion's "No field named x. Did you mean 'y'? Valid fields are ..." as our error.
-pub fn unknown_column(message: &str, location: Location) -> Option<SqlError> {
-    let start = message.find("No field named ")?;
-    let rest = &message[start + "No field named ".len()..];
-    // The name may itself be qualified ("t.x"); it ends where the sentence does.
-    let end = rest.find(". ").or_else(|| rest.find('\n')).unwrap_or(rest.len());
-    let qualified = rest[..end].trim_end_matches('.').replace('"', "");
-    let name = qualified.rsplit('.').next().unwrap_or(&qualified).to_string();
-    let mut error = SqlError::new(location, format!("unknown column '{name}'"));
-    if let Some((_, suggestion)) = rest.split_once("Did you mean '") {
-        let suggested = suggestion.split('\'').next().unwrap_or_default().replace('"', "");
-        let short = suggested.rsplit('.').next().unwrap_or(&suggested).to_string();
-        if short == name {
-            // The column exists; its qualifier is what is wrong.
-            error = SqlError::new(location, format!("unknown column '{qualified}'"))
-                .with_hint(format!("did you mean '{suggested}'?"));
-        } else {
-            error = error.with_hint(format!("did you mean '{short}'?"));
+/// Every DataFusion error in `e`: those it collected, and the errors each wraps
+/// (diagnostics, contexts).
+fn causes(e: &DataFusionError) -> Vec<&DataFusionError> {
+    let mut out = Vec::new();
+    for top in e.iter() {
+        let mut current: &dyn std::error::Error = top;
+        out.push(top);
+        while let Some(source) = current.source() {
+            if let Some(inner) = source.downcast_ref::<DataFusionError>() {
+                out.push(inner);
+            }
+            current = source;
         }
-    } else if let Some((_, valid)) = rest.split_once("Valid fields are ") {
-        let fields: Vec<&str> = valid
-            .trim_end_matches('.')
-            .split(", ")
-            .map(|f| f.rsplit('.').next().unwrap_or(f).trim_matches('"'))
-            .collect();
-        error = error.with_hint(format!("available columns: {}", fields.join(", ")));
     }
-    Some(error)
+    out
+}
+
+/// DataFusion's structured "no field named x" error, as our error with a hint: the
+/// right qualifier when only that is wrong, else the closest column, else every column.
+pub fn unknown_column(e: &DataFusionError, location: Location) -> Option<SqlError> {
+    let (field, valid) = causes(e).into_iter().find_map(|e| match e {
+        DataFusionError::SchemaError(error, _) => match error.as_ref() {
+            SchemaError::FieldNotFound { field, valid_fields } => Some((field, valid_fields)),
+            _ => None,
+        },
+        _ => None,
+    })?;
+    let name = field.name.as_str();
+    if let Some(other) = valid.iter().find(|c| c.name == name) {
+        // The column exists; its qualifier is what is wrong.
+        return Some(
+            SqlError::new(location, format!("unknown column '{}'", field.flat_name()))
+                .with_hint(format!("did you mean '{}'?", other.flat_name())),
+        );
+    }
+    let error = SqlError::new(location, format!("unknown column '{name}'"));
+    let names: Vec<&str> = valid.iter().map(|c| c.name.as_str()).collect();
+    Some(match sluice_core::options::closest(name, names.iter().copied()) {
+        Some(close) => error.with_hint(format!("did you mean '{close}'?")),
+        None => error.with_hint(format!("available columns: {}", names.join(", "))),
+    })
+}
+
+/// One of our own errors that DataFusion carried back (a table the catalog could not
+/// give the planner), with `location` when it has none of its own.
+fn carried_error(e: &DataFusionError, location: Location) -> Option<SqlError> {
+    causes(e).into_iter().find_map(|e| match e {
+        DataFusionError::External(inner) => inner.downcast_ref::<SqlError>().map(|found| {
+            let mut found = found.clone();
+            if (found.line, found.column) == (1, 1) {
+                (found.line, found.column) = (location.line, location.column);
+            }
+            found
+        }),
+        _ => None,
+    })
 }
 
 /// Plans a query and its ML_PREDICT calls to an analyzed logical plan.
@@ -238,6 +265,12 @@ impl JobPlanner {
             sinks: Vec::new(),
             selects: 0,
         }
+    }
+
+    /// This planner giving stateful operators a state TTL (`table.exec.state.ttl`).
+    pub fn with_state_ttl(mut self, ttl: Option<std::time::Duration>) -> Self {
+        self.lowering.state_ttl = ttl;
+        self
     }
 
     /// True when no statement was added.

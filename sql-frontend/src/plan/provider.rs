@@ -7,7 +7,7 @@ use std::sync::{Arc, OnceLock};
 
 use arrow::datatypes::{DataType, SchemaRef};
 use datafusion::common::config::ConfigOptions;
-use datafusion::common::{plan_datafusion_err, TableReference};
+use datafusion::common::{DataFusionError, TableReference};
 use datafusion::execution::session_state::{SessionState, SessionStateBuilder};
 use datafusion::logical_expr::planner::{ContextProvider, ExprPlanner, TypePlanner};
 use datafusion::logical_expr::{AggregateUDF, HigherOrderUDF, LogicalTableSource, ScalarUDF, TableSource, WindowUDF};
@@ -73,7 +73,8 @@ impl ContextProvider for CatalogProvider<'_> {
         let table = name.table();
         let schema = match self.placeholders.get(table) {
             Some(schema) => schema.clone(),
-            None => self.relation_schema(table).map_err(|e| plan_datafusion_err!("{}", e.message))?,
+            // Our error travels through DataFusion whole, hint and all.
+            None => self.relation_schema(table).map_err(|e| DataFusionError::External(Box::new(e)))?,
         };
         Ok(Arc::new(LogicalTableSource::new(schema)))
     }

@@ -75,7 +75,7 @@ pub fn resolve_table(table: &Table, provider: &CatalogProvider<'_>) -> Result<Ta
                 ColumnKind::Physical => Expr::Column(Column::new(Some(table.name.as_str()), column.name.as_str())),
                 ColumnKind::Computed { expr, text } => {
                     planner.sql_to_expr(expr.clone(), &df, &mut PlannerContext::new()).map_err(|e| {
-                        let located = crate::plan::unknown_column(&e.to_string(), column.location)
+                        let located = crate::plan::unknown_column(&e, column.location)
                             .unwrap_or_else(|| SqlError::new(column.location, first_line(&e)));
                         SqlError {
                             message: format!("computed column '{}' AS {text}: {}", column.name, located.message),

@@ -22,3 +22,60 @@ pub use options::KafkaConfig;
 pub use sink::KafkaSink;
 #[cfg(feature = "runtime")]
 pub use source::KafkaSource;
+
+/// The `kafka` connector.
+pub struct Kafka;
+
+impl crate::registry::Connector for Kafka {
+    fn name(&self) -> &'static str {
+        "kafka"
+    }
+
+    fn roles(&self) -> &'static [crate::Role] {
+        &[crate::Role::Source, crate::Role::Sink]
+    }
+
+    fn provides_metadata(&self) -> bool {
+        true
+    }
+
+    fn source(
+        &self,
+        spec: &sluice_proto::ConnectorSpec,
+        options: &mut sluice_core::options::Options<'_>,
+        schema: arrow::datatypes::SchemaRef,
+    ) -> sluice_core::Result<Box<dyn crate::registry::SourceFactory>> {
+        Ok(Box::new(KafkaSourceConfig(KafkaConfig::parse(options, &spec.table, schema, &spec.metadata)?)))
+    }
+
+    fn sink(
+        &self,
+        spec: &sluice_proto::ConnectorSpec,
+        options: &mut sluice_core::options::Options<'_>,
+        schema: arrow::datatypes::SchemaRef,
+    ) -> sluice_core::Result<Box<dyn crate::registry::SinkFactory>> {
+        let config = KafkaConfig::parse(options, &spec.table, schema, &Default::default())?;
+        config.check_sink()?;
+        Ok(Box::new(KafkaSinkConfig(config)))
+    }
+}
+
+/// A `kafka` table read from.
+struct KafkaSourceConfig(KafkaConfig);
+
+impl crate::registry::SourceFactory for KafkaSourceConfig {
+    #[cfg(feature = "runtime")]
+    fn build(self: Box<Self>, batch_rows: usize) -> Box<dyn sluice_core::Source> {
+        Box::new(KafkaSource::new(self.0, batch_rows))
+    }
+}
+
+/// A `kafka` table written to.
+struct KafkaSinkConfig(KafkaConfig);
+
+impl crate::registry::SinkFactory for KafkaSinkConfig {
+    #[cfg(feature = "runtime")]
+    fn build(self: Box<Self>) -> Box<dyn sluice_core::Operator> {
+        Box::new(KafkaSink::new(self.0))
+    }
+}

@@ -1,0 +1,82 @@
+//! The connector registry: a connector is one module implementing [`Connector`], listed
+//! once in [`CONNECTORS`]. The planner validates a table's options through it when the
+//! table is created; a task builds the running source or sink through it (feature
+//! `runtime`).
+
+use arrow::datatypes::SchemaRef;
+use sluice_core::options::Options;
+use sluice_core::{OperatorError, Result};
+use sluice_proto::ConnectorSpec;
+
+#[cfg(feature = "runtime")]
+use sluice_core::{Operator, Source};
+
+use crate::Role;
+
+/// A source table's checked options, from which a task builds its running source.
+pub trait SourceFactory: Send {
+    /// The running source, emitting batches of at most `batch_rows` rows.
+    #[cfg(feature = "runtime")]
+    fn build(self: Box<Self>, batch_rows: usize) -> Box<dyn Source>;
+}
+
+/// A sink table's checked options, from which a task builds its running sink.
+pub trait SinkFactory: Send {
+    /// The running sink.
+    #[cfg(feature = "runtime")]
+    fn build(self: Box<Self>) -> Box<dyn Operator>;
+}
+
+/// One table connector, looked up by the table's `connector` option.
+pub trait Connector: Sync {
+    /// The value of the `connector` option that selects it.
+    fn name(&self) -> &'static str;
+
+    /// What its tables can be used as.
+    fn roles(&self) -> &'static [Role];
+
+    /// True when its tables may declare metadata columns (`METADATA FROM 'key'`).
+    fn provides_metadata(&self) -> bool {
+        false
+    }
+
+    /// Parses and checks a source table's options (taking each option it reads from
+    /// `options`, which reports the ones left over).
+    fn source(
+        &self,
+        spec: &ConnectorSpec,
+        _options: &mut Options<'_>,
+        _schema: SchemaRef,
+    ) -> Result<Box<dyn SourceFactory>> {
+        Err(OperatorError::InvalidPlan(format!("connector '{}' has no source", spec.connector)))
+    }
+
+    /// Parses and checks a sink table's options.
+    fn sink(
+        &self,
+        spec: &ConnectorSpec,
+        _options: &mut Options<'_>,
+        _schema: SchemaRef,
+    ) -> Result<Box<dyn SinkFactory>> {
+        Err(OperatorError::InvalidPlan(format!("connector '{}' has no sink", spec.connector)))
+    }
+}
+
+/// Every connector. Adding one is its module and one line here.
+pub static CONNECTORS: &[&dyn Connector] = &[
+    &crate::datagen::Datagen,
+    &crate::filesystem::Filesystem,
+    &crate::kafka::Kafka,
+    &crate::print::Print,
+    &crate::blackhole::Blackhole,
+];
+
+/// The connector named `name`.
+pub fn find(name: &str) -> Option<&'static dyn Connector> {
+    CONNECTORS.iter().copied().find(|c| c.name() == name)
+}
+
+/// The names of the connectors that can play `role`, in registry order.
+pub fn names_for(role: Role) -> Vec<&'static str> {
+    CONNECTORS.iter().filter(|c| c.roles().contains(&role)).map(|c| c.name()).collect()
+}
