@@ -76,7 +76,6 @@ pub struct InputGate {
     inputs: Vec<InputChannel>,
     next: usize,
     watermarks: WatermarkTracker,
-    two_inputs: bool,
     /// Events ready to hand out (one message can produce several).
     ready: VecDeque<GateEvent>,
     pending_barrier: Option<Barrier>,
@@ -93,12 +92,10 @@ impl InputGate {
     /// A gate over `inputs` (at least one).
     pub fn new(inputs: Vec<InputChannel>) -> Self {
         let channel_inputs: Vec<usize> = inputs.iter().map(|i| i.input).collect();
-        let two_inputs = channel_inputs.iter().any(|&i| i > 0);
         InputGate {
             inputs,
             next: 0,
             watermarks: WatermarkTracker::new(&channel_inputs),
-            two_inputs,
             ready: VecDeque::new(),
             pending_barrier: None,
             newest_barrier: 0,
@@ -118,9 +115,10 @@ impl InputGate {
 
     /// Queues what a watermark change produced.
     fn queue_watermarks(&mut self, events: Vec<WatermarkEvent>) {
+        let two_inputs = self.watermarks.inputs() > 1;
         for event in events {
             self.ready.push_back(match event {
-                WatermarkEvent::Input { .. } if !self.two_inputs => continue,
+                WatermarkEvent::Input { .. } if !two_inputs => continue,
                 WatermarkEvent::Input { input, watermark } => GateEvent::InputWatermark { input, watermark },
                 WatermarkEvent::Combined(w) => GateEvent::Message(Message::Watermark(w)),
                 WatermarkEvent::Idle => GateEvent::Message(Message::Idle),

@@ -82,10 +82,9 @@ impl TimerService {
                 true
             })?;
             for suffix in found {
-                if suffix.len() < 9 {
-                    return Err(crate::OperatorError::State("a stored timer is truncated".into()));
-                }
-                let timer = Timer { timestamp: decode_time(&suffix[1..9]), key_group, key: suffix[9..].to_vec() };
+                let truncated = || crate::OperatorError::State("a stored timer is truncated".into());
+                let timestamp = suffix.get(1..).and_then(decode_time).ok_or_else(truncated)?;
+                let timer = Timer { timestamp, key_group, key: suffix[9..].to_vec() };
                 match suffix[0] {
                     0 => service.event.insert(timer),
                     _ => service.processing.insert(timer),

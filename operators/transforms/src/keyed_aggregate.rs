@@ -82,6 +82,15 @@ pub struct KeyedAggregate {
     initial: Vec<Acc>,
 }
 
+/// Keyed state in memory, until a task hands the operator its store.
+fn in_memory() -> StateTables {
+    StateTables::new(
+        Arc::new(MemoryStateStore::default()),
+        (0, sluice_core::keys::DEFAULT_MAX_PARALLELISM),
+        StateClock::System,
+    )
+}
+
 /// The accumulators of one group, one per call, as stored.
 struct Accumulators(Vec<Acc>);
 
@@ -200,14 +209,7 @@ impl KeyedAggregate {
             hasher,
             max_parallelism: sluice_core::keys::DEFAULT_MAX_PARALLELISM,
             state_ttl: None,
-            accumulators: Self::table(
-                StateTables::new(
-                    Arc::new(MemoryStateStore::default()),
-                    (0, sluice_core::keys::DEFAULT_MAX_PARALLELISM),
-                    StateClock::System,
-                ),
-                None,
-            )?,
+            accumulators: Self::table(in_memory(), None)?,
             pending: HashMap::new(),
         })
     }
@@ -236,14 +238,7 @@ impl KeyedAggregate {
     /// This aggregation forgetting groups not updated for `ttl` (`None`: never).
     pub fn with_state_ttl(mut self, ttl: Option<Duration>) -> Result<Self> {
         self.state_ttl = ttl;
-        self.accumulators = Self::table(
-            StateTables::new(
-                Arc::new(MemoryStateStore::default()),
-                (0, sluice_core::keys::DEFAULT_MAX_PARALLELISM),
-                StateClock::System,
-            ),
-            ttl,
-        )?;
+        self.accumulators = Self::table(in_memory(), ttl)?;
         Ok(self)
     }
 

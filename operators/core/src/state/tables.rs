@@ -283,12 +283,21 @@ impl Table {
         k
     }
 
+    fn truncated(&self) -> OperatorError {
+        OperatorError::State(format!("an entry of state table '{}' is truncated", self.name))
+    }
+
     fn encode<V: StateValue>(&self, value: &V) -> Vec<u8> {
+        self.encode_at(value, self.shared.clock.now_ms())
+    }
+
+    /// The stored form of `value` written at `now_ms` (its expiry counts from then).
+    fn encode_at<V: StateValue>(&self, value: &V, now_ms: i64) -> Vec<u8> {
         let mut out = Vec::with_capacity(16);
         match self.ttl_ms {
             Some(ttl) => {
                 out.extend_from_slice(&[HAS_EXPIRY, V::VERSION]);
-                out.extend_from_slice(&self.shared.clock.now_ms().saturating_add(ttl).to_be_bytes());
+                out.extend_from_slice(&now_ms.saturating_add(ttl).to_be_bytes());
             }
             None => out.extend_from_slice(&[0, V::VERSION]),
         }
@@ -303,7 +312,7 @@ impl Table {
         }
         let (header, version) = match stored {
             [header, version, ..] => (*header, *version),
-            _ => return Err(OperatorError::State(format!("an entry of state table '{}' is truncated", self.name))),
+            _ => return Err(self.truncated()),
         };
         if version != V::VERSION {
             return Err(OperatorError::State(format!(
@@ -314,8 +323,7 @@ impl Table {
             )));
         }
         let body = if header & HAS_EXPIRY != 0 { stored.get(10..) } else { stored.get(2..) };
-        let body =
-            body.ok_or_else(|| OperatorError::State(format!("an entry of state table '{}' is truncated", self.name)))?;
+        let body = body.ok_or_else(|| self.truncated())?;
         V::decode(body).map(Some)
     }
 
@@ -386,7 +394,9 @@ impl<V: StateValue> ValueTable<V> {
 
     /// Sets the values of several keys in one write.
     pub fn put_all<'a>(&self, entries: impl IntoIterator<Item = (u32, &'a [u8], &'a V)>) -> Result<()> {
-        let writes = entries.into_iter().map(|(g, k, v)| (self.table.key(g, k), Some(self.table.encode(v)))).collect();
+        let now = self.table.shared.clock.now_ms();
+        let writes =
+            entries.into_iter().map(|(g, k, v)| (self.table.key(g, k), Some(self.table.encode_at(v, now)))).collect();
         self.table.write(writes)
     }
 
@@ -452,6 +462,13 @@ impl StateValue for Elements {
     }
 }
 
+/// The encoding of one value, on its own.
+fn encoded<V: StateValue>(value: &V) -> Vec<u8> {
+    let mut out = Vec::new();
+    value.encode(&mut out);
+    out
+}
+
 impl<V: StateValue> ListTable<V> {
     /// The elements of `key`'s list, in insertion order (empty when absent or expired).
     pub fn get(&self, key_group: u32, key: &[u8]) -> Result<Vec<V>> {
@@ -463,9 +480,7 @@ impl<V: StateValue> ListTable<V> {
     pub fn add(&self, key_group: u32, key: &[u8], element: &V) -> Result<()> {
         let stored_key = self.table.key(key_group, key);
         let mut elements: Elements = self.table.get(&stored_key)?.unwrap_or(Elements(Vec::new()));
-        let mut bytes = Vec::new();
-        element.encode(&mut bytes);
-        elements.0.push(bytes);
+        elements.0.push(encoded(element));
         self.table.write(vec![(stored_key, Some(self.table.encode(&elements)))])
     }
 
@@ -475,17 +490,8 @@ impl<V: StateValue> ListTable<V> {
         if elements.is_empty() {
             return self.table.write(vec![(stored_key, None)]);
         }
-        let encoded = Elements(
-            elements
-                .iter()
-                .map(|e| {
-                    let mut b = Vec::new();
-                    e.encode(&mut b);
-                    b
-                })
-                .collect(),
-        );
-        self.table.write(vec![(stored_key, Some(self.table.encode(&encoded)))])
+        let elements = Elements(elements.iter().map(encoded).collect());
+        self.table.write(vec![(stored_key, Some(self.table.encode(&elements)))])
     }
 
     /// Removes `key`'s list.
@@ -552,11 +558,11 @@ pub(crate) fn encode_time(timestamp: i64) -> [u8; 8] {
     ((timestamp as u64) ^ (1 << 63)).to_be_bytes()
 }
 
-/// The timestamp [`encode_time`] wrote.
-pub(crate) fn decode_time(bytes: &[u8]) -> i64 {
-    let mut b = [0u8; 8];
-    b.copy_from_slice(&bytes[..8]);
-    (u64::from_be_bytes(b) ^ (1 << 63)) as i64
+/// The timestamp [`encode_time`] wrote at the start of `bytes`; `None` when they are too
+/// short to hold one (a damaged entry).
+pub(crate) fn decode_time(bytes: &[u8]) -> Option<i64> {
+    let b: [u8; 8] = bytes.get(..8)?.try_into().ok()?;
+    Some((u64::from_be_bytes(b) ^ (1 << 63)) as i64)
 }
 
 impl<V: StateValue> TimeTable<V> {
@@ -581,7 +587,10 @@ impl<V: StateValue> TimeTable<V> {
             if !k.starts_with(&prefix) {
                 return false;
             }
-            let timestamp = decode_time(&k[prefix.len()..]);
+            let Some(timestamp) = decode_time(&k[prefix.len()..]) else {
+                failure = Some(self.table.truncated());
+                return false;
+            };
             if timestamp > to {
                 return false;
             }
@@ -601,14 +610,21 @@ impl<V: StateValue> TimeTable<V> {
     /// Removes `key`'s entries with a timestamp at or before `timestamp`; returns how many.
     pub fn remove_through(&self, key_group: u32, key: &[u8], timestamp: i64) -> Result<usize> {
         let prefix = self.table.nested(key_group, key);
-        let mut doomed = Vec::new();
-        self.table.shared.store.scan(&prefix, &mut |k, _| {
-            let keep_going = decode_time(&k[prefix.len()..]) <= timestamp;
-            if keep_going {
+        let (mut doomed, mut truncated) = (Vec::new(), false);
+        self.table.shared.store.scan(&prefix, &mut |k, _| match decode_time(&k[prefix.len()..]) {
+            Some(t) if t <= timestamp => {
                 doomed.push((k.to_vec(), None));
+                true
             }
-            keep_going
+            Some(_) => false,
+            None => {
+                truncated = true;
+                false
+            }
         })?;
+        if truncated {
+            return Err(self.table.truncated());
+        }
         let n = doomed.len();
         self.table.write(doomed)?;
         Ok(n)
