@@ -84,34 +84,78 @@ struct TaskInfo {
     error: String,
 }
 
+/// Where a job is in its life, each phase with the data that belongs to it alone.
+#[derive(Debug)]
+enum Phase {
+    /// Submitted, waiting for the slots of its first deployment.
+    Created(Waiting),
+    /// Failed, waiting out its restart delay and then for slots.
+    Restarting(Restarting),
+    /// Deployed on task managers.
+    Running(Deployed),
+    /// A stop-with-savepoint took its savepoint: the sinks commit, then the job ends.
+    Stopping(Stopping),
+    /// Finished, failed or canceled.
+    Ended(Ended),
+}
+
+/// A job waiting for its first slots.
+#[derive(Debug)]
+struct Waiting {
+    /// Since when (the scheduling timeout counts from here).
+    since: Instant,
+}
+
+/// A job waiting to be deployed again after a failure.
+#[derive(Debug)]
+struct Restarting {
+    /// When it may be deployed again; the scheduling timeout counts from here.
+    at: Instant,
+}
+
+/// A deployed job.
+#[derive(Debug, Default)]
+struct Deployed {
+    /// Slots held per task manager.
+    slots: HashMap<String, u32>,
+}
+
+/// A job whose stop-with-savepoint completed its savepoint.
+#[derive(Debug)]
+struct Stopping {
+    /// The slots it still holds while the sinks commit.
+    slots: HashMap<String, u32>,
+    /// The savepoint's path.
+    savepoint: String,
+    /// Where to answer once the job has ended.
+    reply: tokio::sync::oneshot::Sender<Result<String, String>>,
+}
+
+/// A job that ended.
+#[derive(Debug)]
+struct Ended {
+    /// Finished, failed or canceled.
+    state: JobState,
+    /// When (ms since the epoch).
+    at_ms: u64,
+}
+
 #[derive(Debug)]
 struct Job {
     id: String,
     graph: JobGraph,
-    state: JobState,
+    phase: Phase,
     message: String,
     submitted_at_ms: u64,
-    finished_at_ms: u64,
-    waiting_since: Instant,
     attempt: u32,
-    /// Slots held per task manager.
-    slots: HashMap<String, u32>,
     tasks: BTreeMap<(u32, u32), TaskInfo>,
     /// The checkpoint coordinator, when the job takes checkpoints.
     checkpoints: Option<Coordinator>,
     restart: RestartStrategy,
     restarts: u32,
-    /// When a restarting job may be deployed again.
-    restart_at: Option<Instant>,
-    /// State the next deployment starts from: a savepoint, or the checkpoint a restart restores.
-    restore_from: Option<(CheckpointMetadata, PathBuf)>,
-    /// The savepoint the job was submitted with: what a restart restores until the job
+    /// The savepoint the job was submitted with: what a deployment restores until the job
     /// completes a checkpoint of its own.
     savepoint: Option<(CheckpointMetadata, PathBuf)>,
-    /// A stop-with-savepoint is completing (the savepoint's path); no further checkpoints.
-    stopping: Option<String>,
-    /// Where to answer the stop-with-savepoint once the job has ended.
-    stop_reply: Option<tokio::sync::oneshot::Sender<Result<String, String>>>,
 }
 
 impl Job {
@@ -131,8 +175,33 @@ impl Job {
         self.tasks.iter().filter(|(_, t)| states.contains(&t.state)).map(|(k, _)| *k).collect()
     }
 
-    fn is_terminal(&self) -> bool {
-        matches!(self.state, JobState::Finished | JobState::Failed | JobState::Canceled)
+    /// The state reported to users.
+    fn state(&self) -> JobState {
+        match &self.phase {
+            Phase::Created(_) => JobState::Created,
+            Phase::Restarting(_) => JobState::Restarting,
+            Phase::Running(_) | Phase::Stopping(_) => JobState::Running,
+            Phase::Ended(e) => e.state,
+        }
+    }
+
+    /// The slots the job holds (none unless deployed).
+    fn slots(&self) -> Option<&HashMap<String, u32>> {
+        match &self.phase {
+            Phase::Running(d) => Some(&d.slots),
+            Phase::Stopping(s) => Some(&s.slots),
+            _ => None,
+        }
+    }
+
+    /// The task managers the job's tasks run on (none unless deployed).
+    fn task_managers(&self) -> Vec<String> {
+        self.slots().map(|s| s.keys().cloned().collect()).unwrap_or_default()
+    }
+
+    /// Deployed, running or stopping: its tasks' reports count.
+    fn is_deployed(&self) -> bool {
+        self.slots().is_some()
     }
 
     fn task_name(&self, vertex: u32, subtask: u32) -> String {
@@ -253,22 +322,15 @@ impl ClusterState {
         let mut job = Job {
             id: id.clone(),
             graph,
-            state: JobState::Created,
+            phase: Phase::Created(Waiting { since: Instant::now() }),
             message: "waiting to be scheduled".into(),
             submitted_at_ms: now_ms(),
-            finished_at_ms: 0,
-            waiting_since: Instant::now(),
             attempt: 0,
-            slots: HashMap::new(),
             tasks: BTreeMap::new(),
             checkpoints: None,
             restart,
             restarts: 0,
-            restart_at: None,
-            restore_from: None,
             savepoint: None,
-            stopping: None,
-            stop_reply: None,
         };
         if let Some(path) = from_savepoint {
             let (metadata, base) = storage::read_checkpoint(path).map_err(|e| e.to_string())?;
@@ -276,8 +338,7 @@ impl ClusterState {
             if let Some(c) = &mut checkpoints {
                 c.restored_from(path, metadata.checkpoint_id);
             }
-            job.savepoint = Some((metadata.clone(), base.clone()));
-            job.restore_from = Some((metadata, base));
+            job.savepoint = Some((metadata, base));
         }
         job.checkpoints = checkpoints;
         self.jobs.insert(id.clone(), job);
@@ -289,8 +350,7 @@ impl ClusterState {
         self.task_managers
             .iter()
             .map(|tm| {
-                let held: u32 =
-                    self.jobs.values().filter(|j| !j.is_terminal()).filter_map(|j| j.slots.get(&tm.id)).sum();
+                let held: u32 = self.jobs.values().filter_map(|j| j.slots()?.get(&tm.id)).sum();
                 FreeSlots { task_manager: tm.id.clone(), free: tm.slots.saturating_sub(held) }
             })
             .collect()
@@ -299,28 +359,28 @@ impl ClusterState {
     /// Places waiting jobs in submission order while slots allow; fails jobs that waited
     /// longer than `timeout`.
     pub fn schedule(&mut self, timeout: Duration, actions: &mut Vec<Action>) {
+        let now = Instant::now();
         for id in self.order.clone() {
             let free = self.free_slots();
             let total_slots: u32 = self.task_managers.iter().map(|t| t.slots).sum();
             let Some(job) = self.jobs.get_mut(&id) else { continue };
-            let restarting = job.state == JobState::Restarting;
-            if !(job.state == JobState::Created || restarting && job.restart_at.is_some_and(|t| t <= Instant::now())) {
-                continue;
-            }
+            let waiting_since = match &job.phase {
+                Phase::Created(w) => w.since,
+                Phase::Restarting(r) if r.at <= now => r.at,
+                _ => continue,
+            };
+            let restarting = matches!(job.phase, Phase::Restarting(_));
             let required = job.required_slots();
             let available: u32 = free.iter().map(|f| f.free).sum();
             let Some(placement) = place(required, &free) else {
-                let waited = job.waiting_since.elapsed();
                 let why = format!(
                     "waiting for {required} free task slots: {available} free of {total_slots} on {} task manager(s); \
                      start more task managers (sluice taskmanager --slots N) or lower the parallelism",
                     self.task_managers.len()
                 );
-                if waited >= timeout {
-                    job.state = JobState::Failed;
-                    job.finished_at_ms = now_ms();
-                    job.message = format!("could not get {required} task slots within {}s: {why}", timeout.as_secs());
-                    tracing::warn!(job = %job.id, message = %job.message, "job failed");
+                if now.saturating_duration_since(waiting_since) >= timeout {
+                    let message = format!("could not get {required} task slots within {}s: {why}", timeout.as_secs());
+                    self.end_job(&id, JobState::Failed, message, actions);
                 } else if restarting {
                     job.message = format!("restarting (restart {}): {why}", job.restarts);
                 } else {
@@ -328,37 +388,46 @@ impl ClusterState {
                 }
                 continue;
             };
-            if restarting {
+            let restore = if restarting {
                 job.attempt += 1;
                 let mut problems = Vec::new();
                 let latest = match job.checkpoints.as_mut() {
                     Some(c) => c.latest_restorable(&mut problems),
                     None => Ok(None),
                 };
-                match latest {
-                    Ok(Some(restored)) => job.restore_from = Some(restored),
-                    // Nothing newer than the savepoint the job started from: restore it again.
-                    Ok(None) => job.restore_from = job.savepoint.clone(),
-                    Err(e) => {
-                        self.end_job(&id, JobState::Failed, format!("cannot restart: {e}"), actions);
-                        continue;
-                    }
-                }
                 if !problems.is_empty() {
                     if let Some(c) = &mut job.checkpoints {
                         c.summary.last_failure = problems.join("; ");
                     }
                 }
-            }
-            self.deploy(&id, placement, actions);
+                match latest {
+                    Ok(Some(restored)) => Some(restored),
+                    // Nothing newer than the savepoint the job started from: restore it again.
+                    Ok(None) => job.savepoint.clone(),
+                    Err(e) => {
+                        self.end_job(&id, JobState::Failed, format!("cannot restart: {e}"), actions);
+                        continue;
+                    }
+                }
+            } else {
+                job.savepoint.clone()
+            };
+            self.deploy(&id, placement, restore, actions);
         }
     }
 
-    fn deploy(&mut self, id: &str, placement: Vec<String>, actions: &mut Vec<Action>) {
+    /// Deploys job `id` on `placement` (a task manager per slot), starting from `restore`.
+    fn deploy(
+        &mut self,
+        id: &str,
+        placement: Vec<String>,
+        restore: Option<(CheckpointMetadata, PathBuf)>,
+        actions: &mut Vec<Action>,
+    ) {
         let addresses: HashMap<String, String> =
             self.task_managers.iter().map(|t| (t.id.clone(), t.address.clone())).collect();
         let Some(job) = self.jobs.get_mut(id) else { return };
-        let (restore, restored_checkpoint_id) = match job.restore_from.take() {
+        let (restore, restored_checkpoint_id) = match restore {
             Some((metadata, base)) => match assign_state(&metadata, &base, &job.graph, job.max_parallelism()) {
                 Ok(r) => (r, metadata.checkpoint_id),
                 Err(e) => {
@@ -383,9 +452,9 @@ impl ClusterState {
         }
         let checkpoint_directory =
             job.checkpoints.as_ref().map(|c| c.job_dir.display().to_string()).unwrap_or_default();
-        job.slots.clear();
+        let mut deployed = Deployed::default();
         for tm in &placement {
-            *job.slots.entry(tm.clone()).or_default() += 1;
+            *deployed.slots.entry(tm.clone()).or_default() += 1;
         }
         job.tasks.clear();
         let mut locations = Vec::new();
@@ -416,8 +485,7 @@ impl ClusterState {
                 );
             }
         }
-        job.state = JobState::Running;
-        job.restart_at = None;
+        job.phase = Phase::Running(deployed);
         job.message = format!("deployed on {}", per_tm.keys().cloned().collect::<Vec<_>>().join(", "));
         if restored_checkpoint_id != 0 {
             job.message.push_str(&format!(" from checkpoint {restored_checkpoint_id}"));
@@ -445,43 +513,47 @@ impl ClusterState {
         }
     }
 
+    /// Ends job `id` in `state` (finished, failed or canceled) with `message`: answers a
+    /// waiting stop-with-savepoint, cancels the tasks of a running job that did not finish,
+    /// and frees its slots.
     fn end_job(&mut self, id: &str, state: JobState, message: String, actions: &mut Vec<Action>) {
         let Some(job) = self.jobs.get_mut(id) else { return };
-        if job.is_terminal() {
-            return;
+        let ended = Phase::Ended(Ended { state, at_ms: now_ms() });
+        match std::mem::replace(&mut job.phase, ended) {
+            Phase::Ended(previous) => {
+                job.phase = Phase::Ended(previous);
+                return;
+            }
+            Phase::Stopping(stopping) => {
+                let answer = match state {
+                    JobState::Finished => Ok(stopping.savepoint),
+                    _ => Err(format!("the savepoint was taken, but the job could not stop cleanly: {message}")),
+                };
+                let _ = stopping.reply.send(answer);
+            }
+            Phase::Running(deployed) if state != JobState::Finished => {
+                for task_manager in deployed.slots.keys() {
+                    actions.push(Action::Cancel {
+                        task_manager: task_manager.clone(),
+                        job_id: id.to_string(),
+                        attempt: job.attempt,
+                    });
+                }
+            }
+            Phase::Running(_) | Phase::Created(_) | Phase::Restarting(_) => {}
         }
-        let was_deployed = job.state == JobState::Running && job.stopping.is_none();
-        if let Some(reply) = job.stop_reply.take() {
-            let answer = match (&job.stopping, state) {
-                (Some(path), JobState::Finished) => Ok(path.clone()),
-                _ => Err(format!("the savepoint was taken, but the job could not stop cleanly: {message}")),
-            };
-            let _ = reply.send(answer);
-        }
-        job.state = state;
         job.message = message;
-        job.finished_at_ms = now_ms();
         match state {
             JobState::Failed => tracing::warn!(job = %id, message = %job.message, "job failed"),
             _ => tracing::info!(job = %id, state = ?state, "job ended"),
         }
-        if was_deployed && state != JobState::Finished {
-            for task_manager in job.slots.keys() {
-                actions.push(Action::Cancel {
-                    task_manager: task_manager.clone(),
-                    job_id: id.to_string(),
-                    attempt: job.attempt,
-                });
-            }
-        }
-        job.slots.clear();
     }
 
     /// Applies a task's state change.
     pub fn task_state(&mut self, report: &TaskStateReport, actions: &mut Vec<Action>) {
         let Some(task) = &report.task else { return };
         let Some(job) = self.jobs.get_mut(&task.job_id) else { return };
-        if job.attempt != task.attempt || job.state != JobState::Running {
+        if job.attempt != task.attempt || !job.is_deployed() {
             return;
         }
         let state = TaskState::try_from(report.state).unwrap_or(TaskState::Failed);
@@ -500,15 +572,15 @@ impl ClusterState {
                 self.fail_or_restart(&id, message, None, actions);
             }
             // Stop-with-savepoint: task managers end the tasks once they committed.
-            TaskState::Canceled if job.stopping.is_some() => {}
+            TaskState::Canceled if matches!(job.phase, Phase::Stopping(_)) => {}
             TaskState::Canceled => {
                 let message = format!("{name} was canceled by {tm} (it lost contact with the jobmanager)");
                 self.fail_or_restart(&id, message, None, actions);
             }
             TaskState::Finished if job.tasks.values().all(|t| t.state == TaskState::Finished) => {
-                let message = match &job.stopping {
-                    Some(path) => format!("stopped with a savepoint at {path}"),
-                    None => "all tasks finished".into(),
+                let message = match &job.phase {
+                    Phase::Stopping(s) => format!("stopped with a savepoint at {}", s.savepoint),
+                    _ => "all tasks finished".into(),
                 };
                 self.end_job(&id, JobState::Finished, message, actions);
             }
@@ -521,21 +593,29 @@ impl ClusterState {
     /// strategy allows, else fail it. `lost` is a task manager that is gone.
     fn fail_or_restart(&mut self, id: &str, reason: String, lost: Option<&str>, actions: &mut Vec<Action>) {
         let Some(job) = self.jobs.get_mut(id) else { return };
-        if job.state != JobState::Running {
-            return;
-        }
+        let deployed = match &job.phase {
+            Phase::Running(d) => d,
+            // A job stopping with a savepoint is not restarted: its savepoint is taken.
+            Phase::Stopping(_) => return self.end_job(id, JobState::Failed, reason, actions),
+            _ => return,
+        };
         let next = job.restarts + 1;
-        let Some(delay) = job.restart.delay(next).filter(|_| job.stopping.is_none()) else {
+        let Some(delay) = job.restart.delay(next) else {
             let message =
                 if job.restarts > 0 { format!("{reason} (no restarts left after {})", job.restarts) } else { reason };
             self.end_job(id, JobState::Failed, message, actions);
             return;
         };
+        for task_manager in deployed.slots.keys().filter(|tm| Some(tm.as_str()) != lost) {
+            actions.push(Action::Cancel {
+                task_manager: task_manager.clone(),
+                job_id: id.to_string(),
+                attempt: job.attempt,
+            });
+        }
         let now = Instant::now();
-        job.state = JobState::Restarting;
+        job.phase = Phase::Restarting(Restarting { at: now + delay });
         job.restarts = next;
-        job.restart_at = Some(now + delay);
-        job.waiting_since = now + delay;
         let limit = match job.restart.max_attempts() {
             u32::MAX => "unlimited".to_string(),
             n => n.to_string(),
@@ -545,14 +625,6 @@ impl ClusterState {
         if let Some(c) = &mut job.checkpoints {
             c.restart(now);
         }
-        for task_manager in job.slots.keys().filter(|tm| Some(tm.as_str()) != lost) {
-            actions.push(Action::Cancel {
-                task_manager: task_manager.clone(),
-                job_id: id.to_string(),
-                attempt: job.attempt,
-            });
-        }
-        job.slots.clear();
         for info in job.tasks.values_mut() {
             if matches!(info.state, TaskState::Running | TaskState::Deploying | TaskState::Ended) {
                 info.state = TaskState::Canceled;
@@ -563,9 +635,7 @@ impl ClusterState {
     /// Starts due checkpoints and aborts timed-out ones.
     pub fn tick_checkpoints(&mut self, now: Instant, actions: &mut Vec<Action>) {
         for job in self.jobs.values_mut() {
-            if job.state != JobState::Running || job.stopping.is_some() {
-                continue;
-            }
+            let Phase::Running(deployed) = &job.phase else { continue };
             let Some(coordinator) = &mut job.checkpoints else { continue };
             coordinator.check_timeout(now);
             let ready = job
@@ -575,7 +645,7 @@ impl ClusterState {
             let all_ended = job.tasks.values().all(|t| matches!(t.state, TaskState::Ended | TaskState::Finished))
                 && job.tasks.values().any(|t| t.state == TaskState::Ended);
             if let Some(trigger) = coordinator.maybe_trigger(now, ready, all_ended) {
-                for task_manager in job.slots.keys() {
+                for task_manager in deployed.slots.keys() {
                     actions.push(Action::Trigger {
                         task_manager: task_manager.clone(),
                         request: TriggerCheckpointRequest {
@@ -597,7 +667,7 @@ impl ClusterState {
     pub fn acknowledge(&mut self, ack: CheckpointAck, actions: &mut Vec<Action>) {
         let Some(task) = &ack.task else { return };
         let Some(job) = self.jobs.get_mut(&task.job_id) else { return };
-        if job.attempt != task.attempt || job.state != JobState::Running {
+        if job.attempt != task.attempt || !job.is_deployed() {
             return;
         }
         let Some(coordinator) = &mut job.checkpoints else { return };
@@ -660,18 +730,25 @@ impl ClusterState {
             actions.push(Action::Discard(Box::new(discard)));
         }
         let Some(completion) = completion else { return };
-        if job.state != JobState::Running {
+        let stop = completion.stop.is_some();
+        match (&mut job.phase, completion.stop) {
+            (Phase::Running(deployed), Some((savepoint, reply))) => {
+                let slots = std::mem::take(&mut deployed.slots);
+                job.phase = Phase::Stopping(Stopping { slots, savepoint, reply });
+                job.message = "stopping: the savepoint is complete, the sinks commit".into();
+            }
+            (_, Some((_, reply))) => {
+                let _ = reply.send(Err(format!("job {job_id} is no longer running (state {:?})", job.state())));
+                return;
+            }
+            (_, None) => {}
+        }
+        if !job.is_deployed() {
             return;
         }
-        let stop = completion.stop.is_some();
-        if let Some((path, reply)) = completion.stop {
-            job.stopping = Some(path);
-            job.stop_reply = Some(reply);
-            job.message = "stopping: the savepoint is complete, the sinks commit".into();
-        }
-        for task_manager in job.slots.keys() {
+        for task_manager in job.task_managers() {
             actions.push(Action::Notify {
-                task_manager: task_manager.clone(),
+                task_manager,
                 request: NotifyCheckpointRequest {
                     job_id: job.id.clone(),
                     attempt: job.attempt,
@@ -694,9 +771,16 @@ impl ClusterState {
             let _ = reply.send(Err(format!("no job with id '{id}'; `sluice list` shows the known jobs")));
             return;
         };
-        if job.state != JobState::Running {
-            let _ = reply.send(Err(format!("job {id} is not running (state {:?})", job.state)));
-            return;
+        match &job.phase {
+            Phase::Running(_) => {}
+            Phase::Stopping(s) => {
+                let _ = reply.send(Err(format!("job {id} is stopping with the savepoint at {}", s.savepoint)));
+                return;
+            }
+            _ => {
+                let _ = reply.send(Err(format!("job {id} is not running (state {:?})", job.state())));
+                return;
+            }
         }
         let Some(coordinator) = &mut job.checkpoints else {
             let _ = reply.send(Err(format!(
@@ -711,20 +795,18 @@ impl ClusterState {
 
     /// Every task manager committed a stop-with-savepoint and ended the job's tasks.
     pub fn stopped(&mut self, id: &str, actions: &mut Vec<Action>) {
-        let Some(job) = self.jobs.get(id) else { return };
-        if let Some(path) = job.stopping.clone() {
-            self.end_job(id, JobState::Finished, format!("stopped with a savepoint at {path}"), actions);
-        }
+        let Some(Phase::Stopping(stopping)) = self.jobs.get(id).map(|j| &j.phase) else { return };
+        let message = format!("stopped with a savepoint at {}", stopping.savepoint);
+        self.end_job(id, JobState::Finished, message, actions);
     }
 
     /// A task manager could not commit a stop-with-savepoint: the job fails with `reason`
     /// (the savepoint stays usable; what the sinks had not committed is in it).
     pub fn stop_failed(&mut self, id: &str, reason: &str, actions: &mut Vec<Action>) {
-        let Some(job) = self.jobs.get(id) else { return };
-        if let Some(path) = job.stopping.clone() {
-            let message = format!("stop-with-savepoint failed after the savepoint at {path} was taken: {reason}");
-            self.end_job(id, JobState::Failed, message, actions);
-        }
+        let Some(Phase::Stopping(stopping)) = self.jobs.get(id).map(|j| &j.phase) else { return };
+        let message =
+            format!("stop-with-savepoint failed after the savepoint at {} was taken: {reason}", stopping.savepoint);
+        self.end_job(id, JobState::Failed, message, actions);
     }
 
     /// Marks a deployment as failed.
@@ -758,7 +840,7 @@ impl ClusterState {
         let affected: Vec<String> = self
             .jobs
             .values()
-            .filter(|j| j.state == JobState::Running && j.slots.contains_key(id))
+            .filter(|j| j.slots().is_some_and(|s| s.contains_key(id)))
             .map(|j| j.id.clone())
             .collect();
         for job in affected {
@@ -773,7 +855,7 @@ impl ClusterState {
     /// Cancels a job; returns its state afterwards, or `None` if unknown.
     pub fn cancel(&mut self, id: &str, actions: &mut Vec<Action>) -> Option<JobState> {
         self.end_job(id, JobState::Canceled, "canceled by the user".into(), actions);
-        self.jobs.get(id).map(|j| j.state)
+        self.jobs.get(id).map(|j| j.state())
     }
 
     /// Summaries of every job, in submission order.
@@ -784,7 +866,7 @@ impl ClusterState {
             .map(|j| JobSummary {
                 job_id: j.id.clone(),
                 name: j.graph.name.clone(),
-                state: j.state as i32,
+                state: j.state() as i32,
                 submitted_at_ms: j.submitted_at_ms,
             })
             .collect()
@@ -796,10 +878,13 @@ impl ClusterState {
         Some(JobStatus {
             job_id: job.id.clone(),
             name: job.graph.name.clone(),
-            state: job.state as i32,
+            state: job.state() as i32,
             message: job.message.clone(),
             submitted_at_ms: job.submitted_at_ms,
-            finished_at_ms: job.finished_at_ms,
+            finished_at_ms: match &job.phase {
+                Phase::Ended(e) => e.at_ms,
+                _ => 0,
+            },
             tasks: job
                 .tasks
                 .iter()
