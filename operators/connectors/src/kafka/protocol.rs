@@ -574,7 +574,19 @@ mod tests {
         }
 
         async fn create_topic(&self, name: &str) {
-            let mut conn = Connection::open(&self.address).await.unwrap();
+            // The broker may accept connections a moment before it serves them (a reset).
+            let mut attempts = 0;
+            let mut conn = loop {
+                match Connection::open(&self.address).await {
+                    Ok(conn) => break conn,
+                    Err(e) if attempts < 50 => {
+                        attempts += 1;
+                        tracing::debug!("the test broker is not serving yet: {e}");
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                    }
+                    Err(e) => panic!("the test broker at {} does not serve: {e}", self.address),
+                }
+            };
             let topic = kafka_protocol::messages::create_topics_request::CreatableTopic::default()
                 .with_name(TopicName(StrBytes::from_string(name.to_string())))
                 .with_num_partitions(1)
