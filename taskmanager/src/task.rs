@@ -20,25 +20,22 @@ use arrow::record_batch::RecordBatch;
 
 use sluice_core::keys::key_group_range;
 use sluice_core::{
-    Barrier, Collector, Message, Operator, OperatorError, OperatorState, Source, SourcePoll, StateInit, TaskContext,
+    Barrier, Collector, Message, Operator, OperatorError, OperatorState, Source, StateInit, TaskContext,
 };
 use sluice_proto::{CheckpointTaskStats, OperatorRestore, OperatorSnapshot, TaskRestore, TaskSnapshot};
 use tokio::sync::mpsc;
 
 use crate::error::TaskError;
-use crate::input::{GateEvent, InputGate};
+use crate::input::InputGate;
 use crate::list_state;
 use crate::metrics::TaskMetrics;
 use crate::output::Outputs;
 use crate::state::{CheckpointStorage, KeyedBackend, LocalSnapshot};
 
-/// Where a task's rows come from.
-pub enum Head {
-    /// The task starts with a source.
-    Source(Box<dyn Source>),
-    /// The task reads its input channels.
-    Inputs(InputGate),
-}
+mod step;
+
+pub use step::Head;
+use step::{SourceIdleness, Step};
 
 /// A command from the jobmanager to a running task.
 #[derive(Debug)]
@@ -256,19 +253,101 @@ fn restored_operator<'a>(restore: &'a Option<TaskRestore>, uid: &str) -> Option<
 impl Task {
     /// Runs the task until its input ends (bounded) or it is aborted.
     pub async fn run(mut self) -> Result<(), TaskError> {
-        let head = std::mem::replace(&mut self.head, Head::Inputs(InputGate::new(Vec::new())));
+        let mut head = std::mem::replace(&mut self.head, Head::Inputs(InputGate::new(Vec::new())));
         self.initialize_chain_state().await?;
         self.chain.open(&self.ctx).await?;
-        match head {
-            Head::Source(mut source) => {
-                let uid = self.source_uid.clone().unwrap_or_default();
-                let key_groups = key_group_range(self.ctx.subtask, self.ctx.max_parallelism, self.ctx.parallelism);
-                source.initialize_state(self.state_init(&uid, None, key_groups).await?).await?;
-                source.open(&self.ctx).await?;
-                self.run_source(source).await
-            }
-            Head::Inputs(gate) => self.run_inputs(gate).await,
+        if let Head::Source(source) = &mut head {
+            let uid = self.source_uid.clone().unwrap_or_default();
+            let key_groups = key_group_range(self.ctx.subtask, self.ctx.max_parallelism, self.ctx.parallelism);
+            source.initialize_state(self.state_init(&uid, None, key_groups).await?).await?;
+            source.open(&self.ctx).await?;
         }
+        self.run_head(head).await
+    }
+
+    /// The task's one loop: takes the head's next step and handles it, until the input
+    /// ends (then, with checkpoints, the final checkpoint) or the task parks.
+    async fn run_head(&mut self, mut head: Head) -> Result<(), TaskError> {
+        let mut idle = SourceIdleness::default();
+        loop {
+            let ended = match self.next_step(&mut head, &mut idle).await? {
+                Step::Data { input, batch } => {
+                    self.handle_input(input, batch).await?;
+                    if let (Head::Source(_), Some((_, pause))) = (&head, crate::faults::source_pace()) {
+                        tokio::time::sleep(pause).await;
+                    }
+                    false
+                }
+                Step::InputWatermark { input, watermark } => {
+                    let out = self.chain.input_watermark(input, watermark).await?;
+                    self.send(out).await?
+                }
+                Step::Aborted { checkpoint_id, reason } => {
+                    let reason = format!("{}: {reason}", self.ctx.task_name);
+                    let _ = self.checkpointing.events.send(TaskEvent::Decline { checkpoint_id, reason });
+                    false
+                }
+                Step::Command(command) => match self.command(command, head.source_mut()).await? {
+                    Some(done) => return self.park(done).await,
+                    None => false,
+                },
+                Step::Timers => {
+                    self.fire_due_timers().await?;
+                    false
+                }
+                Step::Linger => {
+                    self.outputs.flush_lingering().await?;
+                    false
+                }
+                Step::Message(Message::Barrier(barrier)) => {
+                    if self.unbarriered.is_some_and(|t| t.checkpoint_id <= barrier.checkpoint_id) {
+                        self.unbarriered = None;
+                    }
+                    self.checkpoint_at_barrier(barrier, None, head.last_alignment()).await?;
+                    false
+                }
+                Step::Message(message) => self.handle(message).await?,
+                Step::SourceFinished => {
+                    // A bounded input ends event time too, so event-time results are emitted.
+                    self.handle(Message::Watermark(i64::MAX)).await?;
+                    self.handle(Message::EndOfInput).await?
+                }
+                Step::Disconnected => return Ok(()),
+                Step::Nothing => false,
+            };
+            if ended {
+                if self.checkpointing.storage.is_some() {
+                    return self.await_final_checkpoint(head.into_source()).await;
+                }
+                return Ok(());
+            }
+        }
+    }
+
+    /// Obeys a command of the jobmanager; returns the park signal of a stop-with-savepoint.
+    /// A source task starts a triggered checkpoint (its source's positions, then the
+    /// barrier); a task with inputs learns of it from its barriers, and keeps the trigger in
+    /// case its input ends first.
+    async fn command(
+        &mut self,
+        command: TaskCommand,
+        source: Option<&mut Box<dyn Source>>,
+    ) -> Result<Option<tokio::sync::oneshot::Sender<()>>, TaskError> {
+        match command {
+            TaskCommand::Trigger { checkpoint_id, timestamp_ms, last_completed, stop } => match source {
+                Some(source) => {
+                    self.notify_complete(last_completed, Some(source)).await?;
+                    let state = source.snapshot_state(checkpoint_id).await?;
+                    let barrier = Barrier { checkpoint_id, timestamp_ms, last_completed };
+                    self.checkpoint_at_barrier(barrier, Some(state), Duration::ZERO).await?;
+                    self.stopped_at = stop.then_some(checkpoint_id);
+                }
+                None => self.unbarriered = Some(PendingTrigger { checkpoint_id, last_completed }),
+            },
+            TaskCommand::Complete(checkpoint_id) => self.notify_complete(checkpoint_id, source).await?,
+            TaskCommand::Park(done) => return Ok(Some(done)),
+        }
+        Ok(None)
     }
 
     /// What operator `uid` starts from (its restored lists read off the task's thread).
@@ -334,16 +413,13 @@ impl Task {
         self.metrics.set_operator_metrics(metrics);
     }
 
-    /// Feeds one message into the chain and sends what comes out; true after end of input.
+    /// Feeds a control message into the chain and sends what comes out; true after end of
+    /// input.
     async fn handle(&mut self, message: Message) -> Result<bool, TaskError> {
-        let control = !matches!(message, Message::Data(_));
-        if let Message::Data(batch) = &message {
-            self.metrics.add_rows_in(batch.num_rows());
-        }
         let mut snapshots = Vec::new();
         let out = self.chain.process(message, &mut snapshots).await?;
         // After the message, so that what the end of input did is reported too.
-        self.publish_operator_metrics(control);
+        self.publish_operator_metrics(true);
         self.send(out).await
     }
 
@@ -603,178 +679,11 @@ impl Task {
         self.send(out).await?;
         Ok(())
     }
-
-    /// Handles a checkpoint command in a source task; returns the park signal to obey.
-    async fn source_command(
-        &mut self,
-        command: TaskCommand,
-        source: &mut Box<dyn Source>,
-    ) -> Result<Option<tokio::sync::oneshot::Sender<()>>, TaskError> {
-        match command {
-            TaskCommand::Trigger { checkpoint_id, timestamp_ms, last_completed, stop } => {
-                self.notify_complete(last_completed, Some(source)).await?;
-                let state = source.snapshot_state(checkpoint_id).await?;
-                let barrier = Barrier { checkpoint_id, timestamp_ms, last_completed };
-                self.checkpoint_at_barrier(barrier, Some(state), Duration::ZERO).await?;
-                self.stopped_at = stop.then_some(checkpoint_id);
-            }
-            TaskCommand::Complete(checkpoint_id) => self.notify_complete(checkpoint_id, Some(source)).await?,
-            TaskCommand::Park(done) => return Ok(Some(done)),
-        }
-        Ok(None)
-    }
-
-    /// Waits while the chain is full, serving checkpoints, timers and wake-ups meanwhile.
-    async fn wait_until_accepting(
-        &mut self,
-        source: &mut Box<dyn Source>,
-    ) -> Result<Option<tokio::sync::oneshot::Sender<()>>, TaskError> {
-        let wake = self.ctx.wake.clone();
-        while !self.chain.accepts_input() {
-            let timer = self.chain.deadline();
-            tokio::select! {
-                Some(command) = self.checkpointing.commands.recv() => {
-                    if let Some(done) = self.source_command(command, source).await? {
-                        return Ok(Some(done));
-                    }
-                }
-                () = wake.notified() => {}
-                _ = tokio::time::sleep_until(timer.unwrap_or_else(tokio::time::Instant::now)), if timer.is_some() => {}
-            }
-            self.fire_due_timers().await?;
-        }
-        Ok(None)
-    }
-
-    async fn run_source(&mut self, mut source: Box<dyn Source>) -> Result<(), TaskError> {
-        // Since when the source has had nothing, and whether it said so downstream.
-        let mut idle_since: Option<Instant> = None;
-        let mut announced_idle = false;
-        loop {
-            // A source whose input is always ready would otherwise never yield its worker thread.
-            tokio::task::consume_budget().await;
-            while let Ok(command) = self.checkpointing.commands.try_recv() {
-                if let Some(done) = self.source_command(command, &mut source).await? {
-                    return self.park(done).await;
-                }
-            }
-            if self.stopped_at.is_some() {
-                // Stop-with-savepoint: nothing after its barrier. Wait for the commit and the
-                // end, or for a newer checkpoint (the savepoint failed: go on).
-                let Some(command) = self.checkpointing.commands.recv().await else { return Ok(()) };
-                if let Some(done) = self.source_command(command, &mut source).await? {
-                    return self.park(done).await;
-                }
-                continue;
-            }
-            if let Some(done) = self.wait_until_accepting(&mut source).await? {
-                return self.park(done).await;
-            }
-            let polled = source.poll_next().await?;
-            self.metrics.set_skipped(source.skipped_records());
-            match polled {
-                SourcePoll::Batch(batch) => {
-                    (idle_since, announced_idle) = (None, false);
-                    self.handle(Message::Data(batch)).await?;
-                    if let Some((_, pause)) = crate::faults::source_pace() {
-                        tokio::time::sleep(pause).await;
-                    }
-                }
-                SourcePoll::Idle => {
-                    let since = *idle_since.get_or_insert_with(Instant::now);
-                    if !announced_idle && self.idle_timeout.is_some_and(|t| since.elapsed() >= t) {
-                        announced_idle = true;
-                        self.handle(Message::Idle).await?;
-                    }
-                }
-                SourcePoll::Finished => {
-                    // A bounded input ends event time too, so event-time results are emitted.
-                    self.handle(Message::Watermark(i64::MAX)).await?;
-                    self.handle(Message::EndOfInput).await?;
-                    if self.checkpointing.storage.is_some() {
-                        return self.await_final_checkpoint(Some(source)).await;
-                    }
-                    return Ok(());
-                }
-            }
-            if self.chain.deadline().is_some_and(|d| d <= tokio::time::Instant::now()) {
-                self.fire_due_timers().await?;
-            }
-            if self.outputs.linger_deadline().is_some_and(|d| d <= tokio::time::Instant::now()) {
-                self.outputs.flush_lingering().await?;
-            }
-        }
-    }
-
-    async fn run_inputs(&mut self, mut gate: InputGate) -> Result<(), TaskError> {
-        let wake = self.ctx.wake.clone();
-        loop {
-            let linger = self.outputs.linger_deadline();
-            let timer = self.chain.deadline();
-            let accepting = self.chain.accepts_input();
-            let message = tokio::select! {
-                event = gate.next(), if accepting => match event? {
-                    GateEvent::Message(message) => message,
-                    GateEvent::Data { input, batch } => {
-                        self.handle_input(input, batch).await?;
-                        continue;
-                    }
-                    GateEvent::InputWatermark { input, watermark } => {
-                        let out = self.chain.input_watermark(input, watermark).await?;
-                        self.send(out).await?;
-                        continue;
-                    }
-                    GateEvent::Aborted { checkpoint_id, reason } => {
-                        let reason = format!("{}: {reason}", self.ctx.task_name);
-                        let _ = self.checkpointing.events.send(TaskEvent::Decline { checkpoint_id, reason });
-                        continue;
-                    }
-                },
-                () = wake.notified() => {
-                    self.fire_due_timers().await?;
-                    continue;
-                }
-                Some(command) = self.checkpointing.commands.recv() => {
-                    match command {
-                        TaskCommand::Complete(checkpoint_id) => self.notify_complete(checkpoint_id, None).await?,
-                        // Running tasks with inputs learn of checkpoints from their barriers;
-                        // if the input ends first, the trigger is taken at the end.
-                        TaskCommand::Trigger { checkpoint_id, last_completed, .. } => {
-                            self.unbarriered = Some(PendingTrigger { checkpoint_id, last_completed });
-                        }
-                        TaskCommand::Park(done) => return self.park(done).await,
-                    }
-                    continue;
-                }
-                _ = tokio::time::sleep_until(linger.unwrap_or_else(tokio::time::Instant::now)), if linger.is_some() => {
-                    self.outputs.flush_lingering().await?;
-                    continue;
-                }
-                _ = tokio::time::sleep_until(timer.unwrap_or_else(tokio::time::Instant::now)), if timer.is_some() => {
-                    self.fire_due_timers().await?;
-                    continue;
-                }
-            };
-            let ended = match message {
-                Message::Barrier(barrier) => {
-                    if self.unbarriered.is_some_and(|t| t.checkpoint_id <= barrier.checkpoint_id) {
-                        self.unbarriered = None;
-                    }
-                    self.checkpoint_at_barrier(barrier, None, gate.last_alignment()).await?;
-                    false
-                }
-                other => self.handle(other).await?,
-            };
-            if ended {
-                if self.checkpointing.storage.is_some() {
-                    return self.await_final_checkpoint(None).await;
-                }
-                return Ok(());
-            }
-        }
-    }
 }
 
 fn operator_snapshot(uid: &str, state: OperatorState) -> OperatorSnapshot {
     OperatorSnapshot { uid: uid.to_string(), lists: list_state::inline_all(state), keyed: None }
 }
+
+#[cfg(test)]
+mod tests;
