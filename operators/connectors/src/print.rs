@@ -12,6 +12,7 @@ use arrow::record_batch::RecordBatch;
 use arrow::util::display::{ArrayFormatter, FormatOptions};
 use async_trait::async_trait;
 
+use sluice_core::changelog::{self, ChangelogBatch};
 use sluice_core::options::Options;
 use sluice_core::state::{put_bytes, Reader};
 use sluice_core::{Collector, Operator, OperatorError, OperatorState, Result, StateInit, TaskContext};
@@ -66,16 +67,19 @@ impl PrintSink {
 /// Formats every row of `batch` as Flink's `+I[...]`.
 pub fn format_rows(batch: &RecordBatch) -> Result<Vec<String>> {
     let options = FormatOptions::default().with_null("null");
-    let formatters = batch
+    let ChangelogBatch { rows, kinds } = changelog::split(batch)?;
+    let formatters = rows
         .columns()
         .iter()
         .map(|c| ArrayFormatter::try_new(c.as_ref(), &options))
         .collect::<std::result::Result<Vec<_>, _>>()
         .map_err(|e| OperatorError::arrow("cannot format rows", e))?;
-    Ok((0..batch.num_rows())
-        .map(|row| {
+    Ok(kinds
+        .iter()
+        .enumerate()
+        .map(|(row, kind)| {
             let values: Vec<String> = formatters.iter().map(|f| f.value(row).to_string()).collect();
-            format!("+I[{}]", values.join(", "))
+            format!("{}[{}]", kind.short_string(), values.join(", "))
         })
         .collect())
 }
@@ -198,5 +202,22 @@ mod tests {
         )
         .unwrap();
         assert_eq!(format_rows(&batch).unwrap(), vec!["+I[1, x, 0.5]", "+I[null, y, null]"]);
+    }
+
+    #[test]
+    fn updating_rows_show_their_kind_and_hide_the_kind_column() {
+        use sluice_core::changelog::RowKind;
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("k", DataType::Utf8, false),
+            Field::new("n", DataType::Int32, false),
+        ]));
+        let rows = RecordBatch::try_new(
+            schema,
+            vec![Arc::new(StringArray::from(vec!["a", "a", "a", "a"])), Arc::new(Int32Array::from(vec![1, 1, 2, 2]))],
+        )
+        .unwrap();
+        let kinds = [RowKind::Insert, RowKind::UpdateBefore, RowKind::UpdateAfter, RowKind::Delete];
+        let batch = changelog::join(&rows, &kinds).unwrap();
+        assert_eq!(format_rows(&batch).unwrap(), vec!["+I[a, 1]", "-U[a, 1]", "+U[a, 2]", "-D[a, 2]"]);
     }
 }

@@ -14,6 +14,7 @@ use arrow::array::{ArrayRef, StringArray, UInt32Array};
 use arrow::datatypes::SchemaRef;
 use arrow::record_batch::RecordBatch;
 
+use crate::changelog;
 use crate::keys::{key_group, key_group_range, subtask_for_key_group, KeyHasher, DEFAULT_MAX_PARALLELISM};
 use crate::state::{key_group_of, KeyedStateStore, MemoryStateStore, StateClock};
 use crate::watermarks::{WatermarkEvent, WatermarkTracker};
@@ -400,10 +401,27 @@ fn redistribute(states: &[OperatorState], s: usize, parallelism: usize) -> BTree
         .collect()
 }
 
-/// Parses rows written one per line, values separated by spaces, `null` for NULL.
+/// Parses rows written one per line, values separated by spaces, `null` for NULL. When
+/// `schema` has the row-kind column ([`changelog::ROW_KIND_COLUMN`]), each line starts with
+/// its row's kind (`+I 1 a`, `-U 1 a`, `+U 1 b`, `-D 1 b`).
 pub fn parse_rows(schema: &SchemaRef, text: &str) -> Result<RecordBatch> {
     let lines: Vec<Vec<&str>> =
         text.lines().map(str::trim).filter(|l| !l.is_empty()).map(|l| l.split_whitespace().collect()).collect();
+    if let Some(index) = changelog::row_kind_index(schema) {
+        let others: Vec<usize> = (0..schema.fields().len()).filter(|&c| c != index).collect();
+        let values = schema.project(&others).map_err(|e| OperatorError::arrow("harness rows", e))?;
+        let mut kinds = Vec::new();
+        let mut rest = String::new();
+        for (i, line) in lines.iter().enumerate() {
+            let kind = line.first().and_then(|k| changelog::RowKind::parse(k)).ok_or_else(|| {
+                OperatorError::InvalidPlan(format!("row {i} does not start with its kind (+I, -U, +U or -D)"))
+            })?;
+            kinds.push(kind);
+            rest.push_str(&line[1..].join(" "));
+            rest.push('\n');
+        }
+        return changelog::join(&parse_rows(&Arc::new(values), &rest)?, &kinds);
+    }
     let width = schema.fields().len();
     if let Some((i, line)) = lines.iter().enumerate().find(|(_, l)| l.len() != width) {
         return Err(OperatorError::InvalidPlan(format!(
@@ -421,8 +439,15 @@ pub fn parse_rows(schema: &SchemaRef, text: &str) -> Result<RecordBatch> {
     RecordBatch::try_new(schema.clone(), columns).map_err(|e| OperatorError::arrow("harness rows", e))
 }
 
-/// Renders a batch's rows like [`parse_rows`] reads them.
+/// Renders a batch's rows like [`parse_rows`] reads them (with their kind first when the
+/// batch has the row-kind column).
 pub fn render_rows(batch: &RecordBatch) -> Vec<String> {
+    if changelog::row_kind_index(&batch.schema()).is_some() {
+        if let Ok(changelog::ChangelogBatch { rows, kinds }) = changelog::split(batch) {
+            let values = render_rows(&rows);
+            return kinds.iter().zip(values).map(|(k, v)| format!("{} {v}", k.short_string())).collect();
+        }
+    }
     (0..batch.num_rows())
         .map(|row| {
             batch
@@ -589,5 +614,19 @@ mod tests {
             keys.iter().map(|k| format!("{k} {}", if ["a", "b"].contains(k) { 3 } else { 2 })).collect();
         expected.sort();
         assert_eq!(restored.sorted_rows(), expected, "each key counted once, on the subtask that owns it");
+    }
+
+    #[test]
+    fn changelog_rows_are_written_with_their_kind_first() {
+        let values = Schema::new(vec![Field::new("k", DataType::Utf8, false), Field::new("n", DataType::Int64, true)]);
+        let schema = changelog::with_row_kind(&values);
+        let text = "+I a 1\n-U a 1\n+U a 2\n-D a null";
+        let batch = parse_rows(&schema, text).unwrap();
+        let split = changelog::split(&batch).unwrap();
+        assert_eq!(split.kinds.iter().map(|k| k.short_string()).collect::<Vec<_>>(), ["+I", "-U", "+U", "-D"]);
+        assert_eq!(render_rows(&split.rows), ["a 1", "a 1", "a 2", "a null"]);
+        assert_eq!(render_rows(&batch), text.lines().collect::<Vec<_>>());
+        let error = parse_rows(&schema, "a 1").expect_err("a row without its kind").to_string();
+        assert!(error.contains("does not start with its kind"), "{error}");
     }
 }

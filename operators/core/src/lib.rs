@@ -11,6 +11,7 @@
 #![deny(missing_docs)]
 
 pub mod async_rows;
+pub mod changelog;
 pub mod durable;
 pub mod error;
 #[cfg(any(test, feature = "test-util"))]
