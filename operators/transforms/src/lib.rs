@@ -1,5 +1,5 @@
 //! Transforms: operators between sources and sinks (calc, projections, watermarks, keyed
-//! aggregates), and the codec of the DataFusion expressions they evaluate.
+//! aggregates, windowing functions), and the codec of the DataFusion expressions they evaluate.
 
 #![deny(missing_docs)]
 
@@ -8,3 +8,4 @@ pub mod expr;
 pub mod keyed_aggregate;
 pub mod project;
 pub mod watermark;
+pub mod window_tvf;

@@ -1,0 +1,174 @@
+//! Windowing table functions, as Flink's `TUMBLE`, `HOP` and `CUMULATE`: each row goes out
+//! once per window that holds its time, with `window_start`, `window_end` and
+//! `window_time` (= `window_end` − 1 ms) added. Windows are `[start, end)` in milliseconds
+//! since the epoch, aligned to the epoch shifted by the offset, as Flink aligns them
+//! (`TimeWindow.getWindowStartWithOffset`). The function is stateless: it neither waits
+//! for the watermark nor drops late rows; a window aggregate over it does both.
+
+use std::sync::Arc;
+
+use arrow::array::{Array, ArrayRef, TimestampMillisecondArray, UInt32Array};
+use arrow::compute::{cast, take};
+use arrow::datatypes::{DataType, SchemaRef, TimeUnit};
+use arrow::record_batch::RecordBatch;
+use async_trait::async_trait;
+
+use sluice_core::schema::decode_schema;
+use sluice_core::{Collector, Operator, OperatorError, Result};
+use sluice_proto::window_tvf_spec::WindowKind;
+use sluice_proto::WindowTvfSpec;
+
+/// The windows of one windowing function, in milliseconds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WindowShape {
+    /// Windows of `size` one after another.
+    Tumble {
+        /// Window length.
+        size: i64,
+        /// Shift of the window boundaries from the epoch.
+        offset: i64,
+    },
+    /// Windows of `size` starting every `slide` (a row is in about size / slide of them).
+    Hop {
+        /// Window length.
+        size: i64,
+        /// Time between window starts.
+        slide: i64,
+        /// Shift of the window boundaries from the epoch.
+        offset: i64,
+    },
+    /// Windows that start every `size` and end every `step` until `size`: `[s, s + step)`,
+    /// `[s, s + 2 step)`, ... `[s, s + size)`.
+    Cumulate {
+        /// Length of the largest window.
+        size: i64,
+        /// Growth from one window to the next.
+        step: i64,
+        /// Shift of the window boundaries from the epoch.
+        offset: i64,
+    },
+}
+
+/// The start of the window of length `size` holding `timestamp`, with boundaries at
+/// `offset` plus multiples of `size`.
+pub fn window_start(timestamp: i64, offset: i64, size: i64) -> i64 {
+    timestamp - (timestamp - offset).rem_euclid(size)
+}
+
+impl WindowShape {
+    /// The shape a [`WindowTvfSpec`] describes, checked.
+    pub fn from_spec(spec: &WindowTvfSpec) -> Result<Self> {
+        let (size, step, offset) = (spec.size_ms, spec.step_ms, spec.offset_ms);
+        let shape = match WindowKind::try_from(spec.kind) {
+            Ok(WindowKind::Tumble) => WindowShape::Tumble { size, offset },
+            Ok(WindowKind::Hop) => WindowShape::Hop { size, slide: step, offset },
+            Ok(WindowKind::Cumulate) => WindowShape::Cumulate { size, step, offset },
+            Err(_) => return Err(OperatorError::InvalidPlan(format!("unknown window kind {}", spec.kind))),
+        };
+        let positive = match shape {
+            WindowShape::Tumble { size, .. } => size > 0,
+            WindowShape::Hop { size, slide: step, .. } | WindowShape::Cumulate { size, step, .. } => {
+                size > 0 && step > 0
+            }
+        };
+        if !positive {
+            return Err(OperatorError::InvalidPlan(format!("window sizes must be positive: {shape:?}")));
+        }
+        Ok(shape)
+    }
+
+    /// The windows holding `timestamp`, as `(start, end)`, in ascending order.
+    pub fn windows(&self, timestamp: i64) -> Vec<(i64, i64)> {
+        match *self {
+            WindowShape::Tumble { size, offset } => {
+                let start = window_start(timestamp, offset, size);
+                vec![(start, start + size)]
+            }
+            WindowShape::Hop { size, slide, offset } => {
+                // The latest window holding the row starts at its slide boundary; earlier
+                // ones every slide before, while they still reach past it.
+                let mut start = window_start(timestamp, offset, slide);
+                let mut windows = Vec::new();
+                while start > timestamp - size {
+                    windows.push((start, start + size));
+                    start -= slide;
+                }
+                windows.reverse();
+                windows
+            }
+            WindowShape::Cumulate { size, step, offset } => {
+                let start = window_start(timestamp, offset, size);
+                let mut end = window_start(timestamp, offset, step) + step;
+                let mut windows = Vec::new();
+                while end <= start + size {
+                    windows.push((start, end));
+                    end += step;
+                }
+                windows
+            }
+        }
+    }
+}
+
+/// Adds each row's windows to it, one output row per window.
+pub struct WindowTvf {
+    shape: WindowShape,
+    time_column: usize,
+    output_schema: SchemaRef,
+}
+
+impl WindowTvf {
+    /// The function a [`WindowTvfSpec`] describes.
+    pub fn from_spec(spec: &WindowTvfSpec) -> Result<Self> {
+        let output_schema = decode_schema(&spec.output_schema)?;
+        Ok(WindowTvf { shape: WindowShape::from_spec(spec)?, time_column: spec.time_column as usize, output_schema })
+    }
+}
+
+fn timestamps(values: Vec<i64>) -> ArrayRef {
+    Arc::new(TimestampMillisecondArray::from(values))
+}
+
+#[async_trait]
+impl Operator for WindowTvf {
+    async fn process_batch(&mut self, batch: RecordBatch, out: &mut Collector) -> Result<()> {
+        let time = batch.column(self.time_column);
+        let time = cast(time, &DataType::Timestamp(TimeUnit::Millisecond, None))
+            .map_err(|e| OperatorError::arrow("window time column", e))?;
+        let time = time
+            .as_any()
+            .downcast_ref::<TimestampMillisecondArray>()
+            .ok_or_else(|| OperatorError::InvalidPlan(format!("window time column is {}", time.data_type())))?;
+        let (mut rows, mut starts, mut ends) = (Vec::new(), Vec::new(), Vec::new());
+        for row in 0..batch.num_rows() {
+            // A row without a time is in no window.
+            if time.is_null(row) {
+                continue;
+            }
+            for (start, end) in self.shape.windows(time.value(row)) {
+                rows.push(row as u32);
+                starts.push(start);
+                ends.push(end);
+            }
+        }
+        if rows.is_empty() {
+            return Ok(());
+        }
+        let indices = UInt32Array::from(rows);
+        let mut columns = batch
+            .columns()
+            .iter()
+            .map(|c| take(c.as_ref(), &indices, None))
+            .collect::<std::result::Result<Vec<_>, _>>()
+            .map_err(|e| OperatorError::arrow("window rows", e))?;
+        let times: Vec<i64> = ends.iter().map(|end| end - 1).collect();
+        columns.extend([timestamps(starts), timestamps(ends), timestamps(times)]);
+        let windowed = RecordBatch::try_new(self.output_schema.clone(), columns)
+            .map_err(|e| OperatorError::arrow("windowed rows", e))?;
+        out.batch(windowed);
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests;
