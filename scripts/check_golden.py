@@ -58,9 +58,51 @@ def group_by_aggregates():
     return out
 
 
+def window_tvfs():
+    # TUMBLE(10 min, offset 1 min), HOP(slide 5 min, size 10 min) and CUMULATE(step 2 min,
+    # size 10 min) over the bids: Flink's windows, each [start, end) with start aligned to
+    # the epoch shifted by the offset, and window_time = end - 1 ms.
+    from datetime import datetime, timedelta
+
+    minute = 60_000
+    epoch = datetime(1970, 1, 1)
+
+    def start(t, offset, size):
+        return t - (t - offset) % size
+
+    def text(ms):
+        shown = (epoch + timedelta(milliseconds=ms)).isoformat()
+        return shown[:-3] if ms % 1000 else shown
+
+    def tumble(t):
+        s = start(t, minute, 10 * minute)
+        return [(s, s + 10 * minute)]
+
+    def hop(t):
+        size, slide = 10 * minute, 5 * minute
+        starts = range(start(t, 0, slide), t - size, -slide)
+        return [(s, s + size) for s in starts]
+
+    def cumulate(t):
+        size, step = 10 * minute, 2 * minute
+        s = start(t, 0, size)
+        ends = range(start(t, 0, step) + step, s + size + 1, step)
+        return [(s, e) for e in ends]
+
+    out = []
+    for line in (SQL / "data" / "bids.json").read_text().splitlines():
+        bid = json.loads(line)
+        t = int((datetime.fromisoformat(bid["bidtime"]) - epoch).total_seconds() * 1000)
+        for name, windows in (("tumble", tumble), ("hop", hop), ("cumulate", cumulate)):
+            for s, e in windows(t):
+                out.append(row(name, bid["item"], double(bid["price"]), text(s), text(e), text(e - 1)))
+    return out
+
+
 CHECKS = {
     "02_json_file_projection_filter": json_file_projection_filter,
     "04_group_by_aggregates": group_by_aggregates,
+    "11_window_tvfs": window_tvfs,
 }
 
 

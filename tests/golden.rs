@@ -4,7 +4,7 @@
 //! 500 ms; and at parallelism 2 with paced sources, killed right after its second checkpoint
 //! completed (before committing it), then restored from that checkpoint at parallelism 3.
 //!
-//! Printed rows (`+I[...]`) are compared as a sorted multiset with the subtask prefix
+//! Printed rows (`+I[...]`, and `-U`, `+U`, `-D` of updating queries) are compared as a sorted multiset with the subtask prefix
 //! (`2> `) removed, since parallel subtasks interleave; every other line (DESCRIBE, SHOW,
 //! EXPLAIN output) is compared in order. `{{TMP}}` in a script is replaced by a fresh
 //! directory and `{{DATA}}` by `tests/sql/data`. A script that says `-- golden: fixed
@@ -16,15 +16,20 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+/// A printed row: `+I[...]`, `-U[...]`, `+U[...]` or `-D[...]`.
+fn is_row(line: &str) -> bool {
+    ["+I[", "-U[", "+U[", "-D["].iter().any(|kind| line.starts_with(kind))
+}
+
 fn normalize(stdout: &str) -> String {
     let mut text = Vec::new();
     let mut rows = Vec::new();
     for line in stdout.lines() {
         let unprefixed = match line.split_once("> ") {
-            Some((prefix, rest)) if rest.starts_with("+I[") && !prefix.contains(' ') => rest,
+            Some((prefix, rest)) if is_row(rest) && !prefix.contains(' ') => rest,
             _ => line,
         };
-        if unprefixed.starts_with("+I[") {
+        if is_row(unprefixed) {
             rows.push(unprefixed.to_string());
         } else {
             text.push(line.to_string());

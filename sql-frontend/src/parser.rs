@@ -3,8 +3,8 @@
 //! The script is tokenized once with sqlparser (so every token keeps its line and column)
 //! and split at `;`. Statement sets (`EXECUTE STATEMENT SET BEGIN ...; END;`,
 //! `BEGIN STATEMENT SET; ...; END;`, and both after `EXPLAIN`) span several pieces and are
-//! assembled here. In each statement, every `ML_PREDICT(...)` table-function call is first
-//! replaced by a placeholder table ([`MlPredictCall`]); then Flink's own syntax (CREATE
+//! assembled here. In each statement, every `ML_PREDICT(...)` and windowing table-function
+//! call is first replaced by a placeholder table ([`MlPredictCall`], [`WindowTvfCall`]); then Flink's own syntax (CREATE
 //! TABLE columns, watermarks and keys, CREATE MODEL, SHOW, DESCRIBE, ...) is read by this
 //! module, and the standard parts (types, expressions, queries) by sqlparser.
 
@@ -16,6 +16,7 @@ mod ml_predict;
 mod model;
 mod query;
 mod utility;
+mod window_tvf;
 
 use sqlparser::dialect::GenericDialect;
 use sqlparser::tokenizer::{Location, Token, TokenWithSpan, Tokenizer};
@@ -163,19 +164,25 @@ fn skip_words(tokens: &[TokenWithSpan], n: usize) -> Vec<TokenWithSpan> {
 
 /// Parses one statement (tokens without the `;`, starting at a significant token).
 fn parse_statement(tokens: Vec<TokenWithSpan>) -> Result<ScriptStatement> {
-    let (rewritten, mut calls) = ml_predict::rewrite(&tokens)?;
+    let (windowed, windows) = window_tvf::rewrite(&tokens)?;
+    let (rewritten, ml_predicts) = ml_predict::rewrite(&windowed)?;
+    let mut calls = TableCalls { ml_predicts, windows };
     let mut c = Cursor::new(rewritten, tokens);
     let statement = statement(&mut c, &mut calls)?;
-    if let Some(call) = calls.first() {
-        return Err(SqlError::new(call.location, "ML_PREDICT can only be used in the FROM clause of a query")
-            .with_hint("write SELECT ... FROM TABLE(ML_PREDICT(TABLE t, MODEL m, DESCRIPTOR(...)))"));
+    if let Some((function, location)) = calls.first() {
+        let usage = match function {
+            "ML_PREDICT" => "SELECT ... FROM TABLE(ML_PREDICT(TABLE t, MODEL m, DESCRIPTOR(...)))".to_string(),
+            window => format!("SELECT ... FROM TABLE({window}(TABLE t, DESCRIPTOR(ts), ...))"),
+        };
+        return Err(SqlError::new(location, format!("{function} can only be used in the FROM clause of a query"))
+            .with_hint(format!("write {usage}")));
     }
     c.finish()?;
     Ok(statement)
 }
 
 /// Parses the statement at the cursor; query-bearing statements take the `calls`.
-fn statement(c: &mut Cursor, calls: &mut Vec<MlPredictCall>) -> Result<ScriptStatement> {
+fn statement(c: &mut Cursor, calls: &mut TableCalls) -> Result<ScriptStatement> {
     let start = c.location();
     let first = match c.peek().token {
         Token::Word(w) if w.quote_style.is_none() => w.value.to_ascii_uppercase(),
@@ -201,7 +208,7 @@ fn statement(c: &mut Cursor, calls: &mut Vec<MlPredictCall>) -> Result<ScriptSta
 }
 
 /// `CREATE [TEMPORARY] TABLE|VIEW|MODEL ...`, after `CREATE`.
-fn create(c: &mut Cursor, start: Location, calls: &mut Vec<MlPredictCall>) -> Result<ScriptStatement> {
+fn create(c: &mut Cursor, start: Location, calls: &mut TableCalls) -> Result<ScriptStatement> {
     if c.peek_word("OR") {
         return Err(SqlError::new(start, "CREATE OR REPLACE is not supported yet")
             .with_hint("DROP the object first, then CREATE it"));

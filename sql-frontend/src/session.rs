@@ -115,7 +115,7 @@ impl Session {
                 }
                 ScriptStatement::Query(query) => {
                     let planner = job.get_or_insert_with(|| self.planner());
-                    planner.add_select(&self.catalog, &query.query, &query.ml_predicts, query.location)?;
+                    planner.add_select(&self.catalog, &query.query, &query.calls, query.location)?;
                 }
                 other => match self.execute(other)? {
                     Outcome::Text(t) => text.push(t),
@@ -225,7 +225,7 @@ impl Session {
                 set.inserts.iter().try_for_each(|i| planner.add_insert(&self.catalog, i))
             }
             ScriptStatement::Query(query) => {
-                planner.add_select(&self.catalog, &query.query, &query.ml_predicts, query.location)
+                planner.add_select(&self.catalog, &query.query, &query.calls, query.location)
             }
             other => {
                 Err(SqlError::new(other.location(), "EXPLAIN works on INSERT statements, queries and statement sets"))

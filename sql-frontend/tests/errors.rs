@@ -483,3 +483,26 @@ fn errors_point_at_the_offending_clause() {
         expect(&with_tables(rest), needle, line, column);
     }
 }
+
+#[test]
+fn window_functions_check_their_input_and_time_column() {
+    let window = |rest: &str| with_tables(&format!("INSERT INTO out SELECT id, customer FROM TABLE({rest});"));
+    expect(
+        &window("TUMBLE(TABLE orders, DESCRIPTOR(amount), INTERVAL '1' HOUR)"),
+        "a window needs a time column, but 'amount' is DOUBLE",
+        3,
+        80,
+    );
+    expect(
+        &window("TUMBLE(TABLE orders, DESCRIPTOR(amont), INTERVAL '1' HOUR)"),
+        "unknown column 'amont' in DESCRIPTOR of the window over 'orders' (hint: did you mean 'amount'?)",
+        3,
+        80,
+    );
+    expect(
+        &window("HOP(TABLE order, DESCRIPTOR(ts), INTERVAL '1' HOUR, INTERVAL '2' HOUR)"),
+        "unknown table 'order' (hint: did you mean 'orders'?)",
+        3,
+        58,
+    );
+}

@@ -185,7 +185,7 @@ FROM TABLE(
 );");
     let [ScriptStatement::Query(query)] = rest.as_slice() else { panic!("{rest:?}") };
     assert_eq!(query.query.to_string(), "SELECT * FROM __ml_predict_0");
-    let call = &query.ml_predicts[0];
+    let call = &query.calls.ml_predicts[0];
     assert_eq!((call.input.as_str(), call.model.as_str()), ("input_data", "my_model"));
     let columns: Vec<&str> = call.descriptor.iter().map(|(c, _)| c.as_str()).collect();
     assert_eq!(columns, ["col1", "col2", "col3"]);
@@ -225,8 +225,8 @@ SELECT * FROM ML_PREDICT(
     assert_eq!(catalog.models()[0].input.field(0).name(), "input");
     let [ScriptStatement::Insert(insert), ScriptStatement::Query(query)] = rest.as_slice() else { panic!("{rest:?}") };
     assert_eq!(insert.target, "print_sink");
-    assert_eq!(insert.ml_predicts[0].input, "movie_comment");
-    let config = &query.ml_predicts[0].config;
+    assert_eq!(insert.calls.ml_predicts[0].input, "movie_comment");
+    let config = &query.calls.ml_predicts[0].config;
     assert_eq!(config.len(), 4);
     let canonical = sluice_core::models::validate_predict_config(config).unwrap();
     assert_eq!(canonical["output-mode"], "ALLOW_UNORDERED");

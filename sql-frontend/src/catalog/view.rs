@@ -3,7 +3,7 @@
 use sqlparser::ast::Query;
 use sqlparser::tokenizer::Location;
 
-use crate::parser::{CreateView, MlPredictCall};
+use crate::parser::{CreateView, TableCalls};
 
 /// A declared view: a named query, planned where it is used.
 #[derive(Debug, Clone)]
@@ -18,10 +18,10 @@ pub struct View {
     pub columns: Vec<String>,
     /// `COMMENT '...'`.
     pub comment: Option<String>,
-    /// The query, with ML_PREDICT calls replaced by placeholder tables.
+    /// The query, with table-function calls replaced by placeholder tables.
     pub query: Box<Query>,
-    /// The query's ML_PREDICT calls.
-    pub ml_predicts: Vec<MlPredictCall>,
+    /// The query's table-function calls.
+    pub calls: TableCalls,
     /// The query as written.
     pub text: String,
 }
@@ -36,7 +36,7 @@ impl View {
             columns: create.columns.iter().map(|c| c.value.clone()).collect(),
             comment: create.comment.clone(),
             query: create.query.clone(),
-            ml_predicts: create.ml_predicts.clone(),
+            calls: create.calls.clone(),
             text: create.text.clone(),
         }
     }

@@ -223,10 +223,10 @@ pub struct CreateView {
     pub columns: Vec<Name>,
     /// `COMMENT '...'`.
     pub comment: Option<String>,
-    /// The query, with ML_PREDICT calls replaced by placeholder tables.
+    /// The query, with table-function calls replaced by placeholder tables.
     pub query: Box<Query>,
-    /// The ML_PREDICT calls of the query.
-    pub ml_predicts: Vec<MlPredictCall>,
+    /// The table-function calls of the query.
+    pub calls: TableCalls,
     /// The query as written.
     pub text: String,
 }
@@ -332,6 +332,73 @@ pub struct ResetOption {
     pub key: Option<String>,
 }
 
+/// The table-function calls of a query (`ML_PREDICT`, windows), each replaced in the
+/// query by a placeholder table.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct TableCalls {
+    /// `ML_PREDICT(...)` calls.
+    pub ml_predicts: Vec<MlPredictCall>,
+    /// `TUMBLE(...)`, `HOP(...)` and `CUMULATE(...)` calls.
+    pub windows: Vec<WindowTvfCall>,
+}
+
+impl TableCalls {
+    /// The first call, if there is one: its function's name and where it is.
+    pub fn first(&self) -> Option<(&'static str, Location)> {
+        let ml = self.ml_predicts.iter().map(|c| ("ML_PREDICT", c.location));
+        let windows = self.windows.iter().map(|c| (c.function.name(), c.location));
+        ml.chain(windows).min_by_key(|(_, l)| (l.line, l.column))
+    }
+}
+
+/// A windowing table function.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WindowFunction {
+    /// `TUMBLE`: windows of a size, one after another.
+    Tumble,
+    /// `HOP`: windows of a size starting every slide.
+    Hop,
+    /// `CUMULATE`: windows from one start growing by a step up to a size.
+    Cumulate,
+}
+
+impl WindowFunction {
+    /// The function's SQL name.
+    pub fn name(self) -> &'static str {
+        match self {
+            WindowFunction::Tumble => "TUMBLE",
+            WindowFunction::Hop => "HOP",
+            WindowFunction::Cumulate => "CUMULATE",
+        }
+    }
+}
+
+/// One `TUMBLE(...)`, `HOP(...)` or `CUMULATE(...)` table-function call, replaced in its
+/// query by a placeholder table. Durations are in milliseconds.
+#[derive(Debug, Clone, PartialEq)]
+pub struct WindowTvfCall {
+    /// The placeholder table name standing for the call's result (`__window_0`, ...).
+    pub placeholder: String,
+    /// Which function.
+    pub function: WindowFunction,
+    /// The input table or view (`TABLE t`).
+    pub input: String,
+    /// Where the input name is.
+    pub input_location: Location,
+    /// The time column (`DESCRIPTOR(ts)`).
+    pub time_column: String,
+    /// Where the time column's name is.
+    pub time_location: Location,
+    /// The window size.
+    pub size_ms: i64,
+    /// HOP's slide or CUMULATE's step (0 for TUMBLE).
+    pub step_ms: i64,
+    /// The shift of window boundaries from the epoch.
+    pub offset_ms: i64,
+    /// Where the function's name is.
+    pub location: Location,
+}
+
 /// One `ML_PREDICT(...)` table-function call, replaced in its query by a placeholder table.
 #[derive(Debug, Clone, PartialEq)]
 pub struct MlPredictCall {
@@ -364,10 +431,10 @@ pub struct Insert {
     pub target_location: Location,
     /// The target columns, if listed.
     pub columns: Vec<(String, Location)>,
-    /// The query whose rows are inserted, with ML_PREDICT calls replaced by placeholders.
+    /// The query whose rows are inserted, with table-function calls replaced by placeholders.
     pub query: Box<Query>,
-    /// The ML_PREDICT calls of the query.
-    pub ml_predicts: Vec<MlPredictCall>,
+    /// The table-function calls of the query.
+    pub calls: TableCalls,
 }
 
 /// A query on its own.
@@ -375,10 +442,10 @@ pub struct Insert {
 pub struct QueryStatement {
     /// Where the query begins.
     pub location: Location,
-    /// The query, with ML_PREDICT calls replaced by placeholders.
+    /// The query, with table-function calls replaced by placeholders.
     pub query: Box<Query>,
-    /// The ML_PREDICT calls of the query.
-    pub ml_predicts: Vec<MlPredictCall>,
+    /// The table-function calls of the query.
+    pub calls: TableCalls,
 }
 
 /// A statement set: several INSERTs run as one job.

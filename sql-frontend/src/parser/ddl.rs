@@ -4,7 +4,7 @@
 use arrow::datatypes::DataType;
 use sqlparser::tokenizer::{Location, Token};
 
-use super::ast::{ColumnDef, ColumnKind, CreateTable, CreateView, MlPredictCall, Name, PrimaryKeyDef, WatermarkDef};
+use super::ast::{ColumnDef, ColumnKind, CreateTable, CreateView, Name, PrimaryKeyDef, TableCalls, WatermarkDef};
 use super::column_type::column_type;
 use super::cursor::Cursor;
 use crate::error::{Result, SqlError};
@@ -164,7 +164,7 @@ fn set_primary_key(c: &mut Cursor, table: &mut CreateTable, key: PrimaryKeyDef) 
 }
 
 /// `CREATE [TEMPORARY] VIEW`, after `VIEW`.
-pub(super) fn create_view(c: &mut Cursor, temporary: bool, ml_predicts: Vec<MlPredictCall>) -> Result<CreateView> {
+pub(super) fn create_view(c: &mut Cursor, temporary: bool, calls: TableCalls) -> Result<CreateView> {
     let if_not_exists = c.eat_words(&["IF", "NOT", "EXISTS"]);
     let name = c.name("a view name")?;
     let columns = if c.peek().token == Token::LParen { c.name_list("a column name")? } else { Vec::new() };
@@ -181,7 +181,7 @@ pub(super) fn create_view(c: &mut Cursor, temporary: bool, ml_predicts: Vec<MlPr
         columns,
         comment,
         query,
-        ml_predicts,
+        calls,
         text,
     })
 }

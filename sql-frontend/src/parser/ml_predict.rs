@@ -70,7 +70,7 @@ pub(super) fn rewrite(tokens: &[TokenWithSpan]) -> Result<(Vec<TokenWithSpan>, V
 }
 
 /// The position in `sig` of the `)` matching the `(` at `open`.
-fn matching_paren(tokens: &[TokenWithSpan], sig: &[usize], open: usize) -> Option<usize> {
+pub(super) fn matching_paren(tokens: &[TokenWithSpan], sig: &[usize], open: usize) -> Option<usize> {
     let mut depth = 0usize;
     for (k, &i) in sig.iter().enumerate().skip(open) {
         match tokens[i].token {
@@ -223,7 +223,7 @@ fn ordinal(position: usize) -> &'static str {
 }
 
 /// Splits argument tokens at top-level commas.
-fn split_args<'t>(tokens: &[&'t TokenWithSpan]) -> Vec<Vec<&'t TokenWithSpan>> {
+pub(super) fn split_args<'t>(tokens: &[&'t TokenWithSpan]) -> Vec<Vec<&'t TokenWithSpan>> {
     if tokens.is_empty() {
         return Vec::new();
     }

@@ -2,12 +2,12 @@
 
 use sqlparser::tokenizer::Token;
 
-use super::ast::{Explain, Insert, MlPredictCall, QueryStatement, ScriptStatement};
+use super::ast::{Explain, Insert, QueryStatement, ScriptStatement, TableCalls};
 use super::cursor::{is_word, Cursor};
 use crate::error::{Result, SqlError};
 
 /// `INSERT INTO table [(columns)] query`.
-pub(super) fn insert(c: &mut Cursor, ml_predicts: Vec<MlPredictCall>) -> Result<Insert> {
+pub(super) fn insert(c: &mut Cursor, calls: TableCalls) -> Result<Insert> {
     let location = c.location();
     c.expect_word("INSERT")?;
     if c.peek_word("OVERWRITE") {
@@ -28,19 +28,19 @@ pub(super) fn insert(c: &mut Cursor, ml_predicts: Vec<MlPredictCall>) -> Result<
             .with_hint(format!("write INSERT INTO {} SELECT ... FROM ...", target.value)));
     }
     let query = c.sql(|p| p.parse_query())?;
-    Ok(Insert { location, target: target.value, target_location: target.location, columns, query, ml_predicts })
+    Ok(Insert { location, target: target.value, target_location: target.location, columns, query, calls })
 }
 
 /// A query on its own.
-pub(super) fn query(c: &mut Cursor, ml_predicts: Vec<MlPredictCall>) -> Result<QueryStatement> {
+pub(super) fn query(c: &mut Cursor, calls: TableCalls) -> Result<QueryStatement> {
     let location = c.location();
     let query = c.sql(|p| p.parse_query())?;
-    Ok(QueryStatement { location, query, ml_predicts })
+    Ok(QueryStatement { location, query, calls })
 }
 
 /// `EXPLAIN [PLAN FOR] statement` of an INSERT or a query (statement sets are assembled by
 /// the script parser).
-pub(super) fn explain(c: &mut Cursor, calls: &mut Vec<MlPredictCall>) -> Result<ScriptStatement> {
+pub(super) fn explain(c: &mut Cursor, calls: &mut TableCalls) -> Result<ScriptStatement> {
     let location = c.location();
     c.expect_word("EXPLAIN")?;
     for detail in ["ESTIMATED_COST", "CHANGELOG_MODE", "JSON_EXECUTION_PLAN", "PLAN_ADVICE"] {

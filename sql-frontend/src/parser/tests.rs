@@ -158,7 +158,7 @@ fn lesson_ml_predict_becomes_a_placeholder() {
         panic!()
     };
     assert_eq!(from_tables(&q.query), [("__ml_predict_0".to_string(), None)]);
-    let call = &q.ml_predicts[0];
+    let call = &q.calls.ml_predicts[0];
     assert_eq!(
         call,
         &MlPredictCall {
@@ -183,7 +183,7 @@ fn ml_predict_named_arguments_config_aliases_and_several_calls() {
         from_tables(&insert.query),
         [("__ml_predict_0".to_string(), Some("p".to_string())), ("__ml_predict_1".to_string(), Some("q".to_string()))]
     );
-    let [first, second] = insert.ml_predicts.as_slice() else { panic!("{:?}", insert.ml_predicts) };
+    let [first, second] = insert.calls.ml_predicts.as_slice() else { panic!("{:?}", insert.calls.ml_predicts) };
     assert_eq!((first.input.as_str(), first.model.as_str()), ("movies", "m1"));
     assert_eq!(first.config.get("timeout").map(String::as_str), Some("5s"));
     assert_eq!(
@@ -198,7 +198,7 @@ fn ml_predict_named_arguments_config_aliases_and_several_calls() {
     else {
         panic!()
     };
-    assert_eq!(q.ml_predicts.len(), 2);
+    assert_eq!(q.calls.ml_predicts.len(), 2);
 }
 
 #[test]
@@ -215,7 +215,7 @@ fn views_models_and_catalog_statements() {
     let ScriptStatement::CreateView(view) = &statements[0] else { panic!() };
     assert_eq!(view.columns.iter().map(|c| c.value.as_str()).collect::<Vec<_>>(), ["a", "b"]);
     assert_eq!(view.text, "SELECT x, y FROM TABLE(ML_PREDICT(TABLE t, MODEL m, DESCRIPTOR(x)))");
-    assert_eq!(view.ml_predicts.len(), 1);
+    assert_eq!(view.calls.ml_predicts.len(), 1);
     let ScriptStatement::CreateModel(model) = &statements[1] else { panic!() };
     assert!(model.if_not_exists && !model.temporary);
     assert_eq!((model.input[0].comment.as_deref(), model.output[0].nullable), (Some("in"), false));
@@ -270,4 +270,106 @@ fn tokenizer_errors_are_located() {
     let e = error("CREATE TABLE t (a INT)\nWITH ('connector' = 'datagen)");
     assert!(e.message.contains("Unterminated string"), "{e}");
     assert_eq!(e.line, 2);
+}
+
+#[test]
+fn window_functions_become_placeholders_positionally_and_by_name() {
+    let sql = "SELECT * FROM TABLE(TUMBLE(TABLE bids, DESCRIPTOR(bidtime), INTERVAL '10' MINUTES)) AS w\n\
+               JOIN TABLE(HOP(DATA => TABLE bids, TIMECOL => DESCRIPTOR(bidtime), SIZE => INTERVAL '10' MINUTE,\n\
+               SLIDE => INTERVAL '5' MINUTES, OFFSET => INTERVAL '-1' MINUTE)) h ON w.item = h.item,\n\
+               LATERAL TABLE(CUMULATE(TABLE(bids), DESCRIPTOR(bidtime), INTERVAL '2' MINUTES, INTERVAL '1' HOUR, INTERVAL '0.5' SECOND))";
+    let ScriptStatement::Query(q) = one(sql) else { panic!() };
+    let SetExpr::Select(select) = q.query.body.as_ref() else { panic!() };
+    assert_eq!(select.from.len(), 2, "{}", q.query);
+    let [tumble, hop, cumulate] = q.calls.windows.as_slice() else { panic!("{:?}", q.calls.windows) };
+    assert_eq!(
+        tumble,
+        &WindowTvfCall {
+            placeholder: "__window_0".into(),
+            function: WindowFunction::Tumble,
+            input: "bids".into(),
+            input_location: at(1, 34),
+            time_column: "bidtime".into(),
+            time_location: at(1, 51),
+            size_ms: 600_000,
+            step_ms: 0,
+            offset_ms: 0,
+            location: at(1, 21),
+        }
+    );
+    assert_eq!(
+        (hop.function, hop.size_ms, hop.step_ms, hop.offset_ms),
+        (WindowFunction::Hop, 600_000, 300_000, -60_000)
+    );
+    assert_eq!((hop.placeholder.as_str(), hop.time_column.as_str()), ("__window_1", "bidtime"));
+    assert_eq!((cumulate.function, cumulate.step_ms, cumulate.size_ms), (WindowFunction::Cumulate, 120_000, 3_600_000));
+    assert_eq!(cumulate.offset_ms, 500);
+    let aliases: Vec<_> = from_tables(&q.query).into_iter().take(2).collect();
+    assert_eq!(
+        aliases,
+        [("__window_0".to_string(), Some("w".to_string())), ("__window_1".to_string(), Some("h".to_string()))]
+    );
+}
+
+#[test]
+fn legacy_group_windows_are_left_to_the_query() {
+    let ScriptStatement::Query(q) = one("SELECT COUNT(*) FROM t GROUP BY TUMBLE(ts, INTERVAL '1' HOUR), hop") else {
+        panic!()
+    };
+    assert!(q.calls.windows.is_empty());
+    assert!(q.query.to_string().contains("TUMBLE(ts, INTERVAL '1' HOUR)"), "{}", q.query);
+}
+
+#[test]
+fn window_function_errors_are_located() {
+    let cases = [
+        (
+            "SELECT * FROM TUMBLE(TABLE t, DESCRIPTOR(ts), INTERVAL '1' HOUR)",
+            (1, 15),
+            "write it in FROM as TABLE(TUMBLE(...))",
+        ),
+        ("SELECT * FROM TABLE(TUMBLE(TABLE t, DESCRIPTOR(ts)))", (1, 21), "TUMBLE needs its SIZE argument"),
+        (
+            "SELECT * FROM TABLE(HOP(TABLE t, DESCRIPTOR(ts), INTERVAL '1' HOUR))",
+            (1, 21),
+            "HOP needs its SIZE argument",
+        ),
+        (
+            "SELECT * FROM TABLE(TUMBLE(TABLE t, DESCRIPTOR(ts), INTERVAL '1' MONTH))",
+            (1, 66),
+            "'MONTH' is not a window interval unit",
+        ),
+        ("SELECT * FROM TABLE(TUMBLE(TABLE t, DESCRIPTOR(ts), INTERVAL 'x' HOUR))", (1, 62), "'x' is not a number"),
+        (
+            "SELECT * FROM TABLE(TUMBLE(TABLE t, DESCRIPTOR(ts), INTERVAL '0' HOUR))",
+            (1, 53),
+            "TUMBLE's SIZE must be positive",
+        ),
+        ("SELECT * FROM TABLE(TUMBLE(TABLE t, ts, INTERVAL '1' HOUR))", (1, 37), "written DESCRIPTOR(column)"),
+        (
+            "SELECT * FROM TABLE(TUMBLE(DATA => TABLE t, DESCRIPTOR(ts), INTERVAL '1' HOUR))",
+            (1, 45),
+            "positional TUMBLE argument follows",
+        ),
+        (
+            "SELECT * FROM TABLE(TUMBLE(DATA => TABLE t, TIMECOL => DESCRIPTOR(ts), WIDTH => INTERVAL '1' HOUR))",
+            (1, 72),
+            "TUMBLE has no argument named WIDTH",
+        ),
+        (
+            "SELECT * FROM TABLE(SESSION(TABLE t PARTITION BY k, DESCRIPTOR(ts), INTERVAL '1' HOUR))",
+            (1, 21),
+            "SESSION windows are not supported yet",
+        ),
+        (
+            "SELECT * FROM TABLE(TUMBLE(TABLE (SELECT 1), DESCRIPTOR(ts), INTERVAL '1' HOUR))",
+            (1, 35),
+            "input must be a table or view name",
+        ),
+    ];
+    for (sql, (line, column), needle) in cases {
+        let e = error(sql);
+        assert!(e.to_string().contains(needle), "{sql}: {e}");
+        assert_eq!((e.line, e.column), (line, column), "{sql}: {}", e.render(sql));
+    }
 }

@@ -15,15 +15,17 @@ use datafusion::logical_expr::{Expr, ExprSchemable, LogicalPlan};
 use datafusion::scalar::ScalarValue;
 use sluice_core::schema::encode_schema;
 use sluice_proto::operator_spec::Kind;
+use sluice_proto::window_tvf_spec::WindowKind;
 use sluice_proto::{
     AggregateCall, AggregateFunction, CalcSpec, KeyedAggregateSpec, MlPredictSpec, OperatorSpec, Partitioning,
-    ProjectSpec, WatermarkSpec,
+    ProjectSpec, WatermarkSpec, WindowTvfSpec,
 };
 use sluice_transforms::expr::encode_expr;
 use sluice_transforms::keyed_aggregate::output_type;
 
 use crate::error::SqlError;
-use crate::plan::tables::{ResolvedMl, TableInfo};
+use crate::parser::WindowFunction;
+use crate::plan::tables::{ResolvedMl, ResolvedWindow, TableInfo};
 use crate::types::sql_name;
 use sluice_connectors::kafka::options::SPLIT_METADATA;
 use sqlparser::tokenizer::Location;
@@ -272,6 +274,35 @@ impl Lowering {
         }
         self.sources.insert(key, stream.clone());
         Ok(stream)
+    }
+
+    /// A windowing function after `input`: each row once per window holding it.
+    pub fn window_tvf(&mut self, input: &Stream, window: &ResolvedWindow) -> Stream {
+        let call = &window.call;
+        let kind = match call.function {
+            WindowFunction::Tumble => WindowKind::Tumble,
+            WindowFunction::Hop => WindowKind::Hop,
+            WindowFunction::Cumulate => WindowKind::Cumulate,
+        };
+        let spec = WindowTvfSpec {
+            kind: kind as i32,
+            time_column: window.time_column as u32,
+            size_ms: call.size_ms,
+            step_ms: call.step_ms,
+            offset_ms: call.offset_ms,
+            output_schema: encode_schema(&window.output_schema),
+        };
+        let name = match call.function {
+            WindowFunction::Tumble => format!("tumble(size {} ms, offset {} ms)", call.size_ms, call.offset_ms),
+            WindowFunction::Hop => {
+                format!("hop(slide {} ms, size {} ms, offset {} ms)", call.step_ms, call.size_ms, call.offset_ms)
+            }
+            WindowFunction::Cumulate => {
+                format!("cumulate(step {} ms, size {} ms, offset {} ms)", call.step_ms, call.size_ms, call.offset_ms)
+            }
+        };
+        let op = OperatorSpec { uid: String::new(), name, kind: Some(Kind::WindowTvf(spec)) };
+        self.then(input, op, input.parallelism, Partitioning::Forward, vec![], window.output_schema.clone())
     }
 
     /// An ML_PREDICT operator after `input` (behind a hash edge on the features when the

@@ -27,11 +27,11 @@ use sqlparser::tokenizer::Location;
 
 use crate::catalog::{Catalog, View};
 use crate::error::SqlError;
-use crate::parser::{Insert, MlPredictCall};
+use crate::parser::{Insert, TableCalls};
 use crate::types::sql_name;
 use lower::{Lowering, Stream};
 use provider::{parser_options, session, CatalogProvider};
-use tables::{first_line, resolve_ml, resolve_table, ResolvedMl};
+use tables::{first_line, resolve_ml, resolve_table, resolve_window, ResolvedMl, ResolvedWindow};
 
 type Result<T> = std::result::Result<T, SqlError>;
 
@@ -157,23 +157,43 @@ fn carried_error(e: &DataFusionError, location: Location) -> Option<SqlError> {
     })
 }
 
-/// Plans a query and its ML_PREDICT calls to an analyzed logical plan.
+/// What the placeholder tables of a query stand for.
+#[derive(Debug, Default)]
+pub struct Placeholders {
+    /// ML_PREDICT calls, by placeholder name.
+    ml: HashMap<String, ResolvedMl>,
+    /// Window calls, by placeholder name.
+    windows: HashMap<String, ResolvedWindow>,
+}
+
+/// The schema of the table or view `name` that a table function reads.
+fn call_input(catalog: &Catalog, provider: &CatalogProvider, name: &str, location: Location) -> Result<SchemaRef> {
+    provider.relation_schema(name).map_err(|e| {
+        if e.message.starts_with("unknown table") {
+            unknown_relation(catalog, name, Some(location))
+        } else {
+            e
+        }
+    })
+}
+
+/// Plans a query and its table-function calls to an analyzed logical plan.
 pub fn logical_plan(
     catalog: &Catalog,
     query: &Query,
-    calls: &[MlPredictCall],
+    calls: &TableCalls,
     location: Location,
-) -> Result<(LogicalPlan, HashMap<String, ResolvedMl>)> {
+) -> Result<(LogicalPlan, Placeholders)> {
     let mut provider = CatalogProvider::new(catalog);
-    let mut resolved = HashMap::new();
-    for call in calls {
-        let input = provider.relation_schema(&call.input).map_err(|e| {
-            if e.message.starts_with("unknown table") {
-                unknown_relation(catalog, &call.input, Some(call.input_location))
-            } else {
-                e
-            }
-        })?;
+    let mut resolved = Placeholders::default();
+    for call in &calls.windows {
+        let input = call_input(catalog, &provider, &call.input, call.input_location)?;
+        let window = resolve_window(call, &input)?;
+        provider.add_placeholder(&call.placeholder, window.output_schema.clone());
+        resolved.windows.insert(call.placeholder.clone(), window);
+    }
+    for call in &calls.ml_predicts {
+        let input = call_input(catalog, &provider, &call.input, call.input_location)?;
         let model = catalog.find_model(&call.model).ok_or_else(|| {
             let mut error = SqlError::new(call.model_location, format!("unknown model '{}'", call.model));
             let names = catalog.model_names();
@@ -186,7 +206,7 @@ pub fn logical_plan(
         })?;
         let ml = resolve_ml(call, &input, model)?;
         provider.add_placeholder(&call.placeholder, ml.output_schema.clone());
-        resolved.insert(call.placeholder.clone(), ml);
+        resolved.ml.insert(call.placeholder.clone(), ml);
     }
     let planner = SqlToRel::new_with_options(&provider, parser_options());
     let plan = planner
@@ -202,7 +222,7 @@ pub fn logical_plan(
 
 /// The output schema of a view (renamed by its column list, if any).
 pub fn view_schema(catalog: &Catalog, view: &View) -> Result<SchemaRef> {
-    let (plan, _) = logical_plan(catalog, &view.query, &view.ml_predicts, view.location)?;
+    let (plan, _) = logical_plan(catalog, &view.query, &view.calls, view.location)?;
     rename_view(view, Arc::new(plan.schema().as_arrow().clone()))
 }
 
@@ -282,11 +302,11 @@ impl JobPlanner {
         &mut self,
         catalog: &Catalog,
         query: &Query,
-        calls: &[MlPredictCall],
+        calls: &TableCalls,
         location: Location,
     ) -> Result<(Stream, LogicalPlan)> {
         let (plan, resolved) = logical_plan(catalog, query, calls, location)?;
-        for ml in resolved.values() {
+        for ml in resolved.ml.values() {
             self.models.insert(ml.model.clone(), ml.clone());
         }
         let models = &mut self.models;
@@ -299,7 +319,7 @@ impl JobPlanner {
     /// Adds `INSERT INTO target [(columns)] query`.
     pub fn add_insert(&mut self, catalog: &Catalog, insert: &Insert) -> Result<()> {
         let (target, target_location, columns) = (insert.target.as_str(), insert.target_location, &insert.columns);
-        let (query, calls, location) = (insert.query.as_ref(), insert.ml_predicts.as_slice(), insert.location);
+        let (query, calls, location) = (insert.query.as_ref(), &insert.calls, insert.location);
         let table = catalog.find_table(target).ok_or_else(|| {
             if catalog.find_view(target).is_some() || catalog.find_model(target).is_some() {
                 SqlError::new(target_location, format!("'{target}' is not a table; INSERT INTO needs a table"))
@@ -340,7 +360,7 @@ impl JobPlanner {
         &mut self,
         catalog: &Catalog,
         query: &Query,
-        calls: &[MlPredictCall],
+        calls: &TableCalls,
         location: Location,
     ) -> Result<()> {
         let (stream, plan) = self.lower_query(catalog, query, calls, location)?;
@@ -499,18 +519,24 @@ fn implicitly_castable(from: &DataType, to: &DataType) -> bool {
     )
 }
 
-/// Finds a table scan's stream: an ML_PREDICT placeholder, a view or a table.
+/// Finds a table scan's stream: a table-function placeholder, a view or a table.
 fn resolve_relation(
     catalog: &Catalog,
     lowering: &mut Lowering,
     name: &str,
     location: Location,
-    placeholders: &HashMap<String, ResolvedMl>,
+    placeholders: &Placeholders,
     models: &mut BTreeMap<String, ResolvedMl>,
 ) -> Result<Stream> {
-    if let Some(ml) = placeholders.get(name) {
-        let input = resolve_relation(catalog, lowering, &ml.input, ml.input_location, &HashMap::new(), models)?;
+    let none = Placeholders::default();
+    if let Some(ml) = placeholders.ml.get(name) {
+        let input = resolve_relation(catalog, lowering, &ml.input, ml.input_location, &none, models)?;
         return Ok(lowering.ml_predict(&input, ml));
+    }
+    if let Some(window) = placeholders.windows.get(name) {
+        let (input_name, at) = (&window.call.input, window.call.input_location);
+        let input = resolve_relation(catalog, lowering, input_name, at, &none, models)?;
+        return Ok(lowering.window_tvf(&input, window));
     }
     if let Some(table) = catalog.find_table(name) {
         table.validate(Role::Source, location)?;
@@ -519,8 +545,8 @@ fn resolve_relation(
         return lowering.table_stream(&info, requested, location);
     }
     if let Some(view) = catalog.find_view(name) {
-        let (plan, resolved) = logical_plan(catalog, &view.query, &view.ml_predicts, view.location)?;
-        for ml in resolved.values() {
+        let (plan, resolved) = logical_plan(catalog, &view.query, &view.calls, view.location)?;
+        for ml in resolved.ml.values() {
             models.insert(ml.model.clone(), ml.clone());
         }
         let stream = lowering

@@ -1,12 +1,13 @@
 //! Resolving catalog objects for planning: a table's full schema (physical, computed and
 //! metadata columns) with its computed-column and watermark expressions planned by
-//! DataFusion, and each ML_PREDICT call's model, descriptor and output schema.
+//! DataFusion, each ML_PREDICT call's model, descriptor and output schema, and each window
+//! call's time column and output schema.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use arrow::compute::can_cast_types;
-use arrow::datatypes::{Field, Schema, SchemaRef};
+use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use datafusion::common::{Column, DFSchema};
 use datafusion::logical_expr::{Expr, LogicalPlan, LogicalPlanBuilder, LogicalTableSource};
 use datafusion::sql::planner::{PlannerContext, SqlToRel};
@@ -14,7 +15,7 @@ use sluice_proto::ConnectorSpec;
 
 use crate::catalog::{ColumnKind, Model, Table};
 use crate::error::SqlError;
-use crate::parser::MlPredictCall;
+use crate::parser::{MlPredictCall, WindowTvfCall};
 use crate::plan::provider::{parser_options, session, CatalogProvider};
 use crate::types::sql_name;
 use sqlparser::tokenizer::Location;
@@ -232,4 +233,59 @@ pub fn resolve_ml(call: &MlPredictCall, input: &SchemaRef, model: &Model) -> Res
         model_output: model.output.clone(),
         output_schema: Arc::new(Schema::new(fields)),
     })
+}
+
+/// A window call checked against its input.
+#[derive(Debug, Clone)]
+pub struct ResolvedWindow {
+    /// The call as written.
+    pub call: WindowTvfCall,
+    /// The index of the time column in the input.
+    pub time_column: usize,
+    /// The input's columns followed by `window_start`, `window_end` and `window_time`.
+    pub output_schema: SchemaRef,
+}
+
+/// The columns a window adds to its input's.
+pub const WINDOW_COLUMNS: [&str; 3] = ["window_start", "window_end", "window_time"];
+
+/// Checks a window call's time column against its input's schema.
+pub fn resolve_window(call: &WindowTvfCall, input: &SchemaRef) -> Result<ResolvedWindow> {
+    let name = &call.time_column;
+    let found = input.fields().iter().position(|f| f.name() == name);
+    let found = found.or_else(|| input.fields().iter().position(|f| f.name().eq_ignore_ascii_case(name)));
+    let Some(time_column) = found else {
+        let mut error = SqlError::new(
+            call.time_location,
+            format!("unknown column '{name}' in DESCRIPTOR of the window over '{}'", call.input),
+        );
+        if let Some(close) = sluice_core::options::closest(name, input.fields().iter().map(|f| f.name().as_str())) {
+            error = error.with_hint(format!("did you mean '{close}'?"));
+        }
+        return Err(error);
+    };
+    let time_type = input.field(time_column).data_type();
+    if !matches!(time_type, DataType::Timestamp(..)) {
+        return Err(SqlError::new(
+            call.time_location,
+            format!(
+                "a window needs a time column, but '{}' is {}",
+                input.field(time_column).name(),
+                sql_name(time_type)
+            ),
+        )
+        .with_hint("window over a TIMESTAMP(3) or TIMESTAMP_LTZ(3) column, such as the table's WATERMARK column"));
+    }
+    let mut fields: Vec<Field> = input.fields().iter().map(|f| f.as_ref().clone()).collect();
+    for added in WINDOW_COLUMNS {
+        if fields.iter().any(|f| f.name().eq_ignore_ascii_case(added)) {
+            return Err(SqlError::new(
+                call.input_location,
+                format!("'{}' already has a column named '{added}', which the window adds", call.input),
+            )
+            .with_hint("rename that column in a view first"));
+        }
+        fields.push(Field::new(added, DataType::Timestamp(TimeUnit::Millisecond, None), false));
+    }
+    Ok(ResolvedWindow { call: call.clone(), time_column, output_schema: Arc::new(Schema::new(fields)) })
 }

@@ -1,0 +1,250 @@
+//! Windowing table-function calls (`TUMBLE`, `HOP`, `CUMULATE`, `SESSION`), found and
+//! replaced at the token level as `ML_PREDICT` calls are: sqlparser reads neither `TABLE t`
+//! nor `DESCRIPTOR(...)` as function arguments.
+//!
+//! A call is one of those names followed by `(` whose first argument is `TABLE name` (or
+//! `DATA => TABLE name`); with its `TABLE(` `)` wrapper and a `LATERAL` before it, it is
+//! replaced by one placeholder table name (`__window_0`, ...), keeping an alias after it.
+//! The same names with other arguments (the legacy `GROUP BY TUMBLE(ts, ...)`) are left as
+//! they are. Arguments are Flink's, positional or named:
+//!
+//! - `TUMBLE(TABLE t, DESCRIPTOR(ts), size [, offset])`
+//! - `HOP(TABLE t, DESCRIPTOR(ts), slide, size [, offset])`
+//! - `CUMULATE(TABLE t, DESCRIPTOR(ts), step, size [, offset])`
+//! - named: `DATA =>`, `TIMECOL =>`, `SIZE =>`, `SLIDE =>` / `STEP =>`, `OFFSET =>`
+//!
+//! Sizes are interval literals: `INTERVAL '10' MINUTES`, with units from SECOND to DAY.
+
+use sqlparser::tokenizer::{Location, Span, Token, TokenWithSpan};
+
+use super::ast::{WindowFunction, WindowTvfCall};
+use super::cursor::is_word;
+use super::ml_predict::{matching_paren, split_args};
+use crate::error::{Result, SqlError};
+
+/// The name of the `n`th window placeholder table of a statement.
+fn placeholder(n: usize) -> String {
+    format!("__window_{n}")
+}
+
+/// The statement's tokens with each windowing call replaced by its placeholder, and the calls.
+pub(super) fn rewrite(tokens: &[TokenWithSpan]) -> Result<(Vec<TokenWithSpan>, Vec<WindowTvfCall>)> {
+    let sig: Vec<usize> = (0..tokens.len()).filter(|&i| !matches!(tokens[i].token, Token::Whitespace(_))).collect();
+    let token = |k: usize| &tokens[sig[k]].token;
+    let mut out = Vec::with_capacity(tokens.len());
+    let mut calls = Vec::new();
+    let (mut copied, mut k) = (0, 0);
+    while k < sig.len() {
+        let function = ["TUMBLE", "HOP", "CUMULATE", "SESSION"].into_iter().find(|f| is_word(token(k), f));
+        let opens = sig.get(k + 1).is_some_and(|&i| tokens[i].token == Token::LParen);
+        let table_argument = sig.get(k + 2).is_some_and(|&i| is_word(&tokens[i].token, "TABLE"))
+            || (sig.get(k + 2).is_some_and(|&i| is_word(&tokens[i].token, "DATA"))
+                && sig.get(k + 3).is_some_and(|&i| tokens[i].token == Token::RArrow));
+        let Some(function) = function.filter(|_| opens && table_argument) else {
+            k += 1;
+            continue;
+        };
+        let location = tokens[sig[k]].span.start;
+        let close = matching_paren(tokens, &sig, k + 1).ok_or_else(|| {
+            SqlError::new(location, format!("{function}( is never closed")).with_hint("add the missing ')'")
+        })?;
+        let wrapped = k >= 2 && *token(k - 1) == Token::LParen && is_word(token(k - 2), "TABLE");
+        if !wrapped || sig.get(close + 1).map(|&i| &tokens[i].token) != Some(&Token::RParen) {
+            return Err(SqlError::new(
+                location,
+                format!("a {function} window is a table: write it in FROM as TABLE({function}(...))"),
+            )
+            .with_hint(format!("SELECT ... FROM TABLE({function}(TABLE t, DESCRIPTOR(ts), INTERVAL '10' MINUTES))")));
+        }
+        let (mut start, end) = (k - 2, close + 1);
+        if start >= 1 && is_word(token(start - 1), "LATERAL") {
+            start -= 1;
+        }
+        let args: Vec<&TokenWithSpan> = sig[k + 2..close].iter().map(|&i| &tokens[i]).collect();
+        let call = parse_call(function, &args, location, placeholder(calls.len()))?;
+        out.extend_from_slice(&tokens[copied..sig[start]]);
+        out.push(TokenWithSpan::new(
+            Token::make_word(&call.placeholder, None),
+            Span::new(tokens[sig[start]].span.start, tokens[sig[end]].span.end),
+        ));
+        calls.push(call);
+        copied = sig[end] + 1;
+        k = end + 1;
+    }
+    out.extend_from_slice(&tokens[copied..]);
+    Ok((out, calls))
+}
+
+/// The argument names of a windowing function, in positional order.
+fn parameters(function: WindowFunction) -> &'static [&'static str] {
+    match function {
+        WindowFunction::Tumble => &["DATA", "TIMECOL", "SIZE", "OFFSET"],
+        WindowFunction::Hop => &["DATA", "TIMECOL", "SLIDE", "SIZE", "OFFSET"],
+        WindowFunction::Cumulate => &["DATA", "TIMECOL", "STEP", "SIZE", "OFFSET"],
+    }
+}
+
+fn parse_call(name: &str, args: &[&TokenWithSpan], location: Location, placeholder: String) -> Result<WindowTvfCall> {
+    let function = match name {
+        "TUMBLE" => WindowFunction::Tumble,
+        "HOP" => WindowFunction::Hop,
+        "CUMULATE" => WindowFunction::Cumulate,
+        _ => {
+            return Err(SqlError::new(location, "SESSION windows are not supported yet")
+                .with_hint("use TUMBLE, HOP or CUMULATE windows for now"))
+        }
+    };
+    let names = parameters(function);
+    let usage = format!("{name}({})", names.join(", "));
+    let mut values: Vec<Option<(&[&TokenWithSpan], Location)>> = vec![None; names.len()];
+    let mut seen_named = false;
+    let split = split_args(args);
+    for (position, arg) in split.iter().enumerate() {
+        let Some(head) = arg.first() else {
+            return Err(SqlError::new(location, format!("{name}'s argument {} is empty", position + 1)));
+        };
+        let (index, value) = if arg.get(1).is_some_and(|t| t.token == Token::RArrow) {
+            seen_named = true;
+            let given = head.token.to_string().to_ascii_uppercase();
+            let index = names.iter().position(|n| *n == given).ok_or_else(|| {
+                SqlError::new(head.span.start, format!("{name} has no argument named {given}"))
+                    .with_hint(format!("its arguments are {}", names.join(", ")))
+            })?;
+            (index, &arg[2..])
+        } else {
+            if seen_named {
+                return Err(SqlError::new(
+                    head.span.start,
+                    format!("a positional {name} argument follows a named one"),
+                )
+                .with_hint("name every argument or none"));
+            }
+            if position >= names.len() {
+                return Err(SqlError::new(head.span.start, format!("{name} takes at most {} arguments", names.len()))
+                    .with_hint(usage));
+            }
+            (position, &arg[..])
+        };
+        if values[index].is_some() {
+            return Err(SqlError::new(head.span.start, format!("{name} gets its {} argument twice", names[index])));
+        }
+        let at = value.first().map_or(head.span.end, |t| t.span.start);
+        values[index] = Some((value, at));
+    }
+    let required = |index: usize| {
+        values[index].ok_or_else(|| {
+            SqlError::new(location, format!("{name} needs its {} argument", names[index])).with_hint(usage.clone())
+        })
+    };
+    let (input, input_location) = table(required(0)?)?;
+    let (time_column, time_location) = time_column(required(1)?)?;
+    let size_index = names.iter().position(|n| *n == "SIZE").expect("every window has a size");
+    let size = interval(required(size_index)?)?;
+    let step = match function {
+        WindowFunction::Tumble => 0,
+        _ => interval(required(2)?)?,
+    };
+    let offset_index = names.len() - 1;
+    let offset = values[offset_index].map(interval).transpose()?.unwrap_or(0);
+    let mut positive = vec![(size_index, size)];
+    if function != WindowFunction::Tumble {
+        positive.push((2, step));
+    }
+    for (index, value) in positive {
+        if value <= 0 {
+            let at = values[index].map_or(location, |(_, at)| at);
+            return Err(SqlError::new(at, format!("{name}'s {} must be positive", names[index])));
+        }
+    }
+    Ok(WindowTvfCall {
+        placeholder,
+        function,
+        input,
+        input_location,
+        time_column,
+        time_location,
+        size_ms: size,
+        step_ms: step,
+        offset_ms: offset,
+        location,
+    })
+}
+
+/// `TABLE name` (also `TABLE(name)`).
+fn table((tokens, at): (&[&TokenWithSpan], Location)) -> Result<(String, Location)> {
+    let name = match tokens {
+        [head, name] if is_word(&head.token, "TABLE") => name,
+        [head, open, name, close]
+            if is_word(&head.token, "TABLE") && open.token == Token::LParen && close.token == Token::RParen =>
+        {
+            name
+        }
+        [head, _, extra, ..] if is_word(&head.token, "TABLE") => {
+            return Err(SqlError::new(extra.span.start, "a window's input must be a table or view name")
+                .with_hint("a query can be made a view: CREATE VIEW v AS SELECT ...; then TABLE v"))
+        }
+        _ => return Err(SqlError::new(at, "a window's DATA argument is written TABLE name")),
+    };
+    match &name.token {
+        Token::Word(w) => Ok((w.value.clone(), name.span.start)),
+        other => Err(SqlError::new(name.span.start, format!("expected a table or view name, found: {other}"))),
+    }
+}
+
+/// `DESCRIPTOR(column)`.
+fn time_column((tokens, at): (&[&TokenWithSpan], Location)) -> Result<(String, Location)> {
+    match tokens {
+        [head, open, column, close]
+            if is_word(&head.token, "DESCRIPTOR") && open.token == Token::LParen && close.token == Token::RParen =>
+        {
+            match &column.token {
+                Token::Word(w) => Ok((w.value.clone(), column.span.start)),
+                other => Err(SqlError::new(column.span.start, format!("expected a column name, found: {other}"))),
+            }
+        }
+        _ => Err(SqlError::new(at, "a window's time column is written DESCRIPTOR(column)")
+            .with_hint("name one time attribute column, e.g. DESCRIPTOR(order_time)")),
+    }
+}
+
+/// An interval literal in milliseconds: `INTERVAL '10' MINUTES`, `INTERVAL '-1.5' SECOND`.
+fn interval((tokens, at): (&[&TokenWithSpan], Location)) -> Result<i64> {
+    let usage = "write an interval such as INTERVAL '10' MINUTES (units SECOND, MINUTE, HOUR or DAY)";
+    let (negated, rest) = match tokens {
+        [head, rest @ ..] if is_word(&head.token, "INTERVAL") => (false, rest),
+        [sign, head, rest @ ..] if sign.token == Token::Minus && is_word(&head.token, "INTERVAL") => (true, rest),
+        _ => return Err(SqlError::new(at, "expected an interval").with_hint(usage)),
+    };
+    let (negated, rest) = match rest {
+        [sign, rest @ ..] if sign.token == Token::Minus => (!negated, rest),
+        _ => (negated, rest),
+    };
+    let [value, unit] = rest else {
+        let at = rest.get(2).map_or(at, |t| t.span.start);
+        return Err(SqlError::new(at, "expected a quoted number and a unit after INTERVAL").with_hint(usage));
+    };
+    let Token::SingleQuotedString(text) = &value.token else {
+        return Err(SqlError::new(value.span.start, "an interval's amount is quoted: INTERVAL '10' MINUTES"));
+    };
+    let unit_ms = match unit.token.to_string().to_ascii_uppercase().as_str() {
+        "SECOND" | "SECONDS" => 1_000.0,
+        "MINUTE" | "MINUTES" => 60_000.0,
+        "HOUR" | "HOURS" => 3_600_000.0,
+        "DAY" | "DAYS" => 86_400_000.0,
+        other => {
+            return Err(SqlError::new(unit.span.start, format!("'{other}' is not a window interval unit"))
+                .with_hint("use SECOND, MINUTE, HOUR or DAY (months and years have no fixed length)"))
+        }
+    };
+    let amount: f64 = text.trim().parse().map_err(|_| {
+        SqlError::new(value.span.start, format!("'{text}' is not a number")).with_hint("write INTERVAL '10' MINUTES")
+    })?;
+    let ms = amount * unit_ms;
+    if ms.fract() != 0.0 || !ms.is_finite() || ms.abs() > 1e15 {
+        return Err(SqlError::new(
+            value.span.start,
+            format!("INTERVAL '{text}' is not a whole number of milliseconds"),
+        ));
+    }
+    Ok(if negated { -(ms as i64) } else { ms as i64 })
+}
