@@ -56,17 +56,31 @@ pub(super) fn rewrite(tokens: &[TokenWithSpan]) -> Result<(Vec<TokenWithSpan>, V
             wrapped || before.is_some_and(|t| ["FROM", "JOIN", "APPLY", "LATERAL"].iter().any(|w| is_word(t, w)));
         let args: Vec<&TokenWithSpan> = sig[k + 2..close].iter().map(|&i| &tokens[i]).collect();
         let call = parse_call(&args, location, placeholder(calls.len()), table_position)?;
-        out.extend_from_slice(&tokens[copied..sig[start]]);
-        out.push(TokenWithSpan::new(
-            Token::make_word(&call.placeholder, None),
-            Span::new(tokens[sig[start]].span.start, tokens[sig[end]].span.end),
-        ));
+        copied = splice(tokens, &sig, copied, (start, end), &call.placeholder, &mut out);
         calls.push(call);
-        copied = sig[end] + 1;
         k = end + 1;
     }
     out.extend_from_slice(&tokens[copied..]);
     Ok((out, calls))
+}
+
+/// Copies `tokens` from `copied` up to a call spanning the significant tokens
+/// `start..=end`, then one placeholder word spanning the call in its place; returns where
+/// copying goes on.
+pub(super) fn splice(
+    tokens: &[TokenWithSpan],
+    sig: &[usize],
+    copied: usize,
+    (start, end): (usize, usize),
+    placeholder: &str,
+    out: &mut Vec<TokenWithSpan>,
+) -> usize {
+    out.extend_from_slice(&tokens[copied..sig[start]]);
+    out.push(TokenWithSpan::new(
+        Token::make_word(placeholder, None),
+        Span::new(tokens[sig[start]].span.start, tokens[sig[end]].span.end),
+    ));
+    sig[end] + 1
 }
 
 /// The position in `sig` of the `)` matching the `(` at `open`.

@@ -15,11 +15,11 @@
 //!
 //! Sizes are interval literals: `INTERVAL '10' MINUTES`, with units from SECOND to DAY.
 
-use sqlparser::tokenizer::{Location, Span, Token, TokenWithSpan};
+use sqlparser::tokenizer::{Location, Token, TokenWithSpan};
 
 use super::ast::{WindowFunction, WindowTvfCall};
 use super::cursor::is_word;
-use super::ml_predict::{matching_paren, split_args};
+use super::ml_predict::{matching_paren, splice, split_args};
 use crate::error::{Result, SqlError};
 
 /// The name of the `n`th window placeholder table of a statement.
@@ -62,13 +62,8 @@ pub(super) fn rewrite(tokens: &[TokenWithSpan]) -> Result<(Vec<TokenWithSpan>, V
         }
         let args: Vec<&TokenWithSpan> = sig[k + 2..close].iter().map(|&i| &tokens[i]).collect();
         let call = parse_call(function, &args, location, placeholder(calls.len()))?;
-        out.extend_from_slice(&tokens[copied..sig[start]]);
-        out.push(TokenWithSpan::new(
-            Token::make_word(&call.placeholder, None),
-            Span::new(tokens[sig[start]].span.start, tokens[sig[end]].span.end),
-        ));
+        copied = splice(tokens, &sig, copied, (start, end), &call.placeholder, &mut out);
         calls.push(call);
-        copied = sig[end] + 1;
         k = end + 1;
     }
     out.extend_from_slice(&tokens[copied..]);
