@@ -506,3 +506,16 @@ fn window_functions_check_their_input_and_time_column() {
         58,
     );
 }
+
+#[test]
+fn a_window_over_a_table_needs_its_event_time() {
+    let script = "CREATE TABLE ev (ts TIMESTAMP(3), k STRING) WITH ('connector' = 'datagen');\n\
+                  SELECT k FROM TABLE(TUMBLE(TABLE ev, DESCRIPTOR(ts), INTERVAL '1' MINUTE));";
+    expect(
+        script,
+        "the window function requires the time column to be a time attribute, but 'ts' of table 'ev' is a plain TIMESTAMP(3) \
+         (hint: declare it as the table's event time: WATERMARK FOR ts AS ts - INTERVAL '5' SECOND)",
+        2,
+        49,
+    );
+}

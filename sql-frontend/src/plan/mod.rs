@@ -177,6 +177,28 @@ fn call_input(catalog: &Catalog, provider: &CatalogProvider, name: &str, locatio
     })
 }
 
+/// Checks that a window over a table times its rows by the table's event time (the column
+/// of its WATERMARK), as Flink requires. Views are not checked yet: their columns do not
+/// carry whether they are time attributes.
+fn time_attribute(table: &crate::catalog::Table, window: &ResolvedWindow) -> Result<()> {
+    let column = window.output_schema.field(window.time_column).name();
+    if table.watermark.as_ref().is_some_and(|w| w.column.eq_ignore_ascii_case(column)) {
+        return Ok(());
+    }
+    let kind = sql_name(window.output_schema.field(window.time_column).data_type());
+    Err(SqlError::new(
+        window.call.time_location,
+        format!(
+            "the window function requires the time column to be a time attribute, but '{column}' of table '{}' is a \
+             plain {kind}",
+            table.name
+        ),
+    )
+    .with_hint(format!(
+        "declare it as the table's event time: WATERMARK FOR {column} AS {column} - INTERVAL '5' SECOND"
+    )))
+}
+
 /// Plans a query and its table-function calls to an analyzed logical plan.
 pub fn logical_plan(
     catalog: &Catalog,
@@ -189,6 +211,9 @@ pub fn logical_plan(
     for call in &calls.windows {
         let input = call_input(catalog, &provider, &call.input, call.input_location)?;
         let window = resolve_window(call, &input)?;
+        if let Some(table) = catalog.find_table(&call.input) {
+            time_attribute(table, &window)?;
+        }
         provider.add_placeholder(&call.placeholder, window.output_schema.clone());
         resolved.windows.insert(call.placeholder.clone(), window);
     }
