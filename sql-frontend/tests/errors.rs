@@ -231,7 +231,6 @@ fn column_neither_grouped_nor_aggregated() {
 }
 
 #[test]
-#[ignore = "planner bug: SUM over a STRING is reported as DataFusion's internal error, at the start of the statement"]
 fn sum_of_a_string() {
     let script = with_tables("INSERT INTO out SELECT id, SUM(customer) FROM orders GROUP BY id;");
     let e = error(&script, "SUM");

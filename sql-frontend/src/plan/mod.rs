@@ -49,7 +49,37 @@ pub fn unknown_relation(catalog: &Catalog, name: &str, location: Option<Location
 }
 
 /// Turns a DataFusion planning error into a located SQL error.
-fn planning_error(catalog: &Catalog, e: DataFusionError, fallback: Location) -> SqlError {
+/// Where function `name` is first called in `query`.
+fn function_location(query: &Query, name: &str) -> Option<Location> {
+    use sqlparser::ast::Spanned;
+    let mut found = None;
+    let _ = sqlparser::ast::visit_expressions(query, |expr| {
+        if let sqlparser::ast::Expr::Function(f) = expr {
+            if f.name.to_string().eq_ignore_ascii_case(name) {
+                found = Some(f.name.span().start);
+                return std::ops::ControlFlow::Break(());
+            }
+        }
+        std::ops::ControlFlow::Continue(())
+    });
+    found.filter(|l| l.line > 0)
+}
+
+/// The SQL names of the argument types DataFusion says a function received
+/// ("... but received String (DataType: Utf8)"), each once.
+fn received_types(message: &str) -> Vec<String> {
+    let mut types = Vec::new();
+    for part in message.split("(DataType: ").skip(1) {
+        let Some(name) = part.split(')').next() else { continue };
+        let shown = name.parse::<arrow::datatypes::DataType>().map_or_else(|_| name.to_string(), |t| sql_name(&t));
+        if !types.contains(&shown) {
+            types.push(shown);
+        }
+    }
+    types
+}
+
+fn planning_error(catalog: &Catalog, e: DataFusionError, fallback: Location, query: &Query) -> SqlError {
     let location = e
         .diagnostic()
         .and_then(|d| d.span)
@@ -74,8 +104,13 @@ fn planning_error(catalog: &Catalog, e: DataFusionError, fallback: Location) -> 
     if let Some((_, rest)) = full.split_once("Function '") {
         if full.contains("failed to match any signature") {
             let name = rest.split('\'').next().unwrap_or(rest);
-            return SqlError::new(location, format!("function '{name}' does not accept arguments of these types"))
-                .with_hint("CAST the arguments to the types the function takes");
+            let location =
+                if location == fallback { function_location(query, name).unwrap_or(location) } else { location };
+            let message = match received_types(&full).as_slice() {
+                [] => format!("function '{name}' does not accept arguments of these types"),
+                types => format!("function '{name}' does not accept arguments of type {}", types.join(", ")),
+            };
+            return SqlError::new(location, message).with_hint("CAST the arguments to the types the function takes");
         }
     }
     if let Some(rest) = message.strip_prefix("table '") {
@@ -236,12 +271,12 @@ pub fn logical_plan(
     let planner = SqlToRel::new_with_options(&provider, parser_options());
     let plan = planner
         .sql_statement_to_plan(Statement::Query(Box::new(query.clone())))
-        .map_err(|e| planning_error(catalog, e, location))?;
+        .map_err(|e| planning_error(catalog, e, location, query))?;
     let state = session();
     let analyzed = state
         .analyzer()
         .execute_and_check(plan, state.config_options(), |_, _| {})
-        .map_err(|e| planning_error(catalog, e, location))?;
+        .map_err(|e| planning_error(catalog, e, location, query))?;
     Ok((analyzed, resolved))
 }
 
