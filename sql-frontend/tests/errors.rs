@@ -132,10 +132,11 @@ INSERT INTO dst SELECT id FROM src;";
 
 #[test]
 fn sink_only_connector_read_as_a_source() {
-    expect_in_statement(
+    expect(
         &with_tables("INSERT INTO out SELECT * FROM out;"),
         "table 'out': connector 'print' cannot be read from; such tables use datagen, filesystem",
         3,
+        31,
     );
 }
 
@@ -241,10 +242,11 @@ fn sum_of_a_string() {
 
 #[test]
 fn unsupported_aggregates() {
-    expect_in_statement(
+    expect(
         &with_tables("INSERT INTO out SELECT id, CAST(STDDEV(amount) AS STRING) FROM orders GROUP BY id;"),
         "aggregate function 'stddev' is not supported yet (hint: supported: COUNT, SUM, MIN, MAX, AVG)",
         3,
+        33,
     );
     expect_in_statement(
         &with_tables("INSERT INTO out SELECT id, CAST(COUNT(DISTINCT customer) AS STRING) FROM orders GROUP BY id;"),
@@ -255,10 +257,11 @@ fn unsupported_aggregates() {
 
 #[test]
 fn star_with_group_by() {
-    expect_in_statement(
+    expect(
         &with_tables("INSERT INTO out SELECT * FROM orders GROUP BY id;"),
         "column 'customer' must be in GROUP BY or inside an aggregate function",
         3,
+        24,
     );
 }
 
@@ -450,18 +453,10 @@ fn ml_predict_descriptor_columns() {
 }
 
 #[test]
-#[ignore = "planner bug: errors found while lowering the plan point at the start of the statement"]
+#[ignore = "planner bug: errors about a sink column, a WHERE predicate, JOIN, UNION, ORDER BY and VALUES still point at the start of the statement"]
 fn errors_point_at_the_offending_clause() {
     let cases = [
-        ("INSERT INTO out SELECT * FROM out;", "cannot be read from", 3, 31),
         ("INSERT INTO out SELECT amount, customer FROM orders;", "cannot be written to column 'id'", 3, 24),
-        ("INSERT INTO out SELECT * FROM orders GROUP BY id;", "must be in GROUP BY", 3, 24),
-        (
-            "INSERT INTO out SELECT id, CAST(STDDEV(amount) AS STRING) FROM orders GROUP BY id;",
-            "'stddev' is not supported yet",
-            3,
-            33,
-        ),
         ("INSERT INTO out SELECT id, customer FROM orders\nWHERE amount;", "non-boolean predicate", 4, 7),
         (
             "INSERT INTO out SELECT o.id, o.customer FROM orders AS o JOIN orders AS p ON o.id = p.id;",

@@ -25,6 +25,7 @@ use sluice_transforms::keyed_aggregate::output_type;
 
 use crate::error::SqlError;
 use crate::parser::WindowFunction;
+use crate::plan::locate::QueryLocations;
 use crate::plan::tables::{ResolvedMl, ResolvedWindow, TableInfo};
 use crate::types::sql_name;
 use sluice_connectors::kafka::options::SPLIT_METADATA;
@@ -55,6 +56,8 @@ pub struct Lowering {
     pub state_ttl: Option<std::time::Duration>,
     /// Source streams by table, shared by every INSERT that reads the table.
     sources: HashMap<String, Stream>,
+    /// Positions in the query being lowered, for errors about its parts.
+    pub locations: QueryLocations,
 }
 
 /// Removes table qualifiers from column references: tasks resolve columns by name against
@@ -100,6 +103,7 @@ impl Lowering {
             default_parallelism: default_parallelism.max(1),
             state_ttl: None,
             sources: HashMap::new(),
+            locations: QueryLocations::default(),
         }
     }
 
@@ -378,7 +382,7 @@ impl Lowering {
                 ("avg" | "mean", [_]) => AggregateFunction::Avg,
                 _ => {
                     return Err(SqlError::new(
-                        location,
+                        self.locations.function(call.func.name()).unwrap_or(location),
                         format!("aggregate function '{}' is not supported yet", call.func.name()),
                     )
                     .with_hint("supported: COUNT, SUM, MIN, MAX, AVG"))

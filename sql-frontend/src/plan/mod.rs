@@ -6,6 +6,7 @@
 //! into one job.
 
 pub mod graph;
+pub mod locate;
 pub mod lower;
 pub mod provider;
 pub mod tables;
@@ -29,6 +30,7 @@ use crate::catalog::{Catalog, View};
 use crate::error::SqlError;
 use crate::parser::{Insert, TableCalls};
 use crate::types::sql_name;
+use locate::QueryLocations;
 use lower::{Lowering, Stream};
 use provider::{parser_options, session, CatalogProvider};
 use tables::{first_line, resolve_ml, resolve_table, resolve_window, ResolvedMl, ResolvedWindow};
@@ -49,22 +51,6 @@ pub fn unknown_relation(catalog: &Catalog, name: &str, location: Option<Location
 }
 
 /// Turns a DataFusion planning error into a located SQL error.
-/// Where function `name` is first called in `query`.
-fn function_location(query: &Query, name: &str) -> Option<Location> {
-    use sqlparser::ast::Spanned;
-    let mut found = None;
-    let _ = sqlparser::ast::visit_expressions(query, |expr| {
-        if let sqlparser::ast::Expr::Function(f) = expr {
-            if f.name.to_string().eq_ignore_ascii_case(name) {
-                found = Some(f.name.span().start);
-                return std::ops::ControlFlow::Break(());
-            }
-        }
-        std::ops::ControlFlow::Continue(())
-    });
-    found.filter(|l| l.line > 0)
-}
-
 /// The SQL names of the argument types DataFusion says a function received
 /// ("... but received String (DataType: Utf8)"), each once.
 fn received_types(message: &str) -> Vec<String> {
@@ -80,6 +66,7 @@ fn received_types(message: &str) -> Vec<String> {
 }
 
 fn planning_error(catalog: &Catalog, e: DataFusionError, fallback: Location, query: &Query) -> SqlError {
+    let locations = QueryLocations::of(query);
     let location = e
         .diagnostic()
         .and_then(|d| d.span)
@@ -104,8 +91,7 @@ fn planning_error(catalog: &Catalog, e: DataFusionError, fallback: Location, que
     if let Some((_, rest)) = full.split_once("Function '") {
         if full.contains("failed to match any signature") {
             let name = rest.split('\'').next().unwrap_or(rest);
-            let location =
-                if location == fallback { function_location(query, name).unwrap_or(location) } else { location };
+            let location = if location == fallback { locations.function(name).unwrap_or(location) } else { location };
             let message = match received_types(&full).as_slice() {
                 [] => format!("function '{name}' does not accept arguments of these types"),
                 types => format!("function '{name}' does not accept arguments of type {}", types.join(", ")),
@@ -124,6 +110,8 @@ fn planning_error(catalog: &Catalog, e: DataFusionError, fallback: Location, que
         if message.contains("must appear in the GROUP BY clause") {
             let column = rest.split('"').next().unwrap_or(rest);
             let column = column.rsplit('.').next().unwrap_or(column);
+            let location =
+                if location == fallback { locations.column_or_wildcard(column).unwrap_or(location) } else { location };
             return SqlError::new(
                 location,
                 format!("column '{column}' must be in GROUP BY or inside an aggregate function"),
@@ -370,9 +358,17 @@ impl JobPlanner {
             self.models.insert(ml.model.clone(), ml.clone());
         }
         let models = &mut self.models;
-        let stream = self
-            .lowering
-            .lower(&plan, location, &mut |lw, name, loc| resolve_relation(catalog, lw, name, loc, &resolved, models))?;
+        let locations = QueryLocations::of(query);
+        self.lowering.locations = locations.clone();
+        let stream = self.lowering.lower(&plan, location, &mut |lw, name, loc| {
+            resolve_relation(catalog, lw, name, loc, &resolved, models).map_err(|e| {
+                // An error about the relation as a whole points at where the query reads it.
+                match locations.relation(name) {
+                    Some(at) if e.location() == loc => SqlError { line: at.line, column: at.column, ..e },
+                    _ => e,
+                }
+            })
+        })?;
         Ok((stream, plan))
     }
 
