@@ -896,7 +896,7 @@ fn numbers_widen_into_a_sink_but_strings_do_not_become_numbers() {
     let e = plan(&script, &PlanOptions::default()).unwrap_err();
     assert_eq!(
         e.to_string(),
-        "line 11, column 1: column 2 of the query ('customer', STRING) cannot be written to column 'a' (DOUBLE) of table 'w' \
+        "line 11, column 26: column 2 of the query ('customer', STRING) cannot be written to column 'a' (DOUBLE) of table 'w' \
          (hint: convert it with CAST(... AS DOUBLE))"
     );
     // Converting explicitly is fine.

@@ -89,7 +89,7 @@ INSERT INTO out SELECT id FROM src;"#,
 CREATE TABLE out (id BIGINT, amount DOUBLE) WITH ('connector' = 'print');
 INSERT INTO out SELECT id, name FROM src;"#,
         r#"column 2 of the query ('name', STRING) cannot be written to column 'amount' (DOUBLE) of table 'out'"#,
-        Some((3, 1)),
+        Some((3, 28)),
     ),
     (
         "unknown_type",

@@ -160,11 +160,12 @@ fn column_count_differs_from_the_sink() {
 
 #[test]
 fn column_type_differs_from_the_sink() {
-    expect_in_statement(
+    expect(
         &with_tables("INSERT INTO out SELECT amount, customer FROM orders;"),
         "column 1 of the query ('amount', DOUBLE) cannot be written to column 'id' (BIGINT) of table 'out' \
          (hint: convert it with CAST(... AS BIGINT))",
         3,
+        24,
     );
 }
 
@@ -456,7 +457,6 @@ fn ml_predict_descriptor_columns() {
 #[ignore = "planner bug: errors about a sink column, a WHERE predicate, JOIN, UNION, ORDER BY and VALUES still point at the start of the statement"]
 fn errors_point_at_the_offending_clause() {
     let cases = [
-        ("INSERT INTO out SELECT amount, customer FROM orders;", "cannot be written to column 'id'", 3, 24),
         ("INSERT INTO out SELECT id, customer FROM orders\nWHERE amount;", "non-boolean predicate", 4, 7),
         (
             "INSERT INTO out SELECT o.id, o.customer FROM orders AS o JOIN orders AS p ON o.id = p.id;",

@@ -16,9 +16,9 @@ pub struct QueryLocations {
     functions: HashMap<String, Location>,
     /// The first reference to each table, view or placeholder, by lower-case last name part.
     relations: HashMap<String, Location>,
-    /// The top-level select items: the column an item names (if it names one) and where
-    /// the item is; a wildcard names none.
-    items: Vec<(Option<String>, Location)>,
+    /// The top-level select items: the column an item names (if it names one), where the
+    /// item is (line 0 when unknown), and whether it is a wildcard.
+    items: Vec<(Option<String>, Location, bool)>,
 }
 
 /// A location sqlparser knows (spans of synthesized nodes are empty: line 0).
@@ -53,9 +53,8 @@ impl QueryLocations {
                     SelectItem::ExprWithAlias { expr: Expr::Identifier(id), .. } => Some(id.value.clone()),
                     _ => None,
                 };
-                if let Some(at) = known(item.span().start) {
-                    found.items.push((column, at));
-                }
+                let wildcard = matches!(item, SelectItem::Wildcard(_) | SelectItem::QualifiedWildcard(..));
+                found.items.push((column, item.span().start, wildcard));
             }
         }
         found
@@ -73,8 +72,17 @@ impl QueryLocations {
 
     /// The select item that names `column`, or else the first wildcard (which brings it in).
     pub fn column_or_wildcard(&self, column: &str) -> Option<Location> {
-        let named = self.items.iter().find(|(c, _)| c.as_deref().is_some_and(|c| c.eq_ignore_ascii_case(column)));
-        named.or_else(|| self.items.iter().find(|(c, _)| c.is_none())).map(|(_, at)| *at)
+        let named = self.items.iter().find(|(c, _, _)| c.as_deref().is_some_and(|c| c.eq_ignore_ascii_case(column)));
+        named.or_else(|| self.items.iter().find(|(_, _, wildcard)| *wildcard)).and_then(|(_, at, _)| known(*at))
+    }
+
+    /// Where the select item producing output column `index` is (unknown after a
+    /// wildcard, which makes several columns).
+    pub fn item(&self, index: usize) -> Option<Location> {
+        if self.items.iter().any(|(_, _, wildcard)| *wildcard) {
+            return None;
+        }
+        self.items.get(index).and_then(|(_, at, _)| known(*at))
     }
 }
 
@@ -105,5 +113,8 @@ mod tests {
         assert_eq!(found.relation("u"), at(2, 13));
         assert_eq!(found.column_or_wildcard("a"), at(1, 8));
         assert_eq!(found.column_or_wildcard("b"), at(1, 11), "a wildcard brings in the other columns");
+        assert_eq!(found.item(0), None, "positions are unknown after a wildcard");
+        let plain = QueryLocations::of(&query("SELECT a,\n  b + 1 AS c FROM t"));
+        assert_eq!((plain.item(0), plain.item(1), plain.item(2)), (at(1, 8), at(2, 3), None));
     }
 }

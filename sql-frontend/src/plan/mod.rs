@@ -501,8 +501,10 @@ impl JobPlanner {
                     } else if implicitly_castable(from.data_type(), field.data_type()) {
                         cast(column, field.data_type().clone())
                     } else {
+                        let (_, at) = targets[position];
+                        let at = if at == location { self.lowering.locations.item(position).unwrap_or(at) } else { at };
                         return Err(SqlError::new(
-                            targets[position].1,
+                            at,
                             format!(
                                 "column {} of the query ('{}', {}) cannot be written to column '{}' ({}) of table '{table}'",
                                 position + 1,
