@@ -19,6 +19,8 @@ pub struct QueryLocations {
     /// The top-level select items: the column an item names (if it names one), where the
     /// item is (line 0 when unknown), and whether it is a wildcard.
     items: Vec<(Option<String>, Location, bool)>,
+    /// The top-level WHERE condition.
+    condition: Option<Location>,
 }
 
 /// A location sqlparser knows (spans of synthesized nodes are empty: line 0).
@@ -46,6 +48,7 @@ impl QueryLocations {
             ControlFlow::<()>::Continue(())
         });
         if let SetExpr::Select(select) = query.body.as_ref() {
+            found.condition = select.selection.as_ref().and_then(|c| known(c.span().start));
             for item in &select.projection {
                 let column = match item {
                     SelectItem::UnnamedExpr(Expr::Identifier(id)) => Some(id.value.clone()),
@@ -74,6 +77,11 @@ impl QueryLocations {
     pub fn column_or_wildcard(&self, column: &str) -> Option<Location> {
         let named = self.items.iter().find(|(c, _, _)| c.as_deref().is_some_and(|c| c.eq_ignore_ascii_case(column)));
         named.or_else(|| self.items.iter().find(|(_, _, wildcard)| *wildcard)).and_then(|(_, at, _)| known(*at))
+    }
+
+    /// Where the top-level WHERE condition is.
+    pub fn condition(&self) -> Option<Location> {
+        self.condition
     }
 
     /// Where the select item producing output column `index` is (unknown after a
@@ -108,6 +116,7 @@ mod tests {
         let found = QueryLocations::of(&q);
         assert_eq!(found.function("stddev"), at(1, 14), "the first call");
         assert_eq!(found.function("upper"), at(3, 7));
+        assert_eq!(found.condition(), at(3, 7));
         assert_eq!(found.function("lower"), None);
         assert_eq!(found.relation("t"), at(2, 6));
         assert_eq!(found.relation("u"), at(2, 13));

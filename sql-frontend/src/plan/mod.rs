@@ -99,6 +99,9 @@ fn planning_error(catalog: &Catalog, e: DataFusionError, fallback: Location, que
             return SqlError::new(location, message).with_hint("CAST the arguments to the types the function takes");
         }
     }
+    if message.contains("Cannot create filter with non-boolean predicate") && location == fallback {
+        return SqlError::new(locations.condition().unwrap_or(location), message);
+    }
     if let Some(rest) = message.strip_prefix("table '") {
         // DataFusion's own "table 'x' not found" (a name it resolved without asking us).
         if let Some(name) = rest.split('\'').next() {
