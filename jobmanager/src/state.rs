@@ -240,6 +240,18 @@ fn unshared_checkpoint_storage(
     })
 }
 
+/// Cancels attempt `attempt` of job `job_id` on each of `task_managers`.
+fn cancel_tasks<'a>(
+    job_id: &str,
+    attempt: u32,
+    task_managers: impl Iterator<Item = &'a String>,
+    actions: &mut Vec<Action>,
+) {
+    for task_manager in task_managers {
+        actions.push(Action::Cancel { task_manager: task_manager.clone(), job_id: job_id.to_string(), attempt });
+    }
+}
+
 fn now_ms() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
 }
@@ -518,12 +530,10 @@ impl ClusterState {
     /// and frees its slots.
     fn end_job(&mut self, id: &str, state: JobState, message: String, actions: &mut Vec<Action>) {
         let Some(job) = self.jobs.get_mut(id) else { return };
-        let ended = Phase::Ended(Ended { state, at_ms: now_ms() });
-        match std::mem::replace(&mut job.phase, ended) {
-            Phase::Ended(previous) => {
-                job.phase = Phase::Ended(previous);
-                return;
-            }
+        if matches!(job.phase, Phase::Ended(_)) {
+            return;
+        }
+        match std::mem::replace(&mut job.phase, Phase::Ended(Ended { state, at_ms: now_ms() })) {
             Phase::Stopping(stopping) => {
                 let answer = match state {
                     JobState::Finished => Ok(stopping.savepoint),
@@ -532,15 +542,9 @@ impl ClusterState {
                 let _ = stopping.reply.send(answer);
             }
             Phase::Running(deployed) if state != JobState::Finished => {
-                for task_manager in deployed.slots.keys() {
-                    actions.push(Action::Cancel {
-                        task_manager: task_manager.clone(),
-                        job_id: id.to_string(),
-                        attempt: job.attempt,
-                    });
-                }
+                cancel_tasks(id, job.attempt, deployed.slots.keys(), actions);
             }
-            Phase::Running(_) | Phase::Created(_) | Phase::Restarting(_) => {}
+            Phase::Running(_) | Phase::Created(_) | Phase::Restarting(_) | Phase::Ended(_) => {}
         }
         job.message = message;
         match state {
@@ -606,13 +610,7 @@ impl ClusterState {
             self.end_job(id, JobState::Failed, message, actions);
             return;
         };
-        for task_manager in deployed.slots.keys().filter(|tm| Some(tm.as_str()) != lost) {
-            actions.push(Action::Cancel {
-                task_manager: task_manager.clone(),
-                job_id: id.to_string(),
-                attempt: job.attempt,
-            });
-        }
+        cancel_tasks(id, job.attempt, deployed.slots.keys().filter(|tm| Some(tm.as_str()) != lost), actions);
         let now = Instant::now();
         job.phase = Phase::Restarting(Restarting { at: now + delay });
         job.restarts = next;

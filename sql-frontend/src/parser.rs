@@ -15,6 +15,7 @@ mod ddl;
 mod ml_predict;
 mod model;
 mod query;
+mod table_call;
 mod utility;
 mod window_tvf;
 

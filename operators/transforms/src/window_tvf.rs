@@ -77,34 +77,30 @@ impl WindowShape {
         Ok(shape)
     }
 
-    /// The windows holding `timestamp`, as `(start, end)`, in ascending order.
-    pub fn windows(&self, timestamp: i64) -> Vec<(i64, i64)> {
+    /// Calls `window(start, end)` for each window holding `timestamp`, in ascending order.
+    pub fn for_each_window(&self, timestamp: i64, mut window: impl FnMut(i64, i64)) {
         match *self {
             WindowShape::Tumble { size, offset } => {
                 let start = window_start(timestamp, offset, size);
-                vec![(start, start + size)]
+                window(start, start + size);
             }
             WindowShape::Hop { size, slide, offset } => {
-                // The latest window holding the row starts at its slide boundary; earlier
-                // ones every slide before, while they still reach past it.
-                let mut start = window_start(timestamp, offset, slide);
-                let mut windows = Vec::new();
-                while start > timestamp - size {
-                    windows.push((start, start + size));
-                    start -= slide;
+                // The latest window holding the row starts at its slide boundary; the first
+                // is the earliest slide boundary after `timestamp - size`.
+                let latest = window_start(timestamp, offset, slide);
+                let mut start = latest - (latest - (timestamp - size) - 1).div_euclid(slide) * slide;
+                while start <= latest {
+                    window(start, start + size);
+                    start += slide;
                 }
-                windows.reverse();
-                windows
             }
             WindowShape::Cumulate { size, step, offset } => {
                 let start = window_start(timestamp, offset, size);
                 let mut end = window_start(timestamp, offset, step) + step;
-                let mut windows = Vec::new();
                 while end <= start + size {
-                    windows.push((start, end));
+                    window(start, end);
                     end += step;
                 }
-                windows
             }
         }
     }
@@ -145,11 +141,11 @@ impl Operator for WindowTvf {
             if time.is_null(row) {
                 continue;
             }
-            for (start, end) in self.shape.windows(time.value(row)) {
+            self.shape.for_each_window(time.value(row), |start, end| {
                 rows.push(row as u32);
                 starts.push(start);
                 ends.push(end);
-            }
+            });
         }
         if rows.is_empty() {
             return Ok(());

@@ -10,10 +10,11 @@
 
 use std::collections::BTreeMap;
 
-use sqlparser::tokenizer::{Location, Span, Token, TokenWithSpan};
+use sqlparser::tokenizer::{Location, Token, TokenWithSpan};
 
 use super::ast::MlPredictCall;
 use super::cursor::is_word;
+use super::table_call::{matching_paren, significant, splice, split_args, with_lateral, wrapped_in_table};
 use crate::error::{Result, SqlError};
 
 /// The name of the `n`th placeholder table of a statement.
@@ -23,7 +24,7 @@ fn placeholder(n: usize) -> String {
 
 /// The statement's tokens with each ML_PREDICT call replaced by its placeholder, and the calls.
 pub(super) fn rewrite(tokens: &[TokenWithSpan]) -> Result<(Vec<TokenWithSpan>, Vec<MlPredictCall>)> {
-    let sig: Vec<usize> = (0..tokens.len()).filter(|&i| !matches!(tokens[i].token, Token::Whitespace(_))).collect();
+    let sig = significant(tokens);
     let token = |k: usize| &tokens[sig[k]].token;
     let mut out = Vec::with_capacity(tokens.len());
     let mut calls = Vec::new();
@@ -37,8 +38,8 @@ pub(super) fn rewrite(tokens: &[TokenWithSpan]) -> Result<(Vec<TokenWithSpan>, V
         let location = tokens[sig[k]].span.start;
         let close = matching_paren(tokens, &sig, k + 1)
             .ok_or_else(|| SqlError::new(location, "ML_PREDICT( is never closed").with_hint("add the missing ')'"))?;
-        let wrapped = k >= 2 && *token(k - 1) == Token::LParen && is_word(token(k - 2), "TABLE");
-        let mut start = if wrapped { k - 2 } else { k };
+        let wrapped = wrapped_in_table(tokens, &sig, k);
+        let start = if wrapped { k - 2 } else { k };
         let end = if wrapped {
             if sig.get(close + 1).map(|&i| &tokens[i].token) != Some(&Token::RParen) {
                 let at = sig.get(close + 1).map_or(tokens[sig[close]].span.end, |&i| tokens[i].span.start);
@@ -48,9 +49,7 @@ pub(super) fn rewrite(tokens: &[TokenWithSpan]) -> Result<(Vec<TokenWithSpan>, V
         } else {
             close
         };
-        if start >= 1 && is_word(token(start - 1), "LATERAL") {
-            start -= 1;
-        }
+        let start = with_lateral(tokens, &sig, start);
         let before = start.checked_sub(1).map(token);
         let table_position =
             wrapped || before.is_some_and(|t| ["FROM", "JOIN", "APPLY", "LATERAL"].iter().any(|w| is_word(t, w)));
@@ -62,43 +61,6 @@ pub(super) fn rewrite(tokens: &[TokenWithSpan]) -> Result<(Vec<TokenWithSpan>, V
     }
     out.extend_from_slice(&tokens[copied..]);
     Ok((out, calls))
-}
-
-/// Copies `tokens` from `copied` up to a call spanning the significant tokens
-/// `start..=end`, then one placeholder word spanning the call in its place; returns where
-/// copying goes on.
-pub(super) fn splice(
-    tokens: &[TokenWithSpan],
-    sig: &[usize],
-    copied: usize,
-    (start, end): (usize, usize),
-    placeholder: &str,
-    out: &mut Vec<TokenWithSpan>,
-) -> usize {
-    out.extend_from_slice(&tokens[copied..sig[start]]);
-    out.push(TokenWithSpan::new(
-        Token::make_word(placeholder, None),
-        Span::new(tokens[sig[start]].span.start, tokens[sig[end]].span.end),
-    ));
-    sig[end] + 1
-}
-
-/// The position in `sig` of the `)` matching the `(` at `open`.
-pub(super) fn matching_paren(tokens: &[TokenWithSpan], sig: &[usize], open: usize) -> Option<usize> {
-    let mut depth = 0usize;
-    for (k, &i) in sig.iter().enumerate().skip(open) {
-        match tokens[i].token {
-            Token::LParen => depth += 1,
-            Token::RParen => {
-                depth -= 1;
-                if depth == 0 {
-                    return Some(k);
-                }
-            }
-            _ => {}
-        }
-    }
-    None
 }
 
 /// What an argument is.
@@ -234,30 +196,6 @@ fn parse_call(
 
 fn ordinal(position: usize) -> &'static str {
     ORDINALS.get(position).copied().unwrap_or("last")
-}
-
-/// Splits argument tokens at top-level commas.
-pub(super) fn split_args<'t>(tokens: &[&'t TokenWithSpan]) -> Vec<Vec<&'t TokenWithSpan>> {
-    if tokens.is_empty() {
-        return Vec::new();
-    }
-    let mut args = vec![Vec::new()];
-    let mut depth = 0usize;
-    for &t in tokens {
-        match t.token {
-            Token::LParen | Token::LBracket => depth += 1,
-            Token::RParen | Token::RBracket => depth = depth.saturating_sub(1),
-            Token::Comma if depth == 0 => {
-                args.push(Vec::new());
-                continue;
-            }
-            _ => {}
-        }
-        if let Some(last) = args.last_mut() {
-            last.push(t);
-        }
-    }
-    args
 }
 
 /// Reads one argument value; `fallback` locates errors about an empty value.

@@ -19,7 +19,7 @@ use sqlparser::tokenizer::{Location, Token, TokenWithSpan};
 
 use super::ast::{WindowFunction, WindowTvfCall};
 use super::cursor::is_word;
-use super::ml_predict::{matching_paren, splice, split_args};
+use super::table_call::{matching_paren, significant, splice, split_args, with_lateral, wrapped_in_table};
 use crate::error::{Result, SqlError};
 
 /// The name of the `n`th window placeholder table of a statement.
@@ -29,7 +29,7 @@ fn placeholder(n: usize) -> String {
 
 /// The statement's tokens with each windowing call replaced by its placeholder, and the calls.
 pub(super) fn rewrite(tokens: &[TokenWithSpan]) -> Result<(Vec<TokenWithSpan>, Vec<WindowTvfCall>)> {
-    let sig: Vec<usize> = (0..tokens.len()).filter(|&i| !matches!(tokens[i].token, Token::Whitespace(_))).collect();
+    let sig = significant(tokens);
     let token = |k: usize| &tokens[sig[k]].token;
     let mut out = Vec::with_capacity(tokens.len());
     let mut calls = Vec::new();
@@ -48,18 +48,14 @@ pub(super) fn rewrite(tokens: &[TokenWithSpan]) -> Result<(Vec<TokenWithSpan>, V
         let close = matching_paren(tokens, &sig, k + 1).ok_or_else(|| {
             SqlError::new(location, format!("{function}( is never closed")).with_hint("add the missing ')'")
         })?;
-        let wrapped = k >= 2 && *token(k - 1) == Token::LParen && is_word(token(k - 2), "TABLE");
-        if !wrapped || sig.get(close + 1).map(|&i| &tokens[i].token) != Some(&Token::RParen) {
+        if !wrapped_in_table(tokens, &sig, k) || sig.get(close + 1).map(|&i| &tokens[i].token) != Some(&Token::RParen) {
             return Err(SqlError::new(
                 location,
                 format!("a {function} window is a table: write it in FROM as TABLE({function}(...))"),
             )
             .with_hint(format!("SELECT ... FROM TABLE({function}(TABLE t, DESCRIPTOR(ts), INTERVAL '10' MINUTES))")));
         }
-        let (mut start, end) = (k - 2, close + 1);
-        if start >= 1 && is_word(token(start - 1), "LATERAL") {
-            start -= 1;
-        }
+        let (start, end) = (with_lateral(tokens, &sig, k - 2), close + 1);
         let args: Vec<&TokenWithSpan> = sig[k + 2..close].iter().map(|&i| &tokens[i]).collect();
         let call = parse_call(function, &args, location, placeholder(calls.len()))?;
         copied = splice(tokens, &sig, copied, (start, end), &call.placeholder, &mut out);
@@ -133,7 +129,8 @@ fn parse_call(name: &str, args: &[&TokenWithSpan], location: Location, placehold
     };
     let (input, input_location) = table(required(0)?)?;
     let (time_column, time_location) = time_column(required(1)?)?;
-    let size_index = names.iter().position(|n| *n == "SIZE").expect("every window has a size");
+    // TUMBLE's size comes third; HOP's and CUMULATE's after their slide or step.
+    let size_index = if function == WindowFunction::Tumble { 2 } else { 3 };
     let size = interval(required(size_index)?)?;
     let step = match function {
         WindowFunction::Tumble => 0,

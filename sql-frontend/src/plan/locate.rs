@@ -23,6 +23,15 @@ pub struct QueryLocations {
     condition: Option<Location>,
 }
 
+/// Where an error goes: `found` (its place in the query) when the error only knew the
+/// start of the `statement`, else where it already pointed.
+pub fn prefer(location: Location, statement: Location, found: Option<Location>) -> Location {
+    match found {
+        Some(found) if location == statement => found,
+        _ => location,
+    }
+}
+
 /// A location sqlparser knows (spans of synthesized nodes are empty: line 0).
 fn known(location: Location) -> Option<Location> {
     (location.line > 0).then_some(location)

@@ -30,7 +30,7 @@ use crate::catalog::{Catalog, View};
 use crate::error::SqlError;
 use crate::parser::{Insert, TableCalls};
 use crate::types::sql_name;
-use locate::QueryLocations;
+use locate::{prefer, QueryLocations};
 use lower::{Lowering, Stream};
 use provider::{parser_options, session, CatalogProvider};
 use tables::{first_line, resolve_ml, resolve_table, resolve_window, ResolvedMl, ResolvedWindow};
@@ -91,7 +91,7 @@ fn planning_error(catalog: &Catalog, e: DataFusionError, fallback: Location, que
     if let Some((_, rest)) = full.split_once("Function '") {
         if full.contains("failed to match any signature") {
             let name = rest.split('\'').next().unwrap_or(rest);
-            let location = if location == fallback { locations.function(name).unwrap_or(location) } else { location };
+            let location = prefer(location, fallback, locations.function(name));
             let message = match received_types(&full).as_slice() {
                 [] => format!("function '{name}' does not accept arguments of these types"),
                 types => format!("function '{name}' does not accept arguments of type {}", types.join(", ")),
@@ -99,8 +99,8 @@ fn planning_error(catalog: &Catalog, e: DataFusionError, fallback: Location, que
             return SqlError::new(location, message).with_hint("CAST the arguments to the types the function takes");
         }
     }
-    if message.contains("Cannot create filter with non-boolean predicate") && location == fallback {
-        return SqlError::new(locations.condition().unwrap_or(location), message);
+    if message.contains("Cannot create filter with non-boolean predicate") {
+        return SqlError::new(prefer(location, fallback, locations.condition()), message);
     }
     if let Some(rest) = message.strip_prefix("table '") {
         // DataFusion's own "table 'x' not found" (a name it resolved without asking us).
@@ -113,8 +113,7 @@ fn planning_error(catalog: &Catalog, e: DataFusionError, fallback: Location, que
         if message.contains("must appear in the GROUP BY clause") {
             let column = rest.split('"').next().unwrap_or(rest);
             let column = column.rsplit('.').next().unwrap_or(column);
-            let location =
-                if location == fallback { locations.column_or_wildcard(column).unwrap_or(location) } else { location };
+            let location = prefer(location, fallback, locations.column_or_wildcard(column));
             return SqlError::new(
                 location,
                 format!("column '{column}' must be in GROUP BY or inside an aggregate function"),
@@ -366,10 +365,8 @@ impl JobPlanner {
         let stream = self.lowering.lower(&plan, location, &mut |lw, name, loc| {
             resolve_relation(catalog, lw, name, loc, &resolved, models).map_err(|e| {
                 // An error about the relation as a whole points at where the query reads it.
-                match locations.relation(name) {
-                    Some(at) if e.location() == loc => SqlError { line: at.line, column: at.column, ..e },
-                    _ => e,
-                }
+                let at = prefer(e.location(), loc, locations.relation(name));
+                SqlError { line: at.line, column: at.column, ..e }
             })
         })?;
         Ok((stream, plan))
@@ -504,8 +501,7 @@ impl JobPlanner {
                     } else if implicitly_castable(from.data_type(), field.data_type()) {
                         cast(column, field.data_type().clone())
                     } else {
-                        let (_, at) = targets[position];
-                        let at = if at == location { self.lowering.locations.item(position).unwrap_or(at) } else { at };
+                        let at = prefer(targets[position].1, location, self.lowering.locations.item(position));
                         return Err(SqlError::new(
                             at,
                             format!(
