@@ -3,7 +3,9 @@
 //! `window_time` (= `window_end` − 1 ms) added. Windows are `[start, end)` in milliseconds
 //! since the epoch, aligned to the epoch shifted by the offset, as Flink aligns them
 //! (`TimeWindow.getWindowStartWithOffset`). The function is stateless: it neither waits
-//! for the watermark nor drops late rows; a window aggregate over it does both.
+//! for the watermark nor drops late rows; a window aggregate over it does both. A row
+//! whose time is NULL is in no window: it is dropped and counted
+//! ([`ROWS_WITHOUT_TIME`]).
 
 use std::sync::Arc;
 
@@ -106,18 +108,24 @@ impl WindowShape {
     }
 }
 
+/// The metric counting rows dropped for a NULL time.
+pub const ROWS_WITHOUT_TIME: &str = "window.rows_without_time_dropped";
+
 /// Adds each row's windows to it, one output row per window.
 pub struct WindowTvf {
     shape: WindowShape,
     time_column: usize,
     output_schema: SchemaRef,
+    /// Rows dropped because their time was NULL.
+    rows_without_time: u64,
 }
 
 impl WindowTvf {
     /// The function a [`WindowTvfSpec`] describes.
     pub fn from_spec(spec: &WindowTvfSpec) -> Result<Self> {
         let output_schema = decode_schema(&spec.output_schema)?;
-        Ok(WindowTvf { shape: WindowShape::from_spec(spec)?, time_column: spec.time_column as usize, output_schema })
+        let (shape, time_column) = (WindowShape::from_spec(spec)?, spec.time_column as usize);
+        Ok(WindowTvf { shape, time_column, output_schema, rows_without_time: 0 })
     }
 }
 
@@ -139,6 +147,7 @@ impl Operator for WindowTvf {
         for row in 0..batch.num_rows() {
             // A row without a time is in no window.
             if time.is_null(row) {
+                self.rows_without_time += 1;
                 continue;
             }
             self.shape.for_each_window(time.value(row), |start, end| {
@@ -163,6 +172,10 @@ impl Operator for WindowTvf {
             .map_err(|e| OperatorError::arrow("windowed rows", e))?;
         out.batch(windowed);
         Ok(())
+    }
+
+    fn metrics(&self) -> Vec<(String, u64)> {
+        vec![(ROWS_WITHOUT_TIME.to_string(), self.rows_without_time)]
     }
 }
 

@@ -137,6 +137,7 @@ async fn sums(spec: WindowTvfSpec) -> Vec<String> {
     let build: Build = Arc::new(move || Ok(Box::new(WindowTvf::from_spec(&spec)?) as Box<dyn Operator>));
     let mut h = Harness::start(build, bids(), None, 1).await.unwrap();
     h.push(BIDS).await.unwrap();
+    assert_eq!(h.metric(ROWS_WITHOUT_TIME), 1, "the bid without a time is dropped and counted");
     let mut sums = std::collections::BTreeMap::<(String, String), f64>::new();
     for row in h.rows_of(0) {
         let v: Vec<&str> = row.split(' ').collect();
