@@ -99,10 +99,128 @@ def window_tvfs():
     return out
 
 
+def window_aggregates():
+    # The five queries of 12_window_aggregates.sql, computed from Flink's window rules: a
+    # bid at t is in TUMBLE [s, s + size) with s = t - t % size; in HOP(slide, size) windows
+    # starting at the slide boundaries in (t - size, t]; in CUMULATE(step, size) windows
+    # [s, e) with s its size window's start and e each step boundary after t up to s + size.
+    # No bid is late (out of order by less than the watermark's bound), so every bid counts.
+    from datetime import datetime, timedelta
+
+    minute = 60_000
+    epoch = datetime(1970, 1, 1)
+
+    def text(ms):
+        shown = (epoch + timedelta(milliseconds=ms)).isoformat()
+        return shown[:-3] if ms % 1000 else shown
+
+    def value(x):
+        return "null" if x is None else double(x)
+
+    bids = []
+    for line in (SQL / "data" / "bids_hour.json").read_text().splitlines():
+        bid = json.loads(line)
+        t = int((datetime.fromisoformat(bid["bidtime"]) - epoch).total_seconds() * 1000)
+        bids.append((t, bid["price"], bid["item"]))
+
+    def tumble(t, size):
+        return [(t - t % size, t - t % size + size)]
+
+    def hop(t, slide, size):
+        return [(s, s + size) for s in range(t - t % slide, t - size, -slide)]
+
+    def cumulate(t, step, size):
+        s = t - t % size
+        return [(s, e) for e in range(t - t % step + step, s + size + 1, step)]
+
+    def groups(windows, key):
+        out = {}
+        for bid in bids:  # in file order: the order a single file split reads them
+            for w in windows(bid[0]):
+                out.setdefault((w, key(bid)), []).append(bid)
+        return out
+
+    out = []
+    for ((s, e), item), rows in groups(lambda t: tumble(t, 10 * minute), lambda b: b[2]).items():
+        prices = [p for _, p, _ in rows if p is not None]
+        out.append(row("tumble", text(s), text(e), item, str(len(rows)), str(len(prices)),
+                       value(sum(prices) if prices else None), value(min(prices) if prices else None),
+                       value(max(prices) if prices else None)))
+    for ((s, e), _), rows in groups(lambda t: hop(t, 5 * minute, 15 * minute), lambda b: None).items():
+        prices = [p for _, p, _ in rows if p is not None]
+        out.append(row("hop", text(s), text(e), str(len({i for _, _, i in rows})),
+                       value(sum(prices) / len(prices) if prices else None)))
+    chosen = [b for b in bids if b[2] in ("A", "B")]
+    cumulated = {}
+    for bid in chosen:
+        for w in cumulate(bid[0], 10 * minute, 30 * minute):
+            cumulated.setdefault((w, bid[2]), []).append(bid)
+    for ((s, e), item), rows in cumulated.items():
+        prices = [p for _, p, _ in rows if p is not None]
+        out.append(row("cumulate", item, text(s), text(e), str(sum(1 for p in prices if p > 10)),
+                       value(prices[0] if prices else None), value(prices[-1] if prices else None)))
+    for ((s, e), _), rows in groups(lambda t: tumble(t, 20 * minute), lambda b: None).items():
+        items = [i for _, _, i in rows]
+        out.append(row("listagg", text(s), "".join(items), ",".join(sorted(set(items)))))
+    # The cascade: 5-minute counts per item, each timed at its window's end - 1 ms, then
+    # summed per 15-minute window.
+    five = groups(lambda t: tumble(t, 5 * minute), lambda b: b[2])
+    fifteen = {}
+    for ((s, e), item), rows in five.items():
+        (w,) = tumble(e - 1, 15 * minute)
+        fifteen.setdefault((w, item), []).append(len(rows))
+    for ((s, e), item), counts in fifteen.items():
+        out.append(row("cascade", item, text(s), text(e), str(sum(counts)), str(len(counts))))
+    return out
+
+
+def group_windows():
+    # 13_group_windows.sql: TUMBLE 15 min per item (start, end, rowtime = end - 1 ms, SUM,
+    # COUNT), and HOP slide 4 min size 10 min over the bids of items other than C (MAX):
+    # windows start at multiples of the slide in (t - size, t].
+    from datetime import datetime, timedelta
+
+    minute = 60_000
+    epoch = datetime(1970, 1, 1)
+
+    def text(ms):
+        shown = (epoch + timedelta(milliseconds=ms)).isoformat()
+        return shown[:-3] if ms % 1000 else shown
+
+    bids = []
+    for line in (SQL / "data" / "bids_hour.json").read_text().splitlines():
+        bid = json.loads(line)
+        t = int((datetime.fromisoformat(bid["bidtime"]) - epoch).total_seconds() * 1000)
+        bids.append((t, bid["price"], bid["item"]))
+    out = []
+    tumbling = {}
+    for t, price, item in bids:
+        s = t - t % (15 * minute)
+        tumbling.setdefault((item, s), []).append(price)
+    for (item, s), prices in tumbling.items():
+        e = s + 15 * minute
+        present = [p for p in prices if p is not None]
+        out.append(row("tumble", item, text(s), text(e), text(e - 1),
+                       double(sum(present)) if present else "null", str(len(prices))))
+    hopping = {}
+    slide, size = 4 * minute, 10 * minute
+    for t, price, item in bids:
+        if item == "C":
+            continue
+        for s in range(t - t % slide, t - size, -slide):
+            hopping.setdefault(s, []).append(price)
+    for s, prices in hopping.items():
+        present = [p for p in prices if p is not None]
+        out.append(row("hop", text(s), double(max(present)) if present else "null"))
+    return out
+
+
 CHECKS = {
     "02_json_file_projection_filter": json_file_projection_filter,
     "04_group_by_aggregates": group_by_aggregates,
     "11_window_tvfs": window_tvfs,
+    "12_window_aggregates": window_aggregates,
+    "13_group_windows": group_windows,
 }
 
 

@@ -72,7 +72,10 @@ fn planned(script: &str, options: &PlanOptions) -> Plan {
             assert_reads(&pair[1], &output_schema(&pair[0]), &p.explain);
         }
         for op in &vertex.operators {
-            if matches!(op.kind, Some(Kind::Calc(_) | Kind::KeyedAggregate(_) | Kind::Watermark(_))) {
+            if matches!(
+                op.kind,
+                Some(Kind::Calc(_) | Kind::KeyedAggregate(_) | Kind::Watermark(_) | Kind::WindowAggregate(_))
+            ) {
                 if let Err(e) = build_operator(op, &build_context()) {
                     panic!("operator '{}' cannot be built: {e}\n{}", op.name, p.explain);
                 }
@@ -90,6 +93,13 @@ fn assert_reads(op: &OperatorSpec, schema: &Schema, explain: &str) {
         Some(Kind::KeyedAggregate(a)) => schema_of(&a.input_schema),
         Some(Kind::Watermark(w)) => schema_of(&w.input_schema),
         Some(Kind::MlPredict(m)) => schema_of(&m.input_schema),
+        Some(Kind::WindowAggregate(a)) => schema_of(&a.input_schema),
+        // A windowing function's output is its input plus the window columns.
+        Some(Kind::WindowTvf(w)) => {
+            let output = schema_of(&w.output_schema);
+            let kept: Vec<_> = output.fields().iter().take(output.fields().len() - 3).cloned().collect();
+            Schema::new(kept)
+        }
         Some(Kind::Sink(s)) => {
             let loose =
                 |s: &Schema| s.fields().iter().map(|f| (f.name().clone(), f.data_type().clone())).collect::<Vec<_>>();
@@ -108,6 +118,8 @@ fn output_schema(op: &OperatorSpec) -> SchemaRef {
         Some(Kind::KeyedAggregate(a)) => schema_of(&a.output_schema),
         Some(Kind::Watermark(w)) => schema_of(&w.input_schema),
         Some(Kind::MlPredict(m)) => schema_of(&m.output_schema),
+        Some(Kind::WindowTvf(w)) => schema_of(&w.output_schema),
+        Some(Kind::WindowAggregate(a)) => schema_of(&a.output_schema),
         other => panic!("no output: {other:?}"),
     })
 }
@@ -928,4 +940,72 @@ INSERT INTO total SELECT COUNT(*) FROM orders;"
         global.operators.iter().rev().find_map(|o| if let Some(Kind::Calc(c)) = &o.kind { Some(c) } else { None });
     assert_eq!(columns(&schema_of(&last_calc.unwrap().output_schema)), [("n", &DataType::Int64, true)]);
     assert_eq!(calcs(g).iter().filter(|c| c.filter.is_some()).count(), 1);
+}
+
+#[test]
+fn a_window_aggregate_reads_slices_hashed_on_its_keys_alone() {
+    let script = "CREATE TABLE bids (bidtime TIMESTAMP(3), price DOUBLE, item STRING,
+  WATERMARK FOR bidtime AS bidtime - INTERVAL '1' SECOND) WITH ('connector' = 'datagen');
+SELECT window_start, window_end, item, SUM(price) AS total
+FROM TABLE(HOP(TABLE bids, DESCRIPTOR(bidtime), INTERVAL '5' MINUTES, INTERVAL '10' MINUTES))
+GROUP BY window_start, window_end, item;";
+    let p = planned(script, &parallel(3));
+    let g = &p.graph;
+    let tvf = find(g, |o| matches!(o.kind, Some(Kind::WindowTvf(_))));
+    let Some(Kind::WindowTvf(tvf)) = &tvf.kind else { unreachable!() };
+    assert!(tvf.slices, "the windowing function sends slices to the aggregate\n{}", p.explain);
+    let agg = find(g, |o| matches!(o.kind, Some(Kind::WindowAggregate(_))));
+    let Some(Kind::WindowAggregate(spec)) = &agg.kind else { unreachable!() };
+    assert_eq!((spec.window_start_key, spec.window_end_key, spec.window_time_key), (0, 1, None));
+    assert_eq!(spec.key_columns, [0, 1, 2]);
+    assert_eq!(spec.slices.as_ref().map(|s| (s.size_ms, s.step_ms)), Some((600_000, 300_000)));
+    // Rows of an item meet in one subtask whatever their window: the hash key is the item.
+    let edge = g.edges.iter().find(|e| e.partitioning == Partitioning::Hash as i32).unwrap();
+    assert_eq!(edge.key_columns, [2], "{}", p.explain);
+    assert_eq!(column_names(&schema_of(&spec.output_schema))[..3], ["window_start", "window_end", "item"]);
+}
+
+#[test]
+fn window_columns_used_before_the_group_by_get_whole_windows() {
+    // The filter reads window_start: the function must send windows, not slices.
+    let script = "CREATE TABLE bids (bidtime TIMESTAMP(3), price DOUBLE,
+  WATERMARK FOR bidtime AS bidtime) WITH ('connector' = 'datagen');
+SELECT window_start, window_end, COUNT(*)
+FROM TABLE(HOP(TABLE bids, DESCRIPTOR(bidtime), INTERVAL '5' MINUTES, INTERVAL '10' MINUTES))
+WHERE EXTRACT(MINUTE FROM window_start) < 30
+GROUP BY window_start, window_end;";
+    let p = planned(script, &parallel(2));
+    let Some(Kind::WindowTvf(tvf)) = &find(&p.graph, |o| matches!(o.kind, Some(Kind::WindowTvf(_)))).kind else {
+        unreachable!()
+    };
+    assert!(!tvf.slices, "{}", p.explain);
+    let Some(Kind::WindowAggregate(spec)) = &find(&p.graph, |o| matches!(o.kind, Some(Kind::WindowAggregate(_)))).kind
+    else {
+        unreachable!()
+    };
+    assert!(spec.slices.is_none());
+    // Without a key of its own the aggregate runs once, on a constant key.
+    let agg_vertex = p.graph.vertices.iter().find(|v| v.name.contains("window_aggregate")).unwrap();
+    assert_eq!(agg_vertex.parallelism, 1, "{}", p.explain);
+}
+
+#[test]
+fn a_group_window_plans_as_the_window_table_function() {
+    let script = "CREATE TABLE tx (customer_id BIGINT, amount DOUBLE, event_time TIMESTAMP(3),
+  WATERMARK FOR event_time AS event_time - INTERVAL '5' SECOND) WITH ('connector' = 'datagen');
+SELECT customer_id, TUMBLE_START(event_time, INTERVAL '1' HOUR) AS window_start, SUM(amount) AS total_amount,
+  COUNT(*) AS txn_count, AVG(amount) AS avg_amount
+FROM tx
+GROUP BY customer_id, TUMBLE(event_time, INTERVAL '1' HOUR);";
+    let p = planned(script, &parallel(2));
+    let Some(Kind::WindowTvf(tvf)) = &find(&p.graph, |o| matches!(o.kind, Some(Kind::WindowTvf(_)))).kind else {
+        unreachable!()
+    };
+    assert_eq!((tvf.size_ms, tvf.slices), (3_600_000, true));
+    let sink = find(&p.graph, |o| matches!(o.kind, Some(Kind::Sink(_))));
+    let Some(Kind::Sink(sink)) = &sink.kind else { unreachable!() };
+    assert_eq!(
+        column_names(&schema_of(&sink.schema)),
+        ["customer_id", "window_start", "total_amount", "txn_count", "avg_amount"]
+    );
 }

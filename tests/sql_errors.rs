@@ -409,6 +409,47 @@ INSERT INTO v SELECT id FROM src;"#,
         r#"'v' is not a table; INSERT INTO needs a table"#,
         Some((3, 13)),
     ),
+    (
+        "hop_aggregate_size_not_a_multiple_of_slide",
+        "run",
+        r#"CREATE TABLE bids (bidtime TIMESTAMP(3), price DOUBLE, WATERMARK FOR bidtime AS bidtime) WITH ('connector' = 'datagen', 'number-of-rows' = '10');
+SELECT window_start, window_end, SUM(price)
+FROM TABLE(HOP(TABLE bids, DESCRIPTOR(bidtime), INTERVAL '4' MINUTES, INTERVAL '10' MINUTES))
+GROUP BY window_start, window_end;"#,
+        r#"HOP table function based aggregate requires size must be an integral multiple of slide, but got size 600000 ms and slide 240000 ms"#,
+        Some((3, 12)),
+    ),
+    (
+        "cumulate_aggregate_size_not_a_multiple_of_step",
+        "run",
+        r#"CREATE TABLE bids (bidtime TIMESTAMP(3), price DOUBLE, WATERMARK FOR bidtime AS bidtime) WITH ('connector' = 'datagen', 'number-of-rows' = '10');
+SELECT window_start, window_end, SUM(price)
+FROM TABLE(
+  CUMULATE(TABLE bids, DESCRIPTOR(bidtime), INTERVAL '3' MINUTES, INTERVAL '10' MINUTES))
+GROUP BY window_start, window_end;"#,
+        r#"CUMULATE table function based aggregate requires maxSize must be an integral multiple of step, but got maxSize 600000 ms and step 180000 ms"#,
+        Some((4, 3)),
+    ),
+    (
+        "group_window_auxiliary_without_its_window",
+        "run",
+        r#"CREATE TABLE bids (bidtime TIMESTAMP(3), price DOUBLE, WATERMARK FOR bidtime AS bidtime) WITH ('connector' = 'datagen', 'number-of-rows' = '10');
+SELECT TUMBLE_START(bidtime, INTERVAL '5' MINUTE), SUM(price)
+FROM bids
+GROUP BY TUMBLE(bidtime, INTERVAL '10' MINUTE);"#,
+        r#"Call to auxiliary group function 'TUMBLE_START' must have matching call to group function '$TUMBLE' in GROUP BY clause"#,
+        Some((2, 8)),
+    ),
+    (
+        "group_window_over_a_plain_timestamp",
+        "run",
+        r#"CREATE TABLE bids (bidtime TIMESTAMP(3), price DOUBLE) WITH ('connector' = 'datagen', 'number-of-rows' = '10');
+SELECT SUM(price)
+FROM bids
+GROUP BY TUMBLE(bidtime, INTERVAL '10' MINUTE);"#,
+        r#"the window function requires the time column to be a time attribute, but 'bidtime' of table 'bids' is a plain TIMESTAMP(3)"#,
+        Some((4, 17)),
+    ),
 ];
 
 #[test]

@@ -12,6 +12,7 @@ mod ast;
 mod column_type;
 mod cursor;
 mod ddl;
+mod group_window;
 mod ml_predict;
 mod model;
 mod query;
@@ -24,6 +25,7 @@ use sqlparser::tokenizer::{Location, Token, TokenWithSpan, Tokenizer};
 
 pub use ast::*;
 use cursor::Cursor;
+pub use window_tvf::is_placeholder as is_window_placeholder;
 
 use crate::error::{Result, SqlError};
 

@@ -11,6 +11,7 @@ use sluice_transforms::calc::Calc;
 use sluice_transforms::keyed_aggregate::KeyedAggregate;
 use sluice_transforms::project::Project;
 use sluice_transforms::watermark::WatermarkGenerator;
+use sluice_transforms::window_aggregate::WindowAggregate;
 use sluice_transforms::window_tvf::WindowTvf;
 
 /// What a task manager provides to the operators it builds.
@@ -43,6 +44,7 @@ pub fn build_operator(spec: &OperatorSpec, ctx: &BuildContext) -> Result<Box<dyn
         Some(Kind::Calc(calc)) => Ok(Box::new(Calc::from_spec(calc)?)),
         Some(Kind::Watermark(spec)) => Ok(Box::new(WatermarkGenerator::from_spec(spec)?)),
         Some(Kind::WindowTvf(spec)) => Ok(Box::new(WindowTvf::from_spec(spec)?)),
+        Some(Kind::WindowAggregate(spec)) => Ok(Box::new(WindowAggregate::from_spec(spec, batch_rows)?)),
         Some(Kind::MlPredict(spec)) => {
             let context = format!("model '{}'", spec.model);
             // Secrets resolve when the job starts, never in the plan.

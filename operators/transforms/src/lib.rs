@@ -1,11 +1,14 @@
 //! Transforms: operators between sources and sinks (calc, projections, watermarks, keyed
-//! aggregates, windowing functions), and the codec of the DataFusion expressions they evaluate.
+//! aggregates, windowing functions and window aggregates), and the codec of the DataFusion
+//! expressions they evaluate.
 
 #![deny(missing_docs)]
 
+pub mod aggregate;
 pub mod calc;
 pub mod expr;
 pub mod keyed_aggregate;
 pub mod project;
 pub mod watermark;
+pub mod window_aggregate;
 pub mod window_tvf;

@@ -57,6 +57,14 @@ pub fn window_start(timestamp: i64, offset: i64, size: i64) -> i64 {
     timestamp - (timestamp - offset).rem_euclid(size)
 }
 
+fn gcd(a: i64, b: i64) -> i64 {
+    if b == 0 {
+        a.abs()
+    } else {
+        gcd(b, a % b)
+    }
+}
+
 impl WindowShape {
     /// The shape a [`WindowTvfSpec`] describes, checked.
     pub fn from_spec(spec: &WindowTvfSpec) -> Result<Self> {
@@ -77,6 +85,21 @@ impl WindowShape {
             return Err(OperatorError::InvalidPlan(format!("window sizes must be positive: {shape:?}")));
         }
         Ok(shape)
+    }
+
+    /// The slice holding `timestamp`: the longest span, starting at a window boundary, that
+    /// every window holding `timestamp` holds whole (the window for TUMBLE; for HOP and
+    /// CUMULATE, the greatest common divisor of the size and the slide or step). The windows
+    /// of a slice are those holding its start.
+    pub fn slice(&self, timestamp: i64) -> (i64, i64) {
+        let (length, offset) = match *self {
+            WindowShape::Tumble { size, offset } => (size, offset),
+            WindowShape::Hop { size, slide: step, offset } | WindowShape::Cumulate { size, step, offset } => {
+                (gcd(size, step), offset)
+            }
+        };
+        let start = window_start(timestamp, offset, length);
+        (start, start + length)
     }
 
     /// Calls `window(start, end)` for each window holding `timestamp`, in ascending order.
@@ -111,9 +134,11 @@ impl WindowShape {
 /// The metric counting rows dropped for a NULL time.
 pub const ROWS_WITHOUT_TIME: &str = "window.rows_without_time_dropped";
 
-/// Adds each row's windows to it, one output row per window.
+/// Adds each row's windows to it, one output row per window (or, feeding a window
+/// aggregate, its slice: one output row per input row).
 pub struct WindowTvf {
     shape: WindowShape,
+    slices: bool,
     time_column: usize,
     output_schema: SchemaRef,
     /// Rows dropped because their time was NULL.
@@ -125,7 +150,7 @@ impl WindowTvf {
     pub fn from_spec(spec: &WindowTvfSpec) -> Result<Self> {
         let output_schema = decode_schema(&spec.output_schema)?;
         let (shape, time_column) = (WindowShape::from_spec(spec)?, spec.time_column as usize);
-        Ok(WindowTvf { shape, time_column, output_schema, rows_without_time: 0 })
+        Ok(WindowTvf { shape, slices: spec.slices, time_column, output_schema, rows_without_time: 0 })
     }
 }
 
@@ -150,11 +175,17 @@ impl Operator for WindowTvf {
                 self.rows_without_time += 1;
                 continue;
             }
-            self.shape.for_each_window(time.value(row), |start, end| {
+            let mut add = |start, end| {
                 rows.push(row as u32);
                 starts.push(start);
                 ends.push(end);
-            });
+            };
+            if self.slices {
+                let (start, end) = self.shape.slice(time.value(row));
+                add(start, end);
+            } else {
+                self.shape.for_each_window(time.value(row), add);
+            }
         }
         if rows.is_empty() {
             return Ok(());

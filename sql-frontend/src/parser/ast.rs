@@ -397,6 +397,10 @@ pub struct WindowTvfCall {
     pub offset_ms: i64,
     /// Where the function's name is.
     pub location: Location,
+    /// Written in the group-window syntax (`GROUP BY TUMBLE(ts, size)`), which Flink does
+    /// not hold to the window table functions' rules (a HOP's size need not be a multiple
+    /// of its slide).
+    pub legacy: bool,
 }
 
 /// One `ML_PREDICT(...)` table-function call, replaced in its query by a placeholder table.

@@ -164,14 +164,14 @@ fn set_primary_key(c: &mut Cursor, table: &mut CreateTable, key: PrimaryKeyDef) 
 }
 
 /// `CREATE [TEMPORARY] VIEW`, after `VIEW`.
-pub(super) fn create_view(c: &mut Cursor, temporary: bool, calls: TableCalls) -> Result<CreateView> {
+pub(super) fn create_view(c: &mut Cursor, temporary: bool, mut calls: TableCalls) -> Result<CreateView> {
     let if_not_exists = c.eat_words(&["IF", "NOT", "EXISTS"]);
     let name = c.name("a view name")?;
     let columns = if c.peek().token == Token::LParen { c.name_list("a column name")? } else { Vec::new() };
     let comment = c.comment()?;
     c.expect_word("AS")?;
     let start: Location = c.location();
-    let query = c.sql(|p| p.parse_query())?;
+    let query = super::query::windowed_query(c, &mut calls)?;
     let text = c.source_from(start);
     Ok(CreateView {
         name: name.value,

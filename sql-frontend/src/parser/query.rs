@@ -6,8 +6,16 @@ use super::ast::{Explain, Insert, QueryStatement, ScriptStatement, TableCalls};
 use super::cursor::{is_word, Cursor};
 use crate::error::{Result, SqlError};
 
+/// The query at the cursor, its group windows rewritten onto windowing calls (added to
+/// `calls`).
+pub(super) fn windowed_query(c: &mut Cursor, calls: &mut TableCalls) -> Result<Box<sqlparser::ast::Query>> {
+    let mut query = c.sql(|p| p.parse_query())?;
+    super::group_window::rewrite(&mut query, calls)?;
+    Ok(query)
+}
+
 /// `INSERT INTO table [(columns)] query`.
-pub(super) fn insert(c: &mut Cursor, calls: TableCalls) -> Result<Insert> {
+pub(super) fn insert(c: &mut Cursor, mut calls: TableCalls) -> Result<Insert> {
     let location = c.location();
     c.expect_word("INSERT")?;
     if c.peek_word("OVERWRITE") {
@@ -27,14 +35,14 @@ pub(super) fn insert(c: &mut Cursor, calls: TableCalls) -> Result<Insert> {
         return Err(SqlError::new(c.end(), format!("INSERT INTO {} needs a query", target.value))
             .with_hint(format!("write INSERT INTO {} SELECT ... FROM ...", target.value)));
     }
-    let query = c.sql(|p| p.parse_query())?;
+    let query = windowed_query(c, &mut calls)?;
     Ok(Insert { location, target: target.value, target_location: target.location, columns, query, calls })
 }
 
 /// A query on its own.
-pub(super) fn query(c: &mut Cursor, calls: TableCalls) -> Result<QueryStatement> {
+pub(super) fn query(c: &mut Cursor, mut calls: TableCalls) -> Result<QueryStatement> {
     let location = c.location();
-    let query = c.sql(|p| p.parse_query())?;
+    let query = windowed_query(c, &mut calls)?;
     Ok(QueryStatement { location, query, calls })
 }
 

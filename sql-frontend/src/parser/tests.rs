@@ -294,6 +294,7 @@ fn window_functions_become_placeholders_positionally_and_by_name() {
             size_ms: 600_000,
             step_ms: 0,
             offset_ms: 0,
+            legacy: false,
             location: at(1, 21),
         }
     );
@@ -312,12 +313,28 @@ fn window_functions_become_placeholders_positionally_and_by_name() {
 }
 
 #[test]
-fn legacy_group_windows_are_left_to_the_query() {
-    let ScriptStatement::Query(q) = one("SELECT COUNT(*) FROM t GROUP BY TUMBLE(ts, INTERVAL '1' HOUR), hop") else {
-        panic!()
-    };
-    assert!(q.calls.windows.is_empty());
-    assert!(q.query.to_string().contains("TUMBLE(ts, INTERVAL '1' HOUR)"), "{}", q.query);
+fn group_windows_become_window_functions() {
+    let sql = "SELECT k, TUMBLE_START(ts, INTERVAL '1' HOUR) AS s, TUMBLE_ROWTIME(ts, INTERVAL '1' HOUR), COUNT(*)
+FROM t GROUP BY k, TUMBLE(ts, INTERVAL '1' HOUR), hop";
+    let ScriptStatement::Query(q) = one(sql) else { panic!() };
+    let [call] = q.calls.windows.as_slice() else { panic!("{:?}", q.calls.windows) };
+    assert_eq!(
+        (call.function, call.input.as_str(), call.time_column.as_str(), call.size_ms, call.legacy),
+        (WindowFunction::Tumble, "t", "ts", 3_600_000, true)
+    );
+    assert_eq!((call.location.line, call.location.column), (2, 20));
+    assert_eq!(
+        q.query.to_string(),
+        "SELECT k, window_start AS s, window_time, COUNT(*) FROM __window_0 t \
+         GROUP BY k, window_start, window_end, window_time, hop"
+    );
+    // A HOP over an aliased table keeps the alias; its slide comes first.
+    let sql = "SELECT HOP_END(b.ts, INTERVAL '4' MINUTE, INTERVAL '10' MINUTE) FROM bids AS b \
+               GROUP BY HOP(b.ts, INTERVAL '4' MINUTE, INTERVAL '10' MINUTE)";
+    let ScriptStatement::Query(q) = one(sql) else { panic!() };
+    let [call] = q.calls.windows.as_slice() else { panic!() };
+    assert_eq!((call.function, call.step_ms, call.size_ms), (WindowFunction::Hop, 240_000, 600_000));
+    assert_eq!(q.query.to_string(), "SELECT window_end FROM __window_0 AS b GROUP BY window_start, window_end");
 }
 
 #[test]

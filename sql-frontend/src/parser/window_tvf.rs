@@ -22,9 +22,17 @@ use super::cursor::is_word;
 use super::table_call::{matching_paren, significant, splice, split_args, with_lateral, wrapped_in_table};
 use crate::error::{Result, SqlError};
 
+/// The prefix of window placeholder table names.
+const PLACEHOLDER_PREFIX: &str = "__window_";
+
 /// The name of the `n`th window placeholder table of a statement.
-fn placeholder(n: usize) -> String {
-    format!("__window_{n}")
+pub(super) fn placeholder(n: usize) -> String {
+    format!("{PLACEHOLDER_PREFIX}{n}")
+}
+
+/// True when `table` is the placeholder of a windowing call.
+pub fn is_placeholder(table: &str) -> bool {
+    table.strip_prefix(PLACEHOLDER_PREFIX).is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
 }
 
 /// The statement's tokens with each windowing call replaced by its placeholder, and the calls.
@@ -159,6 +167,7 @@ fn parse_call(name: &str, args: &[&TokenWithSpan], location: Location, placehold
         step_ms: step,
         offset_ms: offset,
         location,
+        legacy: false,
     })
 }
 
@@ -200,7 +209,7 @@ fn time_column((tokens, at): (&[&TokenWithSpan], Location)) -> Result<(String, L
 }
 
 /// An interval literal in milliseconds: `INTERVAL '10' MINUTES`, `INTERVAL '-1.5' SECOND`.
-fn interval((tokens, at): (&[&TokenWithSpan], Location)) -> Result<i64> {
+pub(super) fn interval((tokens, at): (&[&TokenWithSpan], Location)) -> Result<i64> {
     let usage = "write an interval such as INTERVAL '10' MINUTES (units SECOND, MINUTE, HOUR or DAY)";
     let (negated, rest) = match tokens {
         [head, rest @ ..] if is_word(&head.token, "INTERVAL") => (false, rest),

@@ -11,17 +11,12 @@ use crate::plan::graph::{JobGraphBuilder, NodeId};
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use datafusion::common::tree_node::{Transformed, TreeNode};
 use datafusion::common::{Column, DFSchema};
-use datafusion::logical_expr::{Expr, ExprSchemable, LogicalPlan};
-use datafusion::scalar::ScalarValue;
+use datafusion::logical_expr::{Expr, LogicalPlan};
 use sluice_core::schema::encode_schema;
 use sluice_proto::operator_spec::Kind;
 use sluice_proto::window_tvf_spec::WindowKind;
-use sluice_proto::{
-    AggregateCall, AggregateFunction, CalcSpec, KeyedAggregateSpec, MlPredictSpec, OperatorSpec, Partitioning,
-    ProjectSpec, WatermarkSpec, WindowTvfSpec,
-};
+use sluice_proto::{CalcSpec, MlPredictSpec, OperatorSpec, Partitioning, ProjectSpec, WatermarkSpec, WindowTvfSpec};
 use sluice_transforms::expr::encode_expr;
-use sluice_transforms::keyed_aggregate::output_type;
 
 use crate::error::SqlError;
 use crate::parser::WindowFunction;
@@ -30,6 +25,9 @@ use crate::plan::tables::{ResolvedMl, ResolvedWindow, TableInfo};
 use crate::types::sql_name;
 use sluice_connectors::kafka::options::SPLIT_METADATA;
 use sqlparser::tokenizer::Location;
+
+mod aggregate;
+pub use aggregate::{window_grouping, WindowGrouping};
 
 /// The hidden column that carries a Kafka row's partition to its watermark operator.
 const SPLIT_COLUMN: &str = "__sluice_split";
@@ -58,6 +56,29 @@ pub struct Lowering {
     sources: HashMap<String, Stream>,
     /// Positions in the query being lowered, for errors about its parts.
     pub locations: QueryLocations,
+    /// The windowing call a window aggregate being lowered reads, once lowered.
+    window_feed: Option<WindowFeed>,
+}
+
+/// A windowing call feeding a window aggregate.
+struct WindowFeed {
+    /// The call's placeholder table.
+    placeholder: String,
+    /// Whether the call sends slices (see [`WindowGrouping::slices`]).
+    slices: bool,
+    /// The call as lowered.
+    spec: Option<WindowTvfSpec>,
+}
+
+/// A windowing call as shown in plans.
+fn window_name(spec: &WindowTvfSpec) -> String {
+    let (size, step, offset) = (spec.size_ms, spec.step_ms, spec.offset_ms);
+    match WindowKind::try_from(spec.kind) {
+        Ok(WindowKind::Tumble) => format!("tumble(size {size} ms, offset {offset} ms)"),
+        Ok(WindowKind::Hop) => format!("hop(slide {step} ms, size {size} ms, offset {offset} ms)"),
+        Ok(WindowKind::Cumulate) => format!("cumulate(step {step} ms, size {size} ms, offset {offset} ms)"),
+        Err(_) => "window".into(),
+    }
 }
 
 /// Removes table qualifiers from column references: tasks resolve columns by name against
@@ -104,6 +125,7 @@ impl Lowering {
             state_ttl: None,
             sources: HashMap::new(),
             locations: QueryLocations::default(),
+            window_feed: None,
         }
     }
 
@@ -280,33 +302,49 @@ impl Lowering {
         Ok(stream)
     }
 
-    /// A windowing function after `input`: each row once per window holding it.
-    pub fn window_tvf(&mut self, input: &Stream, window: &ResolvedWindow) -> Stream {
+    /// A windowing function after `input`: each row once per window holding it (or once,
+    /// with its slice, when it feeds a window aggregate that finds the windows).
+    pub fn window_tvf(&mut self, input: &Stream, window: &ResolvedWindow) -> Result<Stream> {
         let call = &window.call;
         let kind = match call.function {
             WindowFunction::Tumble => WindowKind::Tumble,
             WindowFunction::Hop => WindowKind::Hop,
             WindowFunction::Cumulate => WindowKind::Cumulate,
         };
-        let spec = WindowTvfSpec {
+        let mut spec = WindowTvfSpec {
             kind: kind as i32,
             time_column: window.time_column as u32,
             size_ms: call.size_ms,
             step_ms: call.step_ms,
             offset_ms: call.offset_ms,
             output_schema: encode_schema(&window.output_schema),
+            slices: false,
         };
-        let name = match call.function {
-            WindowFunction::Tumble => format!("tumble(size {} ms, offset {} ms)", call.size_ms, call.offset_ms),
-            WindowFunction::Hop => {
-                format!("hop(slide {} ms, size {} ms, offset {} ms)", call.step_ms, call.size_ms, call.offset_ms)
+        if let Some(feed) = self.window_feed.as_mut().filter(|f| f.placeholder == call.placeholder) {
+            // Flink's rule for window aggregates over HOP and CUMULATE.
+            let (what, step_name) = match call.function {
+                WindowFunction::Hop => ("HOP", "slide"),
+                WindowFunction::Cumulate => ("CUMULATE", "step"),
+                WindowFunction::Tumble => ("", ""),
+            };
+            if !call.legacy && !what.is_empty() && call.step_ms > 0 && call.size_ms % call.step_ms != 0 {
+                let size_name = if what == "HOP" { "size" } else { "maxSize" };
+                return Err(SqlError::new(
+                    call.location,
+                    format!(
+                        "{what} table function based aggregate requires {size_name} must be an integral multiple of \
+                         {step_name}, but got {size_name} {} ms and {step_name} {} ms",
+                        call.size_ms, call.step_ms
+                    ),
+                )
+                .with_hint(format!("choose a size that is a multiple of the {step_name}")));
             }
-            WindowFunction::Cumulate => {
-                format!("cumulate(step {} ms, size {} ms, offset {} ms)", call.step_ms, call.size_ms, call.offset_ms)
-            }
-        };
+            spec.slices = feed.slices;
+            feed.spec = Some(spec.clone());
+        }
+        let name = if spec.slices { format!("{} slices", window_name(&spec)) } else { window_name(&spec) };
         let op = OperatorSpec { uid: String::new(), name, kind: Some(Kind::WindowTvf(spec)) };
-        self.then(input, op, input.parallelism, Partitioning::Forward, vec![], window.output_schema.clone())
+        Ok(self.then(input, op, input.parallelism, Partitioning::Forward, vec![], window.output_schema.clone()))
     }
 
     /// An ML_PREDICT operator after `input` (behind a hash edge on the features when the
@@ -343,124 +381,18 @@ impl Lowering {
         self.then(input, op, parallelism, Partitioning::Forward, vec![], ml.output_schema.clone())
     }
 
-    /// GROUP BY: a pre-projection of keys and arguments, a hash edge on the keys, and the
-    /// keyed aggregation producing `output` (keys, then one column per aggregate).
-    pub fn aggregate(
+    /// Lowers the plan of a view read by the query being lowered: the view's windowing
+    /// calls are its own, whatever the query around it feeds.
+    pub fn lower_nested(
         &mut self,
-        input: &Stream,
-        input_schema: &DFSchema,
-        group: &[Expr],
-        aggregates: &[Expr],
-        output: SchemaRef,
+        plan: &LogicalPlan,
         location: Location,
+        resolve: &mut dyn FnMut(&mut Lowering, &str, Location) -> Result<Stream>,
     ) -> Result<Stream> {
-        let mut pre: Vec<Expr> = group.to_vec();
-        let global = group.is_empty();
-        if global {
-            // A global aggregate: one constant key, so every row meets in one subtask.
-            pre.push(Expr::Literal(ScalarValue::Int32(Some(0)), None));
-        }
-        let keys = pre.len();
-        let mut calls = Vec::new();
-        let mut functions = Vec::new();
-        for expr in aggregates {
-            let Expr::AggregateFunction(call) = expr.clone().unalias() else {
-                return Err(SqlError::new(location, format!("'{expr}' is not supported as an aggregate yet")));
-            };
-            let name = call.func.name().to_ascii_lowercase();
-            let params = &call.params;
-            if params.distinct || params.filter.is_some() || !params.order_by.is_empty() {
-                return Err(SqlError::new(location, format!("'{expr}' is not supported yet"))
-                    .with_hint("DISTINCT, FILTER and ORDER BY inside aggregates come later"));
-            }
-            let function = match (name.as_str(), params.args.as_slice()) {
-                ("count", [Expr::Literal(..)]) | ("count", []) => AggregateFunction::CountStar,
-                ("count", [_]) => AggregateFunction::Count,
-                ("sum", [_]) => AggregateFunction::Sum,
-                ("min", [_]) => AggregateFunction::Min,
-                ("max", [_]) => AggregateFunction::Max,
-                ("avg" | "mean", [_]) => AggregateFunction::Avg,
-                _ => {
-                    return Err(SqlError::new(
-                        self.locations.function(call.func.name()).unwrap_or(location),
-                        format!("aggregate function '{}' is not supported yet", call.func.name()),
-                    )
-                    .with_hint("supported: COUNT, SUM, MIN, MAX, AVG"))
-                }
-            };
-            let column = if function == AggregateFunction::CountStar {
-                None
-            } else {
-                pre.push(params.args[0].clone());
-                Some((pre.len() - 1) as u32)
-            };
-            calls.push(AggregateCall { function: function as i32, column });
-            functions.push(function);
-        }
-        // Names of the pre-projection are internal; they only need to be unique.
-        let mut fields: Vec<Field> = Vec::new();
-        for (i, e) in pre.iter().enumerate() {
-            let (_, field) = e.to_field(input_schema).map_err(|err| internal(location, err))?;
-            // Keys keep a readable name (shown as the hash key in plans) when it is unique.
-            let readable = unqualify(e.clone()).to_string();
-            let name = if i < group.len() && !fields.iter().any(|f| f.name() == &readable) {
-                readable
-            } else {
-                format!("__agg_input_{i}")
-            };
-            fields.push(Field::new(name, field.data_type().clone(), field.is_nullable()));
-        }
-        let pre_schema = Arc::new(Schema::new(fields));
-        for (i, (call, &function)) in calls.iter().zip(&functions).enumerate() {
-            let input_type = call.column.map(|c| pre_schema.field(c as usize).data_type().clone());
-            let expected = output.field(group.len() + i).data_type();
-            if output_type(function, input_type.as_ref()).as_ref() != Some(expected) {
-                return Err(SqlError::new(
-                    location,
-                    format!(
-                        "{:?} over {} is not supported yet",
-                        function,
-                        input_type.map_or("*".into(), |t| t.to_string())
-                    ),
-                )
-                .with_hint("aggregate INT, BIGINT, FLOAT or DOUBLE columns, or CAST the argument"));
-            }
-        }
-        let pre_stream = self.calc(input, None, &pre, pre_schema.clone(), location)?;
-        // With a constant key the aggregation keeps the key, which the final projection drops.
-        let agg_output = if global {
-            let mut fields = vec![Field::new("__global", DataType::Int32, false)];
-            fields.extend(output.fields().iter().map(|f| f.as_ref().clone()));
-            Arc::new(Schema::new(fields))
-        } else {
-            output.clone()
-        };
-        let spec = KeyedAggregateSpec {
-            key_columns: (0..keys as u32).collect(),
-            aggregates: calls,
-            output_schema: encode_schema(&agg_output),
-            input_schema: encode_schema(&pre_schema),
-            state_ttl_ms: self.state_ttl.map(|t| t.as_millis() as u64),
-        };
-        let shown: Vec<String> = output.fields().iter().skip(group.len()).map(|f| f.name().clone()).collect();
-        let keys_shown: Vec<String> = group.iter().map(|g| unqualify(g.clone()).to_string()).collect();
-        let name = if global {
-            short(format!("aggregate({})", shown.join(", ")))
-        } else if shown.is_empty() {
-            short(format!("distinct({})", keys_shown.join(", ")))
-        } else {
-            short(format!("aggregate(group by {}: {})", keys_shown.join(", "), shown.join(", ")))
-        };
-        let parallelism = if global { 1 } else { self.default_parallelism };
-        let op = OperatorSpec { uid: String::new(), name, kind: Some(Kind::KeyedAggregate(spec)) };
-        let agg =
-            self.then(&pre_stream, op, parallelism, Partitioning::Hash, (0..keys as u32).collect(), agg_output.clone());
-        if global {
-            let drop_key: Vec<Expr> =
-                output.fields().iter().map(|f| Expr::Column(Column::new_unqualified(f.name()))).collect();
-            return self.calc(&agg, None, &drop_key, output, location);
-        }
-        Ok(agg)
+        let enclosing = self.window_feed.take();
+        let lowered = self.lower(plan, location, resolve);
+        self.window_feed = enclosing;
+        lowered
     }
 
     /// Lowers a logical plan; `resolve` handles table scans (tables, views, ML_PREDICT).
@@ -489,6 +421,9 @@ impl Lowering {
             }
             LogicalPlan::SubqueryAlias(alias) => self.lower(&alias.input, location, resolve),
             LogicalPlan::Aggregate(aggregate) => {
+                if let Some(window) = window_grouping(aggregate) {
+                    return self.window_aggregate(aggregate, &window, arrow(&aggregate.schema), location, resolve);
+                }
                 let input = self.lower(&aggregate.input, location, resolve)?;
                 self.aggregate(
                     &input,
@@ -527,7 +462,7 @@ impl Lowering {
             )
             .with_hint("read from a table declared with CREATE TABLE")),
             other => Err(SqlError::new(location, format!("{} is not supported yet in streaming SQL", describe(other)))
-                .with_hint("supported today: projections, WHERE, CASE, CAST, functions, GROUP BY with COUNT/SUM/MIN/MAX/AVG, DISTINCT, ML_PREDICT")),
+                .with_hint("supported today: projections, WHERE, CASE, CAST, functions, GROUP BY, window table functions and window aggregates, DISTINCT, ML_PREDICT")),
         }
     }
 }

@@ -5,6 +5,7 @@
 //! exchange are ours. [`JobPlanner`] collects the INSERTs (and bare SELECTs) of a script
 //! into one job.
 
+pub mod functions;
 pub mod graph;
 pub mod locate;
 pub mod lower;
@@ -593,7 +594,7 @@ fn resolve_relation(
     if let Some(window) = placeholders.windows.get(name) {
         let (input_name, at) = (&window.call.input, window.call.input_location);
         let input = resolve_relation(catalog, lowering, input_name, at, &none, models)?;
-        return Ok(lowering.window_tvf(&input, window));
+        return lowering.window_tvf(&input, window);
     }
     if let Some(table) = catalog.find_table(name) {
         table.validate(Role::Source, location)?;
@@ -606,8 +607,9 @@ fn resolve_relation(
         for ml in resolved.ml.values() {
             models.insert(ml.model.clone(), ml.clone());
         }
-        let stream = lowering
-            .lower(&plan, view.location, &mut |lw, n, l| resolve_relation(catalog, lw, n, l, &resolved, models))?;
+        let stream = lowering.lower_nested(&plan, view.location, &mut |lw, n, l| {
+            resolve_relation(catalog, lw, n, l, &resolved, models)
+        })?;
         let renamed = rename_view(view, stream.schema.clone())?;
         if renamed == stream.schema {
             return Ok(stream);

@@ -96,7 +96,7 @@ impl ContextProvider for CatalogProvider<'_> {
     }
 
     fn get_aggregate_meta(&self, name: &str) -> Option<Arc<AggregateUDF>> {
-        session().aggregate_functions().get(name).cloned()
+        session().aggregate_functions().get(name).cloned().or_else(|| crate::plan::functions::aggregate(name))
     }
 
     fn get_window_meta(&self, name: &str) -> Option<Arc<WindowUDF>> {
@@ -120,7 +120,7 @@ impl ContextProvider for CatalogProvider<'_> {
     }
 
     fn udaf_names(&self) -> Vec<String> {
-        session().aggregate_functions().keys().cloned().collect()
+        session().aggregate_functions().keys().cloned().chain(["listagg".to_string()]).collect()
     }
 
     fn udwf_names(&self) -> Vec<String> {

@@ -554,13 +554,13 @@ pub struct TimeTable<V> {
 }
 
 /// Timestamps stored big-endian with the sign bit flipped, so byte order is time order.
-pub(crate) fn encode_time(timestamp: i64) -> [u8; 8] {
+pub fn encode_time(timestamp: i64) -> [u8; 8] {
     ((timestamp as u64) ^ (1 << 63)).to_be_bytes()
 }
 
 /// The timestamp [`encode_time`] wrote at the start of `bytes`; `None` when they are too
 /// short to hold one (a damaged entry).
-pub(crate) fn decode_time(bytes: &[u8]) -> Option<i64> {
+pub fn decode_time(bytes: &[u8]) -> Option<i64> {
     let b: [u8; 8] = bytes.get(..8)?.try_into().ok()?;
     Some((u64::from_be_bytes(b) ^ (1 << 63)) as i64)
 }

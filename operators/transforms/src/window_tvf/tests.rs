@@ -121,6 +121,7 @@ fn spec(kind: WindowKind, size: i64, step: i64) -> WindowTvfSpec {
         step_ms: step * MINUTE,
         offset_ms: 0,
         output_schema: encode_schema(&windowed()),
+        slices: false,
     }
 }
 
@@ -173,4 +174,25 @@ fn a_window_without_a_positive_size_is_refused() {
     assert!(WindowTvf::from_spec(&spec(WindowKind::Tumble, 0, 0)).is_err());
     assert!(WindowTvf::from_spec(&spec(WindowKind::Hop, 10, 0)).is_err());
     assert!(WindowTvf::from_spec(&spec(WindowKind::Cumulate, 10, -2)).is_err());
+}
+
+#[test]
+fn a_slice_is_held_whole_by_every_window_holding_its_rows() {
+    let hop = WindowShape::Hop { size: 10 * MINUTE, slide: 5 * MINUTE, offset: 0 };
+    assert_eq!(hop.slice(at(8, 7)), (at(8, 5), at(8, 10)));
+    let cumulate = WindowShape::Cumulate { size: 10 * MINUTE, step: 2 * MINUTE, offset: 0 };
+    assert_eq!(cumulate.slice(at(8, 7)), (at(8, 6), at(8, 8)));
+    // Size 10 min, slide 4 min: slices of 2 minutes (their greatest common divisor).
+    let uneven = WindowShape::Hop { size: 10 * MINUTE, slide: 4 * MINUTE, offset: 0 };
+    assert_eq!(uneven.slice(at(8, 7)), (at(8, 6), at(8, 8)));
+    // Each window holding a row of the slice holds the slice's start and end - 1 ms.
+    for shape in [hop, cumulate, uneven] {
+        for minute in 0..30 {
+            let time = at(8, minute) + 1234;
+            let (start, end) = shape.slice(time);
+            assert!(start <= time && time < end);
+            assert_eq!(windows_of(shape, time), windows_of(shape, start), "{shape:?} at minute {minute}");
+            assert_eq!(windows_of(shape, time), windows_of(shape, end - 1), "{shape:?} at minute {minute}");
+        }
+    }
 }
