@@ -1,4 +1,6 @@
--- Quickstart: 10,000 generated orders, counted per customer, printed.
+-- Quickstart: 10,000 generated orders, counted per customer, printed. The counts update
+-- as orders come, as in Flink: +I[...] for a customer's first result, then -U[old] and
+-- +U[new] as it changes; the last +U of each customer is its final count.
 -- Run it with:  cargo run -q -- run examples/orders_per_customer.sql --parallelism 2
 
 CREATE TABLE orders (

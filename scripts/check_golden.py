@@ -215,12 +215,31 @@ def group_windows():
     return out
 
 
+def updating_group_by():
+    # 14_updating_group_by.sql over ids 1..5000: the final table of each updating query
+    # (the golden runner folds the printed changes into it).
+    ids = range(1, 5001)
+    out = []
+    for k in range(7):
+        group = [i for i in ids if i % 7 == k]
+        out.append(row("per_key", str(k), str(len(group)), str(sum(group)), str(min(group)), str(max(group))))
+    for k in range(3):
+        n = sum(1 for i in ids if i <= 4000 and i % 3 == k)
+        if n > 1333:
+            out.append(row("busy", str(k), str(n)))
+    out.append(row("global", str(len(ids)), str(sum(ids)), double(sum(ids) / len(ids))))
+    for k in sorted({i % 4 for i in ids}):
+        out.append(row("distinct", str(k)))
+    return out
+
+
 CHECKS = {
     "02_json_file_projection_filter": json_file_projection_filter,
     "04_group_by_aggregates": group_by_aggregates,
     "11_window_tvfs": window_tvfs,
     "12_window_aggregates": window_aggregates,
     "13_group_windows": group_windows,
+    "14_updating_group_by": updating_group_by,
 }
 
 

@@ -46,6 +46,7 @@ fn chaos_kills_lose_and_duplicate_nothing() {
     let job = cluster.submit(
         &format!(
             "SET 'execution.checkpointing.interval' = '1s';
+            SET 'execution.runtime-mode' = 'batch';
             SET 'restart-strategy.type' = 'fixed-delay';
             SET 'restart-strategy.fixed-delay.delay' = '200ms';
             CREATE TABLE events (id BIGINT) WITH (
@@ -166,6 +167,7 @@ fn stop_with_savepoint_and_resume_at_another_parallelism() {
     let out = cluster.dir.path().join("out");
     let sql = format!(
         "SET 'execution.checkpointing.interval' = '500ms';
+        SET 'execution.runtime-mode' = 'batch';
         CREATE TABLE events (id BIGINT) WITH (
             'connector' = 'datagen', 'number-of-rows' = '200000', 'rows-per-second' = '40000',
             'fields.id.kind' = 'sequence', 'fields.id.start' = '0', 'fields.id.end' = '199999');

@@ -23,6 +23,7 @@ fn keyed_count_across_two_task_managers_is_exact() {
     let count_job = cluster.submit(
         &format!(
             "{source}
+            SET 'execution.runtime-mode' = 'batch';
             CREATE TABLE counts (k INT, n BIGINT) WITH ('connector' = 'filesystem', 'path' = '{}', 'format' = 'json');
             INSERT INTO counts SELECT k, COUNT(*) AS n FROM events GROUP BY k;",
             counts.display()

@@ -4,9 +4,12 @@
 //! 500 ms; and at parallelism 2 with paced sources, killed right after its second checkpoint
 //! completed (before committing it), then restored from that checkpoint at parallelism 3.
 //!
-//! Printed rows (`+I[...]`, and `-U`, `+U`, `-D` of updating queries) are compared as a sorted multiset with the subtask prefix
-//! (`2> `) removed, since parallel subtasks interleave; every other line (DESCRIBE, SHOW,
-//! EXPLAIN output) is compared in order. `{{TMP}}` in a script is replaced by a fresh
+//! Printed rows are folded into the table they describe (`+I`/`+U` add a row, `-U`/`-D`
+//! take it away, and must find it) and compared as a sorted multiset with the subtask
+//! prefix (`2> `) removed, since parallel subtasks interleave and an updating query's
+//! intermediate results depend on batching: for an append-only query that is every row, for
+//! an updating one the final row of each key. Every other line (DESCRIBE, SHOW, EXPLAIN
+//! output) is compared in order. `{{TMP}}` in a script is replaced by a fresh
 //! directory and `{{DATA}}` by `tests/sql/data`. A script that says `-- golden: fixed
 //! parallelism` (its output shows the parallelism, as EXPLAIN does) runs only straight.
 //! Set `SLUICE_BLESS=1` to write the `.out` files from the current output.
@@ -19,6 +22,27 @@ use std::process::Command;
 /// A printed row: `+I[...]`, `-U[...]`, `+U[...]` or `-D[...]`.
 fn is_row(line: &str) -> bool {
     ["+I[", "-U[", "+U[", "-D["].iter().any(|kind| line.starts_with(kind))
+}
+
+/// The printed rows folded into the table they describe: `+I` and `+U` add a row, `-U`
+/// and `-D` take one away, which must be there (the changelog is well formed). For an
+/// append-only query this is every row; for an updating one, the final result of each key.
+fn fold(rows: &[String]) -> Result<Vec<String>, String> {
+    let mut table: std::collections::BTreeMap<String, usize> = std::collections::BTreeMap::new();
+    for row in rows {
+        let (kind, values) = row.split_at(2);
+        match kind {
+            "+I" | "+U" => *table.entry(values.to_string()).or_default() += 1,
+            _ => match table.get_mut(values) {
+                Some(n) if *n > 1 => *n -= 1,
+                Some(_) => {
+                    table.remove(values);
+                }
+                None => return Err(format!("'{row}' retracts a row that is not in the table")),
+            },
+        }
+    }
+    Ok(table.into_iter().flat_map(|(values, n)| std::iter::repeat_n(format!("+I{values}"), n)).collect())
 }
 
 fn normalize(stdout: &str) -> String {
@@ -35,8 +59,10 @@ fn normalize(stdout: &str) -> String {
             text.push(line.to_string());
         }
     }
-    rows.sort();
-    text.extend(rows);
+    match fold(&rows) {
+        Ok(table) => text.extend(table),
+        Err(malformed) => text.push(format!("MALFORMED CHANGELOG: {malformed}")),
+    }
     let mut out = text.join("\n");
     out.push('\n');
     out
@@ -135,8 +161,26 @@ fn run_killed_and_restored(script: &Path) -> (String, bool) {
     let second = sluice_run(&file, &args, &[]);
     succeeded(script, "restored at parallelism 3", &second);
     // Text (DESCRIBE, SHOW...) comes from the restored run; rows from both.
-    let rows_before: String = first.stdout.lines().filter(|l| l.contains("+I[")).map(|l| format!("{l}\n")).collect();
-    (normalize(&format!("{}{rows_before}", second.stdout)), true)
+    // The first run's rows come first: the restored run's updates retract them.
+    let rows_before: String = first
+        .stdout
+        .lines()
+        .filter(|l| ["+I[", "-U[", "+U[", "-D["].iter().any(|k| l.contains(k)))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    let second_rows: String = second
+        .stdout
+        .lines()
+        .filter(|l| is_row(l.split_once("> ").map_or(l, |(_, r)| r)))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    let second_text: String = second
+        .stdout
+        .lines()
+        .filter(|l| !is_row(l.split_once("> ").map_or(l, |(_, r)| r)))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    (normalize(&format!("{second_text}{rows_before}{second_rows}")), true)
 }
 
 fn scripts() -> Vec<PathBuf> {

@@ -103,7 +103,9 @@ fn assert_reads(op: &OperatorSpec, schema: &Schema, explain: &str) {
         Some(Kind::Sink(s)) => {
             let loose =
                 |s: &Schema| s.fields().iter().map(|f| (f.name().clone(), f.data_type().clone())).collect::<Vec<_>>();
-            assert_eq!(loose(&schema_of(&s.schema)), loose(schema), "sink '{}' gets other columns\n{explain}", op.name);
+            // A sink takes the row-kind column of an updating stream off itself.
+            let data = sluice_core::changelog::without_row_kind(schema);
+            assert_eq!(loose(&schema_of(&s.schema)), loose(&data), "sink '{}' gets other columns\n{explain}", op.name);
             return;
         }
         other => panic!("unexpected operator in a chain: {other:?}\n{explain}"),
@@ -301,9 +303,12 @@ INSERT INTO counts SELECT user_id, COUNT(*) AS clicks FROM clicks GROUP BY user_
     let out = schema_of(&agg.output_schema);
     assert_eq!(out.field(0).name(), "user_id");
     assert_eq!(out.field(1).data_type(), &DataType::Int64);
-    // A Calc names the aggregate's column as the query does.
+    // A Calc names the aggregate's column as the query does; the aggregate updates its
+    // results (streaming mode), so the row kind goes along as the hidden last column.
+    assert_eq!(out.field(2).name(), sluice_core::changelog::ROW_KIND_COLUMN);
+    assert!(agg.emit_changelog);
     let Some(Kind::Calc(after)) = &g.vertices[1].operators[1].kind else { panic!() };
-    assert_eq!(column_names(&schema_of(&after.output_schema)), ["user_id", "clicks"]);
+    assert_eq!(column_names(&schema_of(&after.output_schema)), ["user_id", "clicks", "__sluice_row_kind"]);
     assert!(
         p.explain.contains("vertex 1 [parallelism 4]\n  aggregate(group by user_id: count(Int64(1)))\n"),
         "{}",
@@ -363,7 +368,7 @@ FROM orders GROUP BY customer;"
             (AggregateFunction::Min as i32, Some(4)),
         ]
     );
-    // Keys, then the aggregates under DataFusion's names.
+    // Keys, then the aggregates under DataFusion's names, then the row kind of its updates.
     assert_eq!(
         columns(&schema_of(&agg.output_schema)),
         [
@@ -372,6 +377,7 @@ FROM orders GROUP BY customer;"
             ("count(orders.quantity)", &DataType::Int64, false),
             ("max(orders.quantity)", &DataType::Int32, true),
             ("min(orders.id)", &DataType::Int64, true),
+            ("__sluice_row_kind", &DataType::Int8, false),
         ]
     );
     let ops = &g.vertices[1].operators;
@@ -383,11 +389,15 @@ FROM orders GROUP BY customer;"
             "customer@0",
             "count(orders.quantity)@2",
             "max(orders.quantity)@3",
-            "min(orders.id)@4"
+            "min(orders.id)@4",
+            "__sluice_row_kind@5"
         ]
     );
     let Some(Kind::Calc(rename)) = &ops[2].kind else { panic!() };
-    assert_eq!(column_names(&schema_of(&rename.output_schema)), ["total", "customer", "n", "most", "first_id"]);
+    assert_eq!(
+        column_names(&schema_of(&rename.output_schema)),
+        ["total", "customer", "n", "most", "first_id", "__sluice_row_kind"]
+    );
 }
 
 #[test]
@@ -728,7 +738,7 @@ INSERT INTO counts SELECT * FROM named;"
     );
     let rename = find(g, |o| o.name == "calc(k, n)");
     let Some(Kind::Calc(rename)) = &rename.kind else { unreachable!() };
-    assert_eq!(projections(rename), ["customer@0", "count(*)@1"]);
+    assert_eq!(projections(rename), ["customer@0", "count(*)@1", "__sluice_row_kind@2"]);
 }
 
 #[test]
@@ -938,7 +948,10 @@ INSERT INTO total SELECT COUNT(*) FROM orders;"
     assert_eq!(agg.key_columns, [0]);
     let last_calc =
         global.operators.iter().rev().find_map(|o| if let Some(Kind::Calc(c)) = &o.kind { Some(c) } else { None });
-    assert_eq!(columns(&schema_of(&last_calc.unwrap().output_schema)), [("n", &DataType::Int64, true)]);
+    assert_eq!(
+        columns(&schema_of(&last_calc.unwrap().output_schema)),
+        [("n", &DataType::Int64, true), ("__sluice_row_kind", &DataType::Int8, false)]
+    );
     assert_eq!(calcs(g).iter().filter(|c| c.filter.is_some()).count(), 1);
 }
 

@@ -450,6 +450,32 @@ GROUP BY TUMBLE(bidtime, INTERVAL '10' MINUTE);"#,
         r#"the window function requires the time column to be a time attribute, but 'bidtime' of table 'bids' is a plain TIMESTAMP(3)"#,
         Some((4, 17)),
     ),
+    (
+        "updating_query_into_an_append_only_sink",
+        "run",
+        r#"CREATE TABLE orders (customer STRING, amount DOUBLE) WITH ('connector' = 'datagen', 'number-of-rows' = '10');
+CREATE TABLE totals (customer STRING, total DOUBLE) WITH ('connector' = 'filesystem', 'path' = '/tmp/sluice-never', 'format' = 'json');
+INSERT INTO totals SELECT customer, SUM(amount) FROM orders GROUP BY customer;"#,
+        r#"Table sink 'totals' (connector 'filesystem') doesn't support consuming update changes which is produced by node aggregate(group by customer: sum(orders.amount))"#,
+        Some((3, 13)),
+    ),
+    (
+        "unknown_runtime_mode",
+        "run",
+        r#"SET 'execution.runtime-mode' = 'bulk';"#,
+        r#"'execution.runtime-mode' = 'bulk' is not a runtime mode"#,
+        Some((1, 32)),
+    ),
+    (
+        "mini_batch_without_latency",
+        "run",
+        r#"CREATE TABLE orders (customer STRING, amount DOUBLE) WITH ('connector' = 'datagen', 'number-of-rows' = '10');
+SET 'table.exec.mini-batch.enabled' = 'true';
+SET 'table.exec.mini-batch.size' = '100';
+SELECT customer, SUM(amount) FROM orders GROUP BY customer;"#,
+        r#"MiniBatch Latency must be greater than 0 ms."#,
+        Some((3, 36)),
+    ),
 ];
 
 #[test]

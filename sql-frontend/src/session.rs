@@ -22,8 +22,17 @@ pub const STATE_TTL_KEY: &str = "table.exec.state.ttl";
 /// The configuration key of how long a source has nothing before it is idle, so that its
 /// watermark stops holding back the operators it feeds (`0`, the default: never).
 pub const SOURCE_IDLE_TIMEOUT_KEY: &str = "table.exec.source.idle-timeout";
+/// The configuration key of the runtime mode: `streaming` (the default: a GROUP BY updates
+/// its results as rows come) or `batch` (bounded input: final results at its end).
+pub const RUNTIME_MODE_KEY: &str = "execution.runtime-mode";
+/// Whether updating aggregates buffer their updates (`true`/`false`, default `false`).
+pub const MINI_BATCH_ENABLED_KEY: &str = "table.exec.mini-batch.enabled";
+/// How long updates may be buffered (a duration, required > 0 with mini-batch).
+pub const MINI_BATCH_LATENCY_KEY: &str = "table.exec.mini-batch.allow-latency";
+/// How many input rows may be buffered (required > 0 with mini-batch).
+pub const MINI_BATCH_SIZE_KEY: &str = "table.exec.mini-batch.size";
 /// Configuration keys whose values are durations, checked at `SET`.
-const DURATION_KEYS: [&str; 2] = [STATE_TTL_KEY, SOURCE_IDLE_TIMEOUT_KEY];
+const DURATION_KEYS: [&str; 3] = [STATE_TTL_KEY, SOURCE_IDLE_TIMEOUT_KEY, MINI_BATCH_LATENCY_KEY];
 
 /// Settings given with the script (from the command line).
 #[derive(Debug, Clone, Default)]
@@ -62,12 +71,14 @@ pub struct Session {
     catalog: Catalog,
     config: BTreeMap<String, String>,
     options: PlanOptions,
+    /// Where mini-batch was last configured, for errors about its settings.
+    mini_batch_at: Option<sqlparser::tokenizer::Location>,
 }
 
 impl Session {
     /// An empty session.
     pub fn new(options: PlanOptions) -> Self {
-        Session { catalog: Catalog::new(), config: BTreeMap::new(), options }
+        Session { catalog: Catalog::new(), config: BTreeMap::new(), options, mini_batch_at: None }
     }
 
     /// The catalog.
@@ -84,9 +95,31 @@ impl Session {
     }
 
     /// A planner for the next job, with the session's settings.
-    fn planner(&self) -> JobPlanner {
-        let ttl = self.config.get(STATE_TTL_KEY).and_then(|v| sluice_core::options::parse_duration(v).ok());
-        JobPlanner::new(self.parallelism()).with_state_ttl(ttl.filter(|t| !t.is_zero()))
+    fn planner(&self) -> Result<JobPlanner> {
+        let duration = |key: &str| self.config.get(key).and_then(|v| sluice_core::options::parse_duration(v).ok());
+        let ttl = duration(STATE_TTL_KEY);
+        let batch = self.config.get(RUNTIME_MODE_KEY).is_some_and(|m| m.eq_ignore_ascii_case("batch"));
+        let enabled = self.config.get(MINI_BATCH_ENABLED_KEY).is_some_and(|v| v.eq_ignore_ascii_case("true"));
+        let mini_batch = if enabled {
+            let at = self.mini_batch_at.unwrap_or(sqlparser::tokenizer::Location { line: 1, column: 1 });
+            let latency = duration(MINI_BATCH_LATENCY_KEY).filter(|l| !l.is_zero()).ok_or_else(|| {
+                SqlError::new(at, "MiniBatch Latency must be greater than 0 ms.")
+                    .with_hint(format!("SET '{MINI_BATCH_LATENCY_KEY}' = '1 s'"))
+            })?;
+            let size =
+                self.config.get(MINI_BATCH_SIZE_KEY).and_then(|v| v.trim().parse::<u64>().ok()).filter(|&s| s > 0);
+            let size = size.ok_or_else(|| {
+                SqlError::new(at, "Key: 'table.exec.mini-batch.size' , default: -1 (fallback keys: []) must be > 0.")
+                    .with_hint(format!("SET '{MINI_BATCH_SIZE_KEY}' = '5000'"))
+            })?;
+            Some((latency, size))
+        } else {
+            None
+        };
+        Ok(JobPlanner::new(self.parallelism())
+            .with_state_ttl(ttl.filter(|t| !t.is_zero()))
+            .with_batch_mode(batch)
+            .with_mini_batch(mini_batch))
     }
 
     fn job_name(&self, sinks: &[String]) -> String {
@@ -104,17 +137,26 @@ impl Session {
         for statement in parse_script(script)? {
             match statement {
                 ScriptStatement::Insert(insert) => {
-                    let planner = job.get_or_insert_with(|| self.planner());
+                    let planner = match &mut job {
+                        Some(planner) => planner,
+                        None => job.insert(self.planner()?),
+                    };
                     planner.add_insert(&self.catalog, &insert)?;
                 }
                 ScriptStatement::StatementSet(set) => {
-                    let planner = job.get_or_insert_with(|| self.planner());
+                    let planner = match &mut job {
+                        Some(planner) => planner,
+                        None => job.insert(self.planner()?),
+                    };
                     for insert in &set.inserts {
                         planner.add_insert(&self.catalog, insert)?;
                     }
                 }
                 ScriptStatement::Query(query) => {
-                    let planner = job.get_or_insert_with(|| self.planner());
+                    let planner = match &mut job {
+                        Some(planner) => planner,
+                        None => job.insert(self.planner()?),
+                    };
                     planner.add_select(&self.catalog, &query.query, &query.calls, query.location)?;
                 }
                 other => match self.execute(other)? {
@@ -182,6 +224,27 @@ impl Session {
                         format!("'{PARALLELISM_KEY}' = '{}' is not a positive integer", set.value),
                     ));
                 }
+                if set.key == RUNTIME_MODE_KEY
+                    && !["streaming", "batch"].iter().any(|m| set.value.eq_ignore_ascii_case(m))
+                {
+                    return Err(SqlError::new(
+                        set.value_location,
+                        format!("'{RUNTIME_MODE_KEY}' = '{}' is not a runtime mode", set.value),
+                    )
+                    .with_hint("use 'streaming' or 'batch' (batch: bounded input, final results at its end)"));
+                }
+                if set.key == MINI_BATCH_ENABLED_KEY
+                    && !["true", "false"].iter().any(|b| set.value.eq_ignore_ascii_case(b))
+                {
+                    return Err(SqlError::new(
+                        set.value_location,
+                        format!("'{MINI_BATCH_ENABLED_KEY}' = '{}' is not a boolean", set.value),
+                    )
+                    .with_hint("use 'true' or 'false'"));
+                }
+                if set.key.starts_with("table.exec.mini-batch.") {
+                    self.mini_batch_at = Some(set.value_location);
+                }
                 if DURATION_KEYS.contains(&set.key.as_str()) {
                     if let Err(e) = sluice_core::options::parse_duration(&set.value) {
                         return Err(SqlError::new(
@@ -204,13 +267,13 @@ impl Session {
                 Ok(Outcome::Done("configuration reset".into()))
             }
             ScriptStatement::Explain(explain) => {
-                let mut planner = self.planner();
+                let mut planner = self.planner()?;
                 self.plan_into(&mut planner, *explain.statement)?;
                 let name = self.job_name(planner.sinks());
                 Ok(Outcome::Text(planner.finish(&name, self.config.clone()).explain))
             }
             job => {
-                let mut planner = self.planner();
+                let mut planner = self.planner()?;
                 self.plan_into(&mut planner, job)?;
                 let name = self.job_name(planner.sinks());
                 Ok(Outcome::Job(planner.finish(&name, self.config.clone())))

@@ -93,6 +93,13 @@ pub fn with_row_kind(schema: &Schema) -> SchemaRef {
     Arc::new(Schema::new_with_metadata(fields, schema.metadata().clone()))
 }
 
+/// `schema` without the row-kind column (the data columns of an updating stream).
+pub fn without_row_kind(schema: &Schema) -> SchemaRef {
+    let fields: Vec<Field> =
+        schema.fields().iter().filter(|f| f.name() != ROW_KIND_COLUMN).map(|f| f.as_ref().clone()).collect();
+    Arc::new(Schema::new_with_metadata(fields, schema.metadata().clone()))
+}
+
 /// A batch split into its rows' values and their kinds (all `+I` when the batch has no
 /// row-kind column).
 #[derive(Debug)]

@@ -359,7 +359,8 @@ impl Aggregates {
         let Some(c) = column else { return Ok(Input::None) };
         if distinct || keeps_values(&Call::new(function, None)) {
             let conv = self.converters[i].as_ref().ok_or_else(|| OperatorError::InvalidPlan("no converter".into()))?;
-            let rows = conv.convert_columns(std::slice::from_ref(&c)).map_err(|e| OperatorError::arrow("aggregate", e))?;
+            let rows =
+                conv.convert_columns(std::slice::from_ref(&c)).map_err(|e| OperatorError::arrow("aggregate", e))?;
             return Ok(Input::Rows(rows, c));
         }
         Ok(match function {

@@ -4,8 +4,9 @@
 //! The accumulators of each key are keyed state (RocksDB in a task manager), in the value
 //! table [`ACCUMULATORS`] under the key's key group, so the operator restores at any
 //! parallelism. Keys touched since the last flush are kept in memory and written to the
-//! store in one batch at each checkpoint (or when too many are pending). Results are
-//! emitted when the input ends. With a state TTL (`table.exec.state.ttl`), a group not
+//! store in one batch at each checkpoint (or when too many are pending). In streaming mode
+//! results are updated as rows come (module `updates`); in batch mode they are emitted when
+//! the input ends. With a state TTL (`table.exec.state.ttl`), a group not
 //! updated for that long is forgotten, as in Flink: its next row starts it afresh.
 
 use std::collections::HashMap;
@@ -23,6 +24,10 @@ use sluice_core::keys::{key_group, KeyHasher};
 use sluice_core::state::tables::ValueTable;
 use sluice_core::state::{MemoryStateStore, StateClock, StateTables};
 use sluice_core::{Collector, Operator, OperatorError, OperatorState, Result, StateInit, TaskContext};
+pub use updates::MiniBatch;
+use updates::Updates;
+
+mod updates;
 
 /// Keys kept in memory before their accumulators are written to the store.
 const MAX_PENDING_KEYS: usize = 65_536;
@@ -42,6 +47,8 @@ pub struct KeyedAggregate {
     accumulators: ValueTable<Accumulators>,
     /// Accumulators changed since the last flush, by (key group, key).
     pending: HashMap<(u32, Vec<u8>), Vec<Acc>>,
+    /// Streaming mode: the keys whose results changed since they were last emitted.
+    updates: Option<Updates>,
 }
 
 /// Keyed state in memory, until a task hands the operator its store.
@@ -96,7 +103,19 @@ impl KeyedAggregate {
             state_ttl: None,
             accumulators: Self::table(in_memory(), None)?,
             pending: HashMap::new(),
+            updates: None,
         })
+    }
+
+    /// This aggregation emitting updates as rows come (streaming mode), its output schema
+    /// ending with the row-kind column; with `mini_batch`, updates are buffered longer.
+    pub fn with_changelog(mut self, mini_batch: Option<MiniBatch>) -> Result<Self> {
+        if sluice_core::changelog::row_kind_index(&self.output_schema).is_none() {
+            return Err(OperatorError::InvalidPlan("an updating aggregate's output needs the row-kind column".into()));
+        }
+        let emit_unchanged = self.state_ttl.is_some();
+        self.updates = Some(Updates::new(&self.output_schema, self.key_columns.len(), mini_batch, emit_unchanged)?);
+        Ok(self)
     }
 
     /// The aggregation a plan describes, emitting batches of at most `batch_rows`.
@@ -110,6 +129,18 @@ impl KeyedAggregate {
             batch_rows,
         )?
         .with_state_ttl(spec.state_ttl_ms.map(Duration::from_millis))
+        .and_then(|agg| {
+            if !spec.emit_changelog {
+                return Ok(agg);
+            }
+            let mini_batch = match (spec.mini_batch_latency_ms, spec.mini_batch_size) {
+                (Some(latency), Some(size)) => {
+                    Some(MiniBatch { latency: Duration::from_millis(latency), size: size.max(1) })
+                }
+                _ => None,
+            };
+            agg.with_changelog(mini_batch)
+        })
     }
 
     /// This aggregation forgetting groups not updated for `ttl` (`None`: never).
@@ -131,6 +162,39 @@ impl KeyedAggregate {
         let pending: Vec<((u32, Vec<u8>), Accumulators)> =
             self.pending.drain().map(|(k, accs)| (k, Accumulators(accs))).collect();
         self.accumulators.put_all(pending.iter().map(|((g, k), a)| (*g, k.as_slice(), a)))
+    }
+
+    /// Streaming mode: emits the updates of the keys changed since the last emission.
+    fn emit_updates(&mut self, out: &mut Collector) -> Result<()> {
+        let Some(updates) = &mut self.updates else { return Ok(()) };
+        let changed = updates.take();
+        if changed.is_empty() {
+            return Ok(());
+        }
+        let updates = self.updates.as_ref().expect("checked above");
+        for chunk in changed.chunks(self.batch_rows.max(1)) {
+            let mut after = Vec::with_capacity(chunk.len());
+            for (key, _) in chunk {
+                after.push(match self.pending.get(key) {
+                    Some(accs) => accs.clone(),
+                    None => match self.accumulators.get(key.0, &key.1)? {
+                        Some(Accumulators(a)) => a,
+                        None => return Err(OperatorError::State("a changed group is missing from state".into())),
+                    },
+                });
+            }
+            let parser = self.key_converter.parser();
+            let keys = self
+                .key_converter
+                .convert_rows(chunk.iter().map(|((_, k), _)| parser.parse(k)))
+                .map_err(|e| OperatorError::arrow("GROUP BY keys", e))?;
+            let before: Vec<Option<&[Acc]>> = chunk.iter().map(|(_, b)| b.as_deref()).collect();
+            let after: Vec<&[Acc]> = after.iter().map(Vec::as_slice).collect();
+            if let Some(batch) = updates.rows(&self.aggregates, keys, &before, &after, &self.output_schema)? {
+                out.batch(batch);
+            }
+        }
+        Ok(())
     }
 
     /// Emits every group, in key-group order, in batches of at most `batch_rows`.
@@ -167,13 +231,29 @@ impl KeyedAggregate {
 
 #[async_trait]
 impl Operator for KeyedAggregate {
-    async fn process_batch(&mut self, batch: RecordBatch, _out: &mut Collector) -> Result<()> {
+    async fn process_batch(&mut self, batch: RecordBatch, out: &mut Collector) -> Result<()> {
         let keys: Vec<ArrayRef> = self.key_columns.iter().map(|&c| batch.column(c).clone()).collect();
         let rows = self.key_converter.convert_columns(&keys).map_err(|e| OperatorError::arrow("GROUP BY keys", e))?;
         let hashes = self.hasher.hashes(&batch)?;
         let inputs = self.aggregates.prepare(&batch)?;
         for (row, &hash) in hashes.iter().enumerate() {
             let stored = (key_group(hash, self.max_parallelism), rows.row(row).as_ref().to_vec());
+            if let Some(updates) = &mut self.updates {
+                if !updates.knows(&stored) {
+                    // The key's accumulators as last emitted, before this change.
+                    let before = match self.pending.get(&stored) {
+                        Some(accs) => Some(accs.clone()),
+                        None => {
+                            let found = self.accumulators.get(stored.0, &stored.1)?.map(|Accumulators(a)| a);
+                            let current = found.clone().unwrap_or_else(|| self.aggregates.initial());
+                            self.aggregates.check(&current)?;
+                            self.pending.insert(stored.clone(), current);
+                            found
+                        }
+                    };
+                    updates.touch(stored.clone(), before);
+                }
+            }
             let group = match self.pending.entry(stored) {
                 std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
                 std::collections::hash_map::Entry::Vacant(e) => {
@@ -190,10 +270,32 @@ impl Operator for KeyedAggregate {
             };
             self.aggregates.accumulate(group, &inputs, row)?;
         }
+        if self.updates.as_mut().is_some_and(|u| u.add_rows(batch.num_rows())) {
+            self.emit_updates(out)?;
+        }
         if self.pending.len() >= MAX_PENDING_KEYS {
             self.flush()?;
         }
         Ok(())
+    }
+
+    fn deadline(&self) -> Option<tokio::time::Instant> {
+        self.updates.as_ref().and_then(Updates::deadline)
+    }
+
+    async fn on_timer(&mut self, out: &mut Collector) -> Result<()> {
+        self.emit_updates(out)
+    }
+
+    async fn on_watermark(&mut self, watermark: i64, out: &mut Collector) -> Result<()> {
+        self.emit_updates(out)?;
+        out.watermark(watermark);
+        Ok(())
+    }
+
+    async fn on_barrier(&mut self, _barrier: sluice_core::Barrier, out: &mut Collector) -> Result<()> {
+        // A checkpoint must not hold changes that were never emitted.
+        self.emit_updates(out)
     }
 
     fn uses_keyed_state(&self) -> bool {
@@ -218,6 +320,9 @@ impl Operator for KeyedAggregate {
     }
 
     async fn finish(&mut self, out: &mut Collector) -> Result<()> {
+        if self.updates.is_some() {
+            return self.emit_updates(out);
+        }
         for batch in self.emit()? {
             out.batch(batch);
         }
@@ -344,5 +449,117 @@ mod tests {
         h.push("idle 1\nbusy 1").await.unwrap();
         h.finish().await.unwrap();
         assert_eq!(h.sorted_rows(), vec!["busy 3", "idle 1"]);
+    }
+
+    /// Input (k, v) and output (k, COUNT(*), SUM(v), row kind) of an updating aggregate.
+    fn updating(mini_batch: Option<MiniBatch>) -> (SchemaRef, sluice_core::harness::Build) {
+        let input =
+            Arc::new(Schema::new(vec![Field::new("k", DataType::Utf8, false), Field::new("v", DataType::Int64, true)]));
+        let output = sluice_core::changelog::with_row_kind(&Schema::new(vec![
+            Field::new("k", DataType::Utf8, false),
+            Field::new("n", DataType::Int64, false),
+            Field::new("s", DataType::Int64, true),
+        ]));
+        let i = input.clone();
+        let build: sluice_core::harness::Build = Arc::new(move || {
+            let calls = vec![Call::new(AggregateFunction::CountStar, None), Call::new(AggregateFunction::Sum, Some(1))];
+            let agg = KeyedAggregate::new(&i, vec![0], calls, output.clone(), 1024)?.with_changelog(mini_batch)?;
+            Ok(Box::new(agg) as Box<dyn Operator>)
+        });
+        (input, build)
+    }
+
+    /// Every `-U` is followed at once by the `+U` of the same key.
+    fn assert_pairs(rows: &[String]) {
+        for (i, row) in rows.iter().enumerate() {
+            if let Some(rest) = row.strip_prefix("-U ") {
+                let key = rest.split(' ').next().unwrap();
+                let next = rows.get(i + 1).map(String::as_str).unwrap_or("");
+                assert!(next.starts_with(&format!("+U {key} ")), "-U without its +U: {rows:?}");
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn a_streaming_group_by_inserts_new_keys_and_updates_changed_ones() {
+        use sluice_core::harness::Harness;
+        let (input, build) = updating(None);
+        let mut h = Harness::start(build, input, Some(vec![0]), 1).await.unwrap();
+        h.push("a 1\nb 2\na 3").await.unwrap();
+        assert_eq!(h.sorted_rows(), ["+I a 2 4", "+I b 1 2"], "one result per key per batch");
+        h.clear_output();
+        h.push("a 5\nc 1").await.unwrap();
+        let rows = h.rows_of(0);
+        assert_pairs(&rows);
+        assert_eq!(h.sorted_rows(), ["+I c 1 1", "+U a 3 9", "-U a 2 4"]);
+        h.clear_output();
+        // SUM ignores the NULL, COUNT(*) does not: b changes.
+        h.push("b null").await.unwrap();
+        assert_eq!(h.rows_of(0), ["-U b 1 2", "+U b 2 2"]);
+        h.clear_output();
+        h.finish().await.unwrap();
+        assert!(h.sorted_rows().is_empty(), "nothing is held back for the end");
+    }
+
+    #[tokio::test]
+    async fn an_unchanged_result_emits_nothing() {
+        use sluice_core::harness::{Build, Harness};
+        let input =
+            Arc::new(Schema::new(vec![Field::new("k", DataType::Utf8, false), Field::new("v", DataType::Int64, true)]));
+        let output = sluice_core::changelog::with_row_kind(&Schema::new(vec![
+            Field::new("k", DataType::Utf8, false),
+            Field::new("hi", DataType::Int64, true),
+        ]));
+        let i = input.clone();
+        let build: Build = Arc::new(move || {
+            let calls = vec![Call::new(AggregateFunction::Max, Some(1))];
+            let agg = KeyedAggregate::new(&i, vec![0], calls, output.clone(), 1024)?.with_changelog(None)?;
+            Ok(Box::new(agg) as Box<dyn Operator>)
+        });
+        let mut h = Harness::start(build, input, Some(vec![0]), 1).await.unwrap();
+        h.push("a 5").await.unwrap();
+        h.push("a 1").await.unwrap();
+        h.push("a 7").await.unwrap();
+        assert_eq!(h.rows_of(0), ["+I a 5", "-U a 5", "+U a 7"]);
+    }
+
+    #[tokio::test]
+    async fn a_mini_batch_emits_when_full_at_its_deadline_and_before_a_barrier() {
+        use sluice_core::harness::Harness;
+        let mini_batch = MiniBatch { latency: Duration::from_secs(3600), size: 3 };
+        let (input, build) = updating(Some(mini_batch));
+        let mut h = Harness::start(build, input, Some(vec![0]), 1).await.unwrap();
+        h.push("a 1").await.unwrap();
+        h.push("a 2").await.unwrap();
+        assert!(h.sorted_rows().is_empty(), "two rows buffered of three");
+        h.push("a 3").await.unwrap();
+        assert_eq!(h.sorted_rows(), ["+I a 3 6"], "one update for three rows of a hot key");
+        h.clear_output();
+        h.push("a 4").await.unwrap();
+        h.fire_timers().await.unwrap();
+        assert_eq!(h.rows_of(0), ["-U a 3 6", "+U a 4 10"], "the deadline passed");
+        h.clear_output();
+        h.push("b 1").await.unwrap();
+        h.checkpoint(1).await.unwrap();
+        let rows = h.rows_of(0);
+        assert_eq!(rows, ["+I b 1 1"], "a barrier takes the buffered changes out first");
+    }
+
+    /// Restored at another parallelism, a key's next update retracts what the first run
+    /// emitted: the changelog continues where the checkpoint left it.
+    #[tokio::test]
+    async fn updates_continue_across_a_restore_at_another_parallelism() {
+        use sluice_core::harness::Harness;
+        let (input, build) = updating(None);
+        let keys: Vec<String> = (0..20).map(|k| format!("key{k}")).collect();
+        let mut h = Harness::start(build.clone(), input.clone(), Some(vec![0]), 2).await.unwrap();
+        h.push(&keys.iter().map(|k| format!("{k} 1\n")).collect::<String>()).await.unwrap();
+        let snapshot = h.checkpoint(1).await.unwrap();
+        let mut restored = Harness::restore(build, input, Some(vec![0]), 3, &snapshot).await.unwrap();
+        restored.push(&keys.iter().map(|k| format!("{k} 10\n")).collect::<String>()).await.unwrap();
+        let mut expected: Vec<String> =
+            keys.iter().flat_map(|k| [format!("-U {k} 1 1"), format!("+U {k} 2 11")]).collect();
+        expected.sort();
+        assert_eq!(restored.sorted_rows(), expected);
     }
 }

@@ -12,6 +12,7 @@ use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use datafusion::common::tree_node::{Transformed, TreeNode};
 use datafusion::common::{Column, DFSchema};
 use datafusion::logical_expr::{Expr, LogicalPlan};
+use sluice_core::changelog;
 use sluice_core::schema::encode_schema;
 use sluice_proto::operator_spec::Kind;
 use sluice_proto::window_tvf_spec::WindowKind;
@@ -43,6 +44,9 @@ pub struct Stream {
     pub schema: SchemaRef,
     /// The producer's parallelism.
     pub parallelism: u32,
+    /// The operator whose updates the rows carry (their kind in the row-kind column);
+    /// `None` for an append-only stream.
+    pub updates: Option<String>,
 }
 
 /// Builds the job graph of one script.
@@ -52,6 +56,11 @@ pub struct Lowering {
     default_parallelism: u32,
     /// The state TTL of stateful operators (`table.exec.state.ttl`; `None`: forever).
     pub state_ttl: Option<std::time::Duration>,
+    /// Batch mode (`execution.runtime-mode` = `batch`): a GROUP BY emits final results when
+    /// its bounded input ends, instead of updates.
+    pub batch_mode: bool,
+    /// Mini-batch of updating aggregates (`table.exec.mini-batch.*`): latency and size.
+    pub mini_batch: Option<(std::time::Duration, u64)>,
     /// Source streams by table, shared by every INSERT that reads the table.
     sources: HashMap<String, Stream>,
     /// Positions in the query being lowered, for errors about its parts.
@@ -123,6 +132,8 @@ impl Lowering {
             builder: JobGraphBuilder::new(),
             default_parallelism: default_parallelism.max(1),
             state_ttl: None,
+            batch_mode: false,
+            mini_batch: None,
             sources: HashMap::new(),
             locations: QueryLocations::default(),
             window_feed: None,
@@ -146,7 +157,7 @@ impl Lowering {
     ) -> Stream {
         let node = self.builder.add(operator, parallelism);
         self.builder.connect(input.node, node, partitioning, keys, encode_schema(&input.schema));
-        Stream { node, schema, parallelism }
+        Stream { node, schema, parallelism, updates: None }
     }
 
     /// A Calc after `input`: an optional filter, then one expression per output field.
@@ -158,6 +169,13 @@ impl Lowering {
         output: SchemaRef,
         location: Location,
     ) -> Result<Stream> {
+        // An updating stream keeps its rows' kinds through every Calc.
+        let mut projections = projections.to_vec();
+        let mut output = output;
+        if input.updates.is_some() && changelog::row_kind_index(&output).is_none() {
+            projections.push(Expr::Column(Column::new_unqualified(changelog::ROW_KIND_COLUMN)));
+            output = changelog::with_row_kind(&output);
+        }
         let mut seen = std::collections::HashSet::new();
         for field in input.schema.fields() {
             if !seen.insert(field.name().as_str()) {
@@ -178,7 +196,7 @@ impl Lowering {
             return Err(SqlError::new(location, "a subquery is not supported yet in streaming SQL")
                 .with_hint("rewrite the subquery as a join or a view once joins are available"));
         }
-        let projections: Vec<Expr> = projections.iter().cloned().map(unqualify).collect();
+        let projections: Vec<Expr> = projections.into_iter().map(unqualify).collect();
         let filter = filter.cloned().map(unqualify);
         let pass_through = filter.is_none()
             && output.fields().len() == input.schema.fields().len()
@@ -201,8 +219,12 @@ impl Lowering {
             name.push(format!("where {f}"));
         }
         if !identity {
-            let list: Vec<String> =
-                projections.iter().zip(output.fields()).map(|(e, f)| describe_projection(e, f.name())).collect();
+            let list: Vec<String> = projections
+                .iter()
+                .zip(output.fields())
+                .filter(|(_, f)| f.name() != changelog::ROW_KIND_COLUMN)
+                .map(|(e, f)| describe_projection(e, f.name()))
+                .collect();
             name.push(list.join(", "));
         }
         let spec = CalcSpec {
@@ -221,7 +243,23 @@ impl Lowering {
             kind: Some(Kind::Calc(spec)),
         };
         let parallelism = input.parallelism;
-        Ok(self.then(input, op, parallelism, Partitioning::Forward, vec![], output))
+        let stream = self.then(input, op, parallelism, Partitioning::Forward, vec![], output);
+        Ok(Stream { updates: input.updates.clone(), ..stream })
+    }
+
+    /// Refuses `input` when it carries updates, which `what` cannot read yet.
+    pub fn append_only(&self, input: &Stream, what: &str, location: Location) -> Result<()> {
+        match &input.updates {
+            None => Ok(()),
+            Some(producer) => Err(SqlError::new(
+                location,
+                format!("{what} doesn't support consuming update changes which is produced by node {producer}"),
+            )
+            .with_hint(
+                "aggregate by windows instead (GROUP BY window_start, window_end, ...), or run the bounded input in \
+                 batch mode: SET 'execution.runtime-mode' = 'batch'",
+            )),
+        }
     }
 
     /// The stream of a table's rows: its source (at `requested` parallelism, else the
@@ -258,7 +296,7 @@ impl Lowering {
         let name = format!("source: {}({})", table.name, spec.connector);
         let node =
             self.builder.add(OperatorSpec { uid: String::new(), name, kind: Some(Kind::Source(spec)) }, parallelism);
-        let mut stream = Stream { node, schema: physical, parallelism };
+        let mut stream = Stream { node, schema: physical, parallelism, updates: None };
         if !table.computed.is_empty() {
             let mut exprs = table.computed.clone();
             let mut output = table.schema.clone();
@@ -306,6 +344,7 @@ impl Lowering {
     /// with its slice, when it feeds a window aggregate that finds the windows).
     pub fn window_tvf(&mut self, input: &Stream, window: &ResolvedWindow) -> Result<Stream> {
         let call = &window.call;
+        self.append_only(input, &format!("the window function {}", call.function.name()), call.location)?;
         let kind = match call.function {
             WindowFunction::Tumble => WindowKind::Tumble,
             WindowFunction::Hop => WindowKind::Hop,

@@ -21,6 +21,7 @@ use datafusion::logical_expr::{cast, Expr, LogicalPlan};
 use datafusion::scalar::ScalarValue;
 use datafusion::sql::planner::SqlToRel;
 use sluice_connectors::Role;
+use sluice_core::changelog;
 use sluice_core::schema::encode_schema;
 use sluice_proto::operator_spec::Kind;
 use sluice_proto::{ConnectorSpec, JobGraph, OperatorSpec, Partitioning};
@@ -344,6 +345,20 @@ impl JobPlanner {
         self
     }
 
+    /// This planner in batch mode (`execution.runtime-mode` = `batch`): GROUP BY emits
+    /// final results at the end of its bounded input instead of updates.
+    pub fn with_batch_mode(mut self, batch: bool) -> Self {
+        self.lowering.batch_mode = batch;
+        self
+    }
+
+    /// This planner buffering the updates of GROUP BY for up to `latency` or `size` input
+    /// rows (`table.exec.mini-batch.*`).
+    pub fn with_mini_batch(mut self, mini_batch: Option<(std::time::Duration, u64)>) -> Self {
+        self.lowering.mini_batch = mini_batch;
+        self
+    }
+
     /// True when no statement was added.
     pub fn is_empty(&self) -> bool {
         self.sinks.is_empty()
@@ -396,8 +411,32 @@ impl JobPlanner {
         let (stream, plan) = self.lower_query(catalog, query, calls, location)?;
         let sink_schema = table.physical_schema();
         let stream = self.conform(&stream, &sink_schema, columns, &table.name, location)?;
-        let parallelism =
-            table.requested_parallelism(Role::Sink, target_location)?.unwrap_or(self.lowering.default_parallelism());
+        if !accepts_updates(&spec.connector) {
+            self.lowering.append_only(
+                &stream,
+                &format!("Table sink '{}' (connector '{}')", table.name, spec.connector),
+                target_location,
+            )?;
+        }
+        let requested = table.requested_parallelism(Role::Sink, target_location)?;
+        // The updates of a key must reach the sink in order: they stay on their subtask, or
+        // all meet in one.
+        let parallelism = match (&stream.updates, requested) {
+            (Some(_), Some(1)) => 1,
+            (Some(producer), Some(p)) if p != stream.parallelism => {
+                return Err(SqlError::new(
+                    target_location,
+                    format!(
+                        "table '{}' asks for 'sink.parallelism' = '{p}', but the updates of {producer} must keep their \
+                         parallelism ({}) to stay in order",
+                        table.name, stream.parallelism
+                    ),
+                )
+                .with_hint("remove 'sink.parallelism' (or make it 1), or set the job's parallelism instead"))
+            }
+            (Some(_), _) => stream.parallelism,
+            (None, requested) => requested.unwrap_or(self.lowering.default_parallelism()),
+        };
         let name = format!("sink: {}({})", table.name, spec.connector);
         self.lowering.then(
             &stream,
@@ -427,10 +466,12 @@ impl JobPlanner {
             table: name.clone(),
             connector: "print".into(),
             options: [("connector".to_string(), "print".to_string())].into(),
-            schema: encode_schema(&stream.schema),
+            schema: encode_schema(&changelog::without_row_kind(&stream.schema)),
             metadata: Default::default(),
         };
-        let parallelism = self.lowering.default_parallelism();
+        // The updates of a key must reach the sink in order: they stay on their subtask.
+        let parallelism =
+            if stream.updates.is_some() { stream.parallelism } else { self.lowering.default_parallelism() };
         let schema = stream.schema.clone();
         self.lowering.then(
             &stream,
@@ -472,7 +513,8 @@ impl JobPlanner {
                 })
                 .collect::<Result<_>>()?
         };
-        let produced = stream.schema.fields();
+        let data = changelog::without_row_kind(&stream.schema);
+        let produced = data.fields();
         if produced.len() != targets.len() {
             return Err(SqlError::new(
                 location,
@@ -563,6 +605,11 @@ impl JobPlanner {
     }
 }
 
+/// Sinks that take updates (their rows' kinds), not only insertions.
+fn accepts_updates(connector: &str) -> bool {
+    matches!(connector, "print" | "blackhole")
+}
+
 /// Implicit conversions allowed when writing to a sink: numeric widening.
 fn implicitly_castable(from: &DataType, to: &DataType) -> bool {
     use DataType::*;
@@ -589,6 +636,7 @@ fn resolve_relation(
     let none = Placeholders::default();
     if let Some(ml) = placeholders.ml.get(name) {
         let input = resolve_relation(catalog, lowering, &ml.input, ml.input_location, &none, models)?;
+        lowering.append_only(&input, "ML_PREDICT", ml.input_location)?;
         return Ok(lowering.ml_predict(&input, ml));
     }
     if let Some(window) = placeholders.windows.get(name) {
@@ -610,12 +658,12 @@ fn resolve_relation(
         let stream = lowering.lower_nested(&plan, view.location, &mut |lw, n, l| {
             resolve_relation(catalog, lw, n, l, &resolved, models)
         })?;
-        let renamed = rename_view(view, stream.schema.clone())?;
-        if renamed == stream.schema {
+        let data = changelog::without_row_kind(&stream.schema);
+        let renamed = rename_view(view, data.clone())?;
+        if renamed == data {
             return Ok(stream);
         }
-        let exprs: Vec<Expr> = stream
-            .schema
+        let exprs: Vec<Expr> = data
             .fields()
             .iter()
             .zip(renamed.fields())

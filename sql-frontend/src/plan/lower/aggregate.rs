@@ -9,6 +9,7 @@ use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use datafusion::common::{Column, DFSchema};
 use datafusion::logical_expr::{Aggregate, Expr, ExprSchemable, LogicalPlan};
 use datafusion::scalar::ScalarValue;
+use sluice_core::changelog;
 use sluice_core::schema::encode_schema;
 use sluice_proto::operator_spec::Kind;
 use sluice_proto::{
@@ -247,10 +248,13 @@ impl Lowering {
         output: SchemaRef,
         location: Location,
     ) -> Result<Stream> {
+        self.append_only(input, "GROUP BY", location)?;
         let grouping = self.grouping(group, group.len(), aggregates, location)?;
         let pre_schema = self.pre_schema(&grouping, group, input_schema, &output, location)?;
         let pre_stream = self.calc(input, None, &grouping.pre, pre_schema.clone(), location)?;
         let agg_output = if grouping.global { Self::with_global_key(&output, 0) } else { output.clone() };
+        let emit_changelog = !self.batch_mode;
+        let agg_output = if emit_changelog { changelog::with_row_kind(&agg_output) } else { agg_output };
         let keys: Vec<u32> = (0..grouping.keys as u32).collect();
         let spec = KeyedAggregateSpec {
             key_columns: keys.clone(),
@@ -258,6 +262,9 @@ impl Lowering {
             output_schema: encode_schema(&agg_output),
             input_schema: encode_schema(&pre_schema),
             state_ttl_ms: self.state_ttl.map(|t| t.as_millis() as u64),
+            emit_changelog,
+            mini_batch_latency_ms: self.mini_batch.map(|(latency, _)| latency.as_millis() as u64),
+            mini_batch_size: self.mini_batch.map(|(_, size)| size),
         };
         let shown: Vec<String> = output.fields().iter().skip(group.len()).map(|f| f.name().clone()).collect();
         let keys_shown: Vec<String> = group.iter().map(|g| unqualify(g.clone()).to_string()).collect();
@@ -269,8 +276,9 @@ impl Lowering {
             short(format!("aggregate(group by {}: {})", keys_shown.join(", "), shown.join(", ")))
         };
         let parallelism = if grouping.global { 1 } else { self.default_parallelism };
-        let op = OperatorSpec { uid: String::new(), name, kind: Some(Kind::KeyedAggregate(spec)) };
+        let op = OperatorSpec { uid: String::new(), name: name.clone(), kind: Some(Kind::KeyedAggregate(spec)) };
         let agg = self.then(&pre_stream, op, parallelism, Partitioning::Hash, keys, agg_output);
+        let agg = Stream { updates: emit_changelog.then_some(name), ..agg };
         if grouping.global {
             return self.drop_global_key(&agg, output, location);
         }
