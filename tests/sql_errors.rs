@@ -476,6 +476,14 @@ SELECT customer, SUM(amount) FROM orders GROUP BY customer;"#,
         r#"MiniBatch Latency must be greater than 0 ms."#,
         Some((3, 36)),
     ),
+    (
+        "explain_detail_not_supported",
+        "run",
+        r#"CREATE TABLE orders (customer STRING, amount DOUBLE) WITH ('connector' = 'datagen', 'number-of-rows' = '10');
+EXPLAIN CHANGELOG_MODE, ESTIMATED_COST SELECT customer FROM orders;"#,
+        r#"EXPLAIN ESTIMATED_COST is not supported yet"#,
+        Some((2, 25)),
+    ),
 ];
 
 #[test]

@@ -95,7 +95,9 @@ impl OpenSet {
         }
         let set = ScriptStatement::StatementSet(StatementSet { location: self.location, inserts: self.inserts });
         Ok(match self.explain {
-            Some(location) => ScriptStatement::Explain(Explain { location, statement: Box::new(set) }),
+            Some(location) => {
+                ScriptStatement::Explain(Explain { location, changelog_mode: false, statement: Box::new(set) })
+            }
             None => set,
         })
     }

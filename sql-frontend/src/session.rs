@@ -267,7 +267,7 @@ impl Session {
                 Ok(Outcome::Done("configuration reset".into()))
             }
             ScriptStatement::Explain(explain) => {
-                let mut planner = self.planner()?;
+                let mut planner = self.planner()?.with_changelog_explain(explain.changelog_mode);
                 self.plan_into(&mut planner, *explain.statement)?;
                 let name = self.job_name(planner.sinks());
                 Ok(Outcome::Text(planner.finish(&name, self.config.clone()).explain))

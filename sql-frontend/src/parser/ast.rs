@@ -466,6 +466,8 @@ pub struct StatementSet {
 pub struct Explain {
     /// Where `EXPLAIN` is.
     pub location: Location,
+    /// `EXPLAIN CHANGELOG_MODE`: each operator's kinds of rows are shown.
+    pub changelog_mode: bool,
     /// The explained statement: an INSERT, a query or a statement set.
     pub statement: Box<ScriptStatement>,
 }

@@ -51,10 +51,22 @@ pub(super) fn query(c: &mut Cursor, mut calls: TableCalls) -> Result<QueryStatem
 pub(super) fn explain(c: &mut Cursor, calls: &mut TableCalls) -> Result<ScriptStatement> {
     let location = c.location();
     c.expect_word("EXPLAIN")?;
-    for detail in ["ESTIMATED_COST", "CHANGELOG_MODE", "JSON_EXECUTION_PLAN", "PLAN_ADVICE"] {
-        if c.peek_word(detail) {
+    // Flink's details, comma-separated: `EXPLAIN CHANGELOG_MODE, ESTIMATED_COST ...`.
+    let mut changelog_mode = false;
+    loop {
+        if c.peek_word("CHANGELOG_MODE") {
+            changelog_mode = true;
+            c.next();
+        } else if let Some(detail) =
+            ["ESTIMATED_COST", "JSON_EXECUTION_PLAN", "PLAN_ADVICE"].into_iter().find(|d| c.peek_word(d))
+        {
             return Err(SqlError::new(c.location(), format!("EXPLAIN {detail} is not supported yet"))
-                .with_hint("write EXPLAIN followed by the statement"));
+                .with_hint("write EXPLAIN [CHANGELOG_MODE] followed by the statement"));
+        } else {
+            break;
+        }
+        if c.peek().token == Token::Comma {
+            c.next();
         }
     }
     c.eat_words(&["PLAN", "FOR"]);
@@ -67,5 +79,5 @@ pub(super) fn explain(c: &mut Cursor, calls: &mut TableCalls) -> Result<ScriptSt
         return Err(SqlError::new(inner_location, format!("EXPLAIN of {} is not supported", c.found()))
             .with_hint("EXPLAIN an INSERT INTO, a SELECT or a statement set (EXPLAIN STATEMENT SET BEGIN ... END)"));
     };
-    Ok(ScriptStatement::Explain(Explain { location, statement: Box::new(statement) }))
+    Ok(ScriptStatement::Explain(Explain { location, changelog_mode, statement: Box::new(statement) }))
 }

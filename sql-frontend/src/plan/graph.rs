@@ -49,6 +49,11 @@ impl JobGraphBuilder {
         NodeId(self.nodes.len() - 1)
     }
 
+    /// The stable identity of a node's operator (its `uid`).
+    pub fn uid(&self, node: NodeId) -> &str {
+        &self.nodes[node.0].operator.uid
+    }
+
     /// Connects two nodes; `schema` is the Arrow IPC schema of the rows on the edge.
     pub fn connect(
         &mut self,

@@ -67,6 +67,8 @@ pub struct Lowering {
     pub locations: QueryLocations,
     /// The windowing call a window aggregate being lowered reads, once lowered.
     window_feed: Option<WindowFeed>,
+    /// The operators (by uid) whose output carries updates, for EXPLAIN CHANGELOG_MODE.
+    pub updating: std::collections::HashSet<String>,
 }
 
 /// A windowing call feeding a window aggregate.
@@ -137,6 +139,7 @@ impl Lowering {
             sources: HashMap::new(),
             locations: QueryLocations::default(),
             window_feed: None,
+            updating: Default::default(),
         }
     }
 
@@ -244,6 +247,9 @@ impl Lowering {
         };
         let parallelism = input.parallelism;
         let stream = self.then(input, op, parallelism, Partitioning::Forward, vec![], output);
+        if input.updates.is_some() {
+            self.updating.insert(self.builder.uid(stream.node).to_string());
+        }
         Ok(Stream { updates: input.updates.clone(), ..stream })
     }
 

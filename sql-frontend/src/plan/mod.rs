@@ -321,6 +321,7 @@ pub fn typed_table(catalog: &Catalog, table: &crate::catalog::Table) -> Result<c
 /// planned against the catalog as it is when the statement comes.
 pub struct JobPlanner {
     lowering: Lowering,
+    changelog_explain: bool,
     explain: Vec<String>,
     models: BTreeMap<String, ResolvedMl>,
     sinks: Vec<String>,
@@ -332,6 +333,7 @@ impl JobPlanner {
     pub fn new(default_parallelism: u32) -> Self {
         JobPlanner {
             lowering: Lowering::new(default_parallelism),
+            changelog_explain: false,
             explain: Vec::new(),
             models: BTreeMap::new(),
             sinks: Vec::new(),
@@ -587,14 +589,27 @@ impl JobPlanner {
         &self.sinks
     }
 
+    /// This planner's EXPLAIN showing each operator's changelog mode (`EXPLAIN
+    /// CHANGELOG_MODE`).
+    pub fn with_changelog_explain(mut self, on: bool) -> Self {
+        self.changelog_explain = on;
+        self
+    }
+
     /// Finishes the job graph.
     pub fn finish(self, name: &str, config: BTreeMap<String, String>) -> Plan {
+        let updating = self.lowering.updating;
+        let changelog_explain = self.changelog_explain;
         let graph = self.lowering.builder.build(name, config);
         let mut explain = String::new();
         for (i, part) in self.explain.iter().enumerate() {
             explain.push_str(&format!("== Logical plan {} ==\n{part}\n\n", i + 1));
         }
-        explain.push_str(&explain_graph(&graph));
+        if changelog_explain {
+            explain.push_str(&explain_graph_with(&graph, &|op| changelog_mode(op, &updating)));
+        } else {
+            explain.push_str(&explain_graph(&graph));
+        }
         if !self.models.is_empty() {
             explain.push_str("\n== Models ==\n");
             for ml in self.models.values() {
@@ -603,6 +618,17 @@ impl JobPlanner {
         }
         Plan { graph, explain }
     }
+}
+
+/// An operator's changelog mode as Flink's EXPLAIN CHANGELOG_MODE writes it: the kinds of
+/// rows it emits (`I`, `UB`, `UA`, `D`), `NONE` for a sink.
+fn changelog_mode(op: &OperatorSpec, updating: &std::collections::HashSet<String>) -> String {
+    let mode = match op.kind {
+        Some(Kind::Sink(_)) => "NONE",
+        _ if updating.contains(&op.uid) => "I,UB,UA",
+        _ => "I",
+    };
+    format!(", changelogMode=[{mode}]")
 }
 
 /// Sinks that take updates (their rows' kinds), not only insertions.
@@ -702,11 +728,16 @@ fn partitioning_name(edge: &sluice_proto::Edge) -> String {
 
 /// The job graph in words: vertices (operator chains) with parallelism, and edges.
 pub fn explain_graph(graph: &JobGraph) -> String {
+    explain_graph_with(graph, &|_| String::new())
+}
+
+/// Like [`explain_graph`], with `annotate`'s text after each operator's name.
+fn explain_graph_with(graph: &JobGraph, annotate: &dyn Fn(&OperatorSpec) -> String) -> String {
     let mut out = format!("== Job graph: {} ==\n", graph.name);
     for vertex in &graph.vertices {
         out.push_str(&format!("vertex {} [parallelism {}]\n", vertex.id, vertex.parallelism));
         for op in &vertex.operators {
-            out.push_str(&format!("  {}\n", op.name));
+            out.push_str(&format!("  {}{}\n", op.name, annotate(op)));
         }
     }
     for edge in &graph.edges {

@@ -278,6 +278,9 @@ impl Lowering {
         let parallelism = if grouping.global { 1 } else { self.default_parallelism };
         let op = OperatorSpec { uid: String::new(), name: name.clone(), kind: Some(Kind::KeyedAggregate(spec)) };
         let agg = self.then(&pre_stream, op, parallelism, Partitioning::Hash, keys, agg_output);
+        if emit_changelog {
+            self.updating.insert(self.builder.uid(agg.node).to_string());
+        }
         let agg = Stream { updates: emit_changelog.then_some(name), ..agg };
         if grouping.global {
             return self.drop_global_key(&agg, output, location);
