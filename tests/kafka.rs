@@ -633,3 +633,82 @@ fn stop_with_savepoint_fails_when_a_sink_cannot_commit() {
     let status = cluster.wait_for(&job, &["FINISHED", "FAILED"], MINUTE);
     assert_eq!(status["state"], "FAILED", "{status:#}");
 }
+
+/// Kafka (event-time JSON over 4 partitions, out of order by up to 3 s, within the 5 s
+/// watermark bound) → TUMBLE 10 s COUNT/SUM per key → exactly-once Kafka, with 5 `kill -9`
+/// of task managers while it runs. A fresh read_committed consumer sees each (key, window)
+/// exactly once, with the count and sum computed here from the records.
+#[test]
+fn window_aggregates_are_exactly_once_through_kills() {
+    let broker = Broker::start();
+    broker.create_topic("clicks", 4);
+    broker.create_topic("clicks-per-window", 4);
+    let total = 300_000i64;
+    let base = 1_586_937_600_000i64; // 2020-04-15 08:00:00 UTC
+                                     // Record i: key u{i % 50}, amount i % 100, event time base + 2 ms * i, moved back by
+                                     // up to 3 s (a different amount for each record), so each partition is out of order.
+    let time = |i: i64| base + 2 * i - (i * 7919) % 3000;
+    broker.produce(
+        "clicks",
+        (0..total).map(|i| {
+            let record = json!({"id": i, "k": format!("u{}", i % 50), "amount": i % 100, "ms": time(i)});
+            (Some((i % 4) as i32), record.to_string())
+        }),
+    );
+    let mut cluster = Cluster::start(&[], &["--checkpoint-dir", "{dir}/checkpoints", "--heartbeat-timeout", "2s"]);
+    // Sources read 100 records per 10 ms per subtask, so the job runs long enough to be killed.
+    cluster.taskmanager_env = vec![("SLUICE_TEST_SOURCE_PACE".into(), "100:10".into())];
+    cluster.add_taskmanager(2);
+    cluster.add_taskmanager(2);
+    let sql = format!(
+        "SET 'execution.checkpointing.interval' = '500ms';
+        SET 'restart-strategy.type' = 'fixed-delay';
+        SET 'restart-strategy.fixed-delay.delay' = '200ms';
+        CREATE TABLE clicks (id BIGINT, k STRING, amount INT, ms BIGINT,
+            ts AS to_timestamp_millis(ms), WATERMARK FOR ts AS ts - INTERVAL '5' SECOND) WITH (
+            'connector' = 'kafka', 'topic' = 'clicks', 'properties.bootstrap.servers' = '{address}',
+            'scan.startup.mode' = 'earliest-offset', 'scan.bounded.mode' = 'latest-offset', 'format' = 'json');
+        CREATE TABLE per_window (k STRING, w BIGINT, n BIGINT, total BIGINT) WITH (
+            'connector' = 'kafka', 'topic' = 'clicks-per-window', 'properties.bootstrap.servers' = '{address}',
+            'format' = 'json', 'sink.delivery-guarantee' = 'exactly-once', 'sink.transactional-id-prefix' = 'windows');
+        INSERT INTO per_window
+        SELECT k, CAST(window_start AS BIGINT), COUNT(*), SUM(amount)
+        FROM TABLE(TUMBLE(TABLE clicks, DESCRIPTOR(ts), INTERVAL '10' SECONDS))
+        GROUP BY k, window_start, window_end;",
+        address = broker.address
+    );
+    let job = cluster.submit(&sql, 2);
+    let kills = cluster.kill_task_managers_while_running(&job, 5, 2, Duration::from_millis(500));
+    let status = cluster.wait_for(&job, &["FINISHED", "FAILED"], 5 * MINUTE);
+    assert_eq!(status["state"], "FINISHED", "{status:#}\n{}", cluster.logs());
+    assert_eq!(kills, 5, "the job finished after only {kills} kills; pace it more");
+
+    // Independently: each record's 10-second window, per key.
+    let mut expected: std::collections::BTreeMap<(String, i64), (i64, i64)> = Default::default();
+    for i in 0..total {
+        let t = time(i);
+        let entry = expected.entry((format!("u{}", i % 50), t - t.rem_euclid(10_000))).or_default();
+        entry.0 += 1;
+        entry.1 += i % 100;
+    }
+    let mut actual: std::collections::BTreeMap<(String, i64), (i64, i64)> = Default::default();
+    for (_, _, value) in broker.read_all("clicks-per-window", 4) {
+        let row: Value = serde_json::from_str(&value).unwrap();
+        let key = (row["k"].as_str().unwrap().to_string(), row["w"].as_i64().unwrap());
+        let result = (row["n"].as_i64().unwrap(), row["total"].as_i64().unwrap());
+        assert!(actual.insert(key.clone(), result).is_none(), "window {key:?} was committed twice after {kills} kills");
+    }
+    let wrong: Vec<String> = expected
+        .iter()
+        .filter(|(key, result)| actual.get(*key) != Some(*result))
+        .map(|(key, result)| format!("{key:?}: expected {result:?}, committed {:?}", actual.get(key)))
+        .collect();
+    let extra = actual.keys().filter(|k| !expected.contains_key(*k)).count();
+    assert!(
+        wrong.is_empty() && extra == 0,
+        "{} of {} windows wrong and {extra} unexpected after {kills} kills, e.g.:\n{}",
+        wrong.len(),
+        expected.len(),
+        wrong.iter().take(10).cloned().collect::<Vec<_>>().join("\n")
+    );
+}

@@ -186,6 +186,8 @@ impl InputGate {
                         return Ok(aborted);
                     }
                 }
+                // Announcements of a source's splits stay within its task.
+                Some(Message::SplitsAssigned(_)) => {}
                 Some(Message::EndOfInput) => {
                     self.inputs[index].ended = true;
                     let events = self.watermarks.on_end(index);

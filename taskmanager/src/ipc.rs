@@ -32,6 +32,11 @@ impl FrameEncoder {
             }),
             Message::EndOfInput => Kind::EndOfInput(EndOfInput {}),
             Message::Idle => Kind::Idle(Idle {}),
+            Message::SplitsAssigned(_) => {
+                return Err(TaskError::Operator(sluice_core::OperatorError::InvalidPlan(
+                    "a split announcement must not leave its task".into(),
+                )))
+            }
         };
         Ok(DataFrame { kind: Some(kind) })
     }

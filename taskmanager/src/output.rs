@@ -198,6 +198,9 @@ impl Outputs {
 
     /// Flushes every buffer, then sends a control message to every consumer.
     pub async fn send_control(&mut self, message: Message) -> Result<(), TaskError> {
+        if matches!(message, Message::SplitsAssigned(_)) {
+            return Ok(()); // it concerns this task's chain only
+        }
         let metrics = self.metrics.clone();
         for edge in &mut self.edges {
             for channel in &mut edge.channels {

@@ -199,6 +199,7 @@ impl Chain {
                     Message::Data(batch) => op.process_batch(batch, &mut out).await?,
                     Message::Watermark(w) => op.on_watermark(w, &mut out).await?,
                     Message::Idle => op.on_idle(&mut out).await?,
+                    Message::SplitsAssigned(splits) => op.on_splits_assigned(splits, &mut out).await?,
                     Message::Barrier(b) => {
                         op.on_barrier(b, &mut out).await?;
                         snapshots.push(op.snapshot_state(b.checkpoint_id).await?);

@@ -71,6 +71,9 @@ pub struct Cluster {
     pub taskmanagers: Vec<Process>,
     pub address: String,
     pub dir: tempfile::TempDir,
+    /// Environment of every task manager started by `add_taskmanager` (test switches such
+    /// as `SLUICE_TEST_SOURCE_PACE`), including those that replace killed ones.
+    pub taskmanager_env: Vec<(String, String)>,
 }
 
 impl Cluster {
@@ -94,6 +97,7 @@ impl Cluster {
             taskmanagers: Vec::new(),
             address,
             dir,
+            taskmanager_env: Vec::new(),
         };
         // Wait until the jobmanager accepts connections, so the first CLI call finds it.
         let deadline = Instant::now() + Duration::from_secs(20);
@@ -122,9 +126,11 @@ impl Cluster {
         self.taskmanagers.clear();
     }
 
-    /// Starts one more task manager.
+    /// Starts one more task manager (with `taskmanager_env`).
     pub fn add_taskmanager(&mut self, slots: u32) {
-        self.add_taskmanager_with_env(slots, &[]);
+        let env = self.taskmanager_env.clone();
+        let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        self.add_taskmanager_with_env(slots, &env);
     }
 
     /// Starts one more task manager with extra environment variables (test fault switches).

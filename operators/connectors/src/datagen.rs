@@ -486,7 +486,7 @@ mod tests {
         loop {
             match source.poll_next().await.unwrap() {
                 SourcePoll::Batch(b) => out.push(b),
-                SourcePoll::Idle => {}
+                SourcePoll::Idle | SourcePoll::SplitsAssigned(_) => {}
                 SourcePoll::Finished => return out,
             }
         }
@@ -535,7 +535,7 @@ mod tests {
             loop {
                 match source.poll_next().await.unwrap() {
                     SourcePoll::Batch(b) => seen.extend(ids(&b)),
-                    SourcePoll::Idle => {}
+                    SourcePoll::Idle | SourcePoll::SplitsAssigned(_) => {}
                     SourcePoll::Finished => break,
                 }
             }

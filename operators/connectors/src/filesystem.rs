@@ -583,7 +583,7 @@ mod tests {
         loop {
             match source.poll_next().await? {
                 SourcePoll::Batch(b) => out.push(b),
-                SourcePoll::Idle => {}
+                SourcePoll::Idle | SourcePoll::SplitsAssigned(_) => {}
                 SourcePoll::Finished => return Ok((out, source.skipped_records())),
             }
         }

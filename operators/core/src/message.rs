@@ -28,6 +28,11 @@ pub enum Message {
     Idle,
     /// The producer has no more data.
     EndOfInput,
+    /// The splits (Kafka partitions, as `topic/partition`) a source subtask reads from now
+    /// on, announced when they are assigned, so that an operator keeping a watermark per
+    /// split waits for each of them before its first row. It travels within a task's chain
+    /// only: outputs do not send it on.
+    SplitsAssigned(Vec<String>),
 }
 
 impl Message {

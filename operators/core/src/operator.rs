@@ -136,6 +136,13 @@ pub trait Operator: Send {
         Ok(())
     }
 
+    /// The source of this chain reads these splits from now on; the default passes the
+    /// announcement on.
+    async fn on_splits_assigned(&mut self, splits: Vec<String>, out: &mut Collector) -> Result<()> {
+        out.message(Message::SplitsAssigned(splits));
+        Ok(())
+    }
+
     /// A checkpoint barrier arrived on every input; it is forwarded after this returns.
     async fn on_barrier(&mut self, _barrier: Barrier, _out: &mut Collector) -> Result<()> {
         Ok(())
@@ -209,6 +216,8 @@ pub enum SourcePoll {
     Idle,
     /// A bounded source has emitted everything.
     Finished,
+    /// The source reads these splits from now on (see [`Message::SplitsAssigned`]).
+    SplitsAssigned(Vec<String>),
 }
 
 /// A source of rows. `poll_next` must return within a few milliseconds (returning

@@ -56,6 +56,20 @@ impl WatermarkGenerator {
 
 #[async_trait]
 impl Operator for WatermarkGenerator {
+    async fn on_splits_assigned(&mut self, splits: Vec<String>, out: &mut Collector) -> Result<()> {
+        // A split that has not delivered yet holds the watermark back (at its start) like
+        // one that is behind, until it delivers or goes idle; otherwise its first rows
+        // would come after windows that should have held them.
+        if self.split_column.is_some() {
+            let now = Instant::now();
+            for split in &splits {
+                self.splits.entry(split.clone()).or_insert((i64::MIN, now));
+            }
+        }
+        out.message(sluice_core::Message::SplitsAssigned(splits));
+        Ok(())
+    }
+
     async fn process_batch(&mut self, batch: RecordBatch, out: &mut Collector) -> Result<()> {
         let values = self
             .expr
@@ -155,5 +169,18 @@ mod tests {
         tokio::time::sleep(Duration::from_millis(80)).await;
         g.process_batch(batch(&schema, &[(300, "t/0")]), &mut out).await.unwrap();
         assert_eq!(watermarks(&mut out), vec![300], "partition 1 is idle and no longer holds it");
+    }
+
+    /// A partition assigned but not yet read holds the watermark back: its first rows may
+    /// be older than what the other partitions delivered.
+    #[tokio::test]
+    async fn an_announced_partition_holds_the_watermark_before_its_first_row() {
+        let (mut g, schema) = generator(0);
+        let mut out = Collector::default();
+        g.on_splits_assigned(vec!["t/0".into(), "t/2".into()], &mut out).await.unwrap();
+        g.process_batch(batch(&schema, &[(1_000, "t/0"), (2_000, "t/0")]), &mut out).await.unwrap();
+        assert!(watermarks(&mut out).is_empty(), "t/2 has delivered nothing yet");
+        g.process_batch(batch(&schema, &[(500, "t/2")]), &mut out).await.unwrap();
+        assert_eq!(watermarks(&mut out), vec![500]);
     }
 }

@@ -173,6 +173,7 @@ impl Task {
             SourcePoll::Idle if idle.announce(self.idle_timeout) => Step::Message(Message::Idle),
             SourcePoll::Idle => Step::Nothing,
             SourcePoll::Finished => Step::SourceFinished,
+            SourcePoll::SplitsAssigned(splits) => Step::Message(Message::SplitsAssigned(splits)),
         })
     }
 

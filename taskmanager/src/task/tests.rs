@@ -195,6 +195,7 @@ fn describe(message: &Message) -> String {
         Message::Watermark(w) => format!("watermark {w}"),
         Message::Idle => "idle".into(),
         Message::EndOfInput => "end".into(),
+        Message::SplitsAssigned(splits) => format!("splits {}", splits.join(",")),
     }
 }
 

@@ -120,6 +120,8 @@ pub struct KafkaSource {
     to_commit: BTreeMap<u64, Vec<(Partition, i64)>>,
     last_discovery: Instant,
     skipped: u64,
+    /// Partitions assigned but not yet announced downstream (`SourcePoll::SplitsAssigned`).
+    unannounced: Vec<Partition>,
 }
 
 impl KafkaSource {
@@ -139,6 +141,7 @@ impl KafkaSource {
             to_commit: BTreeMap::new(),
             last_discovery: Instant::now(),
             skipped: 0,
+            unannounced: Vec::new(),
         }
     }
 
@@ -272,6 +275,14 @@ impl KafkaSource {
         }
         self.positions.extend(starts.iter().cloned());
         self.stop_at.extend(stops);
+        // Announced so per-partition watermarks wait for them; a bounded partition with
+        // nothing left to read is not waited for.
+        self.unannounced.extend(
+            starts
+                .iter()
+                .filter(|(p, start)| self.stop_at.get(p).is_none_or(|stop| start < stop))
+                .map(|(p, _)| p.clone()),
+        );
         self.consumer().assign(&tpl).map_err(|e| kafka_error(&self.config, "cannot assign partitions", e))?;
         let starts: Vec<String> = starts.iter().map(|(p, o)| format!("{}/{} from offset {o}", p.0, p.1)).collect();
         tracing::info!(
@@ -405,6 +416,7 @@ fn metadata_column(key: MetadataKey, data_type: &DataType, rows: &[&Received]) -
         MetadataKey::Partition => Arc::new(Int32Array::from_iter_values(rows.iter().map(|m| m.partition.1))),
         MetadataKey::Offset => Arc::new(Int64Array::from_iter_values(rows.iter().map(|m| m.offset))),
         MetadataKey::Topic => Arc::new(StringArray::from_iter_values(rows.iter().map(|m| m.partition.0.as_str()))),
+        // The same text as the partitions' announcement (`SourcePoll::SplitsAssigned`).
         MetadataKey::Split => {
             Arc::new(StringArray::from_iter_values(rows.iter().map(|m| format!("{}/{}", m.partition.0, m.partition.1))))
         }
@@ -494,6 +506,10 @@ impl Source for KafkaSource {
                 let all = self.list_partitions().await?;
                 self.assign_new(all, false).await?;
             }
+        }
+        if !self.unannounced.is_empty() {
+            let splits = self.unannounced.drain(..).map(|p| format!("{}/{}", p.0, p.1)).collect();
+            return Ok(SourcePoll::SplitsAssigned(splits));
         }
         if self.reached_end() {
             return Ok(SourcePoll::Finished);
