@@ -233,6 +233,35 @@ def updating_group_by():
     return out
 
 
+def union_all():
+    # 16_union_all.sql: A and B bids, C bids at ten times their price (item 'C10'), and A
+    # bids over 15 a second time; TUMBLE 30 min COUNT/SUM per item over the union.
+    from datetime import datetime, timedelta
+
+    epoch = datetime(1970, 1, 1)
+    size = 30 * 60_000
+    rows = []
+    for line in (SQL / "data" / "bids_hour.json").read_text().splitlines():
+        bid = json.loads(line)
+        t = int((datetime.fromisoformat(bid["bidtime"]) - epoch).total_seconds() * 1000)
+        price, item = bid["price"], bid["item"]
+        if item in ("A", "B"):
+            rows.append((t, price, item))
+        if item == "C":
+            rows.append((t, None if price is None else price * 10, "C10"))
+        if item == "A" and price is not None and price > 15:
+            rows.append((t, price, item))
+    groups = {}
+    for t, price, item in rows:
+        groups.setdefault((t - t % size, item), []).append(price)
+    out = []
+    for (s, item), prices in groups.items():
+        present = [p for p in prices if p is not None]
+        shown = (epoch + timedelta(milliseconds=s)).isoformat()
+        out.append(row("union", shown, item, str(len(prices)), double(sum(present)) if present else "null"))
+    return out
+
+
 CHECKS = {
     "02_json_file_projection_filter": json_file_projection_filter,
     "04_group_by_aggregates": group_by_aggregates,
@@ -240,6 +269,7 @@ CHECKS = {
     "12_window_aggregates": window_aggregates,
     "13_group_windows": group_windows,
     "14_updating_group_by": updating_group_by,
+    "16_union_all": union_all,
 }
 
 

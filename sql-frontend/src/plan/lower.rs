@@ -426,6 +426,47 @@ impl Lowering {
         self.then(input, op, parallelism, Partitioning::Forward, vec![], ml.output_schema.clone())
     }
 
+    /// UNION ALL: each input conformed to the union's columns, then one operator that all of
+    /// them feed (its watermark is the minimum over them, as for any operator with inputs).
+    fn union_all(
+        &mut self,
+        inputs: &[Arc<LogicalPlan>],
+        output: SchemaRef,
+        location: Location,
+        resolve: &mut dyn FnMut(&mut Lowering, &str, Location) -> Result<Stream>,
+    ) -> Result<Stream> {
+        let mut streams = Vec::with_capacity(inputs.len());
+        for input in inputs {
+            let stream = self.lower(input, location, resolve)?;
+            self.append_only(&stream, "UNION ALL", location)?;
+            let columns: Vec<Expr> = stream
+                .schema
+                .fields()
+                .iter()
+                .zip(output.fields())
+                .map(|(from, to)| {
+                    let column = Expr::Column(Column::new_unqualified(from.name()));
+                    let column = if from.data_type() == to.data_type() {
+                        column
+                    } else {
+                        datafusion::logical_expr::cast(column, to.data_type().clone())
+                    };
+                    column.alias(to.name())
+                })
+                .collect();
+            streams.push(self.calc(&stream, None, &columns, output.clone(), location)?);
+        }
+        let spec =
+            ProjectSpec { columns: (0..output.fields().len() as u32).collect(), output_schema: encode_schema(&output) };
+        let op = OperatorSpec { uid: String::new(), name: "union all".into(), kind: Some(Kind::Project(spec)) };
+        let parallelism = self.default_parallelism;
+        let node = self.builder.add(op, parallelism);
+        for stream in &streams {
+            self.builder.connect(stream.node, node, Partitioning::Forward, vec![], encode_schema(&stream.schema));
+        }
+        Ok(Stream { node, schema: output, parallelism, updates: None })
+    }
+
     /// Lowers the plan of a view read by the query being lowered: the view's windowing
     /// calls are its own, whatever the query around it feeds.
     pub fn lower_nested(
@@ -501,13 +542,14 @@ impl Lowering {
                     _ => Ok(stream),
                 }
             }
+            LogicalPlan::Union(union) => self.union_all(&union.inputs, arrow(&union.schema), location, resolve),
             LogicalPlan::EmptyRelation(_) | LogicalPlan::Values(_) => Err(SqlError::new(
                 location,
                 "queries without a FROM table are not supported in streaming jobs",
             )
             .with_hint("read from a table declared with CREATE TABLE")),
             other => Err(SqlError::new(location, format!("{} is not supported yet in streaming SQL", describe(other)))
-                .with_hint("supported today: projections, WHERE, CASE, CAST, functions, GROUP BY, window table functions and window aggregates, DISTINCT, ML_PREDICT")),
+                .with_hint("supported today: projections, WHERE, CASE, CAST, functions, GROUP BY, window table functions and window aggregates, DISTINCT, UNION ALL, ML_PREDICT")),
         }
     }
 }
@@ -515,7 +557,6 @@ impl Lowering {
 fn describe(plan: &LogicalPlan) -> &'static str {
     match plan {
         LogicalPlan::Join(_) => "JOIN",
-        LogicalPlan::Union(_) => "UNION",
         LogicalPlan::Sort(_) => "ORDER BY",
         LogicalPlan::Limit(_) => "LIMIT",
         LogicalPlan::Window(_) => "an OVER window",
