@@ -262,6 +262,43 @@ def union_all():
     return out
 
 
+def session_windows():
+    # 17_session_windows.sql: per item, bids closer than the gap (or exactly the gap apart)
+    # share a session [first, last + gap); gap 1 min (COUNT, SUM, MAX) and 90 s (COUNT).
+    from datetime import datetime, timedelta
+
+    epoch = datetime(1970, 1, 1)
+
+    def text(ms):
+        shown = (epoch + timedelta(milliseconds=ms)).isoformat()
+        return shown[:-3] if ms % 1000 else shown
+
+    per_item = {}
+    for line in (SQL / "data" / "bids_hour.json").read_text().splitlines():
+        bid = json.loads(line)
+        t = int((datetime.fromisoformat(bid["bidtime"]) - epoch).total_seconds() * 1000)
+        per_item.setdefault(bid["item"], []).append((t, bid["price"]))
+
+    def sessions(gap):
+        for item, bids in per_item.items():
+            current = []
+            for t, price in sorted(bids, key=lambda b: b[0]):
+                if current and t > current[-1][0] + gap:
+                    yield item, current
+                    current = []
+                current.append((t, price))
+            yield item, current
+
+    out = []
+    for item, bids in sessions(60_000):
+        prices = [p for _, p in bids if p is not None]
+        out.append(row("tvf", item, text(bids[0][0]), text(bids[-1][0] + 60_000), str(len(bids)),
+                       double(sum(prices)) if prices else "null", double(max(prices)) if prices else "null"))
+    for item, bids in sessions(90_000):
+        out.append(row("legacy", item, text(bids[0][0]), text(bids[-1][0] + 90_000), str(len(bids))))
+    return out
+
+
 CHECKS = {
     "02_json_file_projection_filter": json_file_projection_filter,
     "04_group_by_aggregates": group_by_aggregates,
@@ -270,6 +307,7 @@ CHECKS = {
     "13_group_windows": group_windows,
     "14_updating_group_by": updating_group_by,
     "16_union_all": union_all,
+    "17_session_windows": session_windows,
 }
 
 

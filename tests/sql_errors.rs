@@ -484,6 +484,16 @@ EXPLAIN CHANGELOG_MODE, ESTIMATED_COST SELECT customer FROM orders;"#,
         r#"EXPLAIN ESTIMATED_COST is not supported yet"#,
         Some((2, 25)),
     ),
+    (
+        "session_window_grouped_by_other_columns",
+        "run",
+        r#"CREATE TABLE bids (bidtime TIMESTAMP(3), price DOUBLE, item STRING, WATERMARK FOR bidtime AS bidtime) WITH ('connector' = 'datagen', 'number-of-rows' = '10');
+SELECT window_start, SUM(price)
+FROM TABLE(SESSION(TABLE bids PARTITION BY item, DESCRIPTOR(bidtime), INTERVAL '1' MINUTE))
+GROUP BY window_start, window_end;"#,
+        r#"a SESSION window aggregate must group by exactly its PARTITION BY columns (item) besides the window"#,
+        Some((3, 12)),
+    ),
 ];
 
 #[test]

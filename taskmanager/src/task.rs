@@ -263,7 +263,13 @@ impl Task {
             source.initialize_state(self.state_init(&uid, None, key_groups).await?).await?;
             source.open(&self.ctx).await?;
         }
-        self.run_head(head).await
+        let result = self.run_head(head).await;
+        // Closing a keyed state store that was written to (RocksDB) takes about a second
+        // (its memtable is flushed): on a blocking thread, in the background, so neither the
+        // runtime (heartbeats, other tasks) nor the task's end waits for it. The store's
+        // directory goes with it.
+        tokio::task::spawn_blocking(move || drop(self));
+        result
     }
 
     /// The task's one loop: takes the head's next step and handles it, until the input

@@ -408,6 +408,54 @@ impl Aggregates {
         Ok(())
     }
 
+    /// Merges the accumulators of a group's later part (`later`, e.g. a session that began
+    /// later) into those of its earlier part (`earlier`), as if one group saw both parts'
+    /// rows, the earlier part's first.
+    pub fn merge(&self, earlier: &mut [Acc], later: &[Acc]) -> Result<()> {
+        use AggregateFunction as F;
+        for ((call, into), from) in self.calls.iter().zip(earlier.iter_mut()).zip(later) {
+            match (into, from) {
+                (Acc::Count(a), Acc::Count(b)) => *a += b,
+                (Acc::SumInt(a), Acc::SumInt(Some(b))) => {
+                    *a = Some(a.unwrap_or(0).checked_add(*b).ok_or_else(|| {
+                        OperatorError::InvalidPlan("SUM overflowed BIGINT; cast its input to DOUBLE".into())
+                    })?)
+                }
+                (Acc::SumFloat(a), Acc::SumFloat(Some(b))) => *a = Some(a.unwrap_or(0.0) + b),
+                (Acc::Avg { sum, count }, Acc::Avg { sum: s, count: c }) => {
+                    *sum += s;
+                    *count += c;
+                }
+                (Acc::Value(a), Acc::Value(Some(b))) => {
+                    let replace = match (call.function, a.as_deref()) {
+                        (_, None) => true,
+                        (F::Min, Some(cur)) => b.as_slice() < cur,
+                        (F::Max, Some(cur)) => b.as_slice() > cur,
+                        (F::LastValue, Some(_)) => true,
+                        _ => false,
+                    };
+                    if replace {
+                        *a = Some(b.clone());
+                    }
+                }
+                (Acc::Values(a), Acc::Values(b)) => a.extend(b.iter().cloned()),
+                (Acc::Text(a), Acc::Text(Some(b))) => match a {
+                    Some(text) => {
+                        text.push_str(call.separator.as_deref().unwrap_or(DEFAULT_SEPARATOR));
+                        text.push_str(b);
+                    }
+                    None => *a = Some(b.clone()),
+                },
+                (Acc::Distinct(a), Acc::Distinct(b)) => a.extend(b.iter().cloned()),
+                (_, Acc::SumInt(None) | Acc::SumFloat(None) | Acc::Value(None) | Acc::Text(None)) => {}
+                (into, from) => {
+                    return Err(OperatorError::State(format!("cannot merge aggregate state {from:?} into {into:?}")))
+                }
+            }
+        }
+        Ok(())
+    }
+
     /// The aggregate of a DISTINCT call's value set, as a plain accumulator.
     fn over_distinct(&self, i: usize, set: &BTreeSet<Vec<u8>>) -> Result<Acc> {
         let mut acc = initial_acc(self.calls[i].function, &self.output_types[i]);

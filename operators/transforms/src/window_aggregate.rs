@@ -14,7 +14,9 @@
 //!
 //! State: one accumulator entry per (key, window) in the value table [`WINDOWS`], under
 //! the key's key group, and one event-time timer per entry at `window_end - 1`; both are
-//! in every checkpoint, so windows restore at any parallelism and fire once.
+//! in every checkpoint, so windows restore at any parallelism and fire once. SESSION
+//! windows merge instead (module `sessions`): each key's open sessions are one entry, with
+//! one timer per session end.
 
 use std::collections::HashMap;
 
@@ -29,10 +31,13 @@ use std::sync::Arc;
 use crate::aggregate::{Acc, Accumulators, Aggregates};
 use crate::keyed_aggregate::{in_memory, key_converter};
 use crate::window_tvf::WindowShape;
+use sessions::{Added, Sessions, SESSIONS};
 use sluice_core::keys::{key_group, KeyHasher};
 use sluice_core::state::tables::{decode_time, encode_time, ValueTable};
 use sluice_core::timers::{TimeDomain, TimerService};
 use sluice_core::{Collector, Operator, OperatorError, OperatorState, Result, StateInit, TaskContext};
+
+mod sessions;
 
 /// The name of the table holding each (key, window)'s accumulators.
 pub const WINDOWS: &str = "windows";
@@ -69,6 +74,8 @@ pub struct WindowAggregate {
     timers: TimerService,
     /// Accumulators changed since the last flush, by (key group, stored key).
     pending: HashMap<(u32, Vec<u8>), Vec<Acc>>,
+    /// SESSION windows: each key's open sessions (the other tables stay empty).
+    sessions: Option<Sessions>,
     /// The watermark last seen (windows ending at or before it + 1 ms have fired).
     watermark: i64,
     late_records_dropped: u64,
@@ -125,7 +132,12 @@ impl WindowAggregate {
             return Err(OperatorError::InvalidPlan("a window aggregate needs a key besides the window".into()));
         }
         let mut tables = in_memory();
+        let sessions = match slices {
+            Some(WindowShape::Session { gap }) => Some(Sessions::new(gap, tables.value(SESSIONS, None)?)),
+            _ => None,
+        };
         Ok(WindowAggregate {
+            sessions,
             key_converter: key_converter(input_schema, &plain_keys)?,
             hasher: KeyHasher::new(input_schema, &plain_keys)?,
             windows: tables.value(WINDOWS, None)?,
@@ -159,8 +171,11 @@ impl WindowAggregate {
         WindowAggregate::new(&input, keys, window_keys, slices, aggregates, output, batch_rows)
     }
 
-    /// Writes the pending accumulators to the store.
+    /// Writes the pending accumulators (or sessions) to the store.
     fn flush(&mut self) -> Result<()> {
+        if let Some(sessions) = &mut self.sessions {
+            sessions.flush()?;
+        }
         if self.pending.is_empty() {
             return Ok(());
         }
@@ -176,6 +191,18 @@ impl WindowAggregate {
             return Ok(());
         }
         let mut fired: Vec<(Vec<u8>, Vec<Acc>)> = Vec::with_capacity(due.len());
+        if let Some(sessions) = &mut self.sessions {
+            // A session's timer is its key's: the key's sessions that ended fire.
+            for timer in due {
+                for session in sessions.take_fired(timer.key_group, &timer.key, watermark)? {
+                    fired.push((stored_key(&timer.key, session.start, session.end), session.accs));
+                }
+            }
+            for chunk in fired.chunks(self.batch_rows) {
+                out.batch(self.results(chunk)?);
+            }
+            return Ok(());
+        }
         for timer in due {
             let accs = match self.pending.remove(&(timer.key_group, timer.key.clone())) {
                 Some(accs) => Some(accs),
@@ -259,6 +286,21 @@ impl Operator for WindowAggregate {
             }
             let group = key_group(hash, self.max_parallelism);
             let key = rows.row(row);
+            if let Some(sessions) = &mut self.sessions {
+                let mut accs = self.aggregates.initial();
+                self.aggregates.accumulate(&mut accs, &inputs, row)?;
+                let start = starts.value(row);
+                match sessions.add(&self.aggregates, group, key.as_ref(), start, accs, self.watermark)? {
+                    Added::Late => self.late_records_dropped += 1,
+                    Added::Merged { replaced, end } => {
+                        for old in replaced {
+                            self.timers.delete(TimeDomain::EventTime, group, key.as_ref(), old - 1)?;
+                        }
+                        self.timers.register(TimeDomain::EventTime, group, key.as_ref(), end - 1)?;
+                    }
+                }
+                continue;
+            }
             let mut on_time = false;
             for &(start, end) in &windows {
                 if end - 1 <= self.watermark {
@@ -311,6 +353,9 @@ impl Operator for WindowAggregate {
     async fn initialize_state(&mut self, init: StateInit) -> Result<()> {
         if let Some(mut tables) = init.tables() {
             self.windows = tables.value(WINDOWS, None)?;
+            if let Some(sessions) = &mut self.sessions {
+                *sessions = Sessions::new(sessions.gap, tables.value(SESSIONS, None)?);
+            }
             self.timers = TimerService::open(&mut tables)?;
         }
         Ok(())

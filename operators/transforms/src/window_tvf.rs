@@ -49,6 +49,12 @@ pub enum WindowShape {
         /// Shift of the window boundaries from the epoch.
         offset: i64,
     },
+    /// Sessions: a row opens `[time, time + gap)`, and a window aggregate merges the windows
+    /// of a key that touch into one.
+    Session {
+        /// The gap that ends a session.
+        gap: i64,
+    },
 }
 
 /// The start of the window of length `size` holding `timestamp`, with boundaries at
@@ -73,10 +79,11 @@ impl WindowShape {
             Ok(WindowKind::Tumble) => WindowShape::Tumble { size, offset },
             Ok(WindowKind::Hop) => WindowShape::Hop { size, slide: step, offset },
             Ok(WindowKind::Cumulate) => WindowShape::Cumulate { size, step, offset },
+            Ok(WindowKind::Session) => WindowShape::Session { gap: size },
             Err(_) => return Err(OperatorError::InvalidPlan(format!("unknown window kind {}", spec.kind))),
         };
         let positive = match shape {
-            WindowShape::Tumble { size, .. } => size > 0,
+            WindowShape::Tumble { size, .. } | WindowShape::Session { gap: size } => size > 0,
             WindowShape::Hop { size, slide: step, .. } | WindowShape::Cumulate { size, step, .. } => {
                 size > 0 && step > 0
             }
@@ -92,7 +99,11 @@ impl WindowShape {
     /// CUMULATE, the greatest common divisor of the size and the slide or step). The windows
     /// of a slice are those holding its start.
     pub fn slice(&self, timestamp: i64) -> (i64, i64) {
+        if let WindowShape::Session { gap } = *self {
+            return (timestamp, timestamp + gap);
+        }
         let (length, offset) = match *self {
+            WindowShape::Session { .. } => unreachable!("returned above"),
             WindowShape::Tumble { size, offset } => (size, offset),
             WindowShape::Hop { size, slide: step, offset } | WindowShape::Cumulate { size, step, offset } => {
                 (gcd(size, step), offset)
@@ -102,9 +113,11 @@ impl WindowShape {
         (start, start + length)
     }
 
-    /// Calls `window(start, end)` for each window holding `timestamp`, in ascending order.
+    /// Calls `window(start, end)` for each window holding `timestamp`, in ascending order
+    /// (for sessions, the row's own window before any merge).
     pub fn for_each_window(&self, timestamp: i64, mut window: impl FnMut(i64, i64)) {
         match *self {
+            WindowShape::Session { gap } => window(timestamp, timestamp + gap),
             WindowShape::Tumble { size, offset } => {
                 let start = window_start(timestamp, offset, size);
                 window(start, start + size);

@@ -360,6 +360,8 @@ pub enum WindowFunction {
     Hop,
     /// `CUMULATE`: windows from one start growing by a step up to a size.
     Cumulate,
+    /// `SESSION`: rows closer than a gap share a window.
+    Session,
 }
 
 impl WindowFunction {
@@ -369,6 +371,7 @@ impl WindowFunction {
             WindowFunction::Tumble => "TUMBLE",
             WindowFunction::Hop => "HOP",
             WindowFunction::Cumulate => "CUMULATE",
+            WindowFunction::Session => "SESSION",
         }
     }
 }
@@ -389,7 +392,7 @@ pub struct WindowTvfCall {
     pub time_column: String,
     /// Where the time column's name is.
     pub time_location: Location,
-    /// The window size.
+    /// The window size (SESSION: the gap).
     pub size_ms: i64,
     /// HOP's slide or CUMULATE's step (0 for TUMBLE).
     pub step_ms: i64,
@@ -397,6 +400,8 @@ pub struct WindowTvfCall {
     pub offset_ms: i64,
     /// Where the function's name is.
     pub location: Location,
+    /// SESSION's `PARTITION BY` columns, with where each is written.
+    pub partition_by: Vec<(String, Location)>,
     /// Written in the group-window syntax (`GROUP BY TUMBLE(ts, size)`), which Flink does
     /// not hold to the window table functions' rules (a HOP's size need not be a multiple
     /// of its slide).

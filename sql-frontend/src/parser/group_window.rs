@@ -128,17 +128,14 @@ fn rewrite_select(select: &mut Select, calls: &mut TableCalls) -> Result<()> {
     let function = match name.as_str() {
         "TUMBLE" => WindowFunction::Tumble,
         "HOP" => WindowFunction::Hop,
-        _ => {
-            return Err(SqlError::new(at, format!("{name} group windows are not supported yet"))
-                .with_hint("use a TUMBLE or HOP window"))
-        }
+        _ => WindowFunction::Session,
     };
-    let expected = if function == WindowFunction::Tumble { 2 } else { 3 };
+    let expected = if function == WindowFunction::Hop { 3 } else { 2 };
     if args.len() != expected {
-        let usage = if function == WindowFunction::Tumble {
-            "TUMBLE(time_column, INTERVAL '1' HOUR)"
-        } else {
-            "HOP(time_column, slide, size), e.g. HOP(ts, INTERVAL '5' MINUTES, INTERVAL '1' HOUR)"
+        let usage = match function {
+            WindowFunction::Tumble => "TUMBLE(time_column, INTERVAL '1' HOUR)",
+            WindowFunction::Session => "SESSION(time_column, INTERVAL '10' MINUTES), the gap between sessions",
+            _ => "HOP(time_column, slide, size), e.g. HOP(ts, INTERVAL '5' MINUTES, INTERVAL '1' HOUR)",
         };
         return Err(SqlError::new(at, format!("{name} takes {expected} arguments, {} given", args.len()))
             .with_hint(format!("write {usage}")));
@@ -152,8 +149,8 @@ fn rewrite_select(select: &mut Select, calls: &mut TableCalls) -> Result<()> {
         }
     };
     let (size_ms, step_ms) = match function {
-        WindowFunction::Tumble => (interval_ms(args[1])?, 0),
-        _ => (interval_ms(args[2])?, interval_ms(args[1])?),
+        WindowFunction::Hop => (interval_ms(args[2])?, interval_ms(args[1])?),
+        _ => (interval_ms(args[1])?, 0),
     };
     if size_ms <= 0 || (function == WindowFunction::Hop && step_ms <= 0) {
         return Err(SqlError::new(at, format!("{name}'s intervals must be positive")));
@@ -192,6 +189,7 @@ fn rewrite_select(select: &mut Select, calls: &mut TableCalls) -> Result<()> {
         step_ms,
         offset_ms: 0,
         location: at,
+        partition_by: Vec::new(),
         legacy: true,
     });
     // The auxiliary functions become window columns; they must repeat the window's arguments.

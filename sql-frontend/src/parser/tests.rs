@@ -294,6 +294,7 @@ fn window_functions_become_placeholders_positionally_and_by_name() {
             size_ms: 600_000,
             step_ms: 0,
             offset_ms: 0,
+            partition_by: Vec::new(),
             legacy: false,
             location: at(1, 21),
         }
@@ -310,6 +311,21 @@ fn window_functions_become_placeholders_positionally_and_by_name() {
         aliases,
         [("__window_0".to_string(), Some("w".to_string())), ("__window_1".to_string(), Some("h".to_string()))]
     );
+}
+
+#[test]
+fn session_windows_take_a_partition_and_a_gap() {
+    let sql = "SELECT * FROM TABLE(SESSION(TABLE t PARTITION BY (k1, k2), DESCRIPTOR(ts), INTERVAL '5' MINUTES))";
+    let ScriptStatement::Query(q) = one(sql) else { panic!() };
+    let [call] = q.calls.windows.as_slice() else { panic!() };
+    assert_eq!((call.function, call.input.as_str(), call.size_ms), (WindowFunction::Session, "t", 300_000));
+    let keys: Vec<&str> = call.partition_by.iter().map(|(k, _)| k.as_str()).collect();
+    assert_eq!(keys, ["k1", "k2"]);
+    let sql = "SELECT * FROM TABLE(SESSION(DATA => TABLE t PARTITION BY k, TIMECOL => DESCRIPTOR(ts), \
+               GAP => INTERVAL '1' MINUTE))";
+    let ScriptStatement::Query(q) = one(sql) else { panic!() };
+    assert_eq!(q.calls.windows[0].partition_by[0].0, "k");
+    assert_eq!(q.calls.windows[0].size_ms, 60_000);
 }
 
 #[test]
@@ -374,9 +390,9 @@ fn window_function_errors_are_located() {
             "TUMBLE has no argument named WIDTH",
         ),
         (
-            "SELECT * FROM TABLE(SESSION(TABLE t PARTITION BY k, DESCRIPTOR(ts), INTERVAL '1' HOUR))",
-            (1, 21),
-            "SESSION windows are not supported yet",
+            "SELECT * FROM TABLE(TUMBLE(TABLE t PARTITION BY k, DESCRIPTOR(ts), INTERVAL '1' HOUR))",
+            (1, 36),
+            "TUMBLE takes no PARTITION BY",
         ),
         (
             "SELECT * FROM TABLE(TUMBLE(TABLE (SELECT 1), DESCRIPTOR(ts), INTERVAL '1' HOUR))",

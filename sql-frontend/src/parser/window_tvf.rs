@@ -80,6 +80,7 @@ fn parameters(function: WindowFunction) -> &'static [&'static str] {
         WindowFunction::Tumble => &["DATA", "TIMECOL", "SIZE", "OFFSET"],
         WindowFunction::Hop => &["DATA", "TIMECOL", "SLIDE", "SIZE", "OFFSET"],
         WindowFunction::Cumulate => &["DATA", "TIMECOL", "STEP", "SIZE", "OFFSET"],
+        WindowFunction::Session => &["DATA", "TIMECOL", "GAP"],
     }
 }
 
@@ -88,10 +89,7 @@ fn parse_call(name: &str, args: &[&TokenWithSpan], location: Location, placehold
         "TUMBLE" => WindowFunction::Tumble,
         "HOP" => WindowFunction::Hop,
         "CUMULATE" => WindowFunction::Cumulate,
-        _ => {
-            return Err(SqlError::new(location, "SESSION windows are not supported yet")
-                .with_hint("use TUMBLE, HOP or CUMULATE windows for now"))
-        }
+        _ => WindowFunction::Session,
     };
     let names = parameters(function);
     let usage = format!("{name}({})", names.join(", "));
@@ -135,19 +133,22 @@ fn parse_call(name: &str, args: &[&TokenWithSpan], location: Location, placehold
             SqlError::new(location, format!("{name} needs its {} argument", names[index])).with_hint(usage.clone())
         })
     };
-    let (input, input_location) = table(required(0)?)?;
+    let (data, data_at) = required(0)?;
+    let (data, partition_by) = partitioned(data, function)?;
+    let (input, input_location) = table((data, data_at))?;
     let (time_column, time_location) = time_column(required(1)?)?;
-    // TUMBLE's size comes third; HOP's and CUMULATE's after their slide or step.
-    let size_index = if function == WindowFunction::Tumble { 2 } else { 3 };
+    // TUMBLE's size and SESSION's gap come third; HOP's and CUMULATE's size after their
+    // slide or step.
+    let fixed = matches!(function, WindowFunction::Tumble | WindowFunction::Session);
+    let size_index = if fixed { 2 } else { 3 };
     let size = interval(required(size_index)?)?;
-    let step = match function {
-        WindowFunction::Tumble => 0,
-        _ => interval(required(2)?)?,
+    let step = if fixed { 0 } else { interval(required(2)?)? };
+    let offset = match function {
+        WindowFunction::Session => 0,
+        _ => values[names.len() - 1].map(interval).transpose()?.unwrap_or(0),
     };
-    let offset_index = names.len() - 1;
-    let offset = values[offset_index].map(interval).transpose()?.unwrap_or(0);
     let mut positive = vec![(size_index, size)];
-    if function != WindowFunction::Tumble {
+    if !fixed {
         positive.push((2, step));
     }
     for (index, value) in positive {
@@ -167,8 +168,42 @@ fn parse_call(name: &str, args: &[&TokenWithSpan], location: Location, placehold
         step_ms: step,
         offset_ms: offset,
         location,
+        partition_by,
         legacy: false,
     })
+}
+
+/// Splits `TABLE t PARTITION BY k` (or `PARTITION BY (k1, k2)`, SESSION only) into the
+/// table part and the partition columns.
+#[allow(clippy::type_complexity)]
+fn partitioned<'a, 't>(
+    tokens: &'a [&'t TokenWithSpan],
+    function: WindowFunction,
+) -> Result<(&'a [&'t TokenWithSpan], Vec<(String, Location)>)> {
+    let Some(at) = tokens.iter().position(|t| is_word(&t.token, "PARTITION")) else { return Ok((tokens, Vec::new())) };
+    if function != WindowFunction::Session {
+        return Err(SqlError::new(tokens[at].span.start, format!("{} takes no PARTITION BY", function.name()))
+            .with_hint("only SESSION windows are partitioned"));
+    }
+    let rest = &tokens[at + 1..];
+    if !rest.first().is_some_and(|t| is_word(&t.token, "BY")) {
+        return Err(SqlError::new(tokens[at].span.start, "expected PARTITION BY column"));
+    }
+    let mut columns = Vec::new();
+    for token in &rest[1..] {
+        match &token.token {
+            Token::Word(w) => columns.push((w.value.clone(), token.span.start)),
+            Token::LParen | Token::RParen | Token::Comma => {}
+            other => {
+                return Err(SqlError::new(token.span.start, format!("expected a column name, found: {other}"))
+                    .with_hint("write PARTITION BY k or PARTITION BY (k1, k2)"))
+            }
+        }
+    }
+    if columns.is_empty() {
+        return Err(SqlError::new(tokens[at].span.start, "PARTITION BY names no column"));
+    }
+    Ok((&tokens[..at], columns))
 }
 
 /// `TABLE name` (also `TABLE(name)`).

@@ -77,8 +77,35 @@ struct WindowFeed {
     placeholder: String,
     /// Whether the call sends slices (see [`WindowGrouping::slices`]).
     slices: bool,
+    /// The aggregate's group columns besides the window's (`None`: one is an expression).
+    keys: Option<Vec<String>>,
     /// The call as lowered.
     spec: Option<WindowTvfSpec>,
+}
+
+/// Checks that a SESSION window aggregate groups by exactly the window's partition columns
+/// (`plain_keys`: the other group columns, `None` when one is an expression): sessions are
+/// kept per group key. The group-window syntax partitions by the group keys by definition.
+fn session_partition(call: &crate::parser::WindowTvfCall, plain_keys: Option<&[String]>) -> Result<()> {
+    if call.legacy {
+        return Ok(());
+    }
+    let mut partition: Vec<&str> = call.partition_by.iter().map(|(k, _)| k.as_str()).collect();
+    let mut keys: Vec<&str> = plain_keys.unwrap_or_default().iter().map(String::as_str).collect();
+    partition.sort_unstable();
+    keys.sort_unstable();
+    if plain_keys.is_some() && partition == keys {
+        return Ok(());
+    }
+    Err(SqlError::new(
+        call.location,
+        format!(
+            "a SESSION window aggregate must group by exactly its PARTITION BY columns ({}) besides the window; \
+             other groupings are not supported yet",
+            if partition.is_empty() { "none".to_string() } else { partition.join(", ") }
+        ),
+    )
+    .with_hint("write SESSION(TABLE t PARTITION BY k, ...) ... GROUP BY k, window_start, window_end"))
 }
 
 /// A windowing call as shown in plans.
@@ -88,6 +115,7 @@ fn window_name(spec: &WindowTvfSpec) -> String {
         Ok(WindowKind::Tumble) => format!("tumble(size {size} ms, offset {offset} ms)"),
         Ok(WindowKind::Hop) => format!("hop(slide {step} ms, size {size} ms, offset {offset} ms)"),
         Ok(WindowKind::Cumulate) => format!("cumulate(step {step} ms, size {size} ms, offset {offset} ms)"),
+        Ok(WindowKind::Session) => format!("session(gap {size} ms)"),
         Err(_) => "window".into(),
     }
 }
@@ -355,6 +383,7 @@ impl Lowering {
             WindowFunction::Tumble => WindowKind::Tumble,
             WindowFunction::Hop => WindowKind::Hop,
             WindowFunction::Cumulate => WindowKind::Cumulate,
+            WindowFunction::Session => WindowKind::Session,
         };
         let mut spec = WindowTvfSpec {
             kind: kind as i32,
@@ -370,7 +399,7 @@ impl Lowering {
             let (what, step_name) = match call.function {
                 WindowFunction::Hop => ("HOP", "slide"),
                 WindowFunction::Cumulate => ("CUMULATE", "step"),
-                WindowFunction::Tumble => ("", ""),
+                WindowFunction::Tumble | WindowFunction::Session => ("", ""),
             };
             if !call.legacy && !what.is_empty() && call.step_ms > 0 && call.size_ms % call.step_ms != 0 {
                 let size_name = if what == "HOP" { "size" } else { "maxSize" };
@@ -384,8 +413,21 @@ impl Lowering {
                 )
                 .with_hint(format!("choose a size that is a multiple of the {step_name}")));
             }
+            if call.function == WindowFunction::Session {
+                if !feed.slices {
+                    return Err(SqlError::new(
+                        call.location,
+                        "a SESSION window's columns cannot be computed with before its GROUP BY yet",
+                    )
+                    .with_hint("use window_start and window_end after the GROUP BY"));
+                }
+                session_partition(call, feed.keys.as_deref())?;
+            }
             spec.slices = feed.slices;
             feed.spec = Some(spec.clone());
+        } else if call.function == WindowFunction::Session {
+            return Err(SqlError::new(call.location, "a SESSION window table function needs a window aggregate yet")
+                .with_hint("aggregate it: SELECT ... FROM TABLE(SESSION(...)) GROUP BY k, window_start, window_end"));
         }
         let name = if spec.slices { format!("{} slices", window_name(&spec)) } else { window_name(&spec) };
         let op = OperatorSpec { uid: String::new(), name, kind: Some(Kind::WindowTvf(spec)) };

@@ -135,3 +135,43 @@ fn a_call_whose_result_type_disagrees_with_the_plan_is_refused() {
     let no_listagg_over_ints = Aggregates::new(&schema, vec![Call::new(F::Listagg, Some(0))], vec![DataType::Utf8]);
     assert!(no_listagg_over_ints.is_err());
 }
+
+#[test]
+fn merged_groups_aggregate_as_one() {
+    // Rows 0..2 and 2..5 accumulated apart, then merged, equal rows 0..5 in one group.
+    let calls = || {
+        vec![
+            Call::new(F::CountStar, None),
+            Call::new(F::Sum, Some(0)),
+            Call::new(F::Min, Some(0)),
+            Call::new(F::Avg, Some(0)),
+            Call::new(F::FirstValue, Some(1)),
+            Call::new(F::LastValue, Some(1)),
+            Call::new(F::ArrayAgg, Some(0)),
+            Call::new(F::Listagg, Some(1)),
+            Call { distinct: true, ..Call::new(F::Count, Some(1)) },
+        ]
+    };
+    let (schema, batch) = input();
+    let types = calls()
+        .iter()
+        .map(|c| output_type(c.function, c.column.map(|i| schema.field(i).data_type())).unwrap())
+        .collect();
+    let aggregates = Aggregates::new(&schema, calls(), types).unwrap();
+    let inputs = aggregates.prepare(&batch).unwrap();
+    let part = |rows: std::ops::Range<usize>| {
+        let mut accs = aggregates.initial();
+        for row in rows {
+            aggregates.accumulate(&mut accs, &inputs, row).unwrap();
+        }
+        accs
+    };
+    let mut merged = part(0..2);
+    aggregates.merge(&mut merged, &part(2..5)).unwrap();
+    let whole = part(0..5);
+    let render_all = |accs: &[Acc]| -> Vec<String> {
+        aggregates.columns(&[accs]).unwrap().iter().map(|c| render(c)[0].clone()).collect()
+    };
+    assert_eq!(render_all(&merged), render_all(&whole));
+    assert_eq!(render_all(&whole), ["5", "9", "1", "2.25", "a", "a", "[3, null, 1, 3, 2]", "a,b,c,a", "3"]);
+}

@@ -193,3 +193,33 @@ fn a_stored_window_key_keeps_its_key_and_bounds() {
     assert_eq!(parse_stored_key(&stored).unwrap(), (&b"key"[..], at(8, 0), at(8, 10)));
     assert!(parse_stored_key(&stored[..10]).is_err());
 }
+
+/// SESSION windows of 5 minutes: rows of a key closer than the gap share a session (rows
+/// exactly the gap apart too, as Flink's windows touch), which fires when the watermark
+/// passes its last row plus the gap.
+#[tokio::test]
+async fn sessions_merge_rows_closer_than_the_gap_and_fire_at_their_end() {
+    let shape = WindowShape::Session { gap: 5 * MINUTE };
+    let mut h = Harness::start(build(Some(shape)), input(), Some(vec![0]), 2).await.unwrap();
+    // x: 08:00, 08:03, 08:07 and 08:12 (exactly 5 min after 08:07) form one session;
+    // 08:30 another. y: 08:10 alone.
+    let row = |item: &str, minute: i64, price: f64| bid(item, minute, minute + 5, price);
+    h.push(&[row("x", 7, 3.0), row("x", 0, 1.0), row("y", 10, 10.0), row("x", 3, 2.0)].concat()).await.unwrap();
+    let snapshot = h.checkpoint(1).await.unwrap();
+    // Restored at another parallelism, the open sessions go on merging.
+    let mut h = Harness::restore(build(Some(shape)), input(), Some(vec![0]), 3, &snapshot).await.unwrap();
+    h.push(&[row("x", 12, 4.0), row("x", 30, 5.0)].concat()).await.unwrap();
+    h.watermark(at(8, 15) - 1).await.unwrap();
+    assert_eq!(h.sorted_rows(), [format!("{} {} y 10.0 1", t(8, 10), t(8, 15))], "x's session ends at 08:17");
+    h.clear_output();
+    h.watermark(at(8, 17) - 1).await.unwrap();
+    assert_eq!(h.sorted_rows(), [format!("{} {} x 10.0 4", t(8, 0), t(8, 17))]);
+    h.clear_output();
+    // Late: its session [08:01, 08:06) would have fired. On time: 08:27 joins 08:30's.
+    h.push(&[row("x", 1, 100.0), row("x", 27, 6.0)].concat()).await.unwrap();
+    assert_eq!(h.metric(LATE_RECORDS_DROPPED), 1);
+    h.watermark(i64::MAX).await.unwrap();
+    assert_eq!(h.sorted_rows(), [format!("{} {} x 11.0 2", t(8, 27), t(8, 35))]);
+    let after = h.checkpoint(2).await.unwrap();
+    assert!(after.keyed.iter().all(|k| k.is_empty()), "fired sessions leave no state or timers");
+}

@@ -298,8 +298,19 @@ impl Lowering {
         location: Location,
         resolve: &mut dyn FnMut(&mut Lowering, &str, Location) -> Result<Stream>,
     ) -> Result<Stream> {
+        let positions = [Some(window.start), Some(window.end), window.time];
+        let keys = aggregate
+            .group_expr
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| !positions.contains(&Some(*i)))
+            .map(|(_, e)| match e {
+                Expr::Column(c) => Some(c.name.clone()),
+                _ => None,
+            })
+            .collect();
         self.window_feed =
-            Some(WindowFeed { placeholder: window.placeholder.clone(), slices: window.slices, spec: None });
+            Some(WindowFeed { placeholder: window.placeholder.clone(), slices: window.slices, keys, spec: None });
         let input = self.lower(&aggregate.input, location, resolve);
         let feed = self.window_feed.take();
         let input = input?;
