@@ -18,21 +18,26 @@ pub struct KeyHasher {
     converter: RowConverter,
 }
 
+/// A row converter over `columns` of rows with `schema`: the order-preserving encoding of
+/// keys that hashing, grouping and keyed state share.
+pub fn key_converter(schema: &SchemaRef, columns: &[usize]) -> Result<RowConverter> {
+    let fields = columns
+        .iter()
+        .map(|&c| {
+            schema
+                .fields()
+                .get(c)
+                .map(|f| SortField::new(f.data_type().clone()))
+                .ok_or_else(|| OperatorError::InvalidPlan(format!("key column {c} is out of range")))
+        })
+        .collect::<Result<Vec<_>>>()?;
+    RowConverter::new(fields).map_err(|e| OperatorError::arrow("key columns", e))
+}
+
 impl KeyHasher {
     /// A hasher over `columns` of rows with `schema`.
     pub fn new(schema: &SchemaRef, columns: &[usize]) -> Result<Self> {
-        let fields = columns
-            .iter()
-            .map(|&c| {
-                schema
-                    .fields()
-                    .get(c)
-                    .map(|f| SortField::new(f.data_type().clone()))
-                    .ok_or_else(|| OperatorError::InvalidPlan(format!("key column {c} is out of range")))
-            })
-            .collect::<Result<Vec<_>>>()?;
-        let converter = RowConverter::new(fields).map_err(|e| OperatorError::arrow("cannot hash key columns", e))?;
-        Ok(KeyHasher { columns: columns.to_vec(), converter })
+        Ok(KeyHasher { columns: columns.to_vec(), converter: key_converter(schema, columns)? })
     }
 
     /// One hash per row of `batch`.

@@ -16,11 +16,11 @@ use std::time::Duration;
 use arrow::array::ArrayRef;
 use arrow::datatypes::SchemaRef;
 use arrow::record_batch::RecordBatch;
-use arrow::row::{RowConverter, SortField};
+use arrow::row::RowConverter;
 use async_trait::async_trait;
 
 use crate::aggregate::{Acc, Accumulators, Aggregates, Call};
-use sluice_core::keys::{key_group, KeyHasher};
+use sluice_core::keys::{key_converter, key_group, KeyHasher};
 use sluice_core::state::tables::ValueTable;
 use sluice_core::state::{MemoryStateStore, StateClock, StateTables};
 use sluice_core::{Collector, Operator, OperatorError, OperatorState, Result, StateInit, TaskContext};
@@ -58,21 +58,6 @@ pub(crate) fn in_memory() -> StateTables {
         (0, sluice_core::keys::DEFAULT_MAX_PARALLELISM),
         StateClock::System,
     )
-}
-
-/// A row converter over `columns` of `schema` (the group keys).
-pub(crate) fn key_converter(schema: &SchemaRef, columns: &[usize]) -> Result<RowConverter> {
-    let fields = columns
-        .iter()
-        .map(|&c| {
-            schema
-                .fields()
-                .get(c)
-                .map(|f| SortField::new(f.data_type().clone()))
-                .ok_or_else(|| OperatorError::InvalidPlan(format!("group column {c} is out of range")))
-        })
-        .collect::<Result<Vec<_>>>()?;
-    RowConverter::new(fields).map_err(|e| OperatorError::arrow("GROUP BY keys", e))
 }
 
 impl KeyedAggregate {

@@ -29,10 +29,10 @@ use async_trait::async_trait;
 use std::sync::Arc;
 
 use crate::aggregate::{Acc, Accumulators, Aggregates};
-use crate::keyed_aggregate::{in_memory, key_converter};
+use crate::keyed_aggregate::in_memory;
 use crate::window_tvf::WindowShape;
 use sessions::{Added, Sessions, SESSIONS};
-use sluice_core::keys::{key_group, KeyHasher};
+use sluice_core::keys::{key_converter, key_group, KeyHasher};
 use sluice_core::state::tables::{decode_time, encode_time, ValueTable};
 use sluice_core::timers::{TimeDomain, TimerService};
 use sluice_core::{Collector, Operator, OperatorError, OperatorState, Result, StateInit, TaskContext};
