@@ -299,6 +299,15 @@ def session_windows():
     return out
 
 
+def current_watermark():
+    # 18_current_watermark.sql: no bid is behind the watermark, so each item keeps all its bids.
+    counts = {}
+    for line in (SQL / "data" / "bids_hour.json").read_text().splitlines():
+        item = json.loads(line)["item"]
+        counts[item] = counts.get(item, 0) + 1
+    return [row("on_time", item, str(n)) for item, n in counts.items()]
+
+
 CHECKS = {
     "02_json_file_projection_filter": json_file_projection_filter,
     "04_group_by_aggregates": group_by_aggregates,
@@ -308,6 +317,7 @@ CHECKS = {
     "14_updating_group_by": updating_group_by,
     "16_union_all": union_all,
     "17_session_windows": session_windows,
+    "18_current_watermark": current_watermark,
 }
 
 

@@ -506,10 +506,19 @@ impl TaskExecutor for TaskManager {
                 return Err(Status::invalid_argument(e.to_string()));
             }
         };
+        // Tasks start once all of them are listed: a task that ended before a sibling was
+        // listed would find the job's list empty and remove the job's local state while
+        // the sibling opens its store there.
+        let (start, started) = tokio::sync::watch::channel(false);
         for prepared_task in prepared.tasks {
             let (id, task, metrics) = (prepared_task.id, prepared_task.task, prepared_task.metrics);
             let name = task.ctx.task_name.clone();
-            let handle = tokio::spawn(task.run());
+            let mut started = started.clone();
+            let handle = tokio::spawn(async move {
+                // The sender lives until every task is listed; then it says go, or is dropped.
+                let _ = started.wait_for(|go| *go).await;
+                task.run().await
+            });
             tokio::spawn(forward_events(inner.clone(), id.clone(), metrics.clone(), prepared_task.events));
             // Listed before its supervisor starts, so the supervisor's removal comes after.
             let running = RunningTask {
@@ -542,6 +551,7 @@ impl TaskExecutor for TaskManager {
                 report(&inner, &id, state, error, &metrics);
             });
         }
+        let _ = start.send(true);
         for remote in prepared.remote_inputs {
             tokio::spawn(read_remote(remote.address, remote.key, remote.tx));
         }

@@ -20,6 +20,9 @@ pub struct Calc {
     filter: Option<Arc<dyn PhysicalExpr>>,
     projections: Vec<Arc<dyn PhysicalExpr>>,
     output_schema: SchemaRef,
+    /// CURRENT_WATERMARK: the schema with the appended watermark column, and the
+    /// watermark so far (`i64::MIN`: none yet).
+    appended_watermark: Option<(SchemaRef, i64)>,
 }
 
 impl Calc {
@@ -36,7 +39,21 @@ impl Calc {
                 output_schema.fields().len()
             )));
         }
-        Ok(Calc { filter, projections, output_schema })
+        let appended_watermark = spec.appends_watermark.then_some((input, i64::MIN));
+        Ok(Calc { filter, projections, output_schema, appended_watermark })
+    }
+
+    /// `batch` with the current watermark appended (NULL before the first).
+    fn with_watermark(&self, batch: RecordBatch) -> Result<RecordBatch> {
+        let Some((schema, watermark)) = &self.appended_watermark else { return Ok(batch) };
+        let value = (*watermark > i64::MIN).then_some(*watermark);
+        let column: arrow::array::ArrayRef =
+            Arc::new(arrow::array::TimestampMillisecondArray::from(vec![value; batch.num_rows()]));
+        let mut columns = batch.columns().to_vec();
+        columns.push(column);
+        let options = arrow::record_batch::RecordBatchOptions::new().with_row_count(Some(batch.num_rows()));
+        RecordBatch::try_new_with_options(schema.clone(), columns, &options)
+            .map_err(|e| OperatorError::arrow("CURRENT_WATERMARK", e))
     }
 }
 
@@ -62,7 +79,16 @@ pub fn project(batch: &RecordBatch, exprs: &[Arc<dyn PhysicalExpr>], schema: &Sc
 
 #[async_trait]
 impl Operator for Calc {
+    async fn on_watermark(&mut self, watermark: i64, out: &mut Collector) -> Result<()> {
+        if let Some((_, current)) = &mut self.appended_watermark {
+            *current = (*current).max(watermark);
+        }
+        out.watermark(watermark);
+        Ok(())
+    }
+
     async fn process_batch(&mut self, batch: RecordBatch, out: &mut Collector) -> Result<()> {
+        let batch = self.with_watermark(batch)?;
         let batch = match &self.filter {
             Some(filter) => {
                 let mask = filter
@@ -111,6 +137,7 @@ mod tests {
                 encode_expr(&when(col("a").gt(lit(2i64)), lit("big")).otherwise(lit("small")).unwrap()).unwrap(),
             ],
             output_schema: encode_schema(&output),
+            appends_watermark: false,
         };
         let mut calc = Calc::from_spec(&spec).unwrap();
         let batch = RecordBatch::try_new(
@@ -151,6 +178,7 @@ mod tests {
             filter: Some(encode_expr(&col("a").gt(lit(1i64)).or(col("a").is_null())).unwrap()),
             projections: vec![encode_expr(&(col("a") * lit(10i64))).unwrap(), encode_expr(&col("s")).unwrap()],
             output_schema: encode_schema(&output),
+            appends_watermark: false,
         };
         let build: Build = Arc::new(move || Ok(Box::new(Calc::from_spec(&spec)?) as Box<dyn Operator>));
         let mut h = Harness::start(build.clone(), input.clone(), None, 2).await.unwrap();
@@ -176,7 +204,51 @@ mod tests {
             filter: None,
             projections: vec![vec![0xff, 0x01]],
             output_schema: encode_schema(&input),
+            appends_watermark: false,
         };
         assert!(Calc::from_spec(&spec).is_err());
+    }
+
+    /// CURRENT_WATERMARK: rows see the watermark the Calc received last (NULL before the
+    /// first), as the column appended to their batch.
+    #[tokio::test]
+    async fn rows_see_the_current_watermark() {
+        use arrow::datatypes::TimeUnit;
+        let ts = DataType::Timestamp(TimeUnit::Millisecond, None);
+        let input = Arc::new(Schema::new(vec![
+            Field::new("t", ts.clone(), false),
+            Field::new("__sluice_watermark", ts.clone(), true),
+        ]));
+        let output = Arc::new(Schema::new(vec![Field::new("t", ts.clone(), false)]));
+        // WHERE __sluice_watermark IS NULL OR t > __sluice_watermark
+        let late = col("__sluice_watermark").is_null().or(col("t").gt(col("__sluice_watermark")));
+        let spec = CalcSpec {
+            input_schema: encode_schema(&input),
+            filter: Some(encode_expr(&late).unwrap()),
+            projections: vec![encode_expr(&col("t")).unwrap()],
+            output_schema: encode_schema(&output),
+            appends_watermark: true,
+        };
+        let mut calc = Calc::from_spec(&spec).unwrap();
+        let rows = |values: Vec<i64>| {
+            let schema = Arc::new(Schema::new(vec![Field::new("t", ts.clone(), false)]));
+            RecordBatch::try_new(schema, vec![Arc::new(arrow::array::TimestampMillisecondArray::from(values))]).unwrap()
+        };
+        let kept = |out: &mut Collector| -> Vec<i64> {
+            out.batches()
+                .iter()
+                .flat_map(|b| {
+                    let t = b.column(0).as_primitive::<arrow::datatypes::TimestampMillisecondType>();
+                    t.values().to_vec()
+                })
+                .collect()
+        };
+        let mut out = Collector::default();
+        calc.process_batch(rows(vec![5, 50]), &mut out).await.unwrap();
+        assert_eq!(kept(&mut out), [5, 50], "no watermark yet: every row");
+        let mut out = Collector::default();
+        calc.on_watermark(20, &mut out).await.unwrap();
+        calc.process_batch(rows(vec![10, 20, 30]), &mut out).await.unwrap();
+        assert_eq!(kept(&mut out), [30], "rows at or behind the watermark are filtered");
     }
 }

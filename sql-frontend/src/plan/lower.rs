@@ -8,10 +8,10 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use crate::plan::graph::{JobGraphBuilder, NodeId};
-use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use datafusion::common::tree_node::{Transformed, TreeNode};
 use datafusion::common::{Column, DFSchema};
-use datafusion::logical_expr::{Expr, LogicalPlan};
+use datafusion::logical_expr::{Expr, ExprSchemable, LogicalPlan};
 use sluice_core::changelog;
 use sluice_core::schema::encode_schema;
 use sluice_proto::operator_spec::Kind;
@@ -131,6 +131,35 @@ pub fn unqualify(expr: Expr) -> Expr {
     .expect("the rewrite of column references never fails")
 }
 
+/// The hidden column a Calc appends for CURRENT_WATERMARK (see `CalcSpec.appends_watermark`).
+const WATERMARK_COLUMN: &str = "__sluice_watermark";
+
+fn is_current_watermark(e: &Expr) -> bool {
+    matches!(e, Expr::ScalarFunction(f) if f.func.name() == crate::plan::functions::CURRENT_WATERMARK)
+}
+
+fn uses_current_watermark(expr: &Expr) -> bool {
+    expr.exists(|e| Ok(is_current_watermark(e))).unwrap_or(false)
+}
+
+/// `expr` with each `CURRENT_WATERMARK(x)` replaced by the appended watermark column, cast
+/// to `x`'s type.
+fn current_watermark_column(expr: Expr, input: &DFSchema) -> datafusion::common::Result<Expr> {
+    expr.transform(|e| {
+        if !is_current_watermark(&e) {
+            return Ok(Transformed::no(e));
+        }
+        let Expr::ScalarFunction(f) = e else { unreachable!("checked above") };
+        let data_type = match f.args.first() {
+            Some(arg) => arg.get_type(input)?,
+            None => DataType::Timestamp(TimeUnit::Millisecond, None),
+        };
+        let column = Expr::Column(Column::new_unqualified(WATERMARK_COLUMN));
+        Ok(Transformed::yes(datafusion::logical_expr::cast(column, data_type)))
+    })
+    .map(|t| t.data)
+}
+
 /// A projection as shown in plans: a column by its output name, a computation as
 /// `name := expression`.
 fn describe_projection(expr: &Expr, output: &str) -> String {
@@ -229,7 +258,24 @@ impl Lowering {
         }
         let projections: Vec<Expr> = projections.into_iter().map(unqualify).collect();
         let filter = filter.cloned().map(unqualify);
-        let pass_through = filter.is_none()
+        // CURRENT_WATERMARK(ts) reads a column the Calc appends to its input.
+        let mut appends_watermark = false;
+        let mut input_schema = input.schema.clone();
+        let (projections, filter) = if projections.iter().chain(&filter).any(uses_current_watermark) {
+            appends_watermark = true;
+            let df = DFSchema::try_from(input.schema.as_ref().clone()).map_err(|e| internal(location, e))?;
+            let rewrite = |e: Expr| current_watermark_column(e, &df).map_err(|e| internal(location, e));
+            let projections = projections.into_iter().map(rewrite).collect::<Result<Vec<_>>>()?;
+            let filter = filter.map(rewrite).transpose()?;
+            let mut fields = input.schema.fields().to_vec();
+            fields.push(Arc::new(Field::new(WATERMARK_COLUMN, DataType::Timestamp(TimeUnit::Millisecond, None), true)));
+            input_schema = Arc::new(Schema::new(fields));
+            (projections, filter)
+        } else {
+            (projections, filter)
+        };
+        let pass_through = !appends_watermark
+            && filter.is_none()
             && output.fields().len() == input.schema.fields().len()
             && projections.iter().zip(input.schema.fields()).zip(output.fields()).all(|((e, i), o)| {
                 matches!(e.clone().unalias(), Expr::Column(c) if c.name == *i.name())
@@ -240,7 +286,8 @@ impl Lowering {
         if pass_through {
             return Ok(Stream { schema: output, ..input.clone() });
         }
-        let identity = projections.len() == input.schema.fields().len()
+        let identity = !appends_watermark
+            && projections.len() == input.schema.fields().len()
             && projections
                 .iter()
                 .zip(input.schema.fields())
@@ -259,7 +306,8 @@ impl Lowering {
             name.push(list.join(", "));
         }
         let spec = CalcSpec {
-            input_schema: encode_schema(&input.schema),
+            appends_watermark,
+            input_schema: encode_schema(&input_schema),
             filter: filter.as_ref().map(encode_expr).transpose().map_err(|e| internal(location, e))?,
             projections: projections
                 .iter()

@@ -88,7 +88,7 @@ impl ContextProvider for CatalogProvider<'_> {
     }
 
     fn get_function_meta(&self, name: &str) -> Option<Arc<ScalarUDF>> {
-        session().scalar_functions().get(name).cloned()
+        session().scalar_functions().get(name).cloned().or_else(|| crate::plan::functions::scalar(name))
     }
 
     fn get_higher_order_meta(&self, name: &str) -> Option<Arc<HigherOrderUDF>> {
@@ -112,7 +112,12 @@ impl ContextProvider for CatalogProvider<'_> {
     }
 
     fn udf_names(&self) -> Vec<String> {
-        session().scalar_functions().keys().cloned().collect()
+        session()
+            .scalar_functions()
+            .keys()
+            .cloned()
+            .chain([crate::plan::functions::CURRENT_WATERMARK.to_string()])
+            .collect()
     }
 
     fn higher_order_function_names(&self) -> Vec<String> {
