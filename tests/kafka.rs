@@ -682,6 +682,10 @@ fn window_aggregates_are_exactly_once_through_kills() {
     let status = cluster.wait_for(&job, &["FINISHED", "FAILED"], 5 * MINUTE);
     assert_eq!(status["state"], "FINISHED", "{status:#}\n{}", cluster.logs());
     assert_eq!(kills, 5, "the job finished after only {kills} kills; pace it more");
+    // Each task reports the watermark it sent on: the end of input, at the end.
+    for task in status["tasks"].as_array().unwrap() {
+        assert_eq!(task["watermark"], i64::MAX, "{task:#}");
+    }
 
     // Independently: each record's 10-second window, per key.
     let mut expected: std::collections::BTreeMap<(String, i64), (i64, i64)> = Default::default();

@@ -200,6 +200,7 @@ pub fn status_json(status: &JobStatus) -> serde_json::Value {
                 "batches_out": m.batches_out,
                 "remote_rows_out": m.remote_rows_out,
                 "records_skipped": m.records_skipped,
+                "watermark": m.watermark,
                 "operators": m.operators,
                 "checkpoint": json!({
                     "id": c.checkpoint_id,
@@ -282,8 +283,8 @@ pub async fn status(args: StatusArgs) -> Result<ExitCode> {
     }
     if !status.tasks.is_empty() {
         println!(
-            "{:<40} {:>7}  {:<9}  {:<6} {:>12} {:>12} {:>6} {:>6} {:>6}",
-            "TASK", "SUBTASK", "STATE", "TM", "ROWS IN", "ROWS OUT", "ALIGN", "SYNC", "ASYNC"
+            "{:<40} {:>7}  {:<9}  {:<6} {:>12} {:>12} {:>6} {:>6} {:>6}  {:<23}",
+            "TASK", "SUBTASK", "STATE", "TM", "ROWS IN", "ROWS OUT", "ALIGN", "SYNC", "ASYNC", "WATERMARK"
         );
         for t in &status.tasks {
             let name = status.vertices.iter().find(|v| v.id == t.vertex_id).map_or("", |v| v.name.as_str());
@@ -295,7 +296,7 @@ pub async fn status(args: StatusArgs) -> Result<ExitCode> {
             let m = t.metrics.clone().unwrap_or_default();
             let c = t.last_checkpoint.unwrap_or_default();
             println!(
-                "{:<40} {:>7}  {:<9}  {:<6} {:>12} {:>12} {:>6} {:>6} {:>6}",
+                "{:<40} {:>7}  {:<9}  {:<6} {:>12} {:>12} {:>6} {:>6} {:>6}  {:<23}",
                 name,
                 t.subtask + 1,
                 task_state_word(t.state),
@@ -304,11 +305,17 @@ pub async fn status(args: StatusArgs) -> Result<ExitCode> {
                 m.rows_out,
                 c.alignment_ms,
                 c.sync_ms,
-                c.async_ms
+                c.async_ms,
+                watermark_text(m.watermark)
             );
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// A task's watermark as `sluice status` shows it: `-` before the first.
+fn watermark_text(watermark: Option<i64>) -> String {
+    watermark.map_or_else(|| "-".into(), sluice_core::watermarks::format_watermark)
 }
 
 /// `sluice cancel`.

@@ -1,13 +1,13 @@
 //! Per-task counters, shared between the running task, the data exchange and heartbeats.
 
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::Mutex;
 
 use sluice_proto::TaskMetrics as TaskMetricsProto;
 
 /// Counters of one running task.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct TaskMetrics {
     rows_in: AtomicU64,
     rows_out: AtomicU64,
@@ -16,6 +16,23 @@ pub struct TaskMetrics {
     remote_rows_out: AtomicU64,
     records_skipped: AtomicU64,
     operators: Mutex<BTreeMap<String, u64>>,
+    /// The last watermark sent on (`i64::MIN`: none yet).
+    watermark: AtomicI64,
+}
+
+impl Default for TaskMetrics {
+    fn default() -> Self {
+        TaskMetrics {
+            rows_in: AtomicU64::new(0),
+            rows_out: AtomicU64::new(0),
+            bytes_out: AtomicU64::new(0),
+            batches_out: AtomicU64::new(0),
+            remote_rows_out: AtomicU64::new(0),
+            records_skipped: AtomicU64::new(0),
+            operators: Mutex::new(BTreeMap::new()),
+            watermark: AtomicI64::new(i64::MIN),
+        }
+    }
 }
 
 impl TaskMetrics {
@@ -41,6 +58,11 @@ impl TaskMetrics {
         self.records_skipped.store(records, Ordering::Relaxed);
     }
 
+    /// Records a watermark the task sent on.
+    pub fn set_watermark(&self, watermark: i64) {
+        self.watermark.fetch_max(watermark, Ordering::Relaxed);
+    }
+
     /// Replaces the operators' own metrics.
     pub fn set_operator_metrics(&self, metrics: BTreeMap<String, u64>) {
         *self.operators.lock().unwrap_or_else(|p| p.into_inner()) = metrics;
@@ -56,6 +78,7 @@ impl TaskMetrics {
             remote_rows_out: self.remote_rows_out.load(Ordering::Relaxed),
             records_skipped: self.records_skipped.load(Ordering::Relaxed),
             operators: self.operators.lock().unwrap_or_else(|p| p.into_inner()).clone(),
+            watermark: Some(self.watermark.load(Ordering::Relaxed)).filter(|&w| w > i64::MIN),
         }
     }
 }

@@ -446,6 +446,9 @@ impl Task {
                 Message::Data(batch) => self.outputs.send_batch(batch).await?,
                 control => {
                     ended |= matches!(control, Message::EndOfInput);
+                    if let Message::Watermark(w) = control {
+                        self.metrics.set_watermark(w);
+                    }
                     self.outputs.send_control(control).await?;
                 }
             }

@@ -133,6 +133,16 @@ impl WatermarkTracker {
     }
 }
 
+/// A watermark as people read it: UTC time with milliseconds (`2020-04-15 08:05:00.000`),
+/// `end` for the end of input (`i64::MAX`).
+pub fn format_watermark(ms: i64) -> String {
+    if ms == i64::MAX {
+        return "end".into();
+    }
+    arrow::temporal_conversions::timestamp_ms_to_datetime(ms)
+        .map_or_else(|| ms.to_string(), |t| t.format("%Y-%m-%d %H:%M:%S%.3f").to_string())
+}
+
 #[cfg(test)]
 mod tests {
     use super::WatermarkEvent::{Combined, Idle, Input};
@@ -173,5 +183,11 @@ mod tests {
         assert_eq!(t.on_watermark(0, 5), vec![Input { input: 0, watermark: 5 }, Combined(5)]);
         assert_eq!(t.on_idle(0), vec![Idle], "idle again after waking");
         assert_eq!(t.on_end(0), vec![], "ended channels are not idle");
+    }
+
+    #[test]
+    fn watermarks_read_as_utc_times() {
+        assert_eq!(super::format_watermark(1_586_937_900_123), "2020-04-15 08:05:00.123");
+        assert_eq!(super::format_watermark(i64::MAX), "end");
     }
 }
