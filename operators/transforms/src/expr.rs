@@ -20,10 +20,17 @@ use prost::Message;
 
 use sluice_core::{OperatorError, Result};
 
-/// DataFusion's function registry (built-in scalar functions), built once per process.
+/// DataFusion's function registry (built-in scalar functions and Sluice's own), built once
+/// per process.
 fn registry() -> &'static Arc<DataFusionTaskContext> {
     static REGISTRY: OnceLock<Arc<DataFusionTaskContext>> = OnceLock::new();
-    REGISTRY.get_or_init(|| SessionContext::new().task_ctx())
+    REGISTRY.get_or_init(|| {
+        let context = SessionContext::new();
+        for udf in crate::functions::all() {
+            context.register_udf(udf.as_ref().clone());
+        }
+        context.task_ctx()
+    })
 }
 
 /// Serializes a logical expression.

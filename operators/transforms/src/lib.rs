@@ -7,6 +7,7 @@
 pub mod aggregate;
 pub mod calc;
 pub mod expr;
+pub mod functions;
 pub mod keyed_aggregate;
 pub mod project;
 pub mod watermark;

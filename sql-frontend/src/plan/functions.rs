@@ -80,6 +80,9 @@ impl ScalarUDFImpl for CurrentWatermark {
 
 /// The scalar function `name` (any case) that Sluice adds to DataFusion's, if any.
 pub fn scalar(name: &str) -> Option<Arc<ScalarUDF>> {
+    if let Some(udf) = sluice_transforms::functions::all().into_iter().find(|f| f.name().eq_ignore_ascii_case(name)) {
+        return Some(udf);
+    }
     static CURRENT: OnceLock<Arc<ScalarUDF>> = OnceLock::new();
     name.eq_ignore_ascii_case(CURRENT_WATERMARK).then(|| {
         CURRENT
