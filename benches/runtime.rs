@@ -41,6 +41,7 @@ fn connector(table: &str, connector: &str, options: &[(&str, &str)], schema: &Sc
         options: all,
         schema: encode_schema(schema),
         metadata: Default::default(),
+        primary_key: Vec::new(),
     }
 }
 

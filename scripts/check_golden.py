@@ -30,6 +30,26 @@ def row(*values):
     return "+I[" + ", ".join(values) + "]"
 
 
+def timestamp_text(ms):
+    """A TIMESTAMP(3) (milliseconds since the epoch) as the print sink shows it."""
+    from datetime import datetime, timedelta
+
+    shown = (datetime(1970, 1, 1) + timedelta(milliseconds=ms)).isoformat()
+    return shown[:-3] if ms % 1000 else shown
+
+
+def bids_hour():
+    """The bids of data/bids_hour.json as (time in ms since the epoch, price, item)."""
+    from datetime import datetime
+
+    bids = []
+    for line in (SQL / "data" / "bids_hour.json").read_text().splitlines():
+        bid = json.loads(line)
+        t = int((datetime.fromisoformat(bid["bidtime"]) - datetime(1970, 1, 1)).total_seconds() * 1000)
+        bids.append((t, bid["price"], bid["item"]))
+    return bids
+
+
 def json_file_projection_filter():
     # SELECT order_id, UPPER(customer) || '/' || category, amount * quantity,
     #   CASE WHEN amount * quantity >= 500 THEN 'large' ELSE 'medium' END
@@ -308,6 +328,73 @@ def current_watermark():
     return [row("on_time", item, str(n)) for item, n in counts.items()]
 
 
+def top_n():
+    # 20_top_n.sql: ROW_NUMBER() over each partition sorted by the ORDER BY columns, NULL
+    # the smallest value (as in Flink); the rank filter, then the filter on ranked rows.
+    # Ties on the whole ORDER BY would make a query's rows ambiguous: they are refused here.
+    minute = 60_000
+    text = timestamp_text
+
+    def value(x):
+        return "null" if x is None else double(x)
+
+    def desc(x):
+        # Sorting key of a DOUBLE in DESC order with NULL the smallest (so last).
+        return (1, 0) if x is None else (0, -x)
+
+    def ranked(rows, key):
+        rows = sorted(rows, key=key)
+        keys = [key(r) for r in rows]
+        assert len(set(keys)) == len(keys), "ties in a Top-N's ORDER BY"
+        return list(enumerate(rows, start=1))
+
+    bids = bids_hour()
+
+    def partitions(key):
+        out = {}
+        for bid in bids:
+            out.setdefault(key(bid), []).append(bid)
+        return out
+
+    out = []
+    # top_items: revenue per (10-minute window, item), top 2 per window by revenue DESC, item.
+    revenue = {}
+    for t, price, item in bids:
+        s = t - t % (10 * minute)
+        revenue.setdefault((s, item), []).append(price)
+    windows = {}
+    for (s, item), prices in revenue.items():
+        present = [p for p in prices if p is not None]
+        windows.setdefault(s, []).append((item, sum(present) if present else None))
+    for s, rows in windows.items():
+        for rank, (item, total) in ranked(rows, lambda r: (desc(r[1]), r[0]))[:2]:
+            out.append(row("top_items", text(s), text(s + 10 * minute), item, value(total), str(rank)))
+    # top_bids: per 20-minute window, top 3 by price DESC, bidtime.
+    for s, rows in partitions(lambda b: b[0] - b[0] % (20 * minute)).items():
+        for rank, (t, price, item) in ranked(rows, lambda r: (desc(r[1]), r[0]))[:3]:
+            out.append(row("top_bids", text(s), text(t), value(price), item))
+    # window_first: per (15-minute window, item), the earliest bid.
+    for (s, item), rows in partitions(lambda b: (b[0] - b[0] % (15 * minute), b[2])).items():
+        t, price, _ = ranked(rows, lambda r: r[0])[0][1]
+        out.append(row("window_first", text(s), item, text(t), value(price)))
+    # leaders: bids per item, top 2 by count DESC, item.
+    counts = [(item, len(rows)) for item, rows in partitions(lambda b: b[2]).items()]
+    for rank, (item, n) in ranked(counts, lambda r: (-r[1], r[0]))[:2]:
+        out.append(row("leaders", item, str(n), str(rank)))
+    # first_bid / last_bid: per item, the earliest and the latest bid.
+    for item, rows in partitions(lambda b: b[2]).items():
+        t, price, _ = ranked(rows, lambda r: r[0])[0][1]
+        out.append(row("first_bid", item, text(t), value(price)))
+        t, price, _ = ranked(rows, lambda r: -r[0])[0][1]
+        out.append(row("last_bid", item, text(t), value(price)))
+    # runners_up: per item, ranks 2 and 3 by price DESC, bidtime; then item <> 'E'.
+    for item, rows in partitions(lambda b: b[2]).items():
+        for rank, (t, price, _) in ranked(rows, lambda r: (desc(r[1]), r[0]))[1:3]:
+            if item != "E":
+                out.append(row("runners_up", item, value(price), text(t), str(rank)))
+    return out
+
+
 CHECKS = {
     "02_json_file_projection_filter": json_file_projection_filter,
     "04_group_by_aggregates": group_by_aggregates,
@@ -318,6 +405,7 @@ CHECKS = {
     "16_union_all": union_all,
     "17_session_windows": session_windows,
     "18_current_watermark": current_watermark,
+    "20_top_n": top_n,
 }
 
 

@@ -716,3 +716,96 @@ fn window_aggregates_are_exactly_once_through_kills() {
         wrong.iter().take(10).cloned().collect::<Vec<_>>().join("\n")
     );
 }
+
+/// An updating GROUP BY and a Top-N into `upsert-kafka`, exactly once with checkpoints and
+/// two task-manager kills (a paced blackhole sink of the same input keeps the job running): the topics, compacted by key (the last record of each key, a
+/// tombstone deleting it), hold exactly the final results, computed here from the input.
+#[test]
+fn updating_queries_into_upsert_kafka_leave_the_final_table_per_key() {
+    let broker = Broker::start();
+    broker.create_topic("sales", 4);
+    broker.create_topic("totals", 3);
+    broker.create_topic("leaders", 2);
+    // Name k sells (k + 1) * 1,000 times; names take turns while they have sales left, so
+    // early on every count ties (the names ordering first lead) until n6 and n5 pull away.
+    let mut left: Vec<i64> = (0..7).map(|k| (k + 1) * 1_000).collect();
+    let mut sales = Vec::new();
+    let mut id = 0i64;
+    while left.iter().any(|&n| n > 0) {
+        for (k, n) in left.iter_mut().enumerate() {
+            if *n > 0 {
+                *n -= 1;
+                sales.push((id, format!("n{k}"), id % 10));
+                id += 1;
+            }
+        }
+    }
+    broker.produce(
+        "sales",
+        sales.iter().map(|(id, name, amount)| {
+            (Some((id % 4) as i32), json!({"id": id, "name": name, "amount": amount}).to_string())
+        }),
+    );
+    let mut expected_totals = std::collections::BTreeMap::new();
+    for (_, name, amount) in &sales {
+        let e = expected_totals.entry(name.clone()).or_insert((0i64, 0i64));
+        e.0 += 1;
+        e.1 += amount;
+    }
+    let mut cluster = Cluster::start(&[2, 2], &["--checkpoint-dir", "{dir}/checkpoints", "--heartbeat-timeout", "2s"]);
+    let sql = format!(
+        "SET 'execution.checkpointing.interval' = '300ms';
+        SET 'restart-strategy.type' = 'fixed-delay';
+        SET 'restart-strategy.fixed-delay.delay' = '200ms';
+        CREATE TABLE input (id BIGINT, name STRING, amount INT) WITH (
+            'connector' = 'kafka', 'topic' = 'sales', 'properties.bootstrap.servers' = '{address}',
+            'scan.startup.mode' = 'earliest-offset', 'scan.bounded.mode' = 'latest-offset', 'format' = 'json');
+        CREATE TABLE totals (name STRING, sales BIGINT, amount BIGINT, PRIMARY KEY (name) NOT ENFORCED) WITH (
+            'connector' = 'upsert-kafka', 'topic' = 'totals', 'properties.bootstrap.servers' = '{address}',
+            'key.format' = 'json', 'value.format' = 'json', 'sink.delivery-guarantee' = 'exactly-once',
+            'sink.transactional-id-prefix' = 'totals');
+        CREATE TABLE leaders (name STRING, sales BIGINT, PRIMARY KEY (name) NOT ENFORCED) WITH (
+            'connector' = 'upsert-kafka', 'topic' = 'leaders', 'properties.bootstrap.servers' = '{address}',
+            'key.format' = 'json', 'value.format' = 'json', 'value.fields-include' = 'EXCEPT_KEY',
+            'sink.delivery-guarantee' = 'exactly-once', 'sink.transactional-id-prefix' = 'leaders');
+        CREATE TABLE pace (id BIGINT) WITH ('connector' = 'blackhole', 'sink.rows-per-second' = '1500');
+        INSERT INTO pace SELECT id FROM input;
+        INSERT INTO totals SELECT name, COUNT(*), SUM(CAST(amount AS BIGINT)) FROM input GROUP BY name;
+        INSERT INTO leaders SELECT name, sales FROM (
+            SELECT name, sales, ROW_NUMBER() OVER (ORDER BY sales DESC, name) AS rownum
+            FROM (SELECT name, COUNT(*) AS sales FROM input GROUP BY name)
+        ) WHERE rownum <= 2;",
+        address = broker.address
+    );
+    let job = cluster.submit(&sql, 2);
+    cluster.add_taskmanager(2);
+    let kills = cluster.kill_task_managers_while_running(&job, 2, 2, Duration::from_millis(800));
+    let status = cluster.wait_for(&job, &["FINISHED", "FAILED"], 5 * MINUTE);
+    assert_eq!(status["state"], "FINISHED", "{status:#}\n{}", cluster.logs());
+    assert_eq!(kills, 2, "the job finished after only {kills} kills; pace it more");
+
+    let compacted = |topic: &str, partitions: i32| {
+        let mut latest = std::collections::BTreeMap::new();
+        for record in broker.read_records(topic, partitions) {
+            let key: Value = serde_json::from_str(record.key.as_deref().expect("every record has a key")).unwrap();
+            let value = record.value.map(|v| serde_json::from_str::<Value>(&v).unwrap());
+            latest.insert(key["name"].as_str().unwrap().to_string(), value);
+        }
+        latest
+    };
+    let totals: Vec<(String, Value)> =
+        compacted("totals", 3).into_iter().filter_map(|(k, v)| v.map(|v| (k, v))).collect();
+    let expected: Vec<(String, Value)> = expected_totals
+        .iter()
+        .map(|(name, (n, amount))| (name.clone(), json!({"name": name, "sales": n, "amount": amount})))
+        .collect();
+    assert_eq!(totals, expected, "the last record of each name holds its final totals");
+
+    let leaders = compacted("leaders", 2);
+    let live: Vec<(String, Value)> = leaders.iter().filter_map(|(k, v)| v.clone().map(|v| (k.clone(), v))).collect();
+    assert_eq!(
+        live,
+        [("n5".to_string(), json!({"sales": 6000})), ("n6".to_string(), json!({"sales": 7000}))],
+        "the two leaders are left; every name that led before ends with a tombstone: {leaders:?}"
+    );
+}

@@ -74,7 +74,13 @@ fn planned(script: &str, options: &PlanOptions) -> Plan {
         for op in &vertex.operators {
             if matches!(
                 op.kind,
-                Some(Kind::Calc(_) | Kind::KeyedAggregate(_) | Kind::Watermark(_) | Kind::WindowAggregate(_))
+                Some(
+                    Kind::Calc(_)
+                        | Kind::KeyedAggregate(_)
+                        | Kind::Watermark(_)
+                        | Kind::WindowAggregate(_)
+                        | Kind::TopN(_)
+                )
             ) {
                 if let Err(e) = build_operator(op, &build_context()) {
                     panic!("operator '{}' cannot be built: {e}\n{}", op.name, p.explain);
@@ -94,6 +100,7 @@ fn assert_reads(op: &OperatorSpec, schema: &Schema, explain: &str) {
         Some(Kind::Watermark(w)) => schema_of(&w.input_schema),
         Some(Kind::MlPredict(m)) => schema_of(&m.input_schema),
         Some(Kind::WindowAggregate(a)) => schema_of(&a.input_schema),
+        Some(Kind::TopN(t)) => schema_of(&t.input_schema),
         // A windowing function's output is its input plus the window columns.
         Some(Kind::WindowTvf(w)) => {
             let output = schema_of(&w.output_schema);
@@ -122,6 +129,7 @@ fn output_schema(op: &OperatorSpec) -> SchemaRef {
         Some(Kind::MlPredict(m)) => schema_of(&m.output_schema),
         Some(Kind::WindowTvf(w)) => schema_of(&w.output_schema),
         Some(Kind::WindowAggregate(a)) => schema_of(&a.output_schema),
+        Some(Kind::TopN(t)) => schema_of(&t.output_schema),
         other => panic!("no output: {other:?}"),
     })
 }
@@ -1021,4 +1029,44 @@ GROUP BY customer_id, TUMBLE(event_time, INTERVAL '1' HOUR);";
         column_names(&schema_of(&sink.schema)),
         ["customer_id", "window_start", "total_amount", "txn_count", "avg_amount"]
     );
+}
+
+#[test]
+fn a_rank_filter_over_row_number_plans_a_top_n_hashed_on_its_partition() {
+    let script = "CREATE TABLE bids (bidtime TIMESTAMP(3), price DOUBLE, item STRING,
+  WATERMARK FOR bidtime AS bidtime - INTERVAL '1' SECOND) WITH ('connector' = 'datagen');
+SELECT item, price, rownum FROM (
+  SELECT *, ROW_NUMBER() OVER (PARTITION BY item ORDER BY price DESC NULLS FIRST, bidtime) AS rownum FROM bids
+) WHERE rownum BETWEEN 2 AND 3 AND price > 1;";
+    let p = planned(script, &parallel(3));
+    let Some(Kind::TopN(spec)) = &find(&p.graph, |o| matches!(o.kind, Some(Kind::TopN(_)))).kind else {
+        unreachable!()
+    };
+    assert_eq!((spec.rank_start, spec.rank_end, spec.window_end_column), (2, 3, None));
+    assert_eq!(spec.partition_columns, [2]);
+    let order: Vec<(u32, bool, bool)> = spec.order.iter().map(|s| (s.column, s.descending, s.nulls_first)).collect();
+    assert_eq!(order, [(1, true, true), (0, false, true)], "ASC puts NULL first by default, as Flink does");
+    assert!(sluice_core::changelog::row_kind_index(&schema_of(&spec.output_schema)).is_some(), "a Top-N updates");
+    let edge = p.graph.edges.iter().find(|e| e.partitioning == Partitioning::Hash as i32).unwrap();
+    assert_eq!(edge.key_columns, [2], "{}", p.explain);
+    assert!(p.explain.contains("top_n(ranks 2..3, partition by item, order by price desc, bidtime)"), "{}", p.explain);
+    assert!(p.explain.contains("where price > "), "the rest of the filter stays:\n{}", p.explain);
+}
+
+#[test]
+fn a_top_n_partitioned_by_window_is_a_window_top_n() {
+    let script = "CREATE TABLE bids (bidtime TIMESTAMP(3), price DOUBLE, item STRING,
+  WATERMARK FOR bidtime AS bidtime - INTERVAL '1' SECOND) WITH ('connector' = 'datagen');
+SELECT * FROM (
+  SELECT *, ROW_NUMBER() OVER (PARTITION BY window_start, window_end ORDER BY price DESC) AS rownum
+  FROM TABLE(TUMBLE(TABLE bids, DESCRIPTOR(bidtime), INTERVAL '10' MINUTES))
+) WHERE rownum <= 3;";
+    let p = planned(script, &parallel(2));
+    let Some(Kind::TopN(spec)) = &find(&p.graph, |o| matches!(o.kind, Some(Kind::TopN(_)))).kind else {
+        unreachable!()
+    };
+    let input = schema_of(&spec.input_schema);
+    assert_eq!(spec.window_end_column.map(|c| input.field(c as usize).name().as_str()), Some("window_end"));
+    assert!(sluice_core::changelog::row_kind_index(&schema_of(&spec.output_schema)).is_none(), "append-only");
+    assert!(p.explain.contains("window_top_n(top 3"), "{}", p.explain);
 }

@@ -460,6 +460,44 @@ INSERT INTO totals SELECT customer, SUM(amount) FROM orders GROUP BY customer;"#
         Some((3, 13)),
     ),
     (
+        "over_window_without_a_rank_filter",
+        "run",
+        r#"CREATE TABLE bids (price DOUBLE, item STRING) WITH ('connector' = 'datagen', 'number-of-rows' = '10');
+SELECT item, price, ROW_NUMBER() OVER (PARTITION BY item ORDER BY price DESC) AS rownum
+FROM bids;"#,
+        r#"an OVER window is supported only as a Top-N yet"#,
+        Some((2, 21)),
+    ),
+    (
+        "top_n_without_order_by",
+        "run",
+        r#"CREATE TABLE bids (price DOUBLE, item STRING) WITH ('connector' = 'datagen', 'number-of-rows' = '10');
+SELECT * FROM (
+  SELECT item, price, ROW_NUMBER() OVER (PARTITION BY item) AS rownum FROM bids
+) WHERE rownum <= 3;"#,
+        r#"a Top-N needs ORDER BY in its OVER clause"#,
+        Some((3, 23)),
+    ),
+    (
+        "top_n_ranked_by_rank",
+        "run",
+        r#"CREATE TABLE bids (price DOUBLE, item STRING) WITH ('connector' = 'datagen', 'number-of-rows' = '10');
+SELECT * FROM (
+  SELECT item, price, RANK() OVER (PARTITION BY item ORDER BY price) AS r FROM bids
+) WHERE r <= 3;"#,
+        r#"'rank' cannot rank a Top-N yet"#,
+        Some((3, 23)),
+    ),
+    (
+        "upsert_kafka_without_a_primary_key",
+        "run",
+        r#"CREATE TABLE orders (customer STRING, amount DOUBLE) WITH ('connector' = 'datagen', 'number-of-rows' = '10');
+CREATE TABLE totals (customer STRING, total DOUBLE) WITH ('connector' = 'upsert-kafka', 'topic' = 't', 'properties.bootstrap.servers' = 'localhost:1', 'key.format' = 'json', 'value.format' = 'json');
+INSERT INTO totals SELECT customer, SUM(amount) FROM orders GROUP BY customer;"#,
+        r#"table 'totals' (connector 'upsert-kafka'): an 'upsert-kafka' table needs a primary key: add PRIMARY KEY (k) NOT ENFORCED to its columns"#,
+        Some((2, 14)),
+    ),
+    (
         "unknown_runtime_mode",
         "run",
         r#"SET 'execution.runtime-mode' = 'bulk';"#,

@@ -88,8 +88,18 @@ impl Broker {
         producer.flush(Duration::from_secs(60)).unwrap();
     }
 
-    /// Every committed record of `topic`, read with a fresh read_committed consumer.
+    /// Every committed record of `topic`, read with a fresh read_committed consumer:
+    /// partition, offset and value (empty for a tombstone).
     pub fn read_all(&self, topic: &str, partitions: i32) -> Vec<(i32, i64, String)> {
+        self.read_records(topic, partitions)
+            .into_iter()
+            .map(|r| (r.partition, r.offset, r.value.unwrap_or_default()))
+            .collect()
+    }
+
+    /// Every committed record of `topic` with its key, read with a fresh read_committed
+    /// consumer, in offset order per partition.
+    pub fn read_records(&self, topic: &str, partitions: i32) -> Vec<Record> {
         let consumer: BaseConsumer = self
             .client()
             .set("group.id", "checker")
@@ -132,17 +142,32 @@ impl Broker {
             match consumer.poll(Duration::from_millis(100)) {
                 Some(m) => {
                     let m = m.unwrap();
-                    out.push((
-                        m.partition(),
-                        m.offset(),
-                        String::from_utf8_lossy(m.payload().unwrap_or_default()).into_owned(),
-                    ));
+                    let text = |b: Option<&[u8]>| b.map(|b| String::from_utf8_lossy(b).into_owned());
+                    out.push(Record {
+                        partition: m.partition(),
+                        offset: m.offset(),
+                        key: text(m.key()),
+                        value: text(m.payload()),
+                    });
                     check = out.len() % 10_000 == 0;
                 }
                 None => check = true,
             }
         }
     }
+}
+
+/// A record read from a topic.
+#[derive(Debug, Clone)]
+pub struct Record {
+    /// Its partition.
+    pub partition: i32,
+    /// Its offset.
+    pub offset: i64,
+    /// Its key, if any.
+    pub key: Option<String>,
+    /// Its value; `None` for a tombstone.
+    pub value: Option<String>,
 }
 
 impl Drop for Broker {

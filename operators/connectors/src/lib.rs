@@ -236,6 +236,7 @@ mod tests {
             options: pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
             schema: encode_schema(&Schema::new(vec![Field::new("a", DataType::Int64, false)])),
             metadata: Default::default(),
+            primary_key: Vec::new(),
         }
     }
 
@@ -255,7 +256,7 @@ mod tests {
         unique.dedup();
         assert_eq!(names.len(), unique.len(), "{names:?}");
         assert_eq!(registry::names_for(Role::Source), vec!["datagen", "filesystem", "kafka"]);
-        assert_eq!(registry::names_for(Role::Sink), vec!["filesystem", "kafka", "print", "blackhole"]);
+        assert_eq!(registry::names_for(Role::Sink), vec!["filesystem", "kafka", "upsert-kafka", "print", "blackhole"]);
         assert_eq!(roles("kafka"), vec![Role::Source, Role::Sink]);
         assert!(roles("nope").is_empty());
         let err = validate(&spec("blackhole", &[]), Role::Source).unwrap_err().to_string();

@@ -67,6 +67,7 @@ pub static CONNECTORS: &[&dyn Connector] = &[
     &crate::datagen::Datagen,
     &crate::filesystem::Filesystem,
     &crate::kafka::Kafka,
+    &crate::kafka::UpsertKafka,
     &crate::print::Print,
     &crate::blackhole::Blackhole,
 ];

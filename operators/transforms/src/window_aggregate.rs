@@ -17,6 +17,11 @@
 //! in every checkpoint, so windows restore at any parallelism and fire once. SESSION
 //! windows merge instead (module `sessions`): each key's open sessions are one entry, with
 //! one timer per session end.
+//!
+//! **Processing time.** Windows over a `PROCTIME()` column fire by the task's clock
+//! instead: each (key, window) has a processing-time timer at `window_end - 1`, and the
+//! operator's deadline is the earliest of them. At the end of a bounded input every open
+//! window fires, as with event time.
 
 use std::collections::HashMap;
 
@@ -76,7 +81,10 @@ pub struct WindowAggregate {
     pending: HashMap<(u32, Vec<u8>), Vec<Acc>>,
     /// SESSION windows: each key's open sessions (the other tables stay empty).
     sessions: Option<Sessions>,
-    /// The watermark last seen (windows ending at or before it + 1 ms have fired).
+    /// What fires the windows: the watermark, or the wall clock (processing time).
+    domain: TimeDomain,
+    /// The time windows fired through (the last watermark, or the clock at the last firing
+    /// of processing-time windows): windows ending at or before it + 1 ms have fired.
     watermark: i64,
     late_records_dropped: u64,
 }
@@ -100,7 +108,7 @@ fn parse_stored_key(stored: &[u8]) -> Result<(&[u8], i64, i64)> {
 }
 
 /// Milliseconds since the epoch of a timestamp column (any unit or zone).
-fn millis(column: &ArrayRef) -> Result<TimestampMillisecondArray> {
+pub(crate) fn millis(column: &ArrayRef) -> Result<TimestampMillisecondArray> {
     let cast = cast(column, &DataType::Timestamp(TimeUnit::Millisecond, None))
         .map_err(|e| OperatorError::arrow("window bounds", e))?;
     cast.as_any()
@@ -151,9 +159,17 @@ impl WindowAggregate {
             batch_rows: batch_rows.max(1),
             max_parallelism: sluice_core::keys::DEFAULT_MAX_PARALLELISM,
             pending: HashMap::new(),
+            domain: TimeDomain::EventTime,
             watermark: i64::MIN,
             late_records_dropped: 0,
         })
+    }
+
+    /// This aggregation's windows firing by the task's clock (processing time), not by the
+    /// watermark.
+    pub fn with_processing_time(mut self) -> Self {
+        self.domain = TimeDomain::ProcessingTime;
+        self
     }
 
     /// The aggregation a plan describes, emitting batches of at most `batch_rows`.
@@ -168,7 +184,8 @@ impl WindowAggregate {
             time: spec.window_time_key.map(|t| t as usize),
         };
         let slices = spec.slices.as_ref().map(WindowShape::from_spec).transpose()?;
-        WindowAggregate::new(&input, keys, window_keys, slices, aggregates, output, batch_rows)
+        let aggregate = WindowAggregate::new(&input, keys, window_keys, slices, aggregates, output, batch_rows)?;
+        Ok(if spec.processing_time { aggregate.with_processing_time() } else { aggregate })
     }
 
     /// Writes the pending accumulators (or sessions) to the store.
@@ -184,9 +201,13 @@ impl WindowAggregate {
         self.windows.put_all(pending.iter().map(|((g, k), a)| (*g, k.as_slice(), a)))
     }
 
-    /// Emits the windows that fired at `watermark`, in the order of their timers.
+    /// Emits the windows that fired at `watermark` (a time of the operator's domain), in
+    /// the order of their timers.
     fn fire(&mut self, watermark: i64, out: &mut Collector) -> Result<()> {
-        let due = self.timers.due_event_timers(watermark)?;
+        let due = match self.domain {
+            TimeDomain::EventTime => self.timers.due_event_timers(watermark)?,
+            TimeDomain::ProcessingTime => self.timers.due_processing_timers(watermark)?,
+        };
         if due.is_empty() {
             return Ok(());
         }
@@ -294,9 +315,9 @@ impl Operator for WindowAggregate {
                     Added::Late => self.late_records_dropped += 1,
                     Added::Merged { replaced, end } => {
                         for old in replaced {
-                            self.timers.delete(TimeDomain::EventTime, group, key.as_ref(), old - 1)?;
+                            self.timers.delete(self.domain, group, key.as_ref(), old - 1)?;
                         }
-                        self.timers.register(TimeDomain::EventTime, group, key.as_ref(), end - 1)?;
+                        self.timers.register(self.domain, group, key.as_ref(), end - 1)?;
                     }
                 }
                 continue;
@@ -318,7 +339,7 @@ impl Operator for WindowAggregate {
                                 a
                             }
                             None => {
-                                self.timers.register(TimeDomain::EventTime, *g, k, end - 1)?;
+                                self.timers.register(self.domain, *g, k, end - 1)?;
                                 self.aggregates.initial()
                             }
                         };
@@ -335,10 +356,30 @@ impl Operator for WindowAggregate {
     }
 
     async fn on_watermark(&mut self, watermark: i64, out: &mut Collector) -> Result<()> {
-        self.watermark = self.watermark.max(watermark);
-        self.fire(watermark, out)?;
+        if self.domain == TimeDomain::EventTime {
+            self.watermark = self.watermark.max(watermark);
+            self.fire(watermark, out)?;
+        }
         out.watermark(watermark);
         Ok(())
+    }
+
+    fn deadline(&self) -> Option<tokio::time::Instant> {
+        if self.domain != TimeDomain::ProcessingTime {
+            return None;
+        }
+        let next = self.timers.next_processing_time()?;
+        let wait = u64::try_from(next.saturating_sub(now_ms())).unwrap_or(0);
+        Some(tokio::time::Instant::now() + std::time::Duration::from_millis(wait))
+    }
+
+    async fn on_timer(&mut self, out: &mut Collector) -> Result<()> {
+        if self.domain != TimeDomain::ProcessingTime {
+            return Ok(());
+        }
+        let now = now_ms();
+        self.watermark = self.watermark.max(now);
+        self.fire(now, out)
     }
 
     async fn finish(&mut self, out: &mut Collector) -> Result<()> {
@@ -374,6 +415,11 @@ impl Operator for WindowAggregate {
     fn metrics(&self) -> Vec<(String, u64)> {
         vec![(LATE_RECORDS_DROPPED.to_string(), self.late_records_dropped)]
     }
+}
+
+/// The wall clock, in milliseconds since the epoch.
+fn now_ms() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
 }
 
 #[cfg(test)]

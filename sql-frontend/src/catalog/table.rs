@@ -200,6 +200,7 @@ impl Table {
             options: self.options.clone().into_iter().collect(),
             schema: encode_schema(&self.physical_schema()),
             metadata: Default::default(),
+            primary_key: self.primary_key.clone(),
         }
     }
 

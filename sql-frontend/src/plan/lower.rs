@@ -28,7 +28,9 @@ use sluice_connectors::kafka::options::SPLIT_METADATA;
 use sqlparser::tokenizer::Location;
 
 mod aggregate;
+mod top_n;
 pub use aggregate::{window_grouping, WindowGrouping};
+use top_n::{rank_filter, RankFilter};
 
 /// The hidden column that carries a Kafka row's partition to its watermark operator.
 const SPLIT_COLUMN: &str = "__sluice_split";
@@ -69,6 +71,8 @@ pub struct Lowering {
     window_feed: Option<WindowFeed>,
     /// The operators (by uid) whose output carries updates, for EXPLAIN CHANGELOG_MODE.
     pub updating: std::collections::HashSet<String>,
+    /// The Top-N a filter being lowered asks of the OVER window below it.
+    rank_filter: Option<RankFilter>,
 }
 
 /// A windowing call feeding a window aggregate.
@@ -111,12 +115,17 @@ fn session_partition(call: &crate::parser::WindowTvfCall, plain_keys: Option<&[S
 /// A windowing call as shown in plans.
 fn window_name(spec: &WindowTvfSpec) -> String {
     let (size, step, offset) = (spec.size_ms, spec.step_ms, spec.offset_ms);
-    match WindowKind::try_from(spec.kind) {
+    let clock = if spec.processing_time { ", processing time" } else { "" };
+    let name = match WindowKind::try_from(spec.kind) {
         Ok(WindowKind::Tumble) => format!("tumble(size {size} ms, offset {offset} ms)"),
         Ok(WindowKind::Hop) => format!("hop(slide {step} ms, size {size} ms, offset {offset} ms)"),
         Ok(WindowKind::Cumulate) => format!("cumulate(step {step} ms, size {size} ms, offset {offset} ms)"),
         Ok(WindowKind::Session) => format!("session(gap {size} ms)"),
         Err(_) => "window".into(),
+    };
+    match name.strip_suffix(')') {
+        Some(open) => format!("{open}{clock})"),
+        None => name,
     }
 }
 
@@ -197,6 +206,7 @@ impl Lowering {
             locations: QueryLocations::default(),
             window_feed: None,
             updating: Default::default(),
+            rank_filter: None,
         }
     }
 
@@ -337,10 +347,14 @@ impl Lowering {
                 location,
                 format!("{what} doesn't support consuming update changes which is produced by node {producer}"),
             )
-            .with_hint(
+            .with_hint(if what.starts_with("Table sink") {
+                "aggregate by windows instead (GROUP BY window_start, window_end, ...), write to a table that takes \
+                 updates ('connector' = 'upsert-kafka' with a PRIMARY KEY), or run the bounded input in batch mode: \
+                 SET 'execution.runtime-mode' = 'batch'"
+            } else {
                 "aggregate by windows instead (GROUP BY window_start, window_end, ...), or run the bounded input in \
-                 batch mode: SET 'execution.runtime-mode' = 'batch'",
-            )),
+                 batch mode: SET 'execution.runtime-mode' = 'batch'"
+            })),
         }
     }
 
@@ -441,6 +455,7 @@ impl Lowering {
             offset_ms: call.offset_ms,
             output_schema: encode_schema(&window.output_schema),
             slices: false,
+            processing_time: window.processing_time,
         };
         if let Some(feed) = self.window_feed.as_mut().filter(|f| f.placeholder == call.placeholder) {
             // Flink's rule for window aggregates over HOP and CUMULATE.
@@ -557,6 +572,24 @@ impl Lowering {
         Ok(Stream { node, schema: output, parallelism, updates: None })
     }
 
+    /// Lowers the input of a filter with `predicate`: a Top-N when the filter bounds the
+    /// rank of an OVER window below it. Returns the input and what is left to filter.
+    fn lower_filtered(
+        &mut self,
+        input: &LogicalPlan,
+        predicate: Option<&Expr>,
+        location: Location,
+        resolve: &mut dyn FnMut(&mut Lowering, &str, Location) -> Result<Stream>,
+    ) -> Result<(Stream, Option<Expr>)> {
+        let Some((filter, rest)) = predicate.and_then(|p| rank_filter(p, input)) else {
+            return Ok((self.lower(input, location, resolve)?, predicate.cloned()));
+        };
+        self.rank_filter = Some(filter);
+        let lowered = self.lower(input, location, resolve);
+        self.rank_filter = None;
+        Ok((lowered?, rest))
+    }
+
     /// Lowers the plan of a view read by the query being lowered: the view's windowing
     /// calls are its own, whatever the query around it feeds.
     pub fn lower_nested(
@@ -585,16 +618,35 @@ impl Lowering {
                     LogicalPlan::Filter(f) => (f.input.as_ref(), Some(&f.predicate)),
                     other => (other, None),
                 };
-                let input = self.lower(input_plan, location, resolve)?;
-                self.calc(&input, filter, &projection.expr, arrow(&projection.schema), location)
+                let (input, filter) = self.lower_filtered(input_plan, filter, location, resolve)?;
+                self.calc(&input, filter.as_ref(), &projection.expr, arrow(&projection.schema), location)
             }
             LogicalPlan::Filter(filter) => {
-                let input = self.lower(&filter.input, location, resolve)?;
-                let all: Vec<Expr> =
-                    input.schema.fields().iter().map(|f| Expr::Column(Column::new_unqualified(f.name()))).collect();
-                let schema = input.schema.clone();
-                self.calc(&input, Some(&filter.predicate), &all, schema, location)
+                let (input, predicate) = self.lower_filtered(&filter.input, Some(&filter.predicate), location, resolve)?;
+                let all: Vec<Expr> = input
+                    .schema
+                    .fields()
+                    .iter()
+                    .filter(|f| f.name() != changelog::ROW_KIND_COLUMN)
+                    .map(|f| Expr::Column(Column::new_unqualified(f.name())))
+                    .collect();
+                let schema = changelog::without_row_kind(&input.schema);
+                self.calc(&input, predicate.as_ref(), &all, schema, location)
             }
+            LogicalPlan::Window(window) => match self.rank_filter.take().filter(|f| f.ranks(window)) {
+                Some(filter) => {
+                    let input = self.lower(&window.input, location, resolve)?;
+                    self.top_n(&input, window, filter, location)
+                }
+                None => Err(SqlError::new(
+                    self.locations.function("row_number").unwrap_or(location),
+                    "an OVER window is supported only as a Top-N yet",
+                )
+                .with_hint(
+                    "filter its rank: SELECT * FROM (SELECT *, ROW_NUMBER() OVER (PARTITION BY k ORDER BY c DESC) AS \
+                     rownum FROM t) WHERE rownum <= N",
+                )),
+            },
             LogicalPlan::SubqueryAlias(alias) => self.lower(&alias.input, location, resolve),
             LogicalPlan::Aggregate(aggregate) => {
                 if let Some(window) = window_grouping(aggregate) {
@@ -639,7 +691,7 @@ impl Lowering {
             )
             .with_hint("read from a table declared with CREATE TABLE")),
             other => Err(SqlError::new(location, format!("{} is not supported yet in streaming SQL", describe(other)))
-                .with_hint("supported today: projections, WHERE, CASE, CAST, functions, GROUP BY, window table functions and window aggregates, DISTINCT, UNION ALL, ML_PREDICT")),
+                .with_hint("supported today: projections, WHERE, CASE, CAST, functions, GROUP BY, window table functions and window aggregates, Top-N, DISTINCT, UNION ALL, ML_PREDICT")),
         }
     }
 }
@@ -649,7 +701,6 @@ fn describe(plan: &LogicalPlan) -> &'static str {
         LogicalPlan::Join(_) => "JOIN",
         LogicalPlan::Sort(_) => "ORDER BY",
         LogicalPlan::Limit(_) => "LIMIT",
-        LogicalPlan::Window(_) => "an OVER window",
         LogicalPlan::Subquery(_) => "a subquery",
         LogicalPlan::Unnest(_) => "UNNEST",
         LogicalPlan::RecursiveQuery(_) => "a recursive query",

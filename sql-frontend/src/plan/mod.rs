@@ -30,6 +30,7 @@ use sqlparser::tokenizer::Location;
 
 use crate::catalog::{Catalog, View};
 use crate::error::SqlError;
+use crate::parser::ColumnKind;
 use crate::parser::{Insert, TableCalls};
 use crate::types::sql_name;
 use locate::{prefer, QueryLocations};
@@ -204,12 +205,22 @@ fn call_input(catalog: &Catalog, provider: &CatalogProvider, name: &str, locatio
     })
 }
 
-/// Checks that a window over a table times its rows by the table's event time (the column
-/// of its WATERMARK), as Flink requires. Views are not checked yet: their columns do not
-/// carry whether they are time attributes.
-fn time_attribute(table: &crate::catalog::Table, window: &ResolvedWindow) -> Result<()> {
+/// Checks that a window over a table times its rows by a time attribute of the table, as
+/// Flink requires: its event time (the column of its WATERMARK), or a processing-time
+/// column (`name AS PROCTIME()`), which makes the window a processing-time window. Views
+/// are not checked yet: their columns do not carry whether they are time attributes.
+fn time_attribute(table: &crate::catalog::Table, window: &mut ResolvedWindow) -> Result<()> {
     let column = window.output_schema.field(window.time_column).name();
     if table.watermark.as_ref().is_some_and(|w| w.column.eq_ignore_ascii_case(column)) {
+        return Ok(());
+    }
+    let processing = table.columns.iter().any(|c| {
+        c.name == *column
+            && matches!(&c.kind, ColumnKind::Computed { text, .. }
+                if text.split_whitespace().collect::<String>().eq_ignore_ascii_case("PROCTIME()"))
+    });
+    if processing {
+        window.processing_time = true;
         return Ok(());
     }
     let kind = sql_name(window.output_schema.field(window.time_column).data_type());
@@ -222,7 +233,8 @@ fn time_attribute(table: &crate::catalog::Table, window: &ResolvedWindow) -> Res
         ),
     )
     .with_hint(format!(
-        "declare it as the table's event time: WATERMARK FOR {column} AS {column} - INTERVAL '5' SECOND"
+        "declare it as the table's event time: WATERMARK FOR {column} AS {column} - INTERVAL '5' SECOND \
+         (or window by processing time over a column declared AS PROCTIME())"
     )))
 }
 
@@ -237,9 +249,9 @@ pub fn logical_plan(
     let mut resolved = Placeholders::default();
     for call in &calls.windows {
         let input = call_input(catalog, &provider, &call.input, call.input_location)?;
-        let window = resolve_window(call, &input)?;
+        let mut window = resolve_window(call, &input)?;
         if let Some(table) = catalog.find_table(&call.input) {
-            time_attribute(table, &window)?;
+            time_attribute(table, &mut window)?;
         }
         provider.add_placeholder(&call.placeholder, window.output_schema.clone());
         resolved.windows.insert(call.placeholder.clone(), window);
@@ -470,6 +482,7 @@ impl JobPlanner {
             options: [("connector".to_string(), "print".to_string())].into(),
             schema: encode_schema(&changelog::without_row_kind(&stream.schema)),
             metadata: Default::default(),
+            primary_key: Vec::new(),
         };
         // The updates of a key must reach the sink in order: they stay on their subtask.
         let parallelism =
@@ -633,7 +646,7 @@ fn changelog_mode(op: &OperatorSpec, updating: &std::collections::HashSet<String
 
 /// Sinks that take updates (their rows' kinds), not only insertions.
 fn accepts_updates(connector: &str) -> bool {
-    matches!(connector, "print" | "blackhole")
+    matches!(connector, "print" | "blackhole" | "upsert-kafka")
 }
 
 /// Implicit conversions allowed when writing to a sink: numeric widening.

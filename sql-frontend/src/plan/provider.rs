@@ -21,10 +21,12 @@ pub fn session() -> &'static SessionState {
     SESSION.get_or_init(|| SessionStateBuilder::new().with_default_features().build())
 }
 
-/// How SQL text is planned: identifiers are case-sensitive as in Flink, strings are `Utf8`.
+/// How SQL text is planned: identifiers are case-sensitive as in Flink, strings are `Utf8`,
+/// and NULL sorts as the smallest value (ASC NULLS FIRST, DESC NULLS LAST), as in Flink.
 pub fn parser_options() -> ParserOptions {
     ParserOptions {
         enable_ident_normalization: false,
+        default_null_ordering: datafusion::sql::planner::NullOrdering::NullsMin,
         map_string_types_to_utf8view: false,
         collect_spans: true,
         ..ParserOptions::new()

@@ -244,6 +244,8 @@ pub struct ResolvedWindow {
     pub time_column: usize,
     /// The input's columns followed by `window_start`, `window_end` and `window_time`.
     pub output_schema: SchemaRef,
+    /// The time column is a processing-time attribute (`PROCTIME()`).
+    pub processing_time: bool,
 }
 
 /// The columns a window adds to its input's.
@@ -287,5 +289,10 @@ pub fn resolve_window(call: &WindowTvfCall, input: &SchemaRef) -> Result<Resolve
         }
         fields.push(Field::new(added, DataType::Timestamp(TimeUnit::Millisecond, None), false));
     }
-    Ok(ResolvedWindow { call: call.clone(), time_column, output_schema: Arc::new(Schema::new(fields)) })
+    Ok(ResolvedWindow {
+        call: call.clone(),
+        time_column,
+        output_schema: Arc::new(Schema::new(fields)),
+        processing_time: false,
+    })
 }

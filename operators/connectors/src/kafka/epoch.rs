@@ -233,9 +233,9 @@ impl EpochTransactions {
         Ok(())
     }
 
-    /// Adds a record to the open transaction; keyed records go to the partition Kafka's
-    /// default partitioner picks.
-    pub async fn send(&mut self, key: Option<Bytes>, value: Bytes) -> ProtocolResult<()> {
+    /// Adds a record to the open transaction (a `None` value is a tombstone); keyed records
+    /// go to the partition Kafka's default partitioner picks.
+    pub async fn send(&mut self, key: Option<Bytes>, value: Option<Bytes>) -> ProtocolResult<()> {
         let Some((txn, written)) = self.current.as_mut() else {
             return Err("no Kafka transaction is open".into());
         };

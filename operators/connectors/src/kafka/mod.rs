@@ -3,6 +3,9 @@
 //! `format`, `key.format` / `key.fields`, `value.fields-include`, `*.ignore-parse-errors`,
 //! and `sink.delivery-guarantee`; and the dead-letter writer other operators use.
 //!
+//! The `upsert-kafka` connector writes an updating query's latest row per primary key
+//! (Flink's upsert-kafka sink), through the same sink.
+//!
 //! The options ([`options`]) are always compiled; the running source, sink and their
 //! transaction machinery need the crate's `runtime` feature (librdkafka).
 
@@ -56,6 +59,30 @@ impl crate::registry::Connector for Kafka {
     ) -> sluice_core::Result<Box<dyn crate::registry::SinkFactory>> {
         let config = KafkaConfig::parse(options, &spec.table, schema, &Default::default())?;
         config.check_sink()?;
+        Ok(Box::new(KafkaSinkConfig(config)))
+    }
+}
+
+/// The `upsert-kafka` connector (a sink): each row's key is the table's primary key;
+/// inserts and updates write the key's latest row, deletes write a tombstone.
+pub struct UpsertKafka;
+
+impl crate::registry::Connector for UpsertKafka {
+    fn name(&self) -> &'static str {
+        "upsert-kafka"
+    }
+
+    fn roles(&self) -> &'static [crate::Role] {
+        &[crate::Role::Sink]
+    }
+
+    fn sink(
+        &self,
+        spec: &sluice_proto::ConnectorSpec,
+        options: &mut sluice_core::options::Options<'_>,
+        schema: arrow::datatypes::SchemaRef,
+    ) -> sluice_core::Result<Box<dyn crate::registry::SinkFactory>> {
+        let config = KafkaConfig::parse_upsert(options, &spec.table, schema, &spec.primary_key)?;
         Ok(Box::new(KafkaSinkConfig(config)))
     }
 }

@@ -127,6 +127,35 @@ pub struct KafkaConfig {
     pub schema: SchemaRef,
     /// Source columns that hold record metadata.
     pub metadata: Vec<(usize, MetadataKey)>,
+    /// An `upsert-kafka` table: a sink writes each key's latest row, and a tombstone (a
+    /// record without a value) for a deleted key.
+    pub upsert: bool,
+}
+
+/// `properties.*`, passed to librdkafka without the prefix (`bootstrap.servers` required).
+fn client_properties(options: &mut Options<'_>) -> Result<BTreeMap<String, String>> {
+    options.accept_prefix("properties.");
+    let properties: BTreeMap<String, String> = options
+        .all()
+        .iter()
+        .filter_map(|(k, v)| k.strip_prefix("properties.").map(|k| (k.to_string(), v.clone())))
+        .collect();
+    if !properties.contains_key("bootstrap.servers") {
+        return Err(options.error("missing required option 'properties.bootstrap.servers' (e.g. 'localhost:9092')"));
+    }
+    transaction_timeout(properties.get("transaction.timeout.ms").map(String::as_str)).map_err(|m| options.error(m))?;
+    Ok(properties)
+}
+
+/// `sink.delivery-guarantee` (at-least-once by default) and `sink.transactional-id-prefix`.
+fn delivery(options: &mut Options<'_>) -> Result<(DeliveryGuarantee, Option<String>)> {
+    let delivery =
+        match options.choice("sink.delivery-guarantee", &["none", "at-least-once", "exactly-once"])?.as_deref() {
+            Some("none") => DeliveryGuarantee::None,
+            Some("exactly-once") => DeliveryGuarantee::ExactlyOnce,
+            _ => DeliveryGuarantee::AtLeastOnce,
+        };
+    Ok((delivery, options.get("sink.transactional-id-prefix").map(str::to_string)))
 }
 
 /// The transaction timeout of exactly-once sinks when `properties.transaction.timeout.ms`
@@ -187,15 +216,7 @@ impl KafkaConfig {
         if topics.is_empty() == topic_pattern.is_none() {
             return Err(options.error("set exactly one of 'topic' (names separated by ';') and 'topic-pattern'"));
         }
-        options.accept_prefix("properties.");
-        let properties: BTreeMap<String, String> = options
-            .all()
-            .iter()
-            .filter_map(|(k, v)| k.strip_prefix("properties.").map(|k| (k.to_string(), v.clone())))
-            .collect();
-        if !properties.contains_key("bootstrap.servers") {
-            return Err(options.error("missing required option 'properties.bootstrap.servers' (e.g. 'localhost:9092')"));
-        }
+        let properties = client_properties(options)?;
         let mode = options.choice(
             "scan.startup.mode",
             &["earliest-offset", "latest-offset", "group-offsets", "timestamp", "specific-offsets"],
@@ -252,14 +273,7 @@ impl KafkaConfig {
         };
         let value_except_key =
             matches!(options.choice("value.fields-include", &["all", "except_key"])?.as_deref(), Some("except_key"));
-        let delivery =
-            match options.choice("sink.delivery-guarantee", &["none", "at-least-once", "exactly-once"])?.as_deref() {
-                Some("none") => DeliveryGuarantee::None,
-                Some("exactly-once") => DeliveryGuarantee::ExactlyOnce,
-                _ => DeliveryGuarantee::AtLeastOnce,
-            };
-        let transactional_id_prefix = options.get("sink.transactional-id-prefix").map(str::to_string);
-        transaction_timeout(options.get("properties.transaction.timeout.ms")).map_err(|m| options.error(m))?;
+        let (delivery, transactional_id_prefix) = delivery(options)?;
         options.declare("scan.parallelism");
         options.declare("sink.partitioner");
         let mut config = KafkaConfig {
@@ -277,8 +291,58 @@ impl KafkaConfig {
             transactional_id_prefix,
             schema,
             metadata: Vec::new(),
+            upsert: false,
         };
         config.set_metadata(metadata).map_err(|m| options.error(m))?;
+        config.value_format.check_schema(&config.value_schema(), options)?;
+        Ok(config)
+    }
+
+    /// Reads an `upsert-kafka` table's options (Flink's: `topic`, `properties.*`,
+    /// `key.format`, `value.format`, `value.fields-include`, `sink.delivery-guarantee`,
+    /// `sink.transactional-id-prefix`); its key is the table's primary key.
+    pub fn parse_upsert(
+        options: &mut Options<'_>,
+        table: &str,
+        schema: SchemaRef,
+        primary_key: &[String],
+    ) -> Result<Self> {
+        if primary_key.is_empty() {
+            return Err(options.error(
+                "an 'upsert-kafka' table needs a primary key: add PRIMARY KEY (k) NOT ENFORCED to its columns",
+            ));
+        }
+        let topic = options.get("topic").map(|t| t.trim().to_string()).filter(|t| !t.is_empty() && !t.contains(';'));
+        let Some(topic) = topic else {
+            return Err(options.error("missing required option 'topic' (one topic name)"));
+        };
+        let properties = client_properties(options)?;
+        let key_fields = primary_key
+            .iter()
+            .map(|k| schema.index_of(k).map_err(|_| options.error(format!("primary key column '{k}' is not physical"))))
+            .collect::<Result<Vec<_>>>()?;
+        let key_format = FormatOptions::parse_key(options, "key.format", FORMATS)?;
+        let value_format = FormatOptions::parse_key(options, "value.format", FORMATS)?;
+        let value_except_key =
+            matches!(options.choice("value.fields-include", &["all", "except_key"])?.as_deref(), Some("except_key"));
+        let (delivery, transactional_id_prefix) = delivery(options)?;
+        let config = KafkaConfig {
+            table: table.to_string(),
+            topics: vec![topic],
+            topic_pattern: None,
+            properties,
+            startup: StartupMode::Earliest,
+            bounded: BoundedMode::Unbounded,
+            discovery_interval: None,
+            value_format,
+            key: Some((key_format, key_fields)),
+            value_except_key,
+            delivery,
+            transactional_id_prefix,
+            schema,
+            metadata: Vec::new(),
+            upsert: true,
+        };
         config.value_format.check_schema(&config.value_schema(), options)?;
         Ok(config)
     }

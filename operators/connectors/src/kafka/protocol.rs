@@ -131,6 +131,9 @@ pub fn murmur2(data: &[u8]) -> u32 {
     h
 }
 
+/// A record's key and value (`None`: a tombstone).
+type KeyValue = (Option<Bytes>, Option<Bytes>);
+
 /// A transaction's identity: what a checkpoint stores to commit it later.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TransactionHandle {
@@ -324,7 +327,7 @@ pub struct Transaction {
     leaders: HashMap<i32, Connection>,
     added: BTreeSet<i32>,
     sequences: HashMap<i32, i32>,
-    buffers: HashMap<i32, Vec<(Option<Bytes>, Bytes)>>,
+    buffers: HashMap<i32, Vec<KeyValue>>,
     buffered: usize,
     next_partition: i32,
 }
@@ -359,8 +362,9 @@ impl Transaction {
         &self.handle
     }
 
-    /// Adds a record; keyed records go to the partition Kafka's default partitioner picks.
-    pub async fn send(&mut self, key: Option<Bytes>, value: Bytes) -> ProtocolResult<()> {
+    /// Adds a record (a `None` value is a tombstone); keyed records go to the partition
+    /// Kafka's default partitioner picks.
+    pub async fn send(&mut self, key: Option<Bytes>, value: Option<Bytes>) -> ProtocolResult<()> {
         let partitions = self.cluster.leaders.len().max(1) as i32;
         let partition = match &key {
             Some(k) => ((murmur2(k) & 0x7fff_ffff) % partitions as u32) as i32,
@@ -427,7 +431,7 @@ impl Transaction {
         Err("the coordinator stayed busy adding partitions".into())
     }
 
-    async fn produce(&mut self, partition: i32, records: &[(Option<Bytes>, Bytes)]) -> ProtocolResult<()> {
+    async fn produce(&mut self, partition: i32, records: &[KeyValue]) -> ProtocolResult<()> {
         let base = *self.sequences.get(&partition).unwrap_or(&0);
         let now =
             std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64);
@@ -446,7 +450,7 @@ impl Transaction {
                 sequence: base.wrapping_add(i as i32),
                 timestamp: now,
                 key: key.clone(),
-                value: Some(value.clone()),
+                value: value.clone(),
                 headers: IndexMap::new(),
             })
             .collect();
@@ -609,7 +613,7 @@ mod tests {
     async fn written_transaction(broker: &TestBroker, id: &str) -> TransactionHandle {
         let bootstrap = [broker.address.clone()];
         let mut txn = Transaction::begin(&bootstrap, "t", id, Duration::from_secs(60)).await.unwrap();
-        txn.send(None, Bytes::from_static(b"{}")).await.unwrap();
+        txn.send(None, Some(Bytes::from_static(b"{}"))).await.unwrap();
         txn.flush().await.unwrap();
         txn.handle().clone()
     }
@@ -664,7 +668,7 @@ mod tests {
         // As if the leader had moved away from the address we knew: nothing listens there.
         let gone = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
         txn.cluster.brokers.insert(leader, gone.to_string());
-        txn.send(None, Bytes::from_static(b"{}")).await.unwrap();
+        txn.send(None, Some(Bytes::from_static(b"{}"))).await.unwrap();
         txn.flush().await.expect("the produce is retried at the leader of fresh metadata");
         let handle = txn.handle().clone();
         end_transaction(&bootstrap, &handle, true).await.unwrap();

@@ -1,7 +1,10 @@
 //! The Kafka sink. `at-least-once` waits for every record to be acknowledged at each
 //! checkpoint barrier and at the end of input; `none` never waits. `exactly-once` writes
 //! each checkpoint epoch in one Kafka transaction ([`super::epoch`]), committed when the
-//! checkpoint completes. The transactional-id prefix is `sink.transactional-id-prefix`, or
+//! checkpoint completes. An `upsert-kafka` sink reads a changelog: of the changes a batch
+//! makes to a key, only the last is written, as the key's row (`+I`, `+U`) or as a
+//! tombstone (`-U` or `-D` not followed by a new row of the key), which keeps the topic's
+//! latest record per key right whatever the updates' own key. The transactional-id prefix is `sink.transactional-id-prefix`, or
 //! else derived from the job and the table, so two jobs never fence each other.
 
 use std::time::Duration;
@@ -14,10 +17,14 @@ use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord, Producer};
 
 use super::epoch::{EpochSettings, EpochTransactions, RestoredTransactions};
 use super::options::{DeliveryGuarantee, KafkaConfig};
+use sluice_core::changelog::{self, ChangelogBatch, RowKind};
 use sluice_core::{Collector, Operator, OperatorError, OperatorState, Result, StateInit, TaskContext};
 
 /// An encoded key or value.
 type Encoded = Vec<u8>;
+
+/// The encoded keys (when the table has a key) and values (`None`: a tombstone) of rows.
+type Records = (Option<Vec<Encoded>>, Vec<Option<Encoded>>);
 
 /// Records in flight before the sink waits for their acknowledgements.
 const MAX_IN_FLIGHT: usize = 100_000;
@@ -67,19 +74,45 @@ impl KafkaSink {
         Ok(())
     }
 
-    /// The keys (when the table has key fields) and values of `batch`'s rows.
-    fn encode(&self, batch: &RecordBatch) -> Result<(Option<Vec<Encoded>>, Vec<Encoded>)> {
-        let values = batch.project(&self.config.value_columns()).map_err(|e| OperatorError::arrow("kafka value", e))?;
+    /// The keys (when the table has key fields) and values of `batch`'s rows; a `None`
+    /// value is a tombstone.
+    fn encode(&self, batch: &RecordBatch) -> Result<Records> {
+        let ChangelogBatch { rows, kinds } = changelog::split(batch)?;
+        let values = rows.project(&self.config.value_columns()).map_err(|e| OperatorError::arrow("kafka value", e))?;
         let values = self.config.value_format.encode_records(&values)?;
         let keys = match &self.config.key {
             Some((format, columns)) => {
-                let keys = batch.project(columns).map_err(|e| OperatorError::arrow("kafka key", e))?;
+                let keys = rows.project(columns).map_err(|e| OperatorError::arrow("kafka key", e))?;
                 Some(format.encode_records(&keys)?)
             }
             None => None,
         };
-        Ok((keys, values))
+        if !self.config.upsert {
+            return Ok((keys, values.into_iter().map(Some).collect()));
+        }
+        let keys = keys.ok_or_else(|| OperatorError::InvalidPlan("an upsert sink needs its key".into()))?;
+        Ok(last_change_per_key(keys, values, &kinds))
     }
+}
+
+/// Of each key's changes, the last, in the order of their last changes: the key with its
+/// row (`+I`, `+U`), or with no value (`-U`, `-D`: a tombstone).
+fn last_change_per_key(keys: Vec<Encoded>, values: Vec<Encoded>, kinds: &[RowKind]) -> Records {
+    let mut last = std::collections::HashMap::with_capacity(keys.len());
+    for (i, key) in keys.iter().enumerate() {
+        last.insert(key.as_slice(), i);
+    }
+    let mut kept: Vec<usize> = last.into_values().collect();
+    kept.sort_unstable();
+    let mut keys: Vec<Option<Encoded>> = keys.into_iter().map(Some).collect();
+    let mut values: Vec<Option<Encoded>> = values.into_iter().map(Some).collect();
+    let mut out_keys = Vec::with_capacity(kept.len());
+    let mut out_values = Vec::with_capacity(kept.len());
+    for i in kept {
+        out_keys.push(keys[i].take().unwrap_or_default());
+        out_values.push(if kinds[i].is_retraction() { None } else { values[i].take() });
+    }
+    (Some(out_keys), out_values)
 }
 
 #[async_trait]
@@ -130,7 +163,7 @@ impl Operator for KafkaSink {
             let mut keys = keys.map(Vec::into_iter);
             for value in values {
                 let key = keys.as_mut().and_then(Iterator::next).map(bytes::Bytes::from);
-                if let Err(e) = t.send(key, bytes::Bytes::from(value)).await {
+                if let Err(e) = t.send(key, value.map(bytes::Bytes::from)).await {
                     return Err(self.error(e));
                 }
             }
@@ -138,7 +171,10 @@ impl Operator for KafkaSink {
         }
         for (i, value) in values.iter().enumerate() {
             loop {
-                let mut record = FutureRecord::<Vec<u8>, Vec<u8>>::to(&self.topic).payload(value);
+                let mut record = FutureRecord::<Vec<u8>, Vec<u8>>::to(&self.topic);
+                if let Some(value) = value {
+                    record = record.payload(value);
+                }
                 if let Some(keys) = &keys {
                     record = record.key(&keys[i]);
                 }
@@ -200,5 +236,33 @@ impl Operator for KafkaSink {
             producer.flush(Duration::from_secs(30)).map_err(|e| self.error(e))?;
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_each_keys_last_change_is_written_and_retractions_become_tombstones() {
+        let keys: Vec<Encoded> = ["a", "b", "a", "c", "b", "c"].iter().map(|k| k.as_bytes().to_vec()).collect();
+        let values: Vec<Encoded> = ["a1", "b1", "a2", "c1", "b1", "c2"].iter().map(|v| v.as_bytes().to_vec()).collect();
+        let kinds = [
+            RowKind::Insert,
+            RowKind::Insert,
+            RowKind::UpdateAfter,
+            RowKind::Insert,
+            RowKind::Delete,
+            RowKind::UpdateBefore,
+        ];
+        let (keys, values) = last_change_per_key(keys, values, &kinds);
+        let text = |b: &[u8]| String::from_utf8(b.to_vec()).unwrap();
+        let written: Vec<(String, Option<String>)> =
+            keys.unwrap().iter().zip(values).map(|(k, v)| (text(k), v.as_deref().map(text))).collect();
+        assert_eq!(
+            written,
+            [("a".into(), Some("a2".into())), ("b".into(), None), ("c".into(), None)],
+            "a's update, b's delete and c's retraction, in the order of their last changes"
+        );
     }
 }

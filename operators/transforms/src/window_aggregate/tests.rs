@@ -223,3 +223,32 @@ async fn sessions_merge_rows_closer_than_the_gap_and_fire_at_their_end() {
     let after = h.checkpoint(2).await.unwrap();
     assert!(after.keyed.iter().all(|k| k.is_empty()), "fired sessions leave no state or timers");
 }
+
+fn processing_time_build(shape: WindowShape) -> Build {
+    Arc::new(move || {
+        let calls = vec![Call::new(AggregateFunction::Sum, Some(3)), Call::new(AggregateFunction::CountStar, None)];
+        let aggregates = Aggregates::new(&input(), calls, vec![DataType::Float64, DataType::Int64])?;
+        let keys = WindowKeys { start: 0, end: 1, time: None };
+        let op = WindowAggregate::new(&input(), vec![1, 2, 0], keys, Some(shape), aggregates, output(), 1024)?;
+        Ok(Box::new(op.with_processing_time()) as Box<dyn Operator>)
+    })
+}
+
+#[tokio::test]
+async fn processing_time_windows_fire_by_the_clock_not_the_watermark() {
+    let shape = WindowShape::Tumble { size: 10 * MINUTE, offset: 0 };
+    let mut h = Harness::start(processing_time_build(shape), input(), Some(vec![0]), 1).await.unwrap();
+    // A window of 2020 (long past by the clock) and one of 2100 (not yet).
+    let future = "2100-01-01T00:00:00 2100-01-01T00:10:00";
+    h.push(&[bid("x", 0, 10, 4.0), bid("x", 0, 10, 2.0)].concat()).await.unwrap();
+    h.push(&format!("y {future} 7.0\n")).await.unwrap();
+    h.watermark(i64::MAX - 1).await.unwrap();
+    assert!(h.sorted_rows().is_empty(), "watermarks do not fire processing-time windows");
+    h.fire_timers().await.unwrap();
+    assert_eq!(h.sorted_rows(), [format!("{} {} x 6.0 2", t(8, 0), t(8, 10))], "the clock passed 2020's window");
+    h.push(&bid("x", 0, 10, 1.0)).await.unwrap();
+    assert_eq!(h.metric(LATE_RECORDS_DROPPED), 1, "its window fired already");
+    h.clear_output();
+    h.finish().await.unwrap();
+    assert_eq!(h.sorted_rows(), [format!("{future} y 7.0 1")], "the end of the input fires what is open");
+}

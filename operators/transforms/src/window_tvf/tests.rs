@@ -122,6 +122,7 @@ fn spec(kind: WindowKind, size: i64, step: i64) -> WindowTvfSpec {
         offset_ms: 0,
         output_schema: encode_schema(&windowed()),
         slices: false,
+        processing_time: false,
     }
 }
 

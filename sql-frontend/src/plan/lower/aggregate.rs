@@ -328,6 +328,7 @@ impl Lowering {
             (0..grouping.keys as u32).filter(|k| !window_positions.contains(&Some(*k as usize))).collect();
         let agg_output = if grouping.global { Self::with_global_key(&output, group.len()) } else { output.clone() };
         let name = super::window_name(&tvf);
+        let processing_time = tvf.processing_time;
         let slices = window.slices.then_some(tvf);
         let spec = WindowAggregateSpec {
             input_schema: encode_schema(&pre_schema),
@@ -338,6 +339,7 @@ impl Lowering {
             aggregates: grouping.calls,
             output_schema: encode_schema(&agg_output),
             slices,
+            processing_time,
         };
         let keys_shown: Vec<String> = group
             .iter()

@@ -150,7 +150,7 @@ impl DeadLetterWriter {
     pub async fn send_queued(&mut self) -> Result<()> {
         if let Delivery::ExactlyOnce { transactions, queued, .. } = &mut self.delivery {
             for value in std::mem::take(queued) {
-                transactions.send(None, value).await.map_err(|e| write_error(&self.topic, e))?;
+                transactions.send(None, Some(value)).await.map_err(|e| write_error(&self.topic, e))?;
             }
         }
         Ok(())
