@@ -395,6 +395,25 @@ def top_n():
     return out
 
 
+def order_by_limit():
+    # 21_order_by_limit.sql: item C's bids (all of them, sorted); the top 3 bids by price
+    # DESC then bidtime (NULL the smallest); item A's bids ranked 3rd and 4th that way.
+    bids = bids_hour()
+
+    def value(x):
+        return "null" if x is None else double(x)
+
+    def by_price(b):
+        return ((1, 0) if b[1] is None else (0, -b[1]), b[0])
+
+    out = [row("sorted", timestamp_text(t), value(p)) for t, p, item in bids if item == "C"]
+    for t, p, item in sorted(bids, key=by_price)[:3]:
+        out.append(row("top3", timestamp_text(t), value(p), item))
+    for t, p, _ in sorted((b for b in bids if b[2] == "A"), key=by_price)[2:4]:
+        out.append(row("page", timestamp_text(t), value(p)))
+    return out
+
+
 CHECKS = {
     "02_json_file_projection_filter": json_file_projection_filter,
     "04_group_by_aggregates": group_by_aggregates,
@@ -406,6 +425,7 @@ CHECKS = {
     "17_session_windows": session_windows,
     "18_current_watermark": current_watermark,
     "20_top_n": top_n,
+    "21_order_by_limit": order_by_limit,
 }
 
 

@@ -230,3 +230,63 @@ fn a_checkpoint_acknowledgement_above_4_mib_completes() {
     assert!(state_bytes > 8 << 20, "the final checkpoint carried the staged rows (about 12 MB): {state_bytes} bytes");
     assert_eq!(status["checkpoints"]["failed"], 0, "{status:#}");
 }
+
+/// A sink whose input ended early commits its rows at a checkpoint, and the job runs on; a
+/// job restored from a later checkpoint must not commit them again. (Ended tasks snapshot
+/// their committed state for every checkpoint until the whole job has ended; a finished
+/// task's state carried forward used to hold the print sink's rows as still pending.)
+#[test]
+fn rows_committed_by_a_sink_that_ended_early_are_not_committed_again_after_a_restore() {
+    let dir = tempfile::tempdir().unwrap();
+    let script = dir.path().join("job.sql");
+    std::fs::write(
+        &script,
+        "CREATE TABLE few (id BIGINT) WITH ('connector' = 'datagen', 'number-of-rows' = '3',
+           'fields.id.kind' = 'sequence', 'fields.id.start' = '1', 'fields.id.end' = '3');
+         SELECT id * 1000 + 7 FROM few;
+         CREATE TABLE many (id BIGINT) WITH ('connector' = 'datagen', 'number-of-rows' = '400',
+           'rows-per-second' = '1000', 'fields.id.kind' = 'sequence', 'fields.id.start' = '1',
+           'fields.id.end' = '400');
+         SELECT COUNT(*) FROM many;",
+    )
+    .unwrap();
+    let run = |args: &[&str], env: &[(&str, &str)]| {
+        std::process::Command::new(common::sluice_bin())
+            .arg("run")
+            .arg(&script)
+            .args(["--taskmanagers", "2"])
+            .args(args)
+            .envs(env.iter().copied())
+            .output()
+            .unwrap()
+    };
+    let checkpoints = dir.path().join("checkpoints");
+    let first = run(
+        &["--parallelism", "2", "--checkpoint-interval", "50ms", "--checkpoint-dir", checkpoints.to_str().unwrap()],
+        &[("SLUICE_TEST_EXIT_AFTER_CHECKPOINT", "3"), ("SLUICE_TEST_SOURCE_PACE", "1:25")],
+    );
+    assert_eq!(first.status.code(), Some(137), "{}", String::from_utf8_lossy(&first.stderr));
+    let job = std::fs::read_dir(&checkpoints).unwrap().flatten().next().unwrap().path();
+    let restored = dir.path().join("restored");
+    let second = run(
+        &[
+            "--parallelism",
+            "3",
+            "--checkpoint-dir",
+            restored.to_str().unwrap(),
+            "--from-savepoint",
+            job.join("chk-3").to_str().unwrap(),
+        ],
+        &[],
+    );
+    assert!(second.status.success(), "{}", String::from_utf8_lossy(&second.stderr));
+    let printed: Vec<String> = [&first.stdout, &second.stdout]
+        .iter()
+        .flat_map(|out| String::from_utf8_lossy(out).lines().map(str::to_string).collect::<Vec<_>>())
+        .filter_map(|l| l.split_once("> ").map_or(Some(l.as_str()), |(_, r)| Some(r)).map(str::to_string))
+        .filter(|l| ["+I[1007]", "+I[2007]", "+I[3007]"].contains(&l.as_str()))
+        .collect();
+    let mut sorted = printed.clone();
+    sorted.sort();
+    assert_eq!(sorted, ["+I[1007]", "+I[2007]", "+I[3007]"], "each row of the early sink once: {printed:?}");
+}

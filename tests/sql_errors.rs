@@ -498,6 +498,14 @@ INSERT INTO totals SELECT customer, SUM(amount) FROM orders GROUP BY customer;"#
         Some((2, 14)),
     ),
     (
+        "source_watermark_without_a_source_that_emits_them",
+        "run",
+        r#"CREATE TABLE clicks (ts TIMESTAMP(3),
+  WATERMARK FOR ts AS SOURCE_WATERMARK()) WITH ('connector' = 'datagen');"#,
+        r#"SOURCE_WATERMARK() needs a connector that emits watermarks of its own, and no connector of Sluice does"#,
+        Some((2, 3)),
+    ),
+    (
         "unknown_runtime_mode",
         "run",
         r#"SET 'execution.runtime-mode' = 'bulk';"#,

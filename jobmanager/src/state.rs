@@ -653,6 +653,7 @@ impl ClusterState {
                             timestamp_ms: trigger.timestamp_ms,
                             last_completed: trigger.last_completed,
                             stop: trigger.stop,
+                            all_ended: trigger.all_ended,
                         },
                     });
                 }

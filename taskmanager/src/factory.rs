@@ -10,6 +10,7 @@ use sluice_core::{Operator, OperatorError, Result, Source};
 use sluice_transforms::calc::Calc;
 use sluice_transforms::keyed_aggregate::KeyedAggregate;
 use sluice_transforms::project::Project;
+use sluice_transforms::temporal_sort::TemporalSort;
 use sluice_transforms::top_n::TopN;
 use sluice_transforms::watermark::WatermarkGenerator;
 use sluice_transforms::window_aggregate::WindowAggregate;
@@ -47,6 +48,7 @@ pub fn build_operator(spec: &OperatorSpec, ctx: &BuildContext) -> Result<Box<dyn
         Some(Kind::WindowTvf(spec)) => Ok(Box::new(WindowTvf::from_spec(spec)?)),
         Some(Kind::WindowAggregate(spec)) => Ok(Box::new(WindowAggregate::from_spec(spec, batch_rows)?)),
         Some(Kind::TopN(spec)) => Ok(Box::new(TopN::from_spec(spec, batch_rows)?)),
+        Some(Kind::TemporalSort(spec)) => Ok(Box::new(TemporalSort::from_spec(spec, batch_rows)?)),
         Some(Kind::MlPredict(spec)) => {
             let context = format!("model '{}'", spec.model);
             // Secrets resolve when the job starts, never in the plan.

@@ -566,13 +566,14 @@ impl TaskExecutor for TaskManager {
 
     async fn trigger_checkpoint(&self, request: Request<TriggerCheckpointRequest>) -> Result<Response<Ack>, Status> {
         let r = request.into_inner();
-        let (checkpoint_id, timestamp_ms, last_completed, stop) =
-            (r.checkpoint_id, r.timestamp_ms, r.last_completed, r.stop);
+        let (checkpoint_id, timestamp_ms, last_completed, stop, all_ended) =
+            (r.checkpoint_id, r.timestamp_ms, r.last_completed, r.stop, r.all_ended);
         self.inner.command(&r.job_id, r.attempt, || TaskCommand::Trigger {
             checkpoint_id,
             timestamp_ms,
             last_completed,
             stop,
+            all_ended,
         });
         Ok(Response::new(Ack {}))
     }

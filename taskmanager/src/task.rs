@@ -9,8 +9,11 @@
 //! jobmanager reports checkpoint n complete, the operators commit.
 //!
 //! With checkpoints, a task whose input has ended does not finish at once: it reports
-//! `ENDED`, snapshots its final state when the next checkpoint is triggered, and finishes
-//! when that checkpoint completes, so sinks commit their last rows exactly once.
+//! `ENDED`, snapshots its state (after committing what completed before) for every
+//! checkpoint triggered after, and finishes when one triggered after every task's input
+//! ended completes, so sinks commit their last rows exactly once, and no checkpoint
+//! carries the stale state of a task that finished earlier (a sink's pending commits that
+//! were done since, which a job restored from a later checkpoint would redo).
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -50,6 +53,8 @@ pub enum TaskCommand {
         last_completed: u64,
         /// Stop-with-savepoint: a source emits nothing after this barrier.
         stop: bool,
+        /// Every task's input had ended: an ended task finishes once this completes.
+        all_ended: bool,
     },
     /// The checkpoint completed: commit what it covers.
     Complete(u64),
@@ -108,6 +113,8 @@ pub struct PendingTrigger {
     pub checkpoint_id: u64,
     /// The latest checkpoint completed when it was triggered.
     pub last_completed: u64,
+    /// Every task's input had ended when it was triggered.
+    pub all_ended: bool,
 }
 
 /// The operators of a task after its head, first to last, with their uids.
@@ -341,7 +348,7 @@ impl Task {
         source: Option<&mut Box<dyn Source>>,
     ) -> Result<Option<tokio::sync::oneshot::Sender<()>>, TaskError> {
         match command {
-            TaskCommand::Trigger { checkpoint_id, timestamp_ms, last_completed, stop } => match source {
+            TaskCommand::Trigger { checkpoint_id, timestamp_ms, last_completed, stop, all_ended } => match source {
                 Some(source) => {
                     self.notify_complete(last_completed, Some(source)).await?;
                     let state = source.snapshot_state(checkpoint_id).await?;
@@ -349,7 +356,7 @@ impl Task {
                     self.checkpoint_at_barrier(barrier, Some(state), Duration::ZERO).await?;
                     self.stopped_at = stop.then_some(checkpoint_id);
                 }
-                None => self.unbarriered = Some(PendingTrigger { checkpoint_id, last_completed }),
+                None => self.unbarriered = Some(PendingTrigger { checkpoint_id, last_completed, all_ended }),
             },
             TaskCommand::Complete(checkpoint_id) => self.notify_complete(checkpoint_id, source).await?,
             TaskCommand::Park(done) => return Ok(Some(done)),
@@ -658,17 +665,23 @@ impl Task {
         let mut final_checkpoint = None;
         // A checkpoint triggered while the input was ending never reached this task as a
         // barrier: its part is the final state.
-        if let Some(PendingTrigger { checkpoint_id, last_completed }) = self.unbarriered.take() {
+        if let Some(PendingTrigger { checkpoint_id, last_completed, all_ended }) = self.unbarriered.take() {
             self.notify_complete(last_completed, source.as_mut()).await?;
             self.checkpoint_ended(checkpoint_id, source.as_mut()).await?;
-            final_checkpoint = Some(checkpoint_id);
+            if all_ended {
+                final_checkpoint = Some(checkpoint_id);
+            }
         }
         while let Some(command) = self.checkpointing.commands.recv().await {
             match command {
-                TaskCommand::Trigger { checkpoint_id, last_completed, .. } => {
+                TaskCommand::Trigger { checkpoint_id, last_completed, all_ended, .. } => {
+                    // Each snapshot follows the commit of what completed before, so it
+                    // holds no commit already done.
                     self.notify_complete(last_completed, source.as_mut()).await?;
                     self.checkpoint_ended(checkpoint_id, source.as_mut()).await?;
-                    final_checkpoint.get_or_insert(checkpoint_id);
+                    if all_ended {
+                        final_checkpoint.get_or_insert(checkpoint_id);
+                    }
                 }
                 TaskCommand::Complete(checkpoint_id) => {
                     self.notify_complete(checkpoint_id, source.as_mut()).await?;

@@ -178,6 +178,8 @@ pub struct Trigger {
     pub last_completed: u64,
     /// A stop-with-savepoint: sources emit nothing after its barrier.
     pub stop: bool,
+    /// Every task's input has ended: this checkpoint's completion lets them finish.
+    pub all_ended: bool,
 }
 
 /// The coordinator of one job's checkpoints.
@@ -278,7 +280,7 @@ impl Coordinator {
         if all_ended {
             self.final_checkpoint.get_or_insert(id);
         }
-        Some(Trigger { id, timestamp_ms, last_completed: self.completed_this_attempt, stop })
+        Some(Trigger { id, timestamp_ms, last_completed: self.completed_this_attempt, stop, all_ended })
     }
 
     /// Aborts the checkpoint in flight if it has run longer than the timeout.

@@ -1,5 +1,5 @@
 //! Transforms: operators between sources and sinks (calc, projections, watermarks, keyed
-//! aggregates, windowing functions, window aggregates and Top-N), and the codec of the DataFusion
+//! aggregates, windowing functions, window aggregates, Top-N and temporal sort), and the codec of the DataFusion
 //! expressions they evaluate.
 
 #![deny(missing_docs)]
@@ -10,6 +10,7 @@ pub mod expr;
 pub mod functions;
 pub mod keyed_aggregate;
 pub mod project;
+pub mod temporal_sort;
 pub mod top_n;
 pub mod watermark;
 pub mod window_aggregate;

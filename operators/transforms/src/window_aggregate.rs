@@ -20,7 +20,9 @@
 //!
 //! **Processing time.** Windows over a `PROCTIME()` column fire by the task's clock
 //! instead: each (key, window) has a processing-time timer at `window_end - 1`, and the
-//! operator's deadline is the earliest of them. At the end of a bounded input every open
+//! operator's deadline is the earliest of them. A row's processing time is when this
+//! operator sees it, as in Flink: a row timed upstream whose slice has begun to fire joins
+//! the slice of the clock instead of being late. At the end of a bounded input every open
 //! window fires, as with event time.
 
 use std::collections::HashMap;
@@ -301,16 +303,23 @@ impl Operator for WindowAggregate {
                 continue;
             }
             windows.clear();
+            let mut start = starts.value(row);
+            if let (TimeDomain::ProcessingTime, Some(shape)) = (self.domain, &self.slices) {
+                // A row's processing time is when the window sees it, as in Flink: one
+                // timed upstream whose slice has begun to fire belongs to the clock's slice.
+                if ends.value(row) - 1 <= self.watermark {
+                    start = shape.slice(self.watermark + 1).0;
+                }
+            }
             match &self.slices {
-                Some(shape) => shape.for_each_window(starts.value(row), |s, e| windows.push((s, e))),
-                None => windows.push((starts.value(row), ends.value(row))),
+                Some(shape) => shape.for_each_window(start, |s, e| windows.push((s, e))),
+                None => windows.push((start, ends.value(row))),
             }
             let group = key_group(hash, self.max_parallelism);
             let key = rows.row(row);
             if let Some(sessions) = &mut self.sessions {
                 let mut accs = self.aggregates.initial();
                 self.aggregates.accumulate(&mut accs, &inputs, row)?;
-                let start = starts.value(row);
                 match sessions.add(&self.aggregates, group, key.as_ref(), start, accs, self.watermark)? {
                     Added::Late => self.late_records_dropped += 1,
                     Added::Merged { replaced, end } => {

@@ -132,6 +132,19 @@ impl Table {
                 )
                 .with_hint("declare the event-time column as TIMESTAMP(3) or TIMESTAMP_LTZ(3)"));
             }
+            if watermark.text.split_whitespace().collect::<String>().eq_ignore_ascii_case("SOURCE_WATERMARK()") {
+                // Flink: only for sources that implement SupportsSourceWatermark.
+                return Err(SqlError::new(
+                    watermark.location,
+                    "SOURCE_WATERMARK() needs a connector that emits watermarks of its own, and no connector of \
+                     Sluice does",
+                )
+                .with_hint(format!(
+                    "derive the watermark from the column: WATERMARK FOR {0} AS {0} - INTERVAL '5' SECOND \
+                     (Kafka tables get it per partition)",
+                    column.name
+                )));
+            }
             table.watermark = Some(Watermark {
                 column: column.name.clone(),
                 expr: watermark.expr.clone(),

@@ -684,6 +684,34 @@ impl Lowering {
                     _ => Ok(stream),
                 }
             }
+            LogicalPlan::Sort(sort) => {
+                let input = self.lower(&sort.input, location, resolve)?;
+                let range = sort.fetch.map(|n| (0, n as u64));
+                self.sort_limit(&input, &sort.expr, range, location)
+            }
+            LogicalPlan::Limit(limit) => {
+                let skip = match limit.get_skip_type() {
+                    Ok(datafusion::logical_expr::SkipType::Literal(n)) => n as u64,
+                    _ => return Err(SqlError::new(location, "OFFSET must be a number").with_hint("write OFFSET 10")),
+                };
+                let fetch = match limit.get_fetch_type() {
+                    Ok(datafusion::logical_expr::FetchType::Literal(Some(n))) => n as u64,
+                    _ => {
+                        return Err(SqlError::new(location, "a streaming query needs a LIMIT with a number of rows")
+                            .with_hint("write LIMIT 10"))
+                    }
+                };
+                match limit.input.as_ref() {
+                    LogicalPlan::Sort(sort) if sort.fetch.is_none() => {
+                        let input = self.lower(&sort.input, location, resolve)?;
+                        self.sort_limit(&input, &sort.expr, Some((skip, fetch)), location)
+                    }
+                    other => {
+                        let input = self.lower(other, location, resolve)?;
+                        self.sort_limit(&input, &[], Some((skip, fetch)), location)
+                    }
+                }
+            }
             LogicalPlan::Union(union) => self.union_all(&union.inputs, arrow(&union.schema), location, resolve),
             LogicalPlan::EmptyRelation(_) | LogicalPlan::Values(_) => Err(SqlError::new(
                 location,
@@ -691,7 +719,7 @@ impl Lowering {
             )
             .with_hint("read from a table declared with CREATE TABLE")),
             other => Err(SqlError::new(location, format!("{} is not supported yet in streaming SQL", describe(other)))
-                .with_hint("supported today: projections, WHERE, CASE, CAST, functions, GROUP BY, window table functions and window aggregates, Top-N, DISTINCT, UNION ALL, ML_PREDICT")),
+                .with_hint("supported today: projections, WHERE, CASE, CAST, functions, GROUP BY, window table functions and window aggregates, Top-N, ORDER BY, LIMIT, DISTINCT, UNION ALL, ML_PREDICT")),
         }
     }
 }
@@ -699,8 +727,6 @@ impl Lowering {
 fn describe(plan: &LogicalPlan) -> &'static str {
     match plan {
         LogicalPlan::Join(_) => "JOIN",
-        LogicalPlan::Sort(_) => "ORDER BY",
-        LogicalPlan::Limit(_) => "LIMIT",
         LogicalPlan::Subquery(_) => "a subquery",
         LogicalPlan::Unnest(_) => "UNNEST",
         LogicalPlan::RecursiveQuery(_) => "a recursive query",

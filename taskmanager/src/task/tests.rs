@@ -174,7 +174,10 @@ impl Running {
     }
 
     fn trigger(&self, checkpoint_id: u64, last_completed: u64, stop: bool) {
-        self.commands.send(TaskCommand::Trigger { checkpoint_id, timestamp_ms: 1, last_completed, stop }).unwrap();
+        let all_ended = true;
+        self.commands
+            .send(TaskCommand::Trigger { checkpoint_id, timestamp_ms: 1, last_completed, stop, all_ended })
+            .unwrap();
     }
 
     /// Waits for the task to end.

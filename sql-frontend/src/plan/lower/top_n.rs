@@ -2,17 +2,18 @@
 //! subquery whose rows are filtered on `rownum` (`<= N`, `< N`, `= N`, `BETWEEN a AND b`).
 //! The filter and the OVER window become one Top-N operator behind a hash edge on the
 //! partition columns; when they include `window_start` and `window_end` it is a window
-//! Top-N, which emits each window once, otherwise a Top-N emitting updates.
+//! Top-N, which emits each window once, otherwise a Top-N emitting updates. `ORDER BY ...
+//! LIMIT n` is a Top-N over all rows; `ORDER BY` on a time column alone a temporal sort.
 
 use std::sync::Arc;
 
-use arrow::datatypes::Schema;
+use arrow::datatypes::{DataType, Field, Schema};
 use datafusion::logical_expr::expr::WindowFunction;
-use datafusion::logical_expr::{BinaryExpr, Expr, LogicalPlan, Operator, Window, WindowFunctionDefinition};
+use datafusion::logical_expr::{BinaryExpr, Expr, LogicalPlan, Operator, SortExpr, Window, WindowFunctionDefinition};
 use sluice_core::changelog;
 use sluice_core::schema::encode_schema;
 use sluice_proto::operator_spec::Kind;
-use sluice_proto::{OperatorSpec, Partitioning, SortColumn, TopNSpec};
+use sluice_proto::{OperatorSpec, Partitioning, SortColumn, TemporalSortSpec, TopNSpec};
 use sqlparser::tokenizer::Location;
 
 use super::{short, unqualify, Lowering, Result, Stream};
@@ -185,25 +186,41 @@ impl Lowering {
                 Ok(SortColumn { column: c as u32, descending: !s.asc, nulls_first: s.nulls_first })
             })
             .collect::<Result<_>>()?;
+        let rank_field = window.schema.field(window.schema.fields().len() - 1).as_ref().clone();
+        self.ranked(input, partition, order, (filter.start, filter.end), rank_field, location)
+    }
+
+    /// The Top-N operator after `input`: ranks `ranks` (first, last) of each `partition`
+    /// by `order`, with the rank in `rank_field` (a window Top-N when the partition holds
+    /// `window_start` and `window_end`).
+    fn ranked(
+        &mut self,
+        input: &Stream,
+        partition: Vec<usize>,
+        order: Vec<SortColumn>,
+        ranks: (u64, u64),
+        rank_field: Field,
+        location: Location,
+    ) -> Result<Stream> {
         let named = |name: &str| partition.iter().find(|&&c| input.schema.field(c).name() == name).copied();
         let window_end = named("window_start").and(named("window_end"));
         if window_end.is_some() {
             self.append_only(input, "a window Top-N", location)?;
         }
         let data = changelog::without_row_kind(&input.schema);
-        let rank_field = window.schema.field(window.schema.fields().len() - 1).as_ref().clone();
         let mut fields: Vec<_> = data.fields().iter().map(|f| f.as_ref().clone()).collect();
         fields.push(rank_field.with_nullable(false));
         let output = Arc::new(Schema::new(fields));
         let output = if window_end.is_some() { output } else { changelog::with_row_kind(&output) };
+        let (start, end) = ranks;
         let spec = TopNSpec {
             input_schema: encode_schema(&input.schema),
             partition_columns: partition.iter().map(|&c| c as u32).collect(),
             order: order.clone(),
-            rank_start: filter.start,
-            rank_end: filter.end,
+            rank_start: start,
+            rank_end: end,
             window_end_column: window_end.map(|c| c as u32),
-            newer_first_on_ties: filter.end == 1 && order.len() == 1 && order[0].descending,
+            newer_first_on_ties: end == 1 && order.len() == 1 && order[0].descending,
             output_schema: encode_schema(&output),
             state_ttl_ms: if window_end.is_some() { None } else { self.state_ttl.map(|t| t.as_millis() as u64) },
         };
@@ -216,17 +233,17 @@ impl Lowering {
                 format!("{}{}", input.schema.field(s.column as usize).name(), if s.descending { " desc" } else { "" })
             })
             .collect();
-        let ranks = if filter.start == 1 {
-            format!("top {}", filter.end)
-        } else {
-            format!("ranks {}..{}", filter.start, filter.end)
-        };
+        let ranks = if start == 1 { format!("top {end}") } else { format!("ranks {start}..{end}") };
         let kind = if window_end.is_some() { "window_top_n" } else { "top_n" };
-        let name = short(format!(
-            "{kind}({ranks}, partition by {}, order by {})",
-            names(&mut partition.iter().copied()),
-            ordered.join(", ")
-        ));
+        let ordered = if ordered.is_empty() { "arrival".to_string() } else { ordered.join(", ") };
+        let name = if partition.is_empty() {
+            short(format!("{kind}({ranks}, order by {ordered})"))
+        } else {
+            short(format!(
+                "{kind}({ranks}, partition by {}, order by {ordered})",
+                names(&mut partition.iter().copied())
+            ))
+        };
         let op = OperatorSpec { uid: String::new(), name: name.clone(), kind: Some(Kind::TopN(spec)) };
         let keys: Vec<u32> = partition.iter().map(|&c| c as u32).collect();
         let stream = if keys.is_empty() {
@@ -241,5 +258,85 @@ impl Lowering {
         }
         self.updating.insert(self.builder.uid(stream.node).to_string());
         Ok(Stream { updates: Some(name), ..stream })
+    }
+
+    /// `ORDER BY ... [LIMIT n [OFFSET m]]` over `input` (`range`: the OFFSET and LIMIT).
+    /// With a LIMIT it is a Top-N over all rows, without the rank; without one the first
+    /// key must be a time column ascending, and it is a temporal sort.
+    pub fn sort_limit(
+        &mut self,
+        input: &Stream,
+        order_by: &[SortExpr],
+        range: Option<(u64, u64)>,
+        location: Location,
+    ) -> Result<Stream> {
+        let at = |e: &Expr| match e {
+            Expr::Column(c) => self.locations.column_or_wildcard(&c.name).unwrap_or(location),
+            _ => location,
+        };
+        let mut order = Vec::with_capacity(order_by.len());
+        for s in order_by {
+            let column = match unqualify(s.expr.clone()) {
+                Expr::Column(c) => input.schema.index_of(&c.name).ok(),
+                _ => None,
+            };
+            let column = column.ok_or_else(|| {
+                SqlError::new(at(&s.expr), format!("ORDER BY '{}' is not supported yet: order by columns", s.expr))
+                    .with_hint("compute the value in a subquery and order by its column")
+            })?;
+            order.push(SortColumn { column: column as u32, descending: !s.asc, nulls_first: s.nulls_first });
+        }
+        let Some((offset, limit)) = range else {
+            let first = order.first().filter(|s| {
+                !s.descending && matches!(input.schema.field(s.column as usize).data_type(), DataType::Timestamp(..))
+            });
+            let Some(first) = first else {
+                let at = order_by.first().map_or(location, |s| at(&s.expr));
+                return Err(SqlError::new(
+                    at,
+                    "ORDER BY in a streaming query must start with a time attribute, ascending",
+                )
+                .with_hint(
+                    "order by the event time first (ORDER BY ts, ...), or keep the top rows: ORDER BY ... LIMIT n",
+                ));
+            };
+            self.append_only(input, "ORDER BY", location)?;
+            let spec = TemporalSortSpec {
+                input_schema: encode_schema(&input.schema),
+                time_column: first.column,
+                then_by: order[1..].to_vec(),
+            };
+            let shown: Vec<String> = order
+                .iter()
+                .map(|s| {
+                    format!(
+                        "{}{}",
+                        input.schema.field(s.column as usize).name(),
+                        if s.descending { " desc" } else { "" }
+                    )
+                })
+                .collect();
+            let op = OperatorSpec {
+                uid: String::new(),
+                name: short(format!("temporal_sort({})", shown.join(", "))),
+                kind: Some(Kind::TemporalSort(spec)),
+            };
+            let schema = input.schema.clone();
+            return Ok(self.then(input, op, 1, Partitioning::Rebalance, vec![], schema));
+        };
+        if limit == 0 {
+            return Err(
+                SqlError::new(location, "LIMIT 0 keeps no rows").with_hint("remove the query, or LIMIT 1 or more")
+            );
+        }
+        let rank = Field::new("__sluice_rank", DataType::UInt64, false);
+        let ranked = self.ranked(input, Vec::new(), order, (offset + 1, offset + limit), rank, location)?;
+        let columns: Vec<Expr> = changelog::without_row_kind(&input.schema)
+            .fields()
+            .iter()
+            .map(|f| Expr::Column(datafusion::common::Column::new_unqualified(f.name())))
+            .collect();
+        let output = changelog::without_row_kind(&input.schema);
+        self.calc(&ranked, None, &columns, output, location)
     }
 }
