@@ -506,6 +506,14 @@ INSERT INTO totals SELECT customer, SUM(amount) FROM orders GROUP BY customer;"#
         Some((2, 3)),
     ),
     (
+        "order_by_not_starting_with_a_time_column",
+        "run",
+        r#"CREATE TABLE bids (price DOUBLE, item STRING) WITH ('connector' = 'datagen', 'number-of-rows' = '10');
+SELECT item, price FROM bids ORDER BY price DESC;"#,
+        r#"ORDER BY in a streaming query must start with a time attribute, ascending"#,
+        Some((2, 39)),
+    ),
+    (
         "unknown_runtime_mode",
         "run",
         r#"SET 'execution.runtime-mode' = 'bulk';"#,

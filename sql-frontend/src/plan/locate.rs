@@ -6,7 +6,9 @@
 use std::collections::HashMap;
 use std::ops::ControlFlow;
 
-use sqlparser::ast::{visit_expressions, visit_relations, Expr, Query, SelectItem, SetExpr, Spanned};
+use sqlparser::ast::{
+    visit_expressions, visit_relations, Expr, OrderBy, OrderByKind, Query, SelectItem, SetExpr, Spanned,
+};
 use sqlparser::tokenizer::Location;
 
 /// Positions found in one query.
@@ -21,6 +23,8 @@ pub struct QueryLocations {
     items: Vec<(Option<String>, Location, bool)>,
     /// The top-level WHERE condition.
     condition: Option<Location>,
+    /// The top-level ORDER BY keys.
+    order_by: Vec<Location>,
 }
 
 /// Where an error goes: `found` (its place in the query) when the error only knew the
@@ -56,6 +60,9 @@ impl QueryLocations {
             }
             ControlFlow::<()>::Continue(())
         });
+        if let Some(OrderBy { kind: OrderByKind::Expressions(keys), .. }) = &query.order_by {
+            found.order_by = keys.iter().filter_map(|k| known(k.expr.span().start)).collect();
+        }
         if let SetExpr::Select(select) = query.body.as_ref() {
             found.condition = select.selection.as_ref().and_then(|c| known(c.span().start));
             for item in &select.projection {
@@ -86,6 +93,11 @@ impl QueryLocations {
     pub fn column_or_wildcard(&self, column: &str) -> Option<Location> {
         let named = self.items.iter().find(|(c, _, _)| c.as_deref().is_some_and(|c| c.eq_ignore_ascii_case(column)));
         named.or_else(|| self.items.iter().find(|(_, _, wildcard)| *wildcard)).and_then(|(_, at, _)| known(*at))
+    }
+
+    /// Where the top-level ORDER BY's key `index` is.
+    pub fn order_by(&self, index: usize) -> Option<Location> {
+        self.order_by.get(index).copied()
     }
 
     /// Where the top-level WHERE condition is.

@@ -270,18 +270,15 @@ impl Lowering {
         range: Option<(u64, u64)>,
         location: Location,
     ) -> Result<Stream> {
-        let at = |e: &Expr| match e {
-            Expr::Column(c) => self.locations.column_or_wildcard(&c.name).unwrap_or(location),
-            _ => location,
-        };
+        let at = |i: usize| self.locations.order_by(i).unwrap_or(location);
         let mut order = Vec::with_capacity(order_by.len());
-        for s in order_by {
+        for (i, s) in order_by.iter().enumerate() {
             let column = match unqualify(s.expr.clone()) {
                 Expr::Column(c) => input.schema.index_of(&c.name).ok(),
                 _ => None,
             };
             let column = column.ok_or_else(|| {
-                SqlError::new(at(&s.expr), format!("ORDER BY '{}' is not supported yet: order by columns", s.expr))
+                SqlError::new(at(i), format!("ORDER BY '{}' is not supported yet: order by columns", s.expr))
                     .with_hint("compute the value in a subquery and order by its column")
             })?;
             order.push(SortColumn { column: column as u32, descending: !s.asc, nulls_first: s.nulls_first });
@@ -291,7 +288,7 @@ impl Lowering {
                 !s.descending && matches!(input.schema.field(s.column as usize).data_type(), DataType::Timestamp(..))
             });
             let Some(first) = first else {
-                let at = order_by.first().map_or(location, |s| at(&s.expr));
+                let at = at(0);
                 return Err(SqlError::new(
                     at,
                     "ORDER BY in a streaming query must start with a time attribute, ascending",
