@@ -250,6 +250,14 @@ def updating_group_by():
     out.append(row("global", str(len(ids)), str(sum(ids)), double(sum(ids) / len(ids))))
     for k in sorted({i % 4 for i in ids}):
         out.append(row("distinct", str(k)))
+    # The histogram of the per-key counts over ids 1..1000, and totals over the counts.
+    counts = {k: sum(1 for i in ids if i <= 1000 and i % 7 == k) for k in range(7)}
+    for n in sorted(set(counts.values())):
+        keys = [k for k, c in counts.items() if c == n]
+        out.append(row("histogram", str(n), str(len(keys)), str(min(keys)), str(max(keys))))
+    totals = [sum(1 for i in ids if i % 7 == k) for k in range(7)]
+    out.append(row("totals", str(sum(totals)), double(sum(totals) / len(totals)), str(len(totals)),
+                   str(min(totals)), str(max(totals))))
     return out
 
 

@@ -514,6 +514,14 @@ SELECT item, price FROM bids ORDER BY price DESC;"#,
         Some((2, 39)),
     ),
     (
+        "listagg_over_updates",
+        "run",
+        r#"CREATE TABLE orders (customer STRING, amount DOUBLE) WITH ('connector' = 'datagen', 'number-of-rows' = '10');
+SELECT n, LISTAGG(customer) FROM (SELECT customer, COUNT(*) AS n FROM orders GROUP BY customer) GROUP BY n;"#,
+        r#"LISTAGG over an updating input is not supported yet"#,
+        Some((2, 11)),
+    ),
+    (
         "unknown_runtime_mode",
         "run",
         r#"SET 'execution.runtime-mode' = 'bulk';"#,

@@ -388,15 +388,16 @@ fn insert_before_create_sees_no_table() {
 }
 
 #[test]
-fn order_by_limit_and_values_are_not_supported_yet() {
-    expect_in_statement(
+fn order_by_off_time_limit_0_and_values_are_refused() {
+    expect(
         &with_tables("INSERT INTO out SELECT id, customer FROM orders ORDER BY id;"),
-        "ORDER BY is not supported yet",
+        "ORDER BY in a streaming query must start with a time attribute, ascending",
         3,
+        58,
     );
     expect_in_statement(
-        &with_tables("INSERT INTO out SELECT id, customer FROM orders LIMIT 3;"),
-        "LIMIT is not supported yet",
+        &with_tables("INSERT INTO out SELECT id, customer FROM orders LIMIT 0;"),
+        "LIMIT 0 keeps no rows",
         3,
     );
     expect_in_statement(
@@ -499,7 +500,8 @@ fn a_window_over_a_table_needs_its_event_time() {
     expect(
         script,
         "the window function requires the time column to be a time attribute, but 'ts' of table 'ev' is a plain TIMESTAMP(3) \
-         (hint: declare it as the table's event time: WATERMARK FOR ts AS ts - INTERVAL '5' SECOND)",
+         (hint: declare it as the table's event time: WATERMARK FOR ts AS ts - INTERVAL '5' SECOND (or window by \
+         processing time over a column declared AS PROCTIME()))",
         2,
         49,
     );

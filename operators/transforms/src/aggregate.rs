@@ -3,9 +3,14 @@
 //! DISTINCT values and with a `FILTER (WHERE ...)` column. [`Aggregates`] accumulates the
 //! rows of a batch into one group's [`Acc`]umulators and turns many groups' accumulators
 //! into output columns; [`Accumulators`] is how a group is kept in keyed state.
+//!
+//! Over an updating input ([`Aggregates::retracting`]) rows are also taken out again
+//! (module `retract`): sums keep their count of values, MIN, MAX and DISTINCT keep a
+//! multiset of values, FIRST_VALUE and LAST_VALUE keep the list, and a last hidden
+//! accumulator counts the group's rows, so a group whose rows are all retracted is deleted.
 
 use std::borrow::Cow;
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use arrow::array::{
@@ -98,6 +103,23 @@ pub enum Acc {
     Text(Option<String>),
     /// A DISTINCT call: the set of distinct non-null inputs, aggregated when emitted.
     Distinct(BTreeSet<Vec<u8>>),
+    /// Retracting SUM over integers: the sum and the number of non-null inputs.
+    IntSum {
+        /// Sum of the inputs.
+        sum: i64,
+        /// Number of inputs.
+        count: i64,
+    },
+    /// Retracting SUM over floating-point numbers: the sum and the number of inputs.
+    FloatSum {
+        /// Sum of the inputs.
+        sum: f64,
+        /// Number of inputs.
+        count: i64,
+    },
+    /// Retracting MIN, MAX and DISTINCT: each non-null input value (row-encoded) with how
+    /// many times it is in the group.
+    Multiset(BTreeMap<Vec<u8>, u64>),
 }
 
 /// The accumulators of one group, one per call, as kept in keyed state.
@@ -164,6 +186,24 @@ impl Acc {
                     put_bytes(out, v);
                 }
             }
+            Acc::IntSum { sum, count } => {
+                out.push(12);
+                out.extend_from_slice(&sum.to_le_bytes());
+                out.extend_from_slice(&count.to_le_bytes());
+            }
+            Acc::FloatSum { sum, count } => {
+                out.push(13);
+                out.extend_from_slice(&sum.to_le_bytes());
+                out.extend_from_slice(&count.to_le_bytes());
+            }
+            Acc::Multiset(values) => {
+                out.push(14);
+                out.extend_from_slice(&(values.len() as u64).to_le_bytes());
+                for (v, n) in values {
+                    put_bytes(out, v);
+                    out.extend_from_slice(&n.to_le_bytes());
+                }
+            }
         }
     }
 
@@ -196,6 +236,17 @@ impl Acc {
                     set.insert(r.bytes()?.to_vec());
                 }
                 Acc::Distinct(set)
+            }
+            12 => Acc::IntSum { sum: r.u64()? as i64, count: r.u64()? as i64 },
+            13 => Acc::FloatSum { sum: f64::from_bits(r.u64()?), count: r.u64()? as i64 },
+            14 => {
+                let n = r.u64()?;
+                let mut values = BTreeMap::new();
+                for _ in 0..n {
+                    let value = r.bytes()?.to_vec();
+                    values.insert(value, r.u64()?);
+                }
+                Acc::Multiset(values)
             }
             tag => return Err(OperatorError::State(format!("unknown aggregate accumulator tag {tag}"))),
         })
@@ -232,6 +283,9 @@ pub struct Aggregates {
     /// Result type of each call.
     output_types: Vec<DataType>,
     initial: Vec<Acc>,
+    /// Rows are also retracted (an updating input): the accumulators can take rows out,
+    /// and a last one counts the group's rows.
+    retracting: bool,
 }
 
 fn keeps_values(call: &Call) -> bool {
@@ -304,7 +358,7 @@ impl Aggregates {
                 },
             )
             .collect();
-        Ok(Aggregates { calls, converters, output_types, initial })
+        Ok(Aggregates { calls, converters, output_types, initial, retracting: false })
     }
 
     /// The calls a plan describes, over `input_schema`, with result types taken from
@@ -343,7 +397,7 @@ impl Aggregates {
 
     /// Checks that stored accumulators belong to these calls.
     pub fn check(&self, accs: &[Acc]) -> Result<()> {
-        if accs.len() != self.calls.len() {
+        if accs.len() != self.calls.len() + usize::from(self.retracting) {
             return Err(OperatorError::State(format!(
                 "a group's state holds {} accumulators where the query has {}",
                 accs.len(),
@@ -397,6 +451,9 @@ impl Aggregates {
 
     /// Adds row `row` of the prepared batch to one group's accumulators.
     pub fn accumulate(&self, accs: &mut [Acc], inputs: &Inputs, row: usize) -> Result<()> {
+        if self.retracting {
+            return retract::add(self, accs, inputs, row);
+        }
         for (i, acc) in accs.iter_mut().enumerate() {
             if let Some(filter) = &inputs.filters[i] {
                 if !(filter.is_valid(row) && filter.value(row)) {
@@ -484,7 +541,11 @@ impl Aggregates {
                 .iter()
                 .map(|g| match &g[i] {
                     Acc::Distinct(set) => self.over_distinct(i, set).map(Cow::Owned),
-                    other => Ok(Cow::Borrowed(other)),
+                    Acc::Multiset(values) if call.distinct => {
+                        let set: BTreeSet<Vec<u8>> = values.keys().cloned().collect();
+                        self.over_distinct(i, &set).map(Cow::Owned)
+                    }
+                    other => Ok(retract::settled(call.function, other).map_or(Cow::Borrowed(other), Cow::Owned)),
                 })
                 .collect::<Result<_>>()?;
             let output = &self.output_types[i];
@@ -635,6 +696,8 @@ fn decode_values<'a>(
     }
     Ok(taken)
 }
+
+mod retract;
 
 #[cfg(test)]
 mod tests;

@@ -7,7 +7,9 @@
 //! store in one batch at each checkpoint (or when too many are pending). In streaming mode
 //! results are updated as rows come (module `updates`); in batch mode they are emitted when
 //! the input ends. With a state TTL (`table.exec.state.ttl`), a group not
-//! updated for that long is forgotten, as in Flink: its next row starts it afresh.
+//! updated for that long is forgotten, as in Flink: its next row starts it afresh. Over an
+//! updating input (its schema has the row-kind column) `-U` and `-D` rows are taken out of
+//! their group again, and a group left without rows is deleted (`-D`).
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -77,8 +79,14 @@ impl KeyedAggregate {
                 })
             })
             .collect::<Result<Vec<_>>>()?;
+        let aggregates = Aggregates::new(input_schema, calls, output_types)?;
+        let aggregates = if sluice_core::changelog::row_kind_index(input_schema).is_some() {
+            aggregates.retracting()?
+        } else {
+            aggregates
+        };
         Ok(KeyedAggregate {
-            aggregates: Aggregates::new(input_schema, calls, output_types)?,
+            aggregates,
             key_converter: key_converter(input_schema, &key_columns)?,
             hasher: KeyHasher::new(input_schema, &key_columns)?,
             key_columns,
@@ -156,17 +164,24 @@ impl KeyedAggregate {
         if changed.is_empty() {
             return Ok(());
         }
-        let updates = self.updates.as_ref().expect("checked above");
         for chunk in changed.chunks(self.batch_rows.max(1)) {
             let mut after = Vec::with_capacity(chunk.len());
             for (key, _) in chunk {
-                after.push(match self.pending.get(key) {
+                let accs = match self.pending.get(key) {
                     Some(accs) => accs.clone(),
                     None => match self.accumulators.get(key.0, &key.1)? {
                         Some(Accumulators(a)) => a,
                         None => return Err(OperatorError::State("a changed group is missing from state".into())),
                     },
-                });
+                };
+                // A group whose rows were all retracted is deleted.
+                if self.aggregates.is_retracting() && self.aggregates.rows(&accs) <= 0 {
+                    self.pending.remove(key);
+                    self.accumulators.remove(key.0, &key.1)?;
+                    after.push(None);
+                } else {
+                    after.push(Some(accs));
+                }
             }
             let parser = self.key_converter.parser();
             let keys = self
@@ -174,7 +189,8 @@ impl KeyedAggregate {
                 .convert_rows(chunk.iter().map(|((_, k), _)| parser.parse(k)))
                 .map_err(|e| OperatorError::arrow("GROUP BY keys", e))?;
             let before: Vec<Option<&[Acc]>> = chunk.iter().map(|(_, b)| b.as_deref()).collect();
-            let after: Vec<&[Acc]> = after.iter().map(Vec::as_slice).collect();
+            let after: Vec<Option<&[Acc]>> = after.iter().map(Option::as_deref).collect();
+            let updates = self.updates.as_ref().expect("checked above");
             if let Some(batch) = updates.rows(&self.aggregates, keys, &before, &after, &self.output_schema)? {
                 out.batch(batch);
             }
@@ -221,6 +237,8 @@ impl Operator for KeyedAggregate {
         let rows = self.key_converter.convert_columns(&keys).map_err(|e| OperatorError::arrow("GROUP BY keys", e))?;
         let hashes = self.hasher.hashes(&batch)?;
         let inputs = self.aggregates.prepare(&batch)?;
+        let kinds =
+            if self.aggregates.is_retracting() { Some(sluice_core::changelog::split(&batch)?.kinds) } else { None };
         for (row, &hash) in hashes.iter().enumerate() {
             let stored = (key_group(hash, self.max_parallelism), rows.row(row).as_ref().to_vec());
             if let Some(updates) = &mut self.updates {
@@ -253,7 +271,10 @@ impl Operator for KeyedAggregate {
                     e.insert(accs)
                 }
             };
-            self.aggregates.accumulate(group, &inputs, row)?;
+            match &kinds {
+                Some(kinds) if kinds[row].is_retraction() => self.aggregates.retract(group, &inputs, row)?,
+                _ => self.aggregates.accumulate(group, &inputs, row)?,
+            }
         }
         if self.updates.as_mut().is_some_and(|u| u.add_rows(batch.num_rows())) {
             self.emit_updates(out)?;
@@ -452,6 +473,54 @@ mod tests {
             Ok(Box::new(agg) as Box<dyn Operator>)
         });
         (input, build)
+    }
+
+    /// GROUP BY n over an updating input (k, n): COUNT(*), SUM(n), MIN(k), MAX(k) and
+    /// COUNT(DISTINCT k) per count, with the expected changes worked out by hand.
+    #[tokio::test]
+    async fn a_group_by_over_updates_retracts_rows_and_deletes_emptied_groups() {
+        use sluice_core::harness::Harness;
+        let input = sluice_core::changelog::with_row_kind(&Schema::new(vec![
+            Field::new("k", DataType::Utf8, false),
+            Field::new("n", DataType::Int64, false),
+        ]));
+        let output = sluice_core::changelog::with_row_kind(&Schema::new(vec![
+            Field::new("n", DataType::Int64, false),
+            Field::new("keys", DataType::Int64, false),
+            Field::new("total", DataType::Int64, true),
+            Field::new("first", DataType::Utf8, true),
+            Field::new("last", DataType::Utf8, true),
+            Field::new("distinct", DataType::Int64, false),
+        ]));
+        let i = input.clone();
+        let build: sluice_core::harness::Build = Arc::new(move || {
+            let mut distinct = Call::new(AggregateFunction::Count, Some(0));
+            distinct.distinct = true;
+            let calls = vec![
+                Call::new(AggregateFunction::CountStar, None),
+                Call::new(AggregateFunction::Sum, Some(1)),
+                Call::new(AggregateFunction::Min, Some(0)),
+                Call::new(AggregateFunction::Max, Some(0)),
+                distinct,
+            ];
+            let agg = KeyedAggregate::new(&i, vec![1], calls, output.clone(), 1024)?.with_changelog(None)?;
+            Ok(Box::new(agg) as Box<dyn Operator>)
+        });
+        let mut h = Harness::start(build.clone(), input.clone(), Some(vec![1]), 1).await.unwrap();
+        h.push("+I a 1\n+I b 1\n+I c 1").await.unwrap();
+        assert_eq!(h.rows_of(0), ["+I 1 3 3 a c 3"]);
+        h.clear_output();
+        // a and c reach 2: they leave group 1 (whose MIN and MAX are b again).
+        h.push("-U a 1\n+U a 2\n-U c 1\n+U c 2").await.unwrap();
+        assert_eq!(h.sorted_rows(), ["+I 2 2 4 a c 2", "+U 1 1 1 b b 1", "-U 1 3 3 a c 3"]);
+        let snapshot = h.checkpoint(1).await.unwrap();
+        let mut h = Harness::restore(build, input, Some(vec![1]), 2, &snapshot).await.unwrap();
+        // b reaches 2 too: group 1 is left empty and deleted.
+        h.push("-U b 1\n+U b 2").await.unwrap();
+        assert_eq!(h.sorted_rows(), ["+U 2 3 6 a c 3", "-D 1 1 1 b b 1", "-U 2 2 4 a c 2"]);
+        let after = h.checkpoint(2).await.unwrap();
+        let groups: usize = after.keyed.iter().map(|k| k.len()).sum();
+        assert_eq!(groups, 1, "only group 2 is left in state");
     }
 
     /// Every `-U` is followed at once by the `+U` of the same key.

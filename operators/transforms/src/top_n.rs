@@ -80,6 +80,9 @@ pub struct Ranks {
     pub newer_first_on_ties: bool,
     /// Window Top-N: the input column of `window_end`.
     pub window_end: Option<usize>,
+    /// Ranks only ever fill (LIMIT without ORDER BY over an append-only input): the
+    /// output carries no row kinds.
+    pub inserts_only: bool,
 }
 
 /// The Top-N of one subtask.
@@ -111,7 +114,7 @@ type Emitted<'a> = (&'a [u8], u64, Option<RowKind>);
 impl TopN {
     /// A Top-N of `input_schema` rows (with the row-kind column when the input carries
     /// updates), emitting `output_schema`: the input's data columns, the rank, and the row
-    /// kind unless it is a window Top-N.
+    /// kind unless it is a window Top-N or inserts only.
     pub fn new(input_schema: &SchemaRef, ranks: Ranks, output_schema: SchemaRef, batch_rows: usize) -> Result<Self> {
         if ranks.start == 0 || ranks.end < ranks.start {
             return Err(OperatorError::InvalidPlan(format!("the ranks {}..={} are empty", ranks.start, ranks.end)));
@@ -176,6 +179,7 @@ impl TopN {
             end: spec.rank_end,
             newer_first_on_ties: spec.newer_first_on_ties,
             window_end: spec.window_end_column.map(|c| c as usize),
+            inserts_only: spec.inserts_only,
         };
         TopN::new(&input, ranks, output, batch_rows)?.with_state_ttl(spec.state_ttl_ms.map(Duration::from_millis))
     }
@@ -252,7 +256,7 @@ impl TopN {
                 .data_type();
             let ranks: ArrayRef = Arc::new(UInt64Array::from_iter_values(chunk.iter().map(|(_, rank, _)| *rank)));
             columns.push(cast(&ranks, rank_type).map_err(|e| OperatorError::arrow("Top-N rank", e))?);
-            if self.ranks.window_end.is_none() {
+            if self.ranks.window_end.is_none() && !self.ranks.inserts_only {
                 let kinds = chunk.iter().map(|(_, _, kind)| kind.unwrap_or(RowKind::Insert).to_byte());
                 columns.push(Arc::new(Int8Array::from_iter_values(kinds)));
             }

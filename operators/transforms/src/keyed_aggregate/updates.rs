@@ -118,20 +118,22 @@ impl Updates {
     }
 
     /// The rows that bring a consumer from `before` to `after` for each key: `+I` for a
-    /// new key, `-U` and `+U` for a changed result, nothing for an unchanged one. `keys`
-    /// are the group-key columns of the changed keys; `output` ends with the row kind.
+    /// new key, `-U` and `+U` for a changed result, `-D` for a deleted key (`after` `None`:
+    /// its rows were all retracted), nothing for an unchanged one. `keys` are the group-key
+    /// columns of the changed keys; `output` ends with the row kind.
     pub fn rows(
         &self,
         aggregates: &Aggregates,
         keys: Vec<ArrayRef>,
         before: &[Option<&[Acc]>],
-        after: &[&[Acc]],
+        after: &[Option<&[Acc]>],
         output: &SchemaRef,
     ) -> Result<Option<RecordBatch>> {
         let empty = aggregates.initial();
         let before_accs: Vec<&[Acc]> = before.iter().map(|b| b.unwrap_or(&empty)).collect();
+        let after_accs: Vec<&[Acc]> = after.iter().map(|a| a.unwrap_or(&empty)).collect();
         let old = aggregates.columns(&before_accs)?;
-        let new = aggregates.columns(after)?;
+        let new = aggregates.columns(&after_accs)?;
         let compared = match &self.results {
             Some(results) => {
                 let rows = |columns: &[ArrayRef]| {
@@ -145,10 +147,15 @@ impl Updates {
         // (source, row): source 0 is the old results, 1 the new ones.
         let mut picks: Vec<(usize, usize)> = Vec::new();
         let mut kinds: Vec<i8> = Vec::new();
-        for (i, b) in before.iter().enumerate() {
-            if b.is_none() {
+        for (i, (b, a)) in before.iter().zip(after).enumerate() {
+            if b.is_none() && a.is_none() {
+                continue;
+            } else if b.is_none() {
                 picks.push((1, i));
                 kinds.push(RowKind::Insert.to_byte());
+            } else if a.is_none() {
+                picks.push((0, i));
+                kinds.push(RowKind::Delete.to_byte());
             } else if self.emit_unchanged || changed(i) {
                 picks.extend([(0, i), (1, i)]);
                 kinds.extend([RowKind::UpdateBefore.to_byte(), RowKind::UpdateAfter.to_byte()]);

@@ -36,6 +36,7 @@ fn top(n: u64, descending: bool) -> Ranks {
         end: n,
         newer_first_on_ties: false,
         window_end: None,
+        inserts_only: false,
     }
 }
 
@@ -142,6 +143,7 @@ fn window_top(n: u64) -> Ranks {
         end: n,
         newer_first_on_ties: false,
         window_end: Some(1),
+        inserts_only: false,
     }
 }
 

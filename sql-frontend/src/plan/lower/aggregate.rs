@@ -248,10 +248,20 @@ impl Lowering {
         output: SchemaRef,
         location: Location,
     ) -> Result<Stream> {
-        self.append_only(input, "GROUP BY", location)?;
         let grouping = self.grouping(group, group.len(), aggregates, location)?;
+        if input.updates.is_some() {
+            // Over updates every accumulator must take rows out again.
+            if grouping.calls.iter().any(|c| c.function == AggregateFunction::Listagg as i32) {
+                let at =
+                    self.locations.function("listagg").or(self.locations.function("string_agg")).unwrap_or(location);
+                return Err(SqlError::new(at, "LISTAGG over an updating input is not supported yet")
+                    .with_hint("aggregate the rows before they are updated, or use ARRAY_AGG"));
+            }
+        }
         let pre_schema = self.pre_schema(&grouping, group, input_schema, &output, location)?;
         let pre_stream = self.calc(input, None, &grouping.pre, pre_schema.clone(), location)?;
+        // An updating input's pre-projection keeps the row kinds, which the aggregate reads.
+        let pre_schema = pre_stream.schema.clone();
         let agg_output = if grouping.global { Self::with_global_key(&output, 0) } else { output.clone() };
         let emit_changelog = !self.batch_mode;
         let agg_output = if emit_changelog { changelog::with_row_kind(&agg_output) } else { agg_output };

@@ -211,7 +211,10 @@ impl Lowering {
         let mut fields: Vec<_> = data.fields().iter().map(|f| f.as_ref().clone()).collect();
         fields.push(rank_field.with_nullable(false));
         let output = Arc::new(Schema::new(fields));
-        let output = if window_end.is_some() { output } else { changelog::with_row_kind(&output) };
+        // By arrival over insertions only, ranks only ever fill: no updates.
+        let inserts_only = order.is_empty() && input.updates.is_none();
+        let appends = window_end.is_some() || inserts_only;
+        let output = if appends { output } else { changelog::with_row_kind(&output) };
         let (start, end) = ranks;
         let spec = TopNSpec {
             input_schema: encode_schema(&input.schema),
@@ -223,6 +226,7 @@ impl Lowering {
             newer_first_on_ties: end == 1 && order.len() == 1 && order[0].descending,
             output_schema: encode_schema(&output),
             state_ttl_ms: if window_end.is_some() { None } else { self.state_ttl.map(|t| t.as_millis() as u64) },
+            inserts_only,
         };
         let names = |columns: &mut dyn Iterator<Item = usize>| {
             columns.map(|c| input.schema.field(c).name().clone()).collect::<Vec<_>>().join(", ")
@@ -253,7 +257,7 @@ impl Lowering {
             let parallelism = self.default_parallelism();
             self.then(input, op, parallelism, Partitioning::Hash, keys, output)
         };
-        if window_end.is_some() {
+        if appends {
             return Ok(stream);
         }
         self.updating.insert(self.builder.uid(stream.node).to_string());
