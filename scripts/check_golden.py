@@ -422,6 +422,51 @@ def order_by_limit():
     return out
 
 
+def grouping_sets():
+    # 22_grouping_sets.sql: each grouping set aggregated on its own, NULL for the columns
+    # it leaves out. SUM over no non-null price is NULL; price > 10 is NULL for a NULL price.
+    bids = bids_hour()
+    minute = 60_000
+
+    def total(prices):
+        present = [p for p in prices if p is not None]
+        return double(sum(present)) if present else "null"
+
+    out = []
+    windows = {}
+    for t, p, item in bids:
+        windows.setdefault(t - t % (20 * minute), []).append((p, item))
+    for s, rows in windows.items():
+        out.append(row("sets", timestamp_text(s), "null", total([p for p, _ in rows]), str(len(rows))))
+        for item in sorted({i for _, i in rows}):
+            prices = [p for p, i in rows if i == item]
+            out.append(row("sets", timestamp_text(s), item, total(prices), str(len(prices))))
+    halves = {}
+    for t, p, item in bids:
+        if item in ("A", "B"):
+            halves.setdefault(t - t % (30 * minute), []).append(item)
+    for s, items in halves.items():
+        out.append(row("rollup", timestamp_text(s), "null", str(len(items))))
+        for item in sorted(set(items)):
+            out.append(row("rollup", timestamp_text(s), item, str(items.count(item))))
+
+    def high(p):
+        return "null" if p is None else ("true" if p > 10 else "false")
+
+    chosen = [(item, high(p)) for _, p, item in bids if item in ("C", "D")]
+    # A set that groups by price > 10 makes its own NULL group for NULL prices, which
+    # the leave-out rows of the other sets share in text: count per set, not per text.
+    counted = {}
+    for item, h in chosen:
+        counted[("both", item, h)] = counted.get(("both", item, h), 0) + 1
+        counted[("item", item, "null")] = counted.get(("item", item, "null"), 0) + 1
+        counted[("high", "null", h)] = counted.get(("high", "null", h), 0) + 1
+        counted[("none", "null", "null")] = counted.get(("none", "null", "null"), 0) + 1
+    for (_, item, h), n in counted.items():
+        out.append(row("cube", item, h, str(n)))
+    return out
+
+
 CHECKS = {
     "02_json_file_projection_filter": json_file_projection_filter,
     "04_group_by_aggregates": group_by_aggregates,
@@ -434,6 +479,7 @@ CHECKS = {
     "18_current_watermark": current_watermark,
     "20_top_n": top_n,
     "21_order_by_limit": order_by_limit,
+    "22_grouping_sets": grouping_sets,
 }
 
 

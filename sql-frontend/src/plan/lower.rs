@@ -28,6 +28,7 @@ use sluice_connectors::kafka::options::SPLIT_METADATA;
 use sqlparser::tokenizer::Location;
 
 mod aggregate;
+mod grouping_sets;
 mod top_n;
 pub use aggregate::{window_grouping, WindowGrouping};
 use top_n::{rank_filter, RankFilter};
@@ -561,15 +562,27 @@ impl Lowering {
                 .collect();
             streams.push(self.calc(&stream, None, &columns, output.clone(), location)?);
         }
+        Ok(self.merge(&streams, "union all"))
+    }
+
+    /// One operator that all `streams` (of one schema) feed, named `name`. Updating
+    /// streams stay updating: each key's changes come from one of them, in order.
+    fn merge(&mut self, streams: &[Stream], name: &str) -> Stream {
+        let output = streams[0].schema.clone();
         let spec =
             ProjectSpec { columns: (0..output.fields().len() as u32).collect(), output_schema: encode_schema(&output) };
-        let op = OperatorSpec { uid: String::new(), name: "union all".into(), kind: Some(Kind::Project(spec)) };
-        let parallelism = self.default_parallelism;
+        let op = OperatorSpec { uid: String::new(), name: name.into(), kind: Some(Kind::Project(spec)) };
+        let parallelism =
+            streams.iter().find(|s| s.updates.is_some()).map_or(self.default_parallelism, |s| s.parallelism);
         let node = self.builder.add(op, parallelism);
-        for stream in &streams {
+        for stream in streams {
             self.builder.connect(stream.node, node, Partitioning::Forward, vec![], encode_schema(&stream.schema));
         }
-        Ok(Stream { node, schema: output, parallelism, updates: None })
+        let updates = streams.iter().find_map(|s| s.updates.clone());
+        if updates.is_some() {
+            self.updating.insert(self.builder.uid(node).to_string());
+        }
+        Stream { node, schema: output, parallelism, updates }
     }
 
     /// Lowers the input of a filter with `predicate`: a Top-N when the filter bounds the
@@ -649,6 +662,9 @@ impl Lowering {
             },
             LogicalPlan::SubqueryAlias(alias) => self.lower(&alias.input, location, resolve),
             LogicalPlan::Aggregate(aggregate) => {
+                if let [Expr::GroupingSet(sets)] = aggregate.group_expr.as_slice() {
+                    return self.grouping_sets(aggregate, sets, arrow(&aggregate.schema), location, resolve);
+                }
                 if let Some(window) = window_grouping(aggregate) {
                     return self.window_aggregate(aggregate, &window, arrow(&aggregate.schema), location, resolve);
                 }
