@@ -467,6 +467,39 @@ def grouping_sets():
     return out
 
 
+def late_rows():
+    # 23_late_rows.sql: the source reads data/clicks_late.json in batches of at most 1,024
+    # rows and the watermark (max ts - 5 s) advances after each batch, so a row is late when
+    # its time is at or behind the watermark of the batches before its own. The planted
+    # late rows are late for any smaller batch too (they trail by 16 minutes). A window
+    # drops a late row when its window has fired (its end - 1 ms is at or behind the
+    # watermark); each window is counted from the rows it kept.
+    from datetime import datetime
+
+    epoch = datetime(1970, 1, 1)
+    clicks = []
+    for line in (SQL / "data" / "clicks_late.json").read_text().splitlines():
+        c = json.loads(line)
+        clicks.append((c["id"], int((datetime.fromisoformat(c["ts"]) - epoch).total_seconds() * 1000), c["n"]))
+    size = 10 * 60_000
+    watermark = None
+    late, windows = [], {}
+    for start in range(0, len(clicks), 1024):
+        batch = clicks[start:start + 1024]
+        for i, t, n in batch:
+            if watermark is not None and t <= watermark:
+                late.append((i, t))
+            s = t - t % size
+            if watermark is None or s + size - 1 > watermark:
+                windows.setdefault(s, []).append(n)
+        watermark = max([t for _, t, _ in batch] + ([watermark] if watermark is not None else [])) - 5000
+    out = [row("window", timestamp_text(s), timestamp_text(s + size), str(len(ns)), str(sum(ns)))
+           for s, ns in windows.items()]
+    out += [row("late", str(i), timestamp_text(t)) for i, t in late]
+    out.append(row("late_count", str(len(late))))
+    return out
+
+
 CHECKS = {
     "02_json_file_projection_filter": json_file_projection_filter,
     "04_group_by_aggregates": group_by_aggregates,
@@ -480,6 +513,7 @@ CHECKS = {
     "20_top_n": top_n,
     "21_order_by_limit": order_by_limit,
     "22_grouping_sets": grouping_sets,
+    "23_late_rows": late_rows,
 }
 
 

@@ -562,21 +562,30 @@ impl Lowering {
                 .collect();
             streams.push(self.calc(&stream, None, &columns, output.clone(), location)?);
         }
-        Ok(self.merge(&streams, "union all"))
+        Ok(self.merge(&streams, "union all", &[]))
     }
 
     /// One operator that all `streams` (of one schema) feed, named `name`. Updating
-    /// streams stay updating: each key's changes come from one of them, in order.
-    fn merge(&mut self, streams: &[Stream], name: &str) -> Stream {
+    /// streams stay updating: each key's changes come from one of them, in order; one at
+    /// another parallelism is hashed on `keys` (its rows' key), so they stay in order.
+    fn merge(&mut self, streams: &[Stream], name: &str, keys: &[u32]) -> Stream {
         let output = streams[0].schema.clone();
         let spec =
             ProjectSpec { columns: (0..output.fields().len() as u32).collect(), output_schema: encode_schema(&output) };
         let op = OperatorSpec { uid: String::new(), name: name.into(), kind: Some(Kind::Project(spec)) };
-        let parallelism =
-            streams.iter().find(|s| s.updates.is_some()).map_or(self.default_parallelism, |s| s.parallelism);
+        let updating = streams.iter().any(|s| s.updates.is_some());
+        let parallelism = match streams.iter().filter(|s| s.updates.is_some()).map(|s| s.parallelism).max() {
+            Some(p) => p,
+            None => self.default_parallelism,
+        };
         let node = self.builder.add(op, parallelism);
         for stream in streams {
-            self.builder.connect(stream.node, node, Partitioning::Forward, vec![], encode_schema(&stream.schema));
+            let schema = encode_schema(&stream.schema);
+            if updating && stream.parallelism != parallelism && !keys.is_empty() {
+                self.builder.connect(stream.node, node, Partitioning::Hash, keys.to_vec(), schema);
+            } else {
+                self.builder.connect(stream.node, node, Partitioning::Forward, vec![], schema);
+            }
         }
         let updates = streams.iter().find_map(|s| s.updates.clone());
         if updates.is_some() {

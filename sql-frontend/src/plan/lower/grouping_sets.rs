@@ -78,6 +78,8 @@ impl Lowering {
             let conformed = Arc::new(output.as_ref().clone());
             streams.push(self.calc(&stream, None, &columns, conformed, location)?);
         }
-        Ok(self.merge(&streams, "grouping sets"))
+        // A set's rows are keyed by the grouping columns and the grouping id.
+        let keys: Vec<u32> = (0..=all.len() as u32).collect();
+        Ok(self.merge(&streams, "grouping sets", &keys))
     }
 }
