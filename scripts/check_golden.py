@@ -500,6 +500,54 @@ def late_rows():
     return out
 
 
+def joins():
+    # 24_joins.sql: a nested-loop join in Python, NULL keys matching nothing; outer joins
+    # add each unmatched row padded with NULLs.
+    customers = [json.loads(line) for line in (SQL / "data" / "customers.json").read_text().splitlines() if line]
+    all_orders = orders()
+
+    def text(v):
+        if v is None:
+            return "null"
+        return double(v) if isinstance(v, float) else str(v)
+
+    def match(o, c):
+        return o["customer"] is not None and o["customer"] == c["id"]
+
+    out = []
+    for o in all_orders:
+        for c in customers:
+            if match(o, c) and o["amount"] > 100:
+                out.append(row("inner", text(o["order_id"]), text(c["name"]), text(c["tier"])))
+    for o in all_orders:
+        if o["category"] != "books":
+            continue
+        found = [c for c in customers if match(o, c)]
+        for c in found or [None]:
+            out.append(row("left", text(o["order_id"]), text(o["customer"]), text(c and c["name"])))
+    big = [o for o in all_orders if o["quantity"] >= 4]
+    for o in big:
+        found = [c for c in customers if match(o, c)]
+        for c in found or [None]:
+            out.append(row("full", text(o["order_id"]), text(c and c["id"]), text(c and c["name"])))
+    for c in customers:
+        if not any(match(o, c) for o in big):
+            out.append(row("full", "null", text(c["id"]), text(c["name"])))
+    for c in customers:
+        found = [o for o in all_orders if match(o, c) and o["amount"] * o["quantity"] > 400]
+        for o in found or [None]:
+            out.append(row("residual", text(o and o["order_id"]), text(c["name"])))
+    per = {}
+    for o in all_orders:
+        n, spent = per.get(o["customer"], (0, 0.0))
+        per[o["customer"]] = (n + 1, spent + o["amount"])
+    for customer, (n, spent) in per.items():
+        for c in customers:
+            if c["id"] == customer:
+                out.append(row("totals", text(c["id"]), text(c["tier"]), str(n), double(spent)))
+    return out
+
+
 CHECKS = {
     "02_json_file_projection_filter": json_file_projection_filter,
     "04_group_by_aggregates": group_by_aggregates,
@@ -514,6 +562,7 @@ CHECKS = {
     "21_order_by_limit": order_by_limit,
     "22_grouping_sets": grouping_sets,
     "23_late_rows": late_rows,
+    "24_joins": joins,
 }
 
 

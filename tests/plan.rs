@@ -101,6 +101,12 @@ fn assert_reads(op: &OperatorSpec, schema: &Schema, explain: &str) {
         Some(Kind::MlPredict(m)) => schema_of(&m.input_schema),
         Some(Kind::WindowAggregate(a)) => schema_of(&a.input_schema),
         Some(Kind::TopN(t)) => schema_of(&t.input_schema),
+        // A join reads one of its two sides on each edge.
+        Some(Kind::Join(j)) => {
+            let (left, right) = (schema_of(&j.left_schema), schema_of(&j.right_schema));
+            assert!(&left == schema || &right == schema, "'{}' reads neither of its sides\n{explain}", op.name);
+            return;
+        }
         // A windowing function's output is its input plus the window columns.
         Some(Kind::WindowTvf(w)) => {
             let output = schema_of(&w.output_schema);
@@ -130,6 +136,7 @@ fn output_schema(op: &OperatorSpec) -> SchemaRef {
         Some(Kind::WindowTvf(w)) => schema_of(&w.output_schema),
         Some(Kind::WindowAggregate(a)) => schema_of(&a.output_schema),
         Some(Kind::TopN(t)) => schema_of(&t.output_schema),
+        Some(Kind::Join(j)) => schema_of(&j.output_schema),
         other => panic!("no output: {other:?}"),
     })
 }
@@ -1069,4 +1076,34 @@ SELECT * FROM (
     assert_eq!(spec.window_end_column.map(|c| input.field(c as usize).name().as_str()), Some("window_end"));
     assert!(sluice_core::changelog::row_kind_index(&schema_of(&spec.output_schema)).is_none(), "append-only");
     assert!(p.explain.contains("window_top_n(top 3"), "{}", p.explain);
+}
+
+#[test]
+fn a_join_hashes_both_sides_on_their_keys_into_the_two_inputs_of_one_operator() {
+    let script = "CREATE TABLE o (id BIGINT, cust STRING, amount DOUBLE) WITH ('connector' = 'datagen');
+CREATE TABLE c (id STRING, name STRING) WITH ('connector' = 'datagen');
+SELECT o.id, c.id, c.name FROM o LEFT JOIN c ON o.cust = c.id AND o.amount > 10;";
+    let p = planned(script, &parallel(2));
+    let Some(Kind::Join(spec)) = &find(&p.graph, |o| matches!(o.kind, Some(Kind::Join(_)))).kind else {
+        unreachable!()
+    };
+    assert_eq!(spec.join_type, sluice_proto::join_spec::JoinType::Left as i32);
+    assert!(spec.filter.is_some(), "the other condition stays a residual one\n{}", p.explain);
+    let left = schema_of(&spec.left_schema);
+    assert_eq!(left.field(spec.left_keys[0] as usize).data_type(), &DataType::Utf8);
+    let join_vertex = p.graph.vertices.iter().find(|v| v.name.contains("left_join")).unwrap();
+    let mut inputs: Vec<(u32, Vec<u32>)> = p
+        .graph
+        .edges
+        .iter()
+        .filter(|e| e.target_vertex == join_vertex.id)
+        .map(|e| {
+            assert_eq!(e.partitioning, Partitioning::Hash as i32, "{}", p.explain);
+            (e.target_input, e.key_columns.clone())
+        })
+        .collect();
+    inputs.sort();
+    assert_eq!(inputs.iter().map(|(i, _)| *i).collect::<Vec<_>>(), [0, 1], "{}", p.explain);
+    let output = schema_of(&spec.output_schema);
+    assert_eq!(column_names(&output)[..5], ["o.id", "cust", "amount", "c.id", "name"], "shared names are qualified");
 }

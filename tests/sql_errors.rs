@@ -351,15 +351,6 @@ CREATE MODEL m INPUT (amount DOUBLE) OUTPUT (score DOUBLE) WITH ('provider' = 'l
         Some((1, 28)),
     ),
     (
-        "join_not_supported",
-        "run",
-        r#"CREATE TABLE src (id BIGINT, amount DOUBLE, name STRING) WITH ('connector' = 'datagen', 'number-of-rows' = '10');
-CREATE TABLE out (id BIGINT, amount DOUBLE) WITH ('connector' = 'print');
-INSERT INTO out SELECT a.id, b.amount FROM src a JOIN src b ON a.id = b.id;"#,
-        r#"JOIN is not supported yet in streaming SQL"#,
-        Some((3, 1)),
-    ),
-    (
         "aggregate_not_grouped",
         "run",
         r#"CREATE TABLE src (id BIGINT, amount DOUBLE, name STRING) WITH ('connector' = 'datagen', 'number-of-rows' = '10');
@@ -520,6 +511,15 @@ SELECT item, price FROM bids ORDER BY price DESC;"#,
 SELECT n, LISTAGG(customer) FROM (SELECT customer, COUNT(*) AS n FROM orders GROUP BY customer) GROUP BY n;"#,
         r#"LISTAGG over an updating input is not supported yet"#,
         Some((2, 11)),
+    ),
+    (
+        "join_without_an_equality",
+        "run",
+        r#"CREATE TABLE o (id BIGINT, amount DOUBLE) WITH ('connector' = 'datagen', 'number-of-rows' = '10');
+CREATE TABLE c (id BIGINT, credit DOUBLE) WITH ('connector' = 'datagen', 'number-of-rows' = '10');
+SELECT o.id FROM o JOIN c ON o.amount > c.credit;"#,
+        r#"a join needs an equality between the two sides' columns"#,
+        Some((3, 1)),
     ),
     (
         "unknown_runtime_mode",

@@ -8,6 +8,7 @@ use sluice_core::schema::decode_schema;
 use sluice_core::secrets::{resolve, SecretSources};
 use sluice_core::{Operator, OperatorError, Result, Source};
 use sluice_transforms::calc::Calc;
+use sluice_transforms::join::Join;
 use sluice_transforms::keyed_aggregate::KeyedAggregate;
 use sluice_transforms::project::Project;
 use sluice_transforms::temporal_sort::TemporalSort;
@@ -49,6 +50,7 @@ pub fn build_operator(spec: &OperatorSpec, ctx: &BuildContext) -> Result<Box<dyn
         Some(Kind::WindowAggregate(spec)) => Ok(Box::new(WindowAggregate::from_spec(spec, batch_rows)?)),
         Some(Kind::TopN(spec)) => Ok(Box::new(TopN::from_spec(spec, batch_rows)?)),
         Some(Kind::TemporalSort(spec)) => Ok(Box::new(TemporalSort::from_spec(spec, batch_rows)?)),
+        Some(Kind::Join(spec)) => Ok(Box::new(Join::from_spec(spec, batch_rows)?)),
         Some(Kind::MlPredict(spec)) => {
             let context = format!("model '{}'", spec.model);
             // Secrets resolve when the job starts, never in the plan.

@@ -111,6 +111,17 @@ impl Harness {
         Self::open(build, inputs, parallelism, Some(snapshot), StateClock::System).await
     }
 
+    /// Starts `parallelism` fresh subtasks of an operator with several `inputs`, restored
+    /// from `snapshot` (taken at any parallelism).
+    pub async fn restore_inputs(
+        build: Build,
+        inputs: Vec<HarnessInput>,
+        parallelism: u32,
+        snapshot: &Snapshot,
+    ) -> Result<Self> {
+        Self::open(build, inputs, parallelism, Some(snapshot), StateClock::System).await
+    }
+
     async fn open(
         build: Build,
         inputs: Vec<HarnessInput>,

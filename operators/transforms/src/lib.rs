@@ -1,5 +1,5 @@
 //! Transforms: operators between sources and sinks (calc, projections, watermarks, keyed
-//! aggregates, windowing functions, window aggregates, Top-N and temporal sort), and the codec of the DataFusion
+//! aggregates, windowing functions, window aggregates, Top-N, temporal sort and joins), and the codec of the DataFusion
 //! expressions they evaluate.
 
 #![deny(missing_docs)]
@@ -8,6 +8,7 @@ pub mod aggregate;
 pub mod calc;
 pub mod expr;
 pub mod functions;
+pub mod join;
 pub mod keyed_aggregate;
 pub mod project;
 pub mod temporal_sort;

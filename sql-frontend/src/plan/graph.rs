@@ -24,6 +24,8 @@ struct NodeEdge {
     partitioning: Partitioning,
     key_columns: Vec<u32>,
     schema: Vec<u8>,
+    /// The input of `to` it feeds.
+    input: u32,
 }
 
 /// Collects operators and edges, then chains them into a [`JobGraph`].
@@ -63,8 +65,21 @@ impl JobGraphBuilder {
         key_columns: Vec<u32>,
         schema: Vec<u8>,
     ) {
+        self.connect_input(from, to, partitioning, key_columns, schema, 0);
+    }
+
+    /// Connects `from` to input `input` of `to` (1: the second input of a join).
+    pub fn connect_input(
+        &mut self,
+        from: NodeId,
+        to: NodeId,
+        partitioning: Partitioning,
+        key_columns: Vec<u32>,
+        schema: Vec<u8>,
+        input: u32,
+    ) {
         assert!(from.0 < to.0, "edges go from earlier nodes to later ones");
-        self.edges.push(NodeEdge { from, to, partitioning, key_columns, schema });
+        self.edges.push(NodeEdge { from, to, partitioning, key_columns, schema, input });
     }
 
     fn chainable(&self, edge: &NodeEdge) -> bool {
@@ -119,8 +134,7 @@ impl JobGraphBuilder {
                     partitioning: partitioning as i32,
                     key_columns: e.key_columns.clone(),
                     schema: e.schema.clone(),
-                    // Every operator the planner makes so far has one input.
-                    target_input: 0,
+                    target_input: e.input,
                 }
             })
             .collect();

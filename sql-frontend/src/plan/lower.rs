@@ -29,6 +29,7 @@ use sqlparser::tokenizer::Location;
 
 mod aggregate;
 mod grouping_sets;
+mod join;
 mod top_n;
 pub use aggregate::{window_grouping, WindowGrouping};
 use top_n::{rank_filter, RankFilter};
@@ -143,6 +144,22 @@ pub fn unqualify(expr: Expr) -> Expr {
 
 /// The hidden column a Calc appends for CURRENT_WATERMARK (see `CalcSpec.appends_watermark`).
 const WATERMARK_COLUMN: &str = "__sluice_watermark";
+
+/// `expr` with its columns named as in `input`: by their qualified name where `input` has
+/// a column of that name (a join's columns that both sides have), else unqualified.
+fn resolve_columns(expr: Expr, input: &Schema) -> Expr {
+    expr.transform(|e| {
+        Ok(match e {
+            Expr::Column(c) if c.relation.is_some() && input.index_of(&c.flat_name()).is_ok() => {
+                Transformed::yes(Expr::Column(Column::new_unqualified(c.flat_name())))
+            }
+            Expr::Column(c) if c.relation.is_some() => Transformed::yes(Expr::Column(Column::new_unqualified(c.name))),
+            other => Transformed::no(other),
+        })
+    })
+    .map(|t| t.data)
+    .expect("renaming columns cannot fail")
+}
 
 fn is_current_watermark(e: &Expr) -> bool {
     matches!(e, Expr::ScalarFunction(f) if f.func.name() == crate::plan::functions::CURRENT_WATERMARK)
@@ -267,8 +284,8 @@ impl Lowering {
             return Err(SqlError::new(location, "a subquery is not supported yet in streaming SQL")
                 .with_hint("rewrite the subquery as a join or a view once joins are available"));
         }
-        let projections: Vec<Expr> = projections.into_iter().map(unqualify).collect();
-        let filter = filter.cloned().map(unqualify);
+        let projections: Vec<Expr> = projections.into_iter().map(|e| resolve_columns(e, &input.schema)).collect();
+        let filter = filter.cloned().map(|e| resolve_columns(e, &input.schema));
         // CURRENT_WATERMARK(ts) reads a column the Calc appends to its input.
         let mut appends_watermark = false;
         let mut input_schema = input.schema.clone();
@@ -737,6 +754,7 @@ impl Lowering {
                     }
                 }
             }
+            LogicalPlan::Join(join) => self.join(join, location, resolve),
             LogicalPlan::Union(union) => self.union_all(&union.inputs, arrow(&union.schema), location, resolve),
             LogicalPlan::EmptyRelation(_) | LogicalPlan::Values(_) => Err(SqlError::new(
                 location,
@@ -744,14 +762,13 @@ impl Lowering {
             )
             .with_hint("read from a table declared with CREATE TABLE")),
             other => Err(SqlError::new(location, format!("{} is not supported yet in streaming SQL", describe(other)))
-                .with_hint("supported today: projections, WHERE, CASE, CAST, functions, GROUP BY, window table functions and window aggregates, Top-N, ORDER BY, LIMIT, DISTINCT, UNION ALL, ML_PREDICT")),
+                .with_hint("supported today: projections, WHERE, CASE, CAST, functions, GROUP BY, window table functions and window aggregates, Top-N, ORDER BY, LIMIT, joins on equal keys, DISTINCT, UNION ALL, ML_PREDICT")),
         }
     }
 }
 
 fn describe(plan: &LogicalPlan) -> &'static str {
     match plan {
-        LogicalPlan::Join(_) => "JOIN",
         LogicalPlan::Subquery(_) => "a subquery",
         LogicalPlan::Unnest(_) => "UNNEST",
         LogicalPlan::RecursiveQuery(_) => "a recursive query",

@@ -1,0 +1,191 @@
+//! Lowering regular joins: each side gets a pre-projection of its columns and its join
+//! keys (cast to the left side's key types where they differ), a hash edge on the keys,
+//! and both meet in one join operator (input 0 the left side, input 1 the right).
+//!
+//! Columns of the two sides may share a name (`o.id`, `c.id`): the join's output names
+//! such a column by its qualified name, which the expressions after it resolve
+//! ([`super::resolve_columns`]).
+
+use std::sync::Arc;
+
+use arrow::datatypes::{Field, Schema};
+use datafusion::common::tree_node::TreeNode;
+use datafusion::common::Column;
+use datafusion::logical_expr::{Expr, ExprSchemable, Join, JoinType};
+use sluice_core::changelog;
+use sluice_core::schema::encode_schema;
+use sluice_proto::join_spec::JoinType as SpecJoinType;
+use sluice_proto::operator_spec::Kind;
+use sluice_proto::{JoinSpec, OperatorSpec, Partitioning};
+use sluice_transforms::expr::encode_expr;
+use sqlparser::tokenizer::Location;
+
+use super::{internal, short, unqualify, Lowering, Result, Stream};
+use crate::error::SqlError;
+
+/// The join's output columns: a name shared by both sides becomes `qualifier.name`.
+fn output_fields(join: &Join) -> Vec<Field> {
+    let names: Vec<&str> = join.schema.fields().iter().map(|f| f.name().as_str()).collect();
+    join.schema
+        .iter()
+        .map(|(qualifier, field)| {
+            let shared = names.iter().filter(|n| **n == field.name()).count() > 1;
+            match (shared, qualifier) {
+                (true, Some(q)) => field.as_ref().clone().with_name(format!("{q}.{}", field.name())),
+                _ => field.as_ref().clone(),
+            }
+        })
+        .collect()
+}
+
+/// The join's key pairs (its `on` and the equalities between the sides in its condition)
+/// and what is left of the condition.
+fn equalities(join: &Join) -> (Vec<(Expr, Expr)>, Option<Expr>) {
+    let mut on = join.on.clone();
+    let mut rest = Vec::new();
+    let only = |e: &Expr, schema: &datafusion::common::DFSchema| {
+        let columns = e.column_refs();
+        !columns.is_empty() && columns.iter().all(|c| schema.has_column(c))
+    };
+    if let Some(filter) = &join.filter {
+        for conjunct in datafusion::logical_expr::utils::split_conjunction(filter) {
+            if let Expr::BinaryExpr(b) = conjunct {
+                if b.op == datafusion::logical_expr::Operator::Eq {
+                    let (l, r) = (b.left.as_ref(), b.right.as_ref());
+                    if only(l, join.left.schema()) && only(r, join.right.schema()) {
+                        on.push((l.clone(), r.clone()));
+                        continue;
+                    }
+                    if only(r, join.left.schema()) && only(l, join.right.schema()) {
+                        on.push((r.clone(), l.clone()));
+                        continue;
+                    }
+                }
+            }
+            rest.push(conjunct.clone());
+        }
+    }
+    (on, datafusion::logical_expr::utils::conjunction(rest))
+}
+
+impl Lowering {
+    /// A regular join of `join`'s sides, producing its columns.
+    pub(super) fn join(
+        &mut self,
+        join: &Join,
+        location: Location,
+        resolve: &mut dyn FnMut(&mut Lowering, &str, Location) -> Result<Stream>,
+    ) -> Result<Stream> {
+        let at = self.locations.condition().unwrap_or(location);
+        let kind = match join.join_type {
+            JoinType::Inner => SpecJoinType::Inner,
+            JoinType::Left => SpecJoinType::Left,
+            JoinType::Right => SpecJoinType::Right,
+            JoinType::Full => SpecJoinType::Full,
+            other => {
+                return Err(SqlError::new(location, format!("a {other} join is not supported yet"))
+                    .with_hint("write an INNER, LEFT, RIGHT or FULL OUTER join"))
+            }
+        };
+        // The SQL planner leaves `ON a.k = b.k` in the condition: its equalities between the
+        // sides are the keys, the rest stays a residual condition.
+        let (on, residual) = equalities(join);
+        if on.is_empty() {
+            return Err(SqlError::new(location, "a join needs an equality between the two sides' columns")
+                .with_hint("join on equal keys: ... JOIN b ON a.k = b.k (other conditions may follow with AND)"));
+        }
+        let left = self.lower(&join.left, location, resolve)?;
+        let right = self.lower(&join.right, location, resolve)?;
+        let left_keys: Vec<Expr> = on.iter().map(|(l, _)| l.clone()).collect();
+        let mut right_keys = Vec::new();
+        for (l, r) in &on {
+            let lt = l.get_type(join.left.schema()).map_err(|e| internal(location, e))?;
+            let rt = r.get_type(join.right.schema()).map_err(|e| internal(location, e))?;
+            right_keys.push(if lt == rt { r.clone() } else { datafusion::logical_expr::cast(r.clone(), lt) });
+        }
+        let left = self.keyed_side(&left, join.left.schema(), &left_keys, location)?;
+        let right = self.keyed_side(&right, join.right.schema(), &right_keys, location)?;
+        let fields = output_fields(join);
+        let joined = Arc::new(Schema::new(fields));
+        let filter = match &residual {
+            Some(condition) => {
+                let rewritten = condition
+                    .clone()
+                    .transform(|e| {
+                        Ok(match e {
+                            Expr::Column(c) => {
+                                let index = join.schema.index_of_column(&c)?;
+                                datafusion::common::tree_node::Transformed::yes(Expr::Column(Column::new_unqualified(
+                                    joined.field(index).name(),
+                                )))
+                            }
+                            other => datafusion::common::tree_node::Transformed::no(other),
+                        })
+                    })
+                    .map_err(|e| internal(at, e))?
+                    .data;
+                Some(encode_expr(&rewritten).map_err(|e| internal(at, e))?)
+            }
+            None => None,
+        };
+        let updating = left.0.updates.is_some() || right.0.updates.is_some();
+        let emits_kinds = updating || kind != SpecJoinType::Inner;
+        let output = if emits_kinds { changelog::with_row_kind(&joined) } else { joined.clone() };
+        let spec = JoinSpec {
+            join_type: kind as i32,
+            left_schema: encode_schema(&left.0.schema),
+            left_data_columns: left.1 as u32,
+            left_keys: (left.1..left.1 + on.len()).map(|k| k as u32).collect(),
+            right_schema: encode_schema(&right.0.schema),
+            right_data_columns: right.1 as u32,
+            right_keys: (right.1..right.1 + on.len()).map(|k| k as u32).collect(),
+            filter,
+            output_schema: encode_schema(&output),
+            state_ttl_ms: self.state_ttl.map(|t| t.as_millis() as u64),
+        };
+        let shown: Vec<String> =
+            on.iter().map(|(l, r)| format!("{} = {}", unqualify(l.clone()), unqualify(r.clone()))).collect();
+        let mut name = format!("{}_join(on {}", kind.as_str_name().to_ascii_lowercase(), shown.join(" and "));
+        if let Some(f) = &residual {
+            name.push_str(&format!("; where {f}"));
+        }
+        name.push(')');
+        let name = short(name);
+        let op = OperatorSpec { uid: String::new(), name: name.clone(), kind: Some(Kind::Join(spec)) };
+        let parallelism = self.default_parallelism();
+        let node = self.builder.add(op, parallelism);
+        for (input, (side, data)) in [left, right].into_iter().enumerate() {
+            let keys = (data..data + on.len()).map(|k| k as u32).collect();
+            let schema = encode_schema(&side.schema);
+            self.builder.connect_input(side.node, node, Partitioning::Hash, keys, schema, input as u32);
+        }
+        if emits_kinds {
+            self.updating.insert(self.builder.uid(node).to_string());
+        }
+        Ok(Stream { node, schema: output, parallelism, updates: emits_kinds.then_some(name) })
+    }
+
+    /// A side's pre-projection: its data columns, then its join keys. Returns the stream
+    /// and the number of data columns.
+    fn keyed_side(
+        &mut self,
+        side: &Stream,
+        schema: &datafusion::common::DFSchema,
+        keys: &[Expr],
+        location: Location,
+    ) -> Result<(Stream, usize)> {
+        let data = changelog::without_row_kind(&side.schema);
+        let mut exprs: Vec<Expr> =
+            data.fields().iter().map(|f| Expr::Column(Column::new_unqualified(f.name()))).collect();
+        let mut fields: Vec<Field> = data.fields().iter().map(|f| f.as_ref().clone()).collect();
+        for (i, key) in keys.iter().enumerate() {
+            let (_, field) = key.to_field(schema).map_err(|e| internal(location, e))?;
+            let name = format!("__join_key_{i}");
+            exprs.push(key.clone().alias(&name));
+            fields.push(Field::new(name, field.data_type().clone(), true));
+        }
+        let width = data.fields().len();
+        let stream = self.calc(side, None, &exprs, Arc::new(Schema::new(fields)), location)?;
+        Ok((stream, width))
+    }
+}
