@@ -207,7 +207,8 @@ fn statement(c: &mut Cursor, calls: &mut TableCalls) -> Result<ScriptStatement> 
         "RESET" => utility::reset(c).map(ScriptStatement::Reset),
         "EXPLAIN" => query::explain(c, calls),
         "INSERT" => query::insert(c, std::mem::take(calls)).map(ScriptStatement::Insert),
-        "SELECT" | "WITH" | "VALUES" | "(" => query::query(c, std::mem::take(calls)).map(ScriptStatement::Query),
+        "WITH" => query::with_statement(c, std::mem::take(calls)),
+        "SELECT" | "VALUES" | "(" => query::query(c, std::mem::take(calls)).map(ScriptStatement::Query),
         _ => Err(unsupported_statement(c, start)),
     }
 }

@@ -39,6 +39,46 @@ pub(super) fn insert(c: &mut Cursor, mut calls: TableCalls) -> Result<Insert> {
     Ok(Insert { location, target: target.value, target_location: target.location, columns, query, calls })
 }
 
+/// A statement starting with `WITH`: a query, or the lesson's form of an INSERT with its
+/// common table expressions first (`WITH t AS (...) INSERT INTO sink SELECT ... FROM t`),
+/// which means Flink's `INSERT INTO sink WITH t AS (...) SELECT ... FROM t`.
+pub(super) fn with_statement(c: &mut Cursor, mut calls: TableCalls) -> Result<ScriptStatement> {
+    use sqlparser::ast::{SetExpr, Spanned, Statement, TableObject};
+    let location = c.location();
+    let mut query = c.sql(|p| p.parse_query())?;
+    let SetExpr::Insert(Statement::Insert(insert)) = query.body.as_ref() else {
+        super::group_window::rewrite(&mut query, &mut calls)?;
+        return Ok(ScriptStatement::Query(QueryStatement { location, query, calls }));
+    };
+    let TableObject::TableName(target) = &insert.table else {
+        return Err(SqlError::new(location, "INSERT INTO a table function is not supported")
+            .with_hint("write INSERT INTO a table declared with CREATE TABLE"));
+    };
+    let name = |n: &sqlparser::ast::ObjectName| {
+        let part = n.0.last().and_then(|p| p.as_ident()).map(|i| i.value.clone()).unwrap_or_else(|| n.to_string());
+        (part, n.span().start)
+    };
+    let Some(source) = &insert.source else {
+        return Err(SqlError::new(location, format!("INSERT INTO {target} needs a query"))
+            .with_hint(format!("write WITH t AS (...) INSERT INTO {target} SELECT ... FROM t")));
+    };
+    if insert.overwrite {
+        return Err(SqlError::new(location, "INSERT OVERWRITE is not supported yet")
+            .with_hint("streaming jobs append: write INSERT INTO"));
+    }
+    let mut source = source.clone();
+    // The expressions written before INSERT come first, then the query's own.
+    let mut with = query.with.take();
+    if let (Some(outer), Some(inner)) = (&mut with, source.with.take()) {
+        outer.cte_tables.extend(inner.cte_tables);
+    }
+    source.with = with.or(source.with.take());
+    super::group_window::rewrite(&mut source, &mut calls)?;
+    let (target, target_location) = name(target);
+    let columns = insert.columns.iter().map(name).collect();
+    Ok(ScriptStatement::Insert(Insert { location, target, target_location, columns, query: source, calls }))
+}
+
 /// A query on its own.
 pub(super) fn query(c: &mut Cursor, mut calls: TableCalls) -> Result<QueryStatement> {
     let location = c.location();
