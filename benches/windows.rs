@@ -4,7 +4,9 @@
 //! - a 1-minute TUMBLE COUNT/SUM by 1,000 keys over datagen with event time (Flink's
 //!   figure on this machine: about 250–290 k rows/s, `../shared/design/environment.md`);
 //! - the same windows by HOP (10-minute windows every minute: each row in ten);
-//! - an updating GROUP BY over 1,000,000 keys.
+//! - an updating GROUP BY over 1,000,000 keys;
+//! - a regular join of the events with a second datagen stream of 100,000 keys (every
+//!   event finds its one match; both sides are kept in keyed state).
 //!
 //! Prints rows/s (the job's own time, as `sluice run` reports it, so process start-up is
 //! left out) and the largest size of the checkpoint directory seen while it ran (retained
@@ -57,6 +59,10 @@ fn events(rows: u64) -> String {
   'connector' = 'datagen', 'number-of-rows' = '{rows}', 'rows-per-second' = '1000000000',
   'fields.id.kind' = 'sequence', 'fields.id.start' = '1', 'fields.id.end' = '{rows}',
   'fields.amount.min' = '1', 'fields.amount.max' = '100'
+);
+CREATE TABLE facts (id BIGINT, weight DOUBLE) WITH (
+  'connector' = 'datagen', 'number-of-rows' = '100000', 'rows-per-second' = '1000000000',
+  'fields.id.kind' = 'sequence', 'fields.id.start' = '0', 'fields.id.end' = '99999'
 );
 CREATE TABLE sink (k BIGINT, w TIMESTAMP(3), n BIGINT, total DOUBLE) WITH ('connector' = 'blackhole');
 "
@@ -126,6 +132,11 @@ GROUP BY id % 1000, window_start, window_end;",
             "updating GROUP BY, 1,000,000 keys",
             "INSERT INTO sink SELECT id % 1000000, CAST(NULL AS TIMESTAMP(3)), COUNT(*), SUM(amount)
 FROM events GROUP BY id % 1000000;",
+        ),
+        (
+            "regular join with a stream of 100,000 keys",
+            "INSERT INTO sink SELECT e.id, CAST(NULL AS TIMESTAMP(3)), f.id, e.amount * f.weight
+FROM events AS e JOIN facts AS f ON e.id % 100000 = f.id;",
         ),
     ];
     println!("{rows} rows per job, parallelism 2, checkpoints every second ({})", sluice().display());

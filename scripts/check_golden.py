@@ -502,7 +502,7 @@ def late_rows():
 
 def joins():
     # 24_joins.sql: a nested-loop join in Python, NULL keys matching nothing; outer joins
-    # add each unmatched row padded with NULLs.
+    # add each unmatched row padded with NULLs; a self-join of customer c8's orders.
     customers = [json.loads(line) for line in (SQL / "data" / "customers.json").read_text().splitlines() if line]
     all_orders = orders()
 
@@ -537,6 +537,10 @@ def joins():
         found = [o for o in all_orders if match(o, c) and o["amount"] * o["quantity"] > 400]
         for o in found or [None]:
             out.append(row("residual", text(o and o["order_id"]), text(c["name"])))
+    for a in all_orders:
+        for b in all_orders:
+            if a["customer"] == b["customer"] == "c8" and a["order_id"] < b["order_id"]:
+                out.append(row("self", str(a["order_id"]), str(b["order_id"]), a["category"], b["category"]))
     per = {}
     for o in all_orders:
         n, spent = per.get(o["customer"], (0, 0.0))

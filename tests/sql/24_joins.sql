@@ -30,3 +30,8 @@ FROM orders AS o RIGHT JOIN customers AS c ON o.customer = c.id AND o.amount * o
 SELECT 'totals', c.id, c.tier, t.orders, t.spent
 FROM (SELECT customer, COUNT(*) AS orders, SUM(amount) AS spent FROM orders GROUP BY customer) AS t
 JOIN customers AS c ON t.customer = c.id;
+
+-- A self-join: every column name is shared, so each is known by its table's alias.
+SELECT 'self', a.order_id, b.order_id, a.category, b.category
+FROM orders AS a JOIN orders AS b ON a.customer = b.customer AND a.order_id < b.order_id
+WHERE a.customer = 'c8';

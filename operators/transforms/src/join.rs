@@ -18,7 +18,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use arrow::array::{Array, ArrayRef, BooleanArray, Int8Array};
-use arrow::datatypes::{Schema, SchemaRef};
+use arrow::datatypes::SchemaRef;
 use arrow::record_batch::RecordBatch;
 use async_trait::async_trait;
 use datafusion::physical_expr::PhysicalExpr;
@@ -67,7 +67,8 @@ pub struct Join {
     kind: JoinKind,
     sides: [Side; 2],
     filter: Option<Arc<dyn PhysicalExpr>>,
-    /// The joined data columns (left, then right), which the filter reads.
+    /// The joined data columns (left, then right, named as in the output), which the
+    /// filter reads.
     joined: SchemaRef,
     output_schema: SchemaRef,
     emits_kinds: bool,
@@ -95,11 +96,11 @@ impl Join {
             return Err(OperatorError::InvalidPlan("a join needs as many keys on both sides, at least one".into()));
         }
         let emits_kinds = changelog::row_kind_index(&output_schema).is_some();
-        let mut fields = Vec::new();
-        for side in [&left, &right] {
-            fields.extend(side.schema.fields().iter().take(side.data_columns).cloned());
+        // The filter reads the joined columns by their output names.
+        let joined = changelog::without_row_kind(&output_schema);
+        if joined.fields().len() != left.data_columns + right.data_columns {
+            return Err(OperatorError::InvalidPlan("the join's output is not both sides' data columns".into()));
         }
-        let joined = Arc::new(Schema::new(fields));
         let mut tables = in_memory();
         let sides = [Side::new(&left, &mut tables, 0, None)?, Side::new(&right, &mut tables, 1, None)?];
         Ok(Join {
@@ -145,13 +146,9 @@ impl Join {
             Ok(JoinType::Full) => JoinKind::Full,
             Err(_) => return Err(OperatorError::InvalidPlan(format!("unknown join type {}", spec.join_type))),
         };
-        let mut fields = Vec::new();
-        for side in [&left, &right] {
-            fields.extend(side.schema.fields().iter().take(side.data_columns).cloned());
-        }
-        let joined = Arc::new(Schema::new(fields));
-        let filter = spec.filter.as_deref().map(|f| crate::expr::decode_physical(f, &joined)).transpose()?;
         let output = decode(&spec.output_schema)?;
+        let joined = changelog::without_row_kind(&output);
+        let filter = spec.filter.as_deref().map(|f| crate::expr::decode_physical(f, &joined)).transpose()?;
         Join::new(kind, left, right, filter, output, batch_rows)?
             .with_state_ttl(spec.state_ttl_ms.map(Duration::from_millis))
     }

@@ -145,6 +145,23 @@ pub fn unqualify(expr: Expr) -> Expr {
 /// The hidden column a Calc appends for CURRENT_WATERMARK (see `CalcSpec.appends_watermark`).
 const WATERMARK_COLUMN: &str = "__sluice_watermark";
 
+/// The Arrow schema of `schema`, a name that several columns share (`o.id`, `c.id` of a
+/// join) qualified by its table (`o.id`), so every column keeps a name of its own.
+pub fn unique_names(schema: &DFSchema) -> SchemaRef {
+    let names: Vec<&String> = schema.fields().iter().map(|f| f.name()).collect();
+    let fields: Vec<Field> = schema
+        .iter()
+        .map(|(qualifier, field)| {
+            let shared = names.iter().filter(|n| **n == field.name()).count() > 1;
+            match (shared, qualifier) {
+                (true, Some(q)) => field.as_ref().clone().with_name(format!("{q}.{}", field.name())),
+                _ => field.as_ref().clone(),
+            }
+        })
+        .collect();
+    Arc::new(Schema::new_with_metadata(fields, schema.as_arrow().metadata().clone()))
+}
+
 /// `expr` with its columns named as in `input`: by their qualified name where `input` has
 /// a column of that name (a join's columns that both sides have), else unqualified.
 fn resolve_columns(expr: Expr, input: &Schema) -> Expr {
@@ -658,7 +675,8 @@ impl Lowering {
                     other => (other, None),
                 };
                 let (input, filter) = self.lower_filtered(input_plan, filter, location, resolve)?;
-                self.calc(&input, filter.as_ref(), &projection.expr, arrow(&projection.schema), location)
+                let output = unique_names(&projection.schema);
+                self.calc(&input, filter.as_ref(), &projection.expr, output, location)
             }
             LogicalPlan::Filter(filter) => {
                 let (input, predicate) = self.lower_filtered(&filter.input, Some(&filter.predicate), location, resolve)?;

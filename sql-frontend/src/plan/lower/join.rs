@@ -23,21 +23,6 @@ use sqlparser::tokenizer::Location;
 use super::{internal, short, unqualify, Lowering, Result, Stream};
 use crate::error::SqlError;
 
-/// The join's output columns: a name shared by both sides becomes `qualifier.name`.
-fn output_fields(join: &Join) -> Vec<Field> {
-    let names: Vec<&str> = join.schema.fields().iter().map(|f| f.name().as_str()).collect();
-    join.schema
-        .iter()
-        .map(|(qualifier, field)| {
-            let shared = names.iter().filter(|n| **n == field.name()).count() > 1;
-            match (shared, qualifier) {
-                (true, Some(q)) => field.as_ref().clone().with_name(format!("{q}.{}", field.name())),
-                _ => field.as_ref().clone(),
-            }
-        })
-        .collect()
-}
-
 /// The join's key pairs (its `on` and the equalities between the sides in its condition)
 /// and what is left of the condition.
 fn equalities(join: &Join) -> (Vec<(Expr, Expr)>, Option<Expr>) {
@@ -105,8 +90,7 @@ impl Lowering {
         }
         let left = self.keyed_side(&left, join.left.schema(), &left_keys, location)?;
         let right = self.keyed_side(&right, join.right.schema(), &right_keys, location)?;
-        let fields = output_fields(join);
-        let joined = Arc::new(Schema::new(fields));
+        let joined = super::unique_names(&join.schema);
         let filter = match &residual {
             Some(condition) => {
                 let rewritten = condition
