@@ -552,6 +552,21 @@ def joins():
     return out
 
 
+def interval_join():
+    # 26_interval_join.sql: pairs of bids of one item with b 1 ms to 40 s after a.
+    bids = bids_hour()
+
+    def value(x):
+        return "null" if x is None else double(x)
+
+    out = []
+    for ta, pa, ia in bids:
+        for tb, pb, ib in bids:
+            if ia == ib and tb - 40_000 <= ta <= tb - 1:
+                out.append(row("close", ia, timestamp_text(ta), timestamp_text(tb), value(pa), value(pb)))
+    return out
+
+
 CHECKS = {
     "02_json_file_projection_filter": json_file_projection_filter,
     "04_group_by_aggregates": group_by_aggregates,
@@ -567,6 +582,7 @@ CHECKS = {
     "22_grouping_sets": grouping_sets,
     "23_late_rows": late_rows,
     "24_joins": joins,
+    "26_interval_join": interval_join,
 }
 
 

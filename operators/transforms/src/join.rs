@@ -12,7 +12,8 @@
 //!
 //! State: per side, a map table from the key to each distinct row (its encoding) with its
 //! number of copies and of matches; `table.exec.state.ttl` forgets rows not touched for
-//! that long. Keys with a NULL never match, as in SQL.
+//! that long. Keys with a NULL never match, as in SQL. An interval join (module
+//! `interval`) also forgets rows as the watermark passes the last time they could match.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -24,11 +25,15 @@ use async_trait::async_trait;
 use datafusion::physical_expr::PhysicalExpr;
 
 use crate::keyed_aggregate::in_memory;
+use crate::window_aggregate::millis;
 use sluice_core::changelog::{self, RowKind};
 use sluice_core::keys::key_group;
+use sluice_core::timers::{TimeDomain, TimerService};
 use sluice_core::{Collector, Operator, OperatorError, OperatorState, Result, StateInit, TaskContext};
 
+mod interval;
 mod side;
+pub use interval::Interval;
 use side::{Kept, Side};
 
 /// Which rows without a match a join keeps.
@@ -75,6 +80,9 @@ pub struct Join {
     batch_rows: usize,
     max_parallelism: u32,
     state_ttl: Option<Duration>,
+    /// An interval join's time bounds: rows are forgotten when they can match nothing more.
+    interval: Option<Interval>,
+    timers: TimerService,
 }
 
 /// A joined row going out: the left and right rows (`None`: NULLs), and its kind.
@@ -103,7 +111,10 @@ impl Join {
         }
         let mut tables = in_memory();
         let sides = [Side::new(&left, &mut tables, 0, None)?, Side::new(&right, &mut tables, 1, None)?];
+        let timers = TimerService::open(&mut tables)?;
         Ok(Join {
+            interval: None,
+            timers,
             kind,
             sides,
             filter,
@@ -116,6 +127,13 @@ impl Join {
         })
     }
 
+    /// This join as an interval join: rows are forgotten once `interval` says they can
+    /// match nothing more.
+    pub fn with_interval(mut self, interval: Interval) -> Self {
+        self.interval = Some(interval);
+        self
+    }
+
     /// This join forgetting rows not touched for `ttl` (`None`: never).
     pub fn with_state_ttl(mut self, ttl: Option<Duration>) -> Result<Self> {
         self.state_ttl = ttl;
@@ -123,6 +141,7 @@ impl Join {
         for side in &mut self.sides {
             side.open(&mut tables, ttl)?;
         }
+        self.timers = TimerService::open(&mut tables)?;
         Ok(self)
     }
 
@@ -149,8 +168,17 @@ impl Join {
         let output = decode(&spec.output_schema)?;
         let joined = changelog::without_row_kind(&output);
         let filter = spec.filter.as_deref().map(|f| crate::expr::decode_physical(f, &joined)).transpose()?;
-        Join::new(kind, left, right, filter, output, batch_rows)?
-            .with_state_ttl(spec.state_ttl_ms.map(Duration::from_millis))
+        let join = Join::new(kind, left, right, filter, output, batch_rows)?
+            .with_state_ttl(spec.state_ttl_ms.map(Duration::from_millis))?;
+        Ok(match &spec.interval {
+            Some(i) => join.with_interval(Interval {
+                left_time: i.left_time as usize,
+                right_time: i.right_time as usize,
+                lower: i.lower_ms,
+                upper: i.upper_ms,
+            }),
+            None => join,
+        })
     }
 
     /// Which of `candidates` (rows of the other side) pass the filter with `row` of side
@@ -273,13 +301,35 @@ impl Operator for Join {
         let side = input.min(1);
         let changes = changelog::split(&batch)?;
         let keyed = self.sides[side].keyed(&changes.rows)?;
+        let times = match &self.interval {
+            Some(interval) => Some(millis(changes.rows.column(interval.column(side)))?),
+            None => None,
+        };
         let mut joined = Vec::new();
         for (row, kind) in changes.kinds.iter().enumerate() {
             let group = key_group(keyed.hashes[row], self.max_parallelism);
             let key = keyed.keys[row].as_deref();
             self.change(side, group, key, keyed.rows[row].clone(), *kind, &mut joined)?;
+            if let (Some(interval), Some(times), Some(key)) = (&self.interval, &times, key) {
+                if times.is_valid(row) {
+                    let expiry = interval.expiry(side, times.value(row));
+                    self.timers.register(TimeDomain::EventTime, group, &interval::timer_key(side, key), expiry)?;
+                }
+            }
         }
         self.emit(&joined, out)
+    }
+
+    async fn on_watermark(&mut self, watermark: i64, out: &mut Collector) -> Result<()> {
+        if let Some(interval) = self.interval {
+            for timer in self.timers.due_event_timers(watermark)? {
+                let Some((&side, key)) = timer.key.split_first() else { continue };
+                let side = usize::from(side).min(1);
+                interval::expire(&self.sides[side], side, &interval, timer.key_group, key, watermark)?;
+            }
+        }
+        out.watermark(watermark);
+        Ok(())
     }
 
     fn uses_keyed_state(&self) -> bool {
@@ -291,6 +341,7 @@ impl Operator for Join {
             for side in &mut self.sides {
                 side.open(&mut tables, self.state_ttl)?;
             }
+            self.timers = TimerService::open(&mut tables)?;
         }
         Ok(())
     }

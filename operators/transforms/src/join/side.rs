@@ -119,6 +119,11 @@ impl Side {
         self.kept.put(group, key, row, kept)
     }
 
+    /// Forgets a kept row (an interval join's row that can match nothing more).
+    pub fn forget(&self, group: u32, key: &[u8], row: &[u8]) -> Result<()> {
+        self.kept.remove(group, key, row)
+    }
+
     /// Records one more copy of `row` (or one less, `retract`), with its `matches`.
     pub fn record(&self, group: u32, key: &[u8], row: &[u8], retract: bool, matches: u64) -> Result<()> {
         let mut kept = self.kept.get(group, key, row)?.unwrap_or_default();

@@ -115,3 +115,52 @@ async fn a_residual_condition_decides_which_pairs_match() {
     h.push_to(0, "1 10\n5 10\n").await.unwrap();
     assert_eq!(h.sorted_rows(), ["+I 1 10 10 ann", "+I 5 10 null null"], "order 5 fails oid < 3");
 }
+
+/// Clicks and views: id, key, time.
+fn timed(name: &str) -> SchemaRef {
+    Arc::new(Schema::new(vec![
+        Field::new(format!("{name}_id"), DataType::Int64, false),
+        Field::new(format!("{name}_k"), DataType::Int64, false),
+        Field::new(format!("{name}_ts"), DataType::Timestamp(arrow::datatypes::TimeUnit::Millisecond, None), false),
+    ]))
+}
+
+#[tokio::test]
+async fn an_interval_join_forgets_rows_the_watermark_has_passed() {
+    const MINUTE: i64 = 60_000;
+    let base = 1_586_937_600_000; // 2020-04-15T08:00
+    let build: Build = Arc::new(|| {
+        let left = JoinInput { schema: timed("c"), data_columns: 3, keys: vec![1] };
+        let right = JoinInput { schema: timed("v"), data_columns: 3, keys: vec![1] };
+        let fields: Vec<Field> =
+            timed("c").fields().iter().chain(timed("v").fields().iter()).map(|f| f.as_ref().clone()).collect();
+        let join = Join::new(JoinKind::Inner, left, right, None, Arc::new(Schema::new(fields)), 1024)?;
+        // c_ts - v_ts within [-5 min, 5 min].
+        let interval = Interval { left_time: 2, right_time: 2, lower: -5 * MINUTE, upper: 5 * MINUTE };
+        Ok(Box::new(join.with_interval(interval)) as Box<dyn Operator>)
+    });
+    let inputs = vec![
+        HarnessInput { schema: timed("c"), key_columns: Some(vec![1]) },
+        HarnessInput { schema: timed("v"), key_columns: Some(vec![1]) },
+    ];
+    let mut h = Harness::start_inputs(build, inputs, 1, StateClock::System).await.unwrap();
+    h.push_to(0, "1 7 2020-04-15T08:00:00\n").await.unwrap();
+    h.push_to(1, "10 7 2020-04-15T08:03:00\n").await.unwrap();
+    assert_eq!(h.sorted_rows(), ["1 7 2020-04-15T08:00:00 10 7 2020-04-15T08:03:00"]);
+    let before = h.checkpoint(1).await.unwrap();
+    let held = |s: &sluice_core::harness::Snapshot| s.keyed.iter().map(|k| k.len()).sum::<usize>();
+    // The click can match views up to 08:05; the view clicks up to 08:08.
+    h.watermark_to(0, base + 6 * MINUTE).await.unwrap();
+    h.watermark_to(1, base + 6 * MINUTE).await.unwrap();
+    let after = h.checkpoint(2).await.unwrap();
+    assert!(held(&after) < held(&before), "the click and its timer are gone: {} -> {}", held(&before), held(&after));
+    h.clear_output();
+    h.push_to(1, "11 7 2020-04-15T08:04:30\n").await.unwrap();
+    assert!(h.sorted_rows().is_empty(), "the forgotten click matches no more");
+    h.push_to(0, "2 7 2020-04-15T08:07:00\n").await.unwrap();
+    assert_eq!(
+        h.sorted_rows(),
+        ["2 7 2020-04-15T08:07:00 10 7 2020-04-15T08:03:00", "2 7 2020-04-15T08:07:00 11 7 2020-04-15T08:04:30"],
+        "the views are still kept"
+    );
+}

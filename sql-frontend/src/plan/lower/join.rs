@@ -23,6 +23,78 @@ use sqlparser::tokenizer::Location;
 use super::{internal, short, unqualify, Lowering, Result, Stream};
 use crate::error::SqlError;
 
+/// A time column plus a constant offset (ms): `ts`, `ts + INTERVAL '5' MINUTE`, `ts - ...`.
+fn time_term(e: &Expr) -> Option<(Column, i64)> {
+    use datafusion::logical_expr::Operator;
+    use datafusion::scalar::ScalarValue;
+    match e {
+        Expr::Column(c) => Some((c.clone(), 0)),
+        Expr::Cast(c) => time_term(&c.expr),
+        Expr::BinaryExpr(b) if matches!(b.op, Operator::Plus | Operator::Minus) => {
+            let (column, base) = time_term(&b.left)?;
+            let ms = match b.right.as_ref() {
+                Expr::Literal(ScalarValue::IntervalMonthDayNano(Some(v)), _) if v.months == 0 => {
+                    i64::from(v.days) * 86_400_000 + v.nanoseconds / 1_000_000
+                }
+                Expr::Literal(ScalarValue::IntervalDayTime(Some(v)), _) => {
+                    i64::from(v.days) * 86_400_000 + i64::from(v.milliseconds)
+                }
+                _ => return None,
+            };
+            Some((column, if b.op == Operator::Plus { base + ms } else { base - ms }))
+        }
+        _ => None,
+    }
+}
+
+/// The bounds `lower <= l.ts - r.ts <= upper` (ms) a condition puts on a left and a right
+/// time column, with the columns; `None` unless it bounds both ways.
+fn interval_bounds(join: &Join, condition: &Expr) -> Option<(Column, Column, i64, i64)> {
+    use datafusion::logical_expr::Operator;
+    let is_time = |c: &Column, schema: &datafusion::common::DFSchema| {
+        schema
+            .qualified_field_from_column(c)
+            .is_ok_and(|(_, f)| matches!(f.data_type(), arrow::datatypes::DataType::Timestamp(..)))
+    };
+    let (mut lower, mut upper, mut columns) = (None::<i64>, None::<i64>, None::<(Column, Column)>);
+    let mut bound = |a: &Expr, op: Operator, b: &Expr| {
+        let ((ca, oa), (cb, ob)) = (time_term(a)?, time_term(b)?);
+        // ca + oa op cb + ob, as l - r op k with the left column first.
+        let (l, r, op, k) = if is_time(&ca, join.left.schema()) && is_time(&cb, join.right.schema()) {
+            (ca, cb, op, ob - oa)
+        } else if is_time(&cb, join.left.schema()) && is_time(&ca, join.right.schema()) {
+            (cb, ca, op.swap()?, oa - ob)
+        } else {
+            return None;
+        };
+        if columns.get_or_insert_with(|| (l.clone(), r.clone())) != &(l, r) {
+            return None;
+        }
+        match op {
+            Operator::GtEq => lower = Some(lower.map_or(k, |v| v.max(k))),
+            Operator::Gt => lower = Some(lower.map_or(k + 1, |v| v.max(k + 1))),
+            Operator::LtEq => upper = Some(upper.map_or(k, |v| v.min(k))),
+            Operator::Lt => upper = Some(upper.map_or(k - 1, |v| v.min(k - 1))),
+            _ => {}
+        }
+        Some(())
+    };
+    for conjunct in datafusion::logical_expr::utils::split_conjunction(condition) {
+        match conjunct {
+            Expr::BinaryExpr(b) => {
+                bound(&b.left, b.op, &b.right);
+            }
+            Expr::Between(b) if !b.negated => {
+                bound(&b.expr, Operator::GtEq, &b.low);
+                bound(&b.expr, Operator::LtEq, &b.high);
+            }
+            _ => {}
+        }
+    }
+    let (l, r) = columns?;
+    Some((l, r, lower?, upper?))
+}
+
 /// The join's key pairs (its `on` and the equalities between the sides in its condition)
 /// and what is left of the condition.
 fn equalities(join: &Join) -> (Vec<(Expr, Expr)>, Option<Expr>) {
@@ -113,6 +185,19 @@ impl Lowering {
             None => None,
         };
         let updating = left.0.updates.is_some() || right.0.updates.is_some();
+        // An interval join (time bounds between the sides over append-only inputs) forgets
+        // rows as the watermark passes them.
+        let interval = match (&residual, updating) {
+            (Some(condition), false) => interval_bounds(join, condition).and_then(|(l, r, lower, upper)| {
+                Some(sluice_proto::JoinInterval {
+                    left_time: join.left.schema().index_of_column(&l).ok()? as u32,
+                    right_time: join.right.schema().index_of_column(&r).ok()? as u32,
+                    lower_ms: lower,
+                    upper_ms: upper,
+                })
+            }),
+            _ => None,
+        };
         let emits_kinds = updating || kind != SpecJoinType::Inner;
         let output = if emits_kinds { changelog::with_row_kind(&joined) } else { joined.clone() };
         let spec = JoinSpec {
@@ -126,10 +211,17 @@ impl Lowering {
             filter,
             output_schema: encode_schema(&output),
             state_ttl_ms: self.state_ttl.map(|t| t.as_millis() as u64),
+            interval,
         };
         let shown: Vec<String> =
             on.iter().map(|(l, r)| format!("{} = {}", unqualify(l.clone()), unqualify(r.clone()))).collect();
-        let mut name = format!("{}_join(on {}", kind.as_str_name().to_ascii_lowercase(), shown.join(" and "));
+        let kind_name = kind.as_str_name().to_ascii_lowercase();
+        let mut name = match &spec.interval {
+            Some(i) => {
+                format!("{kind_name}_interval_join({} ms..{} ms, on {}", i.lower_ms, i.upper_ms, shown.join(" and "))
+            }
+            None => format!("{kind_name}_join(on {}", shown.join(" and ")),
+        };
         if let Some(f) = &residual {
             name.push_str(&format!("; where {f}"));
         }
