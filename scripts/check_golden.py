@@ -567,6 +567,29 @@ def interval_join():
     return out
 
 
+def window_join():
+    # 27_window_join.sql: joins of per-window results and of windowed rows, by window and key.
+    bids = bids_hour()
+    minute = 60_000
+    out = []
+    counts, tops = {}, {}
+    for t, p, item in bids:
+        w = t - t % (10 * minute)
+        counts[(w, item)] = counts.get((w, item), 0) + 1
+        if p is not None and p > 15:
+            tops[(w, item)] = max(tops.get((w, item), p), p)
+    for (w, item), n in counts.items():
+        if (w, item) in tops:
+            out.append(row("aggregates", timestamp_text(w), item, str(n), double(tops[(w, item)])))
+    for ta, pa, ia in bids:
+        for te, pe, ie in bids:
+            if ia == "A" and ie == "E" and pa is not None and pa == pe and \
+                    ta - ta % (5 * minute) == te - te % (5 * minute):
+                out.append(row("rows", timestamp_text(ta - ta % (5 * minute)), timestamp_text(ta),
+                               timestamp_text(te), double(pa)))
+    return out
+
+
 CHECKS = {
     "02_json_file_projection_filter": json_file_projection_filter,
     "04_group_by_aggregates": group_by_aggregates,
@@ -583,6 +606,7 @@ CHECKS = {
     "23_late_rows": late_rows,
     "24_joins": joins,
     "26_interval_join": interval_join,
+    "27_window_join": window_join,
 }
 
 

@@ -1107,3 +1107,23 @@ SELECT o.id, c.id, c.name FROM o LEFT JOIN c ON o.cust = c.id AND o.amount > 10;
     let output = schema_of(&spec.output_schema);
     assert_eq!(column_names(&output)[..5], ["o.id", "cust", "amount", "c.id", "name"], "shared names are qualified");
 }
+
+#[test]
+fn a_join_on_equal_windows_forgets_rows_at_their_window_end() {
+    let script = "CREATE TABLE bids (bidtime TIMESTAMP(3), price DOUBLE, item STRING,
+  WATERMARK FOR bidtime AS bidtime) WITH ('connector' = 'datagen');
+SELECT l.item, r.price FROM
+  (SELECT * FROM TABLE(TUMBLE(TABLE bids, DESCRIPTOR(bidtime), INTERVAL '5' MINUTES))) AS l
+  JOIN (SELECT * FROM TABLE(TUMBLE(TABLE bids, DESCRIPTOR(bidtime), INTERVAL '5' MINUTES))) AS r
+  ON l.window_start = r.window_start AND l.window_end = r.window_end AND l.item = r.item;";
+    let p = planned(script, &parallel(2));
+    let Some(Kind::Join(spec)) = &find(&p.graph, |o| matches!(o.kind, Some(Kind::Join(_)))).kind else {
+        unreachable!()
+    };
+    let interval = spec.interval.as_ref().expect("a window join forgets rows");
+    assert_eq!((interval.lower_ms, interval.upper_ms), (1, -1), "rows expire at window_end - 1 ms");
+    let (left, right) = (schema_of(&spec.left_schema), schema_of(&spec.right_schema));
+    assert_eq!(left.field(interval.left_time as usize).name(), "window_end");
+    assert_eq!(right.field(interval.right_time as usize).name(), "window_end");
+    assert!(p.explain.contains("inner_window_join("), "{}", p.explain);
+}

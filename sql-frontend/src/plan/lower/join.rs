@@ -198,6 +198,22 @@ impl Lowering {
             }),
             _ => None,
         };
+        // A window join (equal window_end of two windowed inputs): a row can match nothing
+        // more once the watermark passes its window's last millisecond.
+        let window_join = !updating && interval.is_none();
+        let interval = interval.or_else(|| {
+            let (l, r) = on.iter().find_map(|(l, r)| match (l, r) {
+                (Expr::Column(l), Expr::Column(r)) if l.name == "window_end" && r.name == "window_end" => Some((l, r)),
+                _ => None,
+            })?;
+            window_join.then_some(())?;
+            Some(sluice_proto::JoinInterval {
+                left_time: join.left.schema().index_of_column(l).ok()? as u32,
+                right_time: join.right.schema().index_of_column(r).ok()? as u32,
+                lower_ms: 1,
+                upper_ms: -1,
+            })
+        });
         let emits_kinds = updating || kind != SpecJoinType::Inner;
         let output = if emits_kinds { changelog::with_row_kind(&joined) } else { joined.clone() };
         let spec = JoinSpec {
@@ -217,6 +233,7 @@ impl Lowering {
             on.iter().map(|(l, r)| format!("{} = {}", unqualify(l.clone()), unqualify(r.clone()))).collect();
         let kind_name = kind.as_str_name().to_ascii_lowercase();
         let mut name = match &spec.interval {
+            Some(i) if i.lower_ms > i.upper_ms => format!("{kind_name}_window_join(on {}", shown.join(" and ")),
             Some(i) => {
                 format!("{kind_name}_interval_join({} ms..{} ms, on {}", i.lower_ms, i.upper_ms, shown.join(" and "))
             }
