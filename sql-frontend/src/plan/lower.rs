@@ -680,14 +680,9 @@ impl Lowering {
             }
             LogicalPlan::Filter(filter) => {
                 let (input, predicate) = self.lower_filtered(&filter.input, Some(&filter.predicate), location, resolve)?;
-                let all: Vec<Expr> = input
-                    .schema
-                    .fields()
-                    .iter()
-                    .filter(|f| f.name() != changelog::ROW_KIND_COLUMN)
-                    .map(|f| Expr::Column(Column::new_unqualified(f.name())))
-                    .collect();
-                let schema = changelog::without_row_kind(&input.schema);
+                let all: Vec<Expr> =
+                    input.schema.fields().iter().map(|f| Expr::Column(Column::new_unqualified(f.name()))).collect();
+                let schema = input.schema.clone();
                 self.calc(&input, predicate.as_ref(), &all, schema, location)
             }
             LogicalPlan::Window(window) => match self.rank_filter.take().filter(|f| f.ranks(window)) {

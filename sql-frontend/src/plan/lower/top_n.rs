@@ -136,6 +136,16 @@ impl RankFilter {
     }
 }
 
+/// An ORDER BY column as plans show it: its name, then ` desc` when descending.
+fn shown_order(input: &Stream, s: &SortColumn) -> String {
+    let name = input.schema.field(s.column as usize).name();
+    if s.descending {
+        format!("{name} desc")
+    } else {
+        name.clone()
+    }
+}
+
 fn unsupported(location: Location, what: &str) -> SqlError {
     SqlError::new(location, format!("{what} is not supported in a Top-N yet")).with_hint(
         "write SELECT * FROM (SELECT *, ROW_NUMBER() OVER (PARTITION BY k ORDER BY c DESC) AS rownum FROM t) \
@@ -231,12 +241,7 @@ impl Lowering {
         let names = |columns: &mut dyn Iterator<Item = usize>| {
             columns.map(|c| input.schema.field(c).name().clone()).collect::<Vec<_>>().join(", ")
         };
-        let ordered: Vec<String> = order
-            .iter()
-            .map(|s| {
-                format!("{}{}", input.schema.field(s.column as usize).name(), if s.descending { " desc" } else { "" })
-            })
-            .collect();
+        let ordered: Vec<String> = order.iter().map(|s| shown_order(input, s)).collect();
         let ranks = if start == 1 { format!("top {end}") } else { format!("ranks {start}..{end}") };
         let kind = if window_end.is_some() { "window_top_n" } else { "top_n" };
         let ordered = if ordered.is_empty() { "arrival".to_string() } else { ordered.join(", ") };
@@ -307,16 +312,7 @@ impl Lowering {
                 time_column: first.column,
                 then_by: order[1..].to_vec(),
             };
-            let shown: Vec<String> = order
-                .iter()
-                .map(|s| {
-                    format!(
-                        "{}{}",
-                        input.schema.field(s.column as usize).name(),
-                        if s.descending { " desc" } else { "" }
-                    )
-                })
-                .collect();
+            let shown: Vec<String> = order.iter().map(|s| shown_order(input, s)).collect();
             let op = OperatorSpec {
                 uid: String::new(),
                 name: short(format!("temporal_sort({})", shown.join(", "))),
