@@ -9,6 +9,10 @@ command -v cc >/dev/null 2>&1 || missing+=(build-essential)
 # RocksDB (the state backend) links Debian's librocksdb; its bindings need libclang.
 [ -e /usr/include/rocksdb/c.h ] || missing+=(librocksdb-dev)
 ls /usr/lib/llvm-*/lib/libclang.so* /usr/lib/llvm-*/lib/libclang-[0-9]*.so* >/dev/null 2>&1 || missing+=(libclang-dev)
+# PostgreSQL for the jdbc connector's tests (each test runs its own server with initdb and
+# pg_ctl; pg_stat_statements comes with the server package) and psql to set them up.
+ls /usr/lib/postgresql/*/bin/pg_ctl >/dev/null 2>&1 || missing+=(postgresql)
+command -v psql >/dev/null 2>&1 || missing+=(postgresql-client)
 
 if ((${#missing[@]})); then
   sudo=""

@@ -101,6 +101,7 @@ fn assert_reads(op: &OperatorSpec, schema: &Schema, explain: &str) {
         Some(Kind::MlPredict(m)) => schema_of(&m.input_schema),
         Some(Kind::WindowAggregate(a)) => schema_of(&a.input_schema),
         Some(Kind::TopN(t)) => schema_of(&t.input_schema),
+        Some(Kind::LookupJoin(l)) => schema_of(&l.input_schema),
         // A join reads one of its two sides on each edge.
         Some(Kind::Join(j)) => {
             let (left, right) = (schema_of(&j.left_schema), schema_of(&j.right_schema));
@@ -137,6 +138,7 @@ fn output_schema(op: &OperatorSpec) -> SchemaRef {
         Some(Kind::WindowAggregate(a)) => schema_of(&a.output_schema),
         Some(Kind::TopN(t)) => schema_of(&t.output_schema),
         Some(Kind::Join(j)) => schema_of(&j.output_schema),
+        Some(Kind::LookupJoin(l)) => schema_of(&l.output_schema),
         other => panic!("no output: {other:?}"),
     })
 }

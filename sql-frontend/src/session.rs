@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use crate::catalog::{render, Catalog, CatalogObject};
 use crate::error::SqlError;
 use crate::parser::{parse_script, ScriptStatement};
-use crate::plan::{check_table, typed_table, view_schema, JobPlanner, Plan};
+use crate::plan::{check_table, typed_table, view_schema, AsyncLookup, JobPlanner, Plan};
 
 type Result<T> = std::result::Result<T, SqlError>;
 
@@ -31,8 +31,16 @@ pub const MINI_BATCH_ENABLED_KEY: &str = "table.exec.mini-batch.enabled";
 pub const MINI_BATCH_LATENCY_KEY: &str = "table.exec.mini-batch.allow-latency";
 /// How many input rows may be buffered (required > 0 with mini-batch).
 pub const MINI_BATCH_SIZE_KEY: &str = "table.exec.mini-batch.size";
+/// Lookups in flight at most per lookup-join subtask (default 100).
+pub const ASYNC_LOOKUP_CAPACITY_KEY: &str = "table.exec.async-lookup.buffer-capacity";
+/// How long one row's lookup, retries included, may take (default 3 min).
+pub const ASYNC_LOOKUP_TIMEOUT_KEY: &str = "table.exec.async-lookup.timeout";
+/// `ORDERED` (the default: rows leave a lookup join in input order) or `ALLOW_UNORDERED`
+/// (an append-only input's rows leave as their lookups finish).
+pub const ASYNC_LOOKUP_OUTPUT_MODE_KEY: &str = "table.exec.async-lookup.output-mode";
 /// Configuration keys whose values are durations, checked at `SET`.
-const DURATION_KEYS: [&str; 3] = [STATE_TTL_KEY, SOURCE_IDLE_TIMEOUT_KEY, MINI_BATCH_LATENCY_KEY];
+const DURATION_KEYS: [&str; 4] =
+    [STATE_TTL_KEY, SOURCE_IDLE_TIMEOUT_KEY, MINI_BATCH_LATENCY_KEY, ASYNC_LOOKUP_TIMEOUT_KEY];
 
 /// Settings given with the script (from the command line).
 #[derive(Debug, Clone, Default)]
@@ -116,7 +124,18 @@ impl Session {
         } else {
             None
         };
+        let async_lookup = AsyncLookup {
+            capacity: self.config.get(ASYNC_LOOKUP_CAPACITY_KEY).and_then(|c| c.trim().parse().ok()).unwrap_or(100),
+            timeout: duration(ASYNC_LOOKUP_TIMEOUT_KEY)
+                .filter(|t| !t.is_zero())
+                .unwrap_or(std::time::Duration::from_secs(180)),
+            ordered: !self
+                .config
+                .get(ASYNC_LOOKUP_OUTPUT_MODE_KEY)
+                .is_some_and(|m| m.trim().eq_ignore_ascii_case("ALLOW_UNORDERED")),
+        };
         Ok(JobPlanner::new(self.parallelism())
+            .with_async_lookup(async_lookup)
             .with_state_ttl(ttl.filter(|t| !t.is_zero()))
             .with_batch_mode(batch)
             .with_mini_batch(mini_batch))
@@ -241,6 +260,22 @@ impl Session {
                         format!("'{MINI_BATCH_ENABLED_KEY}' = '{}' is not a boolean", set.value),
                     )
                     .with_hint("use 'true' or 'false'"));
+                }
+                if set.key == ASYNC_LOOKUP_CAPACITY_KEY && set.value.trim().parse::<u32>().map_or(true, |c| c == 0) {
+                    return Err(SqlError::new(
+                        set.value_location,
+                        format!("'{ASYNC_LOOKUP_CAPACITY_KEY}' = '{}' is not a positive number", set.value),
+                    )
+                    .with_hint("give the lookups in flight per subtask, such as '100'"));
+                }
+                if set.key == ASYNC_LOOKUP_OUTPUT_MODE_KEY
+                    && !["ORDERED", "ALLOW_UNORDERED"].iter().any(|m| set.value.trim().eq_ignore_ascii_case(m))
+                {
+                    return Err(SqlError::new(
+                        set.value_location,
+                        format!("'{ASYNC_LOOKUP_OUTPUT_MODE_KEY}' = '{}' is not an output mode", set.value),
+                    )
+                    .with_hint("use 'ORDERED' or 'ALLOW_UNORDERED'"));
                 }
                 if set.key.starts_with("table.exec.mini-batch.") {
                     self.mini_batch_at = Some(set.value_location);

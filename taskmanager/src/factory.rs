@@ -1,15 +1,16 @@
 //! Builds running operators from their protobuf descriptions.
 
 use sluice_proto::operator_spec::Kind;
-use sluice_proto::OperatorSpec;
+use sluice_proto::{ConnectorSpec, OperatorSpec};
 
-use sluice_connectors::{create_sink, create_source};
+use sluice_connectors::{create_lookup, create_sink, create_source};
 use sluice_core::schema::decode_schema;
 use sluice_core::secrets::{resolve, SecretSources};
 use sluice_core::{Operator, OperatorError, Result, Source};
 use sluice_transforms::calc::Calc;
 use sluice_transforms::join::Join;
 use sluice_transforms::keyed_aggregate::KeyedAggregate;
+use sluice_transforms::lookup_join::LookupJoin;
 use sluice_transforms::project::Project;
 use sluice_transforms::temporal_sort::TemporalSort;
 use sluice_transforms::top_n::TopN;
@@ -26,10 +27,21 @@ pub struct BuildContext {
     pub secrets: SecretSources,
 }
 
+/// `spec` with `{{ secret.NAME }}` references in its options resolved (when the job
+/// starts, never in the plan).
+fn with_secrets(spec: &ConnectorSpec, ctx: &BuildContext) -> Result<ConnectorSpec> {
+    let mut resolved = spec.clone();
+    for (key, value) in resolved.options.iter_mut() {
+        *value = resolve(value, &ctx.secrets)
+            .map_err(|e| OperatorError::config(format!("table '{}' option '{key}'", spec.table), e.to_string()))?;
+    }
+    Ok(resolved)
+}
+
 /// Builds the source at the head of a source chain.
 pub fn build_source(spec: &OperatorSpec, ctx: &BuildContext) -> Result<Box<dyn Source>> {
     match &spec.kind {
-        Some(Kind::Source(connector)) => create_source(connector, ctx.batch_rows),
+        Some(Kind::Source(connector)) => create_source(&with_secrets(connector, ctx)?, ctx.batch_rows),
         _ => Err(OperatorError::InvalidPlan(format!("operator '{}' is not a source", spec.name))),
     }
 }
@@ -38,7 +50,15 @@ pub fn build_source(spec: &OperatorSpec, ctx: &BuildContext) -> Result<Box<dyn S
 pub fn build_operator(spec: &OperatorSpec, ctx: &BuildContext) -> Result<Box<dyn Operator>> {
     let batch_rows = ctx.batch_rows;
     match &spec.kind {
-        Some(Kind::Sink(connector)) => create_sink(connector),
+        Some(Kind::Sink(connector)) => create_sink(&with_secrets(connector, ctx)?),
+        Some(Kind::LookupJoin(spec)) => {
+            let table = spec
+                .table
+                .as_ref()
+                .ok_or_else(|| OperatorError::InvalidPlan("a lookup join without a table".into()))?;
+            let (source, options) = create_lookup(&with_secrets(table, ctx)?, &spec.lookup_columns)?;
+            Ok(Box::new(LookupJoin::from_spec(spec, source, options)?))
+        }
         Some(Kind::Project(project)) => Ok(Box::new(Project::new(
             project.columns.iter().map(|&c| c as usize).collect(),
             decode_schema(&project.output_schema)?,

@@ -11,6 +11,8 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 
 pub mod broker;
+pub mod postgres;
+pub mod stub;
 
 /// Path of the `sluice` binary under test.
 pub fn sluice_bin() -> PathBuf {

@@ -12,6 +12,7 @@ pub mod blackhole;
 pub mod datagen;
 pub mod filesystem;
 pub mod format;
+pub mod jdbc;
 pub mod kafka;
 pub mod print;
 pub mod registry;
@@ -26,7 +27,8 @@ use sluice_core::rate::RateLimiter;
 use sluice_core::{Collector, Operator, Source, TaskContext};
 use sluice_proto::ConnectorSpec;
 
-use registry::{Connector, SinkFactory, SourceFactory};
+use registry::{Connector, LookupFactory, SinkFactory, SourceFactory};
+use sluice_core::lookup::LookupOptions;
 use sluice_core::options::{closest, Options};
 use sluice_core::schema::decode_schema;
 use sluice_core::{OperatorError, Result};
@@ -38,6 +40,8 @@ pub enum Role {
     Source,
     /// Written to (`INSERT INTO t`).
     Sink,
+    /// Looked up by key (`JOIN t FOR SYSTEM_TIME AS OF ...`).
+    Lookup,
 }
 
 /// The roles a connector can play (none for an unknown connector).
@@ -56,6 +60,7 @@ fn check_connector(spec: &ConnectorSpec, role: Role) -> Result<&'static dyn Conn
     let what = match role {
         Role::Source => "read from",
         Role::Sink => "written to",
+        Role::Lookup => "looked up (FOR SYSTEM_TIME AS OF)",
     };
     if spec.connector.is_empty() {
         return Err(OperatorError::config(
@@ -82,7 +87,7 @@ fn check_connector(spec: &ConnectorSpec, role: Role) -> Result<&'static dyn Conn
 /// Parallelism a table asks for (`scan.parallelism` or `sink.parallelism`), if any.
 pub fn requested_parallelism(spec: &ConnectorSpec, role: Role) -> Result<Option<u32>> {
     let key = match role {
-        Role::Source => "scan.parallelism",
+        Role::Source | Role::Lookup => "scan.parallelism",
         Role::Sink => "sink.parallelism",
     };
     let mut options = Options::new(context(spec), &spec.options);
@@ -99,7 +104,33 @@ pub fn validate(spec: &ConnectorSpec, role: Role) -> Result<()> {
     match role {
         Role::Source => source_factory(spec).map(|_| ()),
         Role::Sink => sink_factory(spec).map(|_| ()),
+        Role::Lookup => lookup_factory(spec).map(|_| ()),
     }
+}
+
+/// Parses and checks the options of a lookup table: its connector's, and the cache and
+/// retry options every lookup table shares.
+pub fn lookup_factory(spec: &ConnectorSpec) -> Result<(Box<dyn LookupFactory>, LookupOptions)> {
+    let connector = check_connector(spec, Role::Lookup)?;
+    let mut options = Options::new(context(spec), &spec.options);
+    options.declare("connector");
+    options.declare("scan.parallelism");
+    options.declare("sink.parallelism");
+    options.declare("sink.rows-per-second");
+    let lookup = LookupOptions::parse(&mut options)?;
+    let factory = connector.lookup(spec, &mut options, decode_schema(&spec.schema)?)?;
+    options.finish()?;
+    Ok((factory, lookup))
+}
+
+/// Builds the lookups of `spec` by `lookup_columns`, with its cache and retry options.
+#[cfg(feature = "runtime")]
+pub fn create_lookup(
+    spec: &ConnectorSpec,
+    lookup_columns: &[String],
+) -> Result<(std::sync::Arc<dyn sluice_core::lookup::LookupSource>, LookupOptions)> {
+    let (factory, options) = lookup_factory(spec)?;
+    Ok((factory.build(lookup_columns)?, options))
 }
 
 /// Parses and checks the options of a source table.
@@ -256,7 +287,11 @@ mod tests {
         unique.dedup();
         assert_eq!(names.len(), unique.len(), "{names:?}");
         assert_eq!(registry::names_for(Role::Source), vec!["datagen", "filesystem", "kafka"]);
-        assert_eq!(registry::names_for(Role::Sink), vec!["filesystem", "kafka", "upsert-kafka", "print", "blackhole"]);
+        assert_eq!(
+            registry::names_for(Role::Sink),
+            vec!["filesystem", "kafka", "upsert-kafka", "print", "blackhole", "jdbc"]
+        );
+        assert_eq!(registry::names_for(Role::Lookup), vec!["jdbc"]);
         assert_eq!(roles("kafka"), vec![Role::Source, Role::Sink]);
         assert!(roles("nope").is_empty());
         let err = validate(&spec("blackhole", &[]), Role::Source).unwrap_err().to_string();

@@ -27,6 +27,16 @@ pub trait SinkFactory: Send {
     fn build(self: Box<Self>) -> Box<dyn Operator>;
 }
 
+/// A lookup table's checked options, from which a task builds its running lookups.
+pub trait LookupFactory: Send {
+    /// The running lookups by `lookup_columns` (columns of the table's physical schema).
+    #[cfg(feature = "runtime")]
+    fn build(
+        self: Box<Self>,
+        lookup_columns: &[String],
+    ) -> Result<std::sync::Arc<dyn sluice_core::lookup::LookupSource>>;
+}
+
 /// One table connector, looked up by the table's `connector` option.
 pub trait Connector: Sync {
     /// The value of the `connector` option that selects it.
@@ -60,6 +70,17 @@ pub trait Connector: Sync {
     ) -> Result<Box<dyn SinkFactory>> {
         Err(OperatorError::InvalidPlan(format!("connector '{}' has no sink", spec.connector)))
     }
+
+    /// Parses and checks a lookup table's options (those of its connector; the cache and
+    /// retry options every lookup table shares are read by [`crate::lookup_factory`]).
+    fn lookup(
+        &self,
+        spec: &ConnectorSpec,
+        _options: &mut Options<'_>,
+        _schema: SchemaRef,
+    ) -> Result<Box<dyn LookupFactory>> {
+        Err(OperatorError::InvalidPlan(format!("connector '{}' has no lookups", spec.connector)))
+    }
 }
 
 /// Every connector. Adding one is its module and one line here.
@@ -70,6 +91,7 @@ pub static CONNECTORS: &[&dyn Connector] = &[
     &crate::kafka::UpsertKafka,
     &crate::print::Print,
     &crate::blackhole::Blackhole,
+    &crate::jdbc::Jdbc,
 ];
 
 /// The connector named `name`.

@@ -18,6 +18,8 @@ pub mod error;
 pub mod harness;
 pub mod job_graph;
 pub mod keys;
+pub mod latency;
+pub mod lookup;
 pub mod message;
 pub mod models;
 pub mod operator;

@@ -7,7 +7,6 @@
 
 #[cfg(test)]
 mod fixtures;
-pub mod latency;
 pub mod local;
 pub mod onnx_runtime;
 pub mod predict;

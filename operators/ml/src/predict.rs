@@ -19,11 +19,11 @@ use async_trait::async_trait;
 use sluice_proto::MlPredictSpec;
 use tokio::time::Instant;
 
-use super::latency::LatencyWindow;
 use super::local::OnnxModel;
 use sluice_connectors::kafka::dead_letter::{
     row_json, DeadLetter, DeadLetterConfig, DeadLetterRestore, DeadLetterWriter,
 };
+use sluice_core::latency::LatencyWindow;
 
 /// A model a provider opened for one task: it scores batches of rows. Providers that run in
 /// the task manager (`local`) implement it; ML_PREDICT calls it on the blocking pool.

@@ -10,6 +10,7 @@ pub mod expr;
 pub mod functions;
 pub mod join;
 pub mod keyed_aggregate;
+pub mod lookup_join;
 pub mod project;
 pub mod temporal_sort;
 pub mod top_n;

@@ -266,7 +266,7 @@ impl Table {
     pub fn validate(&self, role: Role, usage: Location) -> Result<()> {
         let spec = match role {
             Role::Source => self.source_spec(),
-            Role::Sink => self.connector_spec(),
+            Role::Sink | Role::Lookup => self.connector_spec(),
         };
         sluice_connectors::validate(&spec, role).map_err(|e| self.operator_error(&e, usage))
     }

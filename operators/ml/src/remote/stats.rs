@@ -4,7 +4,7 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 
-use crate::latency::LatencyWindow;
+use sluice_core::latency::LatencyWindow;
 
 /// Counters of one ML_PREDICT subtask.
 #[derive(Debug, Default)]

@@ -1,4 +1,4 @@
-//! Recent latencies of a model and their percentiles, for its metrics.
+//! Recent latencies (of a model, of lookups) and their percentiles, for metrics.
 
 use std::collections::VecDeque;
 
