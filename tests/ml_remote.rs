@@ -6,71 +6,17 @@
 mod common;
 
 use std::collections::{BTreeMap, HashMap};
-use std::io::{BufRead, BufReader, Read, Write};
+
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use common::broker::Broker;
+use common::stub::Stub;
 use common::{read_json_lines, Cluster};
 use serde_json::Value;
 
 const MINUTE: Duration = Duration::from_secs(60);
-
-/// A `sluice stub-llm` process, stopped when dropped.
-struct Stub {
-    child: Child,
-    url: String,
-    log: std::path::PathBuf,
-    _dir: tempfile::TempDir,
-}
-
-impl Stub {
-    fn start(args: &[&str]) -> Stub {
-        let dir = tempfile::tempdir().unwrap();
-        let log = dir.path().join("requests.jsonl");
-        let mut child = Command::new(common::sluice_bin())
-            .arg("stub-llm")
-            .args(args)
-            .arg("--request-log")
-            .arg(&log)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let mut first = String::new();
-        BufReader::new(child.stdout.take().unwrap()).read_line(&mut first).unwrap();
-        let url = first.trim().strip_prefix("stub-llm listening on ").expect("the stub prints its address").to_string();
-        Stub { child, url, log, _dir: dir }
-    }
-
-    /// `GET /stats`.
-    fn stats(&self) -> Value {
-        let address = self.url.trim_start_matches("http://");
-        let mut stream = std::net::TcpStream::connect(address).unwrap();
-        write!(stream, "GET /stats HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\n\r\n").unwrap();
-        let mut response = String::new();
-        stream.read_to_string(&mut response).unwrap();
-        let body = response.split("\r\n\r\n").nth(1).unwrap_or_default();
-        serde_json::from_str(body).unwrap_or_else(|e| panic!("bad stats {response}: {e}"))
-    }
-
-    /// The request log: one JSON object per request.
-    fn requests(&self) -> Vec<Value> {
-        std::fs::read_to_string(&self.log)
-            .unwrap_or_default()
-            .lines()
-            .map(|l| serde_json::from_str(l).unwrap())
-            .collect()
-    }
-}
-
-impl Drop for Stub {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 /// Writes `rows` (id, question) as a JSON-lines file under `dir`.
 fn write_questions(dir: &Path, rows: &[(i64, String)]) {

@@ -556,6 +556,63 @@ GROUP BY window_start, window_end;"#,
         r#"a SESSION window aggregate must group by exactly its PARTITION BY columns (item) besides the window"#,
         Some((3, 12)),
     ),
+    (
+        "lookup_join_without_an_equality_on_the_table",
+        "run",
+        r#"CREATE TABLE e (id BIGINT, k BIGINT, pt AS PROCTIME()) WITH ('connector' = 'datagen', 'number-of-rows' = '10');
+CREATE TABLE dim (k BIGINT, name STRING) WITH ('connector' = 'jdbc', 'url' = 'jdbc:postgresql://localhost/db', 'table-name' = 'dim');
+SELECT e.id, d.name FROM e
+JOIN dim FOR SYSTEM_TIME AS OF e.pt AS d ON e.k > d.k;"#,
+        r#"a lookup join needs an equality between a column of 'dim' and the other side"#,
+        Some((4, 10)),
+    ),
+    (
+        "lookup_of_a_table_without_lookups",
+        "run",
+        r#"CREATE TABLE e (id BIGINT, k BIGINT, pt AS PROCTIME()) WITH ('connector' = 'datagen', 'number-of-rows' = '10');
+CREATE TABLE dim (k BIGINT, name STRING) WITH ('connector' = 'datagen', 'number-of-rows' = '10');
+SELECT e.id, d.name FROM e JOIN dim FOR SYSTEM_TIME AS OF e.pt AS d ON e.k = d.k;"#,
+        r#"table 'dim' (connector 'datagen') cannot be looked up"#,
+        Some((3, 33)),
+    ),
+    (
+        "lookup_table_on_the_left",
+        "run",
+        r#"CREATE TABLE e (id BIGINT, k BIGINT, pt AS PROCTIME()) WITH ('connector' = 'datagen', 'number-of-rows' = '10');
+CREATE TABLE dim (k BIGINT, name STRING) WITH ('connector' = 'jdbc', 'url' = 'jdbc:postgresql://localhost/db', 'table-name' = 'dim');
+SELECT d.name FROM dim FOR SYSTEM_TIME AS OF PROCTIME() AS d JOIN e ON e.k = d.k;"#,
+        r#"the table read FOR SYSTEM_TIME AS OF ('dim') must be the right side of its join"#,
+        Some((3, 24)),
+    ),
+    (
+        "scalar_ml_predict_with_the_wrong_number_of_arguments",
+        "run",
+        r#"CREATE TABLE src (id BIGINT, amount DOUBLE) WITH ('connector' = 'datagen', 'number-of-rows' = '10');
+CREATE MODEL m INPUT (amount DOUBLE, age INT) OUTPUT (score DOUBLE) WITH ('provider' = 'openai', 'task' = 'chat-completion', 'api_key' = 'k', 'model_name' = 'x');
+SELECT id,
+  ML_PREDICT(MODEL m, amount) AS score FROM src;"#,
+        r#"ML_PREDICT passes 1 argument(s) to model 'm', which takes 2 input(s): (amount DOUBLE, age INT)"#,
+        Some((4, 3)),
+    ),
+    (
+        "cross_apply_over_a_subquery_that_is_not_ml_predict",
+        "run",
+        r#"CREATE TABLE src (id BIGINT, amount DOUBLE) WITH ('connector' = 'datagen', 'number-of-rows' = '10');
+SELECT s.id FROM src s
+CROSS APPLY (SELECT id FROM src) x;"#,
+        r#"CROSS APPLY is supported over ML_PREDICT only"#,
+        Some((3, 7)),
+    ),
+    (
+        "cross_apply_reading_a_column_it_does_not_select",
+        "run",
+        r#"CREATE TABLE src (id BIGINT, amount DOUBLE) WITH ('connector' = 'datagen', 'number-of-rows' = '10');
+CREATE MODEL m INPUT (amount DOUBLE) OUTPUT (score DOUBLE) WITH ('provider' = 'openai', 'task' = 'chat-completion', 'api_key' = 'k', 'model_name' = 'x');
+SELECT s.id, p.grade FROM src s
+CROSS APPLY (SELECT score FROM TABLE(ML_PREDICT(VALUES (s.amount), MODEL m, DESCRIPTOR(amount)))) p;"#,
+        r#"'p' selects no column 'grade'"#,
+        Some((3, 16)),
+    ),
 ];
 
 #[test]

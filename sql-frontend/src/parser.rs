@@ -8,11 +8,13 @@
 //! TABLE columns, watermarks and keys, CREATE MODEL, SHOW, DESCRIBE, ...) is read by this
 //! module, and the standard parts (types, expressions, queries) by sqlparser.
 
+mod apply;
 mod ast;
 mod column_type;
 mod cursor;
 mod ddl;
 mod group_window;
+mod lookup;
 mod ml_predict;
 mod model;
 mod query;
@@ -170,13 +172,18 @@ fn skip_words(tokens: &[TokenWithSpan], n: usize) -> Vec<TokenWithSpan> {
 /// Parses one statement (tokens without the `;`, starting at a significant token).
 fn parse_statement(tokens: Vec<TokenWithSpan>) -> Result<ScriptStatement> {
     let (windowed, windows) = window_tvf::rewrite(&tokens)?;
-    let (rewritten, ml_predicts) = ml_predict::rewrite(&windowed)?;
-    let mut calls = TableCalls { ml_predicts, windows };
+    let (rewritten, found) = ml_predict::rewrite(&windowed)?;
+    let rewritten = apply::rewrite(&rewritten, &found.applies)?;
+    let (rewritten, lookups) = lookup::rewrite(&rewritten)?;
+    let mut calls = TableCalls { ml_predicts: found.tables, windows, lookups, ml_calls: found.calls };
     let mut c = Cursor::new(rewritten, tokens);
     let statement = statement(&mut c, &mut calls)?;
     if let Some((function, location)) = calls.first() {
         let usage = match function {
             "ML_PREDICT" => "SELECT ... FROM TABLE(ML_PREDICT(TABLE t, MODEL m, DESCRIPTOR(...)))".to_string(),
+            "FOR SYSTEM_TIME AS OF" => {
+                "SELECT ... FROM e JOIN dim FOR SYSTEM_TIME AS OF e.proc_time AS d ON e.k = d.k".to_string()
+            }
             window => format!("SELECT ... FROM TABLE({window}(TABLE t, DESCRIPTOR(ts), ...))"),
         };
         return Err(SqlError::new(location, format!("{function} can only be used in the FROM clause of a query"))

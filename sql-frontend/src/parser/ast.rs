@@ -340,6 +340,10 @@ pub struct TableCalls {
     pub ml_predicts: Vec<MlPredictCall>,
     /// `TUMBLE(...)`, `HOP(...)` and `CUMULATE(...)` calls.
     pub windows: Vec<WindowTvfCall>,
+    /// Tables read `FOR SYSTEM_TIME AS OF` (lookup joins).
+    pub lookups: Vec<LookupCall>,
+    /// Scalar `ML_PREDICT(MODEL m, ...)` calls and the model calls of `CROSS APPLY`s.
+    pub ml_calls: Vec<MlCall>,
 }
 
 impl TableCalls {
@@ -347,8 +351,49 @@ impl TableCalls {
     pub fn first(&self) -> Option<(&'static str, Location)> {
         let ml = self.ml_predicts.iter().map(|c| ("ML_PREDICT", c.location));
         let windows = self.windows.iter().map(|c| (c.function.name(), c.location));
-        ml.chain(windows).min_by_key(|(_, l)| (l.line, l.column))
+        let lookups = self.lookups.iter().map(|c| ("FOR SYSTEM_TIME AS OF", c.location));
+        let calls = self.ml_calls.iter().map(|c| ("ML_PREDICT", c.location));
+        ml.chain(windows).chain(lookups).chain(calls).min_by_key(|(_, l)| (l.line, l.column))
     }
+}
+
+/// A model called on expressions of each row: a scalar `ML_PREDICT(MODEL m, arg, ...)`, or
+/// the call behind a `CROSS APPLY` / `LATERAL` over `ML_PREDICT(VALUES (arg, ...), MODEL m,
+/// DESCRIPTOR(...))`. The query calls a function named `function` with the arguments in
+/// its place; the planner runs the model as its own operator.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MlCall {
+    /// The function standing for the call (`__ml_call_0`, ...).
+    pub function: String,
+    /// The model.
+    pub model: String,
+    /// Where the model name is.
+    pub model_location: Location,
+    /// How many arguments the call passes.
+    pub arguments: usize,
+    /// The call returns a ROW of the model's outputs (a CROSS APPLY reads its fields);
+    /// otherwise the model's single OUTPUT column (a ROW when it has several).
+    pub row: bool,
+    /// The call's runtime config (`MAP[...]` of the VALUES form).
+    pub config: BTreeMap<String, String>,
+    /// Where `ML_PREDICT` is.
+    pub location: Location,
+}
+
+/// A table read `FOR SYSTEM_TIME AS OF time` (the dimension side of a lookup join),
+/// replaced in its query by a placeholder table named after it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LookupCall {
+    /// The placeholder table name standing for the table's looked-up rows.
+    pub placeholder: String,
+    /// The table as written.
+    pub table: String,
+    /// Where the table name is.
+    pub table_location: Location,
+    /// The time expression after `AS OF`, as written (`e.proc_time`).
+    pub time: String,
+    /// Where `FOR` is.
+    pub location: Location,
 }
 
 /// A windowing table function.

@@ -1,4 +1,4 @@
-//! `ML_PREDICT` table-function calls, found and replaced at the token level.
+//! `ML_PREDICT` calls, found and replaced at the token level.
 //!
 //! Every `ML_PREDICT(...)` used as a table — after FROM, JOIN, LATERAL or APPLY, or inside
 //! `TABLE(...)` — is replaced, together with its `TABLE(` `)` wrapper and a `LATERAL`
@@ -7,12 +7,17 @@
 //! positional `TABLE t`, `MODEL m`, `DESCRIPTOR(c1, ...)` and an optional
 //! `MAP['k', 'v', ...]`, or Flink's named `INPUT =>`, `MODEL =>`, `ARGS =>` and
 //! `CONFIG =>` in any order.
+//!
+//! Two more forms become calls of a model on expressions ([`MlCall`]): the scalar
+//! `ML_PREDICT(MODEL m, arg, ...)` becomes `__ml_<m>_<line>_<column>(arg, ...)`, and a table-position
+//! `ML_PREDICT(VALUES (arg, ...), MODEL m, DESCRIPTOR(...))` becomes the placeholder
+//! `__ml_apply_N`, which the `CROSS APPLY` rewrite ([`super::apply`]) removes.
 
 use std::collections::BTreeMap;
 
 use sqlparser::tokenizer::{Location, Token, TokenWithSpan};
 
-use super::ast::MlPredictCall;
+use super::ast::{MlCall, MlPredictCall};
 use super::cursor::is_word;
 use super::table_call::{matching_paren, significant, splice, split_args, with_lateral, wrapped_in_table};
 use crate::error::{Result, SqlError};
@@ -22,12 +27,52 @@ fn placeholder(n: usize) -> String {
     format!("__ml_predict_{n}")
 }
 
-/// The statement's tokens with each ML_PREDICT call replaced by its placeholder, and the calls.
-pub(super) fn rewrite(tokens: &[TokenWithSpan]) -> Result<(Vec<TokenWithSpan>, Vec<MlPredictCall>)> {
+/// The function standing for a call of `model` at `location`: unique in a script, so the
+/// calls of a view and of the query reading it never share a name.
+fn call_function(model: &str, location: Location) -> String {
+    format!("__ml_{model}_{}_{}", location.line, location.column)
+}
+
+/// The placeholder table of the `n`th model call over VALUES (a CROSS APPLY's).
+pub(super) fn apply_placeholder(n: usize) -> String {
+    format!("__ml_apply_{n}")
+}
+
+/// A model call over VALUES, waiting for its CROSS APPLY to be rewritten.
+#[derive(Debug, Clone)]
+pub(super) struct ApplyCall {
+    /// Its placeholder table.
+    pub placeholder: String,
+    /// The function the query calls for it.
+    pub function: String,
+    /// The tokens of the VALUES expressions, as written (`a.x, b.y`).
+    pub values: Vec<TokenWithSpan>,
+    /// The names DESCRIPTOR gives the values.
+    pub descriptor: Vec<(String, Location)>,
+}
+
+/// What the rewrite found.
+#[derive(Default)]
+pub(super) struct Found {
+    /// Table-function calls.
+    pub tables: Vec<MlPredictCall>,
+    /// Model calls on expressions.
+    pub calls: Vec<MlCall>,
+    /// The model calls over VALUES, by placeholder.
+    pub applies: Vec<ApplyCall>,
+}
+
+/// The statement's tokens with each ML_PREDICT call replaced, and what was found.
+pub(super) fn rewrite(tokens: &[TokenWithSpan]) -> Result<(Vec<TokenWithSpan>, Found)> {
+    let mut found = Found::default();
+    let out = rewrite_into(tokens, &mut found)?;
+    Ok((out, found))
+}
+
+fn rewrite_into(tokens: &[TokenWithSpan], found: &mut Found) -> Result<Vec<TokenWithSpan>> {
     let sig = significant(tokens);
     let token = |k: usize| &tokens[sig[k]].token;
     let mut out = Vec::with_capacity(tokens.len());
-    let mut calls = Vec::new();
     let mut copied = 0;
     let mut k = 0;
     while k < sig.len() {
@@ -54,13 +99,149 @@ pub(super) fn rewrite(tokens: &[TokenWithSpan]) -> Result<(Vec<TokenWithSpan>, V
         let table_position =
             wrapped || before.is_some_and(|t| ["FROM", "JOIN", "APPLY", "LATERAL"].iter().any(|w| is_word(t, w)));
         let args: Vec<&TokenWithSpan> = sig[k + 2..close].iter().map(|&i| &tokens[i]).collect();
-        let call = parse_call(&args, location, placeholder(calls.len()), table_position)?;
+        let first = args.first().map(|t| &t.token);
+        if first.is_some_and(|t| is_word(t, "VALUES")) {
+            if !table_position {
+                return Err(SqlError::new(location, "ML_PREDICT over VALUES (...) is a table function")
+                    .with_hint(format!("write CROSS APPLY (SELECT ... FROM TABLE(ML_PREDICT(VALUES (...), MODEL m, DESCRIPTOR(...)))) alias, or {SCALAR_USAGE}")));
+            }
+            let n = found.calls.len();
+            let (call, apply) = values_call(tokens, &sig, (k, close), n, location)?;
+            copied = splice(tokens, &sig, copied, (start, end), &apply.placeholder, &mut out);
+            found.calls.push(call);
+            found.applies.push(apply);
+            k = end + 1;
+            continue;
+        }
+        let named = args.iter().any(|a| a.token == Token::RArrow);
+        if !table_position && !named && first.is_some_and(|t| is_word(t, "MODEL")) {
+            // A scalar call: ML_PREDICT(MODEL m, arg, ...) becomes __ml_call_N(arg, ...).
+            let (model, model_location) = match sig.get(k + 3).map(|&i| &tokens[i]) {
+                Some(TokenWithSpan { token: Token::Word(w), span }) if k + 3 < close => (w.value.clone(), span.start),
+                _ => return Err(SqlError::new(location, "MODEL needs a model name").with_hint(SCALAR_USAGE)),
+            };
+            if k + 4 >= close || tokens[sig[k + 4]].token != Token::Comma {
+                let at = if k + 4 < close { tokens[sig[k + 4]].span.start } else { tokens[sig[close]].span.start };
+                return Err(SqlError::new(
+                    at,
+                    format!("ML_PREDICT(MODEL {model}, ...) needs the model's inputs as arguments after the model"),
+                )
+                .with_hint(SCALAR_USAGE));
+            }
+            let inner = rewrite_into(&tokens[sig[k + 4] + 1..sig[close]], found)?;
+            let arguments = split_args(&significant_refs(&inner)).len();
+            let function = call_function(&model, location);
+            out.extend_from_slice(&tokens[copied..sig[k]]);
+            out.push(TokenWithSpan::new(Token::make_word(&function, None), tokens[sig[k]].span));
+            out.push(tokens[sig[k + 1]].clone());
+            out.extend(inner);
+            out.push(tokens[sig[close]].clone());
+            copied = sig[close] + 1;
+            found.calls.push(MlCall {
+                function,
+                model,
+                model_location,
+                arguments,
+                row: false,
+                config: BTreeMap::new(),
+                location,
+            });
+            k = close + 1;
+            continue;
+        }
+        let call = parse_call(&args, location, placeholder(found.tables.len()), table_position)?;
         copied = splice(tokens, &sig, copied, (start, end), &call.placeholder, &mut out);
-        calls.push(call);
+        found.tables.push(call);
         k = end + 1;
     }
     out.extend_from_slice(&tokens[copied..]);
-    Ok((out, calls))
+    Ok(out)
+}
+
+/// The significant tokens of `tokens`, by reference.
+fn significant_refs(tokens: &[TokenWithSpan]) -> Vec<&TokenWithSpan> {
+    tokens.iter().filter(|t| !matches!(t.token, Token::Whitespace(_))).collect()
+}
+
+const SCALAR_USAGE: &str = "call a model on values with ML_PREDICT(MODEL m, arg, ...) in a SELECT list";
+
+/// Reads `ML_PREDICT(VALUES (arg, ...), MODEL m, DESCRIPTOR(name, ...) [, MAP[...]])`
+/// spanning the significant tokens `k..=close`: the `n`th model call.
+fn values_call(
+    tokens: &[TokenWithSpan],
+    sig: &[usize],
+    (k, close): (usize, usize),
+    n: usize,
+    location: Location,
+) -> Result<(MlCall, ApplyCall)> {
+    let usage = "write ML_PREDICT(VALUES (expr, ...), MODEL m, DESCRIPTOR(name, ...))";
+    let open = k + 3;
+    if sig.get(open).map(|&i| &tokens[i].token) != Some(&Token::LParen) {
+        return Err(
+            SqlError::new(tokens[sig[k + 2]].span.end, "VALUES needs its expressions in parentheses").with_hint(usage)
+        );
+    }
+    let values_close = matching_paren(tokens, sig, open)
+        .filter(|&c| c < close)
+        .ok_or_else(|| SqlError::new(tokens[sig[open]].span.start, "VALUES ( is never closed"))?;
+    let values: Vec<TokenWithSpan> = tokens[sig[open] + 1..sig[values_close]].to_vec();
+    let value_count = split_args(&significant_refs(&values)).len();
+    if value_count == 0 {
+        return Err(
+            SqlError::new(tokens[sig[open]].span.start, "VALUES () passes nothing to the model").with_hint(usage)
+        );
+    }
+    let rest: Vec<&TokenWithSpan> = sig[values_close + 1..close].iter().map(|&i| &tokens[i]).collect();
+    let rest = match rest.split_first() {
+        Some((comma, rest)) if comma.token == Token::Comma => rest.to_vec(),
+        _ => {
+            return Err(SqlError::new(tokens[sig[values_close]].span.end, "expected ', MODEL m' after VALUES (...)")
+                .with_hint(usage))
+        }
+    };
+    let (mut model, mut descriptor, mut config) = (None, None, BTreeMap::new());
+    for arg in split_args(&rest) {
+        let Some(head) = arg.first() else {
+            return Err(SqlError::new(location, "an ML_PREDICT argument is empty").with_hint(usage));
+        };
+        match value(&arg, head.span.start)? {
+            Value::Model(name, at) if model.is_none() => model = Some((name, at)),
+            Value::Args(names) if descriptor.is_none() => descriptor = Some(names),
+            Value::Config(map) => config = map,
+            _ => {
+                return Err(SqlError::new(
+                    head.span.start,
+                    format!("unexpected {} in ML_PREDICT over VALUES", head.token),
+                )
+                .with_hint(usage))
+            }
+        }
+    }
+    let Some((model, model_location)) = model else {
+        return Err(SqlError::new(location, "ML_PREDICT needs the model (MODEL name)").with_hint(usage));
+    };
+    let Some(descriptor) = descriptor else {
+        return Err(SqlError::new(location, "ML_PREDICT over VALUES needs DESCRIPTOR(name, ...) naming the values")
+            .with_hint(usage));
+    };
+    if descriptor.len() != value_count {
+        return Err(SqlError::new(
+            descriptor[0].1,
+            format!("DESCRIPTOR names {} column(s) but VALUES holds {value_count} expression(s)", descriptor.len()),
+        )
+        .with_hint("name each value once, in order"));
+    }
+    let function = call_function(&model, location);
+    let call = MlCall {
+        function: function.clone(),
+        model,
+        model_location,
+        arguments: value_count,
+        row: true,
+        config,
+        location,
+    };
+    Ok((call, ApplyCall { placeholder: apply_placeholder(n), function, values, descriptor }))
 }
 
 /// What an argument is.
@@ -125,13 +306,10 @@ fn parse_call(
 ) -> Result<MlPredictCall> {
     let args = split_args(args);
     let first = args.first().and_then(|a| a.first());
-    if let Some(values) = first.filter(|t| is_word(&t.token, "VALUES")) {
-        return Err(SqlError::new(values.span.start, "ML_PREDICT over VALUES (...) is not supported yet")
-            .with_hint(format!("{USAGE}, over a table or view holding those columns")));
-    }
     let named = args.iter().any(|a| a.get(1).is_some_and(|t| t.token == Token::RArrow));
     if !table_position && !named && !first.is_some_and(|t| is_word(&t.token, "TABLE")) {
-        return Err(SqlError::new(location, "ML_PREDICT as a scalar function is not supported yet").with_hint(USAGE));
+        return Err(SqlError::new(location, "ML_PREDICT here must be a scalar call on a model")
+            .with_hint(format!("{SCALAR_USAGE}, or {USAGE}")));
     }
     let mut slots: [Option<Value>; 4] = [None, None, None, None];
     let mut seen_named = false;

@@ -30,6 +30,8 @@ use sqlparser::tokenizer::Location;
 mod aggregate;
 mod grouping_sets;
 mod join;
+pub mod lookup_join;
+pub mod ml_calls;
 mod top_n;
 pub use aggregate::{window_grouping, WindowGrouping};
 use top_n::{rank_filter, RankFilter};
@@ -75,6 +77,16 @@ pub struct Lowering {
     pub updating: std::collections::HashSet<String>,
     /// The Top-N a filter being lowered asks of the OVER window below it.
     rank_filter: Option<RankFilter>,
+    /// Tables read `FOR SYSTEM_TIME AS OF`, by placeholder.
+    pub lookups: HashMap<String, lookup_join::ResolvedLookup>,
+    /// How lookup joins run.
+    pub async_lookup: lookup_join::AsyncLookup,
+    /// Notes and warnings for EXPLAIN about the statement being lowered.
+    pub notes: Vec<String>,
+    /// Model calls on expressions, by function name.
+    pub ml_calls: HashMap<String, ml_calls::ResolvedMlCall>,
+    /// The models the calls lowered so far run (for EXPLAIN).
+    pub ml_models: Vec<crate::plan::tables::ResolvedMl>,
 }
 
 /// A windowing call feeding a window aggregate.
@@ -242,6 +254,11 @@ impl Lowering {
             window_feed: None,
             updating: Default::default(),
             rank_filter: None,
+            lookups: HashMap::new(),
+            async_lookup: lookup_join::AsyncLookup::default(),
+            notes: Vec::new(),
+            ml_calls: HashMap::new(),
+            ml_models: Vec::new(),
         }
     }
 
@@ -274,6 +291,14 @@ impl Lowering {
         output: SchemaRef,
         location: Location,
     ) -> Result<Stream> {
+        // Model calls run as operators before the Calc, which reads their outputs.
+        if projections.iter().chain(filter).any(|e| ml_calls::calls_model(e, &self.ml_calls)) {
+            let mut exprs = projections.to_vec();
+            exprs.extend(filter.cloned());
+            let (stream, mut exprs) = self.expand_ml_calls(input, exprs, filter.is_some(), location)?;
+            let filter = filter.map(|_| exprs.pop().expect("the filter is last"));
+            return self.calc(&stream, filter.as_ref(), &exprs, output, location);
+        }
         // An updating stream keeps its rows' kinds through every Calc.
         let mut projections = projections.to_vec();
         let mut output = output;

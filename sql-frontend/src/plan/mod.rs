@@ -31,9 +31,12 @@ use sqlparser::tokenizer::Location;
 use crate::catalog::{Catalog, View};
 use crate::error::SqlError;
 use crate::parser::ColumnKind;
-use crate::parser::{Insert, TableCalls};
+use crate::parser::{Insert, LookupCall, TableCalls};
 use crate::types::sql_name;
 use locate::{prefer, QueryLocations};
+pub use lower::lookup_join::AsyncLookup;
+use lower::lookup_join::ResolvedLookup;
+use lower::ml_calls::ResolvedMlCall;
 use lower::{Lowering, Stream};
 use provider::{parser_options, session, CatalogProvider};
 use tables::{first_line, resolve_ml, resolve_table, resolve_window, ResolvedMl, ResolvedWindow};
@@ -192,6 +195,68 @@ pub struct Placeholders {
     ml: HashMap<String, ResolvedMl>,
     /// Window calls, by placeholder name.
     windows: HashMap<String, ResolvedWindow>,
+    /// Tables read `FOR SYSTEM_TIME AS OF`, by placeholder name.
+    lookups: HashMap<String, ResolvedLookup>,
+    /// Model calls on expressions, by function name.
+    ml_calls: HashMap<String, ResolvedMlCall>,
+}
+
+/// The model a call names, or an error at its name suggesting the closest.
+fn find_model<'c>(catalog: &'c Catalog, name: &str, location: Location) -> Result<&'c crate::catalog::Model> {
+    catalog.find_model(name).ok_or_else(|| {
+        let mut error = SqlError::new(location, format!("unknown model '{name}'"));
+        let names = catalog.model_names();
+        if let Some(close) = sluice_core::options::closest(name, names.iter().map(String::as_str)) {
+            error = error.with_hint(format!("did you mean '{close}'?"));
+        } else {
+            error = error.with_hint("declare it first with CREATE MODEL");
+        }
+        error
+    })
+}
+
+/// Resolves a table read `FOR SYSTEM_TIME AS OF`: it must be a table whose connector does
+/// lookups, with only physical columns.
+fn resolve_lookup(catalog: &Catalog, call: &LookupCall) -> Result<ResolvedLookup> {
+    let at = call.table_location;
+    let Some(table) = catalog.find_table(&call.table) else {
+        if catalog.find_view(&call.table).is_some() {
+            return Err(SqlError::new(
+                at,
+                format!("'{}' is a view; only a table can be read FOR SYSTEM_TIME AS OF", call.table),
+            )
+            .with_hint("look up a table whose connector does lookups, such as 'jdbc'"));
+        }
+        return Err(unknown_relation(catalog, &call.table, Some(at)));
+    };
+    if !sluice_connectors::roles(&table.connector).contains(&Role::Lookup) {
+        return Err(SqlError::new(
+            at,
+            format!(
+                "table '{}' (connector '{}') cannot be looked up: FOR SYSTEM_TIME AS OF needs a connector with lookups",
+                table.name, table.connector
+            ),
+        )
+        .with_hint("declare the dimension table with 'connector' = 'jdbc', or join the stream with a regular JOIN"));
+    }
+    if table.columns.iter().any(|c| !matches!(c.kind, ColumnKind::Physical)) {
+        return Err(SqlError::new(
+            at,
+            format!("table '{}' has computed or metadata columns, which a lookup cannot read yet", table.name),
+        )
+        .with_hint("declare only the columns stored in the database"));
+    }
+    table.validate(Role::Lookup, at)?;
+    let time = lower::lookup_join::time_column(&call.time);
+    let processing_time = call.time.eq_ignore_ascii_case("PROCTIME()")
+        || catalog.tables().iter().any(|t| {
+            t.columns.iter().any(|c| {
+                c.name.eq_ignore_ascii_case(time)
+                    && matches!(&c.kind, ColumnKind::Computed { text, .. }
+                        if text.split_whitespace().collect::<String>().eq_ignore_ascii_case("PROCTIME()"))
+            })
+        });
+    Ok(ResolvedLookup { call: call.clone(), table: table.connector_spec(), processing_time })
 }
 
 /// The schema of the table or view `name` that a table function reads.
@@ -256,21 +321,25 @@ pub fn logical_plan(
         provider.add_placeholder(&call.placeholder, window.output_schema.clone());
         resolved.windows.insert(call.placeholder.clone(), window);
     }
+    for call in &calls.lookups {
+        let lookup = resolve_lookup(catalog, call)?;
+        let schema = sluice_core::schema::decode_schema(&lookup.table.schema)
+            .map_err(|e| SqlError::new(call.table_location, e.to_string()))?;
+        provider.add_placeholder(&call.placeholder, schema);
+        resolved.lookups.insert(call.placeholder.clone(), lookup);
+    }
     for call in &calls.ml_predicts {
         let input = call_input(catalog, &provider, &call.input, call.input_location)?;
-        let model = catalog.find_model(&call.model).ok_or_else(|| {
-            let mut error = SqlError::new(call.model_location, format!("unknown model '{}'", call.model));
-            let names = catalog.model_names();
-            if let Some(close) = sluice_core::options::closest(&call.model, names.iter().map(String::as_str)) {
-                error = error.with_hint(format!("did you mean '{close}'?"));
-            } else {
-                error = error.with_hint("declare it first with CREATE MODEL");
-            }
-            error
-        })?;
+        let model = find_model(catalog, &call.model, call.model_location)?;
         let ml = resolve_ml(call, &input, model)?;
         provider.add_placeholder(&call.placeholder, ml.output_schema.clone());
         resolved.ml.insert(call.placeholder.clone(), ml);
+    }
+    for call in &calls.ml_calls {
+        let model = find_model(catalog, &call.model, call.model_location)?;
+        let resolved_call = ResolvedMlCall::new(call, model)?;
+        provider.add_function(resolved_call.udf());
+        resolved.ml_calls.insert(call.function.clone(), resolved_call);
     }
     let planner = SqlToRel::new_with_options(&provider, parser_options());
     let plan = planner
@@ -353,6 +422,12 @@ impl JobPlanner {
         }
     }
 
+    /// This planner running lookup joins with `settings` (`table.exec.async-lookup.*`).
+    pub fn with_async_lookup(mut self, settings: AsyncLookup) -> Self {
+        self.lowering.async_lookup = settings;
+        self
+    }
+
     /// This planner giving stateful operators a state TTL (`table.exec.state.ttl`).
     pub fn with_state_ttl(mut self, ttl: Option<std::time::Duration>) -> Self {
         self.lowering.state_ttl = ttl;
@@ -389,6 +464,8 @@ impl JobPlanner {
         for ml in resolved.ml.values() {
             self.models.insert(ml.model.clone(), ml.clone());
         }
+        self.lowering.lookups.extend(resolved.lookups.iter().map(|(k, v)| (k.clone(), v.clone())));
+        self.lowering.ml_calls.extend(resolved.ml_calls.iter().map(|(k, v)| (k.clone(), v.clone())));
         let models = &mut self.models;
         let locations = QueryLocations::of(query);
         self.lowering.locations = locations.clone();
@@ -399,6 +476,9 @@ impl JobPlanner {
                 SqlError { line: at.line, column: at.column, ..e }
             })
         })?;
+        for ml in self.lowering.ml_models.drain(..) {
+            self.models.insert(ml.model.clone(), ml);
+        }
         Ok((stream, plan))
     }
 
@@ -425,7 +505,7 @@ impl JobPlanner {
         let (stream, plan) = self.lower_query(catalog, query, calls, location)?;
         let sink_schema = table.physical_schema();
         let stream = self.conform(&stream, &sink_schema, columns, &table.name, location)?;
-        if !accepts_updates(&spec.connector) {
+        if !accepts_updates(&spec) {
             self.lowering.append_only(
                 &stream,
                 &format!("Table sink '{}' (connector '{}')", table.name, spec.connector),
@@ -460,7 +540,10 @@ impl JobPlanner {
             vec![],
             sink_schema,
         );
-        self.explain.push(format!("INSERT INTO {}\n{}", table.name, plan.display_indent()));
+        self.explain.push(with_notes(
+            format!("INSERT INTO {}\n{}", table.name, plan.display_indent()),
+            &mut self.lowering.notes,
+        ));
         self.sinks.push(table.name.clone());
         Ok(())
     }
@@ -496,7 +579,7 @@ impl JobPlanner {
             vec![],
             schema,
         );
-        self.explain.push(format!("SELECT (printed)\n{}", plan.display_indent()));
+        self.explain.push(with_notes(format!("SELECT (printed)\n{}", plan.display_indent()), &mut self.lowering.notes));
         self.sinks.push(name);
         Ok(())
     }
@@ -633,6 +716,15 @@ impl JobPlanner {
     }
 }
 
+/// A statement's EXPLAIN text followed by the lowering's notes about it (taken).
+fn with_notes(text: String, notes: &mut Vec<String>) -> String {
+    let mut text = text;
+    for note in notes.drain(..) {
+        text.push_str(&format!("\nNote: {note}"));
+    }
+    text
+}
+
 /// An operator's changelog mode as Flink's EXPLAIN CHANGELOG_MODE writes it: the kinds of
 /// rows it emits (`I`, `UB`, `UA`, `D`), `NONE` for a sink.
 fn changelog_mode(op: &OperatorSpec, updating: &std::collections::HashSet<String>) -> String {
@@ -644,9 +736,11 @@ fn changelog_mode(op: &OperatorSpec, updating: &std::collections::HashSet<String
     format!(", changelogMode=[{mode}]")
 }
 
-/// Sinks that take updates (their rows' kinds), not only insertions.
-fn accepts_updates(connector: &str) -> bool {
-    matches!(connector, "print" | "blackhole" | "upsert-kafka")
+/// Sinks that take updates (their rows' kinds), not only insertions: a jdbc table
+/// upserts and deletes by its PRIMARY KEY.
+fn accepts_updates(spec: &ConnectorSpec) -> bool {
+    matches!(spec.connector.as_str(), "print" | "blackhole" | "upsert-kafka")
+        || (spec.connector == "jdbc" && !spec.primary_key.is_empty())
 }
 
 /// Implicit conversions allowed when writing to a sink: numeric widening.
@@ -673,6 +767,13 @@ fn resolve_relation(
     models: &mut BTreeMap<String, ResolvedMl>,
 ) -> Result<Stream> {
     let none = Placeholders::default();
+    if let Some(lookup) = lowering.lookups.get(name) {
+        return Err(SqlError::new(
+            lookup.call.location,
+            format!("table '{}' is read FOR SYSTEM_TIME AS OF outside a join", lookup.call.table),
+        )
+        .with_hint("FOR SYSTEM_TIME AS OF belongs on the right side of a JOIN: FROM e JOIN dim FOR SYSTEM_TIME AS OF e.proc_time AS d ON ..."));
+    }
     if let Some(ml) = placeholders.ml.get(name) {
         let input = resolve_relation(catalog, lowering, &ml.input, ml.input_location, &none, models)?;
         lowering.append_only(&input, "ML_PREDICT", ml.input_location)?;
@@ -694,6 +795,8 @@ fn resolve_relation(
         for ml in resolved.ml.values() {
             models.insert(ml.model.clone(), ml.clone());
         }
+        lowering.lookups.extend(resolved.lookups.iter().map(|(k, v)| (k.clone(), v.clone())));
+        lowering.ml_calls.extend(resolved.ml_calls.iter().map(|(k, v)| (k.clone(), v.clone())));
         let stream = lowering.lower_nested(&plan, view.location, &mut |lw, n, l| {
             resolve_relation(catalog, lw, n, l, &resolved, models)
         })?;

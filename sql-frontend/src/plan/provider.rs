@@ -38,18 +38,29 @@ pub fn parser_options() -> ParserOptions {
 pub struct CatalogProvider<'a> {
     catalog: &'a Catalog,
     placeholders: HashMap<String, SchemaRef>,
+    functions: HashMap<String, Arc<ScalarUDF>>,
     resolved: RefCell<HashMap<String, SchemaRef>>,
 }
 
 impl<'a> CatalogProvider<'a> {
     /// A provider over `catalog`.
     pub fn new(catalog: &'a Catalog) -> Self {
-        CatalogProvider { catalog, placeholders: HashMap::new(), resolved: RefCell::new(HashMap::new()) }
+        CatalogProvider {
+            catalog,
+            placeholders: HashMap::new(),
+            functions: HashMap::new(),
+            resolved: RefCell::new(HashMap::new()),
+        }
     }
 
     /// Declares an ML_PREDICT placeholder table.
     pub fn add_placeholder(&mut self, name: &str, schema: SchemaRef) {
         self.placeholders.insert(name.to_string(), schema);
+    }
+
+    /// Declares a function of the statement being planned (a model call).
+    pub fn add_function(&mut self, udf: Arc<ScalarUDF>) {
+        self.functions.insert(udf.name().to_string(), udf);
     }
 
     /// The schema of a table (all columns) or view, planning it on first use.
@@ -90,6 +101,9 @@ impl ContextProvider for CatalogProvider<'_> {
     }
 
     fn get_function_meta(&self, name: &str) -> Option<Arc<ScalarUDF>> {
+        if let Some(udf) = self.functions.get(name) {
+            return Some(udf.clone());
+        }
         session().scalar_functions().get(name).cloned().or_else(|| crate::plan::functions::scalar(name))
     }
 
@@ -119,6 +133,7 @@ impl ContextProvider for CatalogProvider<'_> {
             .keys()
             .cloned()
             .chain([crate::plan::functions::CURRENT_WATERMARK.to_string()])
+            .chain(self.functions.keys().cloned())
             .collect()
     }
 

@@ -97,7 +97,7 @@ fn interval_bounds(join: &Join, condition: &Expr) -> Option<(Column, Column, i64
 
 /// The join's key pairs (its `on` and the equalities between the sides in its condition)
 /// and what is left of the condition.
-fn equalities(join: &Join) -> (Vec<(Expr, Expr)>, Option<Expr>) {
+pub(super) fn equalities(join: &Join) -> (Vec<(Expr, Expr)>, Option<Expr>) {
     let mut on = join.on.clone();
     let mut rest = Vec::new();
     let only = |e: &Expr, schema: &datafusion::common::DFSchema| {
@@ -125,6 +125,31 @@ fn equalities(join: &Join) -> (Vec<(Expr, Expr)>, Option<Expr>) {
     (on, datafusion::logical_expr::utils::conjunction(rest))
 }
 
+/// A join's residual condition over its output columns (named as in `joined`), encoded.
+pub(super) fn rewrite_condition(
+    join: &Join,
+    condition: &Expr,
+    joined: &arrow::datatypes::Schema,
+    at: Location,
+) -> Result<Vec<u8>> {
+    let rewritten = condition
+        .clone()
+        .transform(|e| {
+            Ok(match e {
+                Expr::Column(c) => {
+                    let index = join.schema.index_of_column(&c)?;
+                    datafusion::common::tree_node::Transformed::yes(Expr::Column(Column::new_unqualified(
+                        joined.field(index).name(),
+                    )))
+                }
+                other => datafusion::common::tree_node::Transformed::no(other),
+            })
+        })
+        .map_err(|e| internal(at, e))?
+        .data;
+    encode_expr(&rewritten).map_err(|e| internal(at, e))
+}
+
 impl Lowering {
     /// A regular join of `join`'s sides, producing its columns.
     pub(super) fn join(
@@ -133,6 +158,21 @@ impl Lowering {
         location: Location,
         resolve: &mut dyn FnMut(&mut Lowering, &str, Location) -> Result<Stream>,
     ) -> Result<Stream> {
+        if let Some(lookup) = super::lookup_join::lookup_scan(&join.right, &self.lookups).cloned() {
+            return self.lookup_join(join, &lookup, location, resolve);
+        }
+        if let Some(lookup) = super::lookup_join::lookup_scan(&join.left, &self.lookups) {
+            return Err(SqlError::new(
+                lookup.call.location,
+                format!(
+                    "the table read FOR SYSTEM_TIME AS OF ('{}') must be the right side of its join",
+                    lookup.call.table
+                ),
+            )
+            .with_hint(
+                "write the stream first: FROM events e JOIN dim FOR SYSTEM_TIME AS OF e.proc_time AS d ON ...",
+            ));
+        }
         let at = self.locations.condition().unwrap_or(location);
         let kind = match join.join_type {
             JoinType::Inner => SpecJoinType::Inner,
@@ -164,24 +204,7 @@ impl Lowering {
         let right = self.keyed_side(&right, join.right.schema(), &right_keys, location)?;
         let joined = super::unique_names(&join.schema);
         let filter = match &residual {
-            Some(condition) => {
-                let rewritten = condition
-                    .clone()
-                    .transform(|e| {
-                        Ok(match e {
-                            Expr::Column(c) => {
-                                let index = join.schema.index_of_column(&c)?;
-                                datafusion::common::tree_node::Transformed::yes(Expr::Column(Column::new_unqualified(
-                                    joined.field(index).name(),
-                                )))
-                            }
-                            other => datafusion::common::tree_node::Transformed::no(other),
-                        })
-                    })
-                    .map_err(|e| internal(at, e))?
-                    .data;
-                Some(encode_expr(&rewritten).map_err(|e| internal(at, e))?)
-            }
+            Some(condition) => Some(rewrite_condition(join, condition, &joined, at)?),
             None => None,
         };
         let updating = left.0.updates.is_some() || right.0.updates.is_some();
@@ -260,7 +283,7 @@ impl Lowering {
 
     /// A side's pre-projection: its data columns, then its join keys. Returns the stream
     /// and the number of data columns.
-    fn keyed_side(
+    pub(super) fn keyed_side(
         &mut self,
         side: &Stream,
         schema: &datafusion::common::DFSchema,
