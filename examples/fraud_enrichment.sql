@@ -27,7 +27,7 @@ CREATE TABLE customer_dim (
 CREATE TABLE event_stream (
   customer_id BIGINT,
   txn_amount DOUBLE,
-  event_time AS LOCALTIMESTAMP,
+  event_time TIMESTAMP(3),
   proc_time AS PROCTIME()
 ) WITH (
   'connector' = 'datagen',
