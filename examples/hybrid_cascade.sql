@@ -3,8 +3,9 @@
 -- request. Run it from the repository root, with the stand-in LLM API:
 --   cargo run -q -- stub-llm --listen 127.0.0.1:8089 &
 --   cargo run -q -- run examples/hybrid_cascade.sql
--- `sluice status` (or the job's final log) shows model.llm_analyzer.requests: only the suspicious
--- the rows (about a fifth of them here). The local model is models/fraud_score_model.onnx (models/make_lesson_models.py).
+-- Only the suspicious rows (about a fifth here) reach the LLM: its answers are the
+-- llm_analysis column, NULL elsewhere. The local model is models/fraud_score_model.onnx
+-- (models/make_lesson_models.py).
 
 CREATE TABLE transactions (
   txn_id BIGINT,

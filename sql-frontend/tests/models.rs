@@ -233,7 +233,7 @@ SELECT * FROM ML_PREDICT(
 }
 
 #[test]
-fn lesson_forms_sluice_does_not_support_yet() {
+fn lesson_forms_of_ml_predict_become_model_calls_and_the_rest_is_checked() {
     let values = "INSERT INTO scored_events
 SELECT e.customer_id, p.fraud_score
 FROM event_stream e
@@ -247,20 +247,21 @@ CROSS APPLY (
     )
   )
 ) p;";
-    let e = run(values).unwrap_err();
-    assert_eq!(
-        e.to_string(),
-        "line 8, column 7: ML_PREDICT over VALUES (...) is not supported yet (hint: use \
-         TABLE(ML_PREDICT(TABLE t, MODEL m, DESCRIPTOR(c1, ...))) in FROM, over a table or view holding those columns)"
-    );
+    let (_, statements) = ok(values);
+    let [ScriptStatement::Insert(insert)] = statements.as_slice() else { panic!("{statements:?}") };
+    let [call] = insert.calls.ml_calls.as_slice() else { panic!("{:?}", insert.calls) };
+    assert_eq!((call.model.as_str(), call.arguments, call.row), ("fraud_model", 4, true));
+    assert_eq!((call.location.line, call.location.column), (7, 5));
+    assert!(insert.calls.ml_predicts.is_empty(), "the APPLY is no table function any more");
     let scalar = "WITH local_scored AS (
   SELECT *, ML_PREDICT(MODEL local_fraud_model, amount) AS local_score
   FROM transactions
 )
 SELECT * FROM local_scored;";
-    let e = run(scalar).unwrap_err();
-    assert_eq!((e.line, e.column), (2, 13));
-    assert!(e.message.contains("ML_PREDICT as a scalar function is not supported yet"), "{e}");
+    let (_, statements) = ok(scalar);
+    let [ScriptStatement::Query(query)] = statements.as_slice() else { panic!("{statements:?}") };
+    let [call] = query.calls.ml_calls.as_slice() else { panic!("{:?}", query.calls) };
+    assert_eq!((call.model.as_str(), call.arguments, call.row), ("local_fraud_model", 1, false));
     // The lesson's dimension table declares its key without NOT ENFORCED, as Flink rejects.
     let e = run(
         "CREATE TABLE customer_dim (\n  customer_id BIGINT PRIMARY KEY,\n  age INT\n) WITH ('connector' = 'jdbc');",
