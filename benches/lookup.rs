@@ -16,27 +16,16 @@
 #[path = "../tests/common/mod.rs"]
 mod common;
 
-use std::path::PathBuf;
 use std::process::Command;
 
 use common::postgres::Postgres;
-
-fn sluice() -> PathBuf {
-    let target = std::env::var_os("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|| "target".into());
-    let release = target.join("release/sluice");
-    if release.exists() {
-        release
-    } else {
-        target.join("debug/sluice")
-    }
-}
 
 /// Runs `sql` and returns the job's time in seconds.
 fn run(sql: &str) -> f64 {
     let dir = tempfile::tempdir().unwrap();
     let script = dir.path().join("job.sql");
     std::fs::write(&script, sql).unwrap();
-    let out = Command::new(sluice())
+    let out = Command::new(common::sluice_bin())
         .arg("run")
         .arg(&script)
         .args(["--parallelism", "2", "--checkpoint-interval", "1s", "--checkpoint-dir"])
@@ -60,7 +49,7 @@ fn main() {
          INSERT INTO dim SELECT i, 'name-' || i, i * 0.5 FROM generate_series(0, 999999) AS i;
          ANALYZE dim;",
     );
-    println!("{rows} events per job, parallelism 2, checkpoints every second ({})", sluice().display());
+    println!("{rows} events per job, parallelism 2, checkpoints every second ({})", common::sluice_bin().display());
     println!("| cache hit rate | distinct keys | rows/s | rows PostgreSQL returned |");
     println!("|---|---|---|---|");
     for (rate, distinct) in [("0%", rows), ("90%", rows / 10), ("99%", rows / 100)] {

@@ -168,7 +168,7 @@ impl LookupJoin {
                 }
                 None => {
                     LookupStats::bump(&self.stats.misses, 1);
-                    (None, Some(bytes.iter().map(|b| format!("{b:02x}")).collect::<String>()))
+                    (None, Some(share_key(bytes)))
                 }
             },
         };
@@ -352,6 +352,18 @@ impl LookupJoin {
         };
         RecordBatch::try_new(schema, columns).map_err(Self::arrow)
     }
+}
+
+/// The key rows with `key` share a lookup by: its bytes in hex (one allocation per row,
+/// no formatting machinery on this per-row path).
+fn share_key(key: &[u8]) -> String {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let mut text = String::with_capacity(key.len() * 2);
+    for b in key {
+        text.push(char::from(HEX[usize::from(b >> 4)]));
+        text.push(char::from(HEX[usize::from(b & 0xf)]));
+    }
+    text
 }
 
 /// Keeps a fresh lookup's rows in the cache, when there is one.

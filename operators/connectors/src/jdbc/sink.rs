@@ -94,12 +94,16 @@ impl JdbcSink {
         } else {
             format!("DO UPDATE SET {}", updates.join(", "))
         });
-        let key_types: Vec<&String> = self
-            .table
-            .primary_key
-            .iter()
-            .map(|k| &types[names.iter().position(|n| n == k).expect("primary key columns are columns")])
-            .collect();
+        let mut key_types = Vec::with_capacity(key.len());
+        for k in &self.table.primary_key {
+            let Some(i) = names.iter().position(|n| n == k) else {
+                return Err(LookupFailure {
+                    message: format!("primary key column '{k}' is not a column the table stores"),
+                    retriable: false,
+                });
+            };
+            key_types.push(&types[i]);
+        }
         let key_arrays: Vec<String> =
             key_types.iter().enumerate().map(|(i, t)| format!("${}::text[]::{t}[]", i + 1)).collect();
         let key_names: Vec<String> = (0..key.len()).map(|i| format!("k{i}")).collect();
@@ -176,10 +180,14 @@ impl JdbcSink {
         deletes: Option<&RecordBatch>,
     ) -> std::result::Result<(), LookupFailure> {
         let client = self.connection.client().await?;
-        if self.statements.is_none() {
-            self.statements = Some(self.build_statements(&client).await?);
-        }
-        let (insert, delete) = self.statements.clone().expect("built above");
+        let (insert, delete) = match &self.statements {
+            Some(statements) => statements.clone(),
+            None => {
+                let built = self.build_statements(&client).await?;
+                self.statements = Some(built.clone());
+                built
+            }
+        };
         if upserts.num_rows() > 0 {
             self.execute(&client, &insert, upserts).await?;
         }
