@@ -414,3 +414,187 @@ fn a_lookup_and_ml_predict_pipeline_is_exactly_once_through_task_manager_kills()
     let duplicated = seen.iter().filter(|&&n| n > 1).count();
     assert_eq!((missing, duplicated), (0, 0), "records missing or committed twice after {kills} kills");
 }
+
+/// The orders table in PostgreSQL: ids 1..=n; `bucket` (the partition column) equals the
+/// id except that every 97th is NULL and every 101st negative, so rows fall outside the
+/// partition bounds on both sides.
+fn create_orders(pg: &Postgres, n: i64) {
+    pg.psql(&format!(
+        "CREATE TABLE orders (id BIGINT PRIMARY KEY, customer INT NOT NULL, amount NUMERIC(10,2),
+            placed TIMESTAMP, paid BOOLEAN, note TEXT, bucket BIGINT);
+         INSERT INTO orders SELECT i, i % 37, (i % 1000) / 4.0,
+            TIMESTAMP '2026-01-01 00:00:00' + i * INTERVAL '1 minute', i % 3 = 0,
+            CASE WHEN i % 11 = 0 THEN NULL ELSE 'note ' || i END,
+            CASE WHEN i % 97 = 0 THEN NULL WHEN i % 101 = 0 THEN -i ELSE i END
+         FROM generate_series(1, {n}) AS i;"
+    ));
+}
+
+fn orders_ddl(pg: &Postgres, extra: &str) -> String {
+    format!(
+        "CREATE TABLE orders (id BIGINT, customer INT, amount DECIMAL(10, 2), placed TIMESTAMP(3), paid BOOLEAN,
+            note STRING, bucket BIGINT, PRIMARY KEY (id) NOT ENFORCED)
+         WITH ('connector' = 'jdbc', 'url' = '{}', 'table-name' = 'orders', 'username' = 'postgres'{extra});",
+        pg.url()
+    )
+}
+
+/// The row of order `id` as the filesystem sink writes it, from the formulas that filled
+/// the table (not from PostgreSQL or Sluice).
+fn expected_order(id: i64) -> Value {
+    let placed = timestamp_after_minutes(id);
+    json!({
+        "id": id,
+        "customer": id % 37,
+        "amount": format!("{:.2}", (id % 1000) as f64 / 4.0),
+        "placed": placed,
+        "paid": id % 3 == 0,
+        "note": if id % 11 == 0 { Value::Null } else { json!(format!("note {id}")) },
+        "bucket": if id % 97 == 0 { Value::Null } else if id % 101 == 0 { json!(-id) } else { json!(id) },
+    })
+}
+
+/// `2026-01-01 00:00:00` plus `minutes`, written as the json format writes timestamps
+/// (`YYYY-MM-DDTHH:MM:SS`).
+fn timestamp_after_minutes(minutes: i64) -> String {
+    let days_in_month = [31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31];
+    let (mut day, rest) = (minutes / 1440, minutes % 1440);
+    let mut month = 0;
+    while day >= days_in_month[month] {
+        day -= days_in_month[month];
+        month += 1;
+    }
+    format!("2026-{:02}-{:02}T{:02}:{:02}:00", month + 1, day + 1, rest / 60, rest % 60)
+}
+
+/// A bounded jdbc scan in four ranges of `bucket` over three subtasks: every row, those
+/// outside the bounds and with a NULL bucket included, arrives exactly once with every
+/// column's value; the server ran one read per range. Then a batch GROUP BY over the same
+/// table writes into PostgreSQL, checked against PostgreSQL's own aggregation.
+#[test]
+fn a_partitioned_jdbc_scan_reads_every_row_once_and_feeds_a_batch_aggregate() {
+    let n = 20_000;
+    let pg = Postgres::start();
+    create_orders(&pg, n);
+    pg.psql("CREATE TABLE totals (customer INT PRIMARY KEY, orders BIGINT, amount DOUBLE PRECISION, paid BIGINT)");
+    let cluster = Cluster::start(&[3], &[]);
+    let out = cluster.dir.path().join("copied");
+    let partitioned = ", 'scan.partition.column' = 'bucket', 'scan.partition.num' = '4',
+        'scan.partition.lower-bound' = '1', 'scan.partition.upper-bound' = '15000', 'scan.fetch-size' = '300'";
+    pg.psql("SELECT pg_stat_statements_reset()");
+    run(
+        &cluster,
+        &format!(
+            "{}
+            CREATE TABLE copied (id BIGINT, customer INT, amount DECIMAL(10, 2), placed TIMESTAMP(3), paid BOOLEAN,
+                note STRING, bucket BIGINT) WITH ('connector' = 'filesystem', 'path' = '{}', 'format' = 'json');
+            INSERT INTO copied SELECT * FROM orders;",
+            orders_ddl(&pg, partitioned),
+            out.display()
+        ),
+        3,
+    );
+    let rows = sorted_by_id(read_json_lines(&out));
+    assert_eq!(rows.len() as i64, n, "rows read");
+    for (row, id) in rows.iter().zip(1..) {
+        let want = expected_order(id);
+        for column in ["id", "customer", "paid", "note", "bucket"] {
+            assert_eq!(row[column], want[column], "order {id} column {column}: {row}");
+        }
+        let amount = row["amount"].as_str().map_or_else(|| row["amount"].to_string(), str::to_string);
+        assert_eq!(amount.parse::<f64>().unwrap(), want["amount"].as_str().unwrap().parse::<f64>().unwrap(), "{row}");
+        assert!(row["placed"].as_str().unwrap().starts_with(want["placed"].as_str().unwrap()), "{row} vs {want}");
+    }
+    // pg_stat_statements counts a portal's rows per fetch, so only the statements are counted.
+    let (_, reads) = pg.statement_stats("FROM \"orders\" AS t");
+    assert_eq!(reads, 4, "one read per range");
+
+    run(
+        &cluster,
+        &format!(
+            "SET 'execution.runtime-mode' = 'batch';
+            {}
+            CREATE TABLE totals (customer INT, orders BIGINT, amount DOUBLE, paid BIGINT,
+                PRIMARY KEY (customer) NOT ENFORCED)
+             WITH ('connector' = 'jdbc', 'url' = '{}', 'table-name' = 'totals', 'username' = 'postgres');
+            INSERT INTO totals
+            SELECT customer, COUNT(*), SUM(CAST(amount AS DOUBLE)), SUM(CASE WHEN paid THEN 1 ELSE 0 END)
+            FROM orders GROUP BY customer;",
+            orders_ddl(&pg, ""),
+            pg.url()
+        ),
+        2,
+    );
+    // Sums of doubles: the totals are compared after rounding to cents.
+    let rounded = "round(amount::numeric, 2)";
+    let want = pg.psql(
+        "SELECT customer, count(*), sum(amount), sum(CASE WHEN paid THEN 1 ELSE 0 END) FROM orders
+         GROUP BY customer ORDER BY customer",
+    );
+    let got = pg.psql(&format!("SELECT customer, orders, {rounded}, paid FROM totals ORDER BY customer"));
+    assert_eq!(got.lines().count(), 37);
+    assert_eq!(got, want);
+}
+
+/// A paced jdbc scan into the exactly-once filesystem sink, with two task manager kills:
+/// restored sources read each range again from the checkpointed row (`OFFSET`), so every
+/// row is committed exactly once.
+#[test]
+fn a_jdbc_scan_resumes_mid_range_after_task_manager_kills() {
+    let n = 12_000;
+    let pg = Postgres::start();
+    create_orders(&pg, n);
+    let mut cluster = Cluster::start(&[], &["--checkpoint-dir", "{dir}/checkpoints", "--heartbeat-timeout", "2s"]);
+    cluster.add_taskmanager(2);
+    cluster.add_taskmanager(2);
+    let out = cluster.dir.path().join("copied");
+    let sql = format!(
+        "SET 'execution.checkpointing.interval' = '400ms';
+        SET 'restart-strategy.type' = 'fixed-delay';
+        SET 'restart-strategy.fixed-delay.delay' = '200ms';
+        {}
+        CREATE TABLE copied (id BIGINT, bucket BIGINT)
+         WITH ('connector' = 'filesystem', 'path' = '{}', 'format' = 'json', 'sink.rows-per-second' = '1200');
+        INSERT INTO copied SELECT id, bucket FROM orders;",
+        orders_ddl(
+            &pg,
+            ", 'scan.partition.column' = 'id', 'scan.partition.num' = '3',
+              'scan.partition.lower-bound' = '1', 'scan.partition.upper-bound' = '12000'"
+        ),
+        out.display()
+    );
+    let job = cluster.submit(&sql, 2);
+    let kills = cluster.kill_task_managers_while_running(&job, 2, 2, Duration::from_millis(400));
+    let status = cluster.wait_for(&job, &["FINISHED", "FAILED"], 3 * MINUTE);
+    assert_eq!(status["state"], "FINISHED", "{status:#}\n{}", cluster.logs());
+    assert_eq!(kills, 2, "the job finished after only {kills} kills; pace it more");
+    let mut seen = vec![0u32; n as usize + 1];
+    for row in read_json_lines(&out) {
+        seen[row["id"].as_i64().unwrap() as usize] += 1;
+    }
+    let missing: Vec<usize> = (1..=n as usize).filter(|&i| seen[i] == 0).collect();
+    let duplicated: Vec<usize> = (1..=n as usize).filter(|&i| seen[i] > 1).collect();
+    assert!(missing.is_empty() && duplicated.is_empty(), "missing {missing:?}, duplicated {duplicated:?}");
+}
+
+/// A jdbc scan whose declared column type does not match what PostgreSQL stores fails the
+/// job with an error naming the table and the column.
+#[test]
+fn a_jdbc_scan_of_a_mistyped_column_fails_naming_it() {
+    let pg = Postgres::start();
+    create_orders(&pg, 100);
+    let cluster = Cluster::start(&[1], &[]);
+    let sql = format!(
+        "SET 'restart-strategy.type' = 'none';
+        CREATE TABLE orders (id BIGINT, note INT)
+         WITH ('connector' = 'jdbc', 'url' = '{}', 'table-name' = 'orders', 'username' = 'postgres');
+        CREATE TABLE out (id BIGINT, note INT) WITH ('connector' = 'blackhole');
+        INSERT INTO out SELECT * FROM orders;",
+        pg.url()
+    );
+    let job = cluster.submit(&sql, 1);
+    let status = cluster.wait_for(&job, &["FINISHED", "FAILED"], MINUTE);
+    assert_eq!(status["state"], "FAILED", "{status:#}");
+    let message = status.to_string();
+    assert!(message.contains("table 'orders'") && message.contains("column 'note'"), "{status:#}");
+}

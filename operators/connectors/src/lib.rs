@@ -286,7 +286,7 @@ mod tests {
         unique.sort_unstable();
         unique.dedup();
         assert_eq!(names.len(), unique.len(), "{names:?}");
-        assert_eq!(registry::names_for(Role::Source), vec!["datagen", "filesystem", "kafka"]);
+        assert_eq!(registry::names_for(Role::Source), vec!["datagen", "filesystem", "kafka", "jdbc"]);
         assert_eq!(
             registry::names_for(Role::Sink),
             vec!["filesystem", "kafka", "upsert-kafka", "print", "blackhole", "jdbc"]
@@ -295,7 +295,7 @@ mod tests {
         assert_eq!(roles("kafka"), vec![Role::Source, Role::Sink]);
         assert!(roles("nope").is_empty());
         let err = validate(&spec("blackhole", &[]), Role::Source).unwrap_err().to_string();
-        assert!(err.contains("such tables use datagen, filesystem, kafka"), "{err}");
+        assert!(err.contains("such tables use datagen, filesystem, kafka, jdbc"), "{err}");
     }
 
     #[test]

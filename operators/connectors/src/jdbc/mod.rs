@@ -1,16 +1,20 @@
 //! The `jdbc` connector, for PostgreSQL, with Flink's option names: `url`
 //! (`jdbc:postgresql://host[:port]/database`), `table-name`, `username`, `password` (a
 //! secret reference is resolved when the job starts) and `driver` (accepted, unused: the
-//! client is native). A table is a lookup table (lookup joins), a bounded source, or a
-//! sink that appends, or upserts on its PRIMARY KEY.
+//! client is native). A table is a lookup table (lookup joins), a bounded source (read in
+//! parallel by ranges of a column, see [`partition`]), or a sink that appends, or upserts
+//! on its PRIMARY KEY.
 //!
 //! Every role accepts every option of the connector, as Flink's does, so one table can be
 //! looked up and written by the same script.
 
 #[cfg(feature = "runtime")]
 mod lookup;
+pub mod partition;
 #[cfg(feature = "runtime")]
 mod postgres;
+#[cfg(feature = "runtime")]
+mod scan;
 #[cfg(feature = "runtime")]
 mod sink;
 #[cfg(feature = "runtime")]
@@ -24,8 +28,9 @@ use sluice_core::options::Options;
 use sluice_core::Result;
 use sluice_proto::ConnectorSpec;
 
-use crate::registry::{Connector, LookupFactory, SinkFactory};
+use crate::registry::{Connector, LookupFactory, SinkFactory, SourceFactory};
 use crate::Role;
+use partition::JdbcScanOptions;
 
 /// Where a PostgreSQL database is and who logs in.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -76,6 +81,8 @@ pub struct JdbcTable {
     pub schema: SchemaRef,
     /// Its PRIMARY KEY columns (a sink upserts on them).
     pub primary_key: Vec<String>,
+    /// How it is read by a source.
+    pub scan: JdbcScanOptions,
     /// How it is written.
     pub sink: JdbcSinkOptions,
 }
@@ -118,15 +125,8 @@ pub fn parse(spec: &ConnectorSpec, options: &mut Options<'_>, schema: SchemaRef)
     options.declare("driver");
     options.declare("scan.parallelism");
     options.declare("sink.parallelism");
-    options.declare("connection.max-retry-timeout");
     LookupOptions::parse(options)?;
-    for key in
-        ["scan.partition.column", "scan.partition.num", "scan.partition.lower-bound", "scan.partition.upper-bound"]
-    {
-        options.declare(key);
-    }
-    options.declare("scan.fetch-size");
-    options.declare("scan.auto-commit");
+    let scan = JdbcScanOptions::parse(options, &schema)?;
     let sink = JdbcSinkOptions {
         max_rows: options.u64("sink.buffer-flush.max-rows")?.unwrap_or(100).max(1) as usize,
         interval: options.duration("sink.buffer-flush.interval")?.unwrap_or(Duration::from_secs(1)),
@@ -136,6 +136,7 @@ pub fn parse(spec: &ConnectorSpec, options: &mut Options<'_>, schema: SchemaRef)
         connection: JdbcConnection { host, port, database, table_name, username, password, table: spec.table.clone() },
         schema,
         primary_key: spec.primary_key.clone(),
+        scan,
         sink,
     })
 }
@@ -149,7 +150,16 @@ impl Connector for Jdbc {
     }
 
     fn roles(&self) -> &'static [Role] {
-        &[Role::Sink, Role::Lookup]
+        &[Role::Source, Role::Sink, Role::Lookup]
+    }
+
+    fn source(
+        &self,
+        spec: &ConnectorSpec,
+        options: &mut Options<'_>,
+        schema: SchemaRef,
+    ) -> Result<Box<dyn SourceFactory>> {
+        Ok(Box::new(parse(spec, options, schema)?))
     }
 
     fn sink(&self, spec: &ConnectorSpec, options: &mut Options<'_>, schema: SchemaRef) -> Result<Box<dyn SinkFactory>> {
@@ -163,6 +173,13 @@ impl Connector for Jdbc {
         schema: SchemaRef,
     ) -> Result<Box<dyn LookupFactory>> {
         Ok(Box::new(parse(spec, options, schema)?))
+    }
+}
+
+impl SourceFactory for JdbcTable {
+    #[cfg(feature = "runtime")]
+    fn build(self: Box<Self>, batch_rows: usize) -> Box<dyn sluice_core::Source> {
+        Box::new(scan::JdbcSource::new(*self, batch_rows))
     }
 }
 

@@ -100,6 +100,32 @@ pub async fn column_types(
     Ok(types)
 }
 
+/// Opens a connection to the database of `target`; its messages are read by a spawned task
+/// that ends when the client is dropped.
+pub async fn connect(target: &JdbcConnection) -> Result<Client, LookupFailure> {
+    let mut config = tokio_postgres::Config::new();
+    config
+        .host(&target.host)
+        .port(target.port)
+        .dbname(&target.database)
+        .application_name("sluice")
+        .connect_timeout(CONNECT_TIMEOUT);
+    if let Some(user) = &target.username {
+        config.user(user);
+    }
+    if let Some(password) = &target.password {
+        config.password(password);
+    }
+    let (client, connection) = config.connect(NoTls).await.map_err(|e| failure(&e))?;
+    let table = target.table.clone();
+    tokio::spawn(async move {
+        if let Err(e) = connection.await {
+            tracing::warn!(table = %table, error = %e, "PostgreSQL connection closed");
+        }
+    });
+    Ok(client)
+}
+
 /// A connection to the table's database, opened when first needed and again once lost.
 pub struct Connection {
     target: JdbcConnection,
@@ -124,27 +150,7 @@ impl Connection {
             return Ok(client.clone());
         }
         *guard = None;
-        let mut config = tokio_postgres::Config::new();
-        config
-            .host(&self.target.host)
-            .port(self.target.port)
-            .dbname(&self.target.database)
-            .application_name("sluice")
-            .connect_timeout(CONNECT_TIMEOUT);
-        if let Some(user) = &self.target.username {
-            config.user(user);
-        }
-        if let Some(password) = &self.target.password {
-            config.password(password);
-        }
-        let (client, connection) = config.connect(NoTls).await.map_err(|e| failure(&e))?;
-        let table = self.target.table.clone();
-        tokio::spawn(async move {
-            if let Err(e) = connection.await {
-                tracing::warn!(table = %table, error = %e, "PostgreSQL connection closed");
-            }
-        });
-        let client = Arc::new(client);
+        let client = Arc::new(connect(&self.target).await?);
         *guard = Some(client.clone());
         Ok(client)
     }
