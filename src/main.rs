@@ -44,6 +44,34 @@ enum Command {
     /// A stand-in for the OpenAI and Anthropic APIs with latency and failure injection,
     /// for tests, benchmarks and demos.
     StubLlm(stub_llm::StubArgs),
+    /// The Nexmark benchmark's events (`sluice nexmark generate`).
+    #[command(subcommand)]
+    Nexmark(NexmarkCommand),
+}
+
+/// `sluice nexmark`.
+#[derive(Debug, Subcommand)]
+pub enum NexmarkCommand {
+    /// Write the events a `nexmark` table with the same options produces, as JSON lines in
+    /// the layout of Flink's Nexmark event table.
+    Generate(NexmarkGenerateArgs),
+}
+
+/// `sluice nexmark generate`.
+#[derive(Debug, Args)]
+pub struct NexmarkGenerateArgs {
+    /// How many events (all kinds together), as the table's `events.num`.
+    #[arg(long)]
+    pub events: u64,
+    /// The directory to write `events-NNN.json` into.
+    #[arg(long)]
+    pub out: PathBuf,
+    /// Files to spread the events over (event n goes to file n % files).
+    #[arg(long, default_value_t = 1)]
+    pub files: u32,
+    /// A nexmark table option, KEY=VALUE (e.g. first-event.rate=1000000); repeatable.
+    #[arg(long = "option", value_name = "KEY=VALUE")]
+    pub options: Vec<String>,
 }
 
 /// `sluice sql`.
@@ -241,6 +269,7 @@ fn main() -> std::process::ExitCode {
             Command::Explain(args) => commands::client::explain(args),
             Command::Sql(args) => commands::shell::shell(args).await,
             Command::StubLlm(args) => stub_llm::run(args).await,
+            Command::Nexmark(NexmarkCommand::Generate(args)) => commands::nexmark::generate(args),
         }
     });
     match result {

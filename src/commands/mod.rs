@@ -3,5 +3,6 @@
 pub mod client;
 pub mod cluster;
 pub mod embedded;
+pub mod nexmark;
 pub mod run;
 pub mod shell;

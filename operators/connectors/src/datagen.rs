@@ -3,8 +3,8 @@
 //! `min`/`max` (random numbers), `length` (random strings), `max-past` (random timestamps)
 //! and `null-rate`.
 //!
-//! Row `i` of the table is a pure function of `i` and the field names, and subtask `s` of
-//! `p` produces rows `s, s + p, s + 2p, ...`, so a job yields the same rows at any parallelism.
+//! Row `i` of the table is a pure function of `i` and the field names, and the rows are
+//! dealt to subtasks in [`Lane`]s, so a job yields the same rows at any parallelism.
 
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -17,9 +17,9 @@ use arrow::datatypes::{DataType, SchemaRef, TimeUnit};
 use arrow::record_batch::RecordBatch;
 use async_trait::async_trait;
 
+use crate::lanes::Lane;
 use sluice_core::options::Options;
 use sluice_core::rate::RateLimiter;
-use sluice_core::state::Reader;
 use sluice_core::{OperatorError, OperatorState, Result, Source, SourcePoll, StateInit, TaskContext};
 
 /// Flink's default `rows-per-second`.
@@ -148,50 +148,15 @@ fn check_type(options: &Options<'_>, name: &str, data_type: &DataType) -> Result
     }
 }
 
-/// A slice of the table: rows `index`, `index + count`, `index + 2 * count`, ... A job
-/// starts with one split per subtask; on restore at another parallelism the splits, with
-/// their positions, are dealt to the new subtasks, so every row is produced exactly once.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct Split {
-    index: u64,
-    count: u64,
-    /// Rows of this split produced so far.
-    produced: u64,
-}
-
-impl Split {
-    fn encode(&self) -> Vec<u8> {
-        [self.index, self.count, self.produced].iter().flat_map(|v| v.to_le_bytes()).collect()
-    }
-
-    fn decode(bytes: &[u8]) -> Result<Self> {
-        let mut r = Reader::new(bytes, "datagen split");
-        let split = Split { index: r.u64()?, count: r.u64()?, produced: r.u64()? };
-        if split.count == 0 || !r.is_empty() {
-            return Err(OperatorError::State("datagen split state is malformed".into()));
-        }
-        Ok(split)
-    }
-
-    /// Rows of the split in all; `None` when unbounded.
-    fn rows(&self, total: Option<u64>) -> Option<u64> {
-        total.map(|total| if total > self.index { (total - self.index).div_ceil(self.count) } else { 0 })
-    }
-
-    fn remaining(&self, total: Option<u64>) -> u64 {
-        self.rows(total).map_or(u64::MAX, |n| n.saturating_sub(self.produced))
-    }
-}
-
 /// A running datagen subtask.
 pub struct DatagenSource {
     config: DatagenConfig,
     batch_rows: usize,
     parallelism: u64,
     /// The splits this subtask produces, read round-robin a batch at a time.
-    splits: Vec<Split>,
+    splits: Vec<Lane>,
     /// Splits restored from a checkpoint (`None`: start fresh).
-    restored: Option<Vec<Split>>,
+    restored: Option<Vec<Lane>>,
     next_split: usize,
     limiter: Option<RateLimiter>,
     idle_wait: Duration,
@@ -214,11 +179,11 @@ impl DatagenSource {
 
     /// Rows produced so far by this subtask's splits (their checkpointable position).
     pub fn produced(&self) -> u64 {
-        self.splits.iter().map(|s| s.produced).sum()
+        self.splits.iter().map(|s| s.position).sum()
     }
 
-    fn generate(&self, split: &Split, count: usize) -> Result<RecordBatch> {
-        let rows: Vec<u64> = (0..count as u64).map(|k| split.index + (split.produced + k) * split.count).collect();
+    fn generate(&self, split: &Lane, count: usize) -> Result<RecordBatch> {
+        let rows: Vec<u64> = (0..count as u64).map(|k| split.item(k)).collect();
         let now_ms = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64);
         let columns: Vec<ArrayRef> = self.config.fields.iter().map(|f| generate_column(f, &rows, now_ms)).collect();
         RecordBatch::try_new(self.config.schema.clone(), columns)
@@ -230,7 +195,7 @@ impl DatagenSource {
 impl Source for DatagenSource {
     async fn initialize_state(&mut self, init: StateInit) -> Result<()> {
         if init.restored {
-            self.restored = Some(init.entries().iter().map(|e| Split::decode(e)).collect::<Result<_>>()?);
+            self.restored = Some(init.entries().iter().map(|e| Lane::decode(e, "datagen")).collect::<Result<_>>()?);
         }
         Ok(())
     }
@@ -240,7 +205,7 @@ impl Source for DatagenSource {
         self.splits = match self.restored.take() {
             Some(splits) => {
                 let positions: Vec<String> =
-                    splits.iter().map(|s| format!("split {}/{} at row {}", s.index, s.count, s.produced)).collect();
+                    splits.iter().map(|s| format!("split {}/{} at row {}", s.index, s.count, s.position)).collect();
                 tracing::info!(
                     task = %ctx.task_name,
                     attempt = ctx.attempt,
@@ -249,7 +214,7 @@ impl Source for DatagenSource {
                 );
                 splits
             }
-            None => vec![Split { index: u64::from(ctx.subtask), count: self.parallelism, produced: 0 }],
+            None => vec![Lane::fresh(ctx.subtask, ctx.parallelism)],
         };
         self.limiter = Some(RateLimiter::new(self.config.rows_per_second / self.parallelism as f64));
         Ok(())
@@ -276,13 +241,13 @@ impl Source for DatagenSource {
             None => want,
         };
         let batch = self.generate(&self.splits[offset], granted as usize)?;
-        self.splits[offset].produced += granted;
+        self.splits[offset].position += granted;
         self.next_split = (offset + 1) % self.splits.len();
         Ok(SourcePoll::Batch(batch))
     }
 
     async fn snapshot_state(&mut self, _checkpoint_id: u64) -> Result<OperatorState> {
-        Ok(OperatorState::split(self.splits.iter().map(Split::encode).collect()))
+        Ok(OperatorState::split(self.splits.iter().map(Lane::encode).collect()))
     }
 }
 

@@ -14,6 +14,8 @@ pub mod filesystem;
 pub mod format;
 pub mod jdbc;
 pub mod kafka;
+pub mod lanes;
+pub mod nexmark;
 pub mod print;
 pub mod registry;
 
@@ -286,7 +288,7 @@ mod tests {
         unique.sort_unstable();
         unique.dedup();
         assert_eq!(names.len(), unique.len(), "{names:?}");
-        assert_eq!(registry::names_for(Role::Source), vec!["datagen", "filesystem", "kafka", "jdbc"]);
+        assert_eq!(registry::names_for(Role::Source), vec!["datagen", "filesystem", "kafka", "nexmark", "jdbc"]);
         assert_eq!(
             registry::names_for(Role::Sink),
             vec!["filesystem", "kafka", "upsert-kafka", "print", "blackhole", "jdbc"]
@@ -295,7 +297,7 @@ mod tests {
         assert_eq!(roles("kafka"), vec![Role::Source, Role::Sink]);
         assert!(roles("nope").is_empty());
         let err = validate(&spec("blackhole", &[]), Role::Source).unwrap_err().to_string();
-        assert!(err.contains("such tables use datagen, filesystem, kafka, jdbc"), "{err}");
+        assert!(err.contains("such tables use datagen, filesystem, kafka, nexmark, jdbc"), "{err}");
     }
 
     #[test]

@@ -88,6 +88,7 @@ pub static CONNECTORS: &[&dyn Connector] = &[
     &crate::datagen::Datagen,
     &crate::filesystem::Filesystem,
     &crate::kafka::Kafka,
+    &crate::nexmark::Nexmark,
     &crate::kafka::UpsertKafka,
     &crate::print::Print,
     &crate::blackhole::Blackhole,
