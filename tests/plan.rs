@@ -1129,3 +1129,85 @@ SELECT l.item, r.price FROM
     assert_eq!(right.field(interval.right_time as usize).name(), "window_end");
     assert!(p.explain.contains("inner_window_join("), "{}", p.explain);
 }
+
+#[test]
+fn a_comma_join_takes_its_equalities_from_where_into_pairwise_joins() {
+    let script = "CREATE TABLE a (id BIGINT, x BIGINT) WITH ('connector' = 'datagen');
+CREATE TABLE b (id BIGINT, a_id BIGINT, y BIGINT) WITH ('connector' = 'datagen');
+CREATE TABLE c (b_id BIGINT, z STRING) WITH ('connector' = 'datagen');
+SELECT a.x, b.y, c.z FROM a, b, c WHERE a.id = b.a_id AND b.id = c.b_id AND a.x > b.y AND c.z <> 'q';";
+    let p = planned(script, &parallel(2));
+    let joins: Vec<&str> = p
+        .graph
+        .vertices
+        .iter()
+        .flat_map(|v| &v.operators)
+        .filter(|o| matches!(o.kind, Some(Kind::Join(_))))
+        .map(|o| o.name.as_str())
+        .collect();
+    assert_eq!(joins.len(), 2, "{}", p.explain);
+    assert!(joins.iter().any(|j| j.starts_with("inner_join(on id = a_id; where a.x > b.y")), "{joins:?}");
+    assert!(joins.iter().any(|j| j.starts_with("inner_join(on id = b_id; where c.z != Utf8(\"q\")")), "{joins:?}");
+    // Without an equality between the tables it is still a cross join, which is refused.
+    let cross = "CREATE TABLE a (id BIGINT) WITH ('connector' = 'datagen');
+CREATE TABLE b (id BIGINT) WITH ('connector' = 'datagen');
+SELECT * FROM a, b WHERE a.id > b.id;";
+    let e = plan(cross, &PlanOptions::default()).unwrap_err();
+    assert!(e.to_string().contains("a join needs an equality between the two sides' columns"), "{e}");
+}
+
+#[test]
+fn a_filesystem_table_declared_with_legacy_options_is_looked_up() {
+    let script = "CREATE TABLE bid (auction BIGINT, price BIGINT) WITH ('connector' = 'datagen');
+CREATE TABLE side_input (key BIGINT, `value` VARCHAR) WITH (
+  'connector.type' = 'filesystem', 'connector.path' = 'file:///tmp/side_input.txt', 'format.type' = 'csv');
+SELECT B.auction, S.`value`
+FROM (SELECT *, PROCTIME() AS p_time FROM bid) B
+JOIN side_input FOR SYSTEM_TIME AS OF B.p_time AS S ON MOD(B.auction, 10000) = S.key;";
+    let p = planned(script, &parallel(1));
+    let Some(Kind::LookupJoin(spec)) = &find(&p.graph, |o| matches!(o.kind, Some(Kind::LookupJoin(_)))).kind else {
+        unreachable!()
+    };
+    let table = spec.table.as_ref().unwrap();
+    assert_eq!(table.connector, "filesystem");
+    assert_eq!(table.options.get("path").map(String::as_str), Some("file:///tmp/side_input.txt"));
+    assert_eq!(table.options.get("format").map(String::as_str), Some("csv"));
+    assert_eq!(spec.lookup_columns, ["key"]);
+}
+
+#[test]
+fn numbers_are_rounded_into_decimal_columns_and_ranks_go_into_bigint() {
+    let script = "CREATE TABLE t (id BIGINT, price BIGINT) WITH ('connector' = 'datagen');
+CREATE TABLE out (price DECIMAL(23, 3), rn BIGINT) WITH ('connector' = 'print');
+INSERT INTO out SELECT price, rn FROM (
+  SELECT 0.908 * price AS price, ROW_NUMBER() OVER (PARTITION BY id ORDER BY price DESC) AS rn FROM t)
+WHERE rn <= 3;";
+    let p = planned(script, &parallel(1));
+    let conform = p
+        .graph
+        .vertices
+        .iter()
+        .flat_map(|v| &v.operators)
+        .find(|o| o.name.starts_with("calc(price: DECIMAL(23, 3)"))
+        .unwrap_or_else(|| panic!("{}", p.explain));
+    let Some(Kind::Calc(calc)) = &conform.kind else { panic!() };
+    let input = schema_of(&calc.input_schema);
+    let price = input.index_of("price").unwrap();
+    let rn = input.index_of("rn").unwrap();
+    // The other columns are NULL; a row-kind column says +I.
+    let mut columns: Vec<ArrayRef> = input
+        .fields()
+        .iter()
+        .map(|f| match f.is_nullable() {
+            true => arrow::array::new_null_array(f.data_type(), 2),
+            false => Arc::new(arrow::array::Int8Array::from(vec![0, 0])) as ArrayRef,
+        })
+        .collect();
+    columns[price] = Arc::new(Float64Array::from(vec![0.908 * 1_234_567.0, 0.908 * 3.0]));
+    columns[rn] = Arc::new(arrow::array::UInt64Array::from(vec![1, 3]));
+    let out = run(conform, batch(&input, columns));
+    let decimals = out[0].column(0).as_primitive::<arrow::datatypes::Decimal128Type>();
+    // 0.908 × 1,234,567 = 1,120,986.836 and 0.908 × 3 = 2.724, exactly, in thousandths.
+    assert_eq!(decimals.values().to_vec(), vec![1_120_986_836, 2_724]);
+    assert_eq!(out[0].column(1).as_primitive::<Int64Type>().values().to_vec(), vec![1, 3]);
+}

@@ -1,6 +1,7 @@
 //! The `filesystem` connector with Flink's options: `path`, `format` (`json` | `csv`),
-//! `json.ignore-parse-errors`, `csv.field-delimiter`, `csv.ignore-parse-errors`, and for the
-//! sink `sink.rolling-policy.file-size` and `sink.rolling-policy.rollover-interval`.
+//! `json.ignore-parse-errors`, `csv.field-delimiter`, `csv.ignore-parse-errors`, for the
+//! sink `sink.rolling-policy.file-size` and `sink.rolling-policy.rollover-interval`, and
+//! for lookups (`FOR SYSTEM_TIME AS OF`) `lookup.join.cache.ttl` ([`lookup`]).
 //!
 //! The source reads newline-delimited records; files are dealt to subtasks in name order.
 //! The sink writes part files named `part-<run>-<attempt>-<subtask>-<n>.<format>`; a file
@@ -20,6 +21,8 @@ use arrow::record_batch::RecordBatch;
 use async_trait::async_trait;
 
 use crate::format::{Format, FormatOptions};
+
+mod lookup;
 use sluice_core::options::Options;
 use sluice_core::state::{put_bytes, Reader};
 use sluice_core::{
@@ -273,7 +276,7 @@ impl FileSinkConfig {
     /// Reads the options of a filesystem sink table.
     pub fn parse(options: &mut Options<'_>) -> Result<Self> {
         let dir = PathBuf::from(local_path(options.required("path")?, options)?);
-        let format = FormatOptions::parse(options, &[Format::Json, Format::Csv])?;
+        let format = FormatOptions::parse(options, &[Format::Json, Format::Csv, Format::DebeziumJson])?;
         let max_file_bytes = options.bytes("sink.rolling-policy.file-size")?.unwrap_or(128 << 20);
         let rollover_interval =
             options.duration("sink.rolling-policy.rollover-interval")?.unwrap_or(Duration::from_secs(30 * 60));
@@ -524,7 +527,7 @@ impl crate::registry::Connector for Filesystem {
     }
 
     fn roles(&self) -> &'static [crate::Role] {
-        &[crate::Role::Source, crate::Role::Sink]
+        &[crate::Role::Source, crate::Role::Sink, crate::Role::Lookup]
     }
 
     fn source(
@@ -543,6 +546,15 @@ impl crate::registry::Connector for Filesystem {
         _schema: SchemaRef,
     ) -> Result<Box<dyn crate::registry::SinkFactory>> {
         Ok(Box::new(FileSinkConfig::parse(options)?))
+    }
+
+    fn lookup(
+        &self,
+        _spec: &sluice_proto::ConnectorSpec,
+        options: &mut Options<'_>,
+        schema: SchemaRef,
+    ) -> Result<Box<dyn crate::registry::LookupFactory>> {
+        Ok(Box::new(lookup::FileLookupConfig::parse(options, schema)?))
     }
 }
 

@@ -1,5 +1,6 @@
 //! Record formats shared by connectors, with Flink's option names: `format` (`json`, `csv`,
-//! `raw`), `json.ignore-parse-errors`, `csv.ignore-parse-errors`, `csv.field-delimiter`.
+//! `raw`, and for writing changelogs `debezium-json`), `json.ignore-parse-errors`,
+//! `csv.ignore-parse-errors`, `csv.field-delimiter`.
 
 use std::sync::Arc;
 
@@ -19,6 +20,11 @@ pub enum Format {
     Csv,
     /// The bytes as they are, in a single STRING or BYTES column.
     Raw,
+    /// Changes as Debezium's JSON envelope, written as Flink writes it: an insertion or an
+    /// update's new row is `{"before":null,"after":{...},"op":"c"}`, a deletion or an
+    /// update's old row `{"before":{...},"after":null,"op":"d"}`. Written only: a sink in
+    /// this format takes an updating query.
+    DebeziumJson,
 }
 
 impl Format {
@@ -28,6 +34,7 @@ impl Format {
             Format::Json => "json",
             Format::Csv => "csv",
             Format::Raw => "raw",
+            Format::DebeziumJson => "debezium-json",
         }
     }
 
@@ -35,7 +42,8 @@ impl Format {
     pub fn extension(self) -> &'static str {
         match self {
             Format::Raw => "txt",
-            other => other.name(),
+            Format::Json | Format::DebeziumJson => "json",
+            Format::Csv => "csv",
         }
     }
 }
@@ -77,7 +85,7 @@ impl FormatOptions {
         let ignore_parse_errors = match format {
             Format::Json => json_ignore,
             Format::Csv => csv_ignore,
-            Format::Raw => false,
+            Format::Raw | Format::DebeziumJson => false,
         };
         Ok(FormatOptions { format, ignore_parse_errors, delimiter })
     }
@@ -137,6 +145,7 @@ impl FormatOptions {
                 }
             }
             Format::Raw => self.decode_raw(schema, &text.split('\n').map(str::as_bytes).collect::<Vec<_>>()),
+            Format::DebeziumJson => Err("format 'debezium-json' is written, not read, by Sluice yet".to_string()),
         }
     }
 
@@ -186,6 +195,7 @@ impl FormatOptions {
                     buf.push(b'\n');
                 }
             }
+            Format::DebeziumJson => encode_debezium(batch, &mut buf)?,
         }
         Ok(buf)
     }
@@ -210,5 +220,68 @@ impl FormatOptions {
         }
         let text = self.encode(batch)?;
         Ok(text.split(|b| *b == b'\n').filter(|l| !l.is_empty()).map(<[u8]>::to_vec).collect())
+    }
+}
+
+/// Writes each change of `batch` (rows with their kinds; all insertions without a kind
+/// column) as one line of Debezium's JSON envelope.
+fn encode_debezium(batch: &RecordBatch, buf: &mut Vec<u8>) -> Result<()> {
+    let changes = sluice_core::changelog::split(batch)?;
+    let mut rows = Vec::new();
+    let mut writer = arrow::json::WriterBuilder::new()
+        .with_explicit_nulls(true)
+        .build::<_, arrow::json::writer::LineDelimited>(&mut rows);
+    writer.write(&changes.rows).map_err(|e| OperatorError::arrow("cannot encode JSON", e))?;
+    writer.finish().map_err(|e| OperatorError::arrow("cannot encode JSON", e))?;
+    drop(writer);
+    let lines = rows.split(|b| *b == b'\n').filter(|l| !l.is_empty());
+    for (row, kind) in lines.zip(&changes.kinds) {
+        let (before, after, op): (&[u8], &[u8], &str) =
+            if kind.is_retraction() { (row, b"null", "d") } else { (b"null", row, "c") };
+        buf.extend_from_slice(b"{\"before\":");
+        buf.extend_from_slice(before);
+        buf.extend_from_slice(b",\"after\":");
+        buf.extend_from_slice(after);
+        buf.extend_from_slice(format!(",\"op\":\"{op}\"}}\n").as_bytes());
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use arrow::array::Int64Array;
+    use arrow::datatypes::{Field, Schema};
+    use sluice_core::changelog::{self, RowKind};
+
+    use super::*;
+
+    #[test]
+    fn debezium_json_writes_each_change_in_its_envelope() {
+        let schema =
+            Arc::new(Schema::new(vec![Field::new("k", DataType::Utf8, true), Field::new("n", DataType::Int64, true)]));
+        let rows = RecordBatch::try_new(
+            schema,
+            vec![
+                Arc::new(StringArray::from(vec![Some("a"), Some("a"), Some("a"), None])),
+                Arc::new(Int64Array::from(vec![Some(1), Some(1), Some(2), Some(7)])),
+            ],
+        )
+        .unwrap();
+        let kinds = [RowKind::Insert, RowKind::UpdateBefore, RowKind::UpdateAfter, RowKind::Delete];
+        let batch = changelog::join(&rows, &kinds).unwrap();
+        let mut options_map = std::collections::BTreeMap::new();
+        options_map.insert("format".to_string(), "debezium-json".to_string());
+        let mut options = Options::new("table 't'", &options_map);
+        let format = FormatOptions::parse(&mut options, &[Format::Json, Format::DebeziumJson]).unwrap();
+        let text = String::from_utf8(format.encode(&batch).unwrap()).unwrap();
+        assert_eq!(
+            text.lines().collect::<Vec<_>>(),
+            vec![
+                r#"{"before":null,"after":{"k":"a","n":1},"op":"c"}"#,
+                r#"{"before":{"k":"a","n":1},"after":null,"op":"d"}"#,
+                r#"{"before":null,"after":{"k":"a","n":2},"op":"c"}"#,
+                r#"{"before":{"k":null,"n":7},"after":null,"op":"d"}"#,
+            ]
+        );
     }
 }

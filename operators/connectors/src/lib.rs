@@ -293,7 +293,7 @@ mod tests {
             registry::names_for(Role::Sink),
             vec!["filesystem", "kafka", "upsert-kafka", "print", "blackhole", "jdbc"]
         );
-        assert_eq!(registry::names_for(Role::Lookup), vec!["jdbc"]);
+        assert_eq!(registry::names_for(Role::Lookup), vec!["filesystem", "jdbc"]);
         assert_eq!(roles("kafka"), vec![Role::Source, Role::Sink]);
         assert!(roles("nope").is_empty());
         let err = validate(&spec("blackhole", &[]), Role::Source).unwrap_err().to_string();

@@ -178,8 +178,13 @@ impl Table {
             table.partitioned_by.push(table.columns[index].name.clone());
         }
         for option in &create.options {
-            table.options.insert(option.key.clone(), option.value.clone());
-            table.option_locations.insert(option.key.clone(), (option.key_location, option.value_location));
+            let key = match legacy_option(&option.key) {
+                Some(LegacyOption::Now(key)) => key.to_string(),
+                Some(LegacyOption::Ignored) => continue,
+                None => option.key.clone(),
+            };
+            table.options.insert(key.clone(), option.value.clone());
+            table.option_locations.insert(key, (option.key_location, option.value_location));
         }
         let Some(connector) = table.options.get("connector").cloned() else {
             return Err(SqlError::new(create.location, format!("table '{}' has no 'connector' option", create.name))
@@ -307,4 +312,26 @@ impl Table {
         };
         SqlError::from_operator(error, location.unwrap_or(usage))
     }
+}
+
+/// What a table option of Flink's legacy style (before Flink 1.11, still written by
+/// published queries such as Nexmark's q13) is now.
+enum LegacyOption {
+    /// The option under its current name.
+    Now(&'static str),
+    /// A version marker that selects nothing.
+    Ignored,
+}
+
+/// The current form of a legacy option key (`connector.type`, `connector.path`,
+/// `format.type`, ...), or `None` for an option that is not one.
+fn legacy_option(key: &str) -> Option<LegacyOption> {
+    Some(match key {
+        "connector.type" => LegacyOption::Now("connector"),
+        "connector.path" => LegacyOption::Now("path"),
+        "format.type" => LegacyOption::Now("format"),
+        "format.field-delimiter" => LegacyOption::Now("csv.field-delimiter"),
+        "connector.property-version" | "format.property-version" | "format.derive-schema" => LegacyOption::Ignored,
+        _ => return None,
+    })
 }

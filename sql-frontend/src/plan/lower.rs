@@ -654,7 +654,8 @@ impl Lowering {
     }
 
     /// Lowers the input of a filter with `predicate`: a Top-N when the filter bounds the
-    /// rank of an OVER window below it. Returns the input and what is left to filter.
+    /// rank of an OVER window below it, a join when it joins a comma join's tables.
+    /// Returns the input and what is left to filter.
     fn lower_filtered(
         &mut self,
         input: &LogicalPlan,
@@ -662,6 +663,9 @@ impl Lowering {
         location: Location,
         resolve: &mut dyn FnMut(&mut Lowering, &str, Location) -> Result<Stream>,
     ) -> Result<(Stream, Option<Expr>)> {
+        if let Some(joined) = predicate.and_then(|p| join::with_where(input, p)) {
+            return Ok((self.lower(&joined, location, resolve)?, None));
+        }
         let Some((filter, rest)) = predicate.and_then(|p| rank_filter(p, input)) else {
             return Ok((self.lower(input, location, resolve)?, predicate.cloned()));
         };

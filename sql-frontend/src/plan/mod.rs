@@ -737,18 +737,26 @@ fn changelog_mode(op: &OperatorSpec, updating: &std::collections::HashSet<String
 }
 
 /// Sinks that take updates (their rows' kinds), not only insertions: a jdbc table
-/// upserts and deletes by its PRIMARY KEY.
+/// upserts and deletes by its PRIMARY KEY; files in a changelog format write each change.
 fn accepts_updates(spec: &ConnectorSpec) -> bool {
     matches!(spec.connector.as_str(), "print" | "blackhole" | "upsert-kafka")
         || (spec.connector == "jdbc" && !spec.primary_key.is_empty())
+        || (spec.connector == "filesystem" && spec.options.get("format").is_some_and(|f| f == "debezium-json"))
 }
 
-/// Implicit conversions allowed when writing to a sink: numeric widening.
+/// Implicit conversions allowed when writing to a sink: numeric widening, and any number
+/// into a DECIMAL column, rounded to its scale (an assignment cast, as PostgreSQL's). The
+/// latter matters because a literal such as `0.908` is a DOUBLE in Sluice's SQL where
+/// Flink reads a DECIMAL: `INSERT INTO t (price DECIMAL(23, 3)) SELECT 0.908 * price`
+/// writes the same values in both. Unsigned integers, which Flink's SQL does not have but
+/// DataFusion's ROW_NUMBER and RANK return, go into BIGINT (failing on overflow).
 fn implicitly_castable(from: &DataType, to: &DataType) -> bool {
     use DataType::*;
     matches!(
         (from, to),
-        (Int8, Int16 | Int32 | Int64 | Float32 | Float64)
+        (Int8 | Int16 | Int32 | Int64 | Float32 | Float64, Decimal128(..))
+            | (UInt8 | UInt16 | UInt32 | UInt64, Int64)
+            | (Int8, Int16 | Int32 | Int64 | Float32 | Float64)
             | (Int16, Int32 | Int64 | Float32 | Float64)
             | (Int32, Int64 | Float64)
             | (Int64, Float64)

@@ -104,7 +104,9 @@ impl ContextProvider for CatalogProvider<'_> {
         if let Some(udf) = self.functions.get(name) {
             return Some(udf.clone());
         }
-        session().scalar_functions().get(name).cloned().or_else(|| crate::plan::functions::scalar(name))
+        // Sluice's functions first: a few (DATE_FORMAT) have Flink's meaning where
+        // DataFusion's function of that name has another.
+        crate::plan::functions::scalar(name).or_else(|| session().scalar_functions().get(name).cloned())
     }
 
     fn get_higher_order_meta(&self, name: &str) -> Option<Arc<HigherOrderUDF>> {

@@ -11,7 +11,8 @@ use std::sync::Arc;
 use arrow::datatypes::{Field, Schema};
 use datafusion::common::tree_node::TreeNode;
 use datafusion::common::Column;
-use datafusion::logical_expr::{Expr, ExprSchemable, Join, JoinType};
+use datafusion::logical_expr::utils::{conjunction, split_conjunction};
+use datafusion::logical_expr::{Expr, ExprSchemable, Join, JoinType, LogicalPlan};
 use sluice_core::changelog;
 use sluice_core::schema::encode_schema;
 use sluice_proto::join_spec::JoinType as SpecJoinType;
@@ -79,7 +80,7 @@ fn interval_bounds(join: &Join, condition: &Expr) -> Option<(Column, Column, i64
         }
         Some(())
     };
-    for conjunct in datafusion::logical_expr::utils::split_conjunction(condition) {
+    for conjunct in split_conjunction(condition) {
         match conjunct {
             Expr::BinaryExpr(b) => {
                 bound(&b.left, b.op, &b.right);
@@ -105,7 +106,7 @@ pub(super) fn equalities(join: &Join) -> (Vec<(Expr, Expr)>, Option<Expr>) {
         !columns.is_empty() && columns.iter().all(|c| schema.has_column(c))
     };
     if let Some(filter) = &join.filter {
-        for conjunct in datafusion::logical_expr::utils::split_conjunction(filter) {
+        for conjunct in split_conjunction(filter) {
             if let Expr::BinaryExpr(b) = conjunct {
                 if b.op == datafusion::logical_expr::Operator::Eq {
                     let (l, r) = (b.left.as_ref(), b.right.as_ref());
@@ -122,7 +123,38 @@ pub(super) fn equalities(join: &Join) -> (Vec<(Expr, Expr)>, Option<Expr>) {
             rest.push(conjunct.clone());
         }
     }
-    (on, datafusion::logical_expr::utils::conjunction(rest))
+    (on, conjunction(rest))
+}
+
+/// A comma join's WHERE clause taken into the join: `FROM a, b WHERE a.k = b.k AND c` is
+/// the inner join `a JOIN b ON a.k = b.k AND c`, as Flink plans it. `None` unless `plan` is
+/// an inner join without keys and the result has an equality between its sides. Conjuncts
+/// over the left side of `FROM a, b, c` go down into the nested join of `a` and `b`.
+pub(super) fn with_where(plan: &LogicalPlan, predicate: &Expr) -> Option<LogicalPlan> {
+    let LogicalPlan::Join(join) = plan else { return None };
+    if join.join_type != JoinType::Inner || !join.on.is_empty() {
+        return None;
+    }
+    let nested = matches!(join.left.as_ref(), LogicalPlan::Join(_));
+    let (mut own, mut left_only) = (Vec::new(), Vec::new());
+    for conjunct in split_conjunction(predicate) {
+        let columns = conjunct.column_refs();
+        let on_left = !columns.is_empty() && columns.iter().all(|c| join.left.schema().has_column(c));
+        if nested && on_left {
+            left_only.push(conjunct.clone());
+        } else {
+            own.push(conjunct.clone());
+        }
+    }
+    let mut merged = join.clone();
+    if let Some(left) = conjunction(left_only) {
+        match with_where(&join.left, &left) {
+            Some(joined) => merged.left = Arc::new(joined),
+            None => own.push(left),
+        }
+    }
+    merged.filter = conjunction(join.filter.iter().cloned().chain(own));
+    (!equalities(&merged).0.is_empty()).then_some(LogicalPlan::Join(merged))
 }
 
 /// A join's residual condition over its output columns (named as in `joined`), encoded.

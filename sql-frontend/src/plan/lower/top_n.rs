@@ -16,7 +16,7 @@ use sluice_proto::operator_spec::Kind;
 use sluice_proto::{OperatorSpec, Partitioning, SortColumn, TemporalSortSpec, TopNSpec};
 use sqlparser::tokenizer::Location;
 
-use super::{short, unqualify, Lowering, Result, Stream};
+use super::{short, Lowering, Result, Stream};
 use crate::error::SqlError;
 
 /// A Top-N recognized around an OVER window, waiting for the window to be lowered.
@@ -174,7 +174,8 @@ impl Lowering {
             )
             .with_hint("filter like WHERE rownum <= 3"));
         }
-        let column = |e: &Expr| match unqualify(e.clone()) {
+        // A column both sides of a join below have is named by its qualified name there.
+        let column = |e: &Expr| match super::resolve_columns(e.clone(), &input.schema) {
             Expr::Column(c) => input.schema.index_of(&c.name).ok(),
             _ => None,
         };
@@ -282,7 +283,7 @@ impl Lowering {
         let at = |i: usize| self.locations.order_by(i).unwrap_or(location);
         let mut order = Vec::with_capacity(order_by.len());
         for (i, s) in order_by.iter().enumerate() {
-            let column = match unqualify(s.expr.clone()) {
+            let column = match super::resolve_columns(s.expr.clone(), &input.schema) {
                 Expr::Column(c) => input.schema.index_of(&c.name).ok(),
                 _ => None,
             };
