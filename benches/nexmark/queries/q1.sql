@@ -1,3 +1,5 @@
+-- Sluice reads 0.908 as a DOUBLE (Flink: DECIMAL(4, 3)); writing the product to the
+-- DECIMAL(23, 3) column rounds it to the same value.
 CREATE TABLE nexmark_q1 (
   auction  BIGINT,
   bidder  BIGINT,

@@ -23,7 +23,9 @@ SELECT
      count(*) filter (where price >= 1000000) AS rank3_bids,
      min(price) AS min_price,
      max(price) AS max_price,
-     avg(price) AS avg_price,
+     -- Differs from the published query: Sluice's AVG over BIGINT is a DOUBLE (Flink's is a
+     -- BIGINT, the quotient truncated), so it is cast to the sink's BIGINT, as Flink computes it.
+     CAST(avg(price) AS BIGINT) AS avg_price,
      sum(price) AS sum_price
 FROM bid
 GROUP BY auction, DATE_FORMAT(`dateTime`, 'yyyy-MM-dd');
