@@ -166,8 +166,11 @@ def checksum(out, key=None):
 
 
 def measure(command):
-    """Runs `command` and returns (ok, seconds, cpu seconds, peak RSS MiB, output); the CPU
-    time and memory are the process's and its children's."""
+    """Runs `command` and returns (ok, seconds, cpu seconds, peak RSS MiB, output): the CPU
+    time of the process and its children, and the peak resident memory of the process as
+    its VmHWM, read while it runs (the rusage of a child counts the memory of this runner
+    at the fork)."""
+    import threading
     started = time.monotonic()
     process = subprocess.Popen(
         command,
@@ -175,12 +178,27 @@ def measure(command):
         stderr=subprocess.STDOUT,
         text=True,
     )
+    peak, done = [0.0], threading.Event()
+
+    def watch():
+        while not done.is_set():
+            try:
+                for line in open(f"/proc/{process.pid}/status"):
+                    if line.startswith("VmHWM:"):
+                        peak[0] = max(peak[0], int(line.split()[1]) / 1024)
+            except OSError:
+                pass
+            time.sleep(0.02)
+
+    watcher = threading.Thread(target=watch, daemon=True)
+    watcher.start()
     output = process.stdout.read()
     _, status, usage = os.wait4(process.pid, 0)
+    done.set()
+    watcher.join()
     seconds = time.monotonic() - started
     cpu = usage.ru_utime + usage.ru_stime
-    rss_mib = usage.ru_maxrss / 1024
-    return os.waitstatus_to_exitcode(status) == 0, seconds, cpu, rss_mib, output
+    return os.waitstatus_to_exitcode(status) == 0, seconds, cpu, peak[0], output
 
 
 def job_seconds(output, fallback):
