@@ -19,7 +19,7 @@ JSON and starting its mini-cluster (several seconds), Sluice's include generatin
 
 With --kill, each query instead runs twice: once undisturbed on the embedded cluster, and
 once on a cluster of processes (a jobmanager, two task managers) with checkpoints every
-10 s, its sources paced to last about 30 s, where one task manager is killed with SIGKILL
+10 s, its sources paced to last about 20 s, where one task manager is killed with SIGKILL
 after the first completed checkpoint and replaced; the table shows the checkpoints, the
 restarts and whether the two checksums agree.
 
@@ -165,11 +165,11 @@ def checksum(out, key=None):
     return f"{count}:{total:016x}"
 
 
-def measure(command):
+def measure(command, timeout=None):
     """Runs `command` and returns (ok, seconds, cpu seconds, peak RSS MiB, output): the CPU
     time of the process and its children, and the peak resident memory of the process as
     its VmHWM, read while it runs (the rusage of a child counts the memory of this runner
-    at the fork)."""
+    at the fork). After `timeout` seconds the process and its children are killed."""
     import threading
     started = time.monotonic()
     process = subprocess.Popen(
@@ -177,8 +177,15 @@ def measure(command):
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
+        start_new_session=True,
     )
     peak, done = [0.0], threading.Event()
+    if timeout:
+        def stop():
+            if not done.wait(timeout):
+                os.killpg(process.pid, signal.SIGKILL)
+                print(f"(killed after {timeout} s)", file=sys.stderr)
+        threading.Thread(target=stop, daemon=True).start()
 
     def watch():
         while not done.is_set():
@@ -318,9 +325,9 @@ def killed_run(binary, script, parallelism, workdir, timeout=600):
 
 def kill_mode(binary, args, queries, parallelisms):
     """--kill: each query undisturbed, then with checkpoints and a task manager kill."""
-    tps = max(1, args.events // 30)
+    tps = max(1, args.events // 20)
     print(f"Nexmark on Sluice with a task manager kill: {args.events:,} events paced at {tps:,}/s "
-          f"(about 30 s), checkpoints every 10 s")
+          f"(about 20 s), checkpoints every 10 s")
     columns = ["query", "p", "state", "checkpoints", "restarts", "checksum undisturbed", "checksum with a kill",
                "same"]
     print("| " + " | ".join(columns) + " |")
@@ -362,6 +369,7 @@ def main():
     parser.add_argument("--queries", default=",".join(ALL_QUERIES))
     parser.add_argument("--parallelism", default="1,2")
     parser.add_argument("--no-flink", action="store_true", help="run Sluice only")
+    parser.add_argument("--flink-timeout", type=int, default=300, help="seconds a Flink job may take")
     parser.add_argument("--kill", action="store_true",
                         help="check each query's result through checkpoints and a task manager kill")
     args = parser.parse_args()
@@ -416,7 +424,7 @@ def main():
                     fsql, fout = flink_sql(name, flink_dir, events_dir, side_input)
                     (flink_dir / "job.sql").write_text(fsql)
                     theirs_result = measure([sys.executable, str(HERE / "flink_job.py"),
-                                             str(flink_dir / "job.sql"), str(parallelism)])
+                                             str(flink_dir / "job.sql"), str(parallelism)], args.flink_timeout)
                     if theirs_result[0]:
                         theirs = figures(args.events, theirs_result)
                         their_digest = checksum(fout, RESULT_KEYS.get(name))
@@ -428,6 +436,8 @@ def main():
                             same = "equal" if their_digest == digest else f"DIFFER (Flink {their_digest})"
                         cells += [f"{theirs['rate']:,.0f}", f"{theirs['cpu']:.1f}", f"{theirs['per_cpu']:,.0f}",
                                   f"{theirs['rss']:.0f}", f"{ours['per_cpu'] / theirs['per_cpu']:.2f}", same]
+                    elif theirs_result[1] >= args.flink_timeout:
+                        cells += [f"Flink did not finish in {args.flink_timeout} s", "", "", "", "", ""]
                     else:
                         cells += [f"Flink failed: {first_error(theirs_result[4])}", "", "", "", "", ""]
                 print("| " + " | ".join(cells) + " |", flush=True)
