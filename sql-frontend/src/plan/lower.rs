@@ -663,8 +663,9 @@ impl Lowering {
         location: Location,
         resolve: &mut dyn FnMut(&mut Lowering, &str, Location) -> Result<Stream>,
     ) -> Result<(Stream, Option<Expr>)> {
-        if let Some(joined) = predicate.and_then(|p| join::with_where(input, p)) {
-            return Ok((self.lower(&joined, location, resolve)?, None));
+        let calls_model = |e: &Expr| ml_calls::calls_model(e, &self.ml_calls);
+        if let Some((joined, above)) = predicate.and_then(|p| join::with_where(input, p, &calls_model)) {
+            return Ok((self.lower(&joined, location, resolve)?, above));
         }
         let Some((filter, rest)) = predicate.and_then(|p| rank_filter(p, input)) else {
             return Ok((self.lower(input, location, resolve)?, predicate.cloned()));

@@ -127,17 +127,27 @@ pub(super) fn equalities(join: &Join) -> (Vec<(Expr, Expr)>, Option<Expr>) {
 }
 
 /// A comma join's WHERE clause taken into the join: `FROM a, b WHERE a.k = b.k AND c` is
-/// the inner join `a JOIN b ON a.k = b.k AND c`, as Flink plans it. `None` unless `plan` is
-/// an inner join without keys and the result has an equality between its sides. Conjuncts
-/// over the left side of `FROM a, b, c` go down into the nested join of `a` and `b`.
-pub(super) fn with_where(plan: &LogicalPlan, predicate: &Expr) -> Option<LogicalPlan> {
+/// the inner join `a JOIN b ON a.k = b.k AND c`, as Flink plans it. Returns the join and
+/// what stays above it (conjuncts for which `stays` holds, such as model calls, which
+/// their own operators run); `None` unless `plan` is a join without any condition (a comma
+/// or CROSS join) and the result has an equality between its sides. Conjuncts over the
+/// left side of `FROM a, b, c` go down into the nested join of `a` and `b`.
+pub(super) fn with_where(
+    plan: &LogicalPlan,
+    predicate: &Expr,
+    stays: &dyn Fn(&Expr) -> bool,
+) -> Option<(LogicalPlan, Option<Expr>)> {
     let LogicalPlan::Join(join) = plan else { return None };
-    if join.join_type != JoinType::Inner || !join.on.is_empty() {
+    if join.join_type != JoinType::Inner || !join.on.is_empty() || join.filter.is_some() {
         return None;
     }
     let nested = matches!(join.left.as_ref(), LogicalPlan::Join(_));
-    let (mut own, mut left_only) = (Vec::new(), Vec::new());
+    let (mut own, mut left_only, mut above) = (Vec::new(), Vec::new(), Vec::new());
     for conjunct in split_conjunction(predicate) {
+        if stays(conjunct) {
+            above.push(conjunct.clone());
+            continue;
+        }
         let columns = conjunct.column_refs();
         let on_left = !columns.is_empty() && columns.iter().all(|c| join.left.schema().has_column(c));
         if nested && on_left {
@@ -148,13 +158,13 @@ pub(super) fn with_where(plan: &LogicalPlan, predicate: &Expr) -> Option<Logical
     }
     let mut merged = join.clone();
     if let Some(left) = conjunction(left_only) {
-        match with_where(&join.left, &left) {
-            Some(joined) => merged.left = Arc::new(joined),
-            None => own.push(left),
+        match with_where(&join.left, &left, stays) {
+            Some((joined, None)) => merged.left = Arc::new(joined),
+            _ => own.push(left),
         }
     }
-    merged.filter = conjunction(join.filter.iter().cloned().chain(own));
-    (!equalities(&merged).0.is_empty()).then_some(LogicalPlan::Join(merged))
+    merged.filter = conjunction(own);
+    (!equalities(&merged).0.is_empty()).then_some((LogicalPlan::Join(merged), conjunction(above)))
 }
 
 /// A join's residual condition over its output columns (named as in `joined`), encoded.
