@@ -92,16 +92,20 @@ pub const RUNTIME: &[OptionSpec] = &[
     opt("timeout", ValueKind::Duration { allow_zero: false }),
 ];
 
-/// Retries, failures and caching, for every provider.
+/// Retries and failures, for every provider.
 const RELIABILITY: &[OptionSpec] = &[
     opt("max-retries", NON_NEGATIVE),
-    opt("retry.on-codes", ValueKind::HttpCodes),
     opt("retry.backoff", ValueKind::Duration { allow_zero: true }),
     opt(ON_ERROR, ValueKind::Choice(&["fail", "skip", DEAD_LETTER])),
     opt(DEAD_LETTER_TOPIC, ValueKind::DeadLetterTarget),
     opt("dead-letter.delivery-guarantee", ValueKind::Choice(&["exactly-once", "at-least-once"])),
-    opt("cache.enabled", ValueKind::Bool),
 ];
+
+/// Which HTTP statuses are retried, and answers kept in state: for the providers that run
+/// in the task manager or over HTTP, not for Python workers (whose failures are timeouts,
+/// crashes and exceptions).
+const RETRY_CODES_AND_CACHE: &[OptionSpec] =
+    &[opt("retry.on-codes", ValueKind::HttpCodes), opt("cache.enabled", ValueKind::Bool)];
 
 /// Options of providers called over HTTP.
 const REMOTE: &[OptionSpec] = &[
@@ -168,8 +172,13 @@ const LOCAL: &[OptionSpec] = &[
     opt("gpu", ValueKind::Bool),
 ];
 
-const GENERIC_PYTHON: &[OptionSpec] =
-    &[required("model-directory-path", ValueKind::Text), required("python-predict-class", ValueKind::Text)];
+const GENERIC_PYTHON: &[OptionSpec] = &[
+    required("model-directory-path", ValueKind::Text),
+    required("python-predict-class", ValueKind::Text),
+    opt("python.executable", ValueKind::Text),
+    opt("python.requirements", ValueKind::Text),
+    opt("python.open-timeout", ValueKind::Duration { allow_zero: false }),
+];
 
 /// A model provider and its options.
 #[derive(Debug)]
@@ -205,7 +214,7 @@ impl Provider {
 pub const PROVIDERS: &[Provider] = &[
     Provider {
         name: "openai",
-        groups: &[RUNTIME, RELIABILITY, REMOTE, OPENAI],
+        groups: &[RUNTIME, RELIABILITY, RETRY_CODES_AND_CACHE, REMOTE, OPENAI],
         open_prefixes: &[DEAD_LETTER_PROPERTIES],
         base_url_paths: &[
             ("chat-completion", "/chat/completions"),
@@ -215,13 +224,13 @@ pub const PROVIDERS: &[Provider] = &[
     },
     Provider {
         name: "anthropic",
-        groups: &[RUNTIME, RELIABILITY, REMOTE, ANTHROPIC],
+        groups: &[RUNTIME, RELIABILITY, RETRY_CODES_AND_CACHE, REMOTE, ANTHROPIC],
         open_prefixes: &[DEAD_LETTER_PROPERTIES],
         base_url_paths: &[("messages", "/messages")],
     },
     Provider {
         name: "local",
-        groups: &[RUNTIME, RELIABILITY, BATCHING, LOCAL],
+        groups: &[RUNTIME, RELIABILITY, RETRY_CODES_AND_CACHE, BATCHING, LOCAL],
         open_prefixes: &[DEAD_LETTER_PROPERTIES],
         base_url_paths: &[],
     },
@@ -303,6 +312,7 @@ pub const ALIASES: &[Alias] = &[
     same("inference_threads", "inference-threads"),
     same("model_directory_path", "model-directory-path"),
     same("python_predict_class", "python-predict-class"),
+    same("python.open_timeout", "python.open-timeout"),
     same("prompt_template", "prompt-template"),
     same("api_style", "api-style"),
     same("api_version", "api-version"),
