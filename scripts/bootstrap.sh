@@ -36,3 +36,7 @@ pip_pinned() { # NAME VERSION: installs NAME==VERSION unless exactly that versio
 pip_pinned noida-db 0.2.3
 # ONNX Runtime for the `local` model provider (loaded at run time from the wheel).
 pip_pinned onnxruntime 1.31.1
+# pyarrow for the generic-python provider's workers (batches reach Python as Arrow), and
+# VADER, the sentiment model (its lexicon ships in the wheel) of its example and tests.
+pip_pinned pyarrow 26.0.1
+pip_pinned vaderSentiment 3.3.2

@@ -248,7 +248,8 @@ fn main() -> std::process::ExitCode {
     // The client commands and the embedded cluster report errors themselves; their logs
     // stay quiet unless RUST_LOG asks.
     let quiet = !matches!(cli.command, Command::Jobmanager(_) | Command::Taskmanager(_) | Command::StubLlm(_));
-    init_logging(if quiet { "error,sluice_jobmanager=off,sluice_taskmanager=off" } else { "info" });
+    // A Python model's own output (its `print()`) is shown even when quiet.
+    init_logging(if quiet { "error,sluice_jobmanager=off,sluice_taskmanager=off,sluice::python=info" } else { "info" });
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(r) => r,
         Err(e) => {

@@ -1,6 +1,7 @@
 //! The ML_PREDICT operators and their providers, as they run in a task manager. `local`
 //! models run in the task manager ([`predict`], [`local`]); `openai` and `anthropic`
-//! models are called over HTTP by the async operator of [`remote`]. Their options were
+//! models are called over HTTP by the async operator of [`remote`]; `generic-python`
+//! models run in a Python worker process per subtask ([`python`]). Their options were
 //! checked when the model was created (`sluice_core::models`).
 
 #![deny(missing_docs)]
@@ -10,6 +11,7 @@ mod fixtures;
 pub mod local;
 pub mod onnx_runtime;
 pub mod predict;
+pub mod python;
 pub mod remote;
 pub mod zipmap;
 
@@ -27,6 +29,7 @@ pub static PROVIDERS: &[(&str, BuildPredict)] = &[
     ("local", |spec, options| Ok(Box::new(predict::MlPredict::new(spec, options)?))),
     ("openai", |spec, options| Ok(Box::new(remote::AsyncPredict::new(spec, &options)?))),
     ("anthropic", |spec, options| Ok(Box::new(remote::AsyncPredict::new(spec, &options)?))),
+    ("generic-python", |spec, options| Ok(Box::new(python::PythonPredict::new(spec, &options)?))),
 ];
 
 /// The ML_PREDICT operator for `spec`, whose options (secrets resolved, the call's own

@@ -1,0 +1,198 @@
+//! Serves batches on one subtask's worker. Batches queue in a channel (at most
+//! `max-concurrent-operations` of them, the in-flight bound of the async machinery) and the
+//! worker takes them one at a time, so it never idles while a batch waits.
+//!
+//! A batch whose worker overran `timeout` or died is retried on a fresh worker (the model
+//! reopened) after `retry.backoff`, up to `max-retries` times, then each of its rows fails
+//! with the reason. A worker that cannot be reopened fails the job: a model that crashes on
+//! every open does not loop.
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use arrow::record_batch::RecordBatch;
+use sluice_core::latency::LatencyWindow;
+use tokio::sync::{mpsc, oneshot};
+use tokio::time::Instant;
+
+use super::worker::{Worker, WorkerFailure, WorkerSpec};
+
+/// Why a row has no prediction.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RowFailure {
+    /// What went wrong: the Python exception with its traceback, a contract breach, or the
+    /// worker's timeout or crash.
+    pub message: String,
+    /// Attempts made for the row's batch.
+    pub attempts: u32,
+    /// True when the model cannot run at all: the job fails whatever `on-error` says.
+    pub fatal: bool,
+}
+
+/// A row's prediction (its OUTPUT columns, one row) or why it has none.
+pub type Outcome = Result<RecordBatch, RowFailure>;
+
+/// Counters of one subtask's model, shared with the operator's metrics.
+#[derive(Debug, Default)]
+pub struct PythonStats {
+    /// Rows predicted.
+    pub rows: AtomicU64,
+    /// Batches sent to Python (retries included).
+    pub batches: AtomicU64,
+    /// Rows whose prediction raised or broke the output contract.
+    pub python_errors: AtomicU64,
+    /// Batches that overran `timeout`.
+    pub timeouts: AtomicU64,
+    /// Workers that died.
+    pub crashes: AtomicU64,
+    /// Workers started after the first.
+    pub restarts: AtomicU64,
+    /// Batch round trips, in microseconds.
+    pub latencies: Mutex<LatencyWindow>,
+}
+
+impl PythonStats {
+    /// The value of a counter.
+    pub fn get(counter: &AtomicU64) -> u64 {
+        counter.load(Ordering::Relaxed)
+    }
+
+    fn bump(counter: &AtomicU64, by: u64) {
+        counter.fetch_add(by, Ordering::Relaxed);
+    }
+
+    /// A percentile of recent batch round trips, in microseconds.
+    pub fn latency(&self, p: f64) -> u64 {
+        self.latencies.lock().expect("latency lock").percentile(p)
+    }
+}
+
+/// One batch to predict.
+struct Job {
+    features: RecordBatch,
+    attempts: Arc<AtomicU32>,
+    reply: oneshot::Sender<Vec<Outcome>>,
+}
+
+/// What the supervisor needs besides a worker.
+pub struct SupervisorSpec {
+    /// How to start a worker.
+    pub worker: WorkerSpec,
+    /// The package directory for the worker's path.
+    pub package: PathBuf,
+    /// Attempts after the first for a batch whose worker failed.
+    pub max_retries: u32,
+    /// Wait before such a retry.
+    pub backoff: Duration,
+}
+
+/// The handle through which the operator's requests reach the worker. Dropping every
+/// handle closes the model and stops the worker.
+#[derive(Clone)]
+pub struct Supervisor {
+    jobs: mpsc::Sender<Job>,
+}
+
+impl Supervisor {
+    /// Starts serving on `worker` (already open), with room for `queue` waiting batches.
+    pub fn spawn(spec: SupervisorSpec, worker: Worker, stats: Arc<PythonStats>, queue: usize) -> Supervisor {
+        let (jobs, rx) = mpsc::channel(queue.max(1));
+        tokio::spawn(serve(rx, spec, Some(worker), stats));
+        Supervisor { jobs }
+    }
+
+    /// The outcomes of `features`' rows (one each, in order).
+    pub async fn predict(&self, features: RecordBatch, attempts: Arc<AtomicU32>) -> Vec<Outcome> {
+        let rows = features.num_rows();
+        let gone = |n| {
+            let failure =
+                RowFailure { message: "the Python worker's supervisor stopped".into(), attempts: 0, fatal: true };
+            vec![Err(failure); n]
+        };
+        let (reply, answer) = oneshot::channel();
+        if self.jobs.send(Job { features, attempts, reply }).await.is_err() {
+            return gone(rows);
+        }
+        answer.await.unwrap_or_else(|_| gone(rows))
+    }
+}
+
+async fn serve(
+    mut jobs: mpsc::Receiver<Job>,
+    spec: SupervisorSpec,
+    mut worker: Option<Worker>,
+    stats: Arc<PythonStats>,
+) {
+    while let Some(job) = jobs.recv().await {
+        let outcomes = predict(&mut worker, &spec, &stats, &job.features, &job.attempts).await;
+        let _ = job.reply.send(outcomes);
+    }
+    if let Some(worker) = worker {
+        worker.close().await;
+    }
+}
+
+/// Predicts one job, restarting the worker and retrying as needed.
+async fn predict(
+    worker: &mut Option<Worker>,
+    spec: &SupervisorSpec,
+    stats: &PythonStats,
+    features: &RecordBatch,
+    attempts: &AtomicU32,
+) -> Vec<Outcome> {
+    let rows = features.num_rows();
+    let model = &spec.worker.model;
+    loop {
+        let Some(running) = worker.as_mut() else {
+            match Worker::start(&spec.worker, &spec.package).await {
+                Ok(fresh) => {
+                    PythonStats::bump(&stats.restarts, 1);
+                    tracing::info!(model = %model, task = %spec.worker.task, pid = fresh.pid(), "Python worker restarted and model reopened");
+                    *worker = Some(fresh);
+                    continue;
+                }
+                Err(failure) => {
+                    let message = format!("the Python worker could not be restarted: {failure}");
+                    let attempts = attempts.load(Ordering::Relaxed);
+                    return vec![Err(RowFailure { message, attempts, fatal: true }); rows];
+                }
+            }
+        };
+        PythonStats::bump(&stats.batches, 1);
+        let started = Instant::now();
+        let result = running.predict(features, &spec.worker.output, spec.worker.timeout).await;
+        match result {
+            Ok(prediction) => {
+                stats.latencies.lock().expect("latency lock").record(started.elapsed().as_micros() as u64);
+                let attempts = attempts.load(Ordering::Relaxed) + 1;
+                let mut outcomes: Vec<Outcome> = (0..rows).map(|i| Ok(prediction.output.slice(i, 1))).collect();
+                for (row, error) in prediction.errors {
+                    tracing::warn!(model = %model, task = %spec.worker.task, error = %error, "prediction of a row failed in Python");
+                    if let Some(slot) = outcomes.get_mut(row) {
+                        *slot = Err(RowFailure { message: error.to_string(), attempts, fatal: false });
+                    }
+                }
+                let failed = outcomes.iter().filter(|o| o.is_err()).count() as u64;
+                PythonStats::bump(&stats.python_errors, failed);
+                PythonStats::bump(&stats.rows, rows as u64 - failed);
+                return outcomes;
+            }
+            Err(failure) => {
+                worker.take();
+                match &failure {
+                    WorkerFailure::TimedOut { .. } => PythonStats::bump(&stats.timeouts, 1),
+                    _ => PythonStats::bump(&stats.crashes, 1),
+                }
+                let attempts = attempts.fetch_add(1, Ordering::Relaxed) + 1;
+                tracing::warn!(model = %model, task = %spec.worker.task, attempts, rows, "{failure}");
+                if attempts > spec.max_retries {
+                    let message = format!("{failure} (after {attempts} attempt(s))");
+                    return vec![Err(RowFailure { message, attempts, fatal: false }); rows];
+                }
+                tokio::time::sleep(spec.backoff).await;
+            }
+        }
+    }
+}
