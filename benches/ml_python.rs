@@ -3,8 +3,10 @@
 //! batch sizes 1, 32 and 256, beside the same class called in a plain Python loop over the
 //! same kind of data (the ratio's goal: at least 0.9 for `predict_batch` at 256); the
 //! per-batch cost of the process boundary; and rows/s of a CPU-bound pure-Python model at
-//! parallelism 1 and 2. Run with `cargo bench --bench ml_python`; `SLUICE_BENCH_ROWS` sets
-//! the rows per run.
+//! parallelism 1 and 2. Sluice's rate is steady-state: the rows of a run of 2N rows beyond
+//! a run of N, over the extra time, so the start of the job and of the Python worker (about
+//! half a second) cancel out. Run with `cargo bench --bench ml_python`; `SLUICE_BENCH_ROWS`
+//! sets N.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -48,6 +50,13 @@ fn models() -> PathBuf {
 }
 
 fn sluice_rows_per_second(class: &str, rows: u64, batch: usize, parallelism: u32, work: u64, dir: &Path) -> f64 {
+    let short = sluice_seconds(class, rows, batch, parallelism, work, dir);
+    let long = sluice_seconds(class, 2 * rows, batch, parallelism, work, dir);
+    rows as f64 / (long - short)
+}
+
+/// The job time of `rows` rows through model `class`.
+fn sluice_seconds(class: &str, rows: u64, batch: usize, parallelism: u32, work: u64, dir: &Path) -> f64 {
     let sql = dir.join(format!("job-{class}-{batch}-{parallelism}.sql"));
     std::fs::write(
         &sql,
@@ -72,13 +81,12 @@ fn sluice_rows_per_second(class: &str, rows: u64, batch: usize, parallelism: u32
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{stderr}");
     // "job NAME FINISHED in 1.23s": the job's own time, without process start-up.
-    let seconds: f64 = stderr
+    stderr
         .split("FINISHED in ")
         .nth(1)
         .and_then(|r| r.split('s').next())
         .and_then(|n| n.trim().parse().ok())
-        .unwrap_or_else(|| panic!("no job time in: {stderr}"));
-    rows as f64 / seconds
+        .unwrap_or_else(|| panic!("no job time in: {stderr}"))
 }
 
 fn python_rows_per_second(class: &str, rows: u64, batch: usize, work: u64) -> f64 {

@@ -214,7 +214,7 @@ fn a_hung_predict_is_killed_with_its_stack_and_retried() {
     assert!(run.status.success(), "{log}");
     assert_eq!(scored(&out), (0..40).collect::<Vec<_>>(), "the retried batch is scored");
     assert!(log.contains("a batch did not finish within 2s"), "{log}");
-    assert!(log.contains("Timeout (0:00:02)!") && log.contains("in predict"), "the Python stack is logged:\n{log}");
+    assert!(log.contains("most recent call first") && log.contains("in predict"), "the Python stack is logged:\n{log}");
     assert!(log.contains("Python worker restarted"), "{log}");
 
     // A hang that stays: the batch (one row) is skipped after its retries.

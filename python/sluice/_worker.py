@@ -13,8 +13,10 @@ for the replies before the model is imported: the model's ``print()`` and anythi
 to file descriptor 1 go to standard error, which the task manager logs. The worker exits
 when its input ends, and within a second of its task manager dying.
 
-A request that outlives its time limit makes faulthandler print every thread's Python
-stack to standard error and end the process; the task manager then restarts the worker.
+A request that outlives its time limit gets SIGUSR1 from the task manager, on which
+faulthandler prints every thread's Python stack to standard error (from the signal
+handler, so even a model stuck in C code holding the GIL shows where it is); the task
+manager then kills the worker and starts another.
 """
 
 import faulthandler
@@ -23,6 +25,7 @@ import importlib.metadata
 import json
 import os
 import re
+import signal
 import struct
 import sys
 import threading
@@ -204,6 +207,7 @@ def main() -> None:
     sys.stdout = sys.stderr
     sys.stdin = open(os.devnull)
     faulthandler.enable(file=sys.stderr, all_threads=True)
+    faulthandler.register(signal.SIGUSR1, file=sys.stderr, all_threads=True)
     _watch_parent()
 
     try:
@@ -215,7 +219,6 @@ def main() -> None:
         sys.exit(2)
 
     model: Optional[_Model] = None
-    timeout = 0.0
     while True:
         request = channel.read()
         if request is None:
@@ -223,25 +226,19 @@ def main() -> None:
         header, payload = request
         op = header["op"]
         if op == "open":
-            timeout = float(header["timeout_s"])
             schema = pa.ipc.open_stream(pa.py_buffer(payload)).schema
-            faulthandler.dump_traceback_later(float(header["open_timeout_s"]), exit=True)
             try:
                 model = _Model(header, schema)
             except BaseException as e:  # noqa: B902 - any failure of the user's open is reported
-                faulthandler.cancel_dump_traceback_later()
                 channel.write({"op": "failed", **_describe(e)})
                 continue
-            faulthandler.cancel_dump_traceback_later()
             channel.write({"op": "opened", "batched": model.batched})
         elif op == "predict":
             if model is None:
                 channel.write({"op": "failed", "type": "RuntimeError", "message": "predict before open", "traceback": ""})
                 continue
             batch = pa.ipc.open_stream(pa.py_buffer(payload)).read_next_batch()
-            faulthandler.dump_traceback_later(timeout, exit=True)
             columns, errors = model.predict(batch)
-            faulthandler.cancel_dump_traceback_later()
             out = pa.RecordBatch.from_arrays(columns, schema=model.output)
             sink = pa.BufferOutputStream()
             with pa.ipc.new_stream(sink, model.output) as writer:

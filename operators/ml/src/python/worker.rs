@@ -7,9 +7,9 @@
 //!
 //! Its standard error (the model's `print()` included: the worker moves file descriptor 1
 //! there before importing the model) is logged line by line with the model's name, and the
-//! last lines are kept to explain a crash. A request that outlives its limit makes the
-//! worker print its Python stack (faulthandler) and exit; the task manager kills it a
-//! moment later if it has not.
+//! last lines are kept to explain a crash. A request that outlives its limit gets SIGUSR1,
+//! on which the worker's faulthandler prints every thread's Python stack, and the worker is
+//! killed a moment later.
 
 use std::collections::VecDeque;
 use std::os::unix::process::ExitStatusExt;
@@ -24,12 +24,11 @@ use serde_json::{json, Value};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::process::{Child, ChildStdin, ChildStdout, Command};
 use tokio::task::JoinHandle;
-use tokio::time::Instant;
 
 /// Lines of standard error kept to explain a crash.
 const KEPT_LINES: usize = 40;
-/// How long past its limit a request may take before the worker is killed from outside.
-const KILL_GRACE: Duration = Duration::from_secs(3);
+/// How long a worker that overran its limit has to print its stack before it is killed.
+const STACK_GRACE: Duration = Duration::from_millis(300);
 /// How long a dead worker's last lines of standard error are waited for.
 const DRAIN: Duration = Duration::from_secs(1);
 
@@ -98,7 +97,7 @@ pub enum WorkerFailure {
     /// The model's `open` raised.
     #[error("open failed: {0}")]
     OpenFailed(PythonError),
-    /// A request outlived its limit; the worker printed its stack and was stopped.
+    /// A request outlived its limit; the worker printed its stack and was killed.
     #[error("{what} did not finish within {limit:?}; the worker's Python stack and last output:\n{stderr}")]
     TimedOut {
         /// `open` or `a batch`.
@@ -247,8 +246,6 @@ impl Worker {
             "subtask_index": spec.subtask,
             "parallelism": spec.parallelism,
             "attempt_number": spec.attempt,
-            "timeout_s": spec.timeout.as_secs_f64(),
-            "open_timeout_s": spec.open_timeout.as_secs_f64(),
         });
         let payload = ipc(&spec.output, None)?;
         let (reply, _) = worker.call(&header, &payload, "open", spec.open_timeout).await?;
@@ -294,9 +291,9 @@ impl Worker {
         Ok(Prediction { output, errors })
     }
 
-    /// Sends one request and reads its reply within `limit` (plus a grace for the worker's
-    /// own faulthandler to print its stack); a worker that dies or overruns is stopped and
-    /// its failure returned.
+    /// Sends one request and reads its reply within `limit`; a worker that dies or overruns
+    /// is stopped (an overrunning one after printing its Python stack) and its failure
+    /// returned.
     async fn call(
         &mut self,
         header: &Value,
@@ -304,7 +301,6 @@ impl Worker {
         what: &'static str,
         limit: Duration,
     ) -> Result<(Value, Vec<u8>), WorkerFailure> {
-        let started = Instant::now();
         let exchange = async {
             let header = header.to_string();
             let mut head = Vec::with_capacity(12 + header.len());
@@ -324,22 +320,24 @@ impl Worker {
             self.stdout.read_exact(&mut payload).await?;
             Ok::<_, std::io::Error>((reply, payload))
         };
-        match tokio::time::timeout(limit + KILL_GRACE, exchange).await {
+        match tokio::time::timeout(limit, exchange).await {
             Ok(Ok((reply, payload))) => {
                 let reply = serde_json::from_slice(&reply).map_err(|e| WorkerFailure::Protocol(e.to_string()))?;
                 Ok((reply, payload))
             }
             Ok(Err(_)) => {
-                // The pipe broke: the worker died, by its own faulthandler past the limit or otherwise.
-                let status = self.stop().await;
-                let stderr = self.tail.text();
-                if started.elapsed() >= limit {
-                    Err(WorkerFailure::TimedOut { what, limit, stderr })
-                } else {
-                    Err(WorkerFailure::Died { how: status, stderr })
-                }
+                // The pipe broke: the worker died.
+                let how = self.stop().await;
+                Err(WorkerFailure::Died { how, stderr: self.tail.text() })
             }
             Err(_) => {
+                if let Some(pid) = self.child.id().and_then(|p| i32::try_from(p).ok()) {
+                    // SAFETY: kill(2) with a pid and a signal number has no memory effects;
+                    // the pid is our own child's, not yet reaped (so not reused).
+                    unsafe { libc::kill(pid, libc::SIGUSR1) };
+                    tokio::time::sleep(STACK_GRACE).await;
+                }
+                let _ = self.child.start_kill();
                 self.stop().await;
                 Err(WorkerFailure::TimedOut { what, limit, stderr: self.tail.text() })
             }
