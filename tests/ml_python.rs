@@ -431,3 +431,37 @@ fn checkpoints_complete_during_a_hang_and_a_killed_task_manager_loses_no_row() {
     assert_eq!(ids, (0..rows as i64).collect::<Vec<_>>(), "rows lost");
     assert!(workers_of("inflight").is_empty(), "a worker outlived the job");
 }
+
+/// Cancelling a job while a batch hangs in Python stops its worker at once, without
+/// waiting for the batch's timeout and retries.
+#[test]
+fn cancelling_a_job_with_a_hung_batch_leaves_no_worker() {
+    let cluster = Cluster::start(&[1], &[]);
+    let once = cluster.dir.path().join("hung");
+    let sql = format!(
+        "CREATE TABLE texts (id BIGINT, text STRING) WITH (
+            'connector' = 'datagen', 'rows-per-second' = '100', 'fields.text.length' = '12');
+        CREATE MODEL cancelled_while_hung INPUT (text STRING) OUTPUT (length BIGINT, upper STRING) WITH (
+            'provider' = 'generic-python', 'model-directory-path' = '{dir}', 'python-predict-class' = 'models.Faulty',
+            'batch_size' = '4', 'request_timeout' = '10min', 'properties.fault' = 'hang', 'properties.trigger_row' = '20',
+            'properties.once' = '{once}');
+        CREATE TABLE sink (id BIGINT, length BIGINT) WITH ('connector' = 'blackhole');
+        INSERT INTO sink SELECT id, length FROM ML_PREDICT(TABLE texts, MODEL cancelled_while_hung, DESCRIPTOR(text));",
+        dir = repo("tests/python_models/faulty").display(),
+        once = once.display(),
+    );
+    let job = cluster.submit(&sql, 1);
+    let deadline = Instant::now() + MINUTE;
+    while !once.exists() {
+        assert!(Instant::now() < deadline, "the model never hung: {}", cluster.logs());
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(workers_of("cancelled_while_hung").len(), 1);
+    let cancel = cluster.cli(&["cancel", &job]);
+    assert!(cancel.status.success(), "{}", String::from_utf8_lossy(&cancel.stderr));
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !workers_of("cancelled_while_hung").is_empty() {
+        assert!(Instant::now() < deadline, "the hung worker outlived its cancelled job: {}", cluster.logs());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}

@@ -5,7 +5,8 @@
 //! A batch whose worker overran `timeout` or died is retried on a fresh worker (the model
 //! reopened) after `retry.backoff`, up to `max-retries` times, then each of its rows fails
 //! with the reason. A worker that cannot be reopened fails the job: a model that crashes on
-//! every open does not loop.
+//! every open does not loop. When the operator goes away mid-batch (the job is cancelled),
+//! the worker is killed at once.
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
@@ -125,9 +126,19 @@ async fn serve(
     mut worker: Option<Worker>,
     stats: Arc<PythonStats>,
 ) {
-    while let Some(job) = jobs.recv().await {
-        let outcomes = predict(&mut worker, &spec, &stats, &job.features, &job.attempts).await;
-        let _ = job.reply.send(outcomes);
+    while let Some(mut job) = jobs.recv().await {
+        let outcomes = tokio::select! {
+            outcomes = predict(&mut worker, &spec, &stats, &job.features, &job.attempts) => Some(outcomes),
+            () = job.reply.closed() => None,
+        };
+        match outcomes {
+            Some(outcomes) => {
+                let _ = job.reply.send(outcomes);
+            }
+            // The operator is gone (the job was cancelled or failed) while the batch ran:
+            // stop the worker now rather than wait for a hung batch's timeout and retries.
+            None => drop(worker.take()),
+        }
     }
     if let Some(worker) = worker {
         worker.close().await;
