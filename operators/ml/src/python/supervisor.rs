@@ -1,6 +1,7 @@
 //! Serves batches on one subtask's worker. Batches queue in a channel (at most
-//! `max-concurrent-operations` of them, the in-flight bound of the async machinery) and the
-//! worker takes them one at a time, so it never idles while a batch waits.
+//! `max-concurrent-operations` of them, the in-flight bound of the async machinery) and are
+//! all sent to the worker at once, which answers them in order: it never idles while the
+//! task encodes the next batch or decodes the last answer.
 //!
 //! A batch whose worker overran `timeout` or died is retried on a fresh worker (the model
 //! reopened) after `retry.backoff`, up to `max-retries` times, then each of its rows fails
@@ -8,6 +9,7 @@
 //! every open does not loop. When the operator goes away mid-batch (the job is cancelled),
 //! the worker is killed at once.
 
+use std::collections::VecDeque;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -100,7 +102,7 @@ impl Supervisor {
     /// Starts serving on `worker` (already open), with room for `queue` waiting batches.
     pub fn spawn(spec: SupervisorSpec, worker: Worker, stats: Arc<PythonStats>, queue: usize) -> Supervisor {
         let (jobs, rx) = mpsc::channel(queue.max(1));
-        tokio::spawn(serve(rx, spec, Some(worker), stats));
+        tokio::spawn(serve(rx, spec, Some(worker), stats, queue.max(1)));
         Supervisor { jobs }
     }
 
@@ -125,59 +127,80 @@ async fn serve(
     spec: SupervisorSpec,
     mut worker: Option<Worker>,
     stats: Arc<PythonStats>,
+    depth: usize,
 ) {
-    while let Some(mut job) = jobs.recv().await {
-        let outcomes = tokio::select! {
-            outcomes = predict(&mut worker, &spec, &stats, &job.features, &job.attempts) => Some(outcomes),
-            () = job.reply.closed() => None,
-        };
-        match outcomes {
-            Some(outcomes) => {
-                let _ = job.reply.send(outcomes);
-            }
-            // The operator is gone (the job was cancelled or failed) while the batch ran:
-            // stop the worker now rather than wait for a hung batch's timeout and retries.
-            None => drop(worker.take()),
-        }
-    }
-    if let Some(worker) = worker {
-        worker.close().await;
-    }
-}
-
-/// Predicts one job, restarting the worker and retrying as needed.
-async fn predict(
-    worker: &mut Option<Worker>,
-    spec: &SupervisorSpec,
-    stats: &PythonStats,
-    features: &RecordBatch,
-    attempts: &AtomicU32,
-) -> Vec<Outcome> {
-    let rows = features.num_rows();
+    // Batches not yet sent to the current worker, and those sent (with their ids) whose
+    // answers are awaited, in order.
+    let mut waiting: VecDeque<Job> = VecDeque::new();
+    let mut sent: VecDeque<(u64, Job)> = VecDeque::new();
     let model = &spec.worker.model;
     loop {
-        let Some(running) = worker.as_mut() else {
-            match Worker::start(&spec.worker, &spec.package).await {
+        if waiting.is_empty() && sent.is_empty() {
+            match jobs.recv().await {
+                Some(job) => waiting.push_back(job),
+                None => break,
+            }
+        }
+        while let Ok(job) = jobs.try_recv() {
+            waiting.push_back(job);
+        }
+        let running = match worker.as_mut() {
+            Some(running) => running,
+            None => match Worker::start(&spec.worker, &spec.package).await {
                 Ok(fresh) => {
                     PythonStats::bump(&stats.restarts, 1);
                     tracing::info!(model = %model, task = %spec.worker.task, pid = fresh.pid(), "Python worker restarted and model reopened");
-                    *worker = Some(fresh);
-                    continue;
+                    worker.insert(fresh)
                 }
                 Err(failure) => {
                     let message = format!("the Python worker could not be restarted: {failure}");
-                    let attempts = attempts.load(Ordering::Relaxed);
-                    return vec![Err(RowFailure { message, attempts, fatal: true }); rows];
+                    for job in sent.drain(..).map(|(_, job)| job).chain(waiting.drain(..)) {
+                        let attempts = job.attempts.load(Ordering::Relaxed);
+                        let rows = job.features.num_rows();
+                        let _ = job
+                            .reply
+                            .send(vec![Err(RowFailure { message: message.clone(), attempts, fatal: true }); rows]);
+                    }
+                    continue;
+                }
+            },
+        };
+        // Keep the worker's input full: it never waits while a batch is encoded or an
+        // answer decoded.
+        while sent.len() < depth {
+            let Some(job) = waiting.pop_front() else { break };
+            match running.send_batch(&job.features) {
+                Ok(id) => {
+                    PythonStats::bump(&stats.batches, 1);
+                    sent.push_back((id, job));
+                }
+                Err(failure) => {
+                    let attempts = job.attempts.load(Ordering::Relaxed);
+                    let rows = job.features.num_rows();
+                    let failure = RowFailure { message: failure.to_string(), attempts, fatal: true };
+                    let _ = job.reply.send(vec![Err(failure); rows]);
                 }
             }
-        };
-        PythonStats::bump(&stats.batches, 1);
+        }
+        let Some((id, head)) = sent.front_mut() else { continue };
+        let rows = head.features.num_rows();
         let started = Instant::now();
-        let result = running.predict(features, &spec.worker.output, spec.worker.timeout).await;
+        let result = tokio::select! {
+            result = running.receive_prediction(*id, rows, &spec.worker.output, spec.worker.timeout) => Some(result),
+            () = head.reply.closed() => None,
+        };
         match result {
-            Ok(prediction) => {
+            // The operator is gone (the job was cancelled or failed) while the batch ran:
+            // stop the worker now rather than wait for a hung batch's timeout and retries.
+            None => {
+                worker.take();
+                sent.clear();
+                waiting.clear();
+            }
+            Some(Ok(prediction)) => {
                 stats.latencies.lock().expect("latency lock").record(started.elapsed().as_micros() as u64);
-                let attempts = attempts.load(Ordering::Relaxed) + 1;
+                let (_, job) = sent.pop_front().expect("the head was sent");
+                let attempts = job.attempts.load(Ordering::Relaxed) + 1;
                 let mut outcomes: Vec<Outcome> = (0..rows).map(|i| Ok(prediction.output.slice(i, 1))).collect();
                 for (row, error) in prediction.errors {
                     tracing::warn!(model = %model, task = %spec.worker.task, error = %error, "prediction of a row failed in Python");
@@ -188,22 +211,30 @@ async fn predict(
                 let failed = outcomes.iter().filter(|o| o.is_err()).count() as u64;
                 PythonStats::bump(&stats.python_errors, failed);
                 PythonStats::bump(&stats.rows, rows as u64 - failed);
-                return outcomes;
+                let _ = job.reply.send(outcomes);
             }
-            Err(failure) => {
+            Some(Err(failure)) => {
                 worker.take();
                 match &failure {
                     WorkerFailure::TimedOut { .. } => PythonStats::bump(&stats.timeouts, 1),
                     _ => PythonStats::bump(&stats.crashes, 1),
                 }
-                let attempts = attempts.fetch_add(1, Ordering::Relaxed) + 1;
+                let attempts = head.attempts.fetch_add(1, Ordering::Relaxed) + 1;
                 tracing::warn!(model = %model, task = %spec.worker.task, attempts, rows, "{failure}");
                 if attempts > spec.max_retries {
+                    let (_, job) = sent.pop_front().expect("the head was sent");
                     let message = format!("{failure} (after {attempts} attempt(s))");
-                    return vec![Err(RowFailure { message, attempts, fatal: false }); rows];
+                    let _ = job.reply.send(vec![Err(RowFailure { message, attempts, fatal: false }); rows]);
+                }
+                // The batches sent after it go again, in order, to the next worker.
+                while let Some((_, job)) = sent.pop_back() {
+                    waiting.push_front(job);
                 }
                 tokio::time::sleep(spec.backoff).await;
             }
         }
+    }
+    if let Some(worker) = worker {
+        worker.close().await;
     }
 }

@@ -22,7 +22,8 @@ use arrow::datatypes::SchemaRef;
 use arrow::record_batch::RecordBatch;
 use serde_json::{json, Value};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
-use tokio::process::{Child, ChildStdin, ChildStdout, Command};
+use tokio::process::{Child, ChildStdout, Command};
+use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
 /// Lines of standard error kept to explain a crash.
@@ -155,7 +156,9 @@ impl StderrTail {
 /// A running worker process with its model open.
 pub struct Worker {
     child: Child,
-    stdin: ChildStdin,
+    /// Frames for the worker's standard input, written in order by a task of their own, so
+    /// that a batch can be sent while the answer to the one before is still being read.
+    frames: mpsc::UnboundedSender<Vec<u8>>,
     stdout: BufReader<ChildStdout>,
     tail: Arc<StderrTail>,
     stderr_task: Option<JoinHandle<()>>,
@@ -226,7 +229,16 @@ impl Worker {
             .kill_on_drop(true)
             .spawn()
             .map_err(|e| WorkerFailure::Spawn { executable: spec.executable.clone(), reason: e.to_string() })?;
-        let stdin = child.stdin.take().expect("stdin is piped");
+        let mut stdin = child.stdin.take().expect("stdin is piped");
+        let (frames, mut to_write) = mpsc::unbounded_channel::<Vec<u8>>();
+        tokio::spawn(async move {
+            // Ends when the worker is dropped (closing its input) or its pipe breaks.
+            while let Some(frame) = to_write.recv().await {
+                if stdin.write_all(&frame).await.is_err() || stdin.flush().await.is_err() {
+                    break;
+                }
+            }
+        });
         let stdout = BufReader::with_capacity(1 << 16, child.stdout.take().expect("stdout is piped"));
         let stderr = child.stderr.take().expect("stderr is piped");
         let tail = Arc::new(StderrTail::default());
@@ -239,7 +251,7 @@ impl Worker {
             }
         });
         let mut worker =
-            Worker { child, stdin, stdout, tail, stderr_task: Some(stderr_task), next_id: 0, batched: false };
+            Worker { child, frames, stdout, tail, stderr_task: Some(stderr_task), next_id: 0, batched: false };
         let header = json!({
             "op": "open",
             "config": spec.config_json,
@@ -262,18 +274,26 @@ impl Worker {
         }
     }
 
-    /// Predicts `features` (the model's INPUT columns), whose OUTPUT columns are `output`,
+    /// Sends `features` (the model's INPUT columns) to be predicted; the answers come back
+    /// in the order the batches were sent ([`receive_prediction`](Self::receive_prediction)).
+    /// Returns the batch's id.
+    pub fn send_batch(&mut self, features: &RecordBatch) -> Result<u64, WorkerFailure> {
+        self.next_id += 1;
+        let payload = ipc(&features.schema(), Some(features))?;
+        self.send(&json!({"op": "predict", "id": self.next_id}), &payload);
+        Ok(self.next_id)
+    }
+
+    /// Reads the answer to batch `id` of `rows` rows, whose OUTPUT columns are `output`,
     /// within `timeout`.
-    pub async fn predict(
+    pub async fn receive_prediction(
         &mut self,
-        features: &RecordBatch,
+        id: u64,
+        rows: usize,
         output: &SchemaRef,
         timeout: Duration,
     ) -> Result<Prediction, WorkerFailure> {
-        self.next_id += 1;
-        let id = self.next_id;
-        let payload = ipc(&features.schema(), Some(features))?;
-        let (reply, payload) = self.call(&json!({"op": "predict", "id": id}), &payload, "a batch", timeout).await?;
+        let (reply, payload) = self.receive("a batch", timeout).await?;
         if reply["op"] != "result" || reply["id"] != id {
             return Err(WorkerFailure::Protocol(format!("unexpected answer to batch {id}: {reply}")));
         }
@@ -285,15 +305,25 @@ impl Worker {
         let batch = reader.next().ok_or_else(|| broken("no batch".into()))?.map_err(|e| broken(e.to_string()))?;
         let output =
             RecordBatch::try_new(output.clone(), batch.columns().to_vec()).map_err(|e| broken(e.to_string()))?;
-        if output.num_rows() != features.num_rows() {
-            return Err(broken(format!("{} rows for {}", output.num_rows(), features.num_rows())));
+        if output.num_rows() != rows {
+            return Err(broken(format!("{} rows for {rows}", output.num_rows())));
         }
         Ok(Prediction { output, errors })
     }
 
-    /// Sends one request and reads its reply within `limit`; a worker that dies or overruns
-    /// is stopped (an overrunning one after printing its Python stack) and its failure
-    /// returned.
+    /// Queues one frame for the worker's input.
+    fn send(&mut self, header: &Value, payload: &[u8]) {
+        let header = header.to_string();
+        let mut frame = Vec::with_capacity(12 + header.len() + payload.len());
+        frame.extend_from_slice(&(header.len() as u32).to_le_bytes());
+        frame.extend_from_slice(&(payload.len() as u64).to_le_bytes());
+        frame.extend_from_slice(header.as_bytes());
+        frame.extend_from_slice(payload);
+        // A worker whose input is gone has died: the next read says how.
+        let _ = self.frames.send(frame);
+    }
+
+    /// Sends one request and reads its reply within `limit`.
     async fn call(
         &mut self,
         header: &Value,
@@ -301,15 +331,14 @@ impl Worker {
         what: &'static str,
         limit: Duration,
     ) -> Result<(Value, Vec<u8>), WorkerFailure> {
+        self.send(header, payload);
+        self.receive(what, limit).await
+    }
+
+    /// Reads the next reply within `limit`; a worker that dies or overruns is stopped (an
+    /// overrunning one after printing its Python stack) and its failure returned.
+    async fn receive(&mut self, what: &'static str, limit: Duration) -> Result<(Value, Vec<u8>), WorkerFailure> {
         let exchange = async {
-            let header = header.to_string();
-            let mut head = Vec::with_capacity(12 + header.len());
-            head.extend_from_slice(&(header.len() as u32).to_le_bytes());
-            head.extend_from_slice(&(payload.len() as u64).to_le_bytes());
-            head.extend_from_slice(header.as_bytes());
-            self.stdin.write_all(&head).await?;
-            self.stdin.write_all(payload).await?;
-            self.stdin.flush().await?;
             let mut lengths = [0u8; 12];
             self.stdout.read_exact(&mut lengths).await?;
             let header_len = u32::from_le_bytes(lengths[..4].try_into().expect("4 bytes")) as usize;
@@ -362,17 +391,8 @@ impl Worker {
 
     /// Asks the model to close and the worker to exit; kills it if it does not within a second.
     pub async fn close(mut self) {
-        let ask = async {
-            let header = json!({"op": "close"}).to_string();
-            let mut frame = Vec::new();
-            frame.extend_from_slice(&(header.len() as u32).to_le_bytes());
-            frame.extend_from_slice(&0u64.to_le_bytes());
-            frame.extend_from_slice(header.as_bytes());
-            self.stdin.write_all(&frame).await?;
-            self.stdin.flush().await?;
-            self.child.wait().await
-        };
-        if tokio::time::timeout(Duration::from_secs(1), ask).await.is_err() {
+        self.send(&json!({"op": "close"}), &[]);
+        if tokio::time::timeout(Duration::from_secs(1), self.child.wait()).await.is_err() {
             let _ = self.child.start_kill();
             let _ = self.child.wait().await;
         }
