@@ -30,6 +30,10 @@ use tokio::task::JoinHandle;
 const KEPT_LINES: usize = 40;
 /// How long a worker that overran its limit has to print its stack before it is killed.
 const STACK_GRACE: Duration = Duration::from_millis(300);
+/// The largest reply header (JSON) a worker may send.
+const MAX_HEADER: usize = 64 << 20;
+/// The largest reply payload (Arrow IPC) a worker may send.
+const MAX_PAYLOAD: u64 = 4 << 30;
 /// How long a dead worker's last lines of standard error are waited for.
 const DRAIN: Duration = Duration::from_secs(1);
 
@@ -342,7 +346,16 @@ impl Worker {
             let mut lengths = [0u8; 12];
             self.stdout.read_exact(&mut lengths).await?;
             let header_len = u32::from_le_bytes(lengths[..4].try_into().expect("4 bytes")) as usize;
-            let payload_len = u64::from_le_bytes(lengths[4..].try_into().expect("8 bytes")) as usize;
+            let payload_len = u64::from_le_bytes(lengths[4..].try_into().expect("8 bytes"));
+            if header_len > MAX_HEADER || payload_len > MAX_PAYLOAD {
+                // Not a frame of ours (something else wrote to the data channel): refuse it
+                // rather than allocate whatever it claims.
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::InvalidData,
+                    format!("a reply frame claims a {header_len}-byte header and a {payload_len}-byte payload"),
+                ));
+            }
+            let payload_len = payload_len as usize;
             let mut reply = vec![0u8; header_len];
             self.stdout.read_exact(&mut reply).await?;
             let mut payload = vec![0u8; payload_len];
@@ -353,6 +366,11 @@ impl Worker {
             Ok(Ok((reply, payload))) => {
                 let reply = serde_json::from_slice(&reply).map_err(|e| WorkerFailure::Protocol(e.to_string()))?;
                 Ok((reply, payload))
+            }
+            Ok(Err(e)) if e.kind() == std::io::ErrorKind::InvalidData => {
+                let _ = self.child.start_kill();
+                self.stop().await;
+                Err(WorkerFailure::Protocol(e.to_string()))
             }
             Ok(Err(_)) => {
                 // The pipe broke: the worker died.
