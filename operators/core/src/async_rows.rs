@@ -10,6 +10,9 @@
 //! always is a next one. Rows leave in input order (`ordered`) or as they finish, and a
 //! watermark leaves only after every row that came before it. Rows that share a key
 //! (`share`) while one of them is in flight wait for its result instead of asking again.
+//! An operator whose requests are batches of rows (a Python worker) may hold a run of
+//! consecutive rows of one input batch in a slot ([`AsyncRows::admit_run`]), so that the
+//! cost of a slot is paid per run rather than per row.
 //!
 //! A barrier never waits for a request: [`AsyncRows::snapshot`] writes every held row,
 //! with its attempts and its result when known, and a restore admits them again
@@ -36,7 +39,7 @@ use crate::{OperatorError, Result};
 /// would empty the pipeline.
 const HELD_PER_WAITING_ROW: usize = 2;
 
-/// One request's work: one result per row, in the rows' order.
+/// One request's work: one result per slot (a row, or a run of rows), in the slots' order.
 pub type Work<T> = Pin<Box<dyn Future<Output = Vec<T>> + Send>>;
 
 /// Makes a request's work from its rows' requests and their shared attempt counter.
@@ -61,9 +64,9 @@ pub struct AsyncSettings {
     pub max_in_flight: usize,
 }
 
-/// One held row.
+/// One held row, or run of consecutive rows.
 pub struct HeldRow<Q, T> {
-    /// The input row (a one-row batch).
+    /// The input row (a one-row batch), or the rows of a run.
     pub row: RecordBatch,
     /// Its key group (where state about it lives).
     pub key_group: u32,
@@ -95,10 +98,14 @@ pub struct Ready<Q, T> {
 pub struct AsyncRows<Q, T> {
     settings: AsyncSettings,
     slots: BTreeMap<u64, HeldRow<Q, T>>,
-    /// Slots still waiting for their result.
+    /// Rows held, answered or not.
+    held: usize,
+    /// Rows still waiting for their result.
     unanswered: usize,
     next_seq: u64,
     unsent: Vec<u64>,
+    /// Rows of the slots in `unsent`.
+    unsent_rows: usize,
     oldest_unsent: Option<Instant>,
     completions_tx: mpsc::UnboundedSender<Completion<T>>,
     completions: mpsc::UnboundedReceiver<Completion<T>>,
@@ -124,9 +131,11 @@ impl<Q: Send + 'static, T: Clone + Send + 'static> AsyncRows<Q, T> {
             in_flight: Arc::new(Semaphore::new(settings.max_in_flight)),
             settings,
             slots: BTreeMap::new(),
+            held: 0,
             unanswered: 0,
             next_seq: 0,
             unsent: Vec::new(),
+            unsent_rows: 0,
             oldest_unsent: None,
             completions_tx,
             completions,
@@ -150,7 +159,7 @@ impl<Q: Send + 'static, T: Clone + Send + 'static> AsyncRows<Q, T> {
     /// False while full: twice the in-flight bound's rows wait for results (so a finished
     /// request is replaced at once from the queue), or too many rows are held.
     pub fn accepts_input(&self) -> bool {
-        self.unanswered < 2 * self.capacity() && self.slots.len() < 2 * HELD_PER_WAITING_ROW * self.capacity()
+        self.unanswered < 2 * self.capacity() && self.held < 2 * HELD_PER_WAITING_ROW * self.capacity()
     }
 
     /// Takes in a row. With `result` it is already answered (a restored answer, a cached
@@ -167,9 +176,11 @@ impl<Q: Send + 'static, T: Clone + Send + 'static> AsyncRows<Q, T> {
     ) {
         let seq = self.next_seq;
         self.next_seq += 1;
+        let n = row.num_rows();
+        self.held += n;
         let mut share = share;
         if result.is_none() {
-            self.unanswered += 1;
+            self.unanswered += n;
             match share.as_ref().and_then(|k| self.followers.get_mut(k)) {
                 Some(waiting) => {
                     waiting.push(seq);
@@ -180,6 +191,7 @@ impl<Q: Send + 'static, T: Clone + Send + 'static> AsyncRows<Q, T> {
                         self.followers.insert(key.clone(), Vec::new());
                     }
                     self.unsent.push(seq);
+                    self.unsent_rows += n;
                     self.oldest_unsent.get_or_insert_with(Instant::now);
                 }
             }
@@ -188,6 +200,31 @@ impl<Q: Send + 'static, T: Clone + Send + 'static> AsyncRows<Q, T> {
         }
         let attempts = Arc::new(AtomicU32::new(attempts));
         self.slots.insert(seq, HeldRow { row, key_group, request, attempts, result, share });
+    }
+
+    /// Takes in a run of consecutive rows (`rows`, with `request` for all of them), queued
+    /// with `attempts` made so far; it gets one result. A run must not be longer than
+    /// [`room`](Self::room): a request holds whole runs, so the operator splits its input
+    /// batches at the rows that `room` gives.
+    pub fn admit_run(&mut self, rows: RecordBatch, request: Q, attempts: u32) {
+        let seq = self.next_seq;
+        self.next_seq += 1;
+        let n = rows.num_rows();
+        if n == 0 {
+            return;
+        }
+        self.held += n;
+        self.unanswered += n;
+        self.unsent.push(seq);
+        self.unsent_rows += n;
+        self.oldest_unsent.get_or_insert_with(Instant::now);
+        let attempts = Arc::new(AtomicU32::new(attempts));
+        self.slots.insert(seq, HeldRow { row: rows, key_group: 0, request, attempts, result: None, share: None });
+    }
+
+    /// How many rows the next run may have: what the request being filled still takes.
+    pub fn room(&self) -> usize {
+        self.settings.batch_size - self.unsent_rows % self.settings.batch_size
     }
 
     /// True when `share` is being asked: a row with it would wait for that answer.
@@ -199,8 +236,21 @@ impl<Q: Send + 'static, T: Clone + Send + 'static> AsyncRows<Q, T> {
     /// makes a request's work from its rows and their shared attempt counter.
     pub fn dispatch(&mut self, all: bool, start: &mut StartWork<'_, Q, T>) {
         let size = self.settings.batch_size;
-        while self.unsent.len() >= size || (all && !self.unsent.is_empty()) {
-            let seqs: Vec<u64> = self.unsent.drain(..size.min(self.unsent.len())).collect();
+        while self.unsent_rows >= size || (all && !self.unsent.is_empty()) {
+            // Whole slots up to `size` rows (runs are cut to fit, so a full request has
+            // exactly `size`).
+            let mut rows = 0;
+            let mut take = 0;
+            for seq in &self.unsent {
+                let n = self.slots.get(seq).map_or(0, |s| s.row.num_rows());
+                if take > 0 && rows + n > size {
+                    break;
+                }
+                rows += n;
+                take += 1;
+            }
+            self.unsent_rows -= rows;
+            let seqs: Vec<u64> = self.unsent.drain(..take).collect();
             let attempts = self.slots[&seqs[0]].attempts.clone();
             for seq in &seqs[1..] {
                 if let Some(slot) = self.slots.get_mut(seq) {
@@ -246,13 +296,14 @@ impl<Q: Send + 'static, T: Clone + Send + 'static> AsyncRows<Q, T> {
             let Some(slot) = self.slots.get_mut(&seq) else { continue };
             on_result(slot, &result)?;
             let followers = slot.share.take().and_then(|k| self.followers.remove(&k)).unwrap_or_default();
+            let rows = slot.row.num_rows();
             if slot.result.replace(result.clone()).is_none() {
-                self.unanswered -= 1;
+                self.unanswered -= rows;
             }
             for follower in followers {
                 if let Some(slot) = self.slots.get_mut(&follower) {
                     if slot.result.replace(result.clone()).is_none() {
-                        self.unanswered -= 1;
+                        self.unanswered -= slot.row.num_rows();
                     }
                 }
             }
@@ -286,7 +337,8 @@ impl<Q: Send + 'static, T: Clone + Send + 'static> AsyncRows<Q, T> {
         } else {
             self.slots.iter().filter(|(_, s)| s.result.is_some()).map(|(k, _)| *k).collect()
         };
-        let rows = ready.iter().filter_map(|seq| self.slots.remove(seq)).collect();
+        let rows: Vec<HeldRow<Q, T>> = ready.iter().filter_map(|seq| self.slots.remove(seq)).collect();
+        self.held -= rows.iter().map(|r| r.row.num_rows()).sum::<usize>();
         let oldest = self.slots.keys().next().copied();
         let mut watermarks = Vec::new();
         while let Some(&(boundary, watermark)) = self.watermarks.front() {
@@ -320,7 +372,7 @@ impl<Q: Send + 'static, T: Clone + Send + 'static> AsyncRows<Q, T> {
 
     /// Rows held, answered or not.
     pub fn len(&self) -> usize {
-        self.slots.len()
+        self.held
     }
 
     /// True when no row is held.
@@ -334,13 +386,17 @@ impl<Q: Send + 'static, T: Clone + Send + 'static> AsyncRows<Q, T> {
     }
 
     /// The held rows as one checkpoint entry: `meta` encodes each row's attempts and
-    /// result (whatever the operator needs to admit it again), the rows go as Arrow IPC.
+    /// result (whatever the operator needs to admit it again; a run's rows each get its
+    /// meta), the rows go as Arrow IPC.
     pub fn snapshot(&self, schema: &SchemaRef, meta: &EncodeHeld<'_, Q, T>) -> Result<Vec<u8>> {
         let arrow = |e| OperatorError::arrow("async operator state", e);
         let mut out = Vec::new();
-        out.extend_from_slice(&(self.slots.len() as u64).to_le_bytes());
+        out.extend_from_slice(&(self.slots.values().map(|s| s.row.num_rows()).sum::<usize>() as u64).to_le_bytes());
         for slot in self.slots.values() {
-            put_bytes(&mut out, &meta(slot, slot.attempts.load(Ordering::Relaxed)));
+            let encoded = meta(slot, slot.attempts.load(Ordering::Relaxed));
+            for _ in 0..slot.row.num_rows() {
+                put_bytes(&mut out, &encoded);
+            }
         }
         let rows: Vec<RecordBatch> = self.slots.values().map(|s| s.row.clone()).collect();
         let mut ipc = Vec::new();

@@ -132,3 +132,58 @@ async fn held_rows_round_trip_through_a_snapshot() {
     assert_eq!(decoded[0].0.num_rows(), 1);
     assert!(decoded[0].0.column(0).len() == 1);
 }
+
+fn run(values: std::ops::Range<i64>) -> RecordBatch {
+    RecordBatch::try_new(schema(), vec![Arc::new(Int64Array::from_iter_values(values))]).unwrap()
+}
+
+/// Runs of rows cut at `room` fill requests of exactly `batch_size` rows, whatever the
+/// input batches' sizes; the held and waiting counts are of rows; a snapshot holds each
+/// run's rows one by one, each with its run's meta.
+#[tokio::test(start_paused = true)]
+async fn runs_cut_at_room_fill_requests_of_exactly_the_batch_size() {
+    let sizes = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let seen = sizes.clone();
+    // Each request's work answers each run with the rows of the whole request.
+    let mut start = move |runs: Vec<&RecordBatch>, _| -> Work<usize> {
+        let rows: usize = runs.iter().map(|r| r.num_rows()).sum();
+        seen.lock().unwrap().push(rows);
+        let n = runs.len();
+        Box::pin(async move { vec![rows; n] })
+    };
+    let mut rows: AsyncRows<RecordBatch, usize> = AsyncRows::new(settings(true, 4, 10), Arc::new(Notify::new()));
+    let mut next = 0;
+    for size in [3, 6, 1, 2] {
+        let batch = run(next..next + size);
+        let mut offset = 0;
+        while offset < batch.num_rows() {
+            let len = rows.room().min(batch.num_rows() - offset);
+            let piece = batch.slice(offset, len);
+            rows.admit_run(piece.clone(), piece, 1);
+            offset += len;
+        }
+        next += size;
+    }
+    assert_eq!((rows.len(), rows.unanswered()), (12, 12));
+    let entry = rows.snapshot(&schema(), &|slot, attempts| format!("{attempts}/{}", slot.row.num_rows()).into_bytes());
+    let decoded = AsyncRows::<RecordBatch, usize>::decode_snapshot(&schema(), &entry.unwrap()).unwrap();
+    let metas: Vec<String> = decoded.iter().map(|(_, m)| String::from_utf8(m.clone()).unwrap()).collect();
+    assert_eq!(decoded.iter().map(|(r, _)| value(r)).collect::<Vec<_>>(), (0..12).collect::<Vec<_>>());
+    // Runs: [0,1,2] [3] | [4,5,6,7] | [8] [9] [10,11]
+    let want = ["1/3", "1/3", "1/3", "1/1", "1/4", "1/4", "1/4", "1/4", "1/1", "1/1", "1/2", "1/2"];
+    assert_eq!(metas, want);
+    rows.dispatch(false, &mut start);
+    while rows.unanswered() > 0 {
+        rows.collect_one(&mut start, &mut |_, _| Ok(())).await.unwrap();
+    }
+    assert_eq!(*sizes.lock().unwrap(), vec![4, 4, 4], "three full requests");
+    let ready = rows.take_ready();
+    let out: Vec<i64> = ready
+        .rows
+        .iter()
+        .flat_map(|r| r.row.column(0).as_any().downcast_ref::<Int64Array>().unwrap().values().to_vec())
+        .collect();
+    assert_eq!(out, (0..12).collect::<Vec<_>>(), "every row once, in order");
+    assert!(rows.is_empty());
+    assert_eq!(rows.len(), 0, "no row is held");
+}

@@ -26,10 +26,10 @@ use tokio::time::Instant;
 
 use super::config::{OnError, PythonConfig};
 use super::package::package_root;
-use super::supervisor::{Outcome, PythonStats, Supervisor, SupervisorSpec};
+use super::supervisor::{Outcome, PythonStats, RowFailure, Supervisor, SupervisorSpec};
 use super::worker::{Worker, WorkerSpec};
 
-/// A row's features: the model's INPUT columns of one row.
+/// A run's features: the model's INPUT columns of its rows.
 type Features = RecordBatch;
 
 /// A running ML_PREDICT subtask of a Python model.
@@ -54,21 +54,35 @@ pub struct PythonPredict {
     restored: Vec<(RecordBatch, u32)>,
 }
 
-/// The work of one batch: the rows' features go to the worker together.
+/// The work of one batch: the runs' features go to the worker together, and its outcome
+/// is cut back into one per run.
 fn request(supervisor: &Supervisor, schema: &SchemaRef) -> impl FnMut(Vec<&Features>, Arc<AtomicU32>) -> Work<Outcome> {
     let (supervisor, schema) = (supervisor.clone(), schema.clone());
-    move |rows, attempts| {
-        let batch = arrow::compute::concat_batches(&schema, rows);
+    move |runs, attempts| {
+        let lengths: Vec<usize> = runs.iter().map(|r| r.num_rows()).collect();
+        let batch = match runs.as_slice() {
+            [run] => Ok((*run).clone()),
+            _ => arrow::compute::concat_batches(&schema, runs),
+        };
         let supervisor = supervisor.clone();
         Box::pin(async move {
-            match batch {
+            let outcome = match batch {
                 Ok(batch) => supervisor.predict(batch, attempts).await,
-                Err(e) => vec![Err(super::supervisor::RowFailure {
+                Err(e) => Outcome::Failed(RowFailure {
                     message: format!("cannot assemble a batch: {e}"),
                     attempts: 0,
                     fatal: true,
-                })],
-            }
+                }),
+            };
+            let mut offset = 0;
+            lengths
+                .into_iter()
+                .map(|len| {
+                    let run = outcome.slice(offset, len);
+                    offset += len;
+                    run
+                })
+                .collect()
         })
     }
 }
@@ -125,10 +139,14 @@ impl PythonPredict {
         RecordBatch::try_new(self.model_input.clone(), columns).map_err(Self::arrow)
     }
 
+    /// Holds `batch`'s rows in runs, cut where the batch being filled for the worker ends.
     fn admit(&mut self, batch: &RecordBatch, attempts: u32) -> Result<()> {
         let features = self.features(batch)?;
-        for i in 0..batch.num_rows() {
-            self.rows.admit(batch.slice(i, 1), 0, features.slice(i, 1), attempts, None, None);
+        let mut offset = 0;
+        while offset < batch.num_rows() {
+            let len = self.rows.room().min(batch.num_rows() - offset);
+            self.rows.admit_run(batch.slice(offset, len), features.slice(offset, len), attempts);
+            offset += len;
         }
         Ok(())
     }
@@ -156,17 +174,33 @@ impl PythonPredict {
         Ok(())
     }
 
-    /// The output rows of finished slots; failures follow `on-error`.
+    /// The output rows of finished runs; failed rows follow `on-error`.
     fn shape(&mut self, slots: Vec<HeldRow<Features, Outcome>>) -> Result<Option<RecordBatch>> {
         let mut inputs = Vec::with_capacity(slots.len());
         let mut predictions = Vec::with_capacity(slots.len());
         for slot in slots {
-            match slot.result.expect("finished") {
-                Ok(prediction) => {
+            let Some(outcome) = slot.result else { continue };
+            match outcome {
+                Outcome::Predicted { output, failures } if failures.is_empty() => {
                     inputs.push(slot.row);
-                    predictions.push(prediction);
+                    predictions.push(output);
                 }
-                Err(failure) => self.on_failure(&slot.row, &failure)?,
+                Outcome::Predicted { output, failures } => {
+                    let mut keep = vec![true; slot.row.num_rows()];
+                    for (row, failure) in &failures {
+                        keep[*row] = false;
+                        self.on_failure(&slot.row.slice(*row, 1), failure)?;
+                    }
+                    let keep = arrow::array::BooleanArray::from(keep);
+                    let filter = |b: &RecordBatch| arrow::compute::filter_record_batch(b, &keep).map_err(Self::arrow);
+                    inputs.push(filter(&slot.row)?);
+                    predictions.push(filter(&output)?);
+                }
+                Outcome::Failed(failure) => {
+                    for row in 0..slot.row.num_rows() {
+                        self.on_failure(&slot.row.slice(row, 1), &failure)?;
+                    }
+                }
             }
         }
         if inputs.is_empty() {
@@ -180,7 +214,7 @@ impl PythonPredict {
     }
 
     /// Applies `on-error` to a failed row.
-    fn on_failure(&mut self, row: &RecordBatch, failure: &super::supervisor::RowFailure) -> Result<()> {
+    fn on_failure(&mut self, row: &RecordBatch, failure: &RowFailure) -> Result<()> {
         if failure.fatal {
             return Err(self.config.error(failure.message.clone()));
         }
@@ -252,8 +286,15 @@ impl Operator for PythonPredict {
         if !restored.is_empty() {
             tracing::info!(model = %self.config.model, task = %ctx.task_name, rows = restored.len(), "re-sending restored ML_PREDICT rows");
         }
-        for (row, attempts) in restored {
-            self.admit(&row, attempts)?;
+        // Consecutive rows with the same attempts go back as one run.
+        let mut start = 0;
+        while start < restored.len() {
+            let attempts = restored[start].1;
+            let end = restored[start..].iter().position(|(_, a)| *a != attempts).map_or(restored.len(), |p| start + p);
+            let rows: Vec<&RecordBatch> = restored[start..end].iter().map(|(row, _)| row).collect();
+            let run = arrow::compute::concat_batches(&self.input, rows).map_err(Self::arrow)?;
+            self.admit(&run, attempts)?;
+            start = end;
         }
         self.dispatch(true);
         Ok(())

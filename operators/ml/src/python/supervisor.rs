@@ -34,8 +34,38 @@ pub struct RowFailure {
     pub fatal: bool,
 }
 
-/// A row's prediction (its OUTPUT columns, one row) or why it has none.
-pub type Outcome = Result<RecordBatch, RowFailure>;
+/// The predictions of a batch of rows (or of a run of them).
+#[derive(Debug, Clone)]
+pub enum Outcome {
+    /// The OUTPUT columns of every row (NULL where the row failed), and the rows that
+    /// failed, by index.
+    Predicted {
+        /// The OUTPUT rows, one per input row.
+        output: RecordBatch,
+        /// The failed rows: (index in the batch, why).
+        failures: Vec<(usize, RowFailure)>,
+    },
+    /// Every row failed for the same reason (the worker timed out or crashed too often,
+    /// or cannot run).
+    Failed(RowFailure),
+}
+
+impl Outcome {
+    /// The outcome of rows `offset .. offset + len` of the batch.
+    pub fn slice(&self, offset: usize, len: usize) -> Outcome {
+        match self {
+            Outcome::Predicted { output, failures } => Outcome::Predicted {
+                output: output.slice(offset, len),
+                failures: failures
+                    .iter()
+                    .filter(|(row, _)| (offset..offset + len).contains(row))
+                    .map(|(row, failure)| (row - offset, failure.clone()))
+                    .collect(),
+            },
+            Outcome::Failed(failure) => Outcome::Failed(failure.clone()),
+        }
+    }
+}
 
 /// Counters of one subtask's model, shared with the operator's metrics.
 #[derive(Debug, Default)]
@@ -76,7 +106,7 @@ impl PythonStats {
 struct Job {
     features: RecordBatch,
     attempts: Arc<AtomicU32>,
-    reply: oneshot::Sender<Vec<Outcome>>,
+    reply: oneshot::Sender<Outcome>,
 }
 
 /// What the supervisor needs besides a worker.
@@ -106,19 +136,20 @@ impl Supervisor {
         Supervisor { jobs }
     }
 
-    /// The outcomes of `features`' rows (one each, in order).
-    pub async fn predict(&self, features: RecordBatch, attempts: Arc<AtomicU32>) -> Vec<Outcome> {
-        let rows = features.num_rows();
-        let gone = |n| {
-            let failure =
-                RowFailure { message: "the Python worker's supervisor stopped".into(), attempts: 0, fatal: true };
-            vec![Err(failure); n]
+    /// The outcome of `features`' rows.
+    pub async fn predict(&self, features: RecordBatch, attempts: Arc<AtomicU32>) -> Outcome {
+        let gone = || {
+            Outcome::Failed(RowFailure {
+                message: "the Python worker's supervisor stopped".into(),
+                attempts: 0,
+                fatal: true,
+            })
         };
         let (reply, answer) = oneshot::channel();
         if self.jobs.send(Job { features, attempts, reply }).await.is_err() {
-            return gone(rows);
+            return gone();
         }
-        answer.await.unwrap_or_else(|_| gone(rows))
+        answer.await.unwrap_or_else(|_| gone())
     }
 }
 
@@ -156,10 +187,8 @@ async fn serve(
                     let message = format!("the Python worker could not be restarted: {failure}");
                     for job in sent.drain(..).map(|(_, job)| job).chain(waiting.drain(..)) {
                         let attempts = job.attempts.load(Ordering::Relaxed);
-                        let rows = job.features.num_rows();
-                        let _ = job
-                            .reply
-                            .send(vec![Err(RowFailure { message: message.clone(), attempts, fatal: true }); rows]);
+                        let failure = RowFailure { message: message.clone(), attempts, fatal: true };
+                        let _ = job.reply.send(Outcome::Failed(failure));
                     }
                     continue;
                 }
@@ -176,9 +205,8 @@ async fn serve(
                 }
                 Err(failure) => {
                     let attempts = job.attempts.load(Ordering::Relaxed);
-                    let rows = job.features.num_rows();
                     let failure = RowFailure { message: failure.to_string(), attempts, fatal: true };
-                    let _ = job.reply.send(vec![Err(failure); rows]);
+                    let _ = job.reply.send(Outcome::Failed(failure));
                 }
             }
         }
@@ -201,17 +229,16 @@ async fn serve(
                 stats.latencies.lock().expect("latency lock").record(started.elapsed().as_micros() as u64);
                 let (_, job) = sent.pop_front().expect("the head was sent");
                 let attempts = job.attempts.load(Ordering::Relaxed) + 1;
-                let mut outcomes: Vec<Outcome> = (0..rows).map(|i| Ok(prediction.output.slice(i, 1))).collect();
+                let mut failures: Vec<(usize, RowFailure)> = Vec::new();
                 for (row, error) in prediction.errors {
                     tracing::warn!(model = %model, task = %spec.worker.task, error = %error, "prediction of a row failed in Python");
-                    if let Some(slot) = outcomes.get_mut(row) {
-                        *slot = Err(RowFailure { message: error.to_string(), attempts, fatal: false });
+                    if row < rows && failures.last().is_none_or(|(last, _)| *last < row) {
+                        failures.push((row, RowFailure { message: error.to_string(), attempts, fatal: false }));
                     }
                 }
-                let failed = outcomes.iter().filter(|o| o.is_err()).count() as u64;
-                PythonStats::bump(&stats.python_errors, failed);
-                PythonStats::bump(&stats.rows, rows as u64 - failed);
-                let _ = job.reply.send(outcomes);
+                PythonStats::bump(&stats.python_errors, failures.len() as u64);
+                PythonStats::bump(&stats.rows, (rows - failures.len()) as u64);
+                let _ = job.reply.send(Outcome::Predicted { output: prediction.output, failures });
             }
             Some(Err(failure)) => {
                 worker.take();
@@ -224,7 +251,7 @@ async fn serve(
                 if attempts > spec.max_retries {
                     let (_, job) = sent.pop_front().expect("the head was sent");
                     let message = format!("{failure} (after {attempts} attempt(s))");
-                    let _ = job.reply.send(vec![Err(RowFailure { message, attempts, fatal: false }); rows]);
+                    let _ = job.reply.send(Outcome::Failed(RowFailure { message, attempts, fatal: false }));
                 }
                 // The batches sent after it go again, in order, to the next worker.
                 while let Some((_, job)) = sent.pop_back() {
