@@ -147,7 +147,7 @@ class _Model:
             raise TypeError(f"{config['python_predict_class']} defines neither predict(row) nor predict_batch(batch)")
         if hasattr(self.function, "set_model_config"):
             self.function.set_model_config(config_json)
-        context = ModelContext(config, header["subtask_index"], header["parallelism"], header["attempt_number"])
+        context = ModelContext(config, header["subtask_index"], header["parallelism"], header["attempt_number"], output_schema)
         if hasattr(self.function, "open"):
             self.function.open(context)
 

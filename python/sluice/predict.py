@@ -10,7 +10,14 @@ class ModelContext:
     """What a model is opened with: its properties (the model's ``properties.*``
     options, without the prefix), directory and schemas, and where it runs."""
 
-    def __init__(self, config: Dict[str, Any], subtask_index: int, parallelism: int, attempt_number: int) -> None:
+    def __init__(
+        self,
+        config: Dict[str, Any],
+        subtask_index: int,
+        parallelism: int,
+        attempt_number: int,
+        output_arrow_schema: Any = None,
+    ) -> None:
         self.config = config
         self.model_name: str = config["model"]
         self.model_directory: str = config["model_directory"]
@@ -20,6 +27,8 @@ class ModelContext:
         self.subtask_index = subtask_index
         self.parallelism = parallelism
         self.attempt_number = attempt_number
+        self.output_arrow_schema = output_arrow_schema
+        """The OUTPUT columns as a ``pyarrow.Schema`` (the types results are cast to)."""
 
     def get_property(self, key: str, default: Optional[str] = None) -> Optional[str]:
         """The model property ``key`` (``'properties.<key>'`` in CREATE MODEL)."""

@@ -1,5 +1,6 @@
 //! The ML_PREDICT operators and their providers, as they run in a task manager. `local`
-//! models run in the task manager ([`predict`], [`local`]); `openai` and `anthropic`
+//! ONNX models run in the task manager ([`predict`], [`local`]), `local` PyTorch and
+//! TensorFlow models on a Python worker as built-in classes ([`python`]); `openai` and `anthropic`
 //! models are called over HTTP by the async operator of [`remote`]; `generic-python`
 //! models run in a Python worker process per subtask ([`python`]). Their options were
 //! checked when the model was created (`sluice_core::models`).
@@ -26,7 +27,13 @@ pub type BuildPredict = fn(&MlPredictSpec, BTreeMap<String, String>) -> Result<B
 /// The providers that run in this build, by the `provider` option. Adding one is its
 /// module and one line here (and its option schema in `sluice_core::models`).
 pub static PROVIDERS: &[(&str, BuildPredict)] = &[
-    ("local", |spec, options| Ok(Box::new(predict::MlPredict::new(spec, options)?))),
+    ("local", |spec, options| match options.get("runtime").map(String::as_str) {
+        Some("pytorch" | "tensorflow") => {
+            let python = python::config::local_runtime_options(&spec.model, &options)?;
+            Ok(Box::new(python::PythonPredict::new(spec, &python)?))
+        }
+        _ => Ok(Box::new(predict::MlPredict::new(spec, options)?)),
+    }),
     ("openai", |spec, options| Ok(Box::new(remote::AsyncPredict::new(spec, &options)?))),
     ("anthropic", |spec, options| Ok(Box::new(remote::AsyncPredict::new(spec, &options)?))),
     ("generic-python", |spec, options| Ok(Box::new(python::PythonPredict::new(spec, &options)?))),

@@ -85,10 +85,12 @@ impl OnnxModel {
     ) -> Result<Self> {
         match options.get("runtime").map(String::as_str).unwrap_or("onnx") {
             "onnx" => {}
-            "pytorch" => {
-                return Err(error(model, "'runtime' = 'pytorch' is not supported by the local provider yet; export the model to ONNX, or use the generic-python provider when it lands"))
+            other => {
+                return Err(error(
+                    model,
+                    format!("'runtime' = '{other}' runs on a Python worker, not in ONNX Runtime (set 'runtime' = 'onnx' for an .onnx file)"),
+                ))
             }
-            other => return Err(error(model, format!("'runtime' = '{other}' is not supported; export the model to ONNX ('runtime' = 'onnx')"))),
         }
         let path = model_file(model, options.get("model-path").map(String::as_str).unwrap_or_default())?;
         if !path.is_file() {
@@ -449,6 +451,6 @@ mod tests {
             .err()
             .unwrap()
             .to_string()
-            .contains("'runtime' = 'pytorch'"));
+            .contains("'runtime' = 'pytorch' runs on a Python worker"));
     }
 }

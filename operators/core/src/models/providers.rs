@@ -170,6 +170,9 @@ const LOCAL: &[OptionSpec] = &[
     opt("runtime", ValueKind::Choice(&["onnx", "pytorch", "tensorflow"])),
     opt("inference-threads", POSITIVE),
     opt("gpu", ValueKind::Bool),
+    // `runtime` = `pytorch` / `tensorflow` run on a Python worker:
+    opt("python.executable", ValueKind::Text),
+    opt("python.open-timeout", ValueKind::Duration { allow_zero: false }),
 ];
 
 const GENERIC_PYTHON: &[OptionSpec] = &[

@@ -161,6 +161,41 @@ impl PythonConfig {
     }
 }
 
+/// The Python runtimes of the `local` provider (`runtime`) and their built-in predict classes.
+pub const LOCAL_RUNTIMES: &[(&str, &str)] = &[
+    ("pytorch", "sluice.runtimes.pytorch.TorchPredictFunction"),
+    ("tensorflow", "sluice.runtimes.tensorflow.TensorFlowPredictFunction"),
+];
+
+/// The options of a `local` model whose `runtime` runs in Python (`pytorch`,
+/// `tensorflow`), as a `generic-python` model of the built-in class of that runtime: the
+/// model file's directory is the model directory, and the runtime reads `model_path`,
+/// `inference_threads`, `gpu` and `task` from its properties.
+pub fn local_runtime_options(model: &str, options: &BTreeMap<String, String>) -> Result<BTreeMap<String, String>> {
+    let runtime = options.get("runtime").map(String::as_str).unwrap_or("onnx");
+    let Some((_, class)) = LOCAL_RUNTIMES.iter().find(|(name, _)| *name == runtime) else {
+        return Err(OperatorError::config(
+            format!("model '{model}'"),
+            format!("'runtime' = '{runtime}' does not run in Python (Python runtimes: pytorch, tensorflow)"),
+        ));
+    };
+    let written = options.get("model-path").map(String::as_str).unwrap_or_default();
+    let file = crate::local::model_file(model, written)?;
+    let file = std::path::absolute(&file).unwrap_or(file);
+    let directory = file.parent().map(PathBuf::from).unwrap_or_else(|| PathBuf::from("."));
+    let mut python = options.clone();
+    python.insert("model-directory-path".into(), directory.display().to_string());
+    python.insert("python-predict-class".into(), class.to_string());
+    python.insert("properties.model_path".into(), file.display().to_string());
+    python.insert("properties.runtime".into(), runtime.to_string());
+    for (option, property) in [("inference-threads", "inference_threads"), ("gpu", "gpu"), ("task", "task")] {
+        if let Some(value) = options.get(option) {
+            python.insert(format!("properties.{property}"), value.clone());
+        }
+    }
+    Ok(python)
+}
+
 /// The requirements of `python.requirements`: a comma-separated list (`'vaderSentiment>=3.3,
 /// numpy'`) or the path of a requirements file (one per line, `#` comments).
 fn requirements(value: &str) -> std::result::Result<Vec<String>, String> {
@@ -210,6 +245,32 @@ mod tests {
         let file = dir.path().join("requirements.txt");
         std::fs::write(&file, "# models\nscikit-learn==1.9.1\n\npyarrow # arrow\n").unwrap();
         assert_eq!(requirements(file.to_str().unwrap()).unwrap(), vec!["scikit-learn==1.9.1", "pyarrow"]);
+    }
+
+    #[test]
+    fn a_pytorch_model_runs_as_the_built_in_class_with_its_settings_as_properties() {
+        let local = options(&[
+            ("model-path", "file:///models/fraud/mlp.pt2"),
+            ("runtime", "pytorch"),
+            ("inference-threads", "4"),
+            ("gpu", "false"),
+            ("batch-size", "64"),
+        ]);
+        let c = PythonConfig::from_options("fraud", &local_runtime_options("fraud", &local).unwrap()).unwrap();
+        assert_eq!(c.class, "sluice.runtimes.pytorch.TorchPredictFunction");
+        assert_eq!(c.directory, PathBuf::from("/models/fraud"));
+        assert_eq!(
+            c.properties,
+            options(&[
+                ("model_path", "/models/fraud/mlp.pt2"),
+                ("runtime", "pytorch"),
+                ("inference_threads", "4"),
+                ("gpu", "false")
+            ])
+        );
+        assert_eq!(c.batch_size, 64);
+        let onnx = options(&[("model-path", "m.onnx"), ("runtime", "onnx")]);
+        assert!(local_runtime_options("m", &onnx).unwrap_err().to_string().contains("does not run in Python"));
     }
 
     #[test]

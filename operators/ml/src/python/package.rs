@@ -15,6 +15,10 @@ const FILES: &[(&str, &str)] = &[
     ("sluice/predict.py", include_str!("../../../../python/sluice/predict.py")),
     ("sluice/_convert.py", include_str!("../../../../python/sluice/_convert.py")),
     ("sluice/_worker.py", include_str!("../../../../python/sluice/_worker.py")),
+    ("sluice/runtimes/__init__.py", include_str!("../../../../python/sluice/runtimes/__init__.py")),
+    ("sluice/runtimes/_tensors.py", include_str!("../../../../python/sluice/runtimes/_tensors.py")),
+    ("sluice/runtimes/pytorch.py", include_str!("../../../../python/sluice/runtimes/pytorch.py")),
+    ("sluice/runtimes/tensorflow.py", include_str!("../../../../python/sluice/runtimes/tensorflow.py")),
 ];
 
 /// The directory holding the package (written on first use), or why it could not be written.
@@ -64,5 +68,26 @@ mod tests {
         }
         assert_eq!(write_package(dir.path()).unwrap(), root);
         assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1, "no staging directory is left");
+    }
+
+    #[test]
+    fn every_module_of_the_package_is_embedded() {
+        fn modules(dir: &Path, prefix: &str, found: &mut Vec<String>) {
+            for entry in std::fs::read_dir(dir).unwrap() {
+                let path = entry.unwrap().path();
+                let name = path.file_name().unwrap().to_string_lossy().to_string();
+                if path.is_dir() && name != "__pycache__" {
+                    modules(&path, &format!("{prefix}{name}/"), found);
+                } else if name.ends_with(".py") {
+                    found.push(format!("{prefix}{name}"));
+                }
+            }
+        }
+        let mut found = Vec::new();
+        modules(&Path::new(env!("CARGO_MANIFEST_DIR")).join("../../python/sluice"), "sluice/", &mut found);
+        found.sort();
+        let mut embedded: Vec<String> = FILES.iter().map(|(p, _)| p.to_string()).collect();
+        embedded.sort();
+        assert_eq!(found, embedded, "python/sluice and FILES differ");
     }
 }
