@@ -40,3 +40,5 @@ pip_pinned onnxruntime 1.31.1
 # VADER, the sentiment model (its lexicon ships in the wheel) of its example and tests.
 pip_pinned pyarrow 26.0.1
 pip_pinned vaderSentiment 3.3.2
+# scikit-learn, for the generic-python example trained by a script (fraud_sklearn).
+pip_pinned scikit-learn 1.9.1

@@ -11,7 +11,7 @@ use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use common::broker::Broker;
-use common::{read_json_lines, Cluster};
+use common::{read_json_lines, transactions, Cluster};
 use serde_json::Value;
 
 const MINUTE: Duration = Duration::from_secs(60);
@@ -433,7 +433,8 @@ fn checkpoints_complete_during_a_hang_and_a_killed_task_manager_loses_no_row() {
 }
 
 /// Cancelling a job while a batch hangs in Python stops its worker at once, without
-/// waiting for the batch's timeout and retries.
+/// waiting for the batch's timeout and retries. Before that, `sluice status` shows the
+/// model's metrics.
 #[test]
 fn cancelling_a_job_with_a_hung_batch_leaves_no_worker() {
     let cluster = Cluster::start(&[1], &[]);
@@ -457,11 +458,130 @@ fn cancelling_a_job_with_a_hung_batch_leaves_no_worker() {
         std::thread::sleep(Duration::from_millis(20));
     }
     assert_eq!(workers_of("cancelled_while_hung").len(), 1);
+    // `sluice status` shows the model's metrics: rows answered before the hung 20th.
+    let deadline = Instant::now() + MINUTE;
+    loop {
+        let status = cluster.cli(&["status", &job]);
+        let text = String::from_utf8_lossy(&status.stdout).into_owned();
+        let value = |key: &str| -> u64 {
+            text.lines()
+                .find_map(|l| l.strip_prefix(&format!("model.cancelled_while_hung.{key}: ")))
+                .and_then(|v| v.trim().parse().ok())
+                .unwrap_or(0)
+        };
+        let rows = value("rows");
+        if rows >= 10 {
+            assert!(rows < 20, "rows after the hung one were answered: {text}");
+            assert!((1..=rows).contains(&value("batches")), "{text}");
+            assert!(value("latency_p50_us") > 0 && value("latency_p99_us") >= value("latency_p50_us"), "{text}");
+            assert!(text.contains("model.cancelled_while_hung.worker_restarts: 0"), "{text}");
+            break;
+        }
+        assert!(Instant::now() < deadline, "sluice status never showed the model's rows:\n{text}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
     let cancel = cluster.cli(&["cancel", &job]);
     assert!(cancel.status.success(), "{}", String::from_utf8_lossy(&cancel.stderr));
     let deadline = Instant::now() + Duration::from_secs(10);
     while !workers_of("cancelled_while_hung").is_empty() {
         assert!(Instant::now() < deadline, "the hung worker outlived its cancelled job: {}", cluster.logs());
         std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// A scikit-learn classifier trained by the example's script scores a file of
+/// transactions, a batch at a time; each row's probability equals `predict_proba` of the
+/// same saved model run in plain Python on the same rows.
+#[test]
+fn a_scikit_learn_model_trained_by_a_script_scores_as_it_does_in_plain_python() {
+    let dir = tempfile::tempdir().unwrap();
+    let model_file = dir.path().join("fraud.joblib");
+    let train = Command::new("python3")
+        .arg(repo("examples/python-models/fraud_sklearn/train.py"))
+        .arg(&model_file)
+        .output()
+        .unwrap();
+    assert!(train.status.success(), "{}", String::from_utf8_lossy(&train.stderr));
+    let input = transactions::write(dir.path(), 300);
+    let out = dir.path().join("scored");
+    let sql = format!(
+        "CREATE TABLE transactions (id BIGINT, {columns}) WITH (
+            'connector' = 'filesystem', 'path' = '{input}', 'format' = 'json');
+        CREATE MODEL fraud_sklearn
+          INPUT (amount DOUBLE, hour_of_day INT, user_age INT, txn_velocity_24h INT)
+          OUTPUT (fraud_probability DOUBLE, is_fraud BOOLEAN)
+          WITH ('provider' = 'generic-python', 'model-directory-path' = '{model}',
+                'python-predict-class' = 'models.FraudClassifier', 'python.requirements' = 'scikit-learn, joblib',
+                'properties.model_file' = '{model_file}', 'batch_size' = '64');
+        CREATE TABLE scored (id BIGINT, fraud_probability DOUBLE, is_fraud BOOLEAN)
+            WITH ('connector' = 'filesystem', 'path' = '{out}', 'format' = 'json');
+        INSERT INTO scored SELECT id, fraud_probability, is_fraud FROM ML_PREDICT(TABLE transactions, MODEL fraud_sklearn,
+            DESCRIPTOR(amount, hour_of_day, user_age, txn_velocity_24h));",
+        columns = transactions::COLUMNS,
+        input = input.display(),
+        model = repo("examples/python-models/fraud_sklearn").display(),
+        model_file = model_file.display(),
+        out = out.display(),
+    );
+    let run = sluice_run(&sql, dir.path(), &["--parallelism", "2"]);
+    assert!(run.status.success(), "{}", stderr(&run));
+
+    let script = r#"
+import json, sys, joblib
+model = joblib.load(sys.argv[1])
+rows = [json.loads(line) for line in open(sys.argv[2])]
+features = [[r["amount"], r["hour_of_day"], r["user_age"], r["txn_velocity_24h"]] for r in rows]
+print(json.dumps({r["id"]: p for r, p in zip(rows, model.predict_proba(features)[:, 1].tolist())}))
+"#;
+    let python = Command::new("python3").args(["-c", script]).arg(&model_file).arg(&input).output().unwrap();
+    assert!(python.status.success(), "{}", String::from_utf8_lossy(&python.stderr));
+    let expected: serde_json::Map<String, Value> = serde_json::from_slice(&python.stdout).unwrap();
+    let rows = read_json_lines(&out);
+    assert_eq!(rows.len(), expected.len(), "one scored row per transaction");
+    let mut frauds = 0;
+    for row in &rows {
+        let want = expected[&row["id"].to_string()].as_f64().unwrap();
+        let probability = row["fraud_probability"].as_f64().unwrap();
+        assert!((probability - want).abs() < 1e-12, "{row} vs {want}");
+        assert_eq!(row["is_fraud"].as_bool().unwrap(), want >= 0.5, "{row}");
+        frauds += usize::from(want >= 0.5);
+    }
+    assert!(frauds > 0 && frauds < rows.len(), "both classes occur: {frauds} of {}", rows.len());
+}
+
+/// `runtime` = `pytorch` / `tensorflow` on an interpreter without the framework fails the
+/// job at start naming the package and the pip command (on a machine whose `python3` has
+/// it, the job gets past the import and fails on the missing model file instead).
+#[test]
+fn a_python_runtime_without_its_framework_names_the_pip_command() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = transactions::write(dir.path(), 4);
+    for (runtime, module, package, file) in [
+        ("pytorch", "torch", "torch", "missing.pt2"),
+        ("tensorflow", "tensorflow", "tensorflow-cpu", "missing_savedmodel"),
+    ] {
+        let sql = format!(
+            "CREATE TABLE transactions (id BIGINT, {columns}) WITH (
+                'connector' = 'filesystem', 'path' = '{input}', 'format' = 'json');
+            CREATE MODEL fraud_{runtime} INPUT (amount DOUBLE) OUTPUT (fraud_probability DOUBLE)
+              WITH ('provider' = 'local', 'runtime' = '{runtime}', 'model_path' = '{model}');
+            CREATE TABLE scored (id BIGINT, p DOUBLE) WITH ('connector' = 'blackhole');
+            INSERT INTO scored SELECT id, fraud_probability FROM ML_PREDICT(TABLE transactions, MODEL fraud_{runtime},
+                DESCRIPTOR(amount));",
+            columns = transactions::COLUMNS,
+            input = input.display(),
+            model = dir.path().join(file).display(),
+        );
+        let run = sluice_run(&sql, dir.path(), &[]);
+        let log = stderr(&run);
+        assert!(!run.status.success(), "{runtime}: {log}");
+        assert!(log.contains(&format!("model 'fraud_{runtime}'")), "{log}");
+        let installed = Command::new("python3").args(["-c", &format!("import {module}")]).status().unwrap().success();
+        if installed {
+            assert!(log.contains("does not exist (check 'model-path')"), "{runtime}: {log}");
+        } else {
+            assert!(log.contains(&format!("-m pip install {package}")), "{runtime}: {log}");
+        }
+        assert!(workers_of(&format!("fraud_{runtime}")).is_empty(), "a worker outlived the job");
     }
 }

@@ -13,6 +13,7 @@ use serde_json::Value;
 pub mod broker;
 pub mod postgres;
 pub mod stub;
+pub mod transactions;
 
 /// Path of the `sluice` binary under test.
 pub fn sluice_bin() -> PathBuf {
