@@ -5,8 +5,9 @@
 //! per-batch cost of the process boundary; and rows/s of a CPU-bound pure-Python model at
 //! parallelism 1 and 2. Sluice's rate is steady-state: the rows of a run of 2N rows beyond
 //! a run of N, over the extra time, so the start of the job and of the Python worker (about
-//! half a second) cancel out. Run with `cargo bench --bench ml_python`; `SLUICE_BENCH_ROWS`
-//! sets N.
+//! half a second) cancel out. Each figure is the median of three runs. Run with `cargo
+//! bench --bench ml_python`; `SLUICE_BENCH_ROWS` sets N (at batch 32; a tenth of it at
+//! batch 1, four times it at 256).
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -45,30 +46,53 @@ else:
 print(done / (time.perf_counter() - start))
 "#;
 
-fn models() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("benches/python_models/trivial")
+/// The directory of the benchmark's model classes, or of the example model `class` names.
+fn models(class: &str) -> PathBuf {
+    let dir = if class == SENTIMENT { "examples/python-models/sentiment" } else { "benches/python_models/trivial" };
+    Path::new(env!("CARGO_MANIFEST_DIR")).join(dir)
+}
+
+/// The FLIP example's model (VADER, row by row): a real model, cheap per row.
+const SENTIMENT: &str = "HuggingFaceSentimentPredictFunction";
+
+/// Runs each measurement this many times and keeps the median (this machine's figures
+/// move by tens of percent between runs).
+const REPEAT: usize = 3;
+
+fn median(mut samples: Vec<f64>) -> f64 {
+    samples.sort_by(f64::total_cmp);
+    samples[samples.len() / 2]
 }
 
 fn sluice_rows_per_second(class: &str, rows: u64, batch: usize, parallelism: u32, work: u64, dir: &Path) -> f64 {
-    let short = sluice_seconds(class, rows, batch, parallelism, work, dir);
-    let long = sluice_seconds(class, 2 * rows, batch, parallelism, work, dir);
-    rows as f64 / (long - short)
+    median(
+        (0..REPEAT)
+            .map(|_| {
+                let short = sluice_seconds(class, rows, batch, parallelism, work, dir);
+                let long = sluice_seconds(class, 2 * rows, batch, parallelism, work, dir);
+                rows as f64 / (long - short)
+            })
+            .collect(),
+    )
 }
 
 /// The job time of `rows` rows through model `class`.
 fn sluice_seconds(class: &str, rows: u64, batch: usize, parallelism: u32, work: u64, dir: &Path) -> f64 {
     let sql = dir.join(format!("job-{class}-{batch}-{parallelism}.sql"));
+    let output = if class == SENTIMENT { "sentiment STRING, confidence FLOAT" } else { "length BIGINT" };
     std::fs::write(
         &sql,
         format!(
             "CREATE TABLE texts (text STRING) WITH ('connector' = 'datagen', 'number-of-rows' = '{rows}',
                 'rows-per-second' = '100000000', 'fields.text.length' = '12');
-            CREATE MODEL m INPUT (text STRING) OUTPUT (length BIGINT) WITH ('provider' = 'generic-python',
+            CREATE MODEL m INPUT (text STRING) OUTPUT ({output}) WITH ('provider' = 'generic-python',
                 'model-directory-path' = '{models}', 'python-predict-class' = 'models.{class}',
                 'batch_size' = '{batch}', 'max_concurrent_requests' = '4', 'properties.work' = '{work}');
-            CREATE TABLE sink (length BIGINT) WITH ('connector' = 'blackhole');
-            INSERT INTO sink SELECT length FROM ML_PREDICT(TABLE texts, MODEL m, DESCRIPTOR(text));",
-            models = models().display()
+            CREATE TABLE sink ({first}) WITH ('connector' = 'blackhole');
+            INSERT INTO sink SELECT {column} FROM ML_PREDICT(TABLE texts, MODEL m, DESCRIPTOR(text));",
+            models = models(class).display(),
+            first = output.split(',').next().unwrap_or_default(),
+            column = output.split_whitespace().next().unwrap_or_default(),
         ),
     )
     .unwrap();
@@ -93,7 +117,7 @@ fn python_rows_per_second(class: &str, rows: u64, batch: usize, work: u64) -> f6
     let package = Path::new(env!("CARGO_MANIFEST_DIR")).join("python");
     let out = Command::new("python3")
         .args(["-c", PYTHON])
-        .arg(models())
+        .arg(models(class))
         .arg(package)
         .args([class, &rows.to_string(), &batch.to_string(), &work.to_string()])
         .output()
@@ -113,13 +137,27 @@ fn main() {
     println!("|---|---:|---:|---:|---:|---:|");
     for (class, label) in [("LengthBatch", "trivial predict_batch"), ("LengthRow", "trivial predict")] {
         for batch in [1usize, 32, 256] {
-            let rows = if batch == 1 { scale / 10 } else { scale };
+            // About a second per run: the job time is read to 10 ms.
+            let rows = match batch {
+                1 => scale / 10,
+                32 => scale,
+                _ => 4 * scale,
+            };
             let sluice = sluice_rows_per_second(class, rows, batch, 1, 0, dir.path());
-            let python = python_rows_per_second(class, rows, batch, 0);
+            let python = median((0..REPEAT).map(|_| python_rows_per_second(class, rows, batch, 0)).collect());
             let overhead = (1.0 / sluice - 1.0 / python) * batch as f64 * 1e6;
             println!("| {label} | {batch} | {sluice:.0} | {python:.0} | {:.2} | {overhead:.0} |", sluice / python);
         }
     }
+    // A real model of the examples, whose rows cost Python some work.
+    let rows = scale / 10;
+    let sluice = sluice_rows_per_second(SENTIMENT, rows, 256, 1, 0, dir.path());
+    let python = median((0..REPEAT).map(|_| python_rows_per_second(SENTIMENT, rows, 256, 0)).collect());
+    let overhead = (1.0 / sluice - 1.0 / python) * 256.0 * 1e6;
+    println!(
+        "| VADER sentiment (example) predict | 256 | {sluice:.0} | {python:.0} | {:.2} | {overhead:.0} |",
+        sluice / python
+    );
     println!();
     println!(
         "CPU-bound pure-Python model (20,000 loop steps per row), batch 32: a worker per subtask, so no shared GIL"

@@ -3,7 +3,7 @@ output row per input row, every OUTPUT column present, each value of its column'
 no NULL in a NOT NULL column. A breach is an error of that row, naming the column, what
 was expected and what came."""
 
-from typing import Any, Dict, List, Optional, Sequence
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import pyarrow as pa
 
@@ -77,9 +77,15 @@ def column(values: List[Any], field: pa.Field, errors: Dict[int, RowError], rows
     return array
 
 
-def row_values(result: Any, schema: pa.Schema) -> List[Any]:
+def row_values(result: Any, schema: pa.Schema, names: Optional[Tuple[str, ...]] = None) -> List[Any]:
     """The OUTPUT values of one ``predict`` result (a list holding one row); raises
-    ``ValueError`` naming what is wrong."""
+    ``ValueError`` naming what is wrong. ``names`` (the schema's names as a tuple, given by
+    a caller that converts many rows) speeds up the common case."""
+    if names is not None and type(result) is list and len(result) == 1:
+        row = result[0]
+        # A row of the OUTPUT columns in their order, named or not: its values as they are.
+        if type(row) is Row and len(row._values) == len(names) and (row._names is None or row._names == names):
+            return list(row._values)
     names = schema.names
     if isinstance(result, (list, tuple)) and not isinstance(result, Row):
         if len(result) != 1:
@@ -193,9 +199,12 @@ def nulls(schema: pa.Schema, n: int) -> List[pa.Array]:
 
 def input_rows(batch: pa.RecordBatch) -> List[Row]:
     """The rows of an input batch, named by the INPUT columns."""
-    names = batch.schema.names
+    names = tuple(batch.schema.names)
     columns = [c.to_pylist() for c in batch.columns]
-    return [Row.of(names, values) for values in zip(*columns)] if columns else [Row.of(names, ()) for _ in range(batch.num_rows)]
+    if not columns:
+        return [Row.of(names, ()) for _ in range(batch.num_rows)]
+    make = Row._named
+    return [make(names, values) for values in zip(*columns)]
 
 
 def merge(parts: List[List[pa.Array]], schema: pa.Schema) -> List[pa.Array]:

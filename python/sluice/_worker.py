@@ -178,6 +178,7 @@ class _Model:
                     columns = _convert.merge(parts, self.output)
         else:
             values: List[Optional[List[Any]]] = []
+            names = tuple(self.output.names)
             for i, row in enumerate(_convert.input_rows(batch)):
                 try:
                     result = self.function.predict(row)
@@ -186,7 +187,7 @@ class _Model:
                     values.append(None)
                     continue
                 try:
-                    values.append(_convert.row_values(result, self.output))
+                    values.append(_convert.row_values(result, self.output, names))
                 except ValueError as e:
                     errors[i] = _convert.error("OutputArityError", str(e))
                     values.append(None)

@@ -27,6 +27,14 @@ class Row:
         row._names = tuple(names)
         return row
 
+    @classmethod
+    def _named(cls, names: Tuple[str, ...], values: Tuple[Any, ...]) -> "Row":
+        """``Row.of`` for a tuple of names and a tuple of values, without copying them."""
+        row = cls.__new__(cls)
+        row._names = names
+        row._values = values
+        return row
+
     @property
     def names(self) -> Optional[Tuple[str, ...]]:
         """The field names, or None for a positional row."""
