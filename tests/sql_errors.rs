@@ -595,6 +595,24 @@ SELECT id,
         Some((4, 3)),
     ),
     (
+        "ml_embed_of_a_model_that_returns_no_array",
+        "run",
+        r#"CREATE TABLE src (id BIGINT, txt STRING) WITH ('connector' = 'datagen', 'number-of-rows' = '10');
+CREATE MODEL m INPUT (txt STRING) OUTPUT (score DOUBLE) WITH ('provider' = 'openai', 'task' = 'chat-completion', 'api_key' = 'k', 'model_name' = 'x');
+SELECT id, ML_EMBED(MODEL m, txt) AS v FROM src;"#,
+        r#"ML_EMBED needs a model whose OUTPUT is one ARRAY column (an embedding); model 'm' has OUTPUT (score DOUBLE)"#,
+        Some((3, 27)),
+    ),
+    (
+        "ml_embed_with_the_wrong_number_of_arguments",
+        "run",
+        r#"CREATE TABLE src (id BIGINT, txt STRING) WITH ('connector' = 'datagen', 'number-of-rows' = '10');
+CREATE MODEL e INPUT (txt STRING) OUTPUT (v ARRAY<FLOAT>) WITH ('provider' = 'openai', 'task' = 'embeddings', 'api_key' = 'k', 'model_name' = 'x');
+SELECT id, ML_EMBED(MODEL e, txt, txt) AS v FROM src;"#,
+        r#"ML_EMBED passes 2 argument(s) to model 'e', which takes 1 input(s): (txt STRING)"#,
+        Some((3, 12)),
+    ),
+    (
         "cross_apply_over_a_subquery_that_is_not_ml_predict",
         "run",
         r#"CREATE TABLE src (id BIGINT, amount DOUBLE) WITH ('connector' = 'datagen', 'number-of-rows' = '10');

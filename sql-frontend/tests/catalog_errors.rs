@@ -98,6 +98,10 @@ fn cases() -> Vec<(String, &'static str, u64, u64)> {
         (format!("{TABLE}SELECT * FROM ML_PREDICT(TABLE (SELECT 1), MODEL m, DESCRIPTOR(txt))"), "ML_PREDICT's input must be a table or view name (hint: a query can be made a view", 2, 33),
         (format!("{TABLE}SELECT txt, ML_PREDICT(MODEL m) FROM t"), "ML_PREDICT(MODEL m, ...) needs the model's inputs as arguments after the model", 2, 31),
         (format!("{TABLE}SELECT txt, ML_PREDICT(txt) FROM t"), "ML_PREDICT here must be a scalar call on a model", 2, 13),
+        (format!("{TABLE}SELECT txt, ML_EMBED(txt) FROM t"), "ML_EMBED is a scalar function on a model and a text (hint: write ML_EMBED(MODEL m, text) in a SELECT list", 2, 13),
+        (format!("{TABLE}SELECT txt, ML_EMBED(MODEL m) FROM t"), "ML_EMBED(MODEL m, ...) needs the model's inputs as arguments after the model", 2, 29),
+        (format!("{TABLE}SELECT * FROM ML_EMBED(MODEL m, txt)"), "ML_EMBED is a scalar function on a model and a text", 2, 15),
+        (format!("{TABLE}SELECT ML_EMBED(MODEL m, txt FROM t"), "ML_EMBED( is never closed", 2, 8),
         ("CREATE TABLE t (a INT, b AS TABLE(ML_PREDICT(TABLE t, MODEL m, DESCRIPTOR(a)))) WITH ('connector' = 'datagen')".into(), "ML_PREDICT can only be used in the FROM clause of a query", 1, 35),
         // Other statements.
         ("SHOW FUNCTIONS".into(), "SHOW FUNCTIONS is not supported", 1, 1),

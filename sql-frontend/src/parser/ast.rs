@@ -376,8 +376,21 @@ pub struct MlCall {
     pub row: bool,
     /// The call's runtime config (`MAP[...]` of the VALUES form).
     pub config: BTreeMap<String, String>,
-    /// Where `ML_PREDICT` is.
+    /// Written `ML_EMBED(MODEL m, text)`: the model must return one `ARRAY` column.
+    pub embed: bool,
+    /// Where `ML_PREDICT` (or `ML_EMBED`) is.
     pub location: Location,
+}
+
+impl MlCall {
+    /// The function as written: `ML_EMBED` or `ML_PREDICT`.
+    pub fn written(&self) -> &'static str {
+        if self.embed {
+            "ML_EMBED"
+        } else {
+            "ML_PREDICT"
+        }
+    }
 }
 
 /// A table read `FOR SYSTEM_TIME AS OF time` (the dimension side of a lookup join),

@@ -9,7 +9,8 @@
 //! `CONFIG =>` in any order.
 //!
 //! Two more forms become calls of a model on expressions ([`MlCall`]): the scalar
-//! `ML_PREDICT(MODEL m, arg, ...)` becomes `__ml_<m>_<line>_<column>(arg, ...)`, and a table-position
+//! `ML_PREDICT(MODEL m, arg, ...)` (and `ML_EMBED(MODEL m, text)`, the same call of a model
+//! that returns one ARRAY column) becomes `__ml_<m>_<line>_<column>(arg, ...)`, and a table-position
 //! `ML_PREDICT(VALUES (arg, ...), MODEL m, DESCRIPTOR(...))` becomes the placeholder
 //! `__ml_apply_N`, which the `CROSS APPLY` rewrite ([`super::apply`]) removes.
 
@@ -76,11 +77,31 @@ fn rewrite_into(tokens: &[TokenWithSpan], found: &mut Found) -> Result<Vec<Token
     let mut copied = 0;
     let mut k = 0;
     while k < sig.len() {
-        if !(is_word(token(k), "ML_PREDICT") && sig.get(k + 1).is_some_and(|&i| tokens[i].token == Token::LParen)) {
+        let embed = is_word(token(k), "ML_EMBED");
+        if !((embed || is_word(token(k), "ML_PREDICT"))
+            && sig.get(k + 1).is_some_and(|&i| tokens[i].token == Token::LParen))
+        {
             k += 1;
             continue;
         }
         let location = tokens[sig[k]].span.start;
+        if embed {
+            let close = matching_paren(tokens, &sig, k + 1)
+                .ok_or_else(|| SqlError::new(location, "ML_EMBED( is never closed").with_hint("add the missing ')'"))?;
+            let before = k.checked_sub(1).map(token);
+            let table_position =
+                before.is_some_and(|t| ["FROM", "JOIN", "APPLY", "LATERAL", "TABLE"].iter().any(|w| is_word(t, w)));
+            let first = sig.get(k + 2).filter(|&&i| i < sig[close]).map(|&i| &tokens[i].token);
+            if table_position || !first.is_some_and(|t| is_word(t, "MODEL")) {
+                return Err(SqlError::new(location, "ML_EMBED is a scalar function on a model and a text")
+                    .with_hint(EMBED_USAGE));
+            }
+            let call = ScalarCall::read(tokens, &sig, (k, close), found, "ML_EMBED")?;
+            copied = call.splice(tokens, &sig, copied, (k, close), &mut out);
+            found.calls.push(call.into_call(true, location));
+            k = close + 1;
+            continue;
+        }
         let close = matching_paren(tokens, &sig, k + 1)
             .ok_or_else(|| SqlError::new(location, "ML_PREDICT( is never closed").with_hint("add the missing ')'"))?;
         let wrapped = wrapped_in_table(tokens, &sig, k);
@@ -116,36 +137,9 @@ fn rewrite_into(tokens: &[TokenWithSpan], found: &mut Found) -> Result<Vec<Token
         let named = args.iter().any(|a| a.token == Token::RArrow);
         if !table_position && !named && first.is_some_and(|t| is_word(t, "MODEL")) {
             // A scalar call: ML_PREDICT(MODEL m, arg, ...) becomes __ml_call_N(arg, ...).
-            let (model, model_location) = match sig.get(k + 3).map(|&i| &tokens[i]) {
-                Some(TokenWithSpan { token: Token::Word(w), span }) if k + 3 < close => (w.value.clone(), span.start),
-                _ => return Err(SqlError::new(location, "MODEL needs a model name").with_hint(SCALAR_USAGE)),
-            };
-            if k + 4 >= close || tokens[sig[k + 4]].token != Token::Comma {
-                let at = if k + 4 < close { tokens[sig[k + 4]].span.start } else { tokens[sig[close]].span.start };
-                return Err(SqlError::new(
-                    at,
-                    format!("ML_PREDICT(MODEL {model}, ...) needs the model's inputs as arguments after the model"),
-                )
-                .with_hint(SCALAR_USAGE));
-            }
-            let inner = rewrite_into(&tokens[sig[k + 4] + 1..sig[close]], found)?;
-            let arguments = split_args(&significant_refs(&inner)).len();
-            let function = call_function(&model, location);
-            out.extend_from_slice(&tokens[copied..sig[k]]);
-            out.push(TokenWithSpan::new(Token::make_word(&function, None), tokens[sig[k]].span));
-            out.push(tokens[sig[k + 1]].clone());
-            out.extend(inner);
-            out.push(tokens[sig[close]].clone());
-            copied = sig[close] + 1;
-            found.calls.push(MlCall {
-                function,
-                model,
-                model_location,
-                arguments,
-                row: false,
-                config: BTreeMap::new(),
-                location,
-            });
+            let call = ScalarCall::read(tokens, &sig, (k, close), found, "ML_PREDICT")?;
+            copied = call.splice(tokens, &sig, copied, (k, close), &mut out);
+            found.calls.push(call.into_call(false, location));
             k = close + 1;
             continue;
         }
@@ -159,11 +153,86 @@ fn rewrite_into(tokens: &[TokenWithSpan], found: &mut Found) -> Result<Vec<Token
 }
 
 /// The significant tokens of `tokens`, by reference.
+/// A scalar call `NAME(MODEL m, arg, ...)`, read.
+struct ScalarCall {
+    /// The function standing for it.
+    function: String,
+    model: String,
+    model_location: Location,
+    /// How many arguments it passes.
+    arguments: usize,
+    /// Its arguments' tokens, with their own calls rewritten.
+    inner: Vec<TokenWithSpan>,
+}
+
+impl ScalarCall {
+    /// Reads the call between significant tokens `k` (its name) and `close` (its `)`).
+    fn read(
+        tokens: &[TokenWithSpan],
+        sig: &[usize],
+        (k, close): (usize, usize),
+        found: &mut Found,
+        name: &str,
+    ) -> Result<ScalarCall> {
+        let location = tokens[sig[k]].span.start;
+        let usage = if name == "ML_EMBED" { EMBED_USAGE } else { SCALAR_USAGE };
+        let (model, model_location) = match sig.get(k + 3).map(|&i| &tokens[i]) {
+            Some(TokenWithSpan { token: Token::Word(w), span }) if k + 3 < close => (w.value.clone(), span.start),
+            _ => return Err(SqlError::new(location, "MODEL needs a model name").with_hint(usage)),
+        };
+        if k + 4 >= close || tokens[sig[k + 4]].token != Token::Comma {
+            let at = if k + 4 < close { tokens[sig[k + 4]].span.start } else { tokens[sig[close]].span.start };
+            return Err(SqlError::new(
+                at,
+                format!("{name}(MODEL {model}, ...) needs the model's inputs as arguments after the model"),
+            )
+            .with_hint(usage));
+        }
+        let inner = rewrite_into(&tokens[sig[k + 4] + 1..sig[close]], found)?;
+        let arguments = split_args(&significant_refs(&inner)).len();
+        Ok(ScalarCall { function: call_function(&model, location), model, model_location, arguments, inner })
+    }
+
+    /// Writes the tokens from `copied` to the call at `k`, then `function(arguments)` in
+    /// the call's place; returns the next token to copy.
+    fn splice(
+        &self,
+        tokens: &[TokenWithSpan],
+        sig: &[usize],
+        copied: usize,
+        (k, close): (usize, usize),
+        out: &mut Vec<TokenWithSpan>,
+    ) -> usize {
+        out.extend_from_slice(&tokens[copied..sig[k]]);
+        out.push(TokenWithSpan::new(Token::make_word(&self.function, None), tokens[sig[k]].span));
+        out.push(tokens[sig[k + 1]].clone());
+        out.extend(self.inner.iter().cloned());
+        out.push(tokens[sig[close]].clone());
+        sig[close] + 1
+    }
+
+    /// The call, found at `location`.
+    fn into_call(self, embed: bool, location: Location) -> MlCall {
+        MlCall {
+            function: self.function,
+            model: self.model,
+            model_location: self.model_location,
+            arguments: self.arguments,
+            row: false,
+            config: BTreeMap::new(),
+            embed,
+            location,
+        }
+    }
+}
+
 fn significant_refs(tokens: &[TokenWithSpan]) -> Vec<&TokenWithSpan> {
     tokens.iter().filter(|t| !matches!(t.token, Token::Whitespace(_))).collect()
 }
 
 const SCALAR_USAGE: &str = "call a model on values with ML_PREDICT(MODEL m, arg, ...) in a SELECT list";
+const EMBED_USAGE: &str =
+    "write ML_EMBED(MODEL m, text) in a SELECT list, for a model whose OUTPUT is one ARRAY<FLOAT> column";
 
 /// Reads `ML_PREDICT(VALUES (arg, ...), MODEL m, DESCRIPTOR(name, ...) [, MAP[...]])`
 /// spanning the significant tokens `k..=close`: the `n`th model call.
@@ -239,6 +308,7 @@ fn values_call(
         arguments: value_count,
         row: true,
         config,
+        embed: false,
         location,
     };
     Ok((call, ApplyCall { placeholder: apply_placeholder(n), function, values, descriptor }))

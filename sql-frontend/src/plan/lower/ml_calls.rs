@@ -1,4 +1,5 @@
-//! Model calls inside expressions: a scalar `ML_PREDICT(MODEL m, arg, ...)` and the calls a
+//! Model calls inside expressions: a scalar `ML_PREDICT(MODEL m, arg, ...)` or
+//! `ML_EMBED(MODEL m, text)` (a model with one ARRAY OUTPUT column) and the calls a
 //! `CROSS APPLY` over `ML_PREDICT(VALUES ...)` leaves in its query (`__ml_call_N(...)`).
 //! A Calc whose expressions call a model is split: a Calc computing the call's arguments
 //! (cast to the model's INPUT types), the model's own ML_PREDICT operator (with its own
@@ -45,23 +46,43 @@ impl ResolvedMlCall {
     /// Checks `call` against `model`: one argument per model input.
     pub fn new(call: &MlCall, model: &Model) -> Result<Self> {
         let inputs = model.input.fields();
+        let name = call.written();
         if call.arguments != inputs.len() {
             let list: Vec<String> =
                 inputs.iter().map(|f| format!("{} {}", f.name(), sql_name(f.data_type()))).collect();
             return Err(SqlError::new(
                 call.location,
                 format!(
-                    "ML_PREDICT passes {} argument(s) to model '{}', which takes {} input(s): ({})",
+                    "{name} passes {} argument(s) to model '{}', which takes {} input(s): ({})",
                     call.arguments,
                     model.name,
                     inputs.len(),
                     list.join(", ")
                 ),
             )
-            .with_hint("pass one value per model INPUT column, in order: ML_PREDICT(MODEL m, a, b, ...)"));
+            .with_hint(format!("pass one value per model INPUT column, in order: {name}(MODEL m, a, b, ...)")));
+        }
+        let outputs = model.output.fields();
+        let one_array = outputs.len() == 1
+            && matches!(
+                outputs[0].data_type(),
+                DataType::List(_) | DataType::LargeList(_) | DataType::FixedSizeList(..)
+            );
+        if call.embed && !one_array {
+            let list: Vec<String> =
+                outputs.iter().map(|f| format!("{} {}", f.name(), sql_name(f.data_type()))).collect();
+            return Err(SqlError::new(
+                call.model_location,
+                format!(
+                    "ML_EMBED needs a model whose OUTPUT is one ARRAY column (an embedding); model '{}' has OUTPUT ({})",
+                    model.name,
+                    list.join(", ")
+                ),
+            )
+            .with_hint("declare the model with OUTPUT (embedding ARRAY<FLOAT>), or call it with ML_PREDICT(MODEL m, ...)"));
         }
         let config = sluice_core::models::validate_predict_config(&call.config).map_err(|e| {
-            let mut error = SqlError::new(call.location, format!("ML_PREDICT config: {}", e.message));
+            let mut error = SqlError::new(call.location, format!("{name} config: {}", e.message));
             if let Some(hint) = &e.hint {
                 error = error.with_hint(hint.clone());
             }
