@@ -296,15 +296,17 @@ impl<Q: Send + 'static, T: Clone + Send + 'static> AsyncRows<Q, T> {
             let Some(slot) = self.slots.get_mut(&seq) else { continue };
             on_result(slot, &result)?;
             let followers = slot.share.take().and_then(|k| self.followers.remove(&k)).unwrap_or_default();
-            let rows = slot.row.num_rows();
-            if slot.result.replace(result.clone()).is_none() {
-                self.unanswered -= rows;
-            }
             for follower in followers {
                 if let Some(slot) = self.slots.get_mut(&follower) {
                     if slot.result.replace(result.clone()).is_none() {
                         self.unanswered -= slot.row.num_rows();
                     }
+                }
+            }
+            // The asked row takes the result itself (an embedding is not copied).
+            if let Some(slot) = self.slots.get_mut(&seq) {
+                if slot.result.replace(result).is_none() {
+                    self.unanswered -= slot.row.num_rows();
                 }
             }
         }

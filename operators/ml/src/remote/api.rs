@@ -66,6 +66,10 @@ pub fn request_body(config: &RemoteConfig, prompts: &[String]) -> Value {
 /// The answers (one per prompt) and usage in a successful response body, or why the body
 /// is not a valid answer.
 pub fn parse_response(api: Api, body: &[u8], prompts: usize) -> Result<(Vec<Answer>, Usage), String> {
+    // Embeddings are read straight into vectors, not through a JSON tree.
+    if api == Api::OpenAiEmbeddings {
+        return parse_embeddings(body, prompts);
+    }
     let value: Value = serde_json::from_slice(body).map_err(|e| format!("the response is not valid JSON: {e}"))?;
     let number = |pointer: &str| value.pointer(pointer).and_then(Value::as_u64).unwrap_or(0);
     match api {
@@ -93,28 +97,47 @@ pub fn parse_response(api: Api, body: &[u8], prompts: usize) -> Result<(Vec<Answ
             };
             Ok((vec![Answer::Text(text)], usage))
         }
-        Api::OpenAiEmbeddings => {
-            let data = value.get("data").and_then(Value::as_array).ok_or("the response has no data")?;
-            let mut answers: Vec<Option<Answer>> = vec![None; prompts];
-            for (position, item) in data.iter().enumerate() {
-                let index = item.get("index").and_then(Value::as_u64).map_or(position, |i| i as usize);
-                let vector = item
-                    .get("embedding")
-                    .and_then(Value::as_array)
-                    .ok_or("an embedding is missing")?
-                    .iter()
-                    .map(|v| v.as_f64().map(|f| f as f32).ok_or("an embedding holds a non-number"))
-                    .collect::<Result<Vec<f32>, _>>()?;
-                let slot = answers.get_mut(index).ok_or_else(|| format!("embedding index {index} is out of range"))?;
-                *slot = Some(Answer::Embedding(vector));
-            }
-            let answers = answers
-                .into_iter()
-                .collect::<Option<Vec<_>>>()
-                .ok_or_else(|| format!("the response has {} embeddings for {prompts} inputs", data.len()))?;
-            Ok((answers, Usage { prompt_tokens: number("/usage/prompt_tokens"), completion_tokens: 0 }))
-        }
+        Api::OpenAiEmbeddings => parse_embeddings(body, prompts),
     }
+}
+
+/// An embeddings response, read into its vectors without a JSON tree.
+#[derive(serde::Deserialize)]
+struct EmbeddingsBody {
+    data: Vec<EmbeddingItem>,
+    #[serde(default)]
+    usage: Option<EmbeddingsUsage>,
+}
+
+#[derive(serde::Deserialize)]
+struct EmbeddingItem {
+    index: Option<usize>,
+    embedding: Vec<f32>,
+}
+
+#[derive(serde::Deserialize)]
+struct EmbeddingsUsage {
+    #[serde(default)]
+    prompt_tokens: u64,
+}
+
+/// The embeddings (one per input, by their `index`) and usage of an embeddings response.
+fn parse_embeddings(body: &[u8], prompts: usize) -> Result<(Vec<Answer>, Usage), String> {
+    let body: EmbeddingsBody =
+        serde_json::from_slice(body).map_err(|e| format!("the embeddings response does not read: {e}"))?;
+    let returned = body.data.len();
+    let mut answers: Vec<Option<Answer>> = vec![None; prompts];
+    for (position, item) in body.data.into_iter().enumerate() {
+        let index = item.index.unwrap_or(position);
+        let slot = answers.get_mut(index).ok_or_else(|| format!("embedding index {index} is out of range"))?;
+        *slot = Some(Answer::Embedding(item.embedding));
+    }
+    let answers = answers
+        .into_iter()
+        .collect::<Option<Vec<_>>>()
+        .ok_or_else(|| format!("the response has {returned} embeddings for {prompts} inputs"))?;
+    let prompt_tokens = body.usage.map_or(0, |u| u.prompt_tokens);
+    Ok((answers, Usage { prompt_tokens, completion_tokens: 0 }))
 }
 
 /// The provider's error message in an error body (OpenAI and Anthropic both use

@@ -20,7 +20,6 @@ use std::time::Duration;
 use arrow::datatypes::SchemaRef;
 use arrow::record_batch::RecordBatch;
 use async_trait::async_trait;
-use serde_json::{Map, Value};
 use sluice_proto::MlPredictSpec;
 use tokio::time::Instant;
 
@@ -28,7 +27,7 @@ use super::api::Answer;
 use super::cache::AnswerCache;
 use super::client::{Client, Failure};
 use super::config::{Api, OnError, RemoteConfig};
-use super::rows::{Prompter, Shaper};
+use super::rows::{OutputValues, Prompter, Shaper};
 use super::stats::RemoteStats;
 use sluice_connectors::kafka::dead_letter::{row_json, DeadLetter, DeadLetterRestore, DeadLetterWriter};
 use sluice_core::async_rows::{AsyncRows, AsyncSettings, HeldRow, Work};
@@ -200,10 +199,10 @@ impl AsyncPredict {
     /// The output rows of finished slots; failures follow `on-error`.
     fn shape(&mut self, slots: Vec<HeldRow<Prompt, Outcome>>) -> Result<Option<RecordBatch>> {
         let mut rows = Vec::with_capacity(slots.len());
-        let mut values: Vec<Map<String, Value>> = Vec::with_capacity(slots.len());
+        let mut values: Vec<OutputValues> = Vec::with_capacity(slots.len());
         for slot in slots {
             let outcome = match slot.result.expect("finished") {
-                Ok(answer) => self.shaper.answer_row(&answer).map_err(|message| Failure {
+                Ok(answer) => self.shaper.answer_row(answer).map_err(|message| Failure {
                     message,
                     status: Some(200),
                     attempts: slot.attempts.load(Ordering::Relaxed),
@@ -235,7 +234,7 @@ impl AsyncPredict {
     }
 
     /// Applies `on-error` to a failed row; returns its OUTPUT values when it is kept.
-    fn on_failure(&mut self, row: &RecordBatch, failure: &Failure) -> Result<Option<Map<String, Value>>> {
+    fn on_failure(&mut self, row: &RecordBatch, failure: &Failure) -> Result<Option<OutputValues>> {
         let status = failure.status.map_or(String::new(), |s| format!(" (HTTP status {s})"));
         match &self.config.on_error {
             OnError::Fail => {
@@ -467,6 +466,7 @@ mod tests {
     use std::sync::Arc;
 
     use arrow::datatypes::{DataType, Field, Schema};
+    use serde_json::Value;
     use sluice_core::harness::{Build, Harness};
     use sluice_core::schema::encode_schema;
     use sluice_core::{Message, Operator};

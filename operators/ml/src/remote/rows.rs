@@ -7,7 +7,9 @@
 //! columns named `error_message` (STRING) and `http_status` (INT) are error metadata:
 //! NULL for answered rows, set for failed rows that `on-error` keeps.
 
-use arrow::array::{Array, ArrayRef};
+use std::sync::Arc;
+
+use arrow::array::{Array, ArrayRef, Float32Builder, ListBuilder};
 use arrow::datatypes::{DataType, SchemaRef};
 use arrow::record_batch::RecordBatch;
 use arrow::util::display::{ArrayFormatter, FormatOptions};
@@ -99,6 +101,15 @@ fn fill(template: &str, names: &[String], values: &[String]) -> String {
     out
 }
 
+/// The OUTPUT values of one row.
+#[derive(Debug, Clone, PartialEq)]
+pub enum OutputValues {
+    /// Values by OUTPUT column name (a text or JSON answer, or a failed row's error).
+    Fields(Map<String, Value>),
+    /// An embedding for the single answer column.
+    Embedding(Vec<f32>),
+}
+
 /// Turns answers into OUTPUT columns.
 #[derive(Debug, Clone)]
 pub struct Shaper {
@@ -148,13 +159,13 @@ impl Shaper {
         self.has_error_columns
     }
 
-    /// The OUTPUT values of an answer as a JSON object, or why the answer does not fit.
-    pub fn answer_row(&self, answer: &Answer) -> Result<Map<String, Value>, String> {
+    /// The OUTPUT values of an answer, or why the answer does not fit.
+    pub fn answer_row(&self, answer: Answer) -> Result<OutputValues, String> {
         let mut row = Map::new();
         match (answer, &self.answer_column) {
             (Answer::Text(text), None) => {
                 let parsed: Value =
-                    serde_json::from_str(text).map_err(|e| format!("the answer is not valid JSON: {e}"))?;
+                    serde_json::from_str(&text).map_err(|e| format!("the answer is not valid JSON: {e}"))?;
                 let Value::Object(fields) = parsed else {
                     return Err("the answer is JSON but not an object".to_string());
                 };
@@ -165,36 +176,78 @@ impl Shaper {
                 }
             }
             (Answer::Text(text), Some(column)) => {
-                row.insert(column.clone(), Value::String(text.clone()));
+                row.insert(column.clone(), Value::String(text));
             }
-            (Answer::Embedding(vector), Some(column)) => {
-                row.insert(column.clone(), Value::from(vector.iter().map(|v| f64::from(*v)).collect::<Vec<_>>()));
-            }
+            (Answer::Embedding(vector), Some(_)) => return Ok(OutputValues::Embedding(vector)),
             (Answer::Embedding(_), None) => return Err("an embedding cannot fill JSON fields".to_string()),
         }
-        Ok(row)
+        Ok(OutputValues::Fields(row))
     }
 
     /// The OUTPUT values of a failed row: only the error columns.
-    pub fn failure_row(&self, failure: &Failure) -> Map<String, Value> {
+    pub fn failure_row(&self, failure: &Failure) -> OutputValues {
         let mut row = Map::new();
         row.insert(ERROR_MESSAGE_COLUMN.into(), Value::String(failure.message.clone()));
         if let Some(status) = failure.status {
             row.insert(HTTP_STATUS_COLUMN.into(), status.into());
         }
-        row
+        OutputValues::Fields(row)
     }
 
-    /// The OUTPUT columns of `rows`.
-    pub fn columns(&self, rows: &[Map<String, Value>]) -> Result<Vec<ArrayRef>, String> {
+    /// The OUTPUT columns of `rows`. Rows that are all embeddings of the only OUTPUT column
+    /// are built into a list column directly; otherwise the rows go through Arrow's JSON
+    /// decoder.
+    pub fn columns(&self, rows: &[OutputValues]) -> Result<Vec<ArrayRef>, String> {
+        if let Some(vectors) = self.only_embeddings(rows) {
+            return Ok(vec![embedding_column(&vectors, self.schema.field(0).data_type())?]);
+        }
+        let maps: Vec<Map<String, Value>> = rows
+            .iter()
+            .map(|r| match r {
+                OutputValues::Fields(map) => map.clone(),
+                OutputValues::Embedding(vector) => {
+                    let column = self.answer_column.clone().unwrap_or_default();
+                    let values = Value::from(vector.iter().map(|v| f64::from(*v)).collect::<Vec<_>>());
+                    Map::from_iter([(column, values)])
+                }
+            })
+            .collect();
         let mut decoder = arrow::json::ReaderBuilder::new(self.schema.clone())
             .with_coerce_primitive(true)
             .build_decoder()
             .map_err(|e| e.to_string())?;
-        decoder.serialize(rows).map_err(|e| format!("the answer does not fit the OUTPUT columns: {e}"))?;
+        decoder.serialize(&maps).map_err(|e| format!("the answer does not fit the OUTPUT columns: {e}"))?;
         let batch = decoder.flush().map_err(|e| e.to_string())?.ok_or("no rows")?;
         Ok(batch.columns().to_vec())
     }
+
+    /// The embeddings of `rows` when each is one and the answer column is the only OUTPUT column.
+    fn only_embeddings<'a>(&self, rows: &'a [OutputValues]) -> Option<Vec<&'a [f32]>> {
+        if self.answer_column.is_none() || self.schema.fields().len() != 1 {
+            return None;
+        }
+        rows.iter()
+            .map(|r| match r {
+                OutputValues::Embedding(vector) => Some(vector.as_slice()),
+                OutputValues::Fields(_) => None,
+            })
+            .collect()
+    }
+}
+
+/// A list column of `vectors`, of the OUTPUT column's list type `data_type`.
+fn embedding_column(vectors: &[&[f32]], data_type: &DataType) -> Result<ArrayRef, String> {
+    let total = vectors.iter().map(|v| v.len()).sum();
+    let mut builder = ListBuilder::with_capacity(Float32Builder::with_capacity(total), vectors.len());
+    for vector in vectors {
+        builder.values().append_slice(vector);
+        builder.append(true);
+    }
+    let list: ArrayRef = Arc::new(builder.finish());
+    if list.data_type() == data_type {
+        return Ok(list);
+    }
+    arrow::compute::cast(&list, data_type).map_err(|e| format!("the embeddings do not fit the OUTPUT column: {e}"))
 }
 
 /// A JSON value made to fit a column type where JSON is looser than SQL (objects or
@@ -244,8 +297,8 @@ mod tests {
         assert!(Shaper::new(&schema, false, false).unwrap_err().contains("json_object"));
         let s = Shaper::new(&schema, true, false).unwrap();
         assert!(s.has_error_columns());
-        let ok = s.answer_row(&Answer::Text(r#"{"label": "fraud", "score": 0.9, "extra": 1}"#.into())).unwrap();
-        assert!(s.answer_row(&Answer::Text("not json".into())).unwrap_err().contains("not valid JSON"));
+        let ok = s.answer_row(Answer::Text(r#"{"label": "fraud", "score": 0.9, "extra": 1}"#.into())).unwrap();
+        assert!(s.answer_row(Answer::Text("not json".into())).unwrap_err().contains("not valid JSON"));
         let failed = s.failure_row(&Failure { message: "HTTP 400: bad".into(), status: Some(400), attempts: 1 });
         let columns = s.columns(&[ok, failed]).unwrap();
         let labels = columns[0].as_any().downcast_ref::<StringArray>().unwrap();
@@ -253,10 +306,41 @@ mod tests {
         assert_eq!(columns[1].as_any().downcast_ref::<Float64Array>().unwrap().value(0), 0.9);
         let errors = columns[2].as_any().downcast_ref::<StringArray>().unwrap();
         assert_eq!((errors.is_null(0), errors.value(1)), (true, "HTTP 400: bad"));
+    }
 
-        let embedding = Arc::new(Schema::new(vec![Field::new("v", DataType::new_list(DataType::Float32, true), true)]));
-        let s = Shaper::new(&embedding, false, true).unwrap();
-        let columns = s.columns(&[s.answer_row(&Answer::Embedding(vec![0.5, 1.0])).unwrap()]).unwrap();
-        assert_eq!(columns[0].len(), 1);
+    /// Embeddings become the list column directly, of the declared element type; beside a
+    /// failed row kept with its error, through the JSON path, with the same values.
+    #[test]
+    fn embeddings_fill_a_list_column_of_the_declared_type() {
+        use arrow::array::{AsArray, ListArray};
+        use arrow::datatypes::{Float32Type, Float64Type};
+        let values = |list: &ListArray, row: usize| -> Vec<f64> {
+            let item = list.value(row);
+            match item.data_type() {
+                DataType::Float32 => {
+                    item.as_primitive::<Float32Type>().values().iter().map(|v| f64::from(*v)).collect()
+                }
+                _ => item.as_primitive::<Float64Type>().values().to_vec(),
+            }
+        };
+        for element in [DataType::Float32, DataType::Float64] {
+            let schema = Arc::new(Schema::new(vec![Field::new("v", DataType::new_list(element.clone(), true), true)]));
+            let s = Shaper::new(&schema, false, true).unwrap();
+            let rows = [vec![0.5, 1.0], vec![], vec![-2.25]].map(|v| s.answer_row(Answer::Embedding(v)).unwrap());
+            let columns = s.columns(&rows).unwrap();
+            assert_eq!(columns[0].data_type(), schema.field(0).data_type());
+            let list = columns[0].as_list::<i32>();
+            assert_eq!((values(list, 0), values(list, 1), values(list, 2)), (vec![0.5, 1.0], vec![], vec![-2.25]));
+        }
+        let with_errors = Arc::new(Schema::new(vec![
+            Field::new("v", DataType::new_list(DataType::Float32, true), true),
+            Field::new(ERROR_MESSAGE_COLUMN, DataType::Utf8, true),
+        ]));
+        let s = Shaper::new(&with_errors, false, true).unwrap();
+        let failed = s.failure_row(&Failure { message: "HTTP 500".into(), status: Some(500), attempts: 3 });
+        let columns = s.columns(&[s.answer_row(Answer::Embedding(vec![0.5, 1.0])).unwrap(), failed]).unwrap();
+        let list = columns[0].as_list::<i32>();
+        assert_eq!((values(list, 0), list.is_null(1)), (vec![0.5, 1.0], true));
+        assert_eq!(columns[1].as_any().downcast_ref::<StringArray>().unwrap().value(1), "HTTP 500");
     }
 }
