@@ -504,6 +504,63 @@ fn ml_embed_gives_each_row_its_embedding_in_batched_requests() {
     assert_eq!(embedding_requests, 3, "10 rows in requests of up to 4");
 }
 
+/// `max_context_size` with `context_overflow_action`: a prompt over the limit reaches the
+/// model cut to its first (`truncated-tail`) or last (`truncated-head`) tokens, counted as
+/// truncated; with `skipped` its row gets no request and no output, counted as skipped.
+/// Short prompts go as they are. The expected cuts are computed here with tiktoken's
+/// o200k_base encoding (which Sluice uses for a model name tiktoken does not know).
+#[test]
+fn prompts_over_max_context_size_are_truncated_or_their_rows_skipped() {
+    let bpe = tiktoken_rs::o200k_base_singleton();
+    let texts: Vec<(i64, String)> = (0..6)
+        .map(|i| {
+            let text = if i % 2 == 0 {
+                format!("short question {i}")
+            } else {
+                format!(
+                    "long question {i}: {}",
+                    "the river carries the boat past the old mill and on toward the sea ".repeat(3)
+                )
+            };
+            (i, text)
+        })
+        .collect();
+    for action in ["truncated-tail", "truncated-head", "skipped"] {
+        let stub = Stub::start(&["--latency", "1ms"]);
+        let cluster = Cluster::start(&[2], &[]);
+        let dir = cluster.dir.path().join("in");
+        write_questions(&dir, &texts);
+        let out = cluster.dir.path().join("out");
+        let options = format!(", 'api_key' = 'k', 'max_context_size' = '8', 'context_overflow_action' = '{action}'");
+        let job = cluster.submit(&questions_job(&dir, &model(&stub, "openai", &options), &out), 1);
+        let status = cluster.wait_for(&job, &["FINISHED", "FAILED"], MINUTE);
+        assert_eq!(status["state"], "FINISHED", "{status:#}\n{}", cluster.logs());
+        let mut expected = std::collections::BTreeSet::new();
+        for (_, text) in &texts {
+            let tokens = bpe.encode_ordinary(text);
+            let kept = match action {
+                _ if tokens.len() <= 8 => text.clone(),
+                "truncated-tail" => bpe.decode(&tokens[..8]).unwrap(),
+                "truncated-head" => bpe.decode(&tokens[tokens.len() - 8..]).unwrap(),
+                _ => continue,
+            };
+            expected.insert(kept);
+        }
+        let sent: std::collections::BTreeSet<String> =
+            stub.requests().iter().map(|r| r["prompt"].as_str().unwrap().to_string()).collect();
+        assert_eq!(sent, expected, "{action}");
+        let mut ids: Vec<i64> = read_json_lines(&out).iter().map(|r| r["id"].as_i64().unwrap()).collect();
+        ids.sort_unstable();
+        let (want, counter) = if action == "skipped" {
+            (vec![0, 2, 4], "context_skipped")
+        } else {
+            ((0..6).collect(), "context_truncated")
+        };
+        assert_eq!(ids, want, "{action}");
+        assert_eq!(model_metric(&status, counter), 3, "{action}: {status:#}");
+    }
+}
+
 /// Every file under `dir`, recursively.
 fn files_under(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
     let mut out = Vec::new();

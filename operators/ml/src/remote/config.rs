@@ -9,6 +9,8 @@ use sluice_connectors::kafka::dead_letter::DeadLetterConfig;
 use sluice_core::options::Options;
 use sluice_core::{OperatorError, Result};
 
+use super::context::ContextLimit;
+
 /// Which HTTP API a model speaks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Api {
@@ -105,6 +107,8 @@ pub struct RemoteConfig {
     pub cost_input_per_1k: f64,
     /// Dollars per 1,000 completion tokens.
     pub cost_output_per_1k: f64,
+    /// `max-context-size` with its `context-overflow-action`.
+    pub context: Option<ContextLimit>,
 }
 
 impl fmt::Debug for RemoteConfig {
@@ -278,9 +282,20 @@ impl RemoteConfig {
         let tokens_per_minute = o.u64("rate-limit.tokens-per-minute")?;
         let cost_input_per_1k = o.parse::<f64>("cost.input-per-1k-tokens", "a number")?.unwrap_or(0.0);
         let cost_output_per_1k = o.parse::<f64>("cost.output-per-1k-tokens", "a number")?.unwrap_or(0.0);
-        for ignored in ["max-context-size", "context-overflow-action", "dead-letter.topic"] {
-            o.declare(ignored);
-        }
+        let context = match o.u64("max-context-size")? {
+            Some(max) => {
+                let action = o.get("context-overflow-action").unwrap_or("truncated-tail").to_string();
+                let limit = ContextLimit::new(max.max(1) as usize, &action, &model_name).ok_or_else(|| {
+                    o.error(format!("'context-overflow-action' = '{action}' is not an overflow action (truncated-tail, truncated-head, skipped, each optionally with -log)"))
+                })?;
+                Some(limit)
+            }
+            None => {
+                o.declare("context-overflow-action");
+                None
+            }
+        };
+        o.declare("dead-letter.topic");
         o.finish()?;
         Ok(RemoteConfig {
             model: model.to_string(),
@@ -309,6 +324,7 @@ impl RemoteConfig {
             tokens_per_minute,
             cost_input_per_1k,
             cost_output_per_1k,
+            context,
         })
     }
 

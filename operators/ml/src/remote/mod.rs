@@ -13,6 +13,7 @@ pub mod api;
 pub mod cache;
 pub mod client;
 pub mod config;
+pub mod context;
 pub mod limiter;
 pub mod operator;
 pub mod rows;

@@ -27,6 +27,7 @@ use super::api::Answer;
 use super::cache::AnswerCache;
 use super::client::{Client, Failure};
 use super::config::{Api, OnError, RemoteConfig};
+use super::context::Fitted;
 use super::rows::{OutputValues, Prompter, Shaper};
 use super::stats::RemoteStats;
 use sluice_connectors::kafka::dead_letter::{row_json, DeadLetter, DeadLetterRestore, DeadLetterWriter};
@@ -137,6 +138,33 @@ impl AsyncPredict {
 
     /// Takes one input row: answered from the cache, failed for want of a prompt, attached
     /// to an in-flight request for the same prompt (with the cache), or queued.
+    /// `prompt` within `max-context-size`, or None when `context-overflow-action` skips
+    /// its row.
+    fn fit(&self, prompt: Prompt) -> Option<Prompt> {
+        let Some(limit) = &self.config.context else { return Some(prompt) };
+        let text = match prompt {
+            Ok(text) => text,
+            Err(e) => return Some(Err(e)),
+        };
+        match limit.fit(text) {
+            Fitted::Unchanged(text) => Some(Ok(text)),
+            Fitted::Truncated { prompt, tokens } => {
+                RemoteStats::bump(&self.stats.context_truncated);
+                if limit.log {
+                    tracing::warn!(model = %self.config.model, tokens, max = limit.max_tokens, "a prompt over max-context-size was truncated");
+                }
+                Some(Ok(prompt))
+            }
+            Fitted::Skipped { tokens } => {
+                RemoteStats::bump(&self.stats.context_skipped);
+                if limit.log {
+                    tracing::warn!(model = %self.config.model, tokens, max = limit.max_tokens, "a row whose prompt is over max-context-size was skipped");
+                }
+                None
+            }
+        }
+    }
+
     fn admit(&mut self, row: RecordBatch, key_group: u32, prompt: Prompt, saved: Option<SavedSlot>) -> Result<()> {
         let attempts = saved.as_ref().map_or(0, |s| s.attempts);
         let mut result = saved.and_then(|s| s.result);
@@ -317,7 +345,9 @@ impl Operator for AsyncPredict {
             let features = row.project(&self.descriptor).map_err(Self::arrow)?;
             let prompt = self.prompter.prompts(&features).pop().unwrap_or_else(|| Err("no row".into()));
             let key_group = self.key_groups(&row)?.first().copied().unwrap_or_default();
-            self.admit(row, key_group, prompt, Some(saved))?;
+            if let Some(prompt) = self.fit(prompt) {
+                self.admit(row, key_group, prompt, Some(saved))?;
+            }
         }
         self.dispatch(true);
         tracing::info!(task = %ctx.task_name, model = %self.config.model, endpoint = %self.config.endpoint, "model ready");
@@ -348,7 +378,9 @@ impl Operator for AsyncPredict {
         let prompts = self.prompter.prompts(&features);
         let key_groups = if self.cache.is_some() { self.key_groups(&batch)? } else { vec![0; batch.num_rows()] };
         for (i, prompt) in prompts.into_iter().enumerate() {
-            self.admit(batch.slice(i, 1), key_groups[i], prompt, None)?;
+            if let Some(prompt) = self.fit(prompt) {
+                self.admit(batch.slice(i, 1), key_groups[i], prompt, None)?;
+            }
         }
         self.dispatch(false);
         self.emit_ready(out)?;
@@ -453,6 +485,8 @@ impl Operator for AsyncPredict {
             (name("dead_letters"), RemoteStats::get(&s.dead_letters)),
             (name("cache_hits"), RemoteStats::get(&s.cache_hits)),
             (name("reissued"), RemoteStats::get(&s.reissued)),
+            (name("context_truncated"), RemoteStats::get(&s.context_truncated)),
+            (name("context_skipped"), RemoteStats::get(&s.context_skipped)),
             (name("prompt_tokens"), prompt_tokens),
             (name("completion_tokens"), completion_tokens),
             (name("cost_micro_usd"), (cost * 1_000_000.0).round() as u64),

@@ -31,6 +31,10 @@ pub struct RemoteStats {
     pub cache_hits: AtomicU64,
     /// Requests of rows restored from a checkpoint without an answer, sent again.
     pub reissued: AtomicU64,
+    /// Prompts cut to `max-context-size`.
+    pub context_truncated: AtomicU64,
+    /// Rows skipped because their prompt was over `max-context-size`.
+    pub context_skipped: AtomicU64,
     /// Prompt tokens reported by the provider.
     pub prompt_tokens: AtomicU64,
     /// Completion tokens reported by the provider.
