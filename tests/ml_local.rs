@@ -69,8 +69,19 @@ fn scores_equal_python_onnxruntime_and_the_model_loads_once_per_task() {
 
     let rows = read_json_lines(&out);
     assert_eq!(rows.len(), 10_000);
-    let features = dir.path().join("features.json");
-    std::fs::write(&features, serde_json::to_string(&rows).unwrap()).unwrap();
+    let expected = onnxruntime_scores(&rows, dir.path());
+    let mut worst = 0.0f64;
+    for (row, want) in rows.iter().zip(&expected) {
+        worst = worst.max((row["fraud_score"].as_f64().unwrap() - want).abs());
+    }
+    assert!(worst < 1e-6, "largest difference from Python onnxruntime: {worst}");
+    assert!(expected.iter().any(|&p| p > 0.8) && expected.iter().any(|&p| p < 0.2), "the model separates the rows");
+}
+
+/// The fraud probabilities Python's onnxruntime gives the features of `rows`, in order.
+fn onnxruntime_scores(rows: &[Value], dir: &Path) -> Vec<f64> {
+    let features = dir.join("features.json");
+    std::fs::write(&features, serde_json::to_string(rows).unwrap()).unwrap();
     let script = r#"
 import json, sys
 import numpy as np
@@ -88,13 +99,73 @@ print(json.dumps([float(p[1]) for p in probabilities]))
 "#;
     let python = Command::new("python3").args(["-c", script]).arg(&features).arg(model_path()).output().unwrap();
     assert!(python.status.success(), "{}", String::from_utf8_lossy(&python.stderr));
-    let expected: Vec<f64> = serde_json::from_slice(&python.stdout).unwrap();
-    let mut worst = 0.0f64;
+    serde_json::from_slice(&python.stdout).unwrap()
+}
+
+/// Days since the epoch (UTC), now.
+fn today() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() as i64 / 86_400
+}
+
+/// The lesson's "predict on stored" pattern in batch mode: `SELECT *, ML_PREDICT(MODEL m,
+/// ...) FROM event_features WHERE event_date = CURRENT_DATE` over a file of three days'
+/// events writes each of today's rows once, with Python onnxruntime's score.
+#[test]
+fn the_lessons_stored_table_pattern_scores_todays_rows_once_in_batch_mode() {
+    let dir = tempfile::tempdir().unwrap();
+    let before = today();
+    let date = |days: i64| {
+        let d = arrow::array::temporal_conversions::date32_to_datetime(days as i32).unwrap();
+        d.format("%Y-%m-%d").to_string()
+    };
+    let events: Vec<Value> = (0..300i64)
+        .map(|i| {
+            let country = ["US", "DE", "XX"][(i % 3) as usize];
+            serde_json::json!({
+                "txn_id": i, "amount": (i * 37 % 2000) as f64 + 0.5, "hour_of_day": i % 24, "merchant_category": i % 20,
+                "user_age": 18 + i % 70, "user_country": country,
+                "txn_velocity_24h": i % 21, "event_date": date(before - 1 + i % 3),
+            })
+        })
+        .collect();
+    let input = dir.path().join("events.json");
+    std::fs::write(&input, events.iter().map(|e| format!("{e}\n")).collect::<String>()).unwrap();
+    let out = dir.path().join("predictions");
+    let sql = format!(
+        "SET 'execution.runtime-mode' = 'batch';
+        CREATE TABLE event_features (txn_id BIGINT, amount DOUBLE, hour_of_day INT, merchant_category INT, user_age INT,
+            user_country STRING, txn_velocity_24h INT, event_date DATE)
+            WITH ('connector' = 'filesystem', 'path' = '{input}', 'format' = 'json');
+        CREATE MODEL fraud_classifier INPUT (amount DOUBLE, hour_of_day INT, merchant_category INT, user_age INT,
+            user_country STRING, txn_velocity_24h INT) OUTPUT (fraud_score DOUBLE)
+            WITH ('provider' = 'local', 'task' = 'classification', 'model_path' = '{model}');
+        CREATE TABLE predictions (txn_id BIGINT, amount DOUBLE, hour_of_day INT, merchant_category INT, user_age INT,
+            user_country STRING, txn_velocity_24h INT, event_date DATE, fraud_score DOUBLE)
+            WITH ('connector' = 'filesystem', 'path' = '{out}', 'format' = 'json');
+        INSERT INTO predictions
+        SELECT *, ML_PREDICT(MODEL fraud_classifier, amount, hour_of_day, merchant_category, user_age, user_country,
+            txn_velocity_24h) AS fraud_score
+        FROM event_features
+        WHERE event_date = CURRENT_DATE;",
+        input = input.display(),
+        model = model_path(),
+        out = out.display(),
+    );
+    let run = sluice_run(&sql, dir.path(), &["--parallelism", "2"]);
+    assert!(run.status.success(), "{}", String::from_utf8_lossy(&run.stderr));
+    let after = today();
+    let mut rows = read_json_lines(&out);
+    rows.sort_by_key(|r| r["txn_id"].as_i64().unwrap());
+    let ids: Vec<i64> = rows.iter().map(|r| r["txn_id"].as_i64().unwrap()).collect();
+    // The rows dated on the job's CURRENT_DATE (the day the test started, or the next one
+    // if it ran across midnight), each once.
+    let dated = |day: i64| -> Vec<i64> { (0..300).filter(|i| before - 1 + i % 3 == day).collect() };
+    assert!(ids == dated(before) || ids == dated(after), "{ids:?}");
+    assert_eq!(ids.len(), 100);
+    let expected = onnxruntime_scores(&rows, dir.path());
     for (row, want) in rows.iter().zip(&expected) {
-        worst = worst.max((row["fraud_score"].as_f64().unwrap() - want).abs());
+        assert!((row["fraud_score"].as_f64().unwrap() - want).abs() < 1e-6, "{row} vs {want}");
     }
-    assert!(worst < 1e-6, "largest difference from Python onnxruntime: {worst}");
-    assert!(expected.iter().any(|&p| p > 0.8) && expected.iter().any(|&p| p < 0.2), "the model separates the rows");
 }
 
 /// A NULL feature fails the job naming the column, is skipped with on_error = skip, or is

@@ -50,6 +50,40 @@ pub fn proctime() -> Arc<ScalarUDF> {
         .clone()
 }
 
+/// Milliseconds since the epoch, now.
+fn now_millis() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
+}
+
+/// `CURRENT_DATE`: today's date (UTC), read for each batch.
+fn current_date_value(_args: &[ColumnarValue], _rows: usize) -> Result<ColumnarValue> {
+    Ok(ColumnarValue::Scalar(ScalarValue::Date32(Some(now_millis().div_euclid(86_400_000) as i32))))
+}
+
+/// `CURRENT_TIMESTAMP` and `NOW()`: the wall-clock time as `TIMESTAMP_LTZ(3)`, read for
+/// each batch.
+fn current_timestamp_value(_args: &[ColumnarValue], _rows: usize) -> Result<ColumnarValue> {
+    Ok(ColumnarValue::Scalar(ScalarValue::TimestampMillisecond(Some(now_millis()), Some(UTC.into()))))
+}
+
+/// `CURRENT_DATE`, `CURRENT_TIMESTAMP` and `NOW()` as Flink's streaming mode evaluates them:
+/// when rows are processed (DataFusion's own replace them by constants at planning, which a
+/// long-running job cannot use, and cannot run them in an operator at all).
+fn clock_functions() -> Vec<Arc<ScalarUDF>> {
+    static CLOCK: OnceLock<Vec<Arc<ScalarUDF>>> = OnceLock::new();
+    CLOCK
+        .get_or_init(|| {
+            let nullary = || Signature::nullary(Volatility::Volatile);
+            let timestamp = DataType::Timestamp(TimeUnit::Millisecond, Some(UTC.into()));
+            vec![
+                function("current_date", nullary(), DataType::Date32, current_date_value),
+                function("current_timestamp", nullary(), timestamp.clone(), current_timestamp_value),
+                function("now", nullary(), timestamp, current_timestamp_value),
+            ]
+        })
+        .clone()
+}
+
 /// `MOD(a, b)`: the remainder of integer division, with the sign of `a` (NULL when either
 /// is NULL; an error for `b` = 0).
 fn remainder(args: &[ColumnarValue], rows: usize) -> Result<ColumnarValue> {
@@ -385,6 +419,7 @@ fn string_functions() -> Vec<Arc<ScalarUDF>> {
 /// functions of the same name, whose meaning differs from Flink's.
 pub fn all() -> Vec<Arc<ScalarUDF>> {
     let mut functions = vec![proctime(), modulo()];
+    functions.extend(clock_functions());
     functions.extend(time_fields());
     functions.extend(string_functions());
     functions
@@ -412,6 +447,35 @@ mod tests {
         let ColumnarValue::Array(out) = modulo().invoke_with_args(args).unwrap() else { panic!("an array") };
         let out = out.as_primitive::<Int64Type>();
         assert_eq!((out.value(0), out.value(1), out.is_null(2), out.value(3)), (1, -1, true, 0));
+    }
+
+    /// CURRENT_DATE, CURRENT_TIMESTAMP and NOW() read the clock when they run.
+    #[test]
+    fn clock_functions_read_the_time_when_they_run() {
+        let millis = || now_millis();
+        for name in ["current_date", "current_timestamp", "now"] {
+            let before = millis();
+            let function = all().into_iter().find(|f| f.name() == name).unwrap();
+            let field = Arc::new(Field::new("t", function.return_type(&[]).unwrap(), true));
+            let args = ScalarFunctionArgs {
+                args: vec![],
+                arg_fields: vec![],
+                number_rows: 1,
+                return_field: field,
+                config_options: Arc::new(Default::default()),
+            };
+            let ColumnarValue::Scalar(value) = function.invoke_with_args(args).unwrap() else { panic!("a scalar") };
+            let after = millis();
+            match value {
+                ScalarValue::Date32(Some(day)) => {
+                    assert!((before / 86_400_000..=after / 86_400_000).contains(&i64::from(day)), "{name}: {day}")
+                }
+                ScalarValue::TimestampMillisecond(Some(t), Some(zone)) => {
+                    assert!((before..=after).contains(&t) && zone.as_ref() == UTC, "{name}: {t}")
+                }
+                other => panic!("{name}: {other:?}"),
+            }
+        }
     }
 
     /// Calls the function `name` of [`all`] over `args` (arrays of `rows` rows).
