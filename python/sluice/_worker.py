@@ -138,6 +138,7 @@ class _Model:
         config_json = header["config"]
         config = json.loads(config_json)
         self.output = output_schema
+        self.output_names = tuple(output_schema.names)
         self.function = _load(config)
         cls = type(self.function)
         self.batched = callable(getattr(self.function, "predict_batch", None))
@@ -178,7 +179,6 @@ class _Model:
                     columns = _convert.merge(parts, self.output)
         else:
             values: List[Optional[List[Any]]] = []
-            names = tuple(self.output.names)
             for i, row in enumerate(_convert.input_rows(batch)):
                 try:
                     result = self.function.predict(row)
@@ -187,7 +187,7 @@ class _Model:
                     values.append(None)
                     continue
                 try:
-                    values.append(_convert.row_values(result, self.output, names))
+                    values.append(_convert.row_values(result, self.output, self.output_names))
                 except ValueError as e:
                     errors[i] = _convert.error("OutputArityError", str(e))
                     values.append(None)

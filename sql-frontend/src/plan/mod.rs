@@ -870,7 +870,8 @@ fn explain_graph_with(graph: &JobGraph, annotate: &dyn Fn(&OperatorSpec) -> Stri
     out
 }
 
-fn columns(schema: &SchemaRef) -> String {
+/// The columns of `schema` as SQL writes them: `name TYPE, ...`.
+pub(crate) fn columns(schema: &SchemaRef) -> String {
     schema.fields().iter().map(|f| format!("{} {}", f.name(), sql_name(f.data_type()))).collect::<Vec<_>>().join(", ")
 }
 

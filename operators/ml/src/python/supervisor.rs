@@ -98,7 +98,7 @@ impl PythonStats {
 
     /// A percentile of recent batch round trips, in microseconds.
     pub fn latency(&self, p: f64) -> u64 {
-        self.latencies.lock().expect("latency lock").percentile(p)
+        self.latencies.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).percentile(p)
     }
 }
 
@@ -226,7 +226,11 @@ async fn serve(
                 waiting.clear();
             }
             Some(Ok(prediction)) => {
-                stats.latencies.lock().expect("latency lock").record(started.elapsed().as_micros() as u64);
+                stats
+                    .latencies
+                    .lock()
+                    .unwrap_or_else(|poisoned| poisoned.into_inner())
+                    .record(started.elapsed().as_micros() as u64);
                 let (_, job) = sent.pop_front().expect("the head was sent");
                 let attempts = job.attempts.load(Ordering::Relaxed) + 1;
                 let mut failures: Vec<(usize, RowFailure)> = Vec::new();

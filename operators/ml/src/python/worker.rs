@@ -140,7 +140,7 @@ struct StderrTail(Mutex<VecDeque<String>>);
 
 impl StderrTail {
     fn push(&self, line: String) {
-        let mut lines = self.0.lock().expect("stderr tail lock");
+        let mut lines = self.0.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         if lines.len() == KEPT_LINES {
             lines.pop_front();
         }
@@ -148,7 +148,7 @@ impl StderrTail {
     }
 
     fn text(&self) -> String {
-        let lines = self.0.lock().expect("stderr tail lock");
+        let lines = self.0.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         if lines.is_empty() {
             "(nothing)".into()
         } else {

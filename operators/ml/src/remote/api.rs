@@ -66,25 +66,25 @@ pub fn request_body(config: &RemoteConfig, prompts: &[String]) -> Value {
 /// The answers (one per prompt) and usage in a successful response body, or why the body
 /// is not a valid answer.
 pub fn parse_response(api: Api, body: &[u8], prompts: usize) -> Result<(Vec<Answer>, Usage), String> {
-    // Embeddings are read straight into vectors, not through a JSON tree.
-    if api == Api::OpenAiEmbeddings {
-        return parse_embeddings(body, prompts);
-    }
-    let value: Value = serde_json::from_slice(body).map_err(|e| format!("the response is not valid JSON: {e}"))?;
-    let number = |pointer: &str| value.pointer(pointer).and_then(Value::as_u64).unwrap_or(0);
+    let tree = || -> Result<Value, String> {
+        serde_json::from_slice(body).map_err(|e| format!("the response is not valid JSON: {e}"))
+    };
+    let number = |value: &Value, pointer: &str| value.pointer(pointer).and_then(Value::as_u64).unwrap_or(0);
     match api {
         Api::OpenAiChat => {
+            let value = tree()?;
             let text = value
                 .pointer("/choices/0/message/content")
                 .and_then(Value::as_str)
                 .ok_or("the response has no choices[0].message.content")?;
             let usage = Usage {
-                prompt_tokens: number("/usage/prompt_tokens"),
-                completion_tokens: number("/usage/completion_tokens"),
+                prompt_tokens: number(&value, "/usage/prompt_tokens"),
+                completion_tokens: number(&value, "/usage/completion_tokens"),
             };
             Ok((vec![Answer::Text(text.to_string())], usage))
         }
         Api::AnthropicMessages => {
+            let value = tree()?;
             let blocks = value.get("content").and_then(Value::as_array).ok_or("the response has no content blocks")?;
             let text: String = blocks
                 .iter()
@@ -92,11 +92,12 @@ pub fn parse_response(api: Api, body: &[u8], prompts: usize) -> Result<(Vec<Answ
                 .filter_map(|b| b.get("text").and_then(Value::as_str))
                 .collect();
             let usage = Usage {
-                prompt_tokens: number("/usage/input_tokens"),
-                completion_tokens: number("/usage/output_tokens"),
+                prompt_tokens: number(&value, "/usage/input_tokens"),
+                completion_tokens: number(&value, "/usage/output_tokens"),
             };
             Ok((vec![Answer::Text(text)], usage))
         }
+        // Embeddings are read straight into vectors, not through a JSON tree.
         Api::OpenAiEmbeddings => parse_embeddings(body, prompts),
     }
 }

@@ -257,7 +257,7 @@ impl AsyncPredict {
         }
         let inputs = arrow::compute::concat_batches(&self.input, &rows).map_err(Self::arrow)?;
         let mut columns = inputs.columns().to_vec();
-        columns.extend(self.shaper.columns(&values).map_err(|m| self.config.error(m))?);
+        columns.extend(self.shaper.columns(values).map_err(|m| self.config.error(m))?);
         RecordBatch::try_new(self.output.clone(), columns).map(Some).map_err(Self::arrow)
     }
 

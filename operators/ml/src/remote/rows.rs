@@ -197,14 +197,14 @@ impl Shaper {
     /// The OUTPUT columns of `rows`. Rows that are all embeddings of the only OUTPUT column
     /// are built into a list column directly; otherwise the rows go through Arrow's JSON
     /// decoder.
-    pub fn columns(&self, rows: &[OutputValues]) -> Result<Vec<ArrayRef>, String> {
-        if let Some(vectors) = self.only_embeddings(rows) {
+    pub fn columns(&self, rows: Vec<OutputValues>) -> Result<Vec<ArrayRef>, String> {
+        if let Some(vectors) = self.only_embeddings(&rows) {
             return Ok(vec![embedding_column(&vectors, self.schema.field(0).data_type())?]);
         }
         let maps: Vec<Map<String, Value>> = rows
-            .iter()
+            .into_iter()
             .map(|r| match r {
-                OutputValues::Fields(map) => map.clone(),
+                OutputValues::Fields(map) => map,
                 OutputValues::Embedding(vector) => {
                     let column = self.answer_column.clone().unwrap_or_default();
                     let values = Value::from(vector.iter().map(|v| f64::from(*v)).collect::<Vec<_>>());
@@ -300,7 +300,7 @@ mod tests {
         let ok = s.answer_row(Answer::Text(r#"{"label": "fraud", "score": 0.9, "extra": 1}"#.into())).unwrap();
         assert!(s.answer_row(Answer::Text("not json".into())).unwrap_err().contains("not valid JSON"));
         let failed = s.failure_row(&Failure { message: "HTTP 400: bad".into(), status: Some(400), attempts: 1 });
-        let columns = s.columns(&[ok, failed]).unwrap();
+        let columns = s.columns(vec![ok, failed]).unwrap();
         let labels = columns[0].as_any().downcast_ref::<StringArray>().unwrap();
         assert_eq!((labels.value(0), labels.is_null(1)), ("fraud", true));
         assert_eq!(columns[1].as_any().downcast_ref::<Float64Array>().unwrap().value(0), 0.9);
@@ -327,7 +327,7 @@ mod tests {
             let schema = Arc::new(Schema::new(vec![Field::new("v", DataType::new_list(element.clone(), true), true)]));
             let s = Shaper::new(&schema, false, true).unwrap();
             let rows = [vec![0.5, 1.0], vec![], vec![-2.25]].map(|v| s.answer_row(Answer::Embedding(v)).unwrap());
-            let columns = s.columns(&rows).unwrap();
+            let columns = s.columns(rows.into()).unwrap();
             assert_eq!(columns[0].data_type(), schema.field(0).data_type());
             let list = columns[0].as_list::<i32>();
             assert_eq!((values(list, 0), values(list, 1), values(list, 2)), (vec![0.5, 1.0], vec![], vec![-2.25]));
@@ -338,7 +338,7 @@ mod tests {
         ]));
         let s = Shaper::new(&with_errors, false, true).unwrap();
         let failed = s.failure_row(&Failure { message: "HTTP 500".into(), status: Some(500), attempts: 3 });
-        let columns = s.columns(&[s.answer_row(Answer::Embedding(vec![0.5, 1.0])).unwrap(), failed]).unwrap();
+        let columns = s.columns(vec![s.answer_row(Answer::Embedding(vec![0.5, 1.0])).unwrap(), failed]).unwrap();
         let list = columns[0].as_list::<i32>();
         assert_eq!((values(list, 0), list.is_null(1)), (vec![0.5, 1.0], true));
         assert_eq!(columns[1].as_any().downcast_ref::<StringArray>().unwrap().value(1), "HTTP 500");

@@ -29,7 +29,6 @@ use crate::catalog::Model;
 use crate::error::SqlError;
 use crate::parser::MlCall;
 use crate::plan::tables::ResolvedMl;
-use crate::types::sql_name;
 
 /// A model call on expressions, resolved against its model.
 #[derive(Debug, Clone)]
@@ -48,8 +47,6 @@ impl ResolvedMlCall {
         let inputs = model.input.fields();
         let name = call.written();
         if call.arguments != inputs.len() {
-            let list: Vec<String> =
-                inputs.iter().map(|f| format!("{} {}", f.name(), sql_name(f.data_type()))).collect();
             return Err(SqlError::new(
                 call.location,
                 format!(
@@ -57,7 +54,7 @@ impl ResolvedMlCall {
                     call.arguments,
                     model.name,
                     inputs.len(),
-                    list.join(", ")
+                    crate::plan::columns(&model.input)
                 ),
             )
             .with_hint(format!("pass one value per model INPUT column, in order: {name}(MODEL m, a, b, ...)")));
@@ -69,14 +66,12 @@ impl ResolvedMlCall {
                 DataType::List(_) | DataType::LargeList(_) | DataType::FixedSizeList(..)
             );
         if call.embed && !one_array {
-            let list: Vec<String> =
-                outputs.iter().map(|f| format!("{} {}", f.name(), sql_name(f.data_type()))).collect();
             return Err(SqlError::new(
                 call.model_location,
                 format!(
                     "ML_EMBED needs a model whose OUTPUT is one ARRAY column (an embedding); model '{}' has OUTPUT ({})",
                     model.name,
-                    list.join(", ")
+                    crate::plan::columns(&model.output)
                 ),
             )
             .with_hint("declare the model with OUTPUT (embedding ARRAY<FLOAT>), or call it with ML_PREDICT(MODEL m, ...)"));
