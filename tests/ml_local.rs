@@ -328,3 +328,88 @@ fn dead_letters_are_exactly_once_through_a_crash_before_commit_and_kills() {
         "rows missing or written twice (scored or dead-lettered) after {kills} kills"
     );
 }
+
+/// ML_EVALUATE over a labelled table of transactions reports what scikit-learn computes
+/// from Python onnxruntime's scores of the same rows: accuracy, precision, recall, F1 and
+/// log loss of the fraud model's probabilities (label = probability >= 0.5), and ROC AUC,
+/// each within 1e-9.
+#[test]
+fn ml_evaluate_reports_scikit_learns_metrics_of_the_fraud_model() {
+    let dir = tempfile::tempdir().unwrap();
+    let rows: Vec<Value> = (0..400i64)
+        .map(|i| {
+            let amount = (i * 53 % 2000) as f64 + 0.25;
+            let velocity = i * 7 % 21;
+            // A noisy label: mostly large or rapid transactions, with every 9th row flipped.
+            let label = i64::from((amount > 1200.0 || velocity > 15) != (i % 9 == 0));
+            let country = ["US", "DE", "XX"][(i % 3) as usize];
+            serde_json::json!({
+                "txn_id": i, "amount": amount, "hour_of_day": i % 24, "merchant_category": i % 20,
+                "user_age": 18 + i * 11 % 70, "user_country": country,
+                "txn_velocity_24h": velocity, "is_fraud": label,
+            })
+        })
+        .collect();
+    let input = dir.path().join("labelled");
+    std::fs::create_dir_all(&input).unwrap();
+    std::fs::write(input.join("rows.json"), rows.iter().map(|r| format!("{r}\n")).collect::<String>()).unwrap();
+    let out = dir.path().join("metrics");
+    let sql = format!(
+        "CREATE TABLE labelled (txn_id BIGINT, amount DOUBLE, hour_of_day INT, merchant_category INT, user_age INT,
+            user_country STRING, txn_velocity_24h INT, is_fraud INT)
+            WITH ('connector' = 'filesystem', 'path' = '{input}', 'format' = 'json');
+        CREATE MODEL fraud_classifier INPUT (amount DOUBLE, hour_of_day INT, merchant_category INT, user_age INT,
+            user_country STRING, txn_velocity_24h INT) OUTPUT (fraud_score DOUBLE)
+            WITH ('provider' = 'local', 'task' = 'classification', 'model_path' = '{model}', 'batch_size' = '1');
+        CREATE TABLE metrics (`rows` BIGINT, accuracy DOUBLE, `precision` DOUBLE, recall DOUBLE, f1 DOUBLE,
+            log_loss DOUBLE, auc DOUBLE) WITH ('connector' = 'filesystem', 'path' = '{out}', 'format' = 'json');
+        INSERT INTO metrics SELECT * FROM ML_EVALUATE(TABLE labelled, MODEL fraud_classifier, DESCRIPTOR(is_fraud),
+            DESCRIPTOR(amount, hour_of_day, merchant_category, user_age, user_country, txn_velocity_24h),
+            TASK => 'classification');",
+        input = input.display(),
+        model = model_path(),
+        out = out.display(),
+    );
+    let run = sluice_run(&sql, dir.path(), &["--parallelism", "2"]);
+    assert!(run.status.success(), "{}", String::from_utf8_lossy(&run.stderr));
+    let got = read_json_lines(&out);
+    assert_eq!(got.len(), 1, "one row of metrics: {got:?}");
+    let got = &got[0];
+
+    // One row per call on both sides: onnxruntime's tree ensembles sum in another order
+    // for larger batches, which moves float32 probabilities in their last bits.
+    let script = r#"
+import json, sys
+import numpy as np
+import onnxruntime as ort
+from sklearn import metrics
+rows = [json.loads(l) for l in open(sys.argv[1])]
+session = ort.InferenceSession(sys.argv[2])
+def score(r):
+    feed = {
+        "amount": np.array([[r["amount"]]], dtype=np.float32), "hour_of_day": np.array([[r["hour_of_day"]]], dtype=np.int64),
+        "merchant_category": np.array([[r["merchant_category"]]], dtype=np.int64),
+        "user_age": np.array([[r["user_age"]]], dtype=np.int64), "user_country": np.array([[r["user_country"]]]),
+        "txn_velocity_24h": np.array([[r["txn_velocity_24h"]]], dtype=np.int64),
+    }
+    return float(session.run(None, feed)[1][0][1])
+y = np.array([r["is_fraud"] for r in rows])
+p = np.array([score(r) for r in rows], dtype=np.float64)
+pred = (p >= 0.5).astype(int)
+print(json.dumps({
+    "accuracy": metrics.accuracy_score(y, pred), "precision": metrics.precision_score(y, pred, zero_division=0),
+    "recall": metrics.recall_score(y, pred, zero_division=0), "f1": metrics.f1_score(y, pred, zero_division=0),
+    "log_loss": metrics.log_loss(y, p), "auc": metrics.roc_auc_score(y, p),
+}))
+"#;
+    let python =
+        Command::new("python3").args(["-c", script]).arg(input.join("rows.json")).arg(model_path()).output().unwrap();
+    assert!(python.status.success(), "{}", String::from_utf8_lossy(&python.stderr));
+    let want: Value = serde_json::from_slice(&python.stdout).unwrap();
+    assert_eq!(got["rows"], 400);
+    for metric in ["accuracy", "precision", "recall", "f1", "log_loss", "auc"] {
+        let (g, w) = (got[metric].as_f64().unwrap(), want[metric].as_f64().unwrap());
+        assert!((g - w).abs() < 1e-9, "{metric}: Sluice {g}, scikit-learn {w}");
+    }
+    assert!(want["auc"].as_f64().unwrap() > 0.5 && want["accuracy"].as_f64().unwrap() < 1.0, "{want}");
+}

@@ -319,3 +319,96 @@ fn the_hybrid_cascade_asks_the_llm_only_for_suspicious_rows() {
         assert_eq!(row["llm_analysis"].is_string(), score > 0.5, "{row}");
     }
 }
+
+/// The stub's deterministic embedding of `text` (`sluice stub-llm --embedding-dim N`).
+fn stub_embedding(text: &str, dimension: u64) -> Vec<f64> {
+    (0..dimension)
+        .map(|i| {
+            let h = xxhash_rust::xxh3::xxh3_64_with_seed(text.as_bytes(), i);
+            f64::from(((h >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0)
+        })
+        .collect()
+}
+
+fn cosine(a: &[f64], b: &[f64]) -> f64 {
+    let dot: f64 = a.iter().zip(b).map(|(x, y)| x * y).sum();
+    let norm = |v: &[f64]| v.iter().map(|x| x * x).sum::<f64>().sqrt();
+    dot / (norm(a) * norm(b))
+}
+
+/// Pattern 2, as the lesson writes it: each event is embedded (ML_EMBED against the
+/// stub's embeddings endpoint), its five most similar items are found (VECTOR_SEARCH
+/// over a file of item embeddings, aggregated with ARRAY_AGG in a CROSS APPLY), and a
+/// third model (a generic-python class) recommends from them. The top-5 lists that
+/// reach the recommender equal a brute-force cosine ranking computed here.
+#[test]
+fn the_lessons_async_pipeline_embeds_searches_and_recommends() {
+    let stub = Stub::start(&["--latency", "1ms", "--embedding-dim", "16"]);
+    let cluster = Cluster::start(&[4], &[]);
+    let root = cluster.dir.path();
+    let catalog: Vec<(String, Vec<f64>)> =
+        (0..150).map(|i| (format!("item-{i}"), stub_embedding(&format!("catalog entry {i}"), 16))).collect();
+    let items = write_lines(
+        &root.join("items"),
+        catalog.iter().map(|(item, embedding)| json!({"item": item, "embedding": embedding})),
+    );
+    let events: Vec<(String, String)> =
+        (0..40).map(|i| (format!("u{i}"), format!("user {i} looked at product {}", i * 7 % 13))).collect();
+    let events_dir = write_lines(
+        &root.join("events"),
+        events.iter().map(|(user, description)| json!({"user_id": user, "description": description})),
+    );
+    let out = root.join("output");
+    let sql = format!(
+        "CREATE TABLE events (user_id STRING, description STRING)
+            WITH ('connector' = 'filesystem', 'path' = '{events}', 'format' = 'json');
+        CREATE TABLE items (item STRING, embedding ARRAY<FLOAT>)
+            WITH ('connector' = 'filesystem', 'path' = '{items}', 'format' = 'json');
+        CREATE TABLE output (user_id STRING, recommendation STRING)
+            WITH ('connector' = 'filesystem', 'path' = '{out}', 'format' = 'json');
+        CREATE MODEL embed_model INPUT (description STRING) OUTPUT (embedding ARRAY<FLOAT>) WITH (
+            'provider' = 'openai', 'task' = 'embeddings', 'base_url' = '{url}/v1',
+            'model_name' = 'text-embedding-3-small', 'api_key' = 'k', 'batch_size' = '8');
+        CREATE MODEL recommender INPUT (user_id STRING, similar_items ARRAY<STRING>) OUTPUT (recommendation STRING)
+            WITH ('provider' = 'generic-python', 'model-directory-path' = '{models}',
+                  'python-predict-class' = 'models.Recommender');
+        -- Step 1: embed
+        WITH embedded AS (
+          SELECT *, ML_EMBED(MODEL embed_model, description) AS embedding
+          FROM events
+        ),
+        -- Step 2: vector search
+        enriched AS (
+          SELECT e.*, similar_items
+          FROM embedded e
+          CROSS APPLY (
+            SELECT ARRAY_AGG(item) AS similar_items
+            FROM VECTOR_SEARCH(TABLE items, 'embedding', e.embedding, TOP_K => 5)
+          )
+        ),
+        -- Step 3: recommend
+        recommendations AS (
+          SELECT e.user_id, ML_PREDICT(MODEL recommender, e.user_id, e.similar_items) AS recommendation
+          FROM enriched e
+        )
+        INSERT INTO output SELECT * FROM recommendations;",
+        events = events_dir.display(),
+        items = items.display(),
+        out = out.display(),
+        url = stub.url,
+        models = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/python_models/recommender").display(),
+    );
+    run(&cluster, &sql, 2);
+    let got: BTreeMap<String, String> = read_json_lines(&out)
+        .into_iter()
+        .map(|r| (r["user_id"].as_str().unwrap().to_string(), r["recommendation"].as_str().unwrap().to_string()))
+        .collect();
+    assert_eq!(got.len(), events.len(), "one recommendation per event: {got:?}");
+    for (user, description) in &events {
+        let query = stub_embedding(description, 16);
+        let mut ranked: Vec<(&str, f64)> = catalog.iter().map(|(item, e)| (item.as_str(), cosine(&query, e))).collect();
+        ranked.sort_by(|a, b| b.1.total_cmp(&a.1));
+        let top: Vec<&str> = ranked[..5].iter().map(|r| r.0).collect();
+        assert_eq!(got[user], format!("{user}:{}", top.join(",")), "{description}");
+    }
+}

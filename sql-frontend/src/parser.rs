@@ -15,11 +15,13 @@ mod cursor;
 mod ddl;
 mod group_window;
 mod lookup;
+mod ml_evaluate;
 mod ml_predict;
 mod model;
 mod query;
 mod table_call;
 mod utility;
+mod vector_search;
 mod window_tvf;
 
 use sqlparser::dialect::GenericDialect;
@@ -173,14 +175,23 @@ fn skip_words(tokens: &[TokenWithSpan], n: usize) -> Vec<TokenWithSpan> {
 fn parse_statement(tokens: Vec<TokenWithSpan>) -> Result<ScriptStatement> {
     let (windowed, windows) = window_tvf::rewrite(&tokens)?;
     let (rewritten, found) = ml_predict::rewrite(&windowed)?;
+    let (rewritten, vector_searches) = vector_search::rewrite(&rewritten)?;
+    let (rewritten, evaluations) = ml_evaluate::rewrite(&rewritten)?;
     let rewritten = apply::rewrite(&rewritten, &found.applies)?;
     let (rewritten, lookups) = lookup::rewrite(&rewritten)?;
-    let mut calls = TableCalls { ml_predicts: found.tables, windows, lookups, ml_calls: found.calls };
+    let mut calls =
+        TableCalls { ml_predicts: found.tables, windows, lookups, ml_calls: found.calls, vector_searches, evaluations };
     let mut c = Cursor::new(rewritten, tokens);
     let statement = statement(&mut c, &mut calls)?;
     if let Some((function, location)) = calls.first() {
         let usage = match function {
             "ML_PREDICT" => "SELECT ... FROM TABLE(ML_PREDICT(TABLE t, MODEL m, DESCRIPTOR(...)))".to_string(),
+            "ML_EVALUATE" => {
+                "SELECT * FROM ML_EVALUATE(TABLE t, MODEL m, DESCRIPTOR(label), DESCRIPTOR(f1, ...))".to_string()
+            }
+            "VECTOR_SEARCH" => {
+                "SELECT ... FROM t, LATERAL TABLE(VECTOR_SEARCH(TABLE items, t.v, DESCRIPTOR(v), 5))".to_string()
+            }
             "FOR SYSTEM_TIME AS OF" => {
                 "SELECT ... FROM e JOIN dim FOR SYSTEM_TIME AS OF e.proc_time AS d ON e.k = d.k".to_string()
             }

@@ -14,6 +14,7 @@ use sluice_transforms::lookup_join::LookupJoin;
 use sluice_transforms::project::Project;
 use sluice_transforms::temporal_sort::TemporalSort;
 use sluice_transforms::top_n::TopN;
+use sluice_transforms::vector_search::VectorSearch;
 use sluice_transforms::watermark::WatermarkGenerator;
 use sluice_transforms::window_aggregate::WindowAggregate;
 use sluice_transforms::window_tvf::WindowTvf;
@@ -71,6 +72,8 @@ pub fn build_operator(spec: &OperatorSpec, ctx: &BuildContext) -> Result<Box<dyn
         Some(Kind::TopN(spec)) => Ok(Box::new(TopN::from_spec(spec, batch_rows)?)),
         Some(Kind::TemporalSort(spec)) => Ok(Box::new(TemporalSort::from_spec(spec, batch_rows)?)),
         Some(Kind::Join(spec)) => Ok(Box::new(Join::from_spec(spec, batch_rows)?)),
+        Some(Kind::VectorSearch(spec)) => Ok(Box::new(VectorSearch::from_spec(spec)?)),
+        Some(Kind::MlEvaluate(spec)) => Ok(Box::new(sluice_ml::evaluate::MlEvaluate::from_spec(spec)?)),
         Some(Kind::MlPredict(spec)) => {
             let context = format!("model '{}'", spec.model);
             // Secrets resolve when the job starts, never in the plan.

@@ -7,6 +7,7 @@
 
 #![deny(missing_docs)]
 
+pub mod evaluate;
 #[cfg(test)]
 mod fixtures;
 pub mod local;

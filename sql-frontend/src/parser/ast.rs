@@ -344,6 +344,10 @@ pub struct TableCalls {
     pub lookups: Vec<LookupCall>,
     /// Scalar `ML_PREDICT(MODEL m, ...)` calls and the model calls of `CROSS APPLY`s.
     pub ml_calls: Vec<MlCall>,
+    /// `VECTOR_SEARCH(...)` calls.
+    pub vector_searches: Vec<VectorSearchCall>,
+    /// `ML_EVALUATE(...)` calls.
+    pub evaluations: Vec<MlEvaluateCall>,
 }
 
 impl TableCalls {
@@ -353,7 +357,14 @@ impl TableCalls {
         let windows = self.windows.iter().map(|c| (c.function.name(), c.location));
         let lookups = self.lookups.iter().map(|c| ("FOR SYSTEM_TIME AS OF", c.location));
         let calls = self.ml_calls.iter().map(|c| ("ML_PREDICT", c.location));
-        ml.chain(windows).chain(lookups).chain(calls).min_by_key(|(_, l)| (l.line, l.column))
+        let searches = self.vector_searches.iter().map(|c| ("VECTOR_SEARCH", c.location));
+        let evaluations = self.evaluations.iter().map(|c| ("ML_EVALUATE", c.location));
+        ml.chain(windows)
+            .chain(lookups)
+            .chain(calls)
+            .chain(searches)
+            .chain(evaluations)
+            .min_by_key(|(_, l)| (l.line, l.column))
     }
 }
 
@@ -391,6 +402,76 @@ impl MlCall {
             "ML_PREDICT"
         }
     }
+}
+
+/// A `VECTOR_SEARCH(...)` call, replaced in its query by a placeholder table joined to
+/// the rows that search.
+#[derive(Debug, Clone, PartialEq)]
+pub struct VectorSearchCall {
+    /// The placeholder table name (`__vector_search_0`, ...).
+    pub placeholder: String,
+    /// The searched table (`TABLE items`).
+    pub table: String,
+    /// Where the searched table's name is.
+    pub table_location: Location,
+    /// The query column as written (`e.embedding`).
+    pub query_column: String,
+    /// Where the query column is.
+    pub query_location: Location,
+    /// The searched column of the table.
+    pub search_column: String,
+    /// Where the searched column is.
+    pub search_location: Location,
+    /// How many matches each row gets at most.
+    pub top_k: u32,
+    /// `CONFIG => MAP[...]`, keys and values as written.
+    pub config: BTreeMap<String, String>,
+    /// Where the config is (the call when there is none).
+    pub config_location: Location,
+    /// The lesson's form (`CROSS APPLY (SELECT ARRAY_AGG(item) ... FROM VECTOR_SEARCH(...))`):
+    /// the aggregates over each row's matches; `None` for Flink's form (a row per match).
+    pub aggregates: Option<Vec<SearchAggregate>>,
+    /// Where `VECTOR_SEARCH` is.
+    pub location: Location,
+}
+
+/// An `ML_EVALUATE(...)` call (FLIP-525): the model run over a bounded table, its
+/// predictions compared with a label column; replaced by a placeholder table of metrics.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MlEvaluateCall {
+    /// The placeholder table name (`__ml_evaluate_0`, ...).
+    pub placeholder: String,
+    /// The evaluated table or view.
+    pub input: String,
+    /// Where its name is.
+    pub input_location: Location,
+    /// The model.
+    pub model: String,
+    /// Where the model name is.
+    pub model_location: Location,
+    /// The label column and where it is named.
+    pub label: (String, Location),
+    /// The feature columns passed to the model, with their locations.
+    pub descriptor: Vec<(String, Location)>,
+    /// `classification` or `regression`; `None`: from the label's type.
+    pub task: Option<String>,
+    /// The call's runtime config (`MAP[...]`), passed to the model's calls.
+    pub config: BTreeMap<String, String>,
+    /// Where `ML_EVALUATE` is.
+    pub location: Location,
+}
+
+/// One aggregate over a row's VECTOR_SEARCH matches.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SearchAggregate {
+    /// `array_agg`, `count`, `sum`, `avg`, `min` or `max`.
+    pub function: String,
+    /// The column of the searched table it reads (`score` for the score); `None` for `COUNT(*)`.
+    pub column: Option<String>,
+    /// Its output column's name.
+    pub name: String,
+    /// Where it is.
+    pub location: Location,
 }
 
 /// A table read `FOR SYSTEM_TIME AS OF time` (the dimension side of a lookup join),

@@ -487,7 +487,7 @@ fn value(tokens: &[&TokenWithSpan], fallback: Location) -> Result<Value> {
 }
 
 /// A name token (quoted or not).
-fn word(token: &TokenWithSpan, what: &str) -> Result<(String, Location)> {
+pub(super) fn word(token: &TokenWithSpan, what: &str) -> Result<(String, Location)> {
     match &token.token {
         Token::Word(w) => Ok((w.value.clone(), token.span.start)),
         other => Err(SqlError::new(token.span.start, format!("expected {what}, found: {other}"))),
@@ -495,7 +495,7 @@ fn word(token: &TokenWithSpan, what: &str) -> Result<(String, Location)> {
 }
 
 /// `DESCRIPTOR(c1, c2, ...)`.
-fn descriptor(tokens: &[&TokenWithSpan]) -> Result<Vec<(String, Location)>> {
+pub(super) fn descriptor(tokens: &[&TokenWithSpan]) -> Result<Vec<(String, Location)>> {
     let at = tokens[0].span.start;
     let inner = match &tokens[1..] {
         [open, inner @ .., close] if open.token == Token::LParen && close.token == Token::RParen => inner,
@@ -526,7 +526,7 @@ fn descriptor(tokens: &[&TokenWithSpan]) -> Result<Vec<(String, Location)>> {
 }
 
 /// `MAP['key', 'value', ...]`.
-fn config(tokens: &[&TokenWithSpan]) -> Result<BTreeMap<String, String>> {
+pub(super) fn config(tokens: &[&TokenWithSpan]) -> Result<BTreeMap<String, String>> {
     let at = tokens[0].span.start;
     let inner = match &tokens[1..] {
         [open, inner @ .., close] if open.token == Token::LBracket && close.token == Token::RBracket => inner,

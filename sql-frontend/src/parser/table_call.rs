@@ -85,3 +85,24 @@ pub(super) fn split_args<'t>(tokens: &[&'t TokenWithSpan]) -> Vec<Vec<&'t TokenW
     }
     args
 }
+
+/// One argument of a table function: its name when written `NAME => value` (upper-cased),
+/// its value's tokens and its first token; `function` names the call in errors.
+pub(super) fn named_argument<'a, 't>(
+    arg: &'a [&'t TokenWithSpan],
+    function: &str,
+    fallback: sqlparser::tokenizer::Location,
+) -> crate::error::Result<(Option<String>, &'a [&'t TokenWithSpan], &'t TokenWithSpan)> {
+    use crate::error::SqlError;
+    let Some(head) = arg.first() else {
+        return Err(SqlError::new(fallback, format!("a {function} argument is empty")));
+    };
+    let (name, value) = if arg.get(1).is_some_and(|t| t.token == Token::RArrow) {
+        (Some(head.token.to_string().to_ascii_uppercase()), &arg[2..])
+    } else {
+        (None, arg)
+    };
+    let first =
+        value.first().ok_or_else(|| SqlError::new(head.span.start, format!("a {function} argument has no value")))?;
+    Ok((name, value, first))
+}

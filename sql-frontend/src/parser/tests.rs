@@ -406,3 +406,90 @@ fn window_function_errors_are_located() {
         assert_eq!((e.line, e.column), (line, column), "{sql}: {}", e.render(sql));
     }
 }
+
+#[test]
+fn flinks_vector_search_becomes_a_placeholder_joined_laterally() {
+    let sql = "SELECT e.id, v.name, v.score\nFROM events AS e, LATERAL TABLE(VECTOR_SEARCH(SEARCH_TABLE => TABLE items, \
+               COLUMN_TO_QUERY => e.embedding,\n  COLUMN_TO_SEARCH => DESCRIPTOR(embedding), TOP_K => 3, CONFIG => MAP['metric', 'dot'])) AS v";
+    let ScriptStatement::Query(q) = one(sql) else { panic!() };
+    assert_eq!(
+        from_tables(&q.query),
+        [("events".to_string(), Some("e".to_string())), ("__vector_search_0".to_string(), Some("v".to_string()))]
+    );
+    let [call] = q.calls.vector_searches.as_slice() else { panic!("{:?}", q.calls.vector_searches) };
+    assert_eq!(
+        (call.table.as_str(), call.query_column.as_str(), call.search_column.as_str()),
+        ("items", "e.embedding", "embedding")
+    );
+    assert_eq!((call.top_k, call.config.get("metric").map(String::as_str)), (3, Some("dot")));
+    assert_eq!((call.location, call.search_location), (at(2, 33), at(3, 34)));
+    assert!(call.aggregates.is_none());
+    // Positional, after CROSS JOIN and LEFT JOIN ... ON TRUE.
+    for sql in [
+        "SELECT * FROM q CROSS JOIN LATERAL TABLE(VECTOR_SEARCH(TABLE items, q.v, DESCRIPTOR(e), 5)) s",
+        "SELECT * FROM q LEFT JOIN LATERAL TABLE(VECTOR_SEARCH(TABLE items, q.v, DESCRIPTOR(e), 5)) s ON TRUE",
+    ] {
+        let ScriptStatement::Query(q) = one(sql) else { panic!() };
+        assert_eq!(from_tables(&q.query)[1], ("__vector_search_0".to_string(), Some("s".to_string())), "{sql}");
+        let call = &q.calls.vector_searches[0];
+        assert_eq!((call.query_column.as_str(), call.search_column.as_str(), call.top_k), ("q.v", "e", 5));
+    }
+}
+
+#[test]
+fn the_lessons_vector_search_aggregates_in_a_cross_apply() {
+    let sql = "WITH enriched AS (\n  SELECT e.*, similar_items\n  FROM embedded e\n  CROSS APPLY (\n    SELECT ARRAY_AGG(item) AS \
+               similar_items, COUNT(*) AS n\n    FROM VECTOR_SEARCH(TABLE items, 'embedding', e.embedding, TOP_K => 5)\n  )\n)\n\
+               INSERT INTO output SELECT * FROM enriched";
+    let ScriptStatement::Insert(insert) = one(sql) else { panic!() };
+    let [call] = insert.calls.vector_searches.as_slice() else { panic!() };
+    assert_eq!(
+        (call.table.as_str(), call.search_column.as_str(), call.query_column.as_str()),
+        ("items", "embedding", "e.embedding")
+    );
+    assert_eq!(call.top_k, 5);
+    let aggregates = call.aggregates.as_ref().unwrap();
+    let shown: Vec<(&str, Option<&str>, &str)> =
+        aggregates.iter().map(|a| (a.function.as_str(), a.column.as_deref(), a.name.as_str())).collect();
+    assert_eq!(shown, [("array_agg", Some("item"), "similar_items"), ("count", None, "n")]);
+    let text = insert.query.to_string();
+    assert!(text.contains("FROM embedded e CROSS JOIN __vector_search_0"), "{text}");
+}
+
+#[test]
+fn vector_search_mistakes_are_located() {
+    let e = error("SELECT * FROM VECTOR_SEARCH(TABLE items, 'e', q.v, TOP_K => 5)");
+    assert!(e.message.contains("needs the rows that search"), "{e}");
+    let e = error("SELECT * FROM q, LATERAL TABLE(VECTOR_SEARCH(TABLE items, 'e', q.v))");
+    assert!(e.message.contains("needs TOP_K"), "{e}");
+    let e = error("SELECT * FROM q, LATERAL TABLE(VECTOR_SEARCH(TABLE items, 'e', q.v, TOP_K => 0))");
+    assert_eq!((e.line, e.column, e.message.contains("positive")), (1, 78, true), "{e}");
+    let e = error("SELECT * FROM q, LATERAL TABLE(VECTOR_SEARCH(TABLE items, 'e', q.v + 1, 5))");
+    assert!(e.message.contains("COLUMN_TO_QUERY must be a column"), "{e}");
+    let e = error("SELECT * FROM q CROSS APPLY (SELECT item FROM VECTOR_SEARCH(TABLE items, 'e', q.v, TOP_K => 5))");
+    assert!(e.message.contains("only aggregates"), "{e}");
+}
+
+#[test]
+fn ml_evaluate_becomes_a_placeholder_with_its_label_and_task() {
+    let ScriptStatement::Query(q) = one(
+        "SELECT * FROM ML_EVALUATE(TABLE labelled, MODEL m, DESCRIPTOR(is_fraud), DESCRIPTOR(a, b), TASK => 'classification')",
+    ) else {
+        panic!()
+    };
+    assert_eq!(from_tables(&q.query), [("__ml_evaluate_0".to_string(), None)]);
+    let call = &q.calls.evaluations[0];
+    assert_eq!((call.input.as_str(), call.model.as_str(), call.label.0.as_str()), ("labelled", "m", "is_fraud"));
+    assert_eq!(call.descriptor.iter().map(|d| d.0.as_str()).collect::<Vec<_>>(), ["a", "b"]);
+    assert_eq!(call.task.as_deref(), Some("classification"));
+    let ScriptStatement::Query(q) = one(
+        "SELECT mae FROM TABLE(ML_EVALUATE(INPUT => TABLE t, MODEL => MODEL m, LABEL => DESCRIPTOR(y), ARGS => DESCRIPTOR(x)))",
+    ) else {
+        panic!()
+    };
+    assert_eq!((q.calls.evaluations[0].label.0.as_str(), q.calls.evaluations[0].task.as_deref()), ("y", None));
+    let e = error("SELECT * FROM ML_EVALUATE(TABLE t, MODEL m, DESCRIPTOR(y), DESCRIPTOR(x), 'clustering')");
+    assert!(e.message.contains("unknown ML_EVALUATE task"), "{e}");
+    let e = error("SELECT ML_EVALUATE(TABLE t, MODEL m, DESCRIPTOR(y), DESCRIPTOR(x)) FROM t");
+    assert!(e.message.contains("table function"), "{e}");
+}

@@ -32,7 +32,9 @@ mod grouping_sets;
 mod join;
 pub mod lookup_join;
 pub mod ml_calls;
+pub mod ml_evaluate;
 mod top_n;
+pub mod vector_search;
 pub use aggregate::{window_grouping, WindowGrouping};
 use top_n::{rank_filter, RankFilter};
 
@@ -85,6 +87,8 @@ pub struct Lowering {
     pub notes: Vec<String>,
     /// Model calls on expressions, by function name.
     pub ml_calls: HashMap<String, ml_calls::ResolvedMlCall>,
+    /// VECTOR_SEARCH calls, by placeholder.
+    pub vector_searches: HashMap<String, vector_search::ResolvedVectorSearch>,
     /// The models the calls lowered so far run (for EXPLAIN).
     pub ml_models: Vec<crate::plan::tables::ResolvedMl>,
 }
@@ -255,6 +259,7 @@ impl Lowering {
             updating: Default::default(),
             rank_filter: None,
             lookups: HashMap::new(),
+            vector_searches: HashMap::new(),
             async_lookup: lookup_join::AsyncLookup::default(),
             notes: Vec::new(),
             ml_calls: HashMap::new(),

@@ -37,6 +37,8 @@ use locate::{prefer, QueryLocations};
 pub use lower::lookup_join::AsyncLookup;
 use lower::lookup_join::ResolvedLookup;
 use lower::ml_calls::ResolvedMlCall;
+use lower::ml_evaluate::ResolvedEvaluation;
+use lower::vector_search::ResolvedVectorSearch;
 use lower::{Lowering, Stream};
 use provider::{parser_options, session, CatalogProvider};
 use tables::{first_line, resolve_ml, resolve_table, resolve_window, ResolvedMl, ResolvedWindow};
@@ -199,6 +201,10 @@ pub struct Placeholders {
     lookups: HashMap<String, ResolvedLookup>,
     /// Model calls on expressions, by function name.
     ml_calls: HashMap<String, ResolvedMlCall>,
+    /// VECTOR_SEARCH calls, by placeholder name.
+    vector_searches: HashMap<String, ResolvedVectorSearch>,
+    /// ML_EVALUATE calls, by placeholder name.
+    evaluations: HashMap<String, ResolvedEvaluation>,
 }
 
 /// The model a call names, or an error at its name suggesting the closest.
@@ -327,6 +333,20 @@ pub fn logical_plan(
             .map_err(|e| SqlError::new(call.table_location, e.to_string()))?;
         provider.add_placeholder(&call.placeholder, schema);
         resolved.lookups.insert(call.placeholder.clone(), lookup);
+    }
+    for call in &calls.vector_searches {
+        let items = call_input(catalog, &provider, &call.table, call.table_location)?;
+        let search = ResolvedVectorSearch::new(call, &items, catalog.find_table(&call.table))?;
+        provider.add_placeholder(&call.placeholder, search.schema.clone());
+        resolved.vector_searches.insert(call.placeholder.clone(), search);
+    }
+    for call in &calls.evaluations {
+        let input = call_input(catalog, &provider, &call.input, call.input_location)?;
+        let model = find_model(catalog, &call.model, call.model_location)?;
+        let ml = resolve_ml(&lower::ml_evaluate::predict_call(call), &input, model)?;
+        let evaluation = ResolvedEvaluation::new(call, ml)?;
+        provider.add_placeholder(&call.placeholder, evaluation.schema.clone());
+        resolved.evaluations.insert(call.placeholder.clone(), evaluation);
     }
     for call in &calls.ml_predicts {
         let input = call_input(catalog, &provider, &call.input, call.input_location)?;
@@ -465,6 +485,7 @@ impl JobPlanner {
             self.models.insert(ml.model.clone(), ml.clone());
         }
         self.lowering.lookups.extend(resolved.lookups.iter().map(|(k, v)| (k.clone(), v.clone())));
+        self.lowering.vector_searches.extend(resolved.vector_searches.iter().map(|(k, v)| (k.clone(), v.clone())));
         self.lowering.ml_calls.extend(resolved.ml_calls.iter().map(|(k, v)| (k.clone(), v.clone())));
         let models = &mut self.models;
         let locations = QueryLocations::of(query);
@@ -782,10 +803,25 @@ fn resolve_relation(
         )
         .with_hint("FOR SYSTEM_TIME AS OF belongs on the right side of a JOIN: FROM e JOIN dim FOR SYSTEM_TIME AS OF e.proc_time AS d ON ..."));
     }
+    if let Some(search) = lowering.vector_searches.get(name) {
+        return Err(SqlError::new(
+            search.call.location,
+            "VECTOR_SEARCH is read outside a join with the rows that search",
+        )
+        .with_hint("write FROM t, LATERAL TABLE(VECTOR_SEARCH(TABLE items, t.v, DESCRIPTOR(v), 5)) AS s"));
+    }
     if let Some(ml) = placeholders.ml.get(name) {
         let input = resolve_relation(catalog, lowering, &ml.input, ml.input_location, &none, models)?;
         lowering.append_only(&input, "ML_PREDICT", ml.input_location)?;
         return Ok(lowering.ml_predict(&input, ml));
+    }
+    if let Some(evaluation) = placeholders.evaluations.get(name) {
+        let ml = &evaluation.ml;
+        let input = resolve_relation(catalog, lowering, &ml.input, ml.input_location, &none, models)?;
+        lowering.append_only(&input, "ML_EVALUATE", ml.input_location)?;
+        models.insert(ml.model.clone(), ml.clone());
+        let predicted = lowering.ml_predict(&input, ml);
+        return Ok(lowering.ml_evaluate(&predicted, evaluation));
     }
     if let Some(window) = placeholders.windows.get(name) {
         let (input_name, at) = (&window.call.input, window.call.input_location);
@@ -804,6 +840,7 @@ fn resolve_relation(
             models.insert(ml.model.clone(), ml.clone());
         }
         lowering.lookups.extend(resolved.lookups.iter().map(|(k, v)| (k.clone(), v.clone())));
+        lowering.vector_searches.extend(resolved.vector_searches.iter().map(|(k, v)| (k.clone(), v.clone())));
         lowering.ml_calls.extend(resolved.ml_calls.iter().map(|(k, v)| (k.clone(), v.clone())));
         let stream = lowering.lower_nested(&plan, view.location, &mut |lw, n, l| {
             resolve_relation(catalog, lw, n, l, &resolved, models)

@@ -200,6 +200,9 @@ impl Lowering {
         location: Location,
         resolve: &mut dyn FnMut(&mut Lowering, &str, Location) -> Result<Stream>,
     ) -> Result<Stream> {
+        if let Some(search) = super::vector_search::vector_search_scan(&join.right, &self.vector_searches).cloned() {
+            return self.vector_search(join, &search, location, resolve);
+        }
         if let Some(lookup) = super::lookup_join::lookup_scan(&join.right, &self.lookups).cloned() {
             return self.lookup_join(join, &lookup, location, resolve);
         }

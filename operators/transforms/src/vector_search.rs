@@ -1,0 +1,639 @@
+//! VECTOR_SEARCH: each row of input 0 (the queries) finds the `TOP_K` rows of input 1 (the
+//! searched table, broadcast to every subtask) whose vectors are closest to its query
+//! vector.
+//!
+//! The searched rows live in memory ([`items::Items`]): below `hnsw_threshold` rows (or
+//! with `index` = `exact`) every query is compared with every row, a batch of queries at
+//! a time as a matrix product ([`exact`]); from there (or with `index` = `hnsw`) an HNSW
+//! graph answers approximately ([`hnsw`]). A searched table with a changelog updates and
+//! deletes rows as it goes.
+//!
+//! A bounded searched table (a file, a JDBC table) is loaded before any query is answered:
+//! queries wait, checkpointed, until input 1's watermark reaches the end, and the
+//! operator's watermark waits with them. An unbounded one (Kafka) answers each query from
+//! the rows loaded so far, as Flink's processing-time lookups do.
+//!
+//! State: subtask 0 checkpoints the searched rows once, as a union list that every
+//! subtask restores (all subtasks hold the same rows, since input 1 is broadcast and
+//! barriers are aligned); each subtask checkpoints the queries it holds.
+
+pub mod exact;
+pub mod hnsw;
+pub mod items;
+pub mod metric;
+
+use std::sync::Arc;
+
+use arrow::array::{Array, ArrayRef, Float64Array, Int64Array, ListArray, RecordBatch, UInt32Array};
+use arrow::buffer::{NullBuffer, OffsetBuffer};
+use arrow::datatypes::{DataType, SchemaRef};
+use async_trait::async_trait;
+use sluice_core::changelog::{self, RowKind};
+use sluice_core::schema::decode_schema;
+use sluice_core::{
+    Barrier, Collector, Distribution, Operator, OperatorError, OperatorState, Result, StateInit, TaskContext,
+};
+use sluice_proto::VectorSearchSpec;
+
+use self::hnsw::{HnswIndex, HnswParams};
+use self::items::{vector_values, Items};
+use self::metric::{squared_norm, Metric};
+
+/// Searched rows in the index now.
+pub const ITEMS: &str = "vector_search_items";
+/// Searched rows left out: a NULL vector, a NULL element, or another dimension.
+pub const REJECTED_ITEMS: &str = "vector_search_rejected_items";
+/// Queries answered.
+pub const QUERIES: &str = "vector_search_queries";
+/// Queries with no usable vector (NULL, a NULL element, or another dimension than the
+/// searched rows'): they match nothing.
+pub const BAD_QUERIES: &str = "vector_search_bad_queries";
+
+const ITEMS_LIST: &str = "items";
+const LOADED_LIST: &str = "items_loaded";
+const HELD_LIST: &str = "held";
+
+/// Which index answers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IndexKind {
+    /// Exact below this many rows, HNSW from there.
+    Auto(usize),
+    /// Always exact.
+    Exact,
+    /// Always HNSW.
+    Hnsw,
+}
+
+/// An aggregate over one query row's matches.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Aggregate {
+    ArrayAgg(Option<usize>),
+    Count,
+    Sum(Option<usize>),
+    Avg(Option<usize>),
+    Min(Option<usize>),
+    Max(Option<usize>),
+}
+
+/// The VECTOR_SEARCH operator.
+pub struct VectorSearch {
+    query_column: usize,
+    top_k: usize,
+    left_outer: bool,
+    aggregates: Vec<Aggregate>,
+    output_schema: SchemaRef,
+    input_schema: SchemaRef,
+    items: Items,
+    index_kind: IndexKind,
+    hnsw_params: HnswParams,
+    hnsw: Option<HnswIndex>,
+    items_bounded: bool,
+    loaded: bool,
+    held: Vec<RecordBatch>,
+    held_watermark: Option<i64>,
+    subtask: u32,
+    queries: u64,
+    bad_queries: u64,
+}
+
+fn plan_error(message: impl Into<String>) -> OperatorError {
+    OperatorError::InvalidPlan(format!("VECTOR_SEARCH: {}", message.into()))
+}
+
+fn arrow_error(e: arrow::error::ArrowError) -> OperatorError {
+    OperatorError::arrow("VECTOR_SEARCH", e)
+}
+
+impl VectorSearch {
+    /// The operator a plan describes.
+    pub fn from_spec(spec: &VectorSearchSpec) -> Result<Self> {
+        let input_schema = decode_schema(&spec.input_schema)?;
+        let items_schema = decode_schema(&spec.items_schema)?;
+        let output_schema = decode_schema(&spec.output_schema)?;
+        let metric =
+            Metric::parse(&spec.metric).ok_or_else(|| plan_error(format!("unknown metric '{}'", spec.metric)))?;
+        let index_kind = match spec.index.as_str() {
+            "" | "auto" => IndexKind::Auto(spec.hnsw_threshold as usize),
+            "exact" => IndexKind::Exact,
+            "hnsw" => IndexKind::Hnsw,
+            other => return Err(plan_error(format!("unknown index '{other}'"))),
+        };
+        let items_data = changelog::without_row_kind(&items_schema);
+        let search_column = spec.search_column as usize;
+        if search_column >= items_data.fields().len() || spec.query_column as usize >= input_schema.fields().len() {
+            return Err(plan_error("a column index is out of range"));
+        }
+        let identity = changelog::row_kind_index(&items_schema).map(|_| {
+            if spec.item_key.is_empty() {
+                (0..items_data.fields().len()).collect()
+            } else {
+                spec.item_key.iter().map(|&c| c as usize).collect()
+            }
+        });
+        let aggregates = spec
+            .aggregates
+            .iter()
+            .map(|a| {
+                let column = a.column.map(|c| c as usize);
+                Ok(match a.function.as_str() {
+                    "array_agg" => Aggregate::ArrayAgg(column),
+                    "count" => Aggregate::Count,
+                    "sum" => Aggregate::Sum(column),
+                    "avg" => Aggregate::Avg(column),
+                    "min" => Aggregate::Min(column),
+                    "max" => Aggregate::Max(column),
+                    other => return Err(plan_error(format!("unknown aggregate '{other}'"))),
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        Ok(VectorSearch {
+            query_column: spec.query_column as usize,
+            top_k: spec.top_k as usize,
+            left_outer: spec.left_outer,
+            aggregates,
+            output_schema,
+            input_schema,
+            items: Items::new(items_data, search_column, metric, identity)?,
+            index_kind,
+            hnsw_params: HnswParams {
+                m: (spec.hnsw_m as usize).max(2),
+                ef_construction: (spec.hnsw_ef_construction as usize).max(1),
+                ef_search: (spec.hnsw_ef_search as usize).max(1),
+            },
+            hnsw: None,
+            items_bounded: spec.items_bounded,
+            loaded: !spec.items_bounded,
+            held: Vec::new(),
+            held_watermark: None,
+            subtask: 0,
+            queries: 0,
+            bad_queries: 0,
+        })
+    }
+
+    fn holding(&self) -> bool {
+        self.items_bounded && !self.loaded
+    }
+
+    /// Applies a batch of the searched table's changelog.
+    fn load(&mut self, batch: &RecordBatch) -> Result<()> {
+        let changes = changelog::split(batch)?;
+        self.items.apply(&changes.rows, &changes.kinds)?;
+        if self.items.wants_compaction() {
+            self.items = self.items.compacted()?;
+            self.hnsw = None;
+        }
+        Ok(())
+    }
+
+    /// Builds the HNSW graph or brings it up to date when it should answer; drops it
+    /// otherwise.
+    fn prepare_index(&mut self) {
+        let use_hnsw = match self.index_kind {
+            IndexKind::Exact => false,
+            IndexKind::Hnsw => true,
+            IndexKind::Auto(threshold) => self.items.live() >= threshold,
+        };
+        if !use_hnsw {
+            self.hnsw = None;
+            return;
+        }
+        match &mut self.hnsw {
+            Some(index) => index.catch_up(&self.items),
+            None => self.hnsw = Some(HnswIndex::build(&self.items, self.hnsw_params)),
+        }
+    }
+
+    /// Answers every held query, then lets the held watermark go.
+    fn flush(&mut self, out: &mut Collector) -> Result<()> {
+        if self.holding() {
+            return Ok(());
+        }
+        for batch in std::mem::take(&mut self.held) {
+            self.answer(&batch, out)?;
+        }
+        if let Some(watermark) = self.held_watermark.take() {
+            out.watermark(watermark);
+        }
+        Ok(())
+    }
+
+    /// Searches for each row of `batch` and emits the output rows.
+    fn answer(&mut self, batch: &RecordBatch, out: &mut Collector) -> Result<()> {
+        let changes = changelog::split(batch)?;
+        let rows = &changes.rows;
+        let n = rows.num_rows();
+        self.queries += n as u64;
+        let column = rows.column(self.query_column).clone();
+        let dimension = self.items.dimension();
+        let (mut queries, mut asked, mut norms) = (Vec::new(), Vec::new(), Vec::new());
+        for row in 0..n {
+            match (vector_values(&column, row), dimension) {
+                (Some(mut v), Some(d)) if v.len() == d => {
+                    self.items.metric().prepare(&mut v);
+                    norms.push(squared_norm(&v));
+                    queries.extend_from_slice(&v);
+                    asked.push(row);
+                }
+                // With no searched rows yet there is nothing to compare with.
+                (Some(_), None) => {}
+                _ => self.bad_queries += 1,
+            }
+        }
+        let (k, m) = (self.top_k, asked.len());
+        self.prepare_index();
+        let found = match &self.hnsw {
+            Some(index) => index.search(&self.items, &queries, m, k),
+            None => exact::search(&self.items, &queries, m, k),
+        };
+        let metric = self.items.metric();
+        let mut matches: Vec<Vec<(u32, f64)>> = vec![Vec::new(); n];
+        for ((row, found), norm) in asked.into_iter().zip(found).zip(norms) {
+            matches[row] = found.into_iter().map(|(slot, key)| (slot, metric.score(key, norm))).collect();
+        }
+        let kinds = changelog::row_kind_index(&batch.schema()).map(|_| changes.kinds.as_slice());
+        let output = if self.aggregates.is_empty() {
+            self.rows(rows, &matches, kinds)?
+        } else {
+            self.summaries(rows, &matches, kinds)?
+        };
+        out.batch(output);
+        Ok(())
+    }
+
+    /// One output row per match: the query row, the matched row, the score.
+    fn rows(&self, rows: &RecordBatch, matches: &[Vec<(u32, f64)>], kinds: Option<&[RowKind]>) -> Result<RecordBatch> {
+        let chunks = self.items.chunks();
+        let padding = chunks.len();
+        let (mut query_rows, mut item_rows, mut scores, mut out_kinds) =
+            (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+        for (row, found) in matches.iter().enumerate() {
+            if found.is_empty() && self.left_outer {
+                query_rows.push(row as u32);
+                item_rows.push((padding, 0));
+                scores.push(None);
+                out_kinds.extend(kinds.map(|k| k[row]));
+            }
+            for &(slot, score) in found {
+                let at = self.items.location(slot);
+                query_rows.push(row as u32);
+                item_rows.push((at.chunk as usize, at.row as usize));
+                scores.push(Some(score));
+                out_kinds.extend(kinds.map(|k| k[row]));
+            }
+        }
+        let take = UInt32Array::from(query_rows);
+        let mut columns: Vec<ArrayRef> = rows
+            .columns()
+            .iter()
+            .map(|c| arrow::compute::take(c, &take, None))
+            .collect::<std::result::Result<_, _>>()
+            .map_err(arrow_error)?;
+        for c in 0..self.items.schema().fields().len() {
+            let nulls = arrow::array::new_null_array(self.items.schema().field(c).data_type(), 1);
+            let mut sources: Vec<&dyn Array> = chunks.iter().map(|b| b.column(c).as_ref()).collect();
+            sources.push(nulls.as_ref());
+            columns.push(arrow::compute::interleave(&sources, &item_rows).map_err(arrow_error)?);
+        }
+        columns.push(Arc::new(Float64Array::from(scores)));
+        self.finish_batch(columns, kinds.map(|_| out_kinds))
+    }
+
+    /// One output row per query row: its columns, then the aggregates over its matches.
+    fn summaries(
+        &self,
+        rows: &RecordBatch,
+        matches: &[Vec<(u32, f64)>],
+        kinds: Option<&[RowKind]>,
+    ) -> Result<RecordBatch> {
+        let mut columns: Vec<ArrayRef> = rows.columns().to_vec();
+        let data_fields = changelog::without_row_kind(&self.output_schema);
+        let flat: Vec<(usize, usize)> = matches
+            .iter()
+            .flatten()
+            .map(|&(slot, _)| {
+                let at = self.items.location(slot);
+                (at.chunk as usize, at.row as usize)
+            })
+            .collect();
+        let scores: ArrayRef = Arc::new(Float64Array::from_iter_values(matches.iter().flatten().map(|m| m.1)));
+        let counts: Vec<usize> = matches.iter().map(Vec::len).collect();
+        let gather = |column: Option<usize>| -> Result<ArrayRef> {
+            match column {
+                None => Ok(scores.clone()),
+                Some(c) => {
+                    let sources: Vec<&dyn Array> = self.items.chunks().iter().map(|b| b.column(c).as_ref()).collect();
+                    if flat.is_empty() {
+                        return Ok(arrow::array::new_empty_array(self.items.schema().field(c).data_type()));
+                    }
+                    arrow::compute::interleave(&sources, &flat).map_err(arrow_error)
+                }
+            }
+        };
+        for (i, aggregate) in self.aggregates.iter().enumerate() {
+            let field = data_fields.field(rows.num_columns() + i);
+            let column: ArrayRef = match *aggregate {
+                Aggregate::Count => Arc::new(Int64Array::from_iter_values(counts.iter().map(|&c| c as i64))),
+                Aggregate::ArrayAgg(c) => {
+                    let DataType::List(item) = field.data_type() else {
+                        return Err(plan_error(format!("ARRAY_AGG's output '{}' is not a list", field.name())));
+                    };
+                    let values = arrow::compute::cast(&gather(c)?, item.data_type()).map_err(arrow_error)?;
+                    let nulls = NullBuffer::from(counts.iter().map(|&c| c > 0).collect::<Vec<_>>());
+                    Arc::new(
+                        ListArray::try_new(
+                            item.clone(),
+                            OffsetBuffer::from_lengths(counts.iter().copied()),
+                            values,
+                            Some(nulls),
+                        )
+                        .map_err(arrow_error)?,
+                    )
+                }
+                Aggregate::Sum(c) | Aggregate::Avg(c) | Aggregate::Min(c) | Aggregate::Max(c) => {
+                    let values = arrow::compute::cast(&gather(c)?, &DataType::Float64).map_err(arrow_error)?;
+                    let values =
+                        values.as_any().downcast_ref::<Float64Array>().ok_or_else(|| plan_error("not numeric"))?;
+                    let mut start = 0;
+                    let result: Float64Array = counts
+                        .iter()
+                        .map(|&count| {
+                            let part: Vec<f64> = (start..start + count)
+                                .filter(|&j| values.is_valid(j))
+                                .map(|j| values.value(j))
+                                .collect();
+                            start += count;
+                            if part.is_empty() {
+                                return None;
+                            }
+                            Some(match aggregate {
+                                Aggregate::Sum(_) => part.iter().sum(),
+                                Aggregate::Avg(_) => part.iter().sum::<f64>() / part.len() as f64,
+                                Aggregate::Min(_) => part.iter().copied().fold(f64::INFINITY, f64::min),
+                                _ => part.iter().copied().fold(f64::NEG_INFINITY, f64::max),
+                            })
+                        })
+                        .collect();
+                    arrow::compute::cast(&result, field.data_type()).map_err(arrow_error)?
+                }
+            };
+            columns.push(column);
+        }
+        self.finish_batch(columns, kinds.map(<[RowKind]>::to_vec))
+    }
+
+    /// The output batch of `columns`, with the rows' kinds last when the input has them.
+    fn finish_batch(&self, columns: Vec<ArrayRef>, kinds: Option<Vec<RowKind>>) -> Result<RecordBatch> {
+        let data = changelog::without_row_kind(&self.output_schema);
+        let batch = RecordBatch::try_new(data, columns).map_err(arrow_error)?;
+        match kinds {
+            Some(kinds) => changelog::join(&batch, &kinds),
+            None => Ok(batch),
+        }
+    }
+
+    fn encode(batches: &[RecordBatch], schema: &SchemaRef) -> Result<Vec<Vec<u8>>> {
+        batches
+            .iter()
+            .map(|batch| {
+                let mut bytes = Vec::new();
+                let mut writer = arrow::ipc::writer::StreamWriter::try_new(&mut bytes, schema).map_err(arrow_error)?;
+                writer.write(batch).map_err(arrow_error)?;
+                writer.finish().map_err(arrow_error)?;
+                drop(writer);
+                Ok(bytes)
+            })
+            .collect()
+    }
+
+    fn decode(entry: &[u8]) -> Result<Vec<RecordBatch>> {
+        let corrupt =
+            |e: arrow::error::ArrowError| OperatorError::State(format!("VECTOR_SEARCH state is unreadable: {e}"));
+        arrow::ipc::reader::StreamReader::try_new(std::io::Cursor::new(entry), None)
+            .map_err(corrupt)?
+            .map(|b| b.map_err(corrupt))
+            .collect()
+    }
+}
+
+#[async_trait]
+impl Operator for VectorSearch {
+    async fn initialize_state(&mut self, init: StateInit) -> Result<()> {
+        let entries = |name: &str| init.lists.get(name).map(Vec::as_slice).unwrap_or_default();
+        for entry in entries(ITEMS_LIST) {
+            for batch in Self::decode(entry)? {
+                self.items.apply(&batch, &vec![RowKind::Insert; batch.num_rows()])?;
+            }
+        }
+        if !entries(LOADED_LIST).is_empty() {
+            self.loaded = true;
+        }
+        for entry in entries(HELD_LIST) {
+            self.held.extend(Self::decode(entry)?);
+        }
+        Ok(())
+    }
+
+    async fn open(&mut self, ctx: &TaskContext) -> Result<()> {
+        self.subtask = ctx.subtask;
+        Ok(())
+    }
+
+    async fn process_batch(&mut self, batch: RecordBatch, out: &mut Collector) -> Result<()> {
+        self.process_input(0, batch, out).await
+    }
+
+    async fn process_input(&mut self, input: usize, batch: RecordBatch, out: &mut Collector) -> Result<()> {
+        if input == 1 {
+            return self.load(&batch);
+        }
+        self.flush(out)?;
+        if self.holding() {
+            self.held.push(batch);
+            return Ok(());
+        }
+        self.answer(&batch, out)
+    }
+
+    async fn on_input_watermark(&mut self, input: usize, watermark: i64, out: &mut Collector) -> Result<()> {
+        if input == 1 && watermark == i64::MAX && !self.loaded {
+            self.loaded = true;
+            tracing::info!(rows = self.items.live(), "VECTOR_SEARCH: the searched table is loaded");
+            self.flush(out)?;
+        }
+        Ok(())
+    }
+
+    async fn on_watermark(&mut self, watermark: i64, out: &mut Collector) -> Result<()> {
+        if self.holding() || !self.held.is_empty() {
+            self.held_watermark = Some(watermark);
+            return Ok(());
+        }
+        out.watermark(watermark);
+        Ok(())
+    }
+
+    async fn on_barrier(&mut self, _barrier: Barrier, out: &mut Collector) -> Result<()> {
+        self.flush(out)
+    }
+
+    async fn finish(&mut self, out: &mut Collector) -> Result<()> {
+        self.loaded = true;
+        self.flush(out)
+    }
+
+    async fn snapshot_state(&mut self, _checkpoint_id: u64) -> Result<OperatorState> {
+        let (items, loaded) = if self.subtask == 0 {
+            let rows = self.items.live_rows(8192)?;
+            (Self::encode(&rows, self.items.schema())?, if self.loaded { vec![vec![1]] } else { Vec::new() })
+        } else {
+            (Vec::new(), Vec::new())
+        };
+        let held = Self::encode(&self.held, &self.input_schema)?;
+        Ok(OperatorState::default()
+            .with_list(ITEMS_LIST, Distribution::Union, items)
+            .with_list(LOADED_LIST, Distribution::Union, loaded)
+            .with_list(HELD_LIST, Distribution::Split, held))
+    }
+
+    fn metrics(&self) -> Vec<(String, u64)> {
+        vec![
+            (ITEMS.to_string(), self.items.live() as u64),
+            (REJECTED_ITEMS.to_string(), self.items.rejected()),
+            (QUERIES.to_string(), self.queries),
+            (BAD_QUERIES.to_string(), self.bad_queries),
+        ]
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use arrow::array::{Int64Array, ListArray, StringArray};
+    use arrow::datatypes::{Field, Float32Type, Schema};
+    use sluice_core::harness::{Build, Harness, HarnessInput};
+    use sluice_core::schema::encode_schema;
+    use sluice_core::state::StateClock;
+    use sluice_proto::VectorSearchAggregate;
+
+    use super::*;
+
+    fn vector_type() -> DataType {
+        DataType::List(Arc::new(Field::new("item", DataType::Float32, true)))
+    }
+
+    fn queries_schema() -> SchemaRef {
+        Arc::new(Schema::new(vec![Field::new("q", DataType::Int64, false), Field::new("v", vector_type(), true)]))
+    }
+
+    fn items_schema() -> SchemaRef {
+        Arc::new(Schema::new(vec![Field::new("name", DataType::Utf8, false), Field::new("e", vector_type(), true)]))
+    }
+
+    fn vectors(values: &[Option<[f32; 2]>]) -> ArrayRef {
+        Arc::new(ListArray::from_iter_primitive::<Float32Type, _, _>(
+            values.iter().map(|v| v.map(|v| v.iter().map(|&x| Some(x)).collect::<Vec<_>>())),
+        ))
+    }
+
+    fn queries(ids: &[i64], v: &[Option<[f32; 2]>]) -> RecordBatch {
+        RecordBatch::try_new(queries_schema(), vec![Arc::new(Int64Array::from(ids.to_vec())), vectors(v)]).unwrap()
+    }
+
+    fn items(names: &[&str], v: &[[f32; 2]]) -> RecordBatch {
+        let v: Vec<Option<[f32; 2]>> = v.iter().copied().map(Some).collect();
+        RecordBatch::try_new(items_schema(), vec![Arc::new(StringArray::from(names.to_vec())), vectors(&v)]).unwrap()
+    }
+
+    fn spec(left_outer: bool, aggregates: Vec<VectorSearchAggregate>) -> VectorSearchSpec {
+        let mut fields: Vec<Field> = queries_schema().fields().iter().map(|f| f.as_ref().clone()).collect();
+        if aggregates.is_empty() {
+            fields.push(Field::new("name", DataType::Utf8, true));
+            fields.push(Field::new("e", vector_type(), true));
+            fields.push(Field::new("score", DataType::Float64, true));
+        } else {
+            fields.push(Field::new("names", DataType::List(Arc::new(Field::new("item", DataType::Utf8, true))), true));
+            fields.push(Field::new("n", DataType::Int64, false));
+            fields.push(Field::new("best", DataType::Float64, true));
+        }
+        VectorSearchSpec {
+            input_schema: encode_schema(&queries_schema()),
+            query_column: 1,
+            items_schema: encode_schema(&items_schema()),
+            search_column: 1,
+            top_k: 2,
+            metric: "euclidean".into(),
+            index: "exact".into(),
+            hnsw_threshold: 100,
+            hnsw_m: 16,
+            hnsw_ef_construction: 100,
+            hnsw_ef_search: 50,
+            items_bounded: true,
+            item_key: vec![],
+            left_outer,
+            aggregates,
+            output_schema: encode_schema(&Schema::new(fields)),
+        }
+    }
+
+    fn build(spec: VectorSearchSpec) -> Build {
+        Arc::new(move || Ok(Box::new(VectorSearch::from_spec(&spec)?) as Box<dyn Operator>))
+    }
+
+    fn inputs() -> Vec<HarnessInput> {
+        vec![
+            HarnessInput { schema: queries_schema(), key_columns: None },
+            HarnessInput { schema: items_schema(), key_columns: None },
+        ]
+    }
+
+    #[tokio::test]
+    async fn queries_wait_for_a_bounded_table_then_get_their_nearest_rows() {
+        let mut h = Harness::start_inputs(build(spec(true, vec![])), inputs(), 1, StateClock::System).await.unwrap();
+        h.push_batch_to(0, queries(&[1, 2, 3], &[Some([0.0, 0.0]), Some([10.0, 10.0]), None])).await.unwrap();
+        h.watermark_to(0, 5).await.unwrap();
+        h.push_batch_to(1, items(&["a", "b", "c"], &[[1.0, 0.0], [0.0, 3.0], [9.0, 9.0]])).await.unwrap();
+        assert!(h.rows_of(0).is_empty(), "queries wait until the table is loaded");
+        let snapshot = h.checkpoint(1).await.unwrap();
+        h.watermark_to(1, i64::MAX).await.unwrap();
+        let rows = h.rows_of(0);
+        assert_eq!(rows.len(), 5, "{rows:?}");
+        assert_eq!(rows[0], "1 [0.0, 0.0] a [1.0, 0.0] 1.0");
+        assert_eq!(rows[1], "1 [0.0, 0.0] b [0.0, 3.0] 3.0");
+        assert_eq!(rows[2], format!("2 [10.0, 10.0] c [9.0, 9.0] {}", 2f64.sqrt()));
+        assert_eq!(rows[3], format!("2 [10.0, 10.0] b [0.0, 3.0] {}", 149f64.sqrt()));
+        assert_eq!(rows[4], "3 null null null null", "a NULL query is kept, padded");
+        assert_eq!(h.metric(BAD_QUERIES), 1);
+        assert_eq!(h.watermarks_of(0), vec![5], "the held watermark follows the held rows");
+
+        // Restored at parallelism 2 before the table ended: both subtasks have its rows and
+        // the held queries are answered once the end comes.
+        let mut restored = Harness::restore_inputs(build(spec(true, vec![])), inputs(), 2, &snapshot).await.unwrap();
+        restored.watermark_to(1, i64::MAX).await.unwrap();
+        assert_eq!(restored.sorted_rows().len(), 5);
+        restored.clear_output();
+        restored.push_batch_to(0, queries(&[7], &[Some([0.0, 2.5])])).await.unwrap();
+        restored.push_batch_to(0, queries(&[8], &[Some([0.0, 2.5])])).await.unwrap();
+        let rows = restored.sorted_rows();
+        assert_eq!(rows.len(), 4, "each subtask searches every row: {rows:?}");
+        assert!(rows.iter().filter(|r| r.contains(" b ")).count() == 2);
+    }
+
+    #[tokio::test]
+    async fn the_lessons_form_aggregates_each_rows_matches_in_rank_order() {
+        let aggregates = vec![
+            VectorSearchAggregate { function: "array_agg".into(), column: Some(0) },
+            VectorSearchAggregate { function: "count".into(), column: None },
+            VectorSearchAggregate { function: "min".into(), column: None },
+        ];
+        let mut h =
+            Harness::start_inputs(build(spec(false, aggregates)), inputs(), 1, StateClock::System).await.unwrap();
+        h.push_batch_to(1, items(&["a", "b", "c"], &[[1.0, 0.0], [0.0, 3.0], [9.0, 9.0]])).await.unwrap();
+        h.watermark_to(1, i64::MAX).await.unwrap();
+        h.push_batch_to(0, queries(&[1, 2], &[Some([0.0, 2.0]), Some([1.0, 2.0])])).await.unwrap();
+        h.push_batch_to(0, queries(&[3], &[None])).await.unwrap();
+        let rows = h.rows_of(0);
+        assert_eq!(rows[0], "1 [0.0, 2.0] [b, a] 2 1.0", "{rows:?}");
+        assert_eq!(rows[1], format!("2 [1.0, 2.0] [b, a] 2 {}", 2f64.sqrt()), "{rows:?}");
+        assert_eq!(rows[2], "3 null null 0 null", "{rows:?}");
+    }
+}

@@ -1,0 +1,194 @@
+//! The approximate index: a Hierarchical Navigable Small World graph (the `hnsw_rs`
+//! crate) over the stored vectors, searched with the metric's distance. Rows added later
+//! are inserted one by one; deleted rows stay in the graph and are filtered out of
+//! results until the store is compacted and the graph rebuilt.
+
+use hnsw_rs::anndists::dist::distances::Distance;
+use hnsw_rs::filter::FilterT;
+use hnsw_rs::hnsw::Hnsw;
+
+use super::items::Items;
+use super::metric::Metric;
+
+/// The graph's shape.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HnswParams {
+    /// Links per node (HNSW's M).
+    pub m: usize,
+    /// Candidates kept while inserting.
+    pub ef_construction: usize,
+    /// Candidates kept while searching (at least k).
+    pub ef_search: usize,
+}
+
+/// The distance the graph minimizes: the metric's, on prepared vectors.
+struct MetricDistance(Metric);
+
+impl Distance<f32> for MetricDistance {
+    fn eval(&self, a: &[f32], b: &[f32]) -> f32 {
+        self.0.distance(a, b)
+    }
+}
+
+/// Keeps only live slots.
+struct Live<'a>(&'a Items);
+
+impl FilterT for Live<'_> {
+    fn hnsw_filter(&self, id: &usize) -> bool {
+        self.0.is_alive(*id as u32)
+    }
+}
+
+/// An HNSW graph over the slots of an [`Items`] store.
+pub struct HnswIndex {
+    graph: Hnsw<'static, f32, MetricDistance>,
+    params: HnswParams,
+    /// Slots inserted so far (slots below this are in the graph).
+    indexed: usize,
+}
+
+/// Layers of the graph at most (hnsw_rs's limit).
+const MAX_LAYERS: usize = 16;
+
+impl HnswIndex {
+    /// A graph over every live slot of `items`, built on the available cores.
+    pub fn build(items: &Items, params: HnswParams) -> Self {
+        let graph = Hnsw::new(
+            params.m,
+            (items.slots() * 2).max(1024),
+            MAX_LAYERS,
+            params.ef_construction,
+            MetricDistance(items.metric()),
+        );
+        let mut index = HnswIndex { graph, params, indexed: 0 };
+        let batch: Vec<(&[f32], usize)> =
+            (0..items.slots()).filter(|&s| items.is_alive(s as u32)).map(|s| (items.vector(s as u32), s)).collect();
+        index.graph.parallel_insert_slice(&batch);
+        index.indexed = items.slots();
+        index.graph.set_searching_mode(true);
+        index
+    }
+
+    /// Searches with `ef_search` candidates from now on.
+    pub fn set_ef_search(&mut self, ef_search: usize) {
+        self.params.ef_search = ef_search.max(1);
+    }
+
+    /// Inserts the slots `items` added since the last call.
+    pub fn catch_up(&mut self, items: &Items) {
+        for slot in self.indexed..items.slots() {
+            if items.is_alive(slot as u32) {
+                self.graph.insert_slice((items.vector(slot as u32), slot));
+            }
+        }
+        self.indexed = items.slots();
+    }
+
+    /// The (about) `k` best live items for each of the `m` prepared `queries`, best first,
+    /// as (slot, ranking key).
+    pub fn search(&self, items: &Items, queries: &[f32], m: usize, k: usize) -> Vec<Vec<(u32, f32)>> {
+        let Some(d) = items.dimension() else { return vec![Vec::new(); m] };
+        let metric = items.metric();
+        let live = Live(items);
+        let filter: Option<&dyn FilterT> = if items.live() < items.slots() { Some(&live) } else { None };
+        let ef = self.params.ef_search.max(k);
+        (0..m)
+            .map(|q| {
+                let query = &queries[q * d..(q + 1) * d];
+                let query_norm = super::metric::squared_norm(query);
+                let mut found: Vec<(u32, f32)> = self
+                    .graph
+                    .search_filter(query, k, ef, filter)
+                    .into_iter()
+                    .map(|n| {
+                        let key = match metric {
+                            Metric::Euclidean => query_norm - n.distance,
+                            Metric::Cosine | Metric::Dot => 1.0 - n.distance,
+                        };
+                        (n.d_id as u32, key)
+                    })
+                    .collect();
+                found.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+                found.truncate(k);
+                found
+            })
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use arrow::array::{Int64Array, ListArray, RecordBatch};
+    use arrow::datatypes::{DataType, Field, Float32Type, Schema};
+    use sluice_core::changelog::RowKind;
+
+    use super::*;
+
+    fn vector(seed: u64, d: usize) -> Vec<f32> {
+        let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15).wrapping_add(17);
+        (0..d)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                ((x >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
+            })
+            .collect()
+    }
+
+    #[test]
+    fn the_graph_finds_most_exact_neighbours_and_skips_deleted_rows() {
+        let (n, d, k) = (3000, 16, 5);
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("id", DataType::Int64, false),
+            Field::new("v", DataType::List(Arc::new(Field::new("item", DataType::Float32, true))), true),
+        ]));
+        let vectors = (0..n).map(|i| Some(vector(i as u64, d).into_iter().map(Some).collect::<Vec<_>>()));
+        let list = ListArray::from_iter_primitive::<Float32Type, _, _>(vectors);
+        let batch = RecordBatch::try_new(
+            schema.clone(),
+            vec![Arc::new(Int64Array::from_iter_values(0..n as i64)), Arc::new(list)],
+        )
+        .unwrap();
+        let mut items = Items::new(schema, 1, Metric::Cosine, Some(vec![0])).unwrap();
+        items.apply(&batch, &vec![RowKind::Insert; n]).unwrap();
+        let params = HnswParams { m: 16, ef_construction: 100, ef_search: 64 };
+        let index = HnswIndex::build(&items, params);
+        let mut queries = Vec::new();
+        for q in 0..50 {
+            let mut v = vector(10_000 + q, d);
+            Metric::Cosine.prepare(&mut v);
+            queries.extend(v);
+        }
+        let exact = super::super::exact::search(&items, &queries, 50, k);
+        let approximate = index.search(&items, &queries, 50, k);
+        let hits: usize = exact
+            .iter()
+            .zip(&approximate)
+            .map(|(e, a)| a.iter().filter(|(slot, _)| e.iter().any(|(s, _)| s == slot)).count())
+            .sum();
+        assert!(hits as f64 / (50 * k) as f64 >= 0.9, "recall {}", hits as f64 / (50 * k) as f64);
+        // Delete every exact best match: none may come back.
+        let best: Vec<i64> = exact.iter().map(|e| i64::from(e[0].0)).collect();
+        let deletes = RecordBatch::try_new(
+            batch.schema(),
+            vec![
+                Arc::new(Int64Array::from(best.clone())),
+                Arc::new(
+                    arrow::compute::take(
+                        batch.column(1),
+                        &arrow::array::UInt64Array::from_iter_values(best.iter().map(|&b| b as u64)),
+                        None,
+                    )
+                    .unwrap(),
+                ),
+            ],
+        )
+        .unwrap();
+        items.apply(&deletes, &vec![RowKind::Delete; best.len()]).unwrap();
+        let after = index.search(&items, &queries, 50, k);
+        assert!(after.iter().flatten().all(|(slot, _)| !best.contains(&i64::from(*slot))));
+    }
+}
