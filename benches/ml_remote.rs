@@ -2,7 +2,7 @@
 //! fixed 50 ms latency) → blackhole at parallelism 2 with `max_concurrent_requests` 100,
 //! on the embedded mini-cluster. Prints rows/s against the bound
 //! 2 × 100 / 0.05 s = 4,000 rows/s (chat) and 2 × 100 × 16 / 0.05 s = 64,000 rows/s
-//! (embeddings, `batch_size` 16), and the memory each in-flight request costs (peak RSS
+//! (embeddings, `batch_size` 16, through ML_PREDICT and through ML_EMBED), and the memory each in-flight request costs (peak RSS
 //! at 1,000 in flight minus at 10, per request). Then the refill check: parallelism 1 at
 //! `max_concurrent_requests` 50, where the rows/s reached are compared with what the
 //! stub's own measured mean latency allows (C / mean latency), and the average number of
@@ -68,8 +68,13 @@ fn run_at(
     parallelism: u32,
 ) -> (f64, f64) {
     let (output, extra) = match task {
-        "embeddings" => ("ARRAY<FLOAT>", format!(", 'batch_size' = '{batch}'")),
+        "embeddings" | "ml_embed" => ("ARRAY<FLOAT>", format!(", 'batch_size' = '{batch}'")),
         _ => ("STRING", String::new()),
+    };
+    // `ml_embed`: the embeddings model called as the lesson writes it, ML_EMBED(MODEL m, q).
+    let (model_task, query) = match task {
+        "ml_embed" => ("embeddings", "SELECT ML_EMBED(MODEL m, q) AS answer FROM questions"),
+        other => (other, "SELECT answer FROM TABLE(ML_PREDICT(TABLE questions, MODEL m, DESCRIPTOR(q)))"),
     };
     let sql = dir.join(format!("job-{task}-{concurrency}.sql"));
     std::fs::write(
@@ -77,11 +82,11 @@ fn run_at(
         format!(
             "CREATE TABLE questions (q STRING) WITH ('connector' = 'datagen', 'number-of-rows' = '{rows}',
                 'rows-per-second' = '100000000', 'fields.q.length' = '32');
-            CREATE MODEL m INPUT (q STRING) OUTPUT (answer {output}) WITH ('provider' = 'openai', 'task' = '{task}',
+            CREATE MODEL m INPUT (q STRING) OUTPUT (answer {output}) WITH ('provider' = 'openai', 'task' = '{model_task}',
                 'api_key' = 'bench', 'base_url' = '{url}/v1', 'model_name' = 'stub',
                 'max_concurrent_requests' = '{concurrency}'{extra});
             CREATE TABLE sink (answer {output}) WITH ('connector' = 'blackhole');
-            INSERT INTO sink SELECT answer FROM TABLE(ML_PREDICT(TABLE questions, MODEL m, DESCRIPTOR(q)));",
+            INSERT INTO sink {query};",
             url = stub.1
         ),
     )
@@ -142,6 +147,7 @@ fn main() {
     };
     report("chat-completion", 1, 100);
     report("embeddings", 16, 100);
+    report("ml_embed", 16, 100);
 
     // Memory per in-flight request: the same job with 10 and 1,000 in flight per subtask.
     let (_, low) = run(&stub, dir.path(), 4_000, "chat-completion", 10, 1);
