@@ -110,6 +110,7 @@ pub fn validate_model_options(provider: &str, options: &BTreeMap<String, String>
         }
     }
     check_dead_letter(&entries)?;
+    check_combinations(provider.name, &entries, &canonical)?;
     if let Some(entry) = entries.get(ENDPOINT).filter(|e| e.mapping == ValueMapping::BaseUrl) {
         let task = canonical.get(TASK).map(|t| t.to_ascii_lowercase());
         let path = provider
@@ -249,6 +250,106 @@ fn ordered_flag(key: &str, value: &str) -> Result<String> {
 }
 
 /// `on-error = 'dead_letter'` needs a topic, and a topic needs `on-error = 'dead_letter'`.
+/// Options a provider accepts that do nothing together with its other settings: refused,
+/// with the reason, rather than silently ignored.
+fn check_combinations(
+    provider: &str,
+    entries: &BTreeMap<String, Entry<'_>>,
+    canonical: &BTreeMap<String, String>,
+) -> Result<()> {
+    let refuse = |key: &str, message: String, hint: &str| {
+        let written = entries.get(key).map_or(key, |e| e.written);
+        Err(ModelOptionError {
+            key: Some(written.to_string()),
+            message: format!("option '{written}' {message}"),
+            hint: Some(hint.to_string()),
+        })
+    };
+    let value = |key: &str| canonical.get(key).map(|v| v.trim().to_ascii_lowercase());
+    match provider {
+        "local" => {
+            let runtime = value("runtime").unwrap_or_else(|| "onnx".into());
+            if runtime == "onnx" {
+                // ONNX inference runs in the task, batch by batch: there is no request to
+                // time out, retry, run concurrently or cache, and no Python worker.
+                const IN_TASK: [&str; 10] = [
+                    "async",
+                    "max-concurrent-operations",
+                    "output-mode",
+                    "timeout",
+                    "max-retries",
+                    "retry.backoff",
+                    "retry.on-codes",
+                    "cache.enabled",
+                    "python.executable",
+                    "python.open-timeout",
+                ];
+                if let Some(key) = IN_TASK.iter().find(|k| entries.contains_key(**k)) {
+                    return refuse(
+                        key,
+                        "does not apply to a local ONNX model: it runs in the task manager, batch by batch, with no \
+                         request to time out, retry, run concurrently or cache, and no Python worker"
+                            .into(),
+                        "remove it; batch_size, batch_linger and inference_threads tune a local model",
+                    );
+                }
+            } else if let Some(key) = ["retry.on-codes", "cache.enabled"].iter().find(|k| entries.contains_key(**k)) {
+                return refuse(
+                    key,
+                    format!(
+                        "does not apply to runtime '{runtime}': the model runs on a Python worker, whose failures are \
+                         timeouts, crashes and exceptions (no HTTP codes), and its answers are not cached"
+                    ),
+                    "remove it; timeout, max_retries and on_error decide what a failure does",
+                );
+            }
+        }
+        "openai" => {
+            let task = value(TASK).unwrap_or_else(|| "chat-completion".into());
+            let embeddings = task.starts_with("embedding");
+            if value("n").is_some_and(|n| n != "1") {
+                return refuse(
+                    "n",
+                    "asks for several completions per row, but ML_PREDICT writes one answer per row: the others \
+                     would be paid for and dropped"
+                        .into(),
+                    "remove 'n' (one completion per row)",
+                );
+            }
+            if !embeddings && entries.contains_key("dimension") {
+                return refuse(
+                    "dimension",
+                    format!("sets the size of embeddings, but the task is '{task}'"),
+                    "use it with 'task' = 'embeddings'",
+                );
+            }
+            if !embeddings && entries.contains_key("batch-size") {
+                return refuse(
+                    "batch-size",
+                    format!("groups rows into one request for embeddings; a '{task}' request carries one prompt"),
+                    "remove it, and raise max_concurrent_requests for throughput",
+                );
+            }
+            if embeddings && entries.contains_key("system-prompt") {
+                return refuse(
+                    "system-prompt",
+                    "does not apply to embeddings, which take the text alone".into(),
+                    "remove it, or build the text with prompt_template",
+                );
+            }
+            if entries.contains_key("api-version") && value("api-style").as_deref() != Some("azure") {
+                return refuse(
+                    "api-version",
+                    "is Azure OpenAI's api-version query parameter, sent only with 'api_style' = 'azure'".into(),
+                    "add 'api_style' = 'azure', or remove it",
+                );
+            }
+        }
+        _ => {}
+    }
+    Ok(())
+}
+
 fn check_dead_letter(entries: &BTreeMap<String, Entry<'_>>) -> Result<()> {
     let on_error = entries.get(ON_ERROR);
     let dead_letter = on_error.is_some_and(|e| e.value.trim().eq_ignore_ascii_case(DEAD_LETTER));
