@@ -231,12 +231,12 @@ impl super::predict::Predictor for OnnxModel {
     fn predict(&mut self, inputs: &RecordBatch) -> Result<Vec<ArrayRef>> {
         let rows = inputs.num_rows();
         let model = self.model.clone();
-        let mut feed: Vec<(String, SessionInputValue<'static>)> = Vec::new();
+        let mut feed: Vec<(&str, SessionInputValue<'static>)> = Vec::with_capacity(self.input_names.len());
         match &self.inputs {
             InputMapping::ByName(mapping) => {
                 for ((column, ty, rank), name) in mapping.iter().zip(&self.input_names) {
                     let shape: Vec<usize> = if *rank == 1 { vec![rows] } else { vec![rows, 1] };
-                    feed.push((name.clone(), tensor(&model, inputs.column(*column), *ty, shape)?));
+                    feed.push((name.as_str(), tensor(&model, inputs.column(*column), *ty, shape)?));
                 }
             }
             InputMapping::Stacked(ty) => {
@@ -256,7 +256,7 @@ impl super::predict::Predictor for OnnxModel {
                     }
                 }
                 let array = Arc::new(Float64Array::from(values)) as ArrayRef;
-                feed.push((self.input_names[0].clone(), tensor(&model, &array, *ty, vec![rows, width])?));
+                feed.push((self.input_names[0].as_str(), tensor(&model, &array, *ty, vec![rows, width])?));
             }
         }
         let outputs = self.session.run(feed).map_err(|e| error(&model, format!("inference failed: {e}")))?;
@@ -281,6 +281,18 @@ fn tensor(
     let cast_to =
         |t: DataType| cast(column, &t).map_err(|e| error(model, format!("cannot convert an INPUT column to {t}: {e}")));
     let value: DynValue = match ty {
+        // The common conversions copy straight into the tensor's buffer (a cast would
+        // build an Arrow array first); NULLs were refused or dropped before this.
+        TensorElementType::Float32 if column.data_type() == &DataType::Float64 => {
+            let values: Vec<f32> =
+                column.as_primitive::<arrow::datatypes::Float64Type>().values().iter().map(|&v| v as f32).collect();
+            Tensor::from_array((shape, values)).map(|t| t.into_dyn())
+        }
+        TensorElementType::Int64 if column.data_type() == &DataType::Int32 => {
+            let values: Vec<i64> =
+                column.as_primitive::<arrow::datatypes::Int32Type>().values().iter().map(|&v| i64::from(v)).collect();
+            Tensor::from_array((shape, values)).map(|t| t.into_dyn())
+        }
         TensorElementType::Float32 => {
             let c = cast_to(DataType::Float32)?;
             Tensor::from_array((shape, c.as_primitive::<arrow::datatypes::Float32Type>().values().to_vec()))
@@ -329,21 +341,27 @@ fn positive_class(model: &str, value: &DynValue, rows: usize) -> Result<ArrayRef
                 .collect::<Result<_>>()?
         }
         _ => {
-            let (shape, data) = match value.try_extract_tensor::<f32>() {
-                Ok((shape, data)) => (shape.to_vec(), data.iter().map(|v| f64::from(*v)).collect::<Vec<f64>>()),
+            let positive = |shape: &[i64], len: usize| -> Result<(usize, usize)> {
+                let classes = shape.get(1).copied().unwrap_or(1).max(1) as usize;
+                if len != rows * classes {
+                    return Err(error(
+                        model,
+                        format!("the model returned {len} probabilities for {rows} rows of {classes} classes"),
+                    ));
+                }
+                Ok((classes, classes.min(2) - 1))
+            };
+            match value.try_extract_tensor::<f32>() {
+                Ok((shape, data)) => {
+                    let (classes, column) = positive(shape, data.len())?;
+                    (0..rows).map(|r| f64::from(data[r * classes + column])).collect()
+                }
                 Err(_) => {
                     let (shape, data) = value.try_extract_tensor::<f64>().map_err(|e| error(model, e.to_string()))?;
-                    (shape.to_vec(), data.to_vec())
+                    let (classes, column) = positive(shape, data.len())?;
+                    (0..rows).map(|r| data[r * classes + column]).collect()
                 }
-            };
-            let classes = shape.get(1).copied().unwrap_or(1).max(1) as usize;
-            if data.len() != rows * classes {
-                return Err(error(
-                    model,
-                    format!("the model returned {} probabilities for {rows} rows of {classes} classes", data.len()),
-                ));
             }
-            (0..rows).map(|r| data[r * classes + classes.min(2) - 1]).collect()
         }
     };
     if probabilities.len() != rows {

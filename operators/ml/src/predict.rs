@@ -195,11 +195,15 @@ impl MlPredict {
                     .map_err(|e| OperatorError::arrow("ML_PREDICT", e))?,
             };
             self.buffer.clear();
+            let mut chunks = Vec::new();
             let mut offset = 0;
             while buffered.num_rows() - offset >= self.batch_size || (all && offset < buffered.num_rows()) {
                 let take = self.batch_size.min(buffered.num_rows() - offset);
-                out.batch(self.predict(buffered.slice(offset, take)).await?);
+                chunks.push((offset, take));
                 offset += take;
+            }
+            if offset > 0 {
+                out.batch(self.predict(buffered.slice(0, offset), &chunks).await?);
             }
             self.buffered_rows = buffered.num_rows() - offset;
             if self.buffered_rows > 0 {
@@ -210,34 +214,51 @@ impl MlPredict {
         Ok(())
     }
 
-    async fn predict(&mut self, chunk: RecordBatch) -> Result<RecordBatch> {
-        let features = chunk.project(&self.descriptor).map_err(|e| OperatorError::arrow("ML_PREDICT", e))?;
+    /// Runs the model on each `(offset, rows)` chunk of `rows` (one call per chunk, of at
+    /// most `batch_size` rows) and returns `rows` with the model's outputs: one batch, and
+    /// one hand-off of the worker thread for all the chunks.
+    async fn predict(&mut self, rows: RecordBatch, chunks: &[(usize, usize)]) -> Result<RecordBatch> {
+        let features = rows.project(&self.descriptor).map_err(|e| OperatorError::arrow("ML_PREDICT", e))?;
         let mut predictor = self.predictor.take().ok_or_else(|| error(&self.model, "the model is not loaded"))?;
-        let started = std::time::Instant::now();
+        let chunks = chunks.to_vec();
+        let run = move || {
+            let mut results = Vec::with_capacity(chunks.len());
+            for &(offset, take) in &chunks {
+                let started = std::time::Instant::now();
+                let result = predictor.predict(&features.slice(offset, take));
+                results.push((result, started.elapsed(), take));
+            }
+            (predictor, results)
+        };
         let multi_thread = tokio::runtime::Handle::try_current()
             .is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread);
-        let (predictor, result) = if multi_thread {
+        let (predictor, results) = if multi_thread {
             // Inference blocks: the worker hands its other tasks to another thread first,
-            // without the cost of a hop to the blocking pool for every batch.
-            tokio::task::block_in_place(move || {
-                let result = predictor.predict(&features);
-                (predictor, result)
-            })
+            // without the cost of a hop to the blocking pool.
+            tokio::task::block_in_place(run)
         } else {
-            tokio::task::spawn_blocking(move || {
-                let result = predictor.predict(&features);
-                (predictor, result)
-            })
-            .await
-            .map_err(|e| error(&self.model, format!("inference stopped: {e}")))?
+            tokio::task::spawn_blocking(run).await.map_err(|e| error(&self.model, format!("inference stopped: {e}")))?
         };
         self.predictor = Some(predictor);
-        let predicted = result?;
-        self.stats.latencies.record(started.elapsed().as_micros() as u64);
-        self.stats.rows += chunk.num_rows() as u64;
-        self.stats.batches += 1;
-        let mut columns: Vec<ArrayRef> = chunk.columns().to_vec();
-        columns.extend(predicted);
+        let mut outputs: Vec<Vec<ArrayRef>> = Vec::with_capacity(results.len());
+        for (result, elapsed, take) in results {
+            outputs.push(result?);
+            self.stats.latencies.record(elapsed.as_micros() as u64);
+            self.stats.rows += take as u64;
+            self.stats.batches += 1;
+        }
+        let mut columns: Vec<ArrayRef> = rows.columns().to_vec();
+        match outputs.as_slice() {
+            [one] => columns.extend(one.iter().cloned()),
+            _ => {
+                for c in 0..outputs.first().map_or(0, Vec::len) {
+                    let parts: Vec<&dyn arrow::array::Array> = outputs.iter().map(|o| o[c].as_ref()).collect();
+                    columns.push(
+                        arrow::compute::concat(&parts).map_err(|e| OperatorError::arrow("ML_PREDICT output", e))?,
+                    );
+                }
+            }
+        }
         RecordBatch::try_new(self.output.clone(), columns).map_err(|e| OperatorError::arrow("ML_PREDICT output", e))
     }
 }

@@ -188,11 +188,21 @@ mod tests {
         assert_eq!(body["messages"][1], json!({"role": "user", "content": "hi"}));
         assert_eq!(body["response_format"]["type"], "json_object");
 
-        let c = config("anthropic", &[("system-prompt", "legal"), ("temperature", "0")]);
+        let c = config(
+            "openai",
+            &[("top-p", "0.9"), ("presence-penalty", "0.5"), ("frequency-penalty", "-0.5"), ("stop", "END,STOP")],
+        );
+        let body = request_body(&c, &["hi".to_string()]);
+        assert_eq!((body["top_p"].as_f64(), body["stop"].clone()), (Some(0.9), json!(["END", "STOP"])));
+        assert_eq!((body["presence_penalty"].as_f64(), body["frequency_penalty"].as_f64()), (Some(0.5), Some(-0.5)));
+
+        let c =
+            config("anthropic", &[("system-prompt", "legal"), ("temperature", "0"), ("top-k", "40"), ("stop", "END")]);
         let body = request_body(&c, &["contract".to_string()]);
         assert_eq!(body["system"], "legal");
         assert_eq!(body["max_tokens"], 1024);
         assert_eq!(body["messages"][0]["content"], "contract");
+        assert_eq!((body["top_k"].clone(), body["stop_sequences"].clone()), (json!(40), json!(["END"])));
 
         let c = config("openai", &[("task", "embeddings"), ("temperature", "0")]);
         let body = request_body(&c, &["a".to_string(), "b".to_string()]);
