@@ -574,3 +574,29 @@ fn files_under(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
     }
     out
 }
+
+/// `retry.on_codes` decides which statuses are retried: with only 502 listed, a row whose
+/// first two answers are 502 gets its answer on the third attempt, while a row answered
+/// 503 once is not retried (503 is retried by default) and is skipped by `on_error`.
+#[test]
+fn retry_on_codes_retries_only_the_listed_statuses() {
+    let stub = Stub::start(&["--latency", "1ms"]);
+    let cluster = Cluster::start(&[2], &[]);
+    let dir = cluster.dir.path().join("in");
+    let mut questions: Vec<(i64, String)> = (0..5).map(|i| (i, format!("question {i}"))).collect();
+    questions.push((100, "gateway [stub:502x2]".into()));
+    questions.push((101, "unavailable [stub:503x1]".into()));
+    write_questions(&dir, &questions);
+    let out = cluster.dir.path().join("out");
+    let options = ", 'api_key' = 'k', 'retry.on_codes' = '502', 'max_retries' = '3', 'retry.backoff' = '1ms', \
+                   'on_error' = 'skip'";
+    let job = cluster.submit(&questions_job(&dir, &model(&stub, "openai", options), &out), 1);
+    let status = cluster.wait_for(&job, &["FINISHED", "FAILED"], MINUTE);
+    assert_eq!(status["state"], "FINISHED", "{status:#}\n{}", cluster.logs());
+    let ids: std::collections::BTreeSet<i64> =
+        read_json_lines(&out).iter().map(|r| r["id"].as_i64().unwrap()).collect();
+    assert_eq!(ids, (0..5).chain([100]).collect(), "the 503 row is skipped, the 502 row answered after retries");
+    let asked =
+        |needle: &str| stub.requests().iter().filter(|r| r["prompt"].as_str().unwrap_or("").contains(needle)).count();
+    assert_eq!((asked("gateway"), asked("unavailable")), (3, 1), "502 retried twice, 503 not retried");
+}

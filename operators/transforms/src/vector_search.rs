@@ -636,4 +636,34 @@ mod tests {
         assert_eq!(rows[1], format!("2 [1.0, 2.0] [b, a] 2 {}", 2f64.sqrt()), "{rows:?}");
         assert_eq!(rows[2], "3 null null 0 null", "{rows:?}");
     }
+
+    #[tokio::test]
+    async fn an_unbounded_tables_changelog_updates_and_deletes_searched_rows_by_key() {
+        let mut spec = spec(false, vec![]);
+        spec.items_bounded = false;
+        spec.item_key = vec![0];
+        spec.top_k = 1;
+        let changelog_items = changelog::with_row_kind(&items_schema());
+        spec.items_schema = encode_schema(&changelog_items);
+        let inputs = vec![
+            HarnessInput { schema: queries_schema(), key_columns: None },
+            HarnessInput { schema: changelog_items, key_columns: None },
+        ];
+        let mut h = Harness::start_inputs(build(spec), inputs, 1, StateClock::System).await.unwrap();
+        // Nothing loaded yet: an unbounded table does not hold queries back.
+        h.push_batch_to(0, queries(&[0], &[Some([0.0, 0.0])])).await.unwrap();
+        assert!(h.rows_of(0).is_empty());
+        let change =
+            |kinds: &[RowKind], names: &[&str], v: &[[f32; 2]]| changelog::join(&items(names, v), kinds).unwrap();
+        h.push_batch_to(1, change(&[RowKind::Insert; 2], &["a", "b"], &[[1.0, 0.0], [5.0, 5.0]])).await.unwrap();
+        h.push_batch_to(0, queries(&[1], &[Some([0.0, 0.0])])).await.unwrap();
+        // 'a' moves away (an upsert by key), then is deleted.
+        h.push_batch_to(1, change(&[RowKind::UpdateAfter], &["a"], &[[9.0, 9.0]])).await.unwrap();
+        h.push_batch_to(0, queries(&[2], &[Some([0.0, 0.0])])).await.unwrap();
+        h.push_batch_to(1, change(&[RowKind::Delete], &["b"], &[[5.0, 5.0]])).await.unwrap();
+        h.push_batch_to(0, queries(&[3], &[Some([0.0, 0.0])])).await.unwrap();
+        let names: Vec<String> = h.rows_of(0).iter().map(|r| r.split(' ').nth(3).unwrap().to_string()).collect();
+        assert_eq!(names, ["a", "b", "a"], "{:?}", h.rows_of(0));
+        assert_eq!(h.metric(ITEMS), 1);
+    }
 }
