@@ -102,6 +102,13 @@ fn assert_reads(op: &OperatorSpec, schema: &Schema, explain: &str) {
         Some(Kind::WindowAggregate(a)) => schema_of(&a.input_schema),
         Some(Kind::TopN(t)) => schema_of(&t.input_schema),
         Some(Kind::LookupJoin(l)) => schema_of(&l.input_schema),
+        Some(Kind::MlEvaluate(e)) => schema_of(&e.input_schema),
+        // VECTOR_SEARCH reads the searching rows on one edge, the searched table on the other.
+        Some(Kind::VectorSearch(v)) => {
+            let (rows, items) = (schema_of(&v.input_schema), schema_of(&v.items_schema));
+            assert!(&rows == schema || &items == schema, "'{}' reads neither of its inputs\n{explain}", op.name);
+            return;
+        }
         // A join reads one of its two sides on each edge.
         Some(Kind::Join(j)) => {
             let (left, right) = (schema_of(&j.left_schema), schema_of(&j.right_schema));
@@ -139,6 +146,8 @@ fn output_schema(op: &OperatorSpec) -> SchemaRef {
         Some(Kind::TopN(t)) => schema_of(&t.output_schema),
         Some(Kind::Join(j)) => schema_of(&j.output_schema),
         Some(Kind::LookupJoin(l)) => schema_of(&l.output_schema),
+        Some(Kind::VectorSearch(v)) => schema_of(&v.output_schema),
+        Some(Kind::MlEvaluate(e)) => schema_of(&e.output_schema),
         other => panic!("no output: {other:?}"),
     })
 }
@@ -1210,4 +1219,85 @@ WHERE rn <= 3;";
     // 0.908 × 1,234,567 = 1,120,986.836 and 0.908 × 3 = 2.724, exactly, in thousandths.
     assert_eq!(decimals.values().to_vec(), vec![1_120_986_836, 2_724]);
     assert_eq!(out[0].column(1).as_primitive::<Int64Type>().values().to_vec(), vec![1, 3]);
+}
+
+/// VECTOR_SEARCH meets the searching rows on a forward edge (input 0) and the searched
+/// table broadcast to every subtask (input 1); its output is the rows' columns, the
+/// searched table's and `score`, with the LEFT form's outer flag and a bounded table
+/// loaded first. Mistakes about its columns are located.
+#[test]
+fn vector_search_broadcasts_the_searched_table_and_checks_its_columns() {
+    let tables = "CREATE TABLE items (id BIGINT, embedding ARRAY<FLOAT>, title STRING)
+    WITH ('connector' = 'filesystem', 'path' = '/tmp/items', 'format' = 'json');
+CREATE TABLE q (qid BIGINT, v ARRAY<FLOAT>, label STRING)
+    WITH ('connector' = 'filesystem', 'path' = '/tmp/q', 'format' = 'json');
+";
+    let script = format!(
+        "{tables}SELECT q.qid, s.title, s.score FROM q LEFT JOIN LATERAL TABLE(VECTOR_SEARCH(TABLE items, q.v, \
+         DESCRIPTOR(embedding), 3, MAP['metric', 'euclidean'])) AS s ON TRUE;"
+    );
+    let p = planned(&script, &parallel(2));
+    let Some(Kind::VectorSearch(spec)) = &find(&p.graph, |o| matches!(o.kind, Some(Kind::VectorSearch(_)))).kind else {
+        unreachable!()
+    };
+    assert!(spec.left_outer && spec.items_bounded, "{}", p.explain);
+    assert_eq!((spec.top_k, spec.metric.as_str(), spec.query_column, spec.search_column), (3, "euclidean", 1, 1));
+    assert_eq!(
+        column_names(&schema_of(&spec.output_schema)),
+        ["qid", "v", "label", "id", "embedding", "title", "score"]
+    );
+    let vertex = p.graph.vertices.iter().find(|v| v.name.contains("vector_search")).unwrap();
+    let mut inputs: Vec<(u32, i32)> = p
+        .graph
+        .edges
+        .iter()
+        .filter(|e| e.target_vertex == vertex.id)
+        .map(|e| (e.target_input, e.partitioning))
+        .collect();
+    inputs.sort();
+    assert_eq!(inputs, [(0, Partitioning::Forward as i32), (1, Partitioning::Broadcast as i32)], "{}", p.explain);
+    assert!(p.explain.contains("is bounded; it is loaded into memory"), "{}", p.explain);
+
+    for (call, needle) in [
+        ("VECTOR_SEARCH(TABLE items, q.v, DESCRIPTOR(embeding), 3)", "table 'items' has no column 'embeding'"),
+        ("VECTOR_SEARCH(TABLE items, q.v, DESCRIPTOR(title), 3)", "column 'title' of 'items' is STRING, not a vector"),
+        ("VECTOR_SEARCH(TABLE items, q.label, DESCRIPTOR(embedding), 3)", "'q.label' is STRING, not a vector"),
+        ("VECTOR_SEARCH(TABLE items, q.w, DESCRIPTOR(embedding), 3)", "the rows that search have no column 'q.w'"),
+        (
+            "VECTOR_SEARCH(TABLE items, q.v, DESCRIPTOR(embedding), 3, MAP['metric', 'manhattan'])",
+            "unknown VECTOR_SEARCH metric",
+        ),
+        ("VECTOR_SEARCH(TABLE items, q.v, DESCRIPTOR(embedding), 3, MAP['metrc', 'dot'])", "did you mean 'metric'?"),
+    ] {
+        let script = format!("{tables}SELECT * FROM q, LATERAL TABLE({call}) AS s;");
+        let e = plan(&script, &parallel(2)).expect_err(call);
+        assert!(e.message.contains(needle) || e.to_string().contains(needle), "{call}: {e}");
+    }
+}
+
+/// ML_EVALUATE runs the model over the table and one evaluation at parallelism 1; a DOUBLE
+/// label makes it a regression, and a label the task cannot use is refused at its name.
+#[test]
+fn ml_evaluate_plans_the_model_then_one_evaluation() {
+    let tables = "CREATE TABLE t (x DOUBLE, y DOUBLE, name STRING)
+    WITH ('connector' = 'filesystem', 'path' = '/tmp/t', 'format' = 'json');
+CREATE MODEL m INPUT (x DOUBLE) OUTPUT (prediction DOUBLE)
+    WITH ('provider' = 'local', 'task' = 'regression', 'model_path' = '/models/m.onnx');
+";
+    let p = planned(
+        &format!("{tables}SELECT * FROM ML_EVALUATE(TABLE t, MODEL m, DESCRIPTOR(y), DESCRIPTOR(x));"),
+        &parallel(2),
+    );
+    let evaluation = find(&p.graph, |o| matches!(o.kind, Some(Kind::MlEvaluate(_))));
+    let Some(Kind::MlEvaluate(spec)) = &evaluation.kind else { unreachable!() };
+    assert_eq!((spec.task.as_str(), spec.label_column, spec.prediction_column), ("regression", 1, 3));
+    assert_eq!(column_names(&schema_of(&spec.output_schema)), ["rows", "mae", "mse", "rmse", "r2"]);
+    let vertex = p.graph.vertices.iter().find(|v| v.operators.iter().any(|o| o.name == evaluation.name)).unwrap();
+    assert_eq!(vertex.parallelism, 1, "{}", p.explain);
+    let e = plan(
+        &format!("{tables}SELECT * FROM ML_EVALUATE(TABLE t, MODEL m, DESCRIPTOR(name), DESCRIPTOR(x));"),
+        &parallel(2),
+    )
+    .expect_err("a STRING label");
+    assert!(e.message.contains("the label 'name' is STRING"), "{e}");
 }
