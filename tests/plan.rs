@@ -1268,6 +1268,10 @@ CREATE TABLE q (qid BIGINT, v ARRAY<FLOAT>, label STRING)
             "unknown VECTOR_SEARCH metric",
         ),
         ("VECTOR_SEARCH(TABLE items, q.v, DESCRIPTOR(embedding), 3, MAP['metrc', 'dot'])", "did you mean 'metric'?"),
+        (
+            "VECTOR_SEARCH(TABLE items, q.v, DESCRIPTOR(embedding), 3, MAP['metric', 'dot', 'index', 'hnsw'])",
+            "an HNSW index cannot search by 'dot'",
+        ),
     ] {
         let script = format!("{tables}SELECT * FROM q, LATERAL TABLE({call}) AS s;");
         let e = plan(&script, &parallel(2)).expect_err(call);

@@ -35,21 +35,27 @@ use sluice_core::{
 };
 use sluice_proto::VectorSearchSpec;
 
-use self::hnsw::{HnswIndex, HnswParams};
+use self::hnsw::{BuildInput, HnswIndex, HnswParams};
 use self::items::{vector_values, Items};
 use self::metric::{squared_norm, Metric};
 
 /// Searched rows in the index now.
 pub const ITEMS: &str = "vector_search_items";
-/// Searched rows left out: a NULL vector, a NULL element, or another dimension.
+/// Searched rows left out: a NULL vector, a NULL, NaN or infinite element, or another
+/// dimension.
 pub const REJECTED_ITEMS: &str = "vector_search_rejected_items";
 /// Queries answered.
 pub const QUERIES: &str = "vector_search_queries";
-/// Queries with no usable vector (NULL, a NULL element, or another dimension than the
+/// 1 while the HNSW graph answers, 0 while the exact search does.
+pub const HNSW_ANSWERS: &str = "vector_search_hnsw";
+/// Queries with no usable vector (NULL, a NULL, NaN or infinite element, or another dimension than the
 /// searched rows'): they match nothing.
 pub const BAD_QUERIES: &str = "vector_search_bad_queries";
 
 const ITEMS_LIST: &str = "items";
+/// Below this many rows an HNSW graph is built in the task (about a second at 384
+/// dimensions); from there on its own thread, while the exact search answers.
+const SYNC_BUILD_ROWS: usize = 2_000;
 const LOADED_LIST: &str = "items_loaded";
 const HELD_LIST: &str = "held";
 
@@ -87,6 +93,11 @@ pub struct VectorSearch {
     index_kind: IndexKind,
     hnsw_params: HnswParams,
     hnsw: Option<HnswIndex>,
+    /// A graph being built on its own thread, for the store of this generation.
+    building: Option<(u64, std::thread::JoinHandle<HnswIndex>)>,
+    /// Bumped when the store is rebuilt (its slots renumbered): a graph built before
+    /// is thrown away.
+    generation: u64,
     items_bounded: bool,
     loaded: bool,
     held: Vec<RecordBatch>,
@@ -113,8 +124,11 @@ impl VectorSearch {
         let metric =
             Metric::parse(&spec.metric).ok_or_else(|| plan_error(format!("unknown metric '{}'", spec.metric)))?;
         let index_kind = match spec.index.as_str() {
+            // The dot product is no distance, so a graph cannot order its rows.
+            "" | "auto" if !metric.has_distance() => IndexKind::Exact,
             "" | "auto" => IndexKind::Auto(spec.hnsw_threshold as usize),
             "exact" => IndexKind::Exact,
+            "hnsw" if !metric.has_distance() => return Err(plan_error(format!("no HNSW index for metric {metric}"))),
             "hnsw" => IndexKind::Hnsw,
             other => return Err(plan_error(format!("unknown index '{other}'"))),
         };
@@ -161,6 +175,8 @@ impl VectorSearch {
                 ef_search: (spec.hnsw_ef_search as usize).max(1),
             },
             hnsw: None,
+            building: None,
+            generation: 0,
             items_bounded: spec.items_bounded,
             loaded: !spec.items_bounded,
             held: Vec::new(),
@@ -182,12 +198,15 @@ impl VectorSearch {
         if self.items.wants_compaction() {
             self.items = self.items.compacted()?;
             self.hnsw = None;
+            self.building = None;
+            self.generation += 1;
         }
         Ok(())
     }
 
-    /// Builds the HNSW graph or brings it up to date when it should answer; drops it
-    /// otherwise.
+    /// Brings the HNSW graph up to date when it should answer. A graph is built on a
+    /// thread of its own (seconds to minutes for 100,000s of rows): until it is ready the
+    /// exact search answers, so neither rows nor barriers wait for the build.
     fn prepare_index(&mut self) {
         let use_hnsw = match self.index_kind {
             IndexKind::Exact => false,
@@ -196,11 +215,38 @@ impl VectorSearch {
         };
         if !use_hnsw {
             self.hnsw = None;
+            self.building = None;
             return;
         }
-        match &mut self.hnsw {
-            Some(index) => index.catch_up(&self.items),
-            None => self.hnsw = Some(HnswIndex::build(&self.items, self.hnsw_params)),
+        if let Some(index) = &mut self.hnsw {
+            index.catch_up(&self.items);
+            return;
+        }
+        match self.building.take() {
+            // A small graph is built at once.
+            None if self.items.live() < SYNC_BUILD_ROWS => {
+                self.hnsw = Some(HnswIndex::build(&self.items, self.hnsw_params));
+            }
+            None => {
+                let input = BuildInput::of(&self.items, self.hnsw_params);
+                tracing::info!(rows = self.items.live(), "VECTOR_SEARCH: building the HNSW graph");
+                self.building = Some((self.generation, std::thread::spawn(move || HnswIndex::build_from(input))));
+            }
+            Some((generation, handle)) if handle.is_finished() => match handle.join() {
+                Ok(mut index) if generation == self.generation => {
+                    index.catch_up(&self.items);
+                    tracing::info!(rows = self.items.live(), "VECTOR_SEARCH: the HNSW graph answers from now on");
+                    self.hnsw = Some(index);
+                }
+                Ok(_) => {}
+                Err(_) => {
+                    tracing::warn!(
+                        "VECTOR_SEARCH: building the HNSW graph failed; the exact search answers from now on"
+                    );
+                    self.index_kind = IndexKind::Exact;
+                }
+            },
+            Some(pending) => self.building = Some(pending),
         }
     }
 
@@ -502,6 +548,7 @@ impl Operator for VectorSearch {
             (REJECTED_ITEMS.to_string(), self.items.rejected()),
             (QUERIES.to_string(), self.queries),
             (BAD_QUERIES.to_string(), self.bad_queries),
+            (HNSW_ANSWERS.to_string(), u64::from(self.hnsw.is_some())),
         ]
     }
 }
@@ -665,5 +712,36 @@ mod tests {
         let names: Vec<String> = h.rows_of(0).iter().map(|r| r.split(' ').nth(3).unwrap().to_string()).collect();
         assert_eq!(names, ["a", "b", "a"], "{:?}", h.rows_of(0));
         assert_eq!(h.metric(ITEMS), 1);
+    }
+
+    #[tokio::test]
+    async fn a_large_graph_is_built_aside_while_the_exact_search_answers() {
+        let mut spec = spec(false, vec![]);
+        spec.index = "hnsw".into();
+        spec.metric = "cosine".into();
+        spec.top_k = 1;
+        let mut h = Harness::start_inputs(build(spec), inputs(), 1, StateClock::System).await.unwrap();
+        let n = SYNC_BUILD_ROWS + 500;
+        let names: Vec<String> = (0..n).map(|i| format!("i{i}")).collect();
+        let vectors: Vec<[f32; 2]> = (0..n).map(|i| [(i as f32 * 0.37).sin(), (i as f32 * 0.37).cos()]).collect();
+        let refs: Vec<&str> = names.iter().map(String::as_str).collect();
+        h.push_batch_to(1, items(&refs, &vectors)).await.unwrap();
+        h.watermark_to(1, i64::MAX).await.unwrap();
+        // The closest item to (10, 0) by cosine is the one whose vector points most along x.
+        let best = (0..n).max_by(|&a, &b| vectors[a][0].total_cmp(&vectors[b][0])).unwrap();
+        let mut asked = 0;
+        loop {
+            h.push_batch_to(0, queries(&[asked], &[Some([10.0, 0.0])])).await.unwrap();
+            asked += 1;
+            let hnsw = h.metric(HNSW_ANSWERS) == 1;
+            if hnsw || asked > 2_000 {
+                assert!(hnsw, "the graph never came");
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+        let rows = h.rows_of(0);
+        assert_eq!(rows.len() as i64, asked, "every query is answered, before the graph and after");
+        assert!(rows[0].contains(&format!(" i{best} ")), "the exact search answered first: {}", rows[0]);
     }
 }

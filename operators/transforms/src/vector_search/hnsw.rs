@@ -26,7 +26,9 @@ struct MetricDistance(Metric);
 
 impl Distance<f32> for MetricDistance {
     fn eval(&self, a: &[f32], b: &[f32]) -> f32 {
-        self.0.distance(a, b)
+        // The graph needs distances of at least 0: rounding can put the cosine of unit
+        // vectors a hair above 1.
+        self.0.distance(a, b).max(0.0)
     }
 }
 
@@ -50,21 +52,53 @@ pub struct HnswIndex {
 /// Layers of the graph at most (hnsw_rs's limit).
 const MAX_LAYERS: usize = 16;
 
+/// What a graph is built from: a copy of the store's vectors, so that the build can run
+/// on its own thread while the store goes on changing.
+pub struct BuildInput {
+    metric: Metric,
+    dimension: usize,
+    vectors: Vec<f32>,
+    alive: Vec<bool>,
+    params: HnswParams,
+}
+
+impl BuildInput {
+    /// A copy of every slot of `items`.
+    pub fn of(items: &Items, params: HnswParams) -> Self {
+        let slots = items.slots();
+        BuildInput {
+            metric: items.metric(),
+            dimension: items.dimension().unwrap_or(0),
+            vectors: items.matrix().to_vec(),
+            alive: (0..slots).map(|s| items.is_alive(s as u32)).collect(),
+            params,
+        }
+    }
+}
+
 impl HnswIndex {
     /// A graph over every live slot of `items`, built on the available cores.
     pub fn build(items: &Items, params: HnswParams) -> Self {
+        Self::build_from(BuildInput::of(items, params))
+    }
+
+    /// A graph over the live slots of `input`.
+    pub fn build_from(input: BuildInput) -> Self {
+        let slots = input.alive.len();
+        let params = input.params;
         let graph = Hnsw::new(
             params.m,
-            (items.slots() * 2).max(1024),
+            (slots * 2).max(1024),
             MAX_LAYERS,
             params.ef_construction,
-            MetricDistance(items.metric()),
+            MetricDistance(input.metric),
         );
         let mut index = HnswIndex { graph, params, indexed: 0 };
+        let d = input.dimension;
         let batch: Vec<(&[f32], usize)> =
-            (0..items.slots()).filter(|&s| items.is_alive(s as u32)).map(|s| (items.vector(s as u32), s)).collect();
+            (0..slots).filter(|&s| input.alive[s]).map(|s| (&input.vectors[s * d..(s + 1) * d], s)).collect();
         index.graph.parallel_insert_slice(&batch);
-        index.indexed = items.slots();
+        index.indexed = slots;
         index.graph.set_searching_mode(true);
         index
     }

@@ -47,8 +47,13 @@ struct Identities {
     slots: HashMap<Vec<u8>, Vec<u32>>,
 }
 
-/// The values of a vector column as `f32`s, row by row (`None`: NULL).
+/// The values of a vector column as `f32`s, row by row; `None` for NULL, a NULL element
+/// or one that is not a finite number (no distance can be computed from NaN).
 pub fn vector_values(column: &ArrayRef, row: usize) -> Option<Vec<f32>> {
+    raw_values(column, row).filter(|v| v.iter().all(|x| x.is_finite()))
+}
+
+fn raw_values(column: &ArrayRef, row: usize) -> Option<Vec<f32>> {
     if column.is_null(row) {
         return None;
     }
@@ -124,7 +129,8 @@ impl Items {
         self.alive.len()
     }
 
-    /// Rows left out because their vector was NULL, held a NULL or had another dimension.
+    /// Rows left out because their vector was NULL, held a NULL or a NaN or infinity, or
+    /// had another dimension.
     pub fn rejected(&self) -> u64 {
         self.rejected
     }
@@ -292,13 +298,19 @@ mod tests {
     #[test]
     fn rows_with_bad_vectors_are_rejected_and_counted() {
         let rows = batch(
-            &[1, 2, 3, 4],
-            vec![Some(vec![Some(1.0), Some(0.0)]), None, Some(vec![Some(1.0)]), Some(vec![Some(2.0), None])],
+            &[1, 2, 3, 4, 5],
+            vec![
+                Some(vec![Some(1.0), Some(0.0)]),
+                None,
+                Some(vec![Some(1.0)]),
+                Some(vec![Some(2.0), None]),
+                Some(vec![Some(f32::NAN), Some(1.0)]),
+            ],
         );
         let mut items = Items::new(rows.schema(), 1, Metric::Dot, None).unwrap();
-        let added = items.apply(&rows, &[RowKind::Insert; 4]).unwrap();
+        let added = items.apply(&rows, &[RowKind::Insert; 5]).unwrap();
         assert_eq!(added, vec![0]);
-        assert_eq!((items.live(), items.rejected(), items.dimension()), (1, 3, Some(2)));
+        assert_eq!((items.live(), items.rejected(), items.dimension()), (1, 4, Some(2)));
     }
 
     #[test]

@@ -62,6 +62,12 @@ impl Metric {
         }
     }
 
+    /// True when [`distance`](Self::distance) is a distance (never negative), as an
+    /// approximate index needs: not for dot products of vectors of any length.
+    pub fn has_distance(self) -> bool {
+        self != Metric::Dot
+    }
+
     /// The distance an approximate index minimizes between two prepared vectors, with
     /// the same order as the ranking key (smaller is closer).
     #[inline]

@@ -108,6 +108,10 @@ impl ResolvedVectorSearch {
             return Err(SqlError::new(call.config_location, format!("unknown VECTOR_SEARCH index '{index}'"))
                 .with_hint("use 'auto' (exact below hnsw.threshold rows, HNSW from there), 'exact' or 'hnsw'"));
         }
+        if index == "hnsw" && metric == "dot" {
+            return Err(SqlError::new(call.config_location, "an HNSW index cannot search by 'dot'")
+                .with_hint("a dot product of vectors of any length is no distance for the graph: use 'cosine' (the dot product of unit vectors) or 'index' = 'exact'"));
+        }
         let number = |key: &str| -> Result<u64> {
             settings[key].parse::<u64>().ok().filter(|&n| n > 0).ok_or_else(|| {
                 SqlError::new(call.config_location, format!("VECTOR_SEARCH config '{key}' must be a positive number"))
