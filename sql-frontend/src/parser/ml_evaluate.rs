@@ -12,7 +12,7 @@ use sqlparser::tokenizer::{Location, Span, Token, TokenWithSpan};
 use super::ast::MlEvaluateCall;
 use super::cursor::is_word;
 use super::ml_predict::{config, descriptor, word};
-use super::table_call::{matching_paren, named_argument, significant, split_args, wrapped_in_table};
+use super::table_call::{call_at, named_argument, significant, split_args, wrapped_in_table};
 use crate::error::{Result, SqlError};
 
 const USAGE: &str = "write SELECT * FROM ML_EVALUATE(TABLE t, MODEL m, DESCRIPTOR(label), DESCRIPTOR(f1, f2), \
@@ -27,13 +27,10 @@ pub(super) fn rewrite(tokens: &[TokenWithSpan]) -> Result<(Vec<TokenWithSpan>, V
     let mut copied = 0;
     let mut k = 0;
     while k < sig.len() {
-        if !(is_word(token(k), "ML_EVALUATE") && sig.get(k + 1).is_some_and(|&i| tokens[i].token == Token::LParen)) {
+        let Some((location, close)) = call_at(tokens, &sig, k, "ML_EVALUATE")? else {
             k += 1;
             continue;
-        }
-        let location = tokens[sig[k]].span.start;
-        let close = matching_paren(tokens, &sig, k + 1)
-            .ok_or_else(|| SqlError::new(location, "ML_EVALUATE( is never closed").with_hint("add the missing ')'"))?;
+        };
         let wrapped = wrapped_in_table(tokens, &sig, k);
         let (start, end) = if wrapped && sig.get(close + 1).is_some_and(|&i| tokens[i].token == Token::RParen) {
             (k - 2, close + 1)

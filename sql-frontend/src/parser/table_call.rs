@@ -106,3 +106,22 @@ pub(super) fn named_argument<'a, 't>(
         value.first().ok_or_else(|| SqlError::new(head.span.start, format!("a {function} argument has no value")))?;
     Ok((name, value, first))
 }
+
+/// When significant token `k` starts a call of `function` (`NAME(`): where the name is and
+/// the position in `sig` of the call's closing `)`.
+pub(super) fn call_at(
+    tokens: &[TokenWithSpan],
+    sig: &[usize],
+    k: usize,
+    function: &str,
+) -> crate::error::Result<Option<(sqlparser::tokenizer::Location, usize)>> {
+    if !(is_word(&tokens[sig[k]].token, function) && sig.get(k + 1).is_some_and(|&i| tokens[i].token == Token::LParen))
+    {
+        return Ok(None);
+    }
+    let location = tokens[sig[k]].span.start;
+    let close = matching_paren(tokens, sig, k + 1).ok_or_else(|| {
+        crate::error::SqlError::new(location, format!("{function}( is never closed")).with_hint("add the missing ')'")
+    })?;
+    Ok(Some((location, close)))
+}

@@ -26,7 +26,9 @@ use sqlparser::tokenizer::{Location, Span, Token, TokenWithSpan, Whitespace};
 use super::ast::{SearchAggregate, VectorSearchCall};
 use super::cursor::is_word;
 use super::ml_predict::{config, descriptor, word};
-use super::table_call::{matching_paren, named_argument, significant, split_args, with_lateral, wrapped_in_table};
+use super::table_call::{
+    call_at, matching_paren, named_argument, significant, split_args, with_lateral, wrapped_in_table,
+};
 use crate::error::{Result, SqlError};
 
 /// The placeholder table of the `n`th VECTOR_SEARCH of a statement.
@@ -49,14 +51,10 @@ pub(super) fn rewrite(tokens: &[TokenWithSpan]) -> Result<(Vec<TokenWithSpan>, V
     let mut copied = 0;
     let mut k = 0;
     while k < sig.len() {
-        if !(is_word(token(k), "VECTOR_SEARCH") && sig.get(k + 1).is_some_and(|&i| tokens[i].token == Token::LParen)) {
+        let Some((location, close)) = call_at(tokens, &sig, k, "VECTOR_SEARCH")? else {
             k += 1;
             continue;
-        }
-        let location = tokens[sig[k]].span.start;
-        let close = matching_paren(tokens, &sig, k + 1).ok_or_else(|| {
-            SqlError::new(location, "VECTOR_SEARCH( is never closed").with_hint("add the missing ')'")
-        })?;
+        };
         let wrapped = wrapped_in_table(tokens, &sig, k);
         let end = if wrapped {
             if sig.get(close + 1).map(|&i| &tokens[i].token) != Some(&Token::RParen) {
