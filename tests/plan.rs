@@ -1257,6 +1257,16 @@ CREATE TABLE q (qid BIGINT, v ARRAY<FLOAT>, label STRING)
     inputs.sort();
     assert_eq!(inputs, [(0, Partitioning::Forward as i32), (1, Partitioning::Broadcast as i32)], "{}", p.explain);
     assert!(p.explain.contains("is bounded; it is loaded into memory"), "{}", p.explain);
+    // A view over a bounded table is bounded too.
+    let view = format!(
+        "{tables}CREATE VIEW titled AS SELECT id, embedding, title FROM items WHERE title IS NOT NULL;
+SELECT q.qid, s.title FROM q, LATERAL TABLE(VECTOR_SEARCH(TABLE titled, q.v, DESCRIPTOR(embedding), 3)) AS s;"
+    );
+    let p = planned(&view, &parallel(2));
+    let Some(Kind::VectorSearch(spec)) = &find(&p.graph, |o| matches!(o.kind, Some(Kind::VectorSearch(_)))).kind else {
+        unreachable!()
+    };
+    assert!(spec.items_bounded, "{}", p.explain);
 
     for (call, needle) in [
         ("VECTOR_SEARCH(TABLE items, q.v, DESCRIPTOR(embeding), 3)", "table 'items' has no column 'embeding'"),

@@ -69,12 +69,10 @@ impl MlEvaluate {
         let mut columns = vec![rows];
         if self.regression {
             let m = (!empty).then(|| metrics::regression(&self.labels, &self.predictions));
-            columns.extend([m.map(|m| m.mae), m.map(|m| m.mse), m.map(|m| m.rmse), m.map(|m| m.r2)].map(value));
+            columns.extend([m.map(|m| m.mae), m.map(|m| m.mse), m.map(|m| m.rmse), m.and_then(|m| m.r2)].map(value));
         } else {
-            let labels: Vec<bool> = self.labels.iter().map(|&y| y != 0.0).collect();
-            let predicted: Vec<bool> = self.predictions.iter().map(|&p| p != 0.0).collect();
             let probabilities = self.probability.map(|_| self.probabilities.as_slice());
-            let m = (!empty).then(|| metrics::classification(&labels, &predicted, probabilities));
+            let m = (!empty).then(|| metrics::classification(&self.labels, &self.predictions, probabilities));
             columns.extend(
                 [
                     m.map(|m| m.accuracy),

@@ -37,7 +37,7 @@ use sluice_proto::VectorSearchSpec;
 
 use self::hnsw::{BuildInput, HnswIndex, HnswParams};
 use self::items::{vector_values, Items};
-use self::metric::{squared_norm, Metric};
+use self::metric::{squared_distance, squared_norm, Metric};
 
 /// Searched rows in the index now.
 pub const ITEMS: &str = "vector_search_items";
@@ -74,7 +74,7 @@ pub enum IndexKind {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Aggregate {
     ArrayAgg(Option<usize>),
-    Count,
+    Count(Option<usize>),
     Sum(Option<usize>),
     Avg(Option<usize>),
     Min(Option<usize>),
@@ -151,7 +151,7 @@ impl VectorSearch {
                 let column = a.column.map(|c| c as usize);
                 Ok(match a.function.as_str() {
                     "array_agg" => Aggregate::ArrayAgg(column),
-                    "count" => Aggregate::Count,
+                    "count" => Aggregate::Count(column),
                     "sum" => Aggregate::Sum(column),
                     "avg" => Aggregate::Avg(column),
                     "min" => Aggregate::Min(column),
@@ -208,10 +208,12 @@ impl VectorSearch {
     /// thread of its own (seconds to minutes for 100,000s of rows): until it is ready the
     /// exact search answers, so neither rows nor barriers wait for the build.
     fn prepare_index(&mut self) {
+        let has_graph = self.hnsw.is_some() || self.building.is_some();
         let use_hnsw = match self.index_kind {
             IndexKind::Exact => false,
             IndexKind::Hnsw => true,
-            IndexKind::Auto(threshold) => self.items.live() >= threshold,
+            // Hysteresis: a table shrinking a little below the threshold keeps its graph.
+            IndexKind::Auto(threshold) => self.items.live() >= if has_graph { threshold / 2 } else { threshold },
         };
         if !use_hnsw {
             self.hnsw = None;
@@ -219,8 +221,12 @@ impl VectorSearch {
             return;
         }
         if let Some(index) = &mut self.hnsw {
-            index.catch_up(&self.items);
-            return;
+            // Rows come one by one into a graph; many at once are a new graph, built aside.
+            if index.backlog(&self.items) <= SYNC_BUILD_ROWS {
+                index.catch_up(&self.items);
+                return;
+            }
+            self.hnsw = None;
         }
         match self.building.take() {
             // A small graph is built at once.
@@ -294,8 +300,22 @@ impl VectorSearch {
         };
         let metric = self.items.metric();
         let mut matches: Vec<Vec<(u32, f64)>> = vec![Vec::new(); n];
-        for ((row, found), norm) in asked.into_iter().zip(found).zip(norms) {
-            matches[row] = found.into_iter().map(|(slot, key)| (slot, metric.score(key, norm))).collect();
+        let d = dimension.unwrap_or(0);
+        for (i, ((row, found), norm)) in asked.into_iter().zip(found).zip(norms).enumerate() {
+            let query = &queries[i * d..(i + 1) * d];
+            let mut scored: Vec<(u32, f64)> = found
+                .into_iter()
+                .map(|(slot, key)| match metric {
+                    // The ranking key cancels large norms in f32: the winners' distances are
+                    // computed again from their differences, and ranked by them.
+                    Metric::Euclidean => (slot, f64::from(squared_distance(query, self.items.vector(slot))).sqrt()),
+                    _ => (slot, metric.score(key, norm)),
+                })
+                .collect();
+            if metric == Metric::Euclidean {
+                scored.sort_by(|a, b| a.1.total_cmp(&b.1).then(a.0.cmp(&b.0)));
+            }
+            matches[row] = scored;
         }
         let kinds = changelog::row_kind_index(&batch.schema()).map(|_| changes.kinds.as_slice());
         let output = if self.aggregates.is_empty() {
@@ -379,7 +399,17 @@ impl VectorSearch {
         for (i, aggregate) in self.aggregates.iter().enumerate() {
             let field = data_fields.field(rows.num_columns() + i);
             let column: ArrayRef = match *aggregate {
-                Aggregate::Count => Arc::new(Int64Array::from_iter_values(counts.iter().map(|&c| c as i64))),
+                Aggregate::Count(None) => Arc::new(Int64Array::from_iter_values(counts.iter().map(|&c| c as i64))),
+                // COUNT(column) counts the matches whose column is not NULL.
+                Aggregate::Count(Some(c)) => {
+                    let values = gather(Some(c))?;
+                    let mut start = 0;
+                    Arc::new(Int64Array::from_iter_values(counts.iter().map(|&count| {
+                        let valid = (start..start + count).filter(|&j| values.is_valid(j)).count();
+                        start += count;
+                        valid as i64
+                    })))
+                }
                 Aggregate::ArrayAgg(c) => {
                     let DataType::List(item) = field.data_type() else {
                         return Err(plan_error(format!("ARRAY_AGG's output '{}' is not a list", field.name())));
@@ -501,8 +531,18 @@ impl Operator for VectorSearch {
         self.answer(&batch, out)
     }
 
+    /// The output's rows are the searching rows', so its watermark is input 0's (held
+    /// back with the rows while a bounded table loads); the searched table's watermark
+    /// only says when it has ended, and an unbounded one without a watermark must not
+    /// stop event time downstream.
     async fn on_input_watermark(&mut self, input: usize, watermark: i64, out: &mut Collector) -> Result<()> {
-        if input == 1 && watermark == i64::MAX && !self.loaded {
+        if input == 0 {
+            if self.holding() || !self.held.is_empty() {
+                self.held_watermark = Some(watermark);
+            } else {
+                out.watermark(watermark);
+            }
+        } else if watermark == i64::MAX && !self.loaded {
             self.loaded = true;
             tracing::info!(rows = self.items.live(), "VECTOR_SEARCH: the searched table is loaded");
             self.flush(out)?;
@@ -510,12 +550,7 @@ impl Operator for VectorSearch {
         Ok(())
     }
 
-    async fn on_watermark(&mut self, watermark: i64, out: &mut Collector) -> Result<()> {
-        if self.holding() || !self.held.is_empty() {
-            self.held_watermark = Some(watermark);
-            return Ok(());
-        }
-        out.watermark(watermark);
+    async fn on_watermark(&mut self, _watermark: i64, _out: &mut Collector) -> Result<()> {
         Ok(())
     }
 
@@ -743,5 +778,21 @@ mod tests {
         let rows = h.rows_of(0);
         assert_eq!(rows.len() as i64, asked, "every query is answered, before the graph and after");
         assert!(rows[0].contains(&format!(" i{best} ")), "the exact search answered first: {}", rows[0]);
+    }
+
+    #[tokio::test]
+    async fn the_searching_rows_watermark_passes_an_unbounded_table_without_one() {
+        let mut spec = spec(false, vec![]);
+        spec.items_bounded = false;
+        spec.top_k = 1;
+        let mut h = Harness::start_inputs(build(spec), inputs(), 1, StateClock::System).await.unwrap();
+        h.push_batch_to(1, items(&["far", "near"], &[[1000.0, 1000.0], [0.0, 0.0]])).await.unwrap();
+        h.push_batch_to(0, queries(&[1], &[Some([1000.01, 1000.0])])).await.unwrap();
+        h.watermark_to(0, 100).await.unwrap();
+        assert_eq!(h.watermarks_of(0), vec![100], "input 1 never sent a watermark");
+        // Euclidean distances come from the differences, not from norms that cancel in f32.
+        let rows = h.rows_of(0);
+        let score: f64 = rows[0].rsplit(' ').next().unwrap().parse().unwrap();
+        assert!(rows[0].contains(" far ") && (score - 0.01).abs() < 1e-3, "{rows:?}");
     }
 }

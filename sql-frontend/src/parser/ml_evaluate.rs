@@ -42,7 +42,8 @@ pub(super) fn rewrite(tokens: &[TokenWithSpan]) -> Result<(Vec<TokenWithSpan>, V
             return Err(SqlError::new(location, "ML_EVALUATE is a table function: read it in FROM").with_hint(USAGE));
         }
         let args: Vec<&TokenWithSpan> = sig[k + 2..close].iter().map(|&i| &tokens[i]).collect();
-        let call = parse_args(&args, location, format!("__ml_evaluate_{}", calls.len()))?;
+        let placeholder = format!("__ml_evaluate_{}_{}", location.line, location.column);
+        let call = parse_args(&args, location, placeholder)?;
         out.extend_from_slice(&tokens[copied..sig[start]]);
         let span = Span::new(tokens[sig[start]].span.start, tokens[sig[end]].span.end);
         out.push(TokenWithSpan::new(Token::make_word(&call.placeholder, None), span));

@@ -31,10 +31,14 @@ use super::table_call::{
 };
 use crate::error::{Result, SqlError};
 
-/// The placeholder table of the `n`th VECTOR_SEARCH of a statement.
-fn placeholder(n: usize) -> String {
-    format!("__vector_search_{n}")
+/// The placeholder table of the VECTOR_SEARCH at `location`: unique in a script, so the
+/// calls of a view and of the query reading it never share a name.
+fn placeholder(location: Location) -> String {
+    format!("__vector_search_{}_{}", location.line, location.column)
 }
+
+/// The most matches a row may ask for.
+const MAX_TOP_K: u32 = 10_000;
 
 const USAGE: &str = "write FROM t, LATERAL TABLE(VECTOR_SEARCH(SEARCH_TABLE => TABLE items, COLUMN_TO_QUERY => \
                      t.embedding, COLUMN_TO_SEARCH => DESCRIPTOR(embedding), TOP_K => 5)) AS v";
@@ -69,7 +73,7 @@ pub(super) fn rewrite(tokens: &[TokenWithSpan]) -> Result<(Vec<TokenWithSpan>, V
         };
         let start = with_lateral(tokens, &sig, if wrapped { k - 2 } else { k });
         let args: Vec<&TokenWithSpan> = sig[k + 2..close].iter().map(|&i| &tokens[i]).collect();
-        let mut call = parse_args(&args, location, placeholder(calls.len()))?;
+        let mut call = parse_args(&args, location, placeholder(location))?;
         let before = start.checked_sub(1).map(token);
         if let Some(apply) =
             before.filter(|t| is_word(t, "FROM")).and_then(|_| enclosing_apply(tokens, &sig, start - 1))
@@ -230,13 +234,14 @@ fn parse_args(args: &[&TokenWithSpan], location: Location, placeholder: String) 
             "top_k" => {
                 let n = match value {
                     [t] => match &t.token {
-                        Token::Number(n, _) => n.parse::<u32>().ok().filter(|&n| n > 0),
+                        Token::Number(n, _) => n.parse::<u32>().ok().filter(|&n| n > 0 && n <= MAX_TOP_K),
                         _ => None,
                     },
                     _ => None,
                 }
                 .ok_or_else(|| {
-                    SqlError::new(at, "TOP_K must be a positive whole number").with_hint("write TOP_K => 5")
+                    SqlError::new(at, format!("TOP_K must be a whole number from 1 to {MAX_TOP_K}"))
+                        .with_hint("write TOP_K => 5")
                 })?;
                 top_k.replace((n, at)).map_or(Ok(()), |_| Err(twice()))?;
             }

@@ -56,6 +56,24 @@ impl JobGraphBuilder {
         &self.nodes[node.0].operator.uid
     }
 
+    /// The source operators whose rows reach `node` (itself, when it is one).
+    pub fn sources_of(&self, node: NodeId) -> Vec<&OperatorSpec> {
+        let mut sources = Vec::new();
+        let mut seen = vec![false; self.nodes.len()];
+        let mut stack = vec![node.0];
+        while let Some(n) = stack.pop() {
+            if std::mem::replace(&mut seen[n], true) {
+                continue;
+            }
+            let operator = &self.nodes[n].operator;
+            if matches!(operator.kind, Some(sluice_proto::operator_spec::Kind::Source(_))) {
+                sources.push(operator);
+            }
+            stack.extend(self.edges.iter().filter(|e| e.to.0 == n).map(|e| e.from.0));
+        }
+        sources
+    }
+
     /// Connects two nodes; `schema` is the Arrow IPC schema of the rows on the edge.
     pub fn connect(
         &mut self,

@@ -32,17 +32,19 @@ pub struct Regression {
     /// Root of the mean squared error.
     pub rmse: f64,
     /// Coefficient of determination (1 − SS_res / SS_tot; 1 for a perfect fit of a
-    /// constant target, 0 for an imperfect one, as scikit-learn gives).
-    pub r2: f64,
+    /// constant target, 0 for an imperfect one, as scikit-learn gives); `None` for fewer
+    /// than two rows, where scikit-learn gives NaN.
+    pub r2: Option<f64>,
 }
 
 /// The classification metrics of `labels` (true) against `predicted` labels and
-/// optional `probabilities` of the positive class, row by row.
-pub fn classification(labels: &[bool], predicted: &[bool], probabilities: Option<&[f64]>) -> Classification {
+/// optional `probabilities` of the positive class, row by row. The positive class is 1
+/// (scikit-learn's `pos_label`); accuracy compares the labels as they are.
+pub fn classification(labels: &[f64], predicted: &[f64], probabilities: Option<&[f64]>) -> Classification {
     let n = labels.len() as f64;
     let (mut tp, mut fp, mut fn_, mut correct) = (0.0, 0.0, 0.0, 0.0);
     for (&y, &p) in labels.iter().zip(predicted) {
-        match (y, p) {
+        match (y == 1.0, p == 1.0) {
             (true, true) => tp += 1.0,
             (false, true) => fp += 1.0,
             (true, false) => fn_ += 1.0,
@@ -63,7 +65,7 @@ pub fn classification(labels: &[bool], predicted: &[bool], probabilities: Option
     }
 }
 
-fn log_loss(labels: &[bool], probabilities: &[f64]) -> f64 {
+fn log_loss(labels: &[f64], probabilities: &[f64]) -> f64 {
     let eps = f64::EPSILON;
     let total: f64 = labels
         .iter()
@@ -73,7 +75,7 @@ fn log_loss(labels: &[bool], probabilities: &[f64]) -> f64 {
             // scikit-learn normalizes the clipped pair (1 − p, p) to sum to one.
             let (negative, positive) = (1.0 - p, p);
             let sum = negative + positive;
-            -(if y { positive / sum } else { negative / sum }).ln()
+            -(if y == 1.0 { positive / sum } else { negative / sum }).ln()
         })
         .sum();
     total / labels.len() as f64
@@ -81,8 +83,8 @@ fn log_loss(labels: &[bool], probabilities: &[f64]) -> f64 {
 
 /// The Mann–Whitney form of the ROC AUC: the chance a positive row scores above a negative
 /// one, ties counted half (what the trapezoids of the ROC curve add up to).
-fn auc(labels: &[bool], scores: &[f64]) -> Option<f64> {
-    let positives = labels.iter().filter(|&&y| y).count() as f64;
+fn auc(labels: &[f64], scores: &[f64]) -> Option<f64> {
+    let positives = labels.iter().filter(|&&y| y == 1.0).count() as f64;
     let negatives = labels.len() as f64 - positives;
     if positives == 0.0 || negatives == 0.0 {
         return None;
@@ -98,7 +100,7 @@ fn auc(labels: &[bool], scores: &[f64]) -> Option<f64> {
         }
         // Rows i..=j tie: each gets the average of ranks i+1..=j+1.
         let average = (i + j) as f64 / 2.0 + 1.0;
-        rank_sum += order[i..=j].iter().filter(|&&r| labels[r]).count() as f64 * average;
+        rank_sum += order[i..=j].iter().filter(|&&r| labels[r] == 1.0).count() as f64 * average;
         i = j + 1;
     }
     Some((rank_sum - positives * (positives + 1.0) / 2.0) / (positives * negatives))
@@ -112,10 +114,11 @@ pub fn regression(actual: &[f64], predicted: &[f64]) -> Regression {
     let mse = residual / n;
     let mean = actual.iter().sum::<f64>() / n;
     let total: f64 = actual.iter().map(|y| (y - mean) * (y - mean)).sum();
-    let r2 = match (total == 0.0, residual == 0.0) {
-        (true, true) => 1.0,
-        (true, false) => 0.0,
-        _ => 1.0 - residual / total,
+    let r2 = match (actual.len() < 2, total == 0.0, residual == 0.0) {
+        (true, ..) => None,
+        (false, true, true) => Some(1.0),
+        (false, true, false) => Some(0.0),
+        _ => Some(1.0 - residual / total),
     };
     Regression { mae, mse, rmse: mse.sqrt(), r2 }
 }
@@ -126,9 +129,9 @@ mod tests {
 
     #[test]
     fn classification_counts_as_scikit_learn_does() {
-        let labels = [true, false, true, true, false, false];
+        let labels = [1.0, 0.0, 1.0, 1.0, 0.0, 0.0];
         let probabilities = [0.9, 0.4, 0.4, 0.7, 0.2, 0.6];
-        let predicted: Vec<bool> = probabilities.iter().map(|&p| p >= 0.5).collect();
+        let predicted: Vec<f64> = probabilities.iter().map(|&p| if p >= 0.5 { 1.0 } else { 0.0 }).collect();
         let m = classification(&labels, &predicted, Some(&probabilities));
         // TP 2, FP 1, FN 1, TN 2.
         assert_eq!((m.accuracy, m.precision, m.recall), (4.0 / 6.0, 2.0 / 3.0, 2.0 / 3.0));
@@ -137,15 +140,19 @@ mod tests {
         assert!((m.auc.unwrap() - 7.5 / 9.0).abs() < 1e-15);
         let want = -[0.9f64, 0.6, 0.4, 0.7, 0.8, 0.4].iter().map(|p| p.ln()).sum::<f64>() / 6.0;
         assert!((m.log_loss.unwrap() - want).abs() < 1e-12);
-        let none = classification(&[false, false], &[false, false], Some(&[0.1, 0.2]));
+        let none = classification(&[0.0, 0.0], &[0.0, 0.0], Some(&[0.1, 0.2]));
         assert_eq!((none.precision, none.recall, none.f1, none.auc), (0.0, 0.0, 0.0, None));
+        // Only 1 is positive, and accuracy compares the labels themselves (-1 is no 0).
+        let signed = classification(&[-1.0, 1.0, -1.0], &[-1.0, 1.0, 1.0], None);
+        assert_eq!((signed.accuracy, signed.precision, signed.recall), (2.0 / 3.0, 0.5, 1.0));
     }
 
     #[test]
     fn regression_metrics() {
         let m = regression(&[3.0, -0.5, 2.0, 7.0], &[2.5, 0.0, 2.0, 8.0]);
         assert_eq!((m.mae, m.mse), (0.5, 0.375));
-        assert!((m.r2 - 0.948_608_137_044_967_9).abs() < 1e-12, "{}", m.r2);
-        assert_eq!(regression(&[1.0, 1.0], &[1.0, 1.0]).r2, 1.0);
+        assert!((m.r2.unwrap() - 0.948_608_137_044_967_9).abs() < 1e-12, "{:?}", m.r2);
+        assert_eq!(regression(&[1.0, 1.0], &[1.0, 1.0]).r2, Some(1.0));
+        assert_eq!(regression(&[1.0], &[2.0]).r2, None);
     }
 }

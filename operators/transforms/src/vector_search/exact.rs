@@ -19,7 +19,7 @@ pub struct TopK {
 impl TopK {
     /// An empty list keeping `k` entries.
     pub fn new(k: usize) -> Self {
-        TopK { k, best: Vec::with_capacity(k + 1) }
+        TopK { k, best: Vec::with_capacity(k.min(1024) + 1) }
     }
 
     /// The key an entry must beat to get in (`-inf` while the list is not full).

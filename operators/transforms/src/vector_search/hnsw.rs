@@ -108,6 +108,11 @@ impl HnswIndex {
         self.params.ef_search = ef_search.max(1);
     }
 
+    /// Slots `items` added that the graph has not taken yet.
+    pub fn backlog(&self, items: &Items) -> usize {
+        items.slots().saturating_sub(self.indexed)
+    }
+
     /// Inserts the slots `items` added since the last call.
     pub fn catch_up(&mut self, items: &Items) {
         for slot in self.indexed..items.slots() {

@@ -201,7 +201,11 @@ impl Items {
                 self.rejected += 1;
                 continue;
             };
-            if *self.dimension.get_or_insert(vector.len()) != vector.len() || vector.is_empty() {
+            if self.alive.is_empty() {
+                // The first row stored sets the dimension; an empty vector never does.
+                self.dimension = None;
+            }
+            if vector.is_empty() || *self.dimension.get_or_insert(vector.len()) != vector.len() {
                 self.rejected += 1;
                 continue;
             }

@@ -45,8 +45,6 @@ pub struct ResolvedVectorSearch {
     /// The placeholder's schema: the searched table's columns and `score`, or the
     /// aggregates.
     pub schema: SchemaRef,
-    /// The searched table is bounded (its rows are loaded before queries are answered).
-    pub bounded: bool,
     /// The searched table's primary key.
     pub primary_key: Vec<String>,
     metric: String,
@@ -65,13 +63,13 @@ fn is_vector(data_type: &DataType) -> bool {
     }
 }
 
-/// True when a table's source ends: a file or database table, a datagen table with a row
-/// count, a Kafka table read up to an offset.
-fn bounded(table: &Table) -> bool {
-    match table.connector.as_str() {
+/// True when a source ends: a file or database table, a datagen table with a row count,
+/// a Kafka table read up to an offset.
+fn bounded(connector: &str, options: &std::collections::BTreeMap<String, String>) -> bool {
+    match connector {
         "filesystem" | "jdbc" => true,
-        "datagen" => table.options.contains_key("number-of-rows"),
-        "kafka" => table.options.get("scan.bounded.mode").is_some_and(|m| m != "unbounded"),
+        "datagen" => options.contains_key("number-of-rows"),
+        "kafka" => options.get("scan.bounded.mode").is_some_and(|m| m != "unbounded"),
         _ => false,
     }
 }
@@ -118,9 +116,23 @@ impl ResolvedVectorSearch {
             })
         };
         let threshold = number("hnsw.threshold")?;
-        let as_u32 = |n: u64| u32::try_from(n).unwrap_or(u32::MAX);
-        let hnsw =
-            (as_u32(number("hnsw.m")?), as_u32(number("hnsw.ef-construction")?), as_u32(number("hnsw.ef-search")?));
+        // hnsw_rs takes at most 256 links per node; candidate lists past 10,000 only cost.
+        let bounded_number = |key: &str, max: u64| -> Result<u32> {
+            let n = number(key)?;
+            if n > max {
+                return Err(SqlError::new(
+                    call.config_location,
+                    format!("VECTOR_SEARCH config '{key}' is {n}, more than {max}"),
+                )
+                .with_hint(format!("use a value from 1 to {max}")));
+            }
+            Ok(n as u32)
+        };
+        let hnsw = (
+            bounded_number("hnsw.m", 256)?,
+            bounded_number("hnsw.ef-construction", 10_000)?,
+            bounded_number("hnsw.ef-search", 10_000)?,
+        );
         let table_name = &call.table;
         let search = items.field_with_name(&call.search_column).map_err(|_| {
             SqlError::new(call.search_location, format!("table '{table_name}' has no column '{}'", call.search_column))
@@ -202,7 +214,6 @@ impl ResolvedVectorSearch {
         Ok(ResolvedVectorSearch {
             call: call.clone(),
             schema,
-            bounded: table.is_some_and(bounded),
             primary_key: table.map(|t| t.primary_key.clone()).unwrap_or_default(),
             metric,
             index,
@@ -270,7 +281,16 @@ impl Lowering {
             ));
         }
         let input = self.lower(&join.left, location, resolve)?;
+        // A retraction would be searched again, and the index may have changed since.
+        self.append_only(&input, "VECTOR_SEARCH", call.query_location)?;
         let items = resolve(self, &call.table, call.table_location)?;
+        // A table or view whose every source ends is loaded before queries are answered.
+        let sources = self.builder.sources_of(items.node);
+        let bounded = !sources.is_empty()
+            && sources.iter().all(|s| match &s.kind {
+                Some(Kind::Source(c)) => bounded(&c.connector, &c.options),
+                _ => false,
+            });
         let items_data = changelog::without_row_kind(&items.schema);
         let search_column = items_data.index_of(&call.search_column).map_err(|e| super::internal(at, e))?;
         let item_key =
@@ -300,7 +320,7 @@ impl Lowering {
             hnsw_m: m,
             hnsw_ef_construction: ef_construction,
             hnsw_ef_search: ef_search,
-            items_bounded: search.bounded,
+            items_bounded: bounded,
             item_key,
             left_outer,
             aggregates,
@@ -310,7 +330,7 @@ impl Lowering {
             "vector_search({}.{} by {}, top {}, {}, {})",
             call.table, call.search_column, call.query_column, call.top_k, search.metric, search.index
         );
-        if search.bounded {
+        if bounded {
             self.notes.push(format!(
                 "VECTOR_SEARCH: table '{}' is bounded; it is loaded into memory on every subtask before the first \
                  row is searched",
