@@ -58,6 +58,12 @@ pub enum GateEvent {
         /// Its watermark.
         watermark: i64,
     },
+    /// Every channel of input `input` ended (only for tasks with two inputs); the other
+    /// input may go on.
+    InputEnded {
+        /// The input.
+        input: usize,
+    },
     /// A control message: the task's watermark rose, every input is idle, a barrier
     /// arrived on every channel, or every channel ended.
     Message(Message),
@@ -192,6 +198,11 @@ impl InputGate {
                     self.inputs[index].ended = true;
                     let events = self.watermarks.on_end(index);
                     self.queue_watermarks(events);
+                    let input = self.inputs[index].input;
+                    let input_ended = self.inputs.iter().filter(|i| i.input == input).all(|i| i.ended);
+                    if self.watermarks.inputs() > 1 && input_ended {
+                        self.ready.push_back(GateEvent::InputEnded { input });
+                    }
                 }
             }
         }
@@ -333,6 +344,34 @@ mod tests {
         assert!(matches!(next(&mut gate).await, GateEvent::Message(Message::Watermark(100))));
         txs[0].send(Message::EndOfInput).await.unwrap();
         assert!(matches!(next(&mut gate).await, GateEvent::Message(Message::EndOfInput)));
+    }
+
+    /// An input of a two-input gate ends when its last channel does, even while the other
+    /// channels of that input are idle (which no longer hold its watermark back).
+    #[tokio::test]
+    async fn an_input_ends_when_all_its_channels_end() {
+        let (txs, rxs): (Vec<_>, Vec<_>) = (0..3).map(|_| mpsc::channel(16)).unzip();
+        // Channel 0 feeds input 0; channels 1 and 2 feed input 1.
+        let channels =
+            rxs.into_iter().zip([0, 1, 1]).map(|(rx, input)| InputChannel::new(rx, format!("ch {input}"), input));
+        let mut gate = InputGate::new(channels.collect());
+        txs[2].send(Message::Idle).await.unwrap();
+        txs[1].send(Message::EndOfInput).await.unwrap();
+        txs[0].send(data(3)).await.unwrap();
+        let mut events = Vec::new();
+        while !matches!(events.last(), Some(GateEvent::Data { .. })) {
+            events.push(next(&mut gate).await);
+        }
+        assert!(!events.iter().any(|e| matches!(e, GateEvent::InputEnded { .. })), "channel 2 is idle, not ended");
+        txs[2].send(Message::EndOfInput).await.unwrap();
+        // The input's last watermark may come first; then the end (the gate is stuck
+        // otherwise, which `next` reports).
+        let mut events = vec![next(&mut gate).await];
+        while !matches!(events.last(), Some(GateEvent::InputEnded { .. })) {
+            assert!(events.len() < 3, "{events:?}");
+            events.push(next(&mut gate).await);
+        }
+        assert!(matches!(events.last(), Some(GateEvent::InputEnded { input: 1 })), "{events:?}");
     }
 
     /// A two-input gate: batches come tagged with their input, each input's watermark is

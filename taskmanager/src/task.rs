@@ -167,6 +167,13 @@ impl Chain {
         self.process_from(1, out.take(), &mut Vec::new()).await
     }
 
+    async fn input_ended(&mut self, input: usize) -> Result<Vec<Message>, TaskError> {
+        let Some(head) = self.operators.first_mut() else { return Ok(Vec::new()) };
+        let mut out = Collector::default();
+        head.on_input_end(input, &mut out).await?;
+        self.process_from(1, out.take(), &mut Vec::new()).await
+    }
+
     /// The earliest deadline of the chain's operators.
     fn deadline(&self) -> Option<tokio::time::Instant> {
         self.operators.iter().filter_map(|op| op.deadline()).min()
@@ -294,6 +301,10 @@ impl Task {
                 }
                 Step::InputWatermark { input, watermark } => {
                     let out = self.chain.input_watermark(input, watermark).await?;
+                    self.send(out).await?
+                }
+                Step::InputEnded { input } => {
+                    let out = self.chain.input_ended(input).await?;
                     self.send(out).await?
                 }
                 Step::Aborted { checkpoint_id, reason } => {

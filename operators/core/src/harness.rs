@@ -264,6 +264,18 @@ impl Harness {
         Ok(())
     }
 
+    /// Input `input` of every subtask ends: its watermark reaches the end, then the
+    /// operator hears that the input ended (as a two-input task tells it).
+    pub async fn end_input(&mut self, input: usize) -> Result<()> {
+        self.watermark_to(input, i64::MAX).await?;
+        for subtask in &mut self.subtasks {
+            let mut out = Collector::default();
+            subtask.operator.on_input_end(input, &mut out).await?;
+            subtask.output.extend(out.take());
+        }
+        Ok(())
+    }
+
     /// Input `input` of every subtask goes idle ([`Message::Idle`]).
     pub async fn idle_to(&mut self, input: usize) -> Result<()> {
         self.input(input)?;

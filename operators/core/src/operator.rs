@@ -123,6 +123,12 @@ pub trait Operator: Send {
         Ok(())
     }
 
+    /// Every channel of input `input` of a two-input operator ended (the other may go on);
+    /// called after that input's last watermark. The default does nothing.
+    async fn on_input_end(&mut self, _input: usize, _out: &mut Collector) -> Result<()> {
+        Ok(())
+    }
+
     /// A watermark arrived; the default forwards it. An operator may hold it back.
     async fn on_watermark(&mut self, watermark: i64, out: &mut Collector) -> Result<()> {
         out.watermark(watermark);

@@ -9,7 +9,7 @@
 //! deletes rows as it goes.
 //!
 //! A bounded searched table (a file, a JDBC table) is loaded before any query is answered:
-//! queries wait, checkpointed, until input 1's watermark reaches the end, and the
+//! queries wait, checkpointed, until input 1 ends, and the
 //! operator's watermark waits with them. An unbounded one (Kafka) answers each query from
 //! the rows loaded so far, as Flink's processing-time lookups do.
 //!
@@ -542,7 +542,14 @@ impl Operator for VectorSearch {
             } else {
                 out.watermark(watermark);
             }
-        } else if watermark == i64::MAX && !self.loaded {
+        }
+        Ok(())
+    }
+
+    /// The searched table ended: it is loaded (its watermark alone cannot say so, since a
+    /// channel that went idle does not hold it back).
+    async fn on_input_end(&mut self, input: usize, out: &mut Collector) -> Result<()> {
+        if input == 1 && !self.loaded {
             self.loaded = true;
             tracing::info!(rows = self.items.live(), "VECTOR_SEARCH: the searched table is loaded");
             self.flush(out)?;
@@ -676,7 +683,7 @@ mod tests {
         h.push_batch_to(1, items(&["a", "b", "c"], &[[1.0, 0.0], [0.0, 3.0], [9.0, 9.0]])).await.unwrap();
         assert!(h.rows_of(0).is_empty(), "queries wait until the table is loaded");
         let snapshot = h.checkpoint(1).await.unwrap();
-        h.watermark_to(1, i64::MAX).await.unwrap();
+        h.end_input(1).await.unwrap();
         let rows = h.rows_of(0);
         assert_eq!(rows.len(), 5, "{rows:?}");
         assert_eq!(rows[0], "1 [0.0, 0.0] a [1.0, 0.0] 1.0");
@@ -690,7 +697,7 @@ mod tests {
         // Restored at parallelism 2 before the table ended: both subtasks have its rows and
         // the held queries are answered once the end comes.
         let mut restored = Harness::restore_inputs(build(spec(true, vec![])), inputs(), 2, &snapshot).await.unwrap();
-        restored.watermark_to(1, i64::MAX).await.unwrap();
+        restored.end_input(1).await.unwrap();
         assert_eq!(restored.sorted_rows().len(), 5);
         restored.clear_output();
         restored.push_batch_to(0, queries(&[7], &[Some([0.0, 2.5])])).await.unwrap();
@@ -710,7 +717,7 @@ mod tests {
         let mut h =
             Harness::start_inputs(build(spec(false, aggregates)), inputs(), 1, StateClock::System).await.unwrap();
         h.push_batch_to(1, items(&["a", "b", "c"], &[[1.0, 0.0], [0.0, 3.0], [9.0, 9.0]])).await.unwrap();
-        h.watermark_to(1, i64::MAX).await.unwrap();
+        h.end_input(1).await.unwrap();
         h.push_batch_to(0, queries(&[1, 2], &[Some([0.0, 2.0]), Some([1.0, 2.0])])).await.unwrap();
         h.push_batch_to(0, queries(&[3], &[None])).await.unwrap();
         let rows = h.rows_of(0);
@@ -761,7 +768,7 @@ mod tests {
         let vectors: Vec<[f32; 2]> = (0..n).map(|i| [(i as f32 * 0.37).sin(), (i as f32 * 0.37).cos()]).collect();
         let refs: Vec<&str> = names.iter().map(String::as_str).collect();
         h.push_batch_to(1, items(&refs, &vectors)).await.unwrap();
-        h.watermark_to(1, i64::MAX).await.unwrap();
+        h.end_input(1).await.unwrap();
         // The closest item to (10, 0) by cosine is the one whose vector points most along x.
         let best = (0..n).max_by(|&a, &b| vectors[a][0].total_cmp(&vectors[b][0])).unwrap();
         let mut asked = 0;

@@ -65,6 +65,11 @@ pub(super) enum Step {
         /// Its watermark.
         watermark: i64,
     },
+    /// Every channel of one input of a two-input head operator ended.
+    InputEnded {
+        /// The input.
+        input: usize,
+    },
     /// A checkpoint was abandoned during alignment.
     Aborted {
         /// The checkpoint.
@@ -92,6 +97,7 @@ impl From<GateEvent> for Step {
             GateEvent::Message(message) => Step::Message(message),
             GateEvent::Data { input, batch } => Step::Data { input, batch },
             GateEvent::InputWatermark { input, watermark } => Step::InputWatermark { input, watermark },
+            GateEvent::InputEnded { input } => Step::InputEnded { input },
             GateEvent::Aborted { checkpoint_id, reason } => Step::Aborted { checkpoint_id, reason },
         }
     }
