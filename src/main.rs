@@ -31,6 +31,9 @@ enum Command {
     List(ClusterArgs),
     /// Show a job's state (CREATED, RUNNING, RESTARTING, FINISHED, FAILED, CANCELED).
     Status(StatusArgs),
+    /// Wait until a job is running, has finished, or has completed N checkpoints
+    /// (`--for running|finished|checkpoints=N`); exits 1 with the reason otherwise.
+    Wait(WaitArgs),
     /// Cancel a job.
     Cancel(JobArgs),
     /// Take a savepoint of a running job (with --stop, then stop it); prints its path.
@@ -195,6 +198,21 @@ pub struct StatusArgs {
     pub cluster: ClusterArgs,
 }
 
+/// `sluice wait`.
+#[derive(Debug, Args)]
+pub struct WaitArgs {
+    /// The job id.
+    pub job: String,
+    /// What to wait for: running, finished or checkpoints=N.
+    #[arg(long = "for", value_name = "CONDITION")]
+    pub condition: String,
+    /// How long to wait at most, e.g. "30s" or "5min".
+    #[arg(long, default_value = "5min")]
+    pub timeout: String,
+    #[command(flatten)]
+    pub cluster: ClusterArgs,
+}
+
 /// Commands that name a job.
 #[derive(Debug, Args)]
 pub struct JobArgs {
@@ -264,6 +282,7 @@ fn main() -> std::process::ExitCode {
             Command::Submit(args) => commands::client::submit(args).await,
             Command::List(args) => commands::client::list(args).await,
             Command::Status(args) => commands::client::status(args).await,
+            Command::Wait(args) => commands::wait::wait(args).await,
             Command::Cancel(args) => commands::client::cancel(args).await,
             Command::Savepoint(args) => commands::client::savepoint(args).await,
             Command::Run(args) => commands::run::run(args).await,

@@ -164,3 +164,47 @@ fn a_killed_task_manager_fails_its_job_with_the_reason() {
     assert!(human.starts_with("state: FAILED"), "{human}");
     assert!(human.contains("was lost"), "{human}");
 }
+
+/// `sluice wait` returns once the job is running, has completed the checkpoints asked for,
+/// or has finished; it exits 1 naming the state when the job ends otherwise or the time
+/// runs out.
+#[test]
+fn sluice_wait_blocks_until_the_job_gets_there_or_says_why_not() {
+    let cluster = Cluster::start(&[4], &["--checkpoint-dir", "{dir}/checkpoints"]);
+    let endless = cluster.submit(
+        "SET 'execution.checkpointing.interval' = '200ms';
+        CREATE TABLE t (id BIGINT) WITH ('connector' = 'datagen', 'rows-per-second' = '1000');
+        CREATE TABLE sink (id BIGINT) WITH ('connector' = 'blackhole');
+        INSERT INTO sink SELECT id FROM t;",
+        1,
+    );
+    let wait = |job: &str, condition: &str, timeout: &str| {
+        cluster.cli(&["wait", job, "--for", condition, "--timeout", timeout])
+    };
+    let running = wait(&endless, "running", "1min");
+    assert!(running.status.success(), "{}", String::from_utf8_lossy(&running.stderr));
+    assert_eq!(String::from_utf8_lossy(&running.stdout).trim(), "RUNNING");
+    let checkpoints = wait(&endless, "checkpoints=2", "1min");
+    assert!(checkpoints.status.success(), "{}", String::from_utf8_lossy(&checkpoints.stderr));
+    assert!(cluster.status(&endless)["checkpoints"]["completed"].as_u64().unwrap() >= 2);
+    let late = wait(&endless, "finished", "1s");
+    let stderr = String::from_utf8_lossy(&late.stderr);
+    assert!(!late.status.success() && stderr.contains("is RUNNING after 1s, not yet finished"), "{stderr}");
+
+    let bounded = cluster.submit(
+        "CREATE TABLE t (id BIGINT) WITH ('connector' = 'datagen', 'number-of-rows' = '100');
+        CREATE TABLE sink (id BIGINT) WITH ('connector' = 'blackhole');
+        INSERT INTO sink SELECT id FROM t;",
+        1,
+    );
+    let finished = wait(&bounded, "finished", "1min");
+    assert!(finished.status.success(), "{}", String::from_utf8_lossy(&finished.stderr));
+    assert_eq!(String::from_utf8_lossy(&finished.stdout).trim(), "FINISHED");
+    assert_eq!(cluster.status(&bounded)["state"], "FINISHED");
+    let never = wait(&bounded, "checkpoints=5", "1min");
+    let stderr = String::from_utf8_lossy(&never.stderr);
+    assert!(
+        !never.status.success() && stderr.contains("ended FINISHED") && stderr.contains("without being 5 completed"),
+        "{stderr}"
+    );
+}

@@ -6,3 +6,4 @@ pub mod embedded;
 pub mod nexmark;
 pub mod run;
 pub mod shell;
+pub mod wait;
