@@ -17,6 +17,9 @@ use tracing_subscriber::EnvFilter;
 struct Cli {
     #[command(subcommand)]
     command: Command,
+    /// Log lines as text for people, or as JSON objects (one per line) for machines.
+    #[arg(long, global = true, env = "SLUICE_LOG_FORMAT", default_value = "text", value_parser = ["text", "json"])]
+    log_format: String,
 }
 
 #[derive(Debug, Subcommand)]
@@ -253,12 +256,17 @@ pub struct ExplainArgs {
     pub parallelism: Option<u32>,
 }
 
-fn init_logging(default: &str) {
+fn init_logging(default: &str, json: bool) {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
     use std::io::IsTerminal;
-    // Colors only on a terminal: log files stay plain text.
-    let ansi = std::io::stderr().is_terminal();
-    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_ansi(ansi).init();
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    if json {
+        // One object per line; a task's lines carry its span (job, vertex, subtask).
+        builder.json().with_current_span(true).with_span_list(false).init();
+    } else {
+        // Colors only on a terminal: log files stay plain text.
+        builder.with_ansi(std::io::stderr().is_terminal()).init();
+    }
 }
 
 fn main() -> std::process::ExitCode {
@@ -267,7 +275,10 @@ fn main() -> std::process::ExitCode {
     // stay quiet unless RUST_LOG asks.
     let quiet = !matches!(cli.command, Command::Jobmanager(_) | Command::Taskmanager(_) | Command::StubLlm(_));
     // A Python model's own output (its `print()`) is shown even when quiet.
-    init_logging(if quiet { "error,sluice_jobmanager=off,sluice_taskmanager=off,sluice::python=info" } else { "info" });
+    init_logging(
+        if quiet { "error,sluice_jobmanager=off,sluice_taskmanager=off,sluice::python=info" } else { "info" },
+        cli.log_format == "json",
+    );
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(r) => r,
         Err(e) => {

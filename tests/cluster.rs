@@ -208,3 +208,34 @@ fn sluice_wait_blocks_until_the_job_gets_there_or_says_why_not() {
         "{stderr}"
     );
 }
+
+/// `--log-format json` writes one JSON object per log line, and a task's lines carry its
+/// job, vertex and subtask.
+#[test]
+fn json_logs_name_the_task_of_each_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let sql = dir.path().join("job.sql");
+    std::fs::write(
+        &sql,
+        "CREATE TABLE t (id BIGINT) WITH ('connector' = 'datagen', 'number-of-rows' = '10');
+        CREATE TABLE sink (id BIGINT) WITH ('connector' = 'blackhole');
+        INSERT INTO sink SELECT id FROM t;",
+    )
+    .unwrap();
+    let out = std::process::Command::new(common::sluice_bin())
+        .args(["run", sql.to_str().unwrap(), "--parallelism", "2", "--log-format", "json"])
+        .env("RUST_LOG", "info")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    let lines: Vec<serde_json::Value> =
+        stderr.lines().filter(|l| l.starts_with('{')).map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert!(lines.iter().all(|l| l["level"].is_string() && l["fields"]["message"].is_string()), "{stderr}");
+    let ended: Vec<&serde_json::Value> = lines.iter().filter(|l| l["fields"]["message"] == "task ended").collect();
+    assert_eq!(ended.len(), 2, "one line per subtask: {stderr}");
+    let mut subtasks: Vec<u64> = ended.iter().map(|l| l["span"]["subtask"].as_u64().unwrap()).collect();
+    subtasks.sort();
+    assert_eq!(subtasks, [0, 1]);
+    assert!(ended.iter().all(|l| l["span"]["job"].is_string() && l["span"]["vertex"].is_u64()), "{stderr}");
+}

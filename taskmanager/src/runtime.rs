@@ -5,6 +5,7 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
+use tracing::Instrument;
 
 use sluice_proto::data_exchange_server::DataExchangeServer;
 use sluice_proto::resource_manager_client::ResourceManagerClient;
@@ -513,12 +514,23 @@ impl TaskExecutor for TaskManager {
         for prepared_task in prepared.tasks {
             let (id, task, metrics) = (prepared_task.id, prepared_task.task, prepared_task.metrics);
             let name = task.ctx.task_name.clone();
+            // Every log line of the task says whose it is.
+            let span = tracing::info_span!(
+                "task",
+                job = %task.ctx.job_id,
+                vertex = task.ctx.vertex_id,
+                subtask = task.ctx.subtask,
+                attempt = task.ctx.attempt
+            );
             let mut started = started.clone();
-            let handle = tokio::spawn(async move {
-                // The sender lives until every task is listed; then it says go, or is dropped.
-                let _ = started.wait_for(|go| *go).await;
-                task.run().await
-            });
+            let handle = tokio::spawn(
+                async move {
+                    // The sender lives until every task is listed; then it says go, or is dropped.
+                    let _ = started.wait_for(|go| *go).await;
+                    task.run().await
+                }
+                .instrument(span.clone()),
+            );
             tokio::spawn(forward_events(inner.clone(), id.clone(), metrics.clone(), prepared_task.events));
             // Listed before its supervisor starts, so the supervisor's removal comes after.
             let running = RunningTask {
@@ -543,10 +555,12 @@ impl TaskExecutor for TaskManager {
                     Err(join) if join.is_cancelled() => (TaskState::Canceled, String::new()),
                     Err(join) => (TaskState::Failed, format!("task panicked: {}", panic_message(join))),
                 };
+                let entered = span.enter();
                 match state {
                     TaskState::Failed => tracing::error!(task = %name, %error, "task failed"),
                     _ => tracing::info!(task = %name, ?state, "task ended"),
                 }
+                drop(entered);
                 inner.task_finished(&id);
                 report(&inner, &id, state, error, &metrics);
             });
