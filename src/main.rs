@@ -194,9 +194,16 @@ pub struct SavepointArgs {
 pub struct StatusArgs {
     /// The job id.
     pub job: String,
-    /// Print JSON for machines.
+    /// Print JSON for machines (with --watch, one object per line).
     #[arg(long)]
     pub json: bool,
+    /// Show the status again every --interval until the job ends (redrawn in place on a
+    /// terminal).
+    #[arg(long)]
+    pub watch: bool,
+    /// How often --watch shows the status, e.g. "1s".
+    #[arg(long, default_value = "1s")]
+    pub interval: String,
     #[command(flatten)]
     pub cluster: ClusterArgs,
 }

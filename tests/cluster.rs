@@ -239,3 +239,22 @@ fn json_logs_name_the_task_of_each_line() {
     assert_eq!(subtasks, [0, 1]);
     assert!(ended.iter().all(|l| l["span"]["job"].is_string() && l["span"]["vertex"].is_u64()), "{stderr}");
 }
+
+/// `sluice status --watch --json` prints one JSON status per line until the job ends.
+#[test]
+fn status_watch_prints_a_json_line_per_look_until_the_job_ends() {
+    let cluster = Cluster::start(&[2], &[]);
+    let job = cluster.submit(
+        "CREATE TABLE t (id BIGINT) WITH ('connector' = 'datagen', 'number-of-rows' = '1500', 'rows-per-second' = '1000');
+        CREATE TABLE sink (id BIGINT) WITH ('connector' = 'blackhole');
+        INSERT INTO sink SELECT id FROM t;",
+        1,
+    );
+    let out = cluster.cli(&["status", &job, "--watch", "--json", "--interval", "200ms"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let looks: Vec<serde_json::Value> =
+        String::from_utf8_lossy(&out.stdout).lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert!(looks.len() >= 2, "the job runs about 1.5 s: {looks:?}");
+    assert_eq!(looks.last().unwrap()["state"], "FINISHED");
+    assert!(looks[..looks.len() - 1].iter().all(|l| l["state"] != "FINISHED"), "it stops at the end");
+}

@@ -219,11 +219,43 @@ pub fn status_json(status: &JobStatus) -> serde_json::Value {
 /// `sluice status`.
 pub async fn status(args: StatusArgs) -> Result<ExitCode> {
     let mut client = connect(&args.cluster.jobmanager).await?;
-    let status = fetch_status(&mut client, &args.job).await?;
-    if args.json {
-        println!("{}", serde_json::to_string_pretty(&status_json(&status))?);
+    if !args.watch {
+        let status = fetch_status(&mut client, &args.job).await?;
+        if args.json {
+            println!("{}", serde_json::to_string_pretty(&status_json(&status))?);
+        } else {
+            print_status(&status);
+        }
         return Ok(ExitCode::SUCCESS);
     }
+    let interval = sluice_core::options::parse_duration(&args.interval)
+        .map_err(|e| anyhow::anyhow!("--interval '{}': {e}", args.interval))?;
+    use std::io::IsTerminal;
+    let terminal = std::io::stdout().is_terminal();
+    loop {
+        let status = fetch_status(&mut client, &args.job).await?;
+        if args.json {
+            println!("{}", serde_json::to_string(&status_json(&status))?);
+        } else {
+            if terminal {
+                // Clear the screen and draw from its top.
+                print!("\x1b[2J\x1b[H");
+            }
+            print_status(&status);
+            if !terminal {
+                println!();
+            }
+        }
+        let state = JobState::try_from(status.state).unwrap_or(JobState::Created);
+        if matches!(state, JobState::Finished | JobState::Failed | JobState::Canceled) {
+            return Ok(ExitCode::SUCCESS);
+        }
+        tokio::time::sleep(interval).await;
+    }
+}
+
+/// A job's status as `sluice status` prints it for people.
+fn print_status(status: &JobStatus) {
     println!("state: {}", state_word(status.state));
     println!("job:   {} ({})", status.job_id, status.name);
     if !status.message.is_empty() {
@@ -310,7 +342,6 @@ pub async fn status(args: StatusArgs) -> Result<ExitCode> {
             );
         }
     }
-    Ok(ExitCode::SUCCESS)
 }
 
 /// A task's watermark as `sluice status` shows it: `-` before the first.
