@@ -7,12 +7,12 @@
 
 use std::collections::BTreeMap;
 
-use sqlparser::tokenizer::{Location, Span, Token, TokenWithSpan};
+use sqlparser::tokenizer::{Location, Token, TokenWithSpan};
 
 use super::ast::MlEvaluateCall;
 use super::cursor::is_word;
 use super::ml_predict::{config, descriptor, word};
-use super::table_call::{call_at, named_argument, significant, split_args, wrapped_in_table};
+use super::table_call::{call_at, named_argument, significant, splice, split_args, wrapped_in_table};
 use crate::error::{Result, SqlError};
 
 const USAGE: &str = "write SELECT * FROM ML_EVALUATE(TABLE t, MODEL m, DESCRIPTOR(label), DESCRIPTOR(f1, f2), \
@@ -44,10 +44,7 @@ pub(super) fn rewrite(tokens: &[TokenWithSpan]) -> Result<(Vec<TokenWithSpan>, V
         let args: Vec<&TokenWithSpan> = sig[k + 2..close].iter().map(|&i| &tokens[i]).collect();
         let placeholder = format!("__ml_evaluate_{}_{}", location.line, location.column);
         let call = parse_args(&args, location, placeholder)?;
-        out.extend_from_slice(&tokens[copied..sig[start]]);
-        let span = Span::new(tokens[sig[start]].span.start, tokens[sig[end]].span.end);
-        out.push(TokenWithSpan::new(Token::make_word(&call.placeholder, None), span));
-        copied = sig[end] + 1;
+        copied = splice(tokens, &sig, copied, (start, end), &call.placeholder, &mut out);
         k = end + 1;
         calls.push(call);
     }

@@ -27,7 +27,7 @@ use super::ast::{SearchAggregate, VectorSearchCall};
 use super::cursor::is_word;
 use super::ml_predict::{config, descriptor, word};
 use super::table_call::{
-    call_at, matching_paren, named_argument, significant, split_args, with_lateral, wrapped_in_table,
+    call_at, matching_paren, named_argument, significant, splice, split_args, with_lateral, wrapped_in_table,
 };
 use crate::error::{Result, SqlError};
 
@@ -109,10 +109,7 @@ pub(super) fn rewrite(tokens: &[TokenWithSpan]) -> Result<(Vec<TokenWithSpan>, V
                 )
                 .with_hint(USAGE));
             }
-            out.extend_from_slice(&tokens[copied..sig[start]]);
-            let span = Span::new(tokens[sig[start]].span.start, tokens[sig[end]].span.end);
-            out.push(TokenWithSpan::new(Token::make_word(&call.placeholder, None), span));
-            copied = sig[end] + 1;
+            copied = splice(tokens, &sig, copied, (start, end), &call.placeholder, &mut out);
             k = end + 1;
         }
         calls.push(call);
