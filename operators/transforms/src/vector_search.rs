@@ -36,7 +36,7 @@ use sluice_core::{
 use sluice_proto::VectorSearchSpec;
 
 use self::hnsw::{BuildInput, HnswIndex, HnswParams};
-use self::items::{vector_values, Items};
+use self::items::{append_vector, Items};
 use self::metric::{squared_distance, squared_norm, Metric};
 
 /// Searched rows in the index now.
@@ -278,18 +278,23 @@ impl VectorSearch {
         self.queries += n as u64;
         let column = rows.column(self.query_column).clone();
         let dimension = self.items.dimension();
-        let (mut queries, mut asked, mut norms) = (Vec::new(), Vec::new(), Vec::new());
+        let mut queries = Vec::with_capacity(n * dimension.unwrap_or(0));
+        let (mut asked, mut norms) = (Vec::with_capacity(n), Vec::with_capacity(n));
         for row in 0..n {
-            match (vector_values(&column, row), dimension) {
-                (Some(mut v), Some(d)) if v.len() == d => {
-                    self.items.metric().prepare(&mut v);
-                    norms.push(squared_norm(&v));
-                    queries.extend_from_slice(&v);
+            let start = queries.len();
+            match (append_vector(&column, row, &mut queries), dimension) {
+                (Some(len), Some(d)) if len == d => {
+                    let query = &mut queries[start..];
+                    self.items.metric().prepare(query);
+                    norms.push(squared_norm(query));
                     asked.push(row);
                 }
                 // With no searched rows yet there is nothing to compare with.
-                (Some(_), None) => {}
-                _ => self.bad_queries += 1,
+                (Some(_), None) => queries.truncate(start),
+                _ => {
+                    queries.truncate(start);
+                    self.bad_queries += 1;
+                }
             }
         }
         let (k, m) = (self.top_k, asked.len());
@@ -434,19 +439,17 @@ impl VectorSearch {
                     let result: Float64Array = counts
                         .iter()
                         .map(|&count| {
-                            let part: Vec<f64> = (start..start + count)
-                                .filter(|&j| values.is_valid(j))
-                                .map(|j| values.value(j))
-                                .collect();
+                            let part = (start..start + count).filter(|&j| values.is_valid(j)).map(|j| values.value(j));
                             start += count;
-                            if part.is_empty() {
-                                return None;
-                            }
-                            Some(match aggregate {
-                                Aggregate::Sum(_) => part.iter().sum(),
-                                Aggregate::Avg(_) => part.iter().sum::<f64>() / part.len() as f64,
-                                Aggregate::Min(_) => part.iter().copied().fold(f64::INFINITY, f64::min),
-                                _ => part.iter().copied().fold(f64::NEG_INFINITY, f64::max),
+                            let (n, sum, min, max) = part
+                                .fold((0usize, 0.0, f64::INFINITY, f64::NEG_INFINITY), |a, v| {
+                                    (a.0 + 1, a.1 + v, a.2.min(v), a.3.max(v))
+                                });
+                            (n > 0).then(|| match aggregate {
+                                Aggregate::Sum(_) => sum,
+                                Aggregate::Avg(_) => sum / n as f64,
+                                Aggregate::Min(_) => min,
+                                _ => max,
                             })
                         })
                         .collect();

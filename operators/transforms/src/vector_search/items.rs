@@ -47,30 +47,37 @@ struct Identities {
     slots: HashMap<Vec<u8>, Vec<u32>>,
 }
 
-/// The values of a vector column as `f32`s, row by row; `None` for NULL, a NULL element
-/// or one that is not a finite number (no distance can be computed from NaN).
-pub fn vector_values(column: &ArrayRef, row: usize) -> Option<Vec<f32>> {
-    raw_values(column, row).filter(|v| v.iter().all(|x| x.is_finite()))
+/// Appends the values of a vector column's row to `out` as `f32`s and returns how many;
+/// `None`, with `out` as it was, for NULL, a NULL element or one that is not a finite
+/// number (no distance can be computed from NaN).
+pub fn append_vector(column: &ArrayRef, row: usize, out: &mut Vec<f32>) -> Option<usize> {
+    let start = out.len();
+    if !append_raw(column, row, out) || !out[start..].iter().all(|x| x.is_finite()) {
+        out.truncate(start);
+        return None;
+    }
+    Some(out.len() - start)
 }
 
-fn raw_values(column: &ArrayRef, row: usize) -> Option<Vec<f32>> {
+fn append_raw(column: &ArrayRef, row: usize, out: &mut Vec<f32>) -> bool {
     if column.is_null(row) {
-        return None;
+        return false;
     }
     let list = match column.data_type() {
         DataType::List(_) => column.as_list::<i32>().value(row),
         DataType::LargeList(_) => column.as_list::<i64>().value(row),
         DataType::FixedSizeList(..) => column.as_fixed_size_list().value(row),
-        _ => return None,
+        _ => return false,
     };
     if list.null_count() > 0 {
-        return None;
+        return false;
     }
     match list.data_type() {
-        DataType::Float32 => Some(list.as_primitive::<Float32Type>().values().to_vec()),
-        DataType::Float64 => Some(list.as_primitive::<Float64Type>().values().iter().map(|&v| v as f32).collect()),
-        _ => None,
+        DataType::Float32 => out.extend_from_slice(list.as_primitive::<Float32Type>().values()),
+        DataType::Float64 => out.extend(list.as_primitive::<Float64Type>().values().iter().map(|&v| v as f32)),
+        _ => return false,
     }
+    true
 }
 
 impl Items {
@@ -197,7 +204,9 @@ impl Items {
                     continue;
                 }
             }
-            let Some(mut vector) = vector_values(&column, row) else {
+            // Straight into the matrix, taken back out if the row cannot be stored.
+            let start = self.vectors.len();
+            let Some(len) = append_vector(&column, row, &mut self.vectors) else {
                 self.rejected += 1;
                 continue;
             };
@@ -205,14 +214,15 @@ impl Items {
                 // The first row stored sets the dimension; an empty vector never does.
                 self.dimension = None;
             }
-            if vector.is_empty() || *self.dimension.get_or_insert(vector.len()) != vector.len() {
+            if len == 0 || *self.dimension.get_or_insert(len) != len {
+                self.vectors.truncate(start);
                 self.rejected += 1;
                 continue;
             }
-            self.metric.prepare(&mut vector);
+            let vector = &mut self.vectors[start..];
+            self.metric.prepare(vector);
             let slot = self.alive.len() as u32;
-            self.squared_norms.push(squared_norm(&vector));
-            self.vectors.extend_from_slice(&vector);
+            self.squared_norms.push(squared_norm(vector));
             self.locations.push(Location { chunk, row: row as u32 });
             self.alive.push(true);
             self.live += 1;
