@@ -106,7 +106,7 @@ pub fn search(items: &Items, queries: &[f32], m: usize, k: usize) -> Vec<Vec<(u3
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use std::sync::Arc;
 
     use arrow::array::{Int64Array, ListArray, RecordBatch};
@@ -117,7 +117,7 @@ mod tests {
     use super::*;
 
     /// A deterministic pseudo-random vector.
-    fn vector(seed: u64, d: usize) -> Vec<f32> {
+    pub(in super::super) fn vector(seed: u64, d: usize) -> Vec<f32> {
         let mut x = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
         (0..d)
             .map(|_| {
@@ -127,7 +127,8 @@ mod tests {
             .collect()
     }
 
-    fn store(n: usize, d: usize, metric: Metric) -> Items {
+    /// Rows `id` = 0..n with `v` = [`vector`]`(id, d)`.
+    pub(in super::super) fn rows(n: usize, d: usize) -> RecordBatch {
         let schema = Arc::new(Schema::new(vec![
             Field::new("id", DataType::Int64, false),
             Field::new("v", DataType::List(Arc::new(Field::new("item", DataType::Float32, true))), true),
@@ -135,8 +136,12 @@ mod tests {
         let vectors = (0..n).map(|i| Some(vector(i as u64, d).into_iter().map(Some).collect::<Vec<_>>()));
         let list = ListArray::from_iter_primitive::<Float32Type, _, _>(vectors);
         let ids = Int64Array::from_iter_values(0..n as i64);
-        let batch = RecordBatch::try_new(schema.clone(), vec![Arc::new(ids), Arc::new(list)]).unwrap();
-        let mut items = Items::new(schema, 1, metric, None).unwrap();
+        RecordBatch::try_new(schema, vec![Arc::new(ids), Arc::new(list)]).unwrap()
+    }
+
+    fn store(n: usize, d: usize, metric: Metric) -> Items {
+        let batch = rows(n, d);
+        let mut items = Items::new(batch.schema(), 1, metric, None).unwrap();
         items.apply(&batch, &vec![RowKind::Insert; n]).unwrap();
         items
     }

@@ -159,39 +159,17 @@ impl HnswIndex {
 mod tests {
     use std::sync::Arc;
 
-    use arrow::array::{Int64Array, ListArray, RecordBatch};
-    use arrow::datatypes::{DataType, Field, Float32Type, Schema};
+    use arrow::array::{Int64Array, RecordBatch};
     use sluice_core::changelog::RowKind;
 
+    use super::super::exact::tests::{rows, vector};
     use super::*;
-
-    fn vector(seed: u64, d: usize) -> Vec<f32> {
-        let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15).wrapping_add(17);
-        (0..d)
-            .map(|_| {
-                x ^= x << 13;
-                x ^= x >> 7;
-                x ^= x << 17;
-                ((x >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
-            })
-            .collect()
-    }
 
     #[test]
     fn the_graph_finds_most_exact_neighbours_and_skips_deleted_rows() {
         let (n, d, k) = (3000, 16, 5);
-        let schema = Arc::new(Schema::new(vec![
-            Field::new("id", DataType::Int64, false),
-            Field::new("v", DataType::List(Arc::new(Field::new("item", DataType::Float32, true))), true),
-        ]));
-        let vectors = (0..n).map(|i| Some(vector(i as u64, d).into_iter().map(Some).collect::<Vec<_>>()));
-        let list = ListArray::from_iter_primitive::<Float32Type, _, _>(vectors);
-        let batch = RecordBatch::try_new(
-            schema.clone(),
-            vec![Arc::new(Int64Array::from_iter_values(0..n as i64)), Arc::new(list)],
-        )
-        .unwrap();
-        let mut items = Items::new(schema, 1, Metric::Cosine, Some(vec![0])).unwrap();
+        let batch = rows(n, d);
+        let mut items = Items::new(batch.schema(), 1, Metric::Cosine, Some(vec![0])).unwrap();
         items.apply(&batch, &vec![RowKind::Insert; n]).unwrap();
         let params = HnswParams { m: 16, ef_construction: 100, ef_search: 64 };
         let index = HnswIndex::build(&items, params);
