@@ -86,7 +86,7 @@ fn main() {
     let address = format!("127.0.0.1:{port}");
     let jm_log = std::fs::File::create(dir.path().join("jobmanager.log")).unwrap();
     let jobmanager = sluice()
-        .args(["jobmanager", "--rpc-address", &address, "--heartbeat-timeout", "3s"])
+        .args(["jobmanager", "--rpc-address", &address, "--rest-address", "off", "--heartbeat-timeout", "3s"])
         .args(["--checkpoint-dir", dir.path().join("checkpoints").to_str().unwrap()])
         .stdout(Stdio::null())
         .stderr(jm_log)

@@ -126,7 +126,7 @@ async fn main() {
     let spawn =
         |args: &[&str]| Command::new(bin).args(args).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
     let _processes = Arc::new(Processes(vec![
-        spawn(&["jobmanager", "--rpc-address", &address]),
+        spawn(&["jobmanager", "--rpc-address", &address, "--rest-address", "off"]),
         spawn(&["taskmanager", "--jobmanager", &address, "--slots", "1", "--bind", "127.0.0.1:0"]),
         spawn(&["taskmanager", "--jobmanager", &address, "--slots", "1", "--bind", "127.0.0.1:0"]),
     ]));

@@ -13,6 +13,16 @@ ls /usr/lib/llvm-*/lib/libclang.so* /usr/lib/llvm-*/lib/libclang-[0-9]*.so* >/de
 # pg_ctl; pg_stat_statements comes with the server package) and psql to set them up.
 ls /usr/lib/postgresql/*/bin/pg_ctl >/dev/null 2>&1 || missing+=(postgresql)
 command -v psql >/dev/null 2>&1 || missing+=(postgresql-client)
+# Prometheus (the server and promtool) for the observability tests: promtool checks
+# /metrics, and a real Prometheus scrapes it. curl for the REST tests.
+# (without its recommended exporters; the service the package starts is stopped: the
+# tests run their own).
+lean=()
+command -v promtool >/dev/null 2>&1 || lean+=(prometheus)
+# Chromium and its WebDriver for the dashboard's browser tests (driven by Selenium).
+command -v chromium >/dev/null 2>&1 || lean+=(chromium)
+command -v chromedriver >/dev/null 2>&1 || lean+=(chromium-driver)
+command -v curl >/dev/null 2>&1 || missing+=(curl)
 
 if ((${#missing[@]})); then
   sudo=""
@@ -20,6 +30,14 @@ if ((${#missing[@]})); then
   echo "installing: ${missing[*]}" >&2
   $sudo apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${missing[@]}" >/dev/null
+fi
+if ((${#lean[@]})); then
+  sudo=""
+  [ "$(id -u)" = 0 ] || sudo="sudo"
+  echo "installing: ${lean[*]}" >&2
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${lean[@]}" >/dev/null
+  $sudo service prometheus stop >/dev/null 2>&1 || true
 fi
 command -v cargo >/dev/null 2>&1 || { echo "cargo not found: install Rust with rustup (https://rustup.rs)" >&2; exit 1; }
 for tool in fmt clippy; do
@@ -42,3 +60,8 @@ pip_pinned pyarrow 26.0.1
 pip_pinned vaderSentiment 3.3.2
 # scikit-learn, for the generic-python example trained by a script (fraud_sklearn).
 pip_pinned scikit-learn 1.9.1
+# The OpenAPI 3.0 schema validator the REST tests check every answer with.
+pip_pinned openapi-schema-validator 0.9.0
+# Selenium drives Debian's chromium through chromedriver in the dashboard tests (4.50: the
+# newest whose dependencies the package mirror has).
+pip_pinned selenium 4.50.0

@@ -9,6 +9,7 @@
 //! heartbeat-interval = "1 s"
 //! heartbeat-timeout = "5 s"
 //! slot-request-timeout = "5 min"
+//! rest-address = "127.0.0.1:8081"
 //!
 //! [taskmanager]
 //! jobmanager = "jobmanager:6123"
@@ -49,6 +50,8 @@ pub struct JobManagerSection {
     pub heartbeat_timeout: Option<String>,
     /// Slot request timeout, e.g. "5 min".
     pub slot_request_timeout: Option<String>,
+    /// REST API address, or `off`.
+    pub rest_address: Option<String>,
 }
 
 /// `[taskmanager]` settings.

@@ -20,6 +20,27 @@ struct Cli {
     /// Log lines as text for people, or as JSON objects (one per line) for machines.
     #[arg(long, global = true, env = "SLUICE_LOG_FORMAT", default_value = "text", value_parser = ["text", "json"])]
     log_format: String,
+    /// The cluster's shared token: required on every gRPC call and REST request the
+    /// cluster processes serve, and sent by every command that talks to a cluster.
+    #[arg(long, global = true, env = "SLUICE_AUTH_TOKEN", hide_env_values = true)]
+    auth_token: Option<String>,
+    /// A file holding the cluster's token (instead of --auth-token).
+    #[arg(long, global = true, env = "SLUICE_AUTH_TOKEN_FILE", conflicts_with = "auth_token")]
+    auth_token_file: Option<PathBuf>,
+}
+
+impl Cli {
+    /// The cluster's token, from --auth-token, $SLUICE_AUTH_TOKEN or --auth-token-file.
+    fn token(&self) -> anyhow::Result<Option<sluice_proto::auth::Token>> {
+        if let Some(path) = &self.auth_token_file {
+            let text = std::fs::read_to_string(path)
+                .map_err(|e| anyhow::anyhow!("cannot read the auth token file '{}': {e}", path.display()))?;
+            let token = sluice_proto::auth::Token::new(&text);
+            anyhow::ensure!(token.is_some(), "the auth token file '{}' is empty", path.display());
+            return Ok(token);
+        }
+        Ok(self.auth_token.as_deref().and_then(sluice_proto::auth::Token::new))
+    }
 }
 
 #[derive(Debug, Subcommand)]
@@ -37,6 +58,9 @@ enum Command {
     /// Wait until a job is running, has finished, or has completed N checkpoints
     /// (`--for running|finished|checkpoints=N`); exits 1 with the reason otherwise.
     Wait(WaitArgs),
+    /// A live view of a running job: rows per second, busy, idle and backpressured time
+    /// per vertex, and its models; redrawn until the job ends.
+    Top(TopArgs),
     /// Cancel a job.
     Cancel(JobArgs),
     /// Take a savepoint of a running job (with --stop, then stop it); prints its path.
@@ -112,6 +136,10 @@ pub struct JobManagerArgs {
     /// How long a job waits for free slots before failing, e.g. "5 min".
     #[arg(long, env = "SLUICE_SLOT_REQUEST_TIMEOUT")]
     pub slot_request_timeout: Option<String>,
+    /// Address of the REST API, Prometheus metrics and dashboard, HOST:PORT (default
+    /// 127.0.0.1:8081, loopback only); `off` serves none.
+    #[arg(long, env = "SLUICE_REST_ADDRESS")]
+    pub rest_address: Option<String>,
 }
 
 /// `sluice taskmanager`.
@@ -208,6 +236,18 @@ pub struct StatusArgs {
     pub cluster: ClusterArgs,
 }
 
+/// `sluice top`.
+#[derive(Debug, Args)]
+pub struct TopArgs {
+    /// The job id.
+    pub job: String,
+    /// How often the view is redrawn, e.g. "2s".
+    #[arg(long, default_value = "2s")]
+    pub interval: String,
+    #[command(flatten)]
+    pub cluster: ClusterArgs,
+}
+
 /// `sluice wait`.
 #[derive(Debug, Args)]
 pub struct WaitArgs {
@@ -249,6 +289,10 @@ pub struct RunArgs {
     /// Checkpoint storage directory of the embedded cluster (default: a temporary one).
     #[arg(long)]
     pub checkpoint_dir: Option<PathBuf>,
+    /// Address of the embedded cluster's REST API and dashboard, HOST:PORT (port 0 picks
+    /// a free one, printed at start); `off` serves none.
+    #[arg(long, default_value = "127.0.0.1:0")]
+    pub rest_address: String,
     #[command(flatten)]
     pub checkpoints: CheckpointArgs,
 }
@@ -286,6 +330,13 @@ fn main() -> std::process::ExitCode {
         if quiet { "error,sluice_jobmanager=off,sluice_taskmanager=off,sluice::python=info" } else { "info" },
         cli.log_format == "json",
     );
+    match cli.token() {
+        Ok(token) => commands::client::set_token(token),
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            return std::process::ExitCode::FAILURE;
+        }
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(r) => r,
         Err(e) => {
@@ -301,6 +352,7 @@ fn main() -> std::process::ExitCode {
             Command::List(args) => commands::client::list(args).await,
             Command::Status(args) => commands::client::status(args).await,
             Command::Wait(args) => commands::wait::wait(args).await,
+            Command::Top(args) => commands::top::top(args).await,
             Command::Cancel(args) => commands::client::cancel(args).await,
             Command::Savepoint(args) => commands::client::savepoint(args).await,
             Command::Run(args) => commands::run::run(args).await,

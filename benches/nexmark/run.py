@@ -257,6 +257,7 @@ class ProcessCluster:
         self.address = f"127.0.0.1:{free_port()}"
         self.processes = []
         self.jobmanager = self.spawn("jobmanager", ["jobmanager", "--rpc-address", self.address,
+                                                    "--rest-address", "off",
                                                     "--checkpoint-dir", str(workdir / "checkpoints")])
         deadline = time.monotonic() + 20
         while self.cli(["list"]).returncode != 0:

@@ -17,6 +17,10 @@ pub struct JobManagerConfig {
     pub heartbeat_timeout: Duration,
     /// How long a job may wait for enough free slots before it fails.
     pub slot_request_timeout: Duration,
+    /// Address of the REST API, metrics and dashboard (`None`: not served).
+    pub rest_address: Option<SocketAddr>,
+    /// The token every gRPC call and REST request must carry (`None`: none required).
+    pub auth_token: Option<sluice_proto::auth::Token>,
 }
 
 impl Default for JobManagerConfig {
@@ -27,6 +31,8 @@ impl Default for JobManagerConfig {
             heartbeat_interval: Duration::from_secs(1),
             heartbeat_timeout: Duration::from_secs(5),
             slot_request_timeout: Duration::from_secs(300),
+            rest_address: None,
+            auth_token: None,
         }
     }
 }

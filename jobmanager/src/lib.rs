@@ -6,9 +6,11 @@
 
 pub mod checkpoint;
 pub mod config;
+pub mod metrics;
 pub mod placement;
+pub mod rest;
 pub mod server;
 pub mod state;
 
 pub use config::JobManagerConfig;
-pub use server::{BoundJobManager, JobManagerError};
+pub use server::{BoundJobManager, JobManagerError, SqlPlanner};

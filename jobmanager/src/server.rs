@@ -6,6 +6,7 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
+use sluice_proto::auth::{AttachToken, AuthChannel, RequireToken};
 use sluice_proto::job_manager_server::{JobManager, JobManagerServer};
 use sluice_proto::resource_manager_server::{ResourceManager, ResourceManagerServer};
 use sluice_proto::task_executor_client::TaskExecutorClient;
@@ -16,7 +17,8 @@ use sluice_proto::{
     TriggerSavepointRequest, TriggerSavepointResponse,
 };
 use tokio::net::TcpListener;
-use tonic::transport::{Channel, Endpoint, Server};
+use tonic::service::interceptor::InterceptedService;
+use tonic::transport::{Endpoint, Server};
 use tonic::{Request, Response, Status};
 
 use crate::checkpoint::WriteOutcome;
@@ -38,21 +40,46 @@ pub enum JobManagerError {
     /// The RPC server failed.
     #[error("RPC server failed: {0}")]
     Server(#[from] tonic::transport::Error),
+    /// The auth token cannot be sent in a header.
+    #[error("{0}")]
+    Token(String),
 }
 
-struct Shared {
-    config: JobManagerConfig,
+/// What the RPC services, the REST API and the background loop share.
+pub(crate) struct Shared {
+    pub(crate) config: JobManagerConfig,
     state: Mutex<ClusterState>,
-    clients: Mutex<HashMap<String, TaskExecutorClient<Channel>>>,
+    clients: Mutex<HashMap<String, TaskExecutorClient<AuthChannel>>>,
+    /// Adds the cluster's token to calls to task managers.
+    token: AttachToken,
+    /// Savepoints the REST API triggered, by job and trigger id.
+    pub(crate) savepoints: Mutex<HashMap<(String, String), SavepointOperation>>,
+    /// Plans SQL for `POST /jobs`, when the jobmanager was given a planner.
+    pub(crate) planner: Option<SqlPlanner>,
+}
+
+/// Plans a SQL script (with an optional default parallelism) into the job graph to run;
+/// the error is the message to show, with line and column.
+pub type SqlPlanner = Arc<dyn Fn(&str, Option<u32>) -> Result<sluice_proto::JobGraph, String> + Send + Sync>;
+
+/// Where a savepoint the REST API triggered is.
+#[derive(Debug, Clone)]
+pub(crate) enum SavepointOperation {
+    /// Being taken.
+    InProgress,
+    /// Taken, at this path.
+    Completed(String),
+    /// It failed, for this reason.
+    Failed(String),
 }
 
 impl Shared {
-    fn state(&self) -> MutexGuard<'_, ClusterState> {
+    pub(crate) fn state(&self) -> MutexGuard<'_, ClusterState> {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// Runs `change` on the state, then schedules and performs the resulting RPCs.
-    fn update<R>(self: &Arc<Self>, change: impl FnOnce(&mut ClusterState, &mut Vec<Action>) -> R) -> R {
+    pub(crate) fn update<R>(self: &Arc<Self>, change: impl FnOnce(&mut ClusterState, &mut Vec<Action>) -> R) -> R {
         let mut actions = Vec::new();
         let result = {
             let mut state = self.state();
@@ -64,7 +91,28 @@ impl Shared {
         result
     }
 
-    fn client(&self, task_manager: &str) -> Option<TaskExecutorClient<Channel>> {
+    /// Takes a savepoint of job `job_id` into `directory` (the job's default when empty),
+    /// stopping the job after it with `stop`; returns its path.
+    pub(crate) async fn savepoint(
+        self: &Arc<Self>,
+        job_id: &str,
+        directory: &str,
+        stop: bool,
+    ) -> Result<String, SavepointError> {
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        let directory = (!directory.is_empty())
+            .then(|| crate::checkpoint::options::storage_path(directory))
+            .transpose()
+            .map_err(|e| SavepointError::Directory(format!("savepoint directory '{directory}': {e}")))?;
+        self.update(|s, _| s.request_savepoint(job_id, directory, stop, reply));
+        match answer.await {
+            Ok(Ok(path)) => Ok(path),
+            Ok(Err(message)) => Err(SavepointError::Refused(message)),
+            Err(_) => Err(SavepointError::Abandoned),
+        }
+    }
+
+    fn client(&self, task_manager: &str) -> Option<TaskExecutorClient<AuthChannel>> {
         if let Some(c) = self.clients.lock().unwrap_or_else(|p| p.into_inner()).get(task_manager) {
             return Some(c.clone());
         }
@@ -74,7 +122,7 @@ impl Shared {
             .connect_timeout(Duration::from_secs(2))
             .timeout(Duration::from_secs(30))
             .connect_lazy();
-        let client = TaskExecutorClient::new(channel)
+        let client = TaskExecutorClient::new(self.token.wrap(channel))
             .max_encoding_message_size(sluice_proto::MAX_MESSAGE_BYTES)
             .max_decoding_message_size(sluice_proto::MAX_MESSAGE_BYTES);
         self.clients.lock().unwrap_or_else(|p| p.into_inner()).insert(task_manager.to_string(), client.clone());
@@ -181,11 +229,12 @@ impl Shared {
     }
 }
 
-/// A jobmanager bound to its address, ready to serve.
+/// A jobmanager bound to its addresses, ready to serve.
 pub struct BoundJobManager {
     shared: Arc<Shared>,
     listener: TcpListener,
     address: SocketAddr,
+    rest: Option<(TcpListener, SocketAddr)>,
 }
 
 impl BoundJobManager {
@@ -198,14 +247,44 @@ impl BoundJobManager {
             listener.local_addr().map_err(|source| JobManagerError::Bind { address: config.rpc_address, source })?;
         let checkpoint_root =
             config.checkpoint_dir.clone().unwrap_or_else(|| std::env::temp_dir().join("sluice-checkpoints"));
+        let rest = match config.rest_address {
+            Some(wanted) => {
+                let bind_error = |source| JobManagerError::Bind { address: wanted, source };
+                let listener = TcpListener::bind(wanted).await.map_err(bind_error)?;
+                let bound = listener.local_addr().map_err(bind_error)?;
+                Some((listener, bound))
+            }
+            None => None,
+        };
+        let token = AttachToken::new(config.auth_token.as_ref()).map_err(JobManagerError::Token)?;
         let state = ClusterState::new(checkpoint_root);
-        let shared = Arc::new(Shared { config, state: Mutex::new(state), clients: Mutex::new(HashMap::new()) });
-        Ok(BoundJobManager { shared, listener, address })
+        let shared = Arc::new(Shared {
+            config,
+            state: Mutex::new(state),
+            clients: Mutex::new(HashMap::new()),
+            token,
+            savepoints: Mutex::new(HashMap::new()),
+            planner: None,
+        });
+        Ok(BoundJobManager { shared, listener, address, rest })
     }
 
-    /// The address actually bound.
+    /// Lets `POST /jobs` take SQL, planned by `planner`.
+    pub fn with_sql_planner(mut self, planner: SqlPlanner) -> Self {
+        if let Some(shared) = Arc::get_mut(&mut self.shared) {
+            shared.planner = Some(planner);
+        }
+        self
+    }
+
+    /// The RPC address actually bound.
     pub fn local_addr(&self) -> SocketAddr {
         self.address
+    }
+
+    /// The REST address actually bound, when the REST API is served.
+    pub fn rest_addr(&self) -> Option<SocketAddr> {
+        self.rest.as_ref().map(|(_, a)| *a)
     }
 
     /// Serves until `shutdown` resolves.
@@ -216,20 +295,30 @@ impl BoundJobManager {
             tracing::info!(checkpoint_dir = %dir.display(), "checkpoint storage configured");
         }
         let ticker = tokio::spawn(tick_loop(shared.clone()));
+        let rest = self.rest.map(|(listener, address)| {
+            tracing::info!(address = %crate::rest::describe(address), "REST API, metrics and dashboard listening");
+            tokio::spawn(crate::rest::serve(listener, shared.clone(), std::future::pending()))
+        });
+        let require = RequireToken::new(shared.config.auth_token.as_ref());
         let result = Server::builder()
-            .add_service(
+            .add_service(InterceptedService::new(
                 JobManagerServer::new(JobManagerService { shared: shared.clone() })
                     .max_decoding_message_size(sluice_proto::MAX_MESSAGE_BYTES)
                     .max_encoding_message_size(sluice_proto::MAX_MESSAGE_BYTES),
-            )
-            .add_service(
+                require.clone(),
+            ))
+            .add_service(InterceptedService::new(
                 ResourceManagerServer::new(ResourceManagerService { shared: shared.clone() })
                     .max_decoding_message_size(sluice_proto::MAX_MESSAGE_BYTES)
                     .max_encoding_message_size(sluice_proto::MAX_MESSAGE_BYTES),
-            )
+                require,
+            ))
             .serve_with_incoming_shutdown(tokio_stream::wrappers::TcpListenerStream::new(self.listener), shutdown)
             .await;
         ticker.abort();
+        if let Some(rest) = rest {
+            rest.abort();
+        }
         result.map_err(JobManagerError::from)
     }
 }
@@ -241,8 +330,30 @@ async fn tick_loop(shared: Arc<Shared>) {
         let timeout = shared.config.heartbeat_timeout;
         shared.update(|s, a| {
             s.expire_task_managers(timeout, a);
-            s.tick_checkpoints(std::time::Instant::now(), a);
+            let now = std::time::Instant::now();
+            s.tick_checkpoints(now, a);
+            s.sample_metrics(now);
         });
+    }
+}
+
+/// Why a savepoint was not taken.
+#[derive(Debug)]
+pub(crate) enum SavepointError {
+    /// The directory given is not usable.
+    Directory(String),
+    /// The job cannot take it (unknown, not running, no checkpoints, or it failed).
+    Refused(String),
+    /// The job ended or restarted before it completed.
+    Abandoned,
+}
+
+impl std::fmt::Display for SavepointError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            SavepointError::Directory(m) | SavepointError::Refused(m) => f.write_str(m),
+            SavepointError::Abandoned => f.write_str("the savepoint was abandoned (the job ended or restarted)"),
+        }
     }
 }
 
@@ -283,16 +394,13 @@ impl JobManager for JobManagerService {
         request: Request<TriggerSavepointRequest>,
     ) -> Result<Response<TriggerSavepointResponse>, Status> {
         let request = request.into_inner();
-        let (reply, answer) = tokio::sync::oneshot::channel();
-        let directory = (!request.directory.is_empty())
-            .then(|| crate::checkpoint::options::storage_path(&request.directory))
-            .transpose()
-            .map_err(|e| Status::invalid_argument(format!("savepoint directory '{}': {e}", request.directory)))?;
-        self.shared.update(|s, _| s.request_savepoint(&request.job_id, directory, request.stop, reply));
-        match answer.await {
-            Ok(Ok(path)) => Ok(Response::new(TriggerSavepointResponse { path })),
-            Ok(Err(message)) => Err(Status::failed_precondition(message)),
-            Err(_) => Err(Status::aborted("the savepoint was abandoned (the job ended or restarted)")),
+        match self.shared.savepoint(&request.job_id, &request.directory, request.stop).await {
+            Ok(path) => Ok(Response::new(TriggerSavepointResponse { path })),
+            Err(SavepointError::Directory(message)) => Err(Status::invalid_argument(message)),
+            Err(SavepointError::Refused(message)) => Err(Status::failed_precondition(message)),
+            Err(SavepointError::Abandoned) => {
+                Err(Status::aborted("the savepoint was abandoned (the job ended or restarted)"))
+            }
         }
     }
 

@@ -2,7 +2,7 @@
 //! states of their tasks. Methods here change state and return the RPCs to make
 //! ([`Action`]s); the server performs them outside the lock.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -11,11 +11,42 @@ use sluice_proto::{
     TaskLocation, TaskMetrics, TaskState, TaskStateReport, TaskStatus, TriggerCheckpointRequest, VertexInfo,
 };
 
+use crate::checkpoint::history::CheckpointHistory;
 use crate::checkpoint::restore::assign_state;
 use crate::checkpoint::{
     storage, CheckpointOptions, CheckpointWrite, Coordinator, Discard, RestartStrategy, SavepointRequest, WriteOutcome,
 };
+use crate::metrics::{MetricsHistory, MetricsSample};
 use crate::placement::{place, FreeSlots};
+
+/// How many failures a job keeps for its exception history.
+const EXCEPTION_HISTORY: usize = 20;
+
+/// A failure of a job, as its exception history shows it.
+#[derive(Debug, Clone)]
+pub struct ExceptionRecord {
+    /// When (ms since the epoch).
+    pub at_ms: u64,
+    /// What failed and why.
+    pub message: String,
+    /// True when the job was restarted after it; false when it failed the job.
+    pub restarted: bool,
+}
+
+/// What the REST API shows of a job besides its status.
+#[derive(Debug)]
+pub struct JobDetails<'a> {
+    /// The job's graph.
+    pub graph: &'a JobGraph,
+    /// Its attempt (restarts so far).
+    pub attempt: u32,
+    /// Recent readings of its subtasks' metrics.
+    pub history: &'a MetricsHistory,
+    /// Its recent checkpoints, when it takes checkpoints.
+    pub checkpoints: Option<&'a CheckpointHistory>,
+    /// Its failures, oldest first.
+    pub exceptions: &'a VecDeque<ExceptionRecord>,
+}
 
 /// What the jobmanager must do outside its lock: an RPC to a task manager, or disk work.
 #[derive(Debug)]
@@ -156,9 +187,20 @@ struct Job {
     /// The savepoint the job was submitted with: what a deployment restores until the job
     /// completes a checkpoint of its own.
     savepoint: Option<(CheckpointMetadata, PathBuf)>,
+    /// Recent readings of its subtasks' metrics.
+    history: MetricsHistory,
+    /// Its failures, oldest first.
+    exceptions: VecDeque<ExceptionRecord>,
 }
 
 impl Job {
+    fn record_exception(&mut self, message: &str, restarted: bool) {
+        if self.exceptions.len() == EXCEPTION_HISTORY {
+            self.exceptions.pop_front();
+        }
+        self.exceptions.push_back(ExceptionRecord { at_ms: now_ms(), message: message.to_string(), restarted });
+    }
+
     fn required_slots(&self) -> u32 {
         self.graph.vertices.iter().map(|v| v.parallelism).max().unwrap_or(0)
     }
@@ -343,6 +385,8 @@ impl ClusterState {
             restart,
             restarts: 0,
             savepoint: None,
+            history: MetricsHistory::default(),
+            exceptions: VecDeque::new(),
         };
         if let Some(path) = from_savepoint {
             let (metadata, base) = storage::read_checkpoint(path).map_err(|e| e.to_string())?;
@@ -546,6 +590,9 @@ impl ClusterState {
             }
             Phase::Running(_) | Phase::Created(_) | Phase::Restarting(_) | Phase::Ended(_) => {}
         }
+        if state == JobState::Failed {
+            job.record_exception(&message, false);
+        }
         job.message = message;
         match state {
             JobState::Failed => tracing::warn!(job = %id, message = %job.message, "job failed"),
@@ -613,6 +660,7 @@ impl ClusterState {
         cancel_tasks(id, job.attempt, deployed.slots.keys().filter(|tm| Some(tm.as_str()) != lost), actions);
         let now = Instant::now();
         job.phase = Phase::Restarting(Restarting { at: now + delay });
+        job.record_exception(&reason, true);
         job.restarts = next;
         let limit = match job.restart.max_attempts() {
             u32::MAX => "unlimited".to_string(),
@@ -642,7 +690,8 @@ impl ClusterState {
                 .all(|t| matches!(t.state, TaskState::Running | TaskState::Ended | TaskState::Finished));
             let all_ended = job.tasks.values().all(|t| matches!(t.state, TaskState::Ended | TaskState::Finished))
                 && job.tasks.values().any(|t| t.state == TaskState::Ended);
-            if let Some(trigger) = coordinator.maybe_trigger(now, ready, all_ended) {
+            let subtasks = job.graph.vertices.iter().map(|v| v.parallelism).sum();
+            if let Some(trigger) = coordinator.maybe_trigger(now, ready, all_ended, subtasks) {
                 for task_manager in deployed.slots.keys() {
                     actions.push(Action::Trigger {
                         task_manager: task_manager.clone(),
@@ -857,6 +906,31 @@ impl ClusterState {
         self.jobs.get(id).map(|j| j.state())
     }
 
+    /// Takes a reading of the metrics of every deployed job whose history is due.
+    pub fn sample_metrics(&mut self, now: Instant) {
+        for job in self.jobs.values_mut().filter(|j| j.is_deployed() && j.history.due(now)) {
+            let tasks = job.tasks.iter().map(|(&k, t)| (k, t.metrics.clone())).collect();
+            job.history.record(now, MetricsSample { at_ms: now_ms(), tasks });
+        }
+    }
+
+    /// What the REST API shows of job `id` besides its status.
+    pub fn details(&self, id: &str) -> Option<JobDetails<'_>> {
+        let job = self.jobs.get(id)?;
+        Some(JobDetails {
+            graph: &job.graph,
+            attempt: job.attempt,
+            history: &job.history,
+            checkpoints: job.checkpoints.as_ref().map(|c| &c.history),
+            exceptions: &job.exceptions,
+        })
+    }
+
+    /// Free slots per task manager.
+    pub fn slots_free(&self) -> Vec<(String, u32)> {
+        self.free_slots().into_iter().map(|f| (f.task_manager, f.free)).collect()
+    }
+
     /// Summaries of every job, in submission order.
     pub fn list(&self) -> Vec<JobSummary> {
         self.order
@@ -907,7 +981,13 @@ impl ClusterState {
                 .graph
                 .vertices
                 .iter()
-                .map(|v| VertexInfo { id: v.id, name: v.name.clone(), parallelism: v.parallelism })
+                .map(|v| VertexInfo {
+                    id: v.id,
+                    name: v.name.clone(),
+                    parallelism: v.parallelism,
+                    source: !job.graph.edges.iter().any(|e| e.target_vertex == v.id),
+                    sink: !job.graph.edges.iter().any(|e| e.source_vertex == v.id),
+                })
                 .collect(),
         })
     }

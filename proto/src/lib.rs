@@ -1,11 +1,13 @@
 //! Generated gRPC services and messages of Sluice (see `proto/sluice.proto`).
 //!
-//! Nothing but generated code lives here: the CLI talks to the jobmanager through
-//! [`job_manager_client`], task managers register through [`resource_manager_client`],
+//! Besides the generated code, only [`auth`] lives here: the control plane's token check.
+//! The CLI talks to the jobmanager through [`job_manager_client`], task managers register through [`resource_manager_client`],
 //! the jobmanager deploys through [`task_executor_client`], and task managers exchange
 //! data through [`data_exchange_client`].
 
 #![allow(missing_docs, clippy::all)]
+
+pub mod auth;
 
 tonic::include_proto!("sluice.v1");
 

@@ -7,13 +7,15 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 use serde_json::json;
+use sluice_jobmanager::metrics::JobMetric;
+use sluice_proto::auth::{AttachToken, AuthChannel, Token};
 use sluice_proto::job_manager_client::JobManagerClient;
 use sluice_proto::{
     CancelJobRequest, GetJobStatusRequest, JobState, JobStatus, ListJobsRequest, SubmitJobRequest, TaskState,
     TriggerSavepointRequest,
 };
 use sluice_sql::{Plan, PlanOptions, Session};
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::Endpoint;
 
 use crate::{CheckpointArgs, ClusterArgs, ExplainArgs, JobArgs, SavepointArgs, StatusArgs, SubmitArgs};
 
@@ -31,6 +33,18 @@ pub fn run_file(file: &Path, parallelism: Option<u32>) -> Result<Option<Plan>> {
     Ok(outcome.plan)
 }
 
+/// Plans SQL for the jobmanager's `POST /jobs`, as `sluice submit` plans a file.
+pub fn sql_planner() -> sluice_jobmanager::SqlPlanner {
+    std::sync::Arc::new(|script: &str, parallelism: Option<u32>| {
+        let options = PlanOptions { default_parallelism: parallelism, job_name: None };
+        let outcome = Session::new(options).run_script(script).map_err(|e| e.render(script))?;
+        outcome
+            .plan
+            .map(|plan| plan.graph)
+            .ok_or_else(|| "the script has no INSERT INTO statement or query; nothing to run".to_string())
+    })
+}
+
 /// Like [`run_file`], but a script without a job is an error.
 pub fn plan_file(file: &Path, parallelism: Option<u32>) -> Result<Plan> {
     run_file(file, parallelism)?.with_context(|| {
@@ -38,14 +52,30 @@ pub fn plan_file(file: &Path, parallelism: Option<u32>) -> Result<Plan> {
     })
 }
 
+/// The cluster's token every client call carries (set once, from the command line).
+static TOKEN: std::sync::OnceLock<Option<Token>> = std::sync::OnceLock::new();
+
+/// Sets the token client calls carry and cluster processes require.
+pub fn set_token(token: Option<Token>) {
+    let _ = TOKEN.set(token);
+}
+
+/// The token client calls carry and cluster processes require, if any.
+pub fn token() -> Option<Token> {
+    TOKEN.get().cloned().flatten()
+}
+
+/// A client of the jobmanager whose calls carry the cluster's token.
+pub type JmClient = JobManagerClient<AuthChannel>;
+
 /// Connects to the jobmanager at `address`; each call may take 30 s.
-pub async fn connect(address: &str) -> Result<JobManagerClient<Channel>> {
+pub async fn connect(address: &str) -> Result<JmClient> {
     connect_with_timeout(address, Duration::from_secs(30)).await
 }
 
 /// Connects to the jobmanager at `address`; each call may take `timeout` (the channel's
 /// timeout caps a call's own).
-pub async fn connect_with_timeout(address: &str, timeout: Duration) -> Result<JobManagerClient<Channel>> {
+pub async fn connect_with_timeout(address: &str, timeout: Duration) -> Result<JmClient> {
     let channel = Endpoint::from_shared(format!("http://{address}"))
         .with_context(|| format!("invalid jobmanager address '{address}': expected HOST:PORT"))?
         .connect_timeout(Duration::from_secs(3))
@@ -57,7 +87,8 @@ pub async fn connect_with_timeout(address: &str, timeout: Duration) -> Result<Jo
                 "cannot reach the jobmanager at {address}; is it running? (sluice jobmanager --rpc-address {address})"
             )
         })?;
-    Ok(JobManagerClient::new(channel)
+    let attach = AttachToken::new(token().as_ref()).map_err(|e| anyhow::anyhow!(e))?;
+    Ok(JobManagerClient::new(attach.wrap(channel))
         .max_encoding_message_size(sluice_proto::MAX_MESSAGE_BYTES)
         .max_decoding_message_size(sluice_proto::MAX_MESSAGE_BYTES))
 }
@@ -114,8 +145,30 @@ pub async fn submit(args: SubmitArgs) -> Result<ExitCode> {
     let plan = plan_file(&args.file, args.parallelism)?;
     let request = submit_request(plan, &args.checkpoints)?;
     let mut client = connect(&args.cluster.jobmanager).await?;
-    let response = client.submit_job(request).await.map_err(status_error)?;
-    println!("{}", response.into_inner().job_id);
+    let job_id = client.submit_job(request).await.map_err(status_error)?.into_inner().job_id;
+    // On a terminal, show the job until it is deployed; the id stays alone on the last
+    // stdout line either way.
+    use std::io::IsTerminal;
+    if std::io::stderr().is_terminal() {
+        let mut progress = super::embedded::Progress::new();
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        let deployed = loop {
+            let status = fetch_status(&mut client, &job_id).await?;
+            progress.show(&status);
+            if JobState::try_from(status.state).is_ok_and(|s| s != JobState::Created) {
+                break Some(status);
+            }
+            if std::time::Instant::now() > deadline {
+                break None;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        };
+        progress.clear();
+        if let Some(status) = deployed {
+            eprintln!("job {} is {}", status.name, state_word(status.state));
+        }
+    }
+    println!("{job_id}");
     Ok(ExitCode::SUCCESS)
 }
 
@@ -154,7 +207,7 @@ pub async fn list(args: ClusterArgs) -> Result<ExitCode> {
 }
 
 /// Fetches a job's status.
-pub async fn fetch_status(client: &mut JobManagerClient<Channel>, job: &str) -> Result<JobStatus> {
+pub async fn fetch_status(client: &mut JmClient, job: &str) -> Result<JobStatus> {
     Ok(client.get_job_status(GetJobStatusRequest { job_id: job.to_string() }).await.map_err(status_error)?.into_inner())
 }
 
@@ -201,7 +254,7 @@ pub fn status_json(status: &JobStatus) -> serde_json::Value {
                 "remote_rows_out": m.remote_rows_out,
                 "records_skipped": m.records_skipped,
                 "watermark": m.watermark,
-                "operators": m.operators,
+                "operators": operator_metrics_json(&m.operators),
                 "checkpoint": json!({
                     "id": c.checkpoint_id,
                     "alignment_ms": c.alignment_ms,
@@ -214,6 +267,28 @@ pub fn status_json(status: &JobStatus) -> serde_json::Value {
             })
         }).collect::<Vec<_>>(),
     })
+}
+
+/// Operator metrics as JSON: counters and gauges as numbers, histograms as their count,
+/// sum, p50 and p99.
+fn operator_metrics_json(metrics: &[sluice_core::metrics::Metric]) -> serde_json::Value {
+    use sluice_core::metrics::{count, quantile, Value};
+    let entries = metrics.iter().filter_map(|m| {
+        let value = match m.value.as_ref()? {
+            Value::Counter(c) => json!(c),
+            // Whole gauges (rows held, requests in flight) as integers.
+            Value::Gauge(g) if g.fract() == 0.0 && g.abs() < 1e15 => json!(*g as i64),
+            Value::Gauge(g) => json!(g),
+            Value::Histogram(h) => json!({
+                "count": count(h),
+                "sum": h.sum,
+                "p50": quantile(h, 0.5),
+                "p99": quantile(h, 0.99),
+            }),
+        };
+        Some((m.name.clone(), value))
+    });
+    serde_json::Value::Object(entries.collect())
 }
 
 /// `sluice status`.
@@ -262,27 +337,19 @@ fn print_status(status: &JobStatus) {
         println!("info:  {}", status.message);
     }
     let skipped: u64 = status.tasks.iter().map(|t| t.metrics.clone().unwrap_or_default().records_skipped).sum();
-    // Operators' metrics over all subtasks: counts add up, latencies take the highest,
-    // lowest values (`*_min`) the lowest.
-    let mut operators: std::collections::BTreeMap<String, u64> = std::collections::BTreeMap::new();
-    for t in &status.tasks {
-        for (name, value) in t.metrics.clone().unwrap_or_default().operators {
-            operators
-                .entry(name.clone())
-                .and_modify(|entry| {
-                    *entry = if name.contains("latency") {
-                        (*entry).max(value)
-                    } else if name.ends_with("_min") {
-                        (*entry).min(value)
-                    } else {
-                        *entry + value
-                    }
-                })
-                .or_insert(value);
-        }
-    }
+    let operators = sluice_jobmanager::metrics::job_operator_metrics(status);
     for (name, value) in &operators {
-        println!("{name}: {value}");
+        match value {
+            JobMetric::Scalar(v) => println!("{name}: {v}"),
+            JobMetric::Histogram(h) => {
+                // `model.m.latency_us` prints as `model.m.latency_p50_us` and `..._p99_us`.
+                let stem = name.strip_suffix("_us").unwrap_or(name);
+                for (label, q) in [("p50", 0.5), ("p99", 0.99)] {
+                    let v = sluice_core::metrics::quantile(h, q).unwrap_or(0.0).round();
+                    println!("{stem}_{label}_us: {v}");
+                }
+            }
+        }
     }
     if skipped > 0 {
         println!("skipped bad records: {skipped}");

@@ -43,6 +43,14 @@ fn socket_address(name: &str, value: &str) -> Result<SocketAddr> {
         .with_context(|| format!("{name} '{value}' does not resolve to an address"))
 }
 
+/// A HOST:PORT address, or `None` for `off`.
+pub fn optional_address(name: &str, value: &str) -> Result<Option<SocketAddr>> {
+    match value.trim() {
+        "off" | "none" | "" => Ok(None),
+        value => socket_address(name, value).map(Some),
+    }
+}
+
 /// Builds the jobmanager configuration from flags, environment and file.
 pub fn jobmanager_config(args: &JobManagerArgs) -> Result<JobManagerConfig> {
     let file = ConfigFile::load(args.config.as_deref())?.jobmanager;
@@ -60,6 +68,9 @@ pub fn jobmanager_config(args: &JobManagerArgs) -> Result<JobManagerConfig> {
     if let Some(v) = args.slot_request_timeout.as_ref().or(file.slot_request_timeout.as_ref()) {
         config.slot_request_timeout = duration("slot-request-timeout", v)?;
     }
+    let rest = args.rest_address.as_ref().or(file.rest_address.as_ref()).map_or("127.0.0.1:8081", |s| s.as_str());
+    config.rest_address = optional_address("rest-address", rest)?;
+    config.auth_token = super::client::token();
     anyhow::ensure!(
         config.heartbeat_interval < config.heartbeat_timeout,
         "heartbeat-interval ({:?}) must be shorter than heartbeat-timeout ({:?})",
@@ -72,7 +83,7 @@ pub fn jobmanager_config(args: &JobManagerArgs) -> Result<JobManagerConfig> {
 /// `sluice jobmanager`.
 pub async fn jobmanager(args: JobManagerArgs) -> Result<ExitCode> {
     let config = jobmanager_config(&args)?;
-    let bound = BoundJobManager::bind(config).await?;
+    let bound = BoundJobManager::bind(config).await?.with_sql_planner(super::client::sql_planner());
     bound.serve(shutdown_signal()).await?;
     Ok(ExitCode::SUCCESS)
 }
@@ -97,6 +108,7 @@ pub async fn taskmanager(args: TaskManagerArgs) -> Result<ExitCode> {
     if let Some(dir) = args.local_dir.or(file.local_dir) {
         config.local_dir = dir;
     }
+    config.auth_token = super::client::token();
     TaskManager::run(config, shutdown_signal()).await?;
     Ok(ExitCode::SUCCESS)
 }

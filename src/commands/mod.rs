@@ -6,4 +6,5 @@ pub mod embedded;
 pub mod nexmark;
 pub mod run;
 pub mod shell;
+pub mod top;
 pub mod wait;

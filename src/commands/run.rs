@@ -21,9 +21,13 @@ pub async fn run(args: RunArgs) -> Result<ExitCode> {
         None => SecretSources::environment(),
     };
     let request = submit_request(plan, &args.checkpoints)?;
+    let rest_address = super::cluster::optional_address("--rest-address", &args.rest_address)?;
+    let slots = required.div_ceil(taskmanagers);
     let cluster =
-        EmbeddedCluster::start(taskmanagers, required.div_ceil(taskmanagers), secrets, args.checkpoint_dir.clone())
-            .await?;
+        EmbeddedCluster::start(taskmanagers, slots, secrets, args.checkpoint_dir.clone(), rest_address).await?;
+    if let Some(address) = cluster.rest_address {
+        eprintln!("dashboard and REST API: {}", sluice_jobmanager::rest::describe(address));
+    }
     let outcome = async {
         let mut client = connect(&cluster.address).await?;
         let job_id =

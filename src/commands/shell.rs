@@ -8,13 +8,11 @@ use anyhow::Result;
 use rustyline::error::ReadlineError;
 use rustyline::DefaultEditor;
 use sluice_core::secrets::SecretSources;
-use sluice_proto::job_manager_client::JobManagerClient;
 use sluice_proto::SubmitJobRequest;
 use sluice_sql::parser::parse_script;
 use sluice_sql::{Outcome, PlanOptions, Session};
-use tonic::transport::Channel;
 
-use super::client::connect;
+use super::client::{connect, JmClient};
 use super::embedded::{wait_for_job, EmbeddedCluster};
 use crate::ShellArgs;
 
@@ -72,14 +70,15 @@ struct Target {
 }
 
 impl Target {
-    async fn client(&mut self) -> Result<(JobManagerClient<Channel>, bool)> {
+    async fn client(&mut self) -> Result<(JmClient, bool)> {
         if let Some(address) = &self.remote {
             return Ok((connect(address).await?, false));
         }
         if self.embedded.is_none() {
             eprintln!("starting an embedded cluster ...");
-            self.embedded =
-                Some(EmbeddedCluster::start(1, self.parallelism.max(4), SecretSources::environment(), None).await?);
+            self.embedded = Some(
+                EmbeddedCluster::start(1, self.parallelism.max(4), SecretSources::environment(), None, None).await?,
+            );
         }
         let address = &self.embedded.as_ref().expect("started above").address;
         Ok((connect(address).await?, true))

@@ -28,6 +28,8 @@ pub struct RemoteInput {
     pub key: ChannelKey,
     /// Where the frames go.
     pub tx: mpsc::Sender<Message>,
+    /// The consuming task's counters (bytes received).
+    pub metrics: Arc<TaskMetrics>,
 }
 
 /// A task ready to spawn, with the ends of its links to the task manager.
@@ -180,7 +182,12 @@ pub fn prepare(
                     origin(p, address),
                     edge.target_input as usize,
                 ));
-                remote_inputs.push(RemoteInput { address: address.to_string(), key: key(edge, p, c), tx });
+                remote_inputs.push(RemoteInput {
+                    address: address.to_string(),
+                    key: key(edge, p, c),
+                    tx,
+                    metrics: metrics[&(edge.target_vertex, c)].clone(),
+                });
             }
         }
     }

@@ -10,12 +10,14 @@ use std::time::Duration;
 
 use futures::stream::{self, BoxStream, StreamExt};
 use sluice_core::Message;
+use sluice_proto::auth::AttachToken;
 use sluice_proto::data_exchange_client::DataExchangeClient;
 use sluice_proto::data_exchange_server::DataExchange;
 use sluice_proto::{DataFrame, OpenChannelRequest};
 use tokio::sync::{mpsc, Notify};
 use tonic::{Request, Response, Status};
 
+use crate::deploy::RemoteInput;
 use crate::ipc::{frame_len, FrameDecoder, FrameEncoder};
 use crate::metrics::TaskMetrics;
 
@@ -152,13 +154,14 @@ impl DataExchange for DataExchangeService {
 
 /// Reads a remote producer's channel into a local one until end of input. On failure the
 /// local sender is dropped, so the consuming task sees its input close and fails.
-pub async fn read_remote(address: String, key: ChannelKey, tx: mpsc::Sender<Message>) {
-    if let Err(message) = pump(&address, &key, &tx).await {
-        tracing::warn!(peer = %address, ?key, %message, "remote input failed");
+pub async fn read_remote(input: RemoteInput, token: AttachToken) {
+    if let Err(message) = pump(&input, token).await {
+        tracing::warn!(peer = %input.address, key = ?input.key, %message, "remote input failed");
     }
 }
 
-async fn pump(address: &str, key: &ChannelKey, tx: &mpsc::Sender<Message>) -> Result<(), String> {
+async fn pump(input: &RemoteInput, token: AttachToken) -> Result<(), String> {
+    let RemoteInput { address, key, tx, metrics } = input;
     let endpoint = tonic::transport::Endpoint::from_shared(format!("http://{address}"))
         .map_err(|e| e.to_string())?
         .initial_stream_window_size(crate::STREAM_WINDOW)
@@ -176,7 +179,7 @@ async fn pump(address: &str, key: &ChannelKey, tx: &mpsc::Sender<Message>) -> Re
             Err(e) => return Err(format!("cannot connect: {e}")),
         }
     };
-    let mut client = DataExchangeClient::new(channel).max_decoding_message_size(crate::MAX_FRAME_BYTES);
+    let mut client = DataExchangeClient::new(token.wrap(channel)).max_decoding_message_size(crate::MAX_FRAME_BYTES);
     let mut frames = client.open_channel(key.to_request()).await.map_err(|s| s.message().to_string())?.into_inner();
     let mut decoder = FrameDecoder::default();
     loop {
@@ -184,6 +187,7 @@ async fn pump(address: &str, key: &ChannelKey, tx: &mpsc::Sender<Message>) -> Re
         let Some(frame) = frame else {
             return Err("the producer closed the channel before its end".into());
         };
+        metrics.add_bytes_in(frame_len(&frame));
         if let Some(message) = decoder.decode(frame).map_err(|e| e.to_string())? {
             let end = matches!(message, Message::EndOfInput);
             if tx.send(message).await.is_err() {

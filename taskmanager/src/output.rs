@@ -15,7 +15,7 @@ use tokio::sync::mpsc;
 use tokio::time::Instant;
 
 use crate::error::TaskError;
-use crate::metrics::TaskMetrics;
+use crate::metrics::{Activity, TaskMetrics};
 
 /// Limits of the data exchange (per channel).
 #[derive(Debug, Clone, Copy)]
@@ -59,8 +59,19 @@ impl ChannelWriter {
         ChannelWriter { tx, pending: Vec::new(), pending_rows: 0, pending_bytes: 0, oldest: None }
     }
 
-    async fn send(&self, message: Message) -> Result<(), TaskError> {
-        self.tx.send(message).await.map_err(|_| TaskError::DownstreamGone)
+    /// Sends `message`, counting the time spent waiting for room in the channel as
+    /// backpressure.
+    async fn send(&self, message: Message, metrics: &TaskMetrics) -> Result<(), TaskError> {
+        match self.tx.try_send(message) {
+            Ok(()) => Ok(()),
+            Err(mpsc::error::TrySendError::Closed(_)) => Err(TaskError::DownstreamGone),
+            Err(mpsc::error::TrySendError::Full(message)) => {
+                let previous = metrics.enter(Activity::Backpressured);
+                let sent = self.tx.send(message).await.map_err(|_| TaskError::DownstreamGone);
+                metrics.switch(previous.or(Some(Activity::Busy)), None);
+                sent
+            }
+        }
     }
 
     async fn push(
@@ -79,7 +90,7 @@ impl ChannelWriter {
             while offset < rows {
                 let len = limits.batch_rows.min(rows - offset);
                 metrics.add_out(len);
-                self.send(Message::Data(batch.slice(offset, len))).await?;
+                self.send(Message::Data(batch.slice(offset, len)), metrics).await?;
                 offset += len;
             }
             return Ok(());
@@ -111,7 +122,7 @@ impl ChannelWriter {
         self.pending_rows = 0;
         self.pending_bytes = 0;
         self.oldest = None;
-        self.send(Message::Data(batch)).await
+        self.send(Message::Data(batch), metrics).await
     }
 }
 
@@ -205,7 +216,7 @@ impl Outputs {
         for edge in &mut self.edges {
             for channel in &mut edge.channels {
                 channel.flush(&metrics).await?;
-                channel.send(message.clone()).await?;
+                channel.send(message.clone(), &metrics).await?;
             }
         }
         Ok(())

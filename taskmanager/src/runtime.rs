@@ -7,6 +7,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tracing::Instrument;
 
+use sluice_proto::auth::{AttachToken, AuthChannel, RequireToken};
 use sluice_proto::data_exchange_server::DataExchangeServer;
 use sluice_proto::resource_manager_client::ResourceManagerClient;
 use sluice_proto::task_executor_server::{TaskExecutor, TaskExecutorServer};
@@ -17,7 +18,8 @@ use sluice_proto::{
 };
 use tokio::sync::mpsc;
 use tokio::task::AbortHandle;
-use tonic::transport::{Channel, Endpoint, Server};
+use tonic::service::interceptor::InterceptedService;
+use tonic::transport::{Endpoint, Server};
 use tonic::{Request, Response, Status};
 
 use crate::deploy::prepare;
@@ -47,6 +49,8 @@ pub struct TaskManagerConfig {
     pub secrets: SecretSources,
     /// Local directory for the RocksDB instances of keyed state.
     pub local_dir: std::path::PathBuf,
+    /// The cluster's token: sent on every call, required on every call served.
+    pub auth_token: Option<sluice_proto::auth::Token>,
 }
 
 impl TaskManagerConfig {
@@ -66,6 +70,7 @@ impl TaskManagerConfig {
                 std::process::id(),
                 &uuid::Uuid::new_v4().simple().to_string()[..8]
             )),
+            auth_token: None,
         }
     }
 }
@@ -91,6 +96,9 @@ pub enum TaskManagerError {
     /// The heartbeat thread could not be started.
     #[error("cannot start the heartbeat thread: {0}")]
     Thread(std::io::Error),
+    /// The auth token cannot be sent in a header.
+    #[error("{0}")]
+    Token(String),
 }
 
 struct RunningTask {
@@ -148,6 +156,8 @@ struct Inner {
     tasks: Mutex<HashMap<String, Vec<RunningTask>>>,
     registry: Arc<ExchangeRegistry>,
     reports: mpsc::UnboundedSender<QueuedReport>,
+    /// Adds the cluster's token to this task manager's calls.
+    token: AttachToken,
     /// Bumped whenever this task manager gives up its registration (the jobmanager forgot
     /// it or could not be reached), so reports about tasks of the old one are dropped.
     registration: std::sync::atomic::AtomicU64,
@@ -268,7 +278,10 @@ impl TaskManager {
             .timeout(Duration::from_secs(10));
         let jm_channel = jm_endpoint.connect_lazy();
         let (reports_tx, reports_rx) = mpsc::unbounded_channel();
+        let token = AttachToken::new(config.auth_token.as_ref()).map_err(TaskManagerError::Token)?;
+        let require = RequireToken::new(config.auth_token.as_ref());
         let inner = Arc::new(Inner {
+            token,
             config,
             address: address.clone(),
             id: Mutex::new(None),
@@ -279,21 +292,24 @@ impl TaskManager {
         });
         tracing::info!(%address, slots = inner.config.slots, jobmanager = %inner.config.jobmanager, "task manager starting");
         let heartbeat = HeartbeatThread::start(inner.clone(), &jm_endpoint)?;
-        let reporter = tokio::spawn(report_loop(inner.clone(), resource_manager_client(jm_channel), reports_rx));
+        let reporter =
+            tokio::spawn(report_loop(inner.clone(), resource_manager_client(inner.token.wrap(jm_channel)), reports_rx));
         let tm = TaskManager { inner: inner.clone() };
         let result = Server::builder()
             .initial_stream_window_size(crate::STREAM_WINDOW)
             .initial_connection_window_size(crate::CONNECTION_WINDOW)
             .tcp_nodelay(true)
-            .add_service(
+            .add_service(InterceptedService::new(
                 TaskExecutorServer::new(tm)
                     .max_decoding_message_size(sluice_proto::MAX_MESSAGE_BYTES)
                     .max_encoding_message_size(sluice_proto::MAX_MESSAGE_BYTES),
-            )
-            .add_service(
+                require.clone(),
+            ))
+            .add_service(InterceptedService::new(
                 DataExchangeServer::new(DataExchangeService::new(inner.registry.clone()))
                     .max_encoding_message_size(crate::MAX_FRAME_BYTES),
-            )
+                require,
+            ))
             .serve_with_incoming_shutdown(tokio_stream::wrappers::TcpListenerStream::new(listener), shutdown)
             .await;
         heartbeat.stop();
@@ -327,7 +343,7 @@ impl HeartbeatThread {
                     }
                 };
                 runtime.block_on(async move {
-                    let client = resource_manager_client(endpoint.connect_lazy());
+                    let client = resource_manager_client(inner.token.wrap(endpoint.connect_lazy()));
                     tokio::select! {
                         () = heartbeat_loop(inner, client) => {}
                         _ = stopped => {}
@@ -349,7 +365,7 @@ impl HeartbeatThread {
 }
 
 /// A client of the jobmanager's resource manager service, with Sluice's message limit.
-fn resource_manager_client(channel: Channel) -> ResourceManagerClient<Channel> {
+fn resource_manager_client(channel: AuthChannel) -> ResourceManagerClient<AuthChannel> {
     ResourceManagerClient::new(channel)
         .max_encoding_message_size(sluice_proto::MAX_MESSAGE_BYTES)
         .max_decoding_message_size(sluice_proto::MAX_MESSAGE_BYTES)
@@ -357,7 +373,7 @@ fn resource_manager_client(channel: Channel) -> ResourceManagerClient<Channel> {
 
 /// Registers with the jobmanager, then heartbeats; re-registers when the jobmanager
 /// forgets this task manager, and cancels tasks when it cannot be reached for too long.
-async fn heartbeat_loop(inner: Arc<Inner>, mut client: ResourceManagerClient<Channel>) {
+async fn heartbeat_loop(inner: Arc<Inner>, mut client: ResourceManagerClient<AuthChannel>) {
     let mut interval = Duration::from_millis(1000);
     let mut last_contact = tokio::time::Instant::now();
     loop {
@@ -409,7 +425,7 @@ async fn heartbeat_loop(inner: Arc<Inner>, mut client: ResourceManagerClient<Cha
 /// retrying while it is unreachable (see [`retry_report`]).
 async fn report_loop(
     inner: Arc<Inner>,
-    mut client: ResourceManagerClient<Channel>,
+    mut client: ResourceManagerClient<AuthChannel>,
     mut reports: mpsc::UnboundedReceiver<QueuedReport>,
 ) {
     while let Some(QueuedReport { registration, report }) = reports.recv().await {
@@ -567,7 +583,7 @@ impl TaskExecutor for TaskManager {
         }
         let _ = start.send(true);
         for remote in prepared.remote_inputs {
-            tokio::spawn(read_remote(remote.address, remote.key, remote.tx));
+            tokio::spawn(read_remote(remote, inner.token.clone()));
         }
         Ok(Response::new(Ack {}))
     }

@@ -31,7 +31,7 @@ use tokio::sync::mpsc;
 use crate::error::TaskError;
 use crate::input::InputGate;
 use crate::list_state;
-use crate::metrics::TaskMetrics;
+use crate::metrics::{Activity, TaskMetrics};
 use crate::output::Outputs;
 use crate::state::{CheckpointStorage, KeyedBackend, LocalSnapshot};
 
@@ -278,6 +278,7 @@ impl Task {
             source.open(&self.ctx).await?;
         }
         let result = self.run_head(head).await;
+        self.metrics.stop();
         // Closing a keyed state store that was written to (RocksDB) takes about a second
         // (its memtable is flushed): on a blocking thread, in the background, so neither the
         // runtime (heartbeats, other tasks) nor the task's end waits for it. The store's
@@ -291,7 +292,16 @@ impl Task {
     async fn run_head(&mut self, mut head: Head) -> Result<(), TaskError> {
         let mut idle = SourceIdleness::default();
         loop {
-            let ended = match self.next_step(&mut head, &mut idle).await? {
+            // Where the time goes: waiting for input is idle, unless an operator is full
+            // (its work holds the input back) or a source's poll produced rows (reading
+            // them was work); handling a step is busy, except while a send waits for room
+            // (backpressured, see `ChannelWriter::send`).
+            let saturated = !self.chain.accepts_input();
+            self.metrics.enter(if saturated { Activity::Busy } else { Activity::Idle });
+            let step = self.next_step(&mut head, &mut idle).await?;
+            let source_rows = matches!(step, Step::Data { .. }) && matches!(head, Head::Source(_));
+            self.metrics.switch(Some(Activity::Busy), source_rows.then_some(Activity::Busy));
+            let ended = match step {
                 Step::Data { input, batch } => {
                     self.handle_input(input, batch).await?;
                     if let (Head::Source(_), Some((_, pause))) = (&head, crate::faults::source_pace()) {
@@ -313,7 +323,10 @@ impl Task {
                     false
                 }
                 Step::Command(command) => match self.command(command, head.source_mut()).await? {
-                    Some(done) => return self.park(done).await,
+                    Some(done) => {
+                        self.metrics.enter(Activity::Idle);
+                        return self.park(done).await;
+                    }
                     None => false,
                 },
                 Step::Timers => {
@@ -331,7 +344,12 @@ impl Task {
                     self.checkpoint_at_barrier(barrier, None, head.last_alignment()).await?;
                     false
                 }
-                Step::Message(message) => self.handle(message).await?,
+                Step::Message(message) => {
+                    if let Message::Watermark(w) = &message {
+                        self.metrics.set_input_watermark(*w);
+                    }
+                    self.handle(message).await?
+                }
                 Step::SourceFinished => {
                     // A bounded input ends event time too, so event-time results are emitted.
                     self.handle(Message::Watermark(i64::MAX)).await?;
@@ -342,6 +360,8 @@ impl Task {
             };
             if ended {
                 if self.checkpointing.storage.is_some() {
+                    // Waiting for the final checkpoint is not work.
+                    self.metrics.enter(Activity::Idle);
                     return self.await_final_checkpoint(head.into_source()).await;
                 }
                 return Ok(());

@@ -73,7 +73,11 @@ pub struct Cluster {
     pub jobmanager: Process,
     pub taskmanagers: Vec<Process>,
     pub address: String,
+    /// The REST API's address, HOST:PORT.
+    pub rest: String,
     pub dir: tempfile::TempDir,
+    /// Environment of every process and CLI call of the cluster (e.g. `SLUICE_AUTH_TOKEN`).
+    pub env: Vec<(String, String)>,
     /// Environment of every task manager started by `add_taskmanager` (test switches such
     /// as `SLUICE_TEST_SOURCE_PACE`), including those that replace killed ones.
     pub taskmanager_env: Vec<(String, String)>,
@@ -83,14 +87,22 @@ impl Cluster {
     /// Starts a jobmanager with `jm_args` (`{dir}` in them stands for the cluster's
     /// directory) and one task manager per entry of `slots`.
     pub fn start(slots: &[u32], jm_args: &[&str]) -> Cluster {
+        Cluster::start_with_env(slots, jm_args, &[])
+    }
+
+    /// Like [`Cluster::start`], with `env` set for every process and CLI call.
+    pub fn start_with_env(slots: &[u32], jm_args: &[&str], env: &[(&str, &str)]) -> Cluster {
         let dir = tempfile::tempdir().unwrap();
         let jm_args: Vec<String> = jm_args.iter().map(|a| a.replace("{dir}", dir.path().to_str().unwrap())).collect();
         let address = format!("127.0.0.1:{}", free_port());
+        let rest = format!("127.0.0.1:{}", free_port());
+        let env: Vec<(String, String)> = env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
         let log = std::fs::File::create(dir.path().join("jobmanager.log")).unwrap();
         let child = Command::new(sluice_bin())
-            .args(["jobmanager", "--rpc-address", &address])
+            .args(["jobmanager", "--rpc-address", &address, "--rest-address", &rest])
             .args(jm_args)
             .env("RUST_LOG", "info")
+            .envs(env.iter().map(|(k, v)| (k, v)))
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()
@@ -99,7 +111,9 @@ impl Cluster {
             jobmanager: Process { child, name: "jobmanager".into() },
             taskmanagers: Vec::new(),
             address,
+            rest,
             dir,
+            env,
             taskmanager_env: Vec::new(),
         };
         // Wait until the jobmanager accepts connections, so the first CLI call finds it.
@@ -151,6 +165,7 @@ impl Cluster {
                 "127.0.0.1:0",
             ])
             .env("RUST_LOG", "info")
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
             .envs(env.iter().copied())
             .stdout(Stdio::null())
             .stderr(log)
@@ -212,7 +227,41 @@ impl Cluster {
 
     /// Runs a CLI command against this cluster.
     pub fn cli(&self, args: &[&str]) -> Output {
-        Command::new(sluice_bin()).args(args).args(["--jobmanager", &self.address]).output().unwrap()
+        Command::new(sluice_bin())
+            .args(args)
+            .args(["--jobmanager", &self.address])
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
+            .output()
+            .unwrap()
+    }
+
+    /// A REST call with curl: `method` on `path` with an optional JSON body and extra
+    /// headers; returns the HTTP status and the body.
+    pub fn http(&self, method: &str, path: &str, body: Option<&str>, headers: &[&str]) -> (u16, String) {
+        let url = format!("http://{}{path}", self.rest);
+        let mut command = Command::new("curl");
+        command.args(["-sS", "-X", method, "-o", "-", "-w", "\n%{http_code}", &url]);
+        for header in headers {
+            command.args(["-H", header]);
+        }
+        if let Some(body) = body {
+            command.args(["-H", "Content-Type: application/json", "--data-binary", body]);
+        }
+        let out = command.output().expect("curl runs");
+        assert!(out.status.success(), "curl {method} {url}: {}", String::from_utf8_lossy(&out.stderr));
+        let text = String::from_utf8(out.stdout).unwrap();
+        let (body, code) = text.rsplit_once('\n').unwrap();
+        (code.trim().parse().unwrap(), body.to_string())
+    }
+
+    /// `GET path` answered 200 with JSON (with the cluster's token when it has one).
+    pub fn get(&self, path: &str) -> Value {
+        let token =
+            self.env.iter().find(|(k, _)| k == "SLUICE_AUTH_TOKEN").map(|(_, v)| format!("Authorization: Bearer {v}"));
+        let headers: Vec<&str> = token.iter().map(|t| t.as_str()).collect();
+        let (code, body) = self.http("GET", path, None, &headers);
+        assert_eq!(code, 200, "GET {path}: {body}");
+        serde_json::from_str(&body).unwrap_or_else(|e| panic!("GET {path}: {e}: {body}"))
     }
 
     /// Writes `sql` to a file and submits it; returns the job id.

@@ -18,6 +18,7 @@ use sluice_proto::{
 use tokio::sync::oneshot;
 
 use super::decide::{self, SubtaskKey, TriggerFacts};
+use super::history::CheckpointHistory;
 use super::options::CheckpointOptions;
 use super::storage;
 
@@ -204,6 +205,8 @@ pub struct Coordinator {
     pub task_stats: BTreeMap<SubtaskKey, CheckpointTaskStats>,
     /// Counters and the latest checkpoint, for status.
     pub summary: CheckpointSummary,
+    /// The recent checkpoints with each subtask's timings.
+    pub history: CheckpointHistory,
     queued_savepoint: Option<SavepointRequest>,
     pinned: Option<u64>,
     /// The checkpoint triggered once every task's input had ended.
@@ -233,6 +236,7 @@ impl Coordinator {
             last_state: BTreeMap::new(),
             task_stats: BTreeMap::new(),
             summary,
+            history: CheckpointHistory::default(),
             queued_savepoint: None,
             pinned: None,
             final_checkpoint: None,
@@ -255,7 +259,13 @@ impl Coordinator {
     /// Starts a checkpoint if one is due. `tasks_ready`: every task reported running,
     /// ended or finished; `all_ended`: every task's input has ended, so a final checkpoint
     /// lets them commit and finish.
-    pub fn maybe_trigger(&mut self, now: Instant, tasks_ready: bool, all_ended: bool) -> Option<Trigger> {
+    pub fn maybe_trigger(
+        &mut self,
+        now: Instant,
+        tasks_ready: bool,
+        all_ended: bool,
+        subtasks: u32,
+    ) -> Option<Trigger> {
         let facts = TriggerFacts {
             now,
             interval: self.options.interval,
@@ -274,6 +284,7 @@ impl Coordinator {
         let timestamp_ms = now_ms();
         let savepoint = self.queued_savepoint.take();
         let stop = savepoint.as_ref().is_some_and(|s| s.stop);
+        self.history.triggered(id, timestamp_ms, subtasks, savepoint.is_some());
         self.pending = Some(Pending { id, timestamp_ms, triggered_at: now, savepoint, acks: BTreeMap::new() });
         self.last_trigger = Some(now);
         self.summary.pending_id = id;
@@ -305,6 +316,7 @@ impl Coordinator {
         if self.final_checkpoint == Some(id) {
             self.final_checkpoint = None;
         }
+        self.history.failed(id, now_ms(), reason.to_string());
         let message = format!("checkpoint {id} failed: {reason}");
         tracing::warn!(job_dir = %self.job_dir.display(), "{message}");
         self.summary.failed += 1;
@@ -351,6 +363,7 @@ impl Coordinator {
         match &mut self.pending {
             Some(p) if p.id == id => {
                 self.task_stats.insert(key, stats);
+                self.history.acknowledged(id, key, now_ms(), stats);
                 p.acks.insert(key, (snapshot, stats));
                 true
             }
@@ -442,6 +455,7 @@ impl Coordinator {
         self.summary.latest_state_bytes = writing.state_bytes;
         self.summary.latest_uploaded_bytes = writing.uploaded_bytes;
         self.summary.latest_completed_at_ms = writing.completed_at_ms;
+        self.history.completed(id, writing.completed_at_ms, dir.display().to_string());
         self.last_end = Some(now);
         self.completed.push(Completed { id, files: writing.files });
         self.completed_this_attempt = id;

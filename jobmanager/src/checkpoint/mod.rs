@@ -4,6 +4,7 @@
 
 pub mod coordinator;
 pub mod decide;
+pub mod history;
 pub mod options;
 pub mod restore;
 pub mod storage;

@@ -251,7 +251,7 @@ impl Operator for Paced {
         self.inner.on_timer(out).await
     }
 
-    fn metrics(&self) -> Vec<(String, u64)> {
+    fn metrics(&self) -> Vec<sluice_core::metrics::Metric> {
         self.inner.metrics()
     }
 }

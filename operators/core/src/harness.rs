@@ -383,9 +383,25 @@ impl Harness {
             .collect()
     }
 
-    /// The sum over every subtask of the operator's metric `name`.
+    /// The sum over every subtask of the operator's counter or gauge `name`.
     pub fn metric(&self, name: &str) -> u64 {
-        self.subtasks.iter().flat_map(|s| s.operator.metrics()).filter(|(n, _)| n == name).map(|(_, v)| v).sum()
+        self.subtasks
+            .iter()
+            .flat_map(|s| s.operator.metrics())
+            .filter(|m| m.name == name)
+            .filter_map(|m| crate::metrics::scalar(&m))
+            .sum::<f64>() as u64
+    }
+
+    /// The histogram `name` of every subtask, merged.
+    pub fn histogram(&self, name: &str) -> crate::metrics::Histogram {
+        let mut merged = crate::metrics::Histogram::default();
+        for metric in self.subtasks.iter().flat_map(|s| s.operator.metrics()).filter(|m| m.name == name) {
+            if let Some(crate::metrics::Value::Histogram(h)) = &metric.value {
+                crate::metrics::merge(&mut merged, h);
+            }
+        }
+        merged
     }
 
     /// Drops what the subtasks emitted so far.

@@ -176,8 +176,9 @@ pub trait Operator: Send {
         Ok(())
     }
 
-    /// The operator's own metrics (name, value), reported with the task's counters.
-    fn metrics(&self) -> Vec<(String, u64)> {
+    /// The operator's own metrics (see [`crate::metrics`]), reported with the task's
+    /// counters.
+    fn metrics(&self) -> Vec<crate::metrics::Metric> {
         Vec::new()
     }
 

@@ -10,6 +10,7 @@ use std::sync::Arc;
 use arrow::array::{Array, ArrayRef, AsArray, Float64Array, Int64Array, RecordBatch};
 use arrow::datatypes::{DataType, Float64Type, SchemaRef};
 use async_trait::async_trait;
+use sluice_core::metrics::{counter, Metric};
 use sluice_core::schema::decode_schema;
 use sluice_core::{Collector, Operator, OperatorError, OperatorState, Result, StateInit};
 use sluice_proto::MlEvaluateSpec;
@@ -146,7 +147,7 @@ impl Operator for MlEvaluate {
         Ok(OperatorState::split(vec![entry]))
     }
 
-    fn metrics(&self) -> Vec<(String, u64)> {
-        vec![(SKIPPED_ROWS.to_string(), self.skipped)]
+    fn metrics(&self) -> Vec<Metric> {
+        vec![counter(SKIPPED_ROWS, self.skipped)]
     }
 }

@@ -23,7 +23,7 @@ use super::local::OnnxModel;
 use sluice_connectors::kafka::dead_letter::{
     row_json, DeadLetter, DeadLetterConfig, DeadLetterRestore, DeadLetterWriter,
 };
-use sluice_core::latency::LatencyWindow;
+use sluice_core::metrics::{self, LatencyHistogram, Metric};
 
 /// A model a provider opened for one task: it scores batches of rows. Providers that run in
 /// the task manager (`local`) implement it; ML_PREDICT calls it on the blocking pool.
@@ -65,7 +65,7 @@ struct ModelStats {
     batches: u64,
     skipped: u64,
     dead_letters: u64,
-    latencies: LatencyWindow,
+    latencies: LatencyHistogram,
 }
 
 /// A running ML_PREDICT subtask of a local model.
@@ -326,15 +326,14 @@ impl Operator for MlPredict {
         DeadLetterWriter::stop_of(&mut self.dead_letters).await
     }
 
-    fn metrics(&self) -> Vec<(String, u64)> {
+    fn metrics(&self) -> Vec<Metric> {
         let name = |what: &str| format!("model.{}.{what}", self.model);
         vec![
-            (name("rows"), self.stats.rows),
-            (name("batches"), self.stats.batches),
-            (name("skipped"), self.stats.skipped),
-            (name("dead_letters"), self.stats.dead_letters),
-            (name("latency_p50_us"), self.stats.latencies.percentile(0.5)),
-            (name("latency_p99_us"), self.stats.latencies.percentile(0.99)),
+            metrics::counter(name("rows"), self.stats.rows),
+            metrics::counter(name("batches"), self.stats.batches),
+            metrics::counter(name("skipped"), self.stats.skipped),
+            metrics::counter(name("dead_letters"), self.stats.dead_letters),
+            metrics::histogram(name("latency_us"), &self.stats.latencies),
         ]
     }
 
@@ -356,8 +355,8 @@ impl Operator for MlPredict {
             rows = self.stats.rows,
             batches = self.stats.batches,
             skipped = self.stats.skipped,
-            p50_us = self.stats.latencies.percentile(0.5),
-            p99_us = self.stats.latencies.percentile(0.99),
+            p50_us = self.stats.latencies.quantile(0.5),
+            p99_us = self.stats.latencies.quantile(0.99),
             "model statistics"
         );
         Ok(())

@@ -29,8 +29,8 @@ use async_trait::async_trait;
 use datafusion::physical_expr::PhysicalExpr;
 use sluice_core::async_rows::{AsyncRows, AsyncSettings, HeldRow, Work};
 use sluice_core::changelog;
-use sluice_core::latency::LatencyWindow;
 use sluice_core::lookup::{LookupFailure, LookupOptions, LookupSource};
+use sluice_core::metrics::{self, LatencyHistogram, Metric};
 use sluice_core::schema::decode_schema;
 use sluice_core::state::{OperatorState, StateInit};
 use sluice_core::{Barrier, Collector, Operator, OperatorError, Result, TaskContext};
@@ -61,16 +61,12 @@ struct LookupStats {
     misses: AtomicU64,
     lookups: AtomicU64,
     retries: AtomicU64,
-    latencies: Mutex<LatencyWindow>,
+    latencies: Mutex<LatencyHistogram>,
 }
 
 impl LookupStats {
     fn bump(counter: &AtomicU64, by: u64) {
         counter.fetch_add(by, Ordering::Relaxed);
-    }
-
-    fn latency(&self, p: f64) -> u64 {
-        self.latencies.lock().unwrap_or_else(|e| e.into_inner()).percentile(p)
     }
 }
 
@@ -487,18 +483,17 @@ impl Operator for LookupJoin {
         Ok(())
     }
 
-    fn metrics(&self) -> Vec<(String, u64)> {
+    fn metrics(&self) -> Vec<Metric> {
         let name = |what: &str| format!("lookup.{}.{what}", self.table);
         let s = &self.stats;
         vec![
-            (name("cache_hits"), s.hits.load(Ordering::Relaxed)),
-            (name("cache_misses"), s.misses.load(Ordering::Relaxed)),
-            (name("cached_keys"), self.cache.as_ref().map_or(0, |c| c.len() as u64)),
-            (name("requests"), s.lookups.load(Ordering::Relaxed)),
-            (name("retries"), s.retries.load(Ordering::Relaxed)),
-            (name("held_rows"), self.rows.len() as u64),
-            (name("latency_p50_us"), s.latency(0.5)),
-            (name("latency_p99_us"), s.latency(0.99)),
+            metrics::counter(name("cache_hits"), s.hits.load(Ordering::Relaxed)),
+            metrics::counter(name("cache_misses"), s.misses.load(Ordering::Relaxed)),
+            metrics::gauge(name("cached_keys"), self.cache.as_ref().map_or(0, |c| c.len()) as f64),
+            metrics::counter(name("requests"), s.lookups.load(Ordering::Relaxed)),
+            metrics::counter(name("retries"), s.retries.load(Ordering::Relaxed)),
+            metrics::gauge(name("held_rows"), self.rows.len() as f64),
+            metrics::histogram(name("latency_us"), &s.latencies.lock().unwrap_or_else(|e| e.into_inner())),
         ]
     }
 }

@@ -17,6 +17,7 @@ use crate::keyed_aggregate::in_memory;
 use crate::top_n::SortColumn;
 use crate::window_aggregate::{millis, LATE_RECORDS_DROPPED};
 use sluice_core::keys::key_converter;
+use sluice_core::metrics::{self, Metric};
 use sluice_core::state::tables::{StateValue, TimeTable};
 use sluice_core::{Collector, Operator, OperatorError, OperatorState, Result, StateInit};
 
@@ -173,8 +174,8 @@ impl Operator for TemporalSort {
         Ok(OperatorState::default())
     }
 
-    fn metrics(&self) -> Vec<(String, u64)> {
-        vec![(LATE_RECORDS_DROPPED.to_string(), self.late_records_dropped)]
+    fn metrics(&self) -> Vec<Metric> {
+        vec![metrics::counter(LATE_RECORDS_DROPPED, self.late_records_dropped)]
     }
 }
 

@@ -38,6 +38,7 @@ use crate::keyed_aggregate::in_memory;
 use crate::window_aggregate::{millis, LATE_RECORDS_DROPPED};
 use sluice_core::changelog::{self, RowKind};
 use sluice_core::keys::{key_converter, key_group, KeyHasher};
+use sluice_core::metrics::{self, Metric};
 use sluice_core::state::tables::ValueTable;
 use sluice_core::timers::{TimeDomain, TimerService};
 use sluice_core::{Collector, Operator, OperatorError, OperatorState, Result, StateInit, TaskContext};
@@ -392,11 +393,11 @@ impl Operator for TopN {
         Ok(OperatorState::default())
     }
 
-    fn metrics(&self) -> Vec<(String, u64)> {
+    fn metrics(&self) -> Vec<Metric> {
         if self.ranks.window_end.is_none() {
             return Vec::new();
         }
-        vec![(LATE_RECORDS_DROPPED.to_string(), self.late_records_dropped)]
+        vec![metrics::counter(LATE_RECORDS_DROPPED, self.late_records_dropped)]
     }
 }
 

@@ -29,6 +29,7 @@ use arrow::buffer::{NullBuffer, OffsetBuffer};
 use arrow::datatypes::{DataType, SchemaRef};
 use async_trait::async_trait;
 use sluice_core::changelog::{self, RowKind};
+use sluice_core::metrics;
 use sluice_core::schema::decode_schema;
 use sluice_core::{
     Barrier, Collector, Distribution, Operator, OperatorError, OperatorState, Result, StateInit, TaskContext,
@@ -587,13 +588,13 @@ impl Operator for VectorSearch {
             .with_list(HELD_LIST, Distribution::Split, held))
     }
 
-    fn metrics(&self) -> Vec<(String, u64)> {
+    fn metrics(&self) -> Vec<metrics::Metric> {
         vec![
-            (ITEMS.to_string(), self.items.live() as u64),
-            (REJECTED_ITEMS.to_string(), self.items.rejected()),
-            (QUERIES.to_string(), self.queries),
-            (BAD_QUERIES.to_string(), self.bad_queries),
-            (HNSW_ANSWERS.to_string(), u64::from(self.hnsw.is_some())),
+            metrics::gauge(ITEMS, self.items.live() as f64),
+            metrics::counter(REJECTED_ITEMS, self.items.rejected()),
+            metrics::counter(QUERIES, self.queries),
+            metrics::counter(BAD_QUERIES, self.bad_queries),
+            metrics::gauge(HNSW_ANSWERS, if self.hnsw.is_some() { 1.0 } else { 0.0 }),
         ]
     }
 }

@@ -40,6 +40,7 @@ use crate::keyed_aggregate::in_memory;
 use crate::window_tvf::WindowShape;
 use sessions::{Added, Sessions, SESSIONS};
 use sluice_core::keys::{key_converter, key_group, KeyHasher};
+use sluice_core::metrics::{self, Metric};
 use sluice_core::state::tables::{decode_time, encode_time, ValueTable};
 use sluice_core::timers::{TimeDomain, TimerService};
 use sluice_core::{Collector, Operator, OperatorError, OperatorState, Result, StateInit, TaskContext};
@@ -421,8 +422,8 @@ impl Operator for WindowAggregate {
         Ok(OperatorState::default())
     }
 
-    fn metrics(&self) -> Vec<(String, u64)> {
-        vec![(LATE_RECORDS_DROPPED.to_string(), self.late_records_dropped)]
+    fn metrics(&self) -> Vec<Metric> {
+        vec![metrics::counter(LATE_RECORDS_DROPPED, self.late_records_dropped)]
     }
 }
 

@@ -15,6 +15,7 @@ use arrow::datatypes::{DataType, SchemaRef, TimeUnit};
 use arrow::record_batch::RecordBatch;
 use async_trait::async_trait;
 
+use sluice_core::metrics::{self, Metric};
 use sluice_core::schema::decode_schema;
 use sluice_core::{Collector, Operator, OperatorError, Result};
 use sluice_proto::window_tvf_spec::WindowKind;
@@ -218,8 +219,8 @@ impl Operator for WindowTvf {
         Ok(())
     }
 
-    fn metrics(&self) -> Vec<(String, u64)> {
-        vec![(ROWS_WITHOUT_TIME.to_string(), self.rows_without_time)]
+    fn metrics(&self) -> Vec<Metric> {
+        vec![metrics::counter(ROWS_WITHOUT_TIME, self.rows_without_time)]
     }
 }
 

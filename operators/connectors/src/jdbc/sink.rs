@@ -19,6 +19,7 @@ use arrow::row::{RowConverter, SortField};
 use async_trait::async_trait;
 use sluice_core::changelog::{self, RowKind};
 use sluice_core::lookup::LookupFailure;
+use sluice_core::metrics::{self, Metric};
 use sluice_core::{Collector, Operator, OperatorError, OperatorState, Result, TaskContext};
 use tokio::time::Instant;
 use tokio_postgres::types::ToSql;
@@ -280,12 +281,12 @@ impl Operator for JdbcSink {
         self.flush().await
     }
 
-    fn metrics(&self) -> Vec<(String, u64)> {
+    fn metrics(&self) -> Vec<Metric> {
         let name = |what: &str| format!("jdbc.{}.{what}", self.table.connection.table);
         vec![
-            (name("rows_written"), self.written),
-            (name("rows_deleted"), self.deleted),
-            (name("retries"), self.retries),
+            metrics::counter(name("rows_written"), self.written),
+            metrics::counter(name("rows_deleted"), self.deleted),
+            metrics::counter(name("retries"), self.retries),
         ]
     }
 }

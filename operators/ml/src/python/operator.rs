@@ -18,6 +18,7 @@ use arrow::record_batch::RecordBatch;
 use async_trait::async_trait;
 use sluice_connectors::kafka::dead_letter::{row_json, DeadLetter, DeadLetterRestore, DeadLetterWriter};
 use sluice_core::async_rows::{AsyncRows, AsyncSettings, HeldRow, Work};
+use sluice_core::metrics::{self, Metric};
 use sluice_core::schema::decode_schema;
 use sluice_core::state::{OperatorState, StateInit};
 use sluice_core::{Barrier, Collector, Operator, OperatorError, Result, TaskContext};
@@ -402,21 +403,20 @@ impl Operator for PythonPredict {
         Ok(())
     }
 
-    fn metrics(&self) -> Vec<(String, u64)> {
+    fn metrics(&self) -> Vec<Metric> {
         let name = |what: &str| format!("model.{}.{what}", self.config.model);
         let s = &self.stats;
         vec![
-            (name("rows"), PythonStats::get(&s.rows)),
-            (name("batches"), PythonStats::get(&s.batches)),
-            (name("held_rows"), self.rows.len() as u64),
-            (name("latency_p50_us"), s.latency(0.5)),
-            (name("latency_p99_us"), s.latency(0.99)),
-            (name("python_errors"), PythonStats::get(&s.python_errors)),
-            (name("timeouts"), PythonStats::get(&s.timeouts)),
-            (name("crashes"), PythonStats::get(&s.crashes)),
-            (name("worker_restarts"), PythonStats::get(&s.restarts)),
-            (name("skipped"), self.skipped),
-            (name("dead_letters"), self.dead_letter_count),
+            metrics::counter(name("rows"), PythonStats::get(&s.rows)),
+            metrics::counter(name("batches"), PythonStats::get(&s.batches)),
+            metrics::gauge(name("held_rows"), self.rows.len() as f64),
+            metrics::histogram(name("latency_us"), &s.latencies.lock().unwrap_or_else(|p| p.into_inner())),
+            metrics::counter(name("python_errors"), PythonStats::get(&s.python_errors)),
+            metrics::counter(name("timeouts"), PythonStats::get(&s.timeouts)),
+            metrics::counter(name("crashes"), PythonStats::get(&s.crashes)),
+            metrics::counter(name("worker_restarts"), PythonStats::get(&s.restarts)),
+            metrics::counter(name("skipped"), self.skipped),
+            metrics::counter(name("dead_letters"), self.dead_letter_count),
         ]
     }
 }

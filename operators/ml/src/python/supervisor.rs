@@ -16,7 +16,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use arrow::record_batch::RecordBatch;
-use sluice_core::latency::LatencyWindow;
+use sluice_core::metrics::LatencyHistogram;
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 
@@ -83,7 +83,7 @@ pub struct PythonStats {
     /// Workers started after the first.
     pub restarts: AtomicU64,
     /// Batch round trips, in microseconds.
-    pub latencies: Mutex<LatencyWindow>,
+    pub latencies: Mutex<LatencyHistogram>,
 }
 
 impl PythonStats {
@@ -96,9 +96,9 @@ impl PythonStats {
         counter.fetch_add(by, Ordering::Relaxed);
     }
 
-    /// A percentile of recent batch round trips, in microseconds.
+    /// A quantile of the batch round trips, in microseconds.
     pub fn latency(&self, p: f64) -> u64 {
-        self.latencies.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).percentile(p)
+        self.latencies.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).quantile(p)
     }
 }
 

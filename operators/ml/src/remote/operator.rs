@@ -33,6 +33,7 @@ use super::stats::RemoteStats;
 use sluice_connectors::kafka::dead_letter::{row_json, DeadLetter, DeadLetterRestore, DeadLetterWriter};
 use sluice_core::async_rows::{AsyncRows, AsyncSettings, HeldRow, Work};
 use sluice_core::keys::{key_group, KeyHasher};
+use sluice_core::metrics::{self, Metric};
 use sluice_core::schema::decode_schema;
 use sluice_core::state::{OperatorState, StateInit, StateTables};
 use sluice_core::{Barrier, Collector, Operator, OperatorError, Result, TaskContext};
@@ -461,7 +462,7 @@ impl Operator for AsyncPredict {
         Ok(())
     }
 
-    fn metrics(&self) -> Vec<(String, u64)> {
+    fn metrics(&self) -> Vec<Metric> {
         let name = |what: &str| format!("model.{}.{what}", self.config.model);
         let s = &self.stats;
         let prompt_tokens = RemoteStats::get(&s.prompt_tokens);
@@ -469,27 +470,29 @@ impl Operator for AsyncPredict {
         let cost = prompt_tokens as f64 / 1000.0 * self.config.cost_input_per_1k
             + completion_tokens as f64 / 1000.0 * self.config.cost_output_per_1k;
         vec![
-            (name("rows"), RemoteStats::get(&s.rows)),
-            (name("requests"), RemoteStats::get(&s.requests)),
-            (name("in_flight"), RemoteStats::get(&s.in_flight)),
-            (name("held_rows"), self.rows.len() as u64),
-            (name("concurrency_limit"), self.client.as_ref().map_or(0, |c| c.concurrency_limit() as u64)),
-            (name("concurrency_limit_min"), self.client.as_ref().map_or(0, |c| c.lowest_concurrency_limit() as u64)),
-            (name("latency_p50_us"), s.latency(0.5)),
-            (name("latency_p99_us"), s.latency(0.99)),
-            (name("retries"), RemoteStats::get(&s.retries)),
-            (name("http_429"), RemoteStats::get(&s.throttled)),
-            (name("timeouts"), RemoteStats::get(&s.timeouts)),
-            (name("failed"), RemoteStats::get(&s.failed)),
-            (name("skipped"), RemoteStats::get(&s.skipped)),
-            (name("dead_letters"), RemoteStats::get(&s.dead_letters)),
-            (name("cache_hits"), RemoteStats::get(&s.cache_hits)),
-            (name("reissued"), RemoteStats::get(&s.reissued)),
-            (name("context_truncated"), RemoteStats::get(&s.context_truncated)),
-            (name("context_skipped"), RemoteStats::get(&s.context_skipped)),
-            (name("prompt_tokens"), prompt_tokens),
-            (name("completion_tokens"), completion_tokens),
-            (name("cost_micro_usd"), (cost * 1_000_000.0).round() as u64),
+            metrics::counter(name("rows"), RemoteStats::get(&s.rows)),
+            metrics::counter(name("requests"), RemoteStats::get(&s.requests)),
+            metrics::gauge(name("in_flight"), RemoteStats::get(&s.in_flight) as f64),
+            metrics::gauge(name("held_rows"), self.rows.len() as f64),
+            metrics::gauge(name("concurrency_limit"), self.client.as_ref().map_or(0, |c| c.concurrency_limit()) as f64),
+            metrics::gauge(
+                name("concurrency_limit_min"),
+                self.client.as_ref().map_or(0, |c| c.lowest_concurrency_limit()) as f64,
+            ),
+            metrics::histogram(name("latency_us"), &s.latency_histogram()),
+            metrics::counter(name("retries"), RemoteStats::get(&s.retries)),
+            metrics::counter(name("http_429"), RemoteStats::get(&s.throttled)),
+            metrics::counter(name("timeouts"), RemoteStats::get(&s.timeouts)),
+            metrics::counter(name("failed"), RemoteStats::get(&s.failed)),
+            metrics::counter(name("skipped"), RemoteStats::get(&s.skipped)),
+            metrics::counter(name("dead_letters"), RemoteStats::get(&s.dead_letters)),
+            metrics::counter(name("cache_hits"), RemoteStats::get(&s.cache_hits)),
+            metrics::counter(name("reissued"), RemoteStats::get(&s.reissued)),
+            metrics::counter(name("context_truncated"), RemoteStats::get(&s.context_truncated)),
+            metrics::counter(name("context_skipped"), RemoteStats::get(&s.context_skipped)),
+            metrics::counter(name("prompt_tokens"), prompt_tokens),
+            metrics::counter(name("completion_tokens"), completion_tokens),
+            metrics::counter(name("cost_micro_usd"), (cost * 1_000_000.0).round() as u64),
         ]
     }
 }

@@ -4,7 +4,7 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 
-use sluice_core::latency::LatencyWindow;
+use sluice_core::metrics::LatencyHistogram;
 
 /// Counters of one ML_PREDICT subtask.
 #[derive(Debug, Default)]
@@ -39,7 +39,7 @@ pub struct RemoteStats {
     pub prompt_tokens: AtomicU64,
     /// Completion tokens reported by the provider.
     pub completion_tokens: AtomicU64,
-    latencies: Mutex<LatencyWindow>,
+    latencies: Mutex<LatencyHistogram>,
 }
 
 impl RemoteStats {
@@ -53,9 +53,14 @@ impl RemoteStats {
         self.latencies.lock().unwrap_or_else(|p| p.into_inner()).record(micros);
     }
 
-    /// The `p` quantile (0..=1) of recent latencies, in microseconds.
+    /// The `p` quantile (0..=1) of the latencies, in microseconds.
     pub fn latency(&self, p: f64) -> u64 {
-        self.latencies.lock().unwrap_or_else(|p| p.into_inner()).percentile(p)
+        self.latencies.lock().unwrap_or_else(|p| p.into_inner()).quantile(p)
+    }
+
+    /// The latencies so far.
+    pub fn latency_histogram(&self) -> LatencyHistogram {
+        self.latencies.lock().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
     /// The value of `counter`.
