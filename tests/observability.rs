@@ -385,3 +385,31 @@ fn an_auth_token_guards_grpc_and_rest() {
     assert_eq!(status, 200);
     assert_eq!(cluster.get("/jobs/overview")["jobs"][0]["state"], "FINISHED");
 }
+
+/// `sluice top` redraws a per-vertex view (rows per second, time split) until the job ends.
+#[test]
+fn sluice_top_follows_a_job_to_its_end() {
+    let cluster = Cluster::start(&[2], &[]);
+    let job = cluster.submit(
+        "CREATE TABLE numbers (n BIGINT) WITH ('connector' = 'datagen', 'number-of-rows' = '4000', 'rows-per-second' = '1000');
+        CREATE TABLE sink (n BIGINT) WITH ('connector' = 'blackhole', 'sink.parallelism' = '1');
+        INSERT INTO sink SELECT n FROM numbers;",
+        2,
+    );
+    let out = cluster.cli(&["top", &job, "--interval", "500ms"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let text = String::from_utf8(out.stdout).unwrap();
+    // Off a terminal, each view is followed by a blank line.
+    let views: Vec<&str> = text.split("\n\n").filter(|v| !v.trim().is_empty()).collect();
+    assert!(views.len() >= 3, "{text}");
+    let sink_rate = |view: &str| -> f64 {
+        let line = view.lines().find(|l| l.starts_with("sink: sink(blackhole)")).unwrap_or_else(|| panic!("{view}"));
+        // The name takes 44 columns; then parallelism, rows in/s, rows out/s, busy, idle, backpressured.
+        let columns: Vec<&str> = line[44..].split_whitespace().collect();
+        assert_eq!(columns[0], "1", "{line}");
+        columns[1].parse().unwrap()
+    };
+    assert!(views.iter().all(|v| v.contains("VERTEX") && v.contains("source: numbers(datagen)")), "{text}");
+    assert!(views.iter().any(|v| sink_rate(v) > 100.0), "the sink's rows/s never showed: {text}");
+    assert!(views.last().unwrap().lines().next().unwrap().ends_with("FINISHED"), "{text}");
+}

@@ -282,7 +282,21 @@ impl Cluster {
     }
 
     /// Polls until the job reaches one of `states`; panics with the logs after `timeout`.
+    /// Waiting for RUNNING or FINISHED alone is `sluice wait`'s.
     pub fn wait_for(&self, job: &str, states: &[&str], timeout: Duration) -> Value {
+        if let [state @ ("RUNNING" | "FINISHED")] = states {
+            let seconds = format!("{}s", timeout.as_secs().max(1));
+            let out = self.cli(&["wait", job, "--for", &state.to_lowercase(), "--timeout", &seconds]);
+            let status = self.status(job);
+            if !out.status.success() {
+                panic!(
+                    "job {job} did not reach {state} within {timeout:?}: {}{status:#}\n{}",
+                    String::from_utf8_lossy(&out.stderr),
+                    self.logs()
+                );
+            }
+            return status;
+        }
         let deadline = Instant::now() + timeout;
         loop {
             let status = self.status(job);

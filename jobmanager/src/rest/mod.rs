@@ -431,10 +431,9 @@ async fn metrics(State(shared): State<Arc<Shared>>, headers: axum::http::HeaderM
         .get(header::ACCEPT)
         .and_then(|a| a.to_str().ok())
         .is_some_and(|a| a.contains("application/openmetrics-text"));
-    let text = {
-        let state = shared.state();
-        prometheus::render(&state, openmetrics)
-    };
+    // Only collecting holds the jobmanager's lock (which heartbeats need); encoding does not.
+    let scrape = prometheus::collect(&shared.state());
+    let text = prometheus::encode(scrape, openmetrics);
     let content_type = if openmetrics { prometheus::OPENMETRICS } else { prometheus::PROMETHEUS_TEXT };
     match text {
         Ok(text) => ([(header::CONTENT_TYPE, content_type)], text).into_response(),

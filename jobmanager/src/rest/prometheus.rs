@@ -46,7 +46,7 @@ struct Family {
 
 /// Every family of one scrape, by name.
 #[derive(Debug, Default)]
-struct Scrape {
+pub struct Scrape {
     families: BTreeMap<String, Family>,
 }
 
@@ -268,8 +268,8 @@ fn add_job(scrape: &mut Scrape, status: &JobStatus) {
     }
 }
 
-/// Renders the cluster's metrics; `openmetrics`: in OpenMetrics text, else Prometheus's.
-pub fn render(state: &ClusterState, openmetrics: bool) -> Result<String, std::fmt::Error> {
+/// Collects the cluster's metrics (under the jobmanager's lock; encoding them comes after).
+pub fn collect(state: &ClusterState) -> Scrape {
     let mut scrape = Scrape::default();
     let none = Labels::new;
     let slots: u32 = state.task_managers().iter().map(|t| t.slots).sum();
@@ -290,6 +290,11 @@ pub fn render(state: &ClusterState, openmetrics: bool) -> Result<String, std::fm
             add_job(&mut scrape, &status);
         }
     }
+    scrape
+}
+
+/// Encodes `scrape` in OpenMetrics text (`openmetrics`), else in Prometheus's text format.
+pub fn encode(scrape: Scrape, openmetrics: bool) -> Result<String, std::fmt::Error> {
     let mut registry = Registry::default();
     registry.register_collector(Box::new(scrape));
     let mut text = String::new();
