@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::stub::Stub;
+use common::stub::{backpressured_model_job, Stub};
 use common::Cluster;
 use serde_json::{json, Value};
 
@@ -63,21 +63,7 @@ fn failing_job(cluster: &Cluster, name: &str, restarts: &str) -> String {
 fn the_dashboard_shows_backpressure_restarts_failures_and_models() {
     let stub = Stub::start(&["--latency", "uniform:2ms..30ms"]);
     let cluster = Cluster::start(&[4], &[]);
-    let model_job = cluster.submit(
-        &format!(
-            "SET 'execution.checkpointing.interval' = '1s';
-            CREATE TABLE questions (id BIGINT, q STRING) WITH ('connector' = 'datagen', 'rows-per-second' = '2000');
-            CREATE MODEL assistant INPUT (q STRING) OUTPUT (answer STRING) WITH (
-                'provider' = 'openai', 'task' = 'chat-completion', 'base_url' = '{url}/v1', 'model_name' = 'stub-model',
-                'api_key' = '{SECRET}', 'max_concurrent_requests' = '16',
-                'cost.input_per_1k_tokens' = '0.5', 'cost.output_per_1k_tokens' = '1.5');
-            CREATE TABLE answers (id BIGINT, q STRING, answer STRING) WITH (
-                'connector' = 'blackhole', 'sink.parallelism' = '1', 'sink.rows-per-second' = '40');
-            INSERT INTO answers SELECT * FROM TABLE(ML_PREDICT(TABLE questions, MODEL assistant, DESCRIPTOR(q)));",
-            url = stub.url
-        ),
-        2,
-    );
+    let model_job = cluster.submit(&backpressured_model_job(&stub, SECRET), 2);
     let restarting = failing_job(
         &cluster,
         "flaky",

@@ -9,7 +9,7 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::stub::Stub;
+use common::stub::{backpressured_model_job, Stub};
 use common::{free_port, Cluster, Process};
 use serde_json::{json, Value};
 
@@ -117,19 +117,7 @@ fn rest_api_and_prometheus_describe_a_backpressured_model_job() {
     let stub = Stub::start(&["--latency", "uniform:2ms..30ms"]);
     let cluster = Cluster::start(&[4], &[]);
     let savepoints = cluster.dir.path().join("savepoints");
-    let sql = format!(
-        "SET 'execution.checkpointing.interval' = '1s';
-        CREATE TABLE questions (id BIGINT, q STRING) WITH ('connector' = 'datagen', 'rows-per-second' = '2000');
-        CREATE MODEL assistant INPUT (q STRING) OUTPUT (answer STRING) WITH (
-            'provider' = 'openai', 'task' = 'chat-completion', 'base_url' = '{url}/v1', 'model_name' = 'stub-model',
-            'api_key' = '{SECRET}', 'max_concurrent_requests' = '16',
-            'cost.input_per_1k_tokens' = '0.5', 'cost.output_per_1k_tokens' = '1.5');
-        CREATE TABLE answers (id BIGINT, q STRING, answer STRING) WITH (
-            'connector' = 'blackhole', 'sink.parallelism' = '1', 'sink.rows-per-second' = '40');
-        INSERT INTO answers SELECT * FROM TABLE(ML_PREDICT(TABLE questions, MODEL assistant, DESCRIPTOR(q)));",
-        url = stub.url
-    );
-    let job = cluster.submit(&sql, 2);
+    let job = cluster.submit(&backpressured_model_job(&stub, SECRET), 2);
     let out = cluster.cli(&["wait", &job, "--for", "checkpoints=2", "--timeout", "60s"]);
     assert!(out.status.success(), "{}\n{}", String::from_utf8_lossy(&out.stderr), cluster.logs());
     // Rates come from the jobmanager's history (a reading every 2 s, rates over 10 s).

@@ -294,6 +294,32 @@ fn cancel_tasks<'a>(
     }
 }
 
+/// A job state's name, as Flink's (`CREATED`, `RUNNING`, ..., `CANCELED`).
+pub fn job_state_name(state: i32) -> &'static str {
+    match JobState::try_from(state) {
+        Ok(JobState::Created) => "CREATED",
+        Ok(JobState::Running) => "RUNNING",
+        Ok(JobState::Restarting) => "RESTARTING",
+        Ok(JobState::Finished) => "FINISHED",
+        Ok(JobState::Failed) => "FAILED",
+        Ok(JobState::Canceled) => "CANCELED",
+        Err(_) => "UNKNOWN",
+    }
+}
+
+/// A task state's name (`ENDED`: its input ended, it waits for the final checkpoint).
+pub fn task_state_name(state: i32) -> &'static str {
+    match TaskState::try_from(state) {
+        Ok(TaskState::Deploying) => "DEPLOYING",
+        Ok(TaskState::Running) => "RUNNING",
+        Ok(TaskState::Finished) => "FINISHED",
+        Ok(TaskState::Failed) => "FAILED",
+        Ok(TaskState::Canceled) => "CANCELED",
+        Ok(TaskState::Ended) => "ENDED",
+        Err(_) => "UNKNOWN",
+    }
+}
+
 fn now_ms() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
 }

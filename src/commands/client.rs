@@ -11,7 +11,7 @@ use sluice_jobmanager::metrics::JobMetric;
 use sluice_proto::auth::{AttachToken, AuthChannel, Token};
 use sluice_proto::job_manager_client::JobManagerClient;
 use sluice_proto::{
-    CancelJobRequest, GetJobStatusRequest, JobState, JobStatus, ListJobsRequest, SubmitJobRequest, TaskState,
+    CancelJobRequest, GetJobStatusRequest, JobState, JobStatus, ListJobsRequest, SubmitJobRequest,
     TriggerSavepointRequest,
 };
 use sluice_sql::{Plan, PlanOptions, Session};
@@ -99,27 +99,7 @@ fn status_error(status: tonic::Status) -> anyhow::Error {
 
 /// The state word of a job state.
 pub fn state_word(state: i32) -> &'static str {
-    match JobState::try_from(state) {
-        Ok(JobState::Created) => "CREATED",
-        Ok(JobState::Running) => "RUNNING",
-        Ok(JobState::Restarting) => "RESTARTING",
-        Ok(JobState::Finished) => "FINISHED",
-        Ok(JobState::Failed) => "FAILED",
-        Ok(JobState::Canceled) => "CANCELED",
-        Err(_) => "UNKNOWN",
-    }
-}
-
-fn task_state_word(state: i32) -> &'static str {
-    match TaskState::try_from(state) {
-        Ok(TaskState::Deploying) => "DEPLOYING",
-        Ok(TaskState::Running) => "RUNNING",
-        Ok(TaskState::Finished) => "FINISHED",
-        Ok(TaskState::Failed) => "FAILED",
-        Ok(TaskState::Canceled) => "CANCELED",
-        Ok(TaskState::Ended) => "ENDED",
-        Err(_) => "UNKNOWN",
-    }
+    sluice_jobmanager::state::job_state_name(state)
 }
 
 /// The submit request for `plan` with the checkpoint options of the command line.
@@ -246,7 +226,7 @@ pub fn status_json(status: &JobStatus) -> serde_json::Value {
                 "vertex": vertex_name(t.vertex_id),
                 "subtask": t.subtask,
                 "task_manager": t.task_manager_id,
-                "state": task_state_word(t.state),
+                "state": sluice_jobmanager::state::task_state_name(t.state),
                 "rows_in": m.rows_in,
                 "rows_out": m.rows_out,
                 "bytes_out": m.bytes_out,
@@ -398,7 +378,7 @@ fn print_status(status: &JobStatus) {
                 "{:<40} {:>7}  {:<9}  {:<6} {:>12} {:>12} {:>6} {:>6} {:>6}  {:<23}",
                 name,
                 t.subtask + 1,
-                task_state_word(t.state),
+                sluice_jobmanager::state::task_state_name(t.state),
                 t.task_manager_id,
                 m.rows_in,
                 m.rows_out,

@@ -63,3 +63,22 @@ impl Drop for Stub {
         let _ = self.child.wait();
     }
 }
+
+/// A model job for the observability tests: datagen at 2,000 rows/s → ML_PREDICT with
+/// model `assistant` on `stub` (API key `api_key`, with token prices) → a blackhole paced
+/// to 40 rows/s on its own vertex (parallelism 1), so the model's vertex is backpressured.
+/// Checkpoints every second.
+pub fn backpressured_model_job(stub: &Stub, api_key: &str) -> String {
+    format!(
+        "SET 'execution.checkpointing.interval' = '1s';
+        CREATE TABLE questions (id BIGINT, q STRING) WITH ('connector' = 'datagen', 'rows-per-second' = '2000');
+        CREATE MODEL assistant INPUT (q STRING) OUTPUT (answer STRING) WITH (
+            'provider' = 'openai', 'task' = 'chat-completion', 'base_url' = '{url}/v1', 'model_name' = 'stub-model',
+            'api_key' = '{api_key}', 'max_concurrent_requests' = '16',
+            'cost.input_per_1k_tokens' = '0.5', 'cost.output_per_1k_tokens' = '1.5');
+        CREATE TABLE answers (id BIGINT, q STRING, answer STRING) WITH (
+            'connector' = 'blackhole', 'sink.parallelism' = '1', 'sink.rows-per-second' = '40');
+        INSERT INTO answers SELECT * FROM TABLE(ML_PREDICT(TABLE questions, MODEL assistant, DESCRIPTOR(q)));",
+        url = stub.url
+    )
+}

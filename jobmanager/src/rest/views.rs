@@ -13,6 +13,7 @@ use crate::checkpoint::history::{CheckpointRecord, CheckpointStatus};
 use crate::metrics::{
     growth, merge_operator_metrics, model_metric, sample_histogram, task_rates, JobMetric, TaskRates,
 };
+pub use crate::state::{job_state_name, task_state_name};
 use crate::state::{ClusterState, JobDetails};
 
 /// Readings back over which rates are computed (10 s at the history's 2 s).
@@ -27,32 +28,6 @@ const BOTTLENECK_BUSY_MS: f64 = 500.0;
 /// The wall clock, in milliseconds since the epoch.
 pub fn now_ms() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
-}
-
-/// A job state as Flink names it.
-pub fn job_state_name(state: i32) -> &'static str {
-    match JobState::try_from(state) {
-        Ok(JobState::Created) => "CREATED",
-        Ok(JobState::Running) => "RUNNING",
-        Ok(JobState::Restarting) => "RESTARTING",
-        Ok(JobState::Finished) => "FINISHED",
-        Ok(JobState::Failed) => "FAILED",
-        Ok(JobState::Canceled) => "CANCELED",
-        Err(_) => "UNKNOWN",
-    }
-}
-
-/// A task state as Flink names it (`ENDED`: input ended, waiting for the final checkpoint).
-pub fn task_state_name(state: i32) -> &'static str {
-    match TaskState::try_from(state) {
-        Ok(TaskState::Deploying) => "DEPLOYING",
-        Ok(TaskState::Running) => "RUNNING",
-        Ok(TaskState::Finished) => "FINISHED",
-        Ok(TaskState::Failed) => "FAILED",
-        Ok(TaskState::Canceled) => "CANCELED",
-        Ok(TaskState::Ended) => "ENDED",
-        Err(_) => "UNKNOWN",
-    }
 }
 
 const TASK_STATES: [&str; 6] = ["DEPLOYING", "RUNNING", "ENDED", "FINISHED", "CANCELED", "FAILED"];
