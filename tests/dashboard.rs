@@ -116,6 +116,11 @@ fn the_dashboard_shows_backpressure_restarts_failures_and_models() {
     assert_eq!(page["checkpoint_subtasks"], 3, "two upstream subtasks and the sink's");
     assert!(page["models"]["assistant"]["latency"].as_str().unwrap().ends_with("ms"), "{page:#}");
     assert!(!page["text"].as_str().unwrap().contains(SECRET));
+    let explain = page["explain"].as_str().unwrap();
+    assert!(
+        explain.contains("model assistant (provider openai)") && explain.contains("'api-key' = '****'"),
+        "{explain}"
+    );
 
     // The restarting and the failed job.
     let flaky = &shown["restarting"];

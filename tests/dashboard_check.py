@@ -70,6 +70,7 @@ def read_page(browser, page, base, screenshots):
             for panel in browser.find_elements(By.CSS_SELECTOR, ".model")
         },
         "exceptions": texts(browser, "#exceptions pre"),
+        "explain": "\n".join(texts(browser, "#explain")),
         "jobs": [r.get_attribute("data-job") for r in browser.find_elements(By.CSS_SELECTOR, "#jobs tbody tr")],
         "text": browser.find_element(By.TAG_NAME, "body").text,
     }

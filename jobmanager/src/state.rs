@@ -1034,6 +1034,7 @@ mod tests {
                 .collect(),
             edges: vec![],
             config: Default::default(),
+            explain: String::new(),
         }
     }
 

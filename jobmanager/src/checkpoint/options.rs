@@ -386,6 +386,7 @@ mod tests {
             vertices: vec![sluice_proto::Vertex { id: 0, name: "v".into(), parallelism: 1, operators: vec![operator] }],
             edges: vec![],
             config: self::config(config).into_iter().collect(),
+            explain: String::new(),
         }
     }
 

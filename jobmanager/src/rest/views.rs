@@ -299,7 +299,7 @@ pub fn plan(id: &str, graph: &JobGraph) -> Value {
             })
         })
         .collect();
-    json!({ "jid": id, "name": graph.name, "type": "STREAMING", "nodes": nodes })
+    json!({ "jid": id, "name": graph.name, "type": "STREAMING", "nodes": nodes, "explain": graph.explain })
 }
 
 /// `GET /jobs/{id}/exceptions`, newest first.

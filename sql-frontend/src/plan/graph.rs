@@ -156,7 +156,13 @@ impl JobGraphBuilder {
                 }
             })
             .collect();
-        JobGraph { name: name.to_string(), vertices, edges, config: config.into_iter().collect() }
+        JobGraph {
+            name: name.to_string(),
+            vertices,
+            edges,
+            config: config.into_iter().collect(),
+            explain: String::new(),
+        }
     }
 }
 

@@ -717,7 +717,7 @@ impl JobPlanner {
     pub fn finish(self, name: &str, config: BTreeMap<String, String>) -> Plan {
         let updating = self.lowering.updating;
         let changelog_explain = self.changelog_explain;
-        let graph = self.lowering.builder.build(name, config);
+        let mut graph = self.lowering.builder.build(name, config);
         let mut explain = String::new();
         for (i, part) in self.explain.iter().enumerate() {
             explain.push_str(&format!("== Logical plan {} ==\n{part}\n\n", i + 1));
@@ -733,6 +733,8 @@ impl JobPlanner {
                 explain.push_str(&explain_model(ml));
             }
         }
+        // The graph carries its plan in words (secrets masked) for the dashboard.
+        graph.explain = explain.clone();
         Plan { graph, explain }
     }
 }

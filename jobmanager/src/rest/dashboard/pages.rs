@@ -168,6 +168,13 @@ pub fn job(job: &Value, checkpoints: &Value, latest: &Value, exceptions: &Value,
         @if latest.is_object() {
             (subtask_timings(job, latest))
         }
+        @if let Some(explain) = job["plan"]["explain"].as_str().filter(|e| !e.is_empty()) {
+            section class="panel" {
+                h2 { "Plan" }
+                p class="muted" { "The job's SQL as planned (EXPLAIN; secrets in options are masked)." }
+                pre id="explain" { (explain) }
+            }
+        }
         section class="panel" {
             h2 { "Exceptions" }
             @let entries = exceptions["exceptionHistory"]["entries"].as_array().cloned().unwrap_or_default();
