@@ -128,8 +128,14 @@ pub struct TaskRates {
     pub backpressured_ms: f64,
 }
 
-/// The rates of a subtask from `older` to `newer`, `seconds` apart.
+/// The rates of a subtask from `older` to `newer`: over the time between the two readings
+/// when both carry it, else over `seconds` (the time between their arrivals).
 pub fn task_rates(newer: &TaskMetrics, older: &TaskMetrics, seconds: f64) -> TaskRates {
+    let seconds = if newer.at_ms > older.at_ms && older.at_ms > 0 {
+        (newer.at_ms - older.at_ms) as f64 / 1000.0
+    } else {
+        seconds
+    };
     if seconds <= 0.0 {
         return TaskRates::default();
     }
@@ -197,6 +203,9 @@ mod tests {
         assert_eq!((r.rows_in, r.busy_ms, r.idle_ms), (100.0, 250.0, 750.0));
         let restarted = TaskMetrics { rows_in: 40, ..Default::default() };
         assert_eq!(task_rates(&restarted, &older, 2.0).rows_in, 20.0);
+        // Readings that carry their time are divided by it, whenever they arrived.
+        let at = |ms, rows_in| TaskMetrics { at_ms: ms, rows_in, ..Default::default() };
+        assert_eq!(task_rates(&at(11_000, 300), &at(10_000, 100), 9.0).rows_in, 200.0);
     }
 
     #[test]

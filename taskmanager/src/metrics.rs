@@ -164,6 +164,9 @@ impl TaskMetrics {
             backpressured_us: self.backpressured_us.load(Ordering::Relaxed) + backpressured,
             input_watermark: Some(self.input_watermark.load(Ordering::Relaxed)).filter(|&w| w > i64::MIN),
             bytes_in: self.bytes_in.load(Ordering::Relaxed),
+            at_ms: std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_millis() as u64),
         }
     }
 }
