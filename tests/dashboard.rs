@@ -64,12 +64,14 @@ fn the_dashboard_shows_backpressure_restarts_failures_and_models() {
     let stub = Stub::start(&["--latency", "uniform:2ms..30ms"]);
     let cluster = Cluster::start(&[4], &[]);
     let model_job = cluster.submit(&backpressured_model_job(&stub, SECRET), 2);
+    // It fails at once and then waits 30 s to restart: long enough for the browser to
+    // find it RESTARTING.
     let restarting = failing_job(
         &cluster,
         "flaky",
         "SET 'restart-strategy.type' = 'fixed-delay';
          SET 'restart-strategy.fixed-delay.attempts' = '1000';
-         SET 'restart-strategy.fixed-delay.delay' = '4s';",
+         SET 'restart-strategy.fixed-delay.delay' = '30s';",
     );
     let failed = failing_job(&cluster, "broken", "");
     cluster.wait_for(&failed, &["FAILED"], MINUTE);
