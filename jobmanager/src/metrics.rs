@@ -59,6 +59,17 @@ pub fn model_metric(name: &str) -> Option<(&str, &str)> {
     name.strip_prefix("model.")?.rsplit_once('.')
 }
 
+/// A job's model metrics (`model.<model>.<what>`) grouped by model, then by what.
+pub fn by_model(metrics: &BTreeMap<String, JobMetric>) -> BTreeMap<&str, BTreeMap<&str, &JobMetric>> {
+    let mut models: BTreeMap<&str, BTreeMap<&str, &JobMetric>> = BTreeMap::new();
+    for (name, value) in metrics {
+        if let Some((model, what)) = model_metric(name) {
+            models.entry(model).or_default().insert(what, value);
+        }
+    }
+    models
+}
+
 /// A reading of every subtask's metrics.
 #[derive(Debug, Clone)]
 pub struct MetricsSample {

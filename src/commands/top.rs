@@ -9,7 +9,7 @@ use std::process::ExitCode;
 use std::time::Instant;
 
 use anyhow::Result;
-use sluice_jobmanager::metrics::{job_operator_metrics, model_metric, task_rates, JobMetric, TaskRates};
+use sluice_jobmanager::metrics::{by_model, job_operator_metrics, task_rates, JobMetric, TaskRates};
 use sluice_proto::{JobState, JobStatus};
 
 use super::client::{connect, fetch_status, state_word};
@@ -101,13 +101,7 @@ fn render(status: &JobStatus, rates: &BTreeMap<(u32, u32), TaskRates>) -> String
     }
     out.push_str("(BUSY, IDLE and BACKPR: ms per second of the vertex's busiest subtask)\n");
     let metrics = job_operator_metrics(status);
-    let mut models: BTreeMap<&str, BTreeMap<&str, &JobMetric>> = BTreeMap::new();
-    for (name, value) in &metrics {
-        if let Some((model, what)) = model_metric(name) {
-            models.entry(model).or_default().insert(what, value);
-        }
-    }
-    for (model, values) in models {
+    for (model, values) in by_model(&metrics) {
         let scalar = |what: &str| match values.get(what) {
             Some(JobMetric::Scalar(v)) => format!("{v}"),
             _ => "-".into(),

@@ -20,6 +20,10 @@ mod dashboard;
 mod prometheus;
 mod views;
 
+/// How many savepoint requests' answers are kept for `GET /jobs/{id}/savepoints/{trigger}`
+/// and retried triggers before finished ones are forgotten.
+const SAVEPOINT_ANSWERS: usize = 1_000;
+
 /// The OpenAPI document of this API.
 pub const OPENAPI: &str = include_str!("openapi.json");
 
@@ -317,6 +321,10 @@ async fn start_savepoint(
         let key = (id.clone(), trigger.clone());
         if savepoints.contains_key(&key) {
             return (StatusCode::ACCEPTED, Json(json!({ "request-id": trigger }))).into_response();
+        }
+        // Answers are kept for retries, but not forever: past the limit, finished ones go.
+        if savepoints.len() >= SAVEPOINT_ANSWERS {
+            savepoints.retain(|_, operation| matches!(operation, SavepointOperation::InProgress));
         }
         savepoints.insert(key, SavepointOperation::InProgress);
     }

@@ -11,7 +11,7 @@ use sluice_proto::{JobGraph, JobState, JobStatus, Partitioning, TaskMetrics, Tas
 
 use crate::checkpoint::history::{CheckpointRecord, CheckpointStatus};
 use crate::metrics::{
-    growth, merge_operator_metrics, model_metric, sample_histogram, task_rates, JobMetric, TaskRates,
+    by_model, growth, job_operator_metrics, model_metric, sample_histogram, task_rates, JobMetric, TaskRates,
 };
 pub use crate::state::{job_state_name, task_state_name};
 use crate::state::{ClusterState, JobDetails};
@@ -105,6 +105,11 @@ pub fn job_summary(status: &JobStatus, now: u64) -> Value {
     })
 }
 
+/// A subtask's metrics, or `none` before its first report.
+fn metrics_or<'a>(task: &'a TaskStatus, none: &'a TaskMetrics) -> &'a TaskMetrics {
+    task.metrics.as_ref().unwrap_or(none)
+}
+
 /// The state of a vertex as the worst of its subtasks'.
 fn vertex_state<'a>(tasks: impl Iterator<Item = &'a TaskStatus> + Clone) -> &'static str {
     let has = |s: TaskState| tasks.clone().any(|t| t.state == s as i32);
@@ -158,15 +163,15 @@ pub fn job(status: &JobStatus, details: &JobDetails<'_>, now: u64) -> Value {
     let (end, duration) = times(status, now);
     let rates = subtask_rates(details);
     let bottleneck = bottleneck(&rates);
+    let no_metrics = TaskMetrics::default();
     let vertices: Vec<Value> = details
         .graph
         .vertices
         .iter()
         .map(|v| {
             let tasks: Vec<&TaskStatus> = status.tasks.iter().filter(|t| t.vertex_id == v.id).collect();
-            let metric = |t: &TaskStatus| t.metrics.clone().unwrap_or_default();
-            let sum = |f: fn(&TaskMetrics) -> u64| tasks.iter().map(|t| f(&metric(t))).sum::<u64>();
-            let max = |f: fn(&TaskMetrics) -> u64| tasks.iter().map(|t| f(&metric(t))).max().unwrap_or(0);
+            let sum = |f: fn(&TaskMetrics) -> u64| tasks.iter().map(|t| f(metrics_or(t, &no_metrics))).sum::<u64>();
+            let max = |f: fn(&TaskMetrics) -> u64| tasks.iter().map(|t| f(metrics_or(t, &no_metrics))).max().unwrap_or(0);
             let vertex_rates: Vec<TaskRates> =
                 rates.iter().filter(|((vertex, _), _)| *vertex == v.id).map(|(_, r)| *r).collect();
             let rate_max = |f: fn(&TaskRates) -> f64| vertex_rates.iter().map(f).fold(0.0, f64::max);
@@ -174,7 +179,7 @@ pub fn job(status: &JobStatus, details: &JobDetails<'_>, now: u64) -> Value {
             let subtasks: Vec<Value> = tasks
                 .iter()
                 .map(|t| {
-                    let mt = metric(t);
+                    let mt = metrics_or(t, &no_metrics);
                     let r = rates.get(&(v.id, t.subtask)).copied().unwrap_or_default();
                     json!({
                         "subtask": t.subtask,
@@ -224,8 +229,8 @@ pub fn job(status: &JobStatus, details: &JobDetails<'_>, now: u64) -> Value {
                     "idle-ms-per-second": rate_max(|r| r.idle_ms),
                     "backpressured-ms-per-second": rate_max(|r| r.backpressured_ms),
                 },
-                "watermark": watermark_value(tasks.iter().filter_map(|t| metric(t).watermark).min()),
-                "input-watermark": watermark_value(tasks.iter().filter_map(|t| metric(t).input_watermark).min()),
+                "watermark": watermark_value(tasks.iter().filter_map(|t| metrics_or(t, &no_metrics).watermark).min()),
+                "input-watermark": watermark_value(tasks.iter().filter_map(|t| metrics_or(t, &no_metrics).input_watermark).min()),
                 "bottleneck": bottleneck == Some(v.id),
                 "subtasks": subtasks,
             })
@@ -491,7 +496,7 @@ pub fn backpressure(details: &JobDetails<'_>, vertex: u32, now: u64) -> Value {
 pub fn watermarks(status: &JobStatus, vertex: u32) -> Value {
     let mut list = Vec::new();
     for t in status.tasks.iter().filter(|t| t.vertex_id == vertex) {
-        let metrics = t.metrics.clone().unwrap_or_default();
+        let Some(metrics) = &t.metrics else { continue };
         if let Some(w) = metrics.input_watermark {
             list.push(json!({ "id": format!("{}.currentInputWatermark", t.subtask), "value": w.to_string() }));
         }
@@ -505,16 +510,9 @@ pub fn watermarks(status: &JobStatus, vertex: u32) -> Value {
 /// Per ML_PREDICT model: its counters summed over subtasks, latency percentiles (all and
 /// over the last minute), rates, cache hit rate, tokens and cost per hour.
 pub fn models(status: &JobStatus, details: &JobDetails<'_>) -> Value {
-    let merged =
-        merge_operator_metrics(status.tasks.iter().filter_map(|t| t.metrics.as_ref()).flat_map(|m| &m.operators));
-    let mut by_model: BTreeMap<&str, BTreeMap<&str, &JobMetric>> = BTreeMap::new();
-    for (name, value) in &merged {
-        if let Some((model, what)) = model_metric(name) {
-            by_model.entry(model).or_default().insert(what, value);
-        }
-    }
+    let merged = job_operator_metrics(status);
     let span = details.history.span(MODEL_SPAN);
-    let panels: Vec<Value> = by_model
+    let panels: Vec<Value> = by_model(&merged)
         .into_iter()
         .map(|(model, metrics)| {
             let scalar = |what: &str| match metrics.get(what) {
