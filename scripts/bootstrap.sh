@@ -23,6 +23,10 @@ command -v promtool >/dev/null 2>&1 || lean+=(prometheus)
 command -v chromium >/dev/null 2>&1 || lean+=(chromium)
 command -v chromedriver >/dev/null 2>&1 || lean+=(chromium-driver)
 command -v curl >/dev/null 2>&1 || missing+=(curl)
+# debootstrap makes the Docker images' Debian base (deploy/build-image.sh; the chaos suite
+# builds them), and docker-compose runs their cluster. Docker itself is the machine's.
+command -v debootstrap >/dev/null 2>&1 || missing+=(debootstrap)
+command -v docker-compose >/dev/null 2>&1 || missing+=(docker-compose)
 
 if ((${#missing[@]})); then
   sudo=""
@@ -65,3 +69,7 @@ pip_pinned openapi-schema-validator 0.9.0
 # Selenium drives Debian's chromium through chromedriver in the dashboard tests (4.50: the
 # newest whose dependencies the package mirror has).
 pip_pinned selenium 4.50.0
+# moto's S3-compatible server (conditional writes included) for the object storage tests:
+# each test starts its own.
+{ python3 -m pip show moto 2>/dev/null | grep -x "Version: 5.2.6" >/dev/null && python3 -c 'import flask_cors' 2>/dev/null; } ||
+  python3 -m pip install -q --disable-pip-version-check "moto[server,s3]==5.2.6"

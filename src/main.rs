@@ -74,9 +74,22 @@ enum Command {
     /// A stand-in for the OpenAI and Anthropic APIs with latency and failure injection,
     /// for tests, benchmarks and demos.
     StubLlm(stub_llm::StubArgs),
+    /// A health check: `tcp://HOST:PORT` (something listens) or `http://HOST:PORT/PATH`
+    /// (a GET answers 2xx); exits 0 when healthy.
+    Probe(ProbeArgs),
     /// The Nexmark benchmark's events (`sluice nexmark generate`).
     #[command(subcommand)]
     Nexmark(NexmarkCommand),
+}
+
+/// `sluice probe`.
+#[derive(Debug, Args)]
+pub struct ProbeArgs {
+    /// What to check: tcp://HOST:PORT or http://HOST:PORT/PATH.
+    pub target: String,
+    /// Fail when there is no answer within this long.
+    #[arg(long, default_value = "3s")]
+    pub timeout: String,
 }
 
 /// `sluice nexmark`.
@@ -121,9 +134,17 @@ pub struct JobManagerArgs {
     /// Address to serve RPCs on, HOST:PORT.
     #[arg(long, env = "SLUICE_RPC_ADDRESS")]
     pub rpc_address: Option<String>,
-    /// Checkpoint storage directory (a path or file:// URI shared by all processes).
+    /// Checkpoint storage: a directory every process shares (a path or file:// URI), or
+    /// S3-compatible storage (s3://bucket/prefix; see the --s3-* settings).
     #[arg(long, env = "SLUICE_CHECKPOINT_DIR")]
-    pub checkpoint_dir: Option<PathBuf>,
+    pub checkpoint_dir: Option<String>,
+    #[command(flatten)]
+    pub s3: S3Args,
+    /// Where jobs are kept so that a restarted jobmanager recovers them from their latest
+    /// checkpoints (a shared directory or s3:// URL); default: `_jobmanager` in the
+    /// checkpoint storage; `off` keeps none.
+    #[arg(long, env = "SLUICE_HA_STORAGE_DIR")]
+    pub ha_storage_dir: Option<String>,
     /// Configuration file (TOML).
     #[arg(long, env = "SLUICE_CONFIG")]
     pub config: Option<PathBuf>,
@@ -154,7 +175,8 @@ pub struct TaskManagerArgs {
     /// Address to listen on for tasks and data, HOST:PORT (port 0 picks one).
     #[arg(long, env = "SLUICE_BIND")]
     pub bind: Option<String>,
-    /// Host name other processes use to reach this one (default: the bind IP).
+    /// Host name other processes use to reach this one (default: the bind IP, or the
+    /// machine's host name when bound to 0.0.0.0).
     #[arg(long, env = "SLUICE_ADVERTISE_HOST")]
     pub advertise_host: Option<String>,
     /// File of `NAME=value` lines resolving `{{ secret.NAME }}` in model options (after
@@ -167,6 +189,30 @@ pub struct TaskManagerArgs {
     /// Configuration file (TOML).
     #[arg(long, env = "SLUICE_CONFIG")]
     pub config: Option<PathBuf>,
+    #[command(flatten)]
+    pub s3: S3Args,
+}
+
+/// Settings of S3-compatible checkpoint storage, Flink's `s3.*` options (also the `[s3]`
+/// section of the configuration file). Unset ones come from the AWS environment variables.
+#[derive(Debug, Args, Default)]
+pub struct S3Args {
+    /// `s3.endpoint`: the S3-compatible server's URL, e.g. http://minio:9000.
+    #[arg(long, env = "SLUICE_S3_ENDPOINT")]
+    pub s3_endpoint: Option<String>,
+    /// `s3.access-key`.
+    #[arg(long, env = "SLUICE_S3_ACCESS_KEY")]
+    pub s3_access_key: Option<String>,
+    /// `s3.secret-key` (prefer the environment variable: flags show in process lists).
+    #[arg(long, env = "SLUICE_S3_SECRET_KEY", hide_env_values = true)]
+    pub s3_secret_key: Option<String>,
+    /// `s3.region`.
+    #[arg(long, env = "SLUICE_S3_REGION")]
+    pub s3_region: Option<String>,
+    /// `s3.path.style.access`: address buckets as ENDPOINT/BUCKET (true, the default with
+    /// an endpoint) or BUCKET.ENDPOINT (false).
+    #[arg(long, env = "SLUICE_S3_PATH_STYLE_ACCESS")]
+    pub s3_path_style_access: Option<bool>,
 }
 
 /// Options of commands that talk to a cluster.
@@ -183,9 +229,10 @@ pub struct CheckpointArgs {
     /// Take a checkpoint this often, e.g. "5s" (sets 'execution.checkpointing.interval').
     #[arg(long)]
     pub checkpoint_interval: Option<String>,
-    /// Start from this savepoint or retained checkpoint (its directory or `_metadata`).
+    /// Start from this savepoint or retained checkpoint (its directory or `_metadata`; a
+    /// path or an s3:// URL).
     #[arg(long)]
-    pub from_savepoint: Option<PathBuf>,
+    pub from_savepoint: Option<String>,
 }
 
 /// `sluice submit`.
@@ -286,9 +333,12 @@ pub struct RunArgs {
     /// File of `NAME=value` lines resolving `{{ secret.NAME }}` in model options.
     #[arg(long, env = "SLUICE_SECRETS_FILE")]
     pub secrets_file: Option<PathBuf>,
-    /// Checkpoint storage directory of the embedded cluster (default: a temporary one).
+    /// Checkpoint storage of the embedded cluster: a directory or s3://bucket/prefix
+    /// (default: a temporary directory).
     #[arg(long)]
-    pub checkpoint_dir: Option<PathBuf>,
+    pub checkpoint_dir: Option<String>,
+    #[command(flatten)]
+    pub s3: S3Args,
     /// Address of the embedded cluster's REST API and dashboard, HOST:PORT (port 0 picks
     /// a free one, printed at start); `off` serves none.
     #[arg(long, default_value = "127.0.0.1:0")]
@@ -360,6 +410,7 @@ fn main() -> std::process::ExitCode {
             Command::Sql(args) => commands::shell::shell(args).await,
             Command::StubLlm(args) => stub_llm::run(args).await,
             Command::Nexmark(NexmarkCommand::Generate(args)) => commands::nexmark::generate(args),
+            Command::Probe(args) => commands::probe::probe(args).await,
         }
     });
     match result {

@@ -1,7 +1,6 @@
 //! Jobmanager settings.
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::time::Duration;
 
 /// How a jobmanager is configured.
@@ -9,8 +8,12 @@ use std::time::Duration;
 pub struct JobManagerConfig {
     /// Address the RPC server listens on (port 0 picks a free one).
     pub rpc_address: SocketAddr,
-    /// Where checkpoints are stored (used from the checkpointing release on).
-    pub checkpoint_dir: Option<PathBuf>,
+    /// Where checkpoints are stored: a directory every process shares, or S3-compatible
+    /// storage (`s3://bucket/prefix`).
+    pub checkpoint_dir: Option<sluice_storage::Location>,
+    /// Where jobs are kept so that a restarted jobmanager recovers them (Flink's
+    /// `high-availability.storageDir`); `None`: a restarted jobmanager starts empty.
+    pub ha_storage_dir: Option<sluice_storage::Location>,
     /// How often task managers send heartbeats.
     pub heartbeat_interval: Duration,
     /// A task manager silent for this long is declared lost (Flink's default is 50 s).
@@ -28,6 +31,7 @@ impl Default for JobManagerConfig {
         JobManagerConfig {
             rpc_address: SocketAddr::from(([127, 0, 0, 1], 6123)),
             checkpoint_dir: None,
+            ha_storage_dir: None,
             heartbeat_interval: Duration::from_secs(1),
             heartbeat_timeout: Duration::from_secs(5),
             slot_request_timeout: Duration::from_secs(300),

@@ -8,6 +8,7 @@ pub mod checkpoint;
 pub mod config;
 pub mod metrics;
 pub mod placement;
+pub mod recovery;
 pub mod rest;
 pub mod server;
 pub mod state;

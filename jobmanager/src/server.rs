@@ -23,6 +23,7 @@ use tonic::{Request, Response, Status};
 
 use crate::checkpoint::WriteOutcome;
 use crate::config::JobManagerConfig;
+use crate::recovery::{stored_checkpoints, JobStore, StoredCheckpoints};
 use crate::state::{Action, ClusterState};
 
 /// Errors that stop the jobmanager.
@@ -43,6 +44,37 @@ pub enum JobManagerError {
     /// The auth token cannot be sent in a header.
     #[error("{0}")]
     Token(String),
+    /// The jobs of an earlier jobmanager cannot be read.
+    #[error("cannot recover the jobs of an earlier jobmanager: {0}")]
+    Recovery(String),
+}
+
+/// Reads the job store and what each job's checkpoint storage holds; every record is
+/// saved back with one more recovery, so the attempts of this jobmanager are numbered
+/// above those of the one before.
+fn recover_jobs(
+    store: &JobStore,
+    checkpoint_root: &sluice_storage::Location,
+) -> Result<Vec<(sluice_proto::JobRecord, StoredCheckpoints)>, JobManagerError> {
+    let failed = |e: sluice_storage::StorageError| JobManagerError::Recovery(e.to_string());
+    let mut recovered = Vec::new();
+    for mut record in store.load().map_err(failed)? {
+        let config = record.graph.as_ref().map(|g| g.config.clone()).unwrap_or_default();
+        let stored = match crate::checkpoint::CheckpointOptions::from_config(&config, checkpoint_root) {
+            Ok(options) => stored_checkpoints(&options.directory.join(&record.job_id)).map_err(failed)?,
+            Err(_) => StoredCheckpoints::default(),
+        };
+        record.recoveries += 1;
+        store.save(&record).map_err(failed)?;
+        tracing::info!(
+            job = %record.job_id,
+            checkpoints = stored.completed.len(),
+            latest = stored.completed.last().map_or(0, |(id, _)| *id),
+            "found a job of an earlier jobmanager"
+        );
+        recovered.push((record, stored));
+    }
+    Ok(recovered)
 }
 
 /// What the RPC services, the REST API and the background loop share.
@@ -56,6 +88,8 @@ pub(crate) struct Shared {
     pub(crate) savepoints: Mutex<HashMap<(String, String), SavepointOperation>>,
     /// Plans SQL for `POST /jobs`, when the jobmanager was given a planner.
     pub(crate) planner: Option<SqlPlanner>,
+    /// Where jobs are kept for a restarted jobmanager, when they are.
+    jobs: Option<JobStore>,
 }
 
 /// Plans a SQL script (with an optional default parallelism) into the job graph to run;
@@ -89,6 +123,40 @@ impl Shared {
         };
         self.perform(actions);
         result
+    }
+
+    /// Submits `graph` (from `savepoint`, if any) and keeps its record for a restarted
+    /// jobmanager before answering; returns the job id, or why it was refused.
+    pub(crate) async fn submit(
+        self: &Arc<Self>,
+        graph: sluice_proto::JobGraph,
+        savepoint: Option<sluice_storage::Location>,
+    ) -> Result<String, String> {
+        let job_id = self.update(|s, _| s.submit(graph, savepoint.as_ref()))?;
+        let Some(store) = self.jobs.clone() else { return Ok(job_id) };
+        let Some(record) = self.state().record(&job_id) else { return Ok(job_id) };
+        let saved = {
+            let store = store.clone();
+            tokio::task::spawn_blocking(move || store.save(&record)).await
+        };
+        let failure = match saved {
+            Ok(Ok(())) => None,
+            Ok(Err(e)) => Some(e.to_string()),
+            Err(e) => Some(e.to_string()),
+        };
+        if let Some(reason) = failure {
+            self.update(|s, a| s.cancel(&job_id, a));
+            return Err(format!(
+                "the job could not be recorded in '{}' for recovery, so it was not started: {reason}",
+                store.location()
+            ));
+        }
+        // A job that ended while its record was written must not be recovered.
+        if self.state().has_ended(&job_id) {
+            let id = job_id.clone();
+            let _ = tokio::task::spawn_blocking(move || store.remove(&id)).await;
+        }
+        Ok(job_id)
     }
 
     /// Takes a savepoint of job `job_id` into `directory` (the job's default when empty),
@@ -209,7 +277,7 @@ impl Shared {
             }
             Action::WriteCheckpoint { job_id, write } => {
                 let id = write.id;
-                let dir = write.dir().display().to_string();
+                let dir = write.dir().to_string();
                 let outcome = tokio::task::spawn_blocking(move || write.perform())
                     .await
                     .unwrap_or_else(|e| WriteOutcome::failed(format!("writing '{dir}' stopped: {e}")));
@@ -217,6 +285,12 @@ impl Shared {
             }
             Action::Discard(discard) => {
                 let _ = tokio::task::spawn_blocking(move || discard.perform()).await;
+            }
+            Action::Forget { job_id } => {
+                if let Some(store) = self.jobs.clone() {
+                    let id = job_id.clone();
+                    let _ = tokio::task::spawn_blocking(move || store.remove(&id)).await;
+                }
             }
             Action::Notify { task_manager, request } => {
                 if let Some(mut client) = self.client(&task_manager) {
@@ -245,8 +319,10 @@ impl BoundJobManager {
             .map_err(|source| JobManagerError::Bind { address: config.rpc_address, source })?;
         let address =
             listener.local_addr().map_err(|source| JobManagerError::Bind { address: config.rpc_address, source })?;
-        let checkpoint_root =
-            config.checkpoint_dir.clone().unwrap_or_else(|| std::env::temp_dir().join("sluice-checkpoints"));
+        let checkpoint_root = config
+            .checkpoint_dir
+            .clone()
+            .unwrap_or_else(|| sluice_storage::Location::local(std::env::temp_dir().join("sluice-checkpoints")));
         let rest = match config.rest_address {
             Some(wanted) => {
                 let bind_error = |source| JobManagerError::Bind { address: wanted, source };
@@ -257,7 +333,19 @@ impl BoundJobManager {
             None => None,
         };
         let token = AttachToken::new(config.auth_token.as_ref()).map_err(JobManagerError::Token)?;
-        let state = ClusterState::new(checkpoint_root);
+        let mut state = ClusterState::new(checkpoint_root.clone());
+        let jobs = config.ha_storage_dir.as_ref().map(JobStore::new);
+        if let Some(store) = &jobs {
+            let (store, root) = (store.clone(), checkpoint_root);
+            let recovered = tokio::task::spawn_blocking(move || recover_jobs(&store, &root))
+                .await
+                .map_err(|e| JobManagerError::Recovery(e.to_string()))??;
+            for (record, stored) in recovered {
+                if let Err(e) = state.recover(&record, stored) {
+                    tracing::error!(job = %record.job_id, error = %e, "cannot recover a job; it is not run again");
+                }
+            }
+        }
         let shared = Arc::new(Shared {
             config,
             state: Mutex::new(state),
@@ -265,6 +353,7 @@ impl BoundJobManager {
             token,
             savepoints: Mutex::new(HashMap::new()),
             planner: None,
+            jobs,
         });
         Ok(BoundJobManager { shared, listener, address, rest })
     }
@@ -292,7 +381,7 @@ impl BoundJobManager {
         let shared = self.shared;
         tracing::info!(address = %self.address, "jobmanager listening");
         if let Some(dir) = &shared.config.checkpoint_dir {
-            tracing::info!(checkpoint_dir = %dir.display(), "checkpoint storage configured");
+            tracing::info!(checkpoint_dir = %dir, "checkpoint storage configured");
         }
         let ticker = tokio::spawn(tick_loop(shared.clone()));
         let rest = self.rest.map(|(listener, address)| {
@@ -369,9 +458,11 @@ impl JobManager for JobManagerService {
         sluice_core::job_graph::check(&graph)
             .map_err(|e| Status::invalid_argument(format!("invalid job graph: {e}")))?;
         let name = graph.name.clone();
-        let savepoint = (!request.from_savepoint.is_empty()).then(|| std::path::PathBuf::from(&request.from_savepoint));
-        let job_id =
-            self.shared.update(|s, _| s.submit(graph, savepoint.as_deref())).map_err(Status::invalid_argument)?;
+        let savepoint = (!request.from_savepoint.is_empty())
+            .then(|| crate::checkpoint::options::storage_path(&request.from_savepoint))
+            .transpose()
+            .map_err(|e| Status::invalid_argument(format!("savepoint '{}': {e}", request.from_savepoint)))?;
+        let job_id = self.shared.submit(graph, savepoint).await.map_err(Status::invalid_argument)?;
         tracing::info!(job = %job_id, %name, "job submitted");
         Ok(Response::new(SubmitJobResponse { job_id }))
     }
@@ -439,7 +530,7 @@ impl ResourceManager for ResourceManagerService {
 
     async fn heartbeat(&self, request: Request<HeartbeatRequest>) -> Result<Response<HeartbeatResponse>, Status> {
         let request = request.into_inner();
-        let known = self.shared.state().heartbeat(&request.task_manager_id, &request.tasks);
+        let known = self.shared.state().heartbeat(&request.task_manager_id, &request.address, &request.tasks);
         Ok(Response::new(HeartbeatResponse { known }))
     }
 

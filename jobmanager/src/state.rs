@@ -2,13 +2,13 @@
 //! states of their tasks. Methods here change state and return the RPCs to make
 //! ([`Action`]s); the server performs them outside the lock.
 
+use sluice_storage::Location;
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
-use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use sluice_proto::{
-    CheckpointAck, CheckpointMetadata, JobGraph, JobState, JobStatus, JobSummary, NotifyCheckpointRequest, TaskId,
-    TaskLocation, TaskMetrics, TaskState, TaskStateReport, TaskStatus, TriggerCheckpointRequest, VertexInfo,
+    CheckpointAck, CheckpointMetadata, JobGraph, JobRecord, JobState, JobStatus, JobSummary, NotifyCheckpointRequest,
+    TaskId, TaskLocation, TaskMetrics, TaskState, TaskStateReport, TaskStatus, TriggerCheckpointRequest, VertexInfo,
 };
 
 use crate::checkpoint::history::CheckpointHistory;
@@ -18,6 +18,7 @@ use crate::checkpoint::{
 };
 use crate::metrics::{MetricsHistory, MetricsSample};
 use crate::placement::{place, FreeSlots};
+use crate::recovery::StoredCheckpoints;
 
 /// How many failures a job keeps for its exception history.
 const EXCEPTION_HISTORY: usize = 20;
@@ -91,6 +92,11 @@ pub enum Action {
         task_manager: String,
         /// The request.
         request: NotifyCheckpointRequest,
+    },
+    /// The job ended: delete its record, so that no restarted jobmanager recovers it.
+    Forget {
+        /// The job.
+        job_id: String,
     },
 }
 
@@ -186,7 +192,9 @@ struct Job {
     restarts: u32,
     /// The savepoint the job was submitted with: what a deployment restores until the job
     /// completes a checkpoint of its own.
-    savepoint: Option<(CheckpointMetadata, PathBuf)>,
+    savepoint: Option<(CheckpointMetadata, Location)>,
+    /// Where that savepoint is, as submitted ("" for none).
+    from_savepoint: String,
     /// Recent readings of its subtasks' metrics.
     history: MetricsHistory,
     /// Its failures, oldest first.
@@ -259,11 +267,11 @@ impl Job {
 /// no `--checkpoint-dir`), which task managers on other hosts cannot reach, so a restore
 /// there would find nothing.
 fn unshared_checkpoint_storage(
-    job_dir: &Path,
+    job_dir: &Location,
     placement: &[String],
     addresses: &HashMap<String, String>,
 ) -> Option<String> {
-    if !job_dir.starts_with(std::env::temp_dir()) {
+    if !job_dir.is_machine_local_temp() {
         return None;
     }
     let hosts: BTreeSet<&str> = placement
@@ -276,7 +284,7 @@ fn unshared_checkpoint_storage(
             "the job's checkpoints would go to '{}', a temporary directory local to the jobmanager's machine, but its \
              tasks run on the hosts {}, which cannot reach it; give the jobmanager a directory every process shares \
              (--checkpoint-dir, or SET 'state.checkpoints.dir')",
-            job_dir.display(),
+            job_dir,
             hosts.into_iter().collect::<Vec<_>>().join(", ")
         )
     })
@@ -325,12 +333,12 @@ fn now_ms() -> u64 {
 }
 
 /// All of the jobmanager's state.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct ClusterState {
     /// This jobmanager's identity, which fences its checkpoint writes.
     instance: String,
     /// Default checkpoint storage of jobs.
-    checkpoint_root: PathBuf,
+    checkpoint_root: Location,
     task_managers: Vec<TaskManagerInfo>,
     next_task_manager: u64,
     jobs: BTreeMap<String, Job>,
@@ -340,11 +348,14 @@ pub struct ClusterState {
 
 impl ClusterState {
     /// State of a jobmanager whose jobs checkpoint under `checkpoint_root` by default.
-    pub fn new(checkpoint_root: PathBuf) -> Self {
+    pub fn new(checkpoint_root: Location) -> Self {
         ClusterState {
             instance: uuid::Uuid::new_v4().simple().to_string()[..12].to_string(),
             checkpoint_root,
-            ..Default::default()
+            task_managers: Vec::new(),
+            next_task_manager: 0,
+            jobs: BTreeMap::new(),
+            order: Vec::new(),
         }
     }
 
@@ -360,9 +371,15 @@ impl ClusterState {
         id
     }
 
-    /// Records a heartbeat; false if the task manager is unknown.
-    pub fn heartbeat(&mut self, id: &str, reports: &[sluice_proto::TaskMetricsReport]) -> bool {
-        let Some(tm) = self.task_managers.iter_mut().find(|t| t.id == id) else { return false };
+    /// Records a heartbeat of task manager `id` at `address` (empty: not checked); false
+    /// if no task manager of that id registered at that address (a restarted jobmanager
+    /// may have given the id to another one).
+    pub fn heartbeat(&mut self, id: &str, address: &str, reports: &[sluice_proto::TaskMetricsReport]) -> bool {
+        let Some(tm) =
+            self.task_managers.iter_mut().find(|t| t.id == id && (address.is_empty() || t.address == address))
+        else {
+            return false;
+        };
         tm.last_heartbeat = Instant::now();
         for report in reports {
             let (Some(task), Some(metrics)) = (&report.task, &report.metrics) else { continue };
@@ -390,27 +407,64 @@ impl ClusterState {
     /// Adds a job in CREATED state and returns its id. With `from_savepoint`, the job
     /// starts from that savepoint or retained checkpoint. Bad options or an unusable
     /// savepoint are refused with the reason.
-    pub fn submit(&mut self, graph: JobGraph, from_savepoint: Option<&Path>) -> Result<String, String> {
+    pub fn submit(&mut self, graph: JobGraph, from_savepoint: Option<&Location>) -> Result<String, String> {
+        let id = uuid::Uuid::new_v4().simple().to_string();
+        let job = self.new_job(id.clone(), graph, from_savepoint, now_ms())?;
+        self.jobs.insert(id.clone(), job);
+        self.order.push(id.clone());
+        Ok(id)
+    }
+
+    /// Takes over a job another jobmanager ran (its `record`, with `stored` what its
+    /// checkpoint storage holds): it restarts from its latest completed checkpoint once
+    /// task managers offer the slots, with attempt numbers above the old jobmanager's.
+    pub fn recover(&mut self, record: &JobRecord, stored: StoredCheckpoints) -> Result<(), String> {
+        let graph = record.graph.clone().ok_or("the record holds no job graph")?;
+        let savepoint = (!record.from_savepoint.is_empty())
+            .then(|| Location::parse(&record.from_savepoint))
+            .transpose()
+            .map_err(|e| e.to_string())?;
+        let mut job = self.new_job(record.job_id.clone(), graph, savepoint.as_ref(), record.submitted_at_ms)?;
+        job.attempt = record.recoveries << 16;
+        if let Some(c) = &mut job.checkpoints {
+            c.recovered(stored.completed, stored.highest_id);
+        }
+        job.phase = Phase::Restarting(Restarting { at: Instant::now() });
+        job.message = "recovered by a restarted jobmanager: waiting for task slots".into();
+        tracing::info!(job = %record.job_id, name = %job.graph.name, "job recovered");
+        self.order.push(record.job_id.clone());
+        self.jobs.insert(record.job_id.clone(), job);
+        Ok(())
+    }
+
+    /// A job `id` of `graph`, validated, in CREATED state.
+    fn new_job(
+        &self,
+        id: String,
+        graph: JobGraph,
+        from_savepoint: Option<&Location>,
+        submitted_at_ms: u64,
+    ) -> Result<Job, String> {
         let options =
             CheckpointOptions::from_config(&graph.config, &self.checkpoint_root).map_err(|e| e.to_string())?;
         let restart =
             RestartStrategy::from_config(&graph.config, options.interval.is_some()).map_err(|e| e.to_string())?;
         crate::checkpoint::options::check_transaction_timeouts(&graph, &options)?;
-        let id = uuid::Uuid::new_v4().simple().to_string();
         let mut checkpoints =
             options.interval.is_some().then(|| Coordinator::new(&id, options, format!("{}/{id}", self.instance)));
         let mut job = Job {
-            id: id.clone(),
+            id,
             graph,
             phase: Phase::Created(Waiting { since: Instant::now() }),
             message: "waiting to be scheduled".into(),
-            submitted_at_ms: now_ms(),
+            submitted_at_ms,
             attempt: 0,
             tasks: BTreeMap::new(),
             checkpoints: None,
             restart,
             restarts: 0,
             savepoint: None,
+            from_savepoint: from_savepoint.map(|l| l.to_string()).unwrap_or_default(),
             history: MetricsHistory::default(),
             exceptions: VecDeque::new(),
         };
@@ -423,9 +477,24 @@ impl ClusterState {
             job.savepoint = Some((metadata, base));
         }
         job.checkpoints = checkpoints;
-        self.jobs.insert(id.clone(), job);
-        self.order.push(id.clone());
-        Ok(id)
+        Ok(job)
+    }
+
+    /// Whether job `id` has ended (or is unknown).
+    pub fn has_ended(&self, id: &str) -> bool {
+        self.jobs.get(id).is_none_or(|j| matches!(j.phase, Phase::Ended(_)))
+    }
+
+    /// The record that lets a restarted jobmanager recover job `id`.
+    pub fn record(&self, id: &str) -> Option<JobRecord> {
+        let job = self.jobs.get(id)?;
+        Some(JobRecord {
+            job_id: id.to_string(),
+            graph: Some(job.graph.clone()),
+            from_savepoint: job.from_savepoint.clone(),
+            submitted_at_ms: job.submitted_at_ms,
+            recoveries: job.attempt >> 16,
+        })
     }
 
     fn free_slots(&self) -> Vec<FreeSlots> {
@@ -503,7 +572,7 @@ impl ClusterState {
         &mut self,
         id: &str,
         placement: Vec<String>,
-        restore: Option<(CheckpointMetadata, PathBuf)>,
+        restore: Option<(CheckpointMetadata, Location)>,
         actions: &mut Vec<Action>,
     ) {
         let addresses: HashMap<String, String> =
@@ -532,8 +601,7 @@ impl ClusterState {
                 return;
             }
         }
-        let checkpoint_directory =
-            job.checkpoints.as_ref().map(|c| c.job_dir.display().to_string()).unwrap_or_default();
+        let checkpoint_directory = job.checkpoints.as_ref().map(|c| c.job_dir.to_string()).unwrap_or_default();
         let mut deployed = Deployed::default();
         for tm in &placement {
             *deployed.slots.entry(tm.clone()).or_default() += 1;
@@ -619,6 +687,7 @@ impl ClusterState {
         if state == JobState::Failed {
             job.record_exception(&message, false);
         }
+        actions.push(Action::Forget { job_id: id.to_string() });
         job.message = message;
         match state {
             JobState::Failed => tracing::warn!(job = %id, message = %job.message, "job failed"),
@@ -837,7 +906,7 @@ impl ClusterState {
     pub fn request_savepoint(
         &mut self,
         id: &str,
-        directory: Option<PathBuf>,
+        directory: Option<Location>,
         stop: bool,
         reply: tokio::sync::oneshot::Sender<Result<String, String>>,
     ) {
@@ -1049,7 +1118,7 @@ mod tests {
 
     #[test]
     fn a_job_waits_for_slots_then_runs_and_finishes() {
-        let mut s = ClusterState::default();
+        let mut s = ClusterState::new(Location::local(std::env::temp_dir().join("sluice-test-checkpoints")));
         let mut actions = Vec::new();
         let job = s.submit(graph(&[4, 2]), None).unwrap();
         s.schedule(Duration::from_secs(60), &mut actions);
@@ -1072,7 +1141,7 @@ mod tests {
 
     #[test]
     fn waiting_too_long_fails_with_the_reason() {
-        let mut s = ClusterState::default();
+        let mut s = ClusterState::new(Location::local(std::env::temp_dir().join("sluice-test-checkpoints")));
         let mut actions = Vec::new();
         s.register("a:1".into(), 1, &mut actions);
         let job = s.submit(graph(&[2]), None).unwrap();
@@ -1084,7 +1153,7 @@ mod tests {
 
     #[test]
     fn a_failed_task_fails_the_job_and_cancels_the_rest() {
-        let mut s = ClusterState::default();
+        let mut s = ClusterState::new(Location::local(std::env::temp_dir().join("sluice-test-checkpoints")));
         let mut actions = Vec::new();
         s.register("a:1".into(), 1, &mut actions);
         s.register("b:1".into(), 1, &mut actions);
@@ -1100,7 +1169,7 @@ mod tests {
 
     #[test]
     fn a_lost_task_manager_fails_its_jobs() {
-        let mut s = ClusterState::default();
+        let mut s = ClusterState::new(Location::local(std::env::temp_dir().join("sluice-test-checkpoints")));
         let mut actions = Vec::new();
         s.register("a:1".into(), 2, &mut actions);
         let job = s.submit(graph(&[2]), None).unwrap();
@@ -1110,12 +1179,12 @@ mod tests {
         assert_eq!(status.state, JobState::Failed as i32);
         assert!(status.message.contains("tm-1 at a:1 was lost: no heartbeat"), "{}", status.message);
         assert!(s.task_managers().is_empty());
-        assert!(!s.heartbeat("tm-1", &[]), "a lost task manager must register again");
+        assert!(!s.heartbeat("tm-1", "", &[]), "a lost task manager must register again");
     }
 
     #[test]
     fn cancel_frees_slots_for_the_next_job() {
-        let mut s = ClusterState::default();
+        let mut s = ClusterState::new(Location::local(std::env::temp_dir().join("sluice-test-checkpoints")));
         let mut actions = Vec::new();
         s.register("a:1".into(), 2, &mut actions);
         let first = s.submit(graph(&[2]), None).unwrap();
@@ -1272,7 +1341,7 @@ mod tests {
 
     /// Like [`running_checkpointed_job`], with the job graph given.
     fn running_job(dir: &std::path::Path, graph: JobGraph) -> (ClusterState, String, Vec<Action>) {
-        let mut s = ClusterState::new(dir.to_path_buf());
+        let mut s = ClusterState::new(Location::local(dir));
         let mut actions = Vec::new();
         s.register("a:1".into(), 2, &mut actions);
         let job = s.submit(graph, None).unwrap();
@@ -1366,7 +1435,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let (mut s, first_job, _) = running_checkpointed_job(dir.path());
         let id = complete_checkpoint(&mut s, &first_job, 0);
-        let savepoint = dir.path().join(&first_job).join(format!("chk-{id}"));
+        let savepoint = Location::local(dir.path().join(&first_job).join(format!("chk-{id}")));
         let mut actions = Vec::new();
         s.register("b:1".into(), 2, &mut actions);
         let job = s.submit(checkpointed_graph(), Some(&savepoint)).unwrap();
@@ -1413,7 +1482,7 @@ mod tests {
 
     #[test]
     fn checkpoints_in_a_local_temporary_directory_refuse_tasks_on_several_hosts() {
-        let mut s = ClusterState::new(std::env::temp_dir().join("sluice-test-checkpoints"));
+        let mut s = ClusterState::new(Location::local(std::env::temp_dir().join("sluice-test-checkpoints")));
         let mut actions = Vec::new();
         s.register("host-a:6121".into(), 1, &mut actions);
         s.register("host-b:6121".into(), 1, &mut actions);
@@ -1432,7 +1501,7 @@ mod tests {
     #[test]
     fn a_restart_waits_for_a_replacement_task_manager() {
         let dir = tempfile::tempdir().unwrap();
-        let mut s = ClusterState::new(dir.path().to_path_buf());
+        let mut s = ClusterState::new(Location::local(dir.path()));
         let mut actions = Vec::new();
         s.register("a:1".into(), 1, &mut actions);
         s.register("a:2".into(), 1, &mut actions);

@@ -111,10 +111,11 @@ pub fn submit_request(plan: Plan, checkpoints: &CheckpointArgs) -> Result<Submit
         graph.config.insert("execution.checkpointing.interval".into(), interval.clone());
     }
     let from_savepoint = match &checkpoints.from_savepoint {
-        Some(path) => std::path::absolute(path)
-            .with_context(|| format!("--from-savepoint '{}'", path.display()))?
-            .display()
-            .to_string(),
+        // A path is made absolute here: the jobmanager runs elsewhere.
+        Some(raw) if !raw.contains("://") => {
+            std::path::absolute(raw).with_context(|| format!("--from-savepoint '{raw}'"))?.display().to_string()
+        }
+        Some(url) => url.clone(),
         None => String::new(),
     };
     Ok(SubmitJobRequest { graph: Some(graph), from_savepoint })

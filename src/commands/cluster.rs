@@ -53,12 +53,23 @@ pub fn optional_address(name: &str, value: &str) -> Result<Option<SocketAddr>> {
 
 /// Builds the jobmanager configuration from flags, environment and file.
 pub fn jobmanager_config(args: &JobManagerArgs) -> Result<JobManagerConfig> {
-    let file = ConfigFile::load(args.config.as_deref())?.jobmanager;
+    let whole = ConfigFile::load(args.config.as_deref())?;
+    crate::config::configure_s3(&args.s3, whole.s3);
+    let file = whole.jobmanager;
     let mut config = JobManagerConfig::default();
     if let Some(address) = args.rpc_address.as_ref().or(file.rpc_address.as_ref()) {
         config.rpc_address = socket_address("rpc-address", address)?;
     }
-    config.checkpoint_dir = args.checkpoint_dir.clone().or(file.checkpoint_dir);
+    config.checkpoint_dir = match args.checkpoint_dir.as_ref().or(file.checkpoint_dir.as_ref()) {
+        Some(dir) => Some(crate::config::location("checkpoint-dir", dir)?),
+        None => None,
+    };
+    config.ha_storage_dir = match args.ha_storage_dir.as_ref().or(file.ha_storage_dir.as_ref()) {
+        Some(off) if off.trim() == "off" => None,
+        Some(dir) => Some(crate::config::location("ha-storage-dir", dir)?),
+        // Jobs are recoverable wherever checkpoints are kept.
+        None => config.checkpoint_dir.as_ref().map(|d| d.join("_jobmanager")),
+    };
     if let Some(v) = args.heartbeat_interval.as_ref().or(file.heartbeat_interval.as_ref()) {
         config.heartbeat_interval = duration("heartbeat-interval", v)?;
     }
@@ -90,7 +101,9 @@ pub async fn jobmanager(args: JobManagerArgs) -> Result<ExitCode> {
 
 /// `sluice taskmanager`.
 pub async fn taskmanager(args: TaskManagerArgs) -> Result<ExitCode> {
-    let file = ConfigFile::load(args.config.as_deref())?.taskmanager;
+    let whole = ConfigFile::load(args.config.as_deref())?;
+    crate::config::configure_s3(&args.s3, whole.s3);
+    let file = whole.taskmanager;
     let jobmanager = args
         .jobmanager
         .or(file.jobmanager)

@@ -31,7 +31,7 @@ impl EmbeddedCluster {
         taskmanagers: u32,
         slots: u32,
         secrets: SecretSources,
-        checkpoint_dir: Option<std::path::PathBuf>,
+        checkpoint_dir: Option<sluice_storage::Location>,
         rest_address: Option<SocketAddr>,
     ) -> Result<Self> {
         let (stop, stopped) = watch::channel(false);

@@ -4,6 +4,7 @@ pub mod client;
 pub mod cluster;
 pub mod embedded;
 pub mod nexmark;
+pub mod probe;
 pub mod run;
 pub mod shell;
 pub mod top;

@@ -23,8 +23,10 @@ pub async fn run(args: RunArgs) -> Result<ExitCode> {
     let request = submit_request(plan, &args.checkpoints)?;
     let rest_address = super::cluster::optional_address("--rest-address", &args.rest_address)?;
     let slots = required.div_ceil(taskmanagers);
-    let cluster =
-        EmbeddedCluster::start(taskmanagers, slots, secrets, args.checkpoint_dir.clone(), rest_address).await?;
+    crate::config::configure_s3(&args.s3, Default::default());
+    let checkpoint_dir =
+        args.checkpoint_dir.as_deref().map(|d| crate::config::location("--checkpoint-dir", d)).transpose()?;
+    let cluster = EmbeddedCluster::start(taskmanagers, slots, secrets, checkpoint_dir, rest_address).await?;
     if let Some(address) = cluster.rest_address {
         eprintln!("dashboard and REST API: {}", sluice_jobmanager::rest::describe(address));
     }

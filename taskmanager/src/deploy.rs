@@ -104,7 +104,10 @@ pub fn prepare(
     let memory_threshold = memory_threshold(graph)?;
     let idle_timeout = source_idle_timeout(graph)?;
     let storage = (!request.checkpoint_directory.is_empty())
-        .then(|| CheckpointStorage { job_dir: request.checkpoint_directory.clone().into() });
+        .then(|| sluice_storage::Location::parse(&request.checkpoint_directory))
+        .transpose()
+        .map_err(|e| TaskError::Deployment(format!("checkpoint storage: {e}")))?
+        .map(|job_dir| CheckpointStorage { job_dir });
     let mut restores: HashMap<(u32, u32), sluice_proto::TaskRestore> =
         request.restore.iter().map(|r| ((r.vertex_id, r.subtask), r.clone())).collect();
     let location: HashMap<(u32, u32), (&str, &str)> = request

@@ -8,10 +8,10 @@
 //! length and its bytes. On restore the file's checksum is verified before its entries are
 //! read.
 
-use std::path::Path;
-
-use sluice_core::{durable, Distribution, OperatorError, OperatorList, OperatorState, StateInit};
+use sluice_core::{Distribution, OperatorError, OperatorList, OperatorState, StateInit};
 use sluice_proto::{ListDistribution, OperatorListPart, OperatorListSnapshot, OperatorRestore, StateFile};
+
+use sluice_storage::Location;
 
 use crate::state::CheckpointStorage;
 
@@ -56,11 +56,7 @@ pub fn spill(
     if list.file.is_some() || inline_bytes(list) <= threshold {
         return Ok(0);
     }
-    let dir = storage.checkpoint_dir(checkpoint_id);
-    std::fs::create_dir_all(&dir).map_err(|e| io_error("cannot create", &dir, e))?;
     let file_name = format!("{owner}-{}.list", list.name);
-    let target = dir.join(&file_name);
-    let temp = target.with_extension("tmp");
     let mut bytes = Vec::with_capacity(inline_bytes(list) as usize + 8 * list.entries.len() + MAGIC.len() + 1);
     bytes.extend_from_slice(MAGIC);
     bytes.push(VERSION);
@@ -68,24 +64,14 @@ pub fn spill(
         bytes.extend_from_slice(&(entry.len() as u64).to_le_bytes());
         bytes.extend_from_slice(entry);
     }
-    write_synced(&temp, &bytes)?;
-    std::fs::rename(&temp, &target).map_err(|e| io_error("cannot publish", &target, e))?;
-    durable::sync_parent(&target).map_err(|e| io_error("cannot sync the directory of", &target, e))?;
-    list.file = Some(StateFile {
-        name: file_name.clone(),
-        path: format!("chk-{checkpoint_id}/{file_name}"),
-        size: bytes.len() as u64,
-        checksum: xxhash_rust::xxh3::xxh3_64(&bytes),
-    });
+    let size = bytes.len() as u64;
+    let checksum = xxhash_rust::xxh3::xxh3_64(&bytes);
+    let target = storage.checkpoint_dir(checkpoint_id).join(&file_name);
+    target.put(bytes).map_err(|e| OperatorError::State(format!("checkpoint storage: {e}")))?;
+    list.file =
+        Some(StateFile { name: file_name.clone(), path: format!("chk-{checkpoint_id}/{file_name}"), size, checksum });
     list.entries.clear();
-    Ok(bytes.len() as u64)
-}
-
-fn write_synced(path: &Path, bytes: &[u8]) -> Result<()> {
-    use std::io::Write;
-    let mut file = std::fs::File::create(path).map_err(|e| io_error("cannot create", path, e))?;
-    file.write_all(bytes).map_err(|e| io_error("cannot write", path, e))?;
-    file.sync_all().map_err(|e| io_error("cannot sync", path, e))
+    Ok(size)
 }
 
 /// The state an operator starts from: the lists of `restore` (list files read and
@@ -109,8 +95,8 @@ pub fn state_init(
 /// The entries `part` gives: inline, or read from its file at its positions.
 fn read_part(part: &OperatorListPart) -> Result<Vec<Vec<u8>>> {
     let Some(file) = &part.file else { return Ok(part.entries.clone()) };
-    let path = Path::new(&file.path);
-    let bytes = std::fs::read(path).map_err(|e| io_error("cannot read checkpoint file", path, e))?;
+    let stored = Location::parse(&file.path).map_err(|e| OperatorError::State(format!("checkpoint storage: {e}")))?;
+    let bytes = stored.read().map_err(|e| OperatorError::State(format!("cannot read checkpoint file: {e}")))?;
     let damaged = |what: &str| {
         OperatorError::State(format!("checkpoint file '{}' is damaged: {what}; restore an older checkpoint", file.path))
     };
@@ -143,10 +129,6 @@ fn read_part(part: &OperatorListPart) -> Result<Vec<Vec<u8>>> {
     Ok(entries)
 }
 
-fn io_error(action: &str, path: &Path, e: std::io::Error) -> OperatorError {
-    OperatorError::State(format!("{action} '{}': {e}", path.display()))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -159,7 +141,7 @@ mod tests {
     #[test]
     fn small_lists_stay_inline_and_large_ones_are_read_back_from_their_file() {
         let dir = tempfile::tempdir().unwrap();
-        let storage = CheckpointStorage { job_dir: dir.path().to_path_buf() };
+        let storage = CheckpointStorage { job_dir: Location::local(dir.path()) };
         let mut small = list(vec![vec![1; 10]]);
         assert_eq!(spill(&mut small, &storage, 3, "t-0-op", 100).unwrap(), 0);
         assert_eq!(small.entries.len(), 1, "under the threshold: inline");

@@ -270,7 +270,7 @@ impl TaskManager {
             .await
             .map_err(|source| TaskManagerError::Bind { address: config.bind, source })?;
         let local = listener.local_addr().map_err(|source| TaskManagerError::Bind { address: config.bind, source })?;
-        let host = config.advertise_host.clone().unwrap_or_else(|| local.ip().to_string());
+        let host = config.advertise_host.clone().unwrap_or_else(|| default_advertise_host(local.ip()));
         let address = format!("{host}:{}", local.port());
         let jm_endpoint = Endpoint::from_shared(format!("http://{}", config.jobmanager))
             .map_err(|_| TaskManagerError::JobManagerAddress(config.jobmanager.clone()))?
@@ -319,6 +319,20 @@ impl TaskManager {
         let _ = std::fs::remove_dir(&inner.config.local_dir);
         result.map_err(TaskManagerError::from)
     }
+}
+
+/// The host name other processes reach a task manager bound to `ip` by, when none is
+/// given: the IP itself, or for a wildcard bind (`0.0.0.0`, as in a container) the
+/// machine's host name, which a container network resolves.
+fn default_advertise_host(ip: std::net::IpAddr) -> String {
+    if !ip.is_unspecified() {
+        return ip.to_string();
+    }
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_string())
+        .ok()
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "127.0.0.1".into())
 }
 
 /// The heartbeat loop on its own thread and runtime, so that busy tasks can never delay
@@ -400,7 +414,8 @@ async fn heartbeat_loop(inner: Arc<Inner>, mut client: ResourceManagerClient<Aut
         }
         tokio::time::sleep(interval).await;
         let Some(id) = inner.id() else { continue };
-        let request = HeartbeatRequest { task_manager_id: id, tasks: inner.metrics_reports() };
+        let request =
+            HeartbeatRequest { task_manager_id: id, tasks: inner.metrics_reports(), address: inner.address.clone() };
         match client.heartbeat(request).await {
             Ok(response) if response.get_ref().known => last_contact = tokio::time::Instant::now(),
             Ok(_) => {

@@ -17,11 +17,11 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use rocksdb::{IteratorMode, Options, WriteBatch, WriteOptions, DB};
-use sluice_core::durable;
 use sluice_core::state::tables::is_expired;
 use sluice_core::state::{key_group_of, KeyedStateStore, StateWrite};
 use sluice_core::{OperatorError, Result};
 use sluice_proto::{KeyedStateHandle, StateFile};
+use sluice_storage::Location;
 
 fn rocks_error(action: &str, e: rocksdb::Error) -> OperatorError {
     OperatorError::State(format!("RocksDB cannot {action}: {e}"))
@@ -89,18 +89,28 @@ impl KeyedStateStore for RocksStore {
 }
 
 /// Where a job's checkpoints live: `<job dir>/chk-<n>/` per checkpoint and
-/// `<job dir>/shared/` for files several checkpoints reference.
+/// `<job dir>/shared/` for files several checkpoints reference, on a shared directory or
+/// in object storage.
 #[derive(Debug, Clone)]
 pub struct CheckpointStorage {
     /// The job's directory in the checkpoint storage.
-    pub job_dir: PathBuf,
+    pub job_dir: Location,
 }
 
 impl CheckpointStorage {
     /// The directory of checkpoint `id`.
-    pub fn checkpoint_dir(&self, id: u64) -> PathBuf {
-        self.job_dir.join(format!("chk-{id}"))
+    pub fn checkpoint_dir(&self, id: u64) -> Location {
+        self.job_dir.join(&format!("chk-{id}"))
     }
+
+    /// The path of `location` relative to the job's directory, if it is below it.
+    fn relative<'a>(&self, location: &'a str) -> Option<&'a str> {
+        location.strip_prefix(&self.job_dir.to_string())?.strip_prefix('/')
+    }
+}
+
+fn storage_error(e: sluice_storage::StorageError) -> OperatorError {
+    OperatorError::State(format!("checkpoint storage: {e}"))
 }
 
 /// A local RocksDB checkpoint taken in the synchronous phase, to upload.
@@ -145,18 +155,15 @@ impl KeyedBackend {
             copy_handle(handle, &dir)?;
             // Files already in this job's shared storage stay referenced, not copied again.
             if let Some(storage) = storage {
-                let shared = storage.job_dir.join("shared");
                 for file in &handle.files {
-                    if let Ok(relative) = Path::new(&file.path).strip_prefix(storage.job_dir.as_path()) {
-                        if Path::new(&file.path).starts_with(&shared) {
-                            let stored = StateFile {
-                                name: file.name.clone(),
-                                path: relative.display().to_string(),
-                                size: file.size,
-                                checksum: file.checksum,
-                            };
-                            uploaded.insert(file.name.clone(), stored);
-                        }
+                    if let Some(relative) = storage.relative(&file.path).filter(|r| r.starts_with("shared/")) {
+                        let stored = StateFile {
+                            name: file.name.clone(),
+                            path: relative.to_string(),
+                            size: file.size,
+                            checksum: file.checksum,
+                        };
+                        uploaded.insert(file.name.clone(), stored);
                     }
                 }
             }
@@ -242,8 +249,6 @@ fn upload(
 ) -> Result<(Vec<StateFile>, u64)> {
     let private = storage.checkpoint_dir(snapshot.checkpoint_id).join(name);
     let shared = storage.job_dir.join("shared");
-    std::fs::create_dir_all(&private).map_err(|e| io_error("cannot create", &private, e))?;
-    std::fs::create_dir_all(&shared).map_err(|e| io_error("cannot create", &shared, e))?;
     let mut files = Vec::new();
     let mut copied = 0;
     let entries = std::fs::read_dir(&snapshot.dir).map_err(|e| io_error("cannot list", &snapshot.dir, e))?;
@@ -259,13 +264,13 @@ fn upload(
                 continue;
             }
             let target_name = format!("{instance}-{file}");
-            let (size, checksum) = copy_atomically(&source, &shared.join(&target_name))?;
+            let (size, checksum) = shared.join(&target_name).put_file(&source).map_err(storage_error)?;
             copied += size;
             let stored = StateFile { name: file.clone(), path: format!("shared/{target_name}"), size, checksum };
             uploaded.lock().unwrap_or_else(|p| p.into_inner()).insert(file, stored.clone());
             files.push(stored);
         } else {
-            let (size, checksum) = copy_atomically(&source, &private.join(&file))?;
+            let (size, checksum) = private.join(&file).put_file(&source).map_err(storage_error)?;
             copied += size;
             files.push(StateFile {
                 name: file.clone(),
@@ -278,39 +283,21 @@ fn upload(
     Ok((files, copied))
 }
 
-/// Copies to a temporary name, syncs, renames, then syncs the directory: readers never
-/// see a partial file, and a published file survives a crash of the machine. Returns the
-/// size and checksum of what was copied.
-fn copy_atomically(source: &Path, target: &Path) -> Result<(u64, u64)> {
-    let temp = target.with_extension("tmp");
-    let copied = durable::copy_synced(source, &temp).map_err(|e| io_error("cannot copy state to", &temp, e))?;
-    std::fs::rename(&temp, target).map_err(|e| io_error("cannot publish", target, e))?;
-    durable::sync_parent(target).map_err(|e| io_error("cannot sync the directory of", target, e))?;
-    Ok(copied)
-}
-
-/// Copies the files of `handle` (absolute paths) into `dir`, checking their sizes.
+/// Copies the files of `handle` (their locations in the checkpoint storage) into `dir`,
+/// checking their sizes and checksums.
 fn copy_handle(handle: &KeyedStateHandle, dir: &Path) -> Result<()> {
     std::fs::create_dir_all(dir).map_err(|e| io_error("cannot create", dir, e))?;
     for file in &handle.files {
-        let source = Path::new(&file.path);
-        let size = std::fs::metadata(source)
-            .map(|m| m.len())
-            .map_err(|e| io_error("cannot read checkpoint file", source, e))?;
+        let stored = Location::parse(&file.path).map_err(storage_error)?;
+        // SST files are immutable: a directory storage hard-links them when it can.
+        let (size, checksum) =
+            stored.fetch(&dir.join(&file.name), file.name.ends_with(".sst")).map_err(storage_error)?;
         if size != file.size {
             return Err(OperatorError::State(format!(
                 "checkpoint file '{}' has {size} bytes but the checkpoint recorded {}: the checkpoint is corrupt",
                 file.path, file.size
             )));
         }
-        let target = dir.join(&file.name);
-        // SST files are immutable: hard-link them when the storage is on the same file
-        // system. RocksDB rewrites the others, so they are copied.
-        let checksum = if file.name.ends_with(".sst") && std::fs::hard_link(source, &target).is_ok() {
-            durable::checksum(&target).map_err(|e| io_error("cannot read checkpoint file", source, e))?
-        } else {
-            durable::copy_synced(source, &target).map_err(|e| io_error("cannot copy checkpoint file", source, e))?.1
-        };
         if file.checksum != 0 && checksum != file.checksum {
             return Err(OperatorError::State(format!(
                 "checkpoint file '{}' does not match the checksum the checkpoint recorded: the file is damaged",
@@ -358,7 +345,7 @@ mod tests {
     fn absolute(handle: &KeyedStateHandle, storage: &CheckpointStorage) -> KeyedStateHandle {
         let mut h = handle.clone();
         for f in &mut h.files {
-            f.path = storage.job_dir.join(&f.path).display().to_string();
+            f.path = storage.job_dir.join(&f.path).to_string();
         }
         h
     }
@@ -403,7 +390,7 @@ mod tests {
     #[test]
     fn snapshots_are_incremental_and_restore_at_another_parallelism() {
         let root = tempfile::tempdir().unwrap();
-        let storage = CheckpointStorage { job_dir: root.path().join("job") };
+        let storage = CheckpointStorage { job_dir: Location::local(root.path().join("job")) };
         let mut handles = Vec::new();
         for subtask in 0..2 {
             let (backend, range) = fresh_backend(root.path(), subtask, 2, &storage);
@@ -447,7 +434,7 @@ mod tests {
     fn timers_restored_at_another_parallelism_fire_once_on_their_new_owner() {
         use sluice_core::timers::{TimeDomain, TimerService};
         let root = tempfile::tempdir().unwrap();
-        let storage = CheckpointStorage { job_dir: root.path().join("job") };
+        let storage = CheckpointStorage { job_dir: Location::local(root.path().join("job")) };
         let mut handles = Vec::new();
         let mut registered = Vec::new();
         for subtask in 0..2 {
@@ -518,7 +505,7 @@ mod tests {
     #[test]
     fn a_truncated_file_is_reported_as_corrupt() {
         let root = tempfile::tempdir().unwrap();
-        let storage = CheckpointStorage { job_dir: root.path().join("job") };
+        let storage = CheckpointStorage { job_dir: Location::local(root.path().join("job")) };
         let backend =
             KeyedBackend::open(root.path().join("local/op"), "op".into(), (0, 128), 128, &[], Some(&storage)).unwrap();
         values(&backend).put(1, b"k", &b"v".to_vec()).unwrap();
@@ -536,7 +523,7 @@ mod tests {
     #[test]
     fn a_damaged_file_of_the_right_size_fails_its_checksum() {
         let root = tempfile::tempdir().unwrap();
-        let storage = CheckpointStorage { job_dir: root.path().join("job") };
+        let storage = CheckpointStorage { job_dir: Location::local(root.path().join("job")) };
         let backend =
             KeyedBackend::open(root.path().join("local/op"), "op".into(), (0, 128), 128, &[], Some(&storage)).unwrap();
         values(&backend).put(1, b"k", &b"v".to_vec()).unwrap();

@@ -21,7 +21,8 @@ const MINUTE: Duration = Duration::from_secs(60);
 /// A broker process, stopped with everything it spawned when dropped (also when the test
 /// panics): it runs in its own process group, and the whole group is killed.
 pub struct Broker {
-    child: Child,
+    /// The broker process, when this test started it.
+    child: Option<Child>,
     /// HOST:PORT of its Kafka listener.
     pub address: String,
     _dir: tempfile::TempDir,
@@ -46,7 +47,12 @@ impl Broker {
             assert!(Instant::now() < deadline, "the broker did not start on {address}");
             std::thread::sleep(Duration::from_millis(100));
         }
-        Broker { child, address, _dir: dir }
+        Broker { child: Some(child), address, _dir: dir }
+    }
+
+    /// A broker some other process runs at `address` (HOST:PORT).
+    pub fn at(address: &str) -> Broker {
+        Broker { child: None, address: address.to_string(), _dir: tempfile::tempdir().unwrap() }
     }
 
     /// A client configuration pointing at the broker.
@@ -100,10 +106,20 @@ impl Broker {
     /// Every committed record of `topic` with its key, read with a fresh read_committed
     /// consumer, in offset order per partition.
     pub fn read_records(&self, topic: &str, partitions: i32) -> Vec<Record> {
+        self.read_records_isolated(topic, partitions, "read_committed")
+    }
+
+    /// Every record of `topic`, committed or not (also those of aborted transactions),
+    /// read with a fresh read_uncommitted consumer.
+    pub fn read_uncommitted(&self, topic: &str, partitions: i32) -> Vec<Record> {
+        self.read_records_isolated(topic, partitions, "read_uncommitted")
+    }
+
+    fn read_records_isolated(&self, topic: &str, partitions: i32, isolation: &str) -> Vec<Record> {
         let consumer: BaseConsumer = self
             .client()
             .set("group.id", "checker")
-            .set("isolation.level", "read_committed")
+            .set("isolation.level", isolation)
             .set("enable.auto.commit", "false")
             .create()
             .unwrap();
@@ -173,7 +189,9 @@ pub struct Record {
 impl Drop for Broker {
     fn drop(&mut self) {
         // The launcher starts the broker as its child: kill the whole process group.
-        let _ = Command::new("kill").args(["-KILL", "--", &format!("-{}", self.child.id())]).status();
-        let _ = self.child.wait();
+        if let Some(child) = &mut self.child {
+            let _ = Command::new("kill").args(["-KILL", "--", &format!("-{}", child.id())]).status();
+            let _ = child.wait();
+        }
     }
 }

@@ -12,6 +12,7 @@ use serde_json::Value;
 
 pub mod broker;
 pub mod postgres;
+pub mod s3;
 pub mod stub;
 pub mod transactions;
 
@@ -81,6 +82,25 @@ pub struct Cluster {
     /// Environment of every task manager started by `add_taskmanager` (test switches such
     /// as `SLUICE_TEST_SOURCE_PACE`), including those that replace killed ones.
     pub taskmanager_env: Vec<(String, String)>,
+    /// The jobmanager's arguments (`{dir}` replaced), for restarts.
+    jm_args: Vec<String>,
+    /// Jobmanagers started so far.
+    jm_starts: usize,
+}
+
+/// Starts `sluice jobmanager` on `address` and `rest` with `args`, logging to `log`.
+fn spawn_jobmanager(address: &str, rest: &str, args: &[String], env: &[(String, String)], log: &Path) -> Process {
+    let log = std::fs::File::create(log).unwrap();
+    let child = Command::new(sluice_bin())
+        .args(["jobmanager", "--rpc-address", address, "--rest-address", rest])
+        .args(args)
+        .env("RUST_LOG", "info")
+        .envs(env.iter().map(|(k, v)| (k, v)))
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .unwrap();
+    Process { child, name: "jobmanager".into() }
 }
 
 impl Cluster {
@@ -97,35 +117,42 @@ impl Cluster {
         let address = format!("127.0.0.1:{}", free_port());
         let rest = format!("127.0.0.1:{}", free_port());
         let env: Vec<(String, String)> = env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
-        let log = std::fs::File::create(dir.path().join("jobmanager.log")).unwrap();
-        let child = Command::new(sluice_bin())
-            .args(["jobmanager", "--rpc-address", &address, "--rest-address", &rest])
-            .args(jm_args)
-            .env("RUST_LOG", "info")
-            .envs(env.iter().map(|(k, v)| (k, v)))
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .unwrap();
+        let jobmanager = spawn_jobmanager(&address, &rest, &jm_args, &env, &dir.path().join("jobmanager.log"));
         let mut cluster = Cluster {
-            jobmanager: Process { child, name: "jobmanager".into() },
+            jobmanager,
             taskmanagers: Vec::new(),
             address,
             rest,
             dir,
             env,
             taskmanager_env: Vec::new(),
+            jm_args,
+            jm_starts: 1,
         };
-        // Wait until the jobmanager accepts connections, so the first CLI call finds it.
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while !listening(&cluster.address) {
-            assert!(Instant::now() < deadline, "the jobmanager did not start:\n{}", cluster.logs());
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        cluster.wait_for_jobmanager();
         for &s in slots {
             cluster.add_taskmanager(s);
         }
         cluster
+    }
+
+    /// Waits until the jobmanager accepts connections, so the next CLI call finds it.
+    fn wait_for_jobmanager(&self) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while !listening(&self.address) {
+            assert!(Instant::now() < deadline, "the jobmanager did not start:\n{}", self.logs());
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Kills the jobmanager with SIGKILL and starts a new one with the same arguments at
+    /// the same addresses (its log is `jobmanager-N.log`).
+    pub fn restart_jobmanager(&mut self) {
+        self.jobmanager.kill9();
+        self.jm_starts += 1;
+        let log = self.dir.path().join(format!("jobmanager-{}.log", self.jm_starts));
+        self.jobmanager = spawn_jobmanager(&self.address, &self.rest, &self.jm_args, &self.env, &log);
+        self.wait_for_jobmanager();
     }
 
     /// Waits until every task manager has exited (a fault switch ended them), then forgets

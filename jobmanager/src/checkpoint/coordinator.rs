@@ -9,12 +9,12 @@
 //! through [`Coordinator::written`]; deletions become a [`Discard`].
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::{Path, PathBuf};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use sluice_proto::{
     CheckpointMetadata, CheckpointSummary, CheckpointTaskStats, JobGraph, TaskSnapshot, VertexSnapshot,
 };
+use sluice_storage::Location;
 use tokio::sync::oneshot;
 
 use super::decide::{self, SubtaskKey, TriggerFacts};
@@ -47,7 +47,7 @@ fn exit_if_requested(_id: u64) {}
 #[derive(Debug)]
 pub struct SavepointRequest {
     /// The directory savepoints go under.
-    pub directory: PathBuf,
+    pub directory: Location,
     /// End the job once the savepoint is complete.
     pub stop: bool,
     /// Where to answer: the savepoint's path, or why it failed.
@@ -86,12 +86,12 @@ struct Writing {
 pub struct CheckpointWrite {
     /// The checkpoint.
     pub id: u64,
-    job_dir: PathBuf,
-    dir: PathBuf,
+    job_dir: Location,
+    dir: Location,
     me: String,
     metadata: CheckpointMetadata,
     /// Where the savepoint goes, when the checkpoint is one.
-    savepoint_target: Option<PathBuf>,
+    savepoint_target: Option<Location>,
 }
 
 /// What a [`CheckpointWrite`] did.
@@ -119,26 +119,26 @@ impl CheckpointWrite {
         exit_if_requested(self.id);
         let savepoint = self.savepoint_target.map(|target| {
             storage::write_savepoint(&self.job_dir, &self.metadata, &target)
-                .map(|p| p.display().to_string())
+                .map(|p| p.to_string())
                 .map_err(|e| e.to_string())
         });
         WriteOutcome { metadata: Ok(()), savepoint }
     }
 
     /// The checkpoint's directory.
-    pub fn dir(&self) -> &Path {
+    pub fn dir(&self) -> &Location {
         &self.dir
     }
 }
 
 /// Checkpoints to delete, done outside the jobmanager's lock.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Discard {
-    job_dir: PathBuf,
+    job_dir: Location,
     /// Checkpoint directories to delete, and shared files no kept checkpoint references.
     checkpoints: Vec<(u64, BTreeSet<String>)>,
     /// A checkpoint written after its job restarted: never used.
-    abandoned: Option<PathBuf>,
+    abandoned: Option<Location>,
 }
 
 impl Discard {
@@ -153,7 +153,9 @@ impl Discard {
             storage::discard(&self.job_dir, *id, files);
         }
         if let Some(dir) = self.abandoned {
-            let _ = std::fs::remove_dir_all(dir);
+            if let Err(e) = dir.delete_all() {
+                tracing::warn!(error = %e, "cannot delete an abandoned checkpoint");
+            }
         }
     }
 }
@@ -189,7 +191,7 @@ pub struct Coordinator {
     /// The job's settings.
     pub options: CheckpointOptions,
     /// `<checkpoint dir>/<job id>`.
-    pub job_dir: PathBuf,
+    pub job_dir: Location,
     /// This coordinator's fencing identity.
     me: String,
     next_id: u64,
@@ -318,7 +320,7 @@ impl Coordinator {
         }
         self.history.failed(id, now_ms(), reason.to_string());
         let message = format!("checkpoint {id} failed: {reason}");
-        tracing::warn!(job_dir = %self.job_dir.display(), "{message}");
+        tracing::warn!(job_dir = %self.job_dir, "{message}");
         self.summary.failed += 1;
         self.summary.last_failure = message.clone();
         self.summary.pending_id = 0;
@@ -389,7 +391,7 @@ impl Coordinator {
             self.last_state.insert(*key, snapshot.clone());
         }
         let metadata = CheckpointMetadata {
-            job_id: self.job_dir.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_default(),
+            job_id: self.job_dir.file_name().unwrap_or_default(),
             checkpoint_id: pending.id,
             triggered_at_ms: pending.timestamp_ms,
             completed_at_ms: now_ms(),
@@ -409,7 +411,7 @@ impl Coordinator {
                 .collect(),
         };
         let savepoint_target = pending.savepoint.as_ref().map(|savepoint| {
-            savepoint.directory.join(format!(
+            savepoint.directory.join(&format!(
                 "savepoint-{}-{}",
                 &metadata.job_id[..metadata.job_id.len().min(8)],
                 pending.id
@@ -427,7 +429,7 @@ impl Coordinator {
         Some(CheckpointWrite {
             id: pending.id,
             job_dir: self.job_dir.clone(),
-            dir: self.job_dir.join(format!("chk-{}", pending.id)),
+            dir: self.job_dir.join(&format!("chk-{}", pending.id)),
             me: self.me.clone(),
             metadata,
             savepoint_target,
@@ -438,30 +440,30 @@ impl Coordinator {
     /// completed (or failed), answers a savepoint request, and returns what to tell the
     /// tasks and what to delete. A checkpoint written after its job restarted is deleted.
     pub fn written(&mut self, now: Instant, id: u64, outcome: WriteOutcome) -> (Option<Completion>, Discard) {
-        let dir = self.job_dir.join(format!("chk-{id}"));
+        let dir = self.job_dir.join(&format!("chk-{id}"));
         let Some(writing) = self.writing.take_if(|w| w.id == id) else {
             let abandoned = outcome.metadata.is_ok().then_some(dir);
             return (None, Discard { job_dir: self.job_dir.clone(), checkpoints: Vec::new(), abandoned });
         };
         if let Err(e) = outcome.metadata {
             self.record_failure(now, id, writing.savepoint, &e);
-            return (None, Discard::default());
+            return (None, Discard { job_dir: self.job_dir.clone(), checkpoints: Vec::new(), abandoned: None });
         }
         self.summary.completed += 1;
         self.summary.pending_id = 0;
         self.summary.latest_id = id;
-        self.summary.latest_path = dir.display().to_string();
+        self.summary.latest_path = dir.to_string();
         self.summary.latest_duration_ms = now.duration_since(writing.triggered_at).as_millis() as u64;
         self.summary.latest_state_bytes = writing.state_bytes;
         self.summary.latest_uploaded_bytes = writing.uploaded_bytes;
         self.summary.latest_completed_at_ms = writing.completed_at_ms;
-        self.history.completed(id, writing.completed_at_ms, dir.display().to_string());
+        self.history.completed(id, writing.completed_at_ms, dir.to_string());
         self.last_end = Some(now);
         self.completed.push(Completed { id, files: writing.files });
         self.completed_this_attempt = id;
         self.pinned = None;
         let discard = self.discard_old();
-        tracing::info!(checkpoint = id, path = %dir.display(), "checkpoint completed");
+        tracing::info!(checkpoint = id, path = %dir, "checkpoint completed");
         let mut stop = None;
         if let (Some(savepoint), Some(result)) = (writing.savepoint, outcome.savepoint) {
             match result {
@@ -484,7 +486,7 @@ impl Coordinator {
     fn discard_old(&mut self) -> Discard {
         let ids: Vec<u64> = self.completed.iter().map(|c| c.id).collect();
         let discard = decide::checkpoints_to_discard(&ids, self.options.retained, self.pinned);
-        let mut work = Discard { job_dir: self.job_dir.clone(), ..Default::default() };
+        let mut work = Discard { job_dir: self.job_dir.clone(), checkpoints: Vec::new(), abandoned: None };
         if discard.is_empty() {
             return work;
         }
@@ -511,15 +513,15 @@ impl Coordinator {
     pub fn latest_restorable(
         &mut self,
         problems: &mut Vec<String>,
-    ) -> Result<Option<(CheckpointMetadata, PathBuf)>, String> {
+    ) -> Result<Option<(CheckpointMetadata, Location)>, String> {
         let ids: Vec<u64> = self.completed.iter().map(|c| c.id).collect();
         for id in decide::restore_candidates(&ids) {
-            let dir = self.job_dir.join(format!("chk-{id}"));
+            let dir = self.job_dir.join(&format!("chk-{id}"));
             match storage::read_checkpoint(&dir) {
                 Ok((metadata, base)) => {
                     self.pinned = Some(id);
                     self.summary.restored_from_id = id;
-                    self.summary.restored_from_path = dir.display().to_string();
+                    self.summary.restored_from_path = dir.to_string();
                     return Ok(Some((metadata, base)));
                 }
                 Err(e) if !self.options.recover_without_newest => {
@@ -528,7 +530,7 @@ impl Coordinator {
                          sinks may have committed its output, which a restore from an older one would write \
                          again. Repair or restore the checkpoint's files and resubmit with --from-savepoint {}, \
                          or set 'execution.checkpointing.recover-without-newest' = 'true' to accept duplicates",
-                        dir.display()
+                        dir
                     ));
                 }
                 Err(e) => {
@@ -540,10 +542,24 @@ impl Coordinator {
         Ok(None)
     }
 
+    /// Takes over the checkpoints another jobmanager completed for this job (`completed`,
+    /// oldest first, with the files each references): the newest is what the job restores,
+    /// the oldest beyond the retained number are discarded as usual, and new checkpoints
+    /// are numbered above `highest_id`, the highest id found in the storage.
+    pub fn recovered(&mut self, completed: Vec<(u64, BTreeSet<String>)>, highest_id: u64) {
+        let newest = completed.last().map_or(0, |(id, _)| *id);
+        self.completed = completed.into_iter().map(|(id, files)| Completed { id, files }).collect();
+        self.next_id = self.next_id.max(highest_id.max(newest) + 1);
+        if newest != 0 {
+            self.summary.latest_id = newest;
+            self.summary.latest_path = self.job_dir.join(&format!("chk-{newest}")).to_string();
+        }
+    }
+
     /// Records that the job starts from a savepoint (for status).
-    pub fn restored_from(&mut self, path: &Path, id: u64) {
+    pub fn restored_from(&mut self, path: &Location, id: u64) {
         self.summary.restored_from_id = id;
-        self.summary.restored_from_path = path.display().to_string();
+        self.summary.restored_from_path = path.to_string();
         self.next_id = self.next_id.max(id + 1);
     }
 }

@@ -1,8 +1,8 @@
 //! A job's checkpoint and restart settings, read from its configuration (`SET 'k' = 'v'`
 //! and submit-time options) with Flink's option names, over the jobmanager's defaults.
 
+use sluice_storage::Location;
 use std::collections::BTreeMap;
-use std::path::PathBuf;
 use std::time::Duration;
 
 use sluice_core::options::{parse_duration, parse_memory_size};
@@ -20,9 +20,9 @@ pub struct CheckpointOptions {
     /// `state.checkpoints.num-retained`: completed checkpoints kept.
     pub retained: usize,
     /// `state.checkpoints.dir`: the checkpoint storage (a directory or `file://` URI).
-    pub directory: PathBuf,
+    pub directory: Location,
     /// `state.savepoints.dir`: where savepoints go by default.
-    pub savepoint_directory: PathBuf,
+    pub savepoint_directory: Location,
     /// `execution.checkpointing.recover-without-newest`: when the newest completed
     /// checkpoint cannot be read, restore an older one anyway. Off by default: the newest
     /// one's transactions may already be committed, so replaying from an older one writes
@@ -137,33 +137,23 @@ impl Reader<'_> {
         self.get(key).map(|v| parse_memory_size(v).map_err(|e| self.error(key, e))).transpose()
     }
 
-    fn path(&self, key: &str) -> Result<Option<PathBuf>, OptionError> {
+    fn path(&self, key: &str) -> Result<Option<Location>, OptionError> {
         self.get(key).map(|v| storage_path(v).map_err(|m| self.error(key, m))).transpose()
     }
 }
 
-/// A checkpoint storage location: a directory path or a `file://` URI.
-pub fn storage_path(raw: &str) -> Result<PathBuf, String> {
-    let raw = raw.trim();
-    if let Some(path) = raw.strip_prefix("file://") {
-        return Ok(PathBuf::from(path));
-    }
-    if let Some((scheme, _)) = raw.split_once("://") {
-        return Err(format!(
-            "checkpoint storage scheme '{scheme}://' is not supported yet; use a directory shared by every \
-             process (a path or file:// URI)"
-        ));
-    }
-    if raw.is_empty() {
-        return Err("expected a directory".into());
-    }
-    Ok(PathBuf::from(raw))
+/// A checkpoint storage location: a directory path, a `file://` URI or an `s3://` URL.
+pub fn storage_path(raw: &str) -> Result<Location, String> {
+    Location::parse(raw.trim()).map_err(|e| match e {
+        sluice_storage::StorageError::Unsupported { reason, .. } => reason,
+        e => e.to_string(),
+    })
 }
 
 impl CheckpointOptions {
     /// Reads the checkpoint options of a job configuration; `default_dir` is the
     /// jobmanager's checkpoint directory.
-    pub fn from_config(config: &BTreeMap<String, String>, default_dir: &std::path::Path) -> Result<Self, OptionError> {
+    pub fn from_config(config: &BTreeMap<String, String>, default_dir: &Location) -> Result<Self, OptionError> {
         let r = Reader { config };
         let interval = r.duration("execution.checkpointing.interval")?.filter(|d| !d.is_zero());
         if let Some(i) = interval {
@@ -191,7 +181,7 @@ impl CheckpointOptions {
                 "at most 16mb: larger lists belong in the checkpoint storage, not in acknowledgements",
             ));
         }
-        let directory = r.path("state.checkpoints.dir")?.unwrap_or_else(|| default_dir.to_path_buf());
+        let directory = r.path("state.checkpoints.dir")?.unwrap_or_else(|| default_dir.clone());
         let savepoint_directory = r.path("state.savepoints.dir")?.unwrap_or_else(|| directory.join("savepoints"));
         Ok(CheckpointOptions {
             interval,
@@ -334,37 +324,35 @@ mod tests {
     fn checkpoint_options_use_flink_names_and_defaults() {
         let o = CheckpointOptions::from_config(
             &config(&[("execution.checkpointing.interval", "5s"), ("state.checkpoints.dir", "file:///data/chk")]),
-            std::path::Path::new("/tmp/x"),
+            &Location::local("/tmp/x"),
         )
         .unwrap();
         assert_eq!(o.interval, Some(Duration::from_secs(5)));
         assert_eq!(o.retained, 3);
-        assert_eq!(o.directory, PathBuf::from("/data/chk"));
-        assert_eq!(o.savepoint_directory, PathBuf::from("/data/chk/savepoints"));
+        assert_eq!(o.directory, Location::local("/data/chk"));
+        assert_eq!(o.savepoint_directory, Location::local("/data/chk/savepoints"));
+        let s3 =
+            CheckpointOptions::from_config(&config(&[("state.checkpoints.dir", "s3://b/x")]), &Location::local("/t"));
+        assert_eq!(s3.unwrap().savepoint_directory.to_string(), "s3://b/x/savepoints");
         assert!(!o.recover_without_newest, "falling back past the newest checkpoint duplicates output");
         assert_eq!(o.memory_threshold, 20 << 10, "Flink's default");
         let sized = config(&[("state.storage.fs.memory-threshold", "1 mb")]);
-        assert_eq!(
-            CheckpointOptions::from_config(&sized, std::path::Path::new("/t")).unwrap().memory_threshold,
-            1 << 20
-        );
+        assert_eq!(CheckpointOptions::from_config(&sized, &Location::local("/t")).unwrap().memory_threshold, 1 << 20);
         let huge = config(&[("state.storage.fs.memory-threshold", "1gb")]);
-        let error = CheckpointOptions::from_config(&huge, std::path::Path::new("/t")).unwrap_err();
+        let error = CheckpointOptions::from_config(&huge, &Location::local("/t")).unwrap_err();
         assert!(error.message.contains("at most 16mb"), "{error:?}");
         let lenient = config(&[("execution.checkpointing.recover-without-newest", "TRUE")]);
-        assert!(CheckpointOptions::from_config(&lenient, std::path::Path::new("/t")).unwrap().recover_without_newest);
+        assert!(CheckpointOptions::from_config(&lenient, &Location::local("/t")).unwrap().recover_without_newest);
         let bad = config(&[("execution.checkpointing.recover-without-newest", "maybe")]);
-        assert!(CheckpointOptions::from_config(&bad, std::path::Path::new("/t")).is_err());
-        let off = CheckpointOptions::from_config(&config(&[]), std::path::Path::new("/tmp/x")).unwrap();
+        assert!(CheckpointOptions::from_config(&bad, &Location::local("/t")).is_err());
+        let off = CheckpointOptions::from_config(&config(&[]), &Location::local("/tmp/x")).unwrap();
         assert_eq!(off.interval, None);
-        let bad = CheckpointOptions::from_config(
-            &config(&[("state.checkpoints.dir", "s3://b/x")]),
-            std::path::Path::new("/t"),
-        );
-        assert!(bad.unwrap_err().to_string().contains("not supported yet"));
+        let bad =
+            CheckpointOptions::from_config(&config(&[("state.checkpoints.dir", "gs://b/x")]), &Location::local("/t"));
+        assert!(bad.unwrap_err().to_string().contains("'gs://' is not supported"));
         let bad = CheckpointOptions::from_config(
             &config(&[("execution.checkpointing.interval", "soon")]),
-            std::path::Path::new("/t"),
+            &Location::local("/t"),
         );
         assert!(bad.unwrap_err().to_string().starts_with("'execution.checkpointing.interval' = 'soon'"));
     }
@@ -394,7 +382,7 @@ mod tests {
     fn kafka_transactions_must_outlive_a_checkpoint_and_a_restart() {
         let check = |sink: &[(&str, &str)], config: &[(&str, &str)]| {
             let graph = kafka_sink_graph(sink, config);
-            let options = CheckpointOptions::from_config(&graph.config, std::path::Path::new("/t")).unwrap();
+            let options = CheckpointOptions::from_config(&graph.config, &Location::local("/t")).unwrap();
             check_transaction_timeouts(&graph, &options)
         };
         let every_second = [("execution.checkpointing.interval", "1s")];
@@ -428,7 +416,7 @@ mod tests {
                 ..Default::default()
             };
             graph.vertices[0].operators[0].kind = Some(sluice_proto::operator_spec::Kind::MlPredict(predict));
-            let options = CheckpointOptions::from_config(&graph.config, std::path::Path::new("/t")).unwrap();
+            let options = CheckpointOptions::from_config(&graph.config, &Location::local("/t")).unwrap();
             check_transaction_timeouts(&graph, &options)
         };
         let dead_letters = ("on-error", "dead_letter");

@@ -5,7 +5,7 @@
 //! file and the positions to read. Keyed state goes by key group: each subtask gets the
 //! handles overlapping the key groups it owns.
 
-use std::path::Path;
+use sluice_storage::Location;
 
 use sluice_core::keys::key_group_range;
 use sluice_proto::{
@@ -17,7 +17,7 @@ use sluice_proto::{
 /// to `base`; paths in the result are absolute.
 pub fn assign_state(
     metadata: &CheckpointMetadata,
-    base: &Path,
+    base: &Location,
     graph: &JobGraph,
     max_parallelism: u32,
 ) -> Result<Vec<TaskRestore>, String> {
@@ -79,7 +79,7 @@ pub fn assign_state(
                     .map(|h| {
                         let mut h = (*h).clone();
                         for f in &mut h.files {
-                            f.path = base.join(&f.path).display().to_string();
+                            f.path = base.join(&f.path).to_string();
                         }
                         h
                     })
@@ -120,7 +120,7 @@ fn list_parts(
     name: &str,
     subtask: u64,
     parallelism: u64,
-    base: &Path,
+    base: &Location,
 ) -> Vec<OperatorListPart> {
     let lists: Vec<&OperatorListSnapshot> =
         snapshots.iter().flat_map(|o| &o.lists).filter(|l| l.name == name).collect();
@@ -138,7 +138,7 @@ fn list_parts(
         parts.push(match &list.file {
             Some(file) => OperatorListPart {
                 entries: Vec::new(),
-                file: Some(StateFile { path: base.join(&file.path).display().to_string(), ..file.clone() }),
+                file: Some(StateFile { path: base.join(&file.path).to_string(), ..file.clone() }),
                 first,
                 step,
             },
@@ -236,7 +236,7 @@ mod tests {
 
     #[test]
     fn rescaling_splits_lists_unions_commits_and_routes_key_groups() {
-        let restores = assign_state(&checkpoint(), Path::new("/store/job"), &graph(3), 128).unwrap();
+        let restores = assign_state(&checkpoint(), &Location::local("/store/job"), &graph(3), 128).unwrap();
         assert_eq!(restores.len(), 6);
         let find = |v: u32, s: u32, uid: &str| {
             restores
@@ -267,9 +267,9 @@ mod tests {
     fn unknown_operators_and_changed_key_groups_are_refused() {
         let mut other = graph(2);
         other.vertices[1].operators[0].uid = "1-different".into();
-        let error = assign_state(&checkpoint(), Path::new("/"), &other, 128).unwrap_err();
+        let error = assign_state(&checkpoint(), &Location::local("/"), &other, 128).unwrap_err();
         assert!(error.contains("operator '1-agg'"), "{error}");
-        let error = assign_state(&checkpoint(), Path::new("/"), &graph(2), 256).unwrap_err();
+        let error = assign_state(&checkpoint(), &Location::local("/"), &graph(2), 256).unwrap_err();
         assert!(error.contains("pipeline.max-parallelism"), "{error}");
     }
 
@@ -291,7 +291,7 @@ mod tests {
         metadata.vertices[0].subtasks[0].operators[0].lists =
             vec![inline(ListDistribution::Split, vec![vec![0], vec![1], vec![2]])];
         metadata.vertices[0].subtasks[1].operators[0].lists = vec![spilled, commits];
-        let restores = assign_state(&metadata, Path::new("/store/job"), &graph(2), 128).unwrap();
+        let restores = assign_state(&metadata, &Location::local("/store/job"), &graph(2), 128).unwrap();
         let source =
             |s: u32| restores.iter().find(|r| r.vertex_id == 0 && r.subtask == s).unwrap().operators[0].clone();
         // Global positions: inline 0, 1, 2, then the file's 3, 4, 5, 6.

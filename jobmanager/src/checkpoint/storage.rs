@@ -1,24 +1,24 @@
-//! Checkpoint storage on a shared directory:
+//! The checkpoint storage layout, on a shared directory or in object storage (a
+//! [`Location`]):
 //!
 //! ```text
-//! <dir>/<job id>/_coordinator        the jobmanager that owns the job's checkpoints (fence)
-//! <dir>/<job id>/chk-<n>/_metadata   a completed checkpoint (written once, never changed)
-//! <dir>/<job id>/chk-<n>/<op>/...    files private to checkpoint n
-//! <dir>/<job id>/shared/...          files several checkpoints reference (incremental)
-//! <savepoint dir>/_metadata          a self-contained savepoint
+//! <root>/<job id>/_coordinator        the jobmanager that owns the job's checkpoints (fence)
+//! <root>/<job id>/chk-<n>/_metadata   a completed checkpoint (written once, never changed)
+//! <root>/<job id>/chk-<n>/<op>/...    files private to checkpoint n
+//! <root>/<job id>/shared/...          files several checkpoints reference (incremental)
+//! <savepoint>/_metadata               a self-contained savepoint
 //! ```
 //!
-//! `_metadata` is written to a temporary file, synced, then hard-linked into place, which
-//! fails if it exists: a checkpoint is completed at most once. It starts with a magic
-//! number and a checksum, so a truncated or damaged file is detected on restore.
+//! `_metadata` is created only if it does not exist yet ([`Location::put_new`]: a hard
+//! link on a directory, a conditional PUT on S3): a checkpoint is completed at most once,
+//! and a stale jobmanager cannot replace one. It starts with a magic number and a
+//! checksum, so a truncated or damaged file is detected on restore.
 
 use std::collections::BTreeSet;
-use std::io::Write;
-use std::path::{Path, PathBuf};
 
 use prost::Message;
-use sluice_core::durable;
 use sluice_proto::{CheckpointMetadata, StateFile};
+use sluice_storage::Location;
 
 const MAGIC: &[u8; 8] = b"SLUICECP";
 const VERSION: u32 = 1;
@@ -29,17 +29,9 @@ const FENCE: &str = "_coordinator";
 /// Why a checkpoint cannot be written or read.
 #[derive(Debug, thiserror::Error)]
 pub enum StorageError {
-    /// A file operation failed.
-    #[error("cannot {action} '{path}': {source}")]
-    Io {
-        /// What was attempted.
-        action: &'static str,
-        /// The path.
-        path: String,
-        /// The error.
-        #[source]
-        source: std::io::Error,
-    },
+    /// The storage refused or failed an operation.
+    #[error(transparent)]
+    Storage(#[from] sluice_storage::StorageError),
     /// The metadata is damaged or a file it references is missing.
     #[error("checkpoint '{path}' is unusable: {reason}")]
     Corrupt {
@@ -60,25 +52,18 @@ pub enum StorageError {
     },
 }
 
-fn io<'a>(action: &'static str, path: &'a Path) -> impl FnOnce(std::io::Error) -> StorageError + 'a {
-    move |source| StorageError::Io { action, path: path.display().to_string(), source }
-}
-
 /// Claims `job_dir` for coordinator `me`: later writes by another coordinator are refused.
-pub fn claim(job_dir: &Path, me: &str) -> Result<(), StorageError> {
-    std::fs::create_dir_all(job_dir).map_err(io("create", job_dir))?;
-    let temp = job_dir.join(format!("{FENCE}.{}.tmp", std::process::id()));
-    std::fs::write(&temp, me).map_err(io("write", &temp))?;
-    std::fs::rename(&temp, job_dir.join(FENCE)).map_err(io("write", job_dir))
+pub fn claim(job_dir: &Location, me: &str) -> Result<(), StorageError> {
+    Ok(job_dir.join(FENCE).put(me.as_bytes().to_vec())?)
 }
 
-fn check_fence(job_dir: &Path, me: &str) -> Result<(), StorageError> {
-    match std::fs::read_to_string(job_dir.join(FENCE)) {
-        Ok(owner) if owner.trim() == me => Ok(()),
-        Ok(owner) => {
-            Err(StorageError::Fenced { path: job_dir.display().to_string(), owner: owner.trim().into(), me: me.into() })
-        }
-        Err(e) => Err(io("read", &job_dir.join(FENCE))(e)),
+fn check_fence(job_dir: &Location, me: &str) -> Result<(), StorageError> {
+    let owner = job_dir.join(FENCE).read()?;
+    let owner = String::from_utf8_lossy(&owner);
+    if owner.trim() == me {
+        Ok(())
+    } else {
+        Err(StorageError::Fenced { path: job_dir.to_string(), owner: owner.trim().into(), me: me.into() })
     }
 }
 
@@ -139,83 +124,111 @@ pub fn referenced_files(metadata: &CheckpointMetadata) -> BTreeSet<String> {
 
 /// Writes `metadata` as `dir/_metadata`, once; `job_dir` holds the fence of coordinator `me`.
 pub fn write_metadata(
-    job_dir: &Path,
-    dir: &Path,
+    job_dir: &Location,
+    dir: &Location,
     metadata: &CheckpointMetadata,
     me: &str,
-) -> Result<PathBuf, StorageError> {
+) -> Result<Location, StorageError> {
     check_fence(job_dir, me)?;
-    std::fs::create_dir_all(dir).map_err(io("create", dir))?;
     let target = dir.join(METADATA);
-    let temp = dir.join(format!("{METADATA}.tmp"));
-    let mut file = std::fs::File::create(&temp).map_err(io("create", &temp))?;
-    file.write_all(&encode(metadata)).map_err(io("write", &temp))?;
-    file.sync_all().map_err(io("sync", &temp))?;
-    // A hard link fails if the target exists: no checkpoint is completed twice.
-    std::fs::hard_link(&temp, &target).map_err(io("publish", &target))?;
-    let _ = std::fs::remove_file(&temp);
-    // The checkpoint is complete only once its directory entry is durable.
-    durable::sync_dir(dir).map_err(io("sync", dir))?;
+    target.put_new(encode(metadata))?;
     Ok(target)
 }
 
 /// The metadata file of a checkpoint given as its directory or its `_metadata` file.
-pub fn metadata_path(path: &Path) -> PathBuf {
-    if path.is_dir() {
-        path.join(METADATA)
+pub fn metadata_path(path: &Location) -> Location {
+    if path.file_name().as_deref() == Some(METADATA) {
+        path.clone()
     } else {
-        path.to_path_buf()
+        path.join(METADATA)
     }
 }
 
 /// Reads and checks a checkpoint: its metadata must be intact and every file it references
-/// present with its recorded size. Returns the metadata and the directory file paths are
+/// present with its recorded size. Returns the metadata and the location file paths are
 /// relative to.
-pub fn read_checkpoint(path: &Path) -> Result<(CheckpointMetadata, PathBuf), StorageError> {
+pub fn read_checkpoint(path: &Location) -> Result<(CheckpointMetadata, Location), StorageError> {
     let file = metadata_path(path);
-    let dir = file.parent().map(Path::to_path_buf).unwrap_or_default();
-    let corrupt = |reason: String| StorageError::Corrupt { path: dir.display().to_string(), reason };
-    let bytes = std::fs::read(&file).map_err(|e| corrupt(format!("cannot read '{}': {e}", file.display())))?;
+    let dir = file.parent().unwrap_or_else(|| file.clone());
+    let corrupt = |reason: String| StorageError::Corrupt { path: dir.to_string(), reason };
+    let bytes = file.read().map_err(|e| corrupt(e.to_string()))?;
     let metadata = decode(&bytes).map_err(corrupt)?;
-    let base = dir.parent().map(Path::to_path_buf).unwrap_or_default();
+    let base = dir.parent().unwrap_or_else(|| dir.clone());
     for f in state_files(&metadata) {
-        let p = base.join(&f.path);
-        match std::fs::metadata(&p) {
-            Ok(m) if m.len() == f.size => {}
-            Ok(m) => return Err(corrupt(format!("'{}' has {} bytes, expected {}", p.display(), m.len(), f.size))),
-            Err(e) => return Err(corrupt(format!("'{}' is missing: {e}", p.display()))),
+        let stored = base.join(&f.path);
+        match stored.size() {
+            Ok(Some(size)) if size == f.size => {}
+            Ok(Some(size)) => return Err(corrupt(format!("'{stored}' has {size} bytes, expected {}", f.size))),
+            Ok(None) => return Err(corrupt(format!("'{stored}' is missing"))),
+            Err(e) => return Err(corrupt(e.to_string())),
         }
     }
     Ok((metadata, base))
 }
 
+/// The ids of the checkpoints under `job_dir` whose metadata was written, oldest first.
+pub fn completed_ids(job_dir: &Location) -> Result<Vec<u64>, StorageError> {
+    let mut ids = Vec::new();
+    for name in job_dir.children()? {
+        if let Some(id) = name.strip_prefix("chk-").and_then(|n| n.parse::<u64>().ok()) {
+            if job_dir.join(&name).join(METADATA).size()?.is_some() {
+                ids.push(id);
+            }
+        }
+    }
+    ids.sort_unstable();
+    Ok(ids)
+}
+
 /// Deletes checkpoint `id`'s own directory and the shared files in `unreferenced`.
-pub fn discard(job_dir: &Path, id: u64, unreferenced: &BTreeSet<String>) {
-    let _ = std::fs::remove_dir_all(job_dir.join(format!("chk-{id}")));
+pub fn discard(job_dir: &Location, id: u64, unreferenced: &BTreeSet<String>) {
+    let checkpoint = job_dir.join(&format!("chk-{id}"));
+    if let Err(e) = checkpoint.delete_all() {
+        tracing::warn!(error = %e, "cannot delete checkpoint {id}");
+    }
     for path in unreferenced {
-        let _ = std::fs::remove_file(job_dir.join(path));
+        if let Err(e) = job_dir.join(path).delete() {
+            tracing::warn!(error = %e, "cannot delete a file checkpoint {id} no longer shares");
+        }
     }
 }
 
 /// Copies checkpoint `metadata` (files relative to `base`) into `target` as a
-/// self-contained savepoint, and returns its directory.
-pub fn write_savepoint(base: &Path, metadata: &CheckpointMetadata, target: &Path) -> Result<PathBuf, StorageError> {
+/// self-contained savepoint, and returns its location.
+pub fn write_savepoint(
+    base: &Location,
+    metadata: &CheckpointMetadata,
+    target: &Location,
+) -> Result<Location, StorageError> {
     let files_dir = target.join("files");
-    std::fs::create_dir_all(&files_dir).map_err(io("create", &files_dir))?;
     let mut copy = metadata.clone();
     copy.savepoint = true;
-    let name = target.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_default();
+    let name = target.file_name().unwrap_or_default();
+    let staging = tempfile::tempdir().map_err(|source| sluice_storage::StorageError::Io {
+        action: "create a staging directory for",
+        location: target.to_string(),
+        source,
+    })?;
     for f in state_files_mut(&mut copy) {
         let flat = f.path.replace('/', "_");
+        let stored = base.join(&f.path);
         let destination = files_dir.join(&flat);
-        durable::copy_synced(&base.join(&f.path), &destination).map_err(io("copy", &destination))?;
+        match stored.local_path() {
+            Some(source) => destination.put_file(source)?,
+            None => {
+                let local = staging.path().join(&flat);
+                stored.fetch(&local, false)?;
+                let copied = destination.put_file(&local)?;
+                let _ = std::fs::remove_file(&local);
+                copied
+            }
+        };
         f.path = format!("{name}/files/{flat}");
     }
-    durable::sync_dir(&files_dir).map_err(io("sync", &files_dir))?;
     let fence = format!("savepoint {name}");
     claim(target, &fence)?;
     write_metadata(target, target, &copy, &fence)?;
-    Ok(target.to_path_buf())
+    Ok(target.clone())
 }
 
 #[cfg(test)]
@@ -259,10 +272,11 @@ mod tests {
     #[test]
     fn metadata_is_written_once_and_damage_is_detected() {
         let root = tempfile::tempdir().unwrap();
-        let job = root.path().join("job");
+        let dir = root.path().join("job");
+        let job = Location::local(&dir);
         claim(&job, "jm-a").unwrap();
-        std::fs::create_dir_all(job.join("shared")).unwrap();
-        std::fs::write(job.join("shared/1.sst"), b"12345").unwrap();
+        std::fs::create_dir_all(dir.join("shared")).unwrap();
+        std::fs::write(dir.join("shared/1.sst"), b"12345").unwrap();
         let m = metadata(1, &[("shared/1.sst", 5)]);
         let path = write_metadata(&job, &job.join("chk-1"), &m, "jm-a").unwrap();
         assert!(write_metadata(&job, &job.join("chk-1"), &m, "jm-a").is_err(), "a checkpoint completes once");
@@ -275,15 +289,17 @@ mod tests {
         assert!(fenced.to_string().contains("stale"), "{fenced}");
 
         // A damaged metadata file, or a missing state file, makes the checkpoint unusable.
+        let path = path.local_path().unwrap().to_path_buf();
         let mut bytes = std::fs::read(&path).unwrap();
         let last = bytes.len() - 1;
         bytes[last] ^= 0xff;
         std::fs::write(&path, &bytes).unwrap();
-        let error = read_checkpoint(&path).unwrap_err().to_string();
+        let error = read_checkpoint(&Location::local(&path)).unwrap_err().to_string();
         assert!(error.contains("checksum does not match"), "{error}");
         std::fs::write(&path, encode(&m)).unwrap();
-        std::fs::remove_file(job.join("shared/1.sst")).unwrap();
-        let error = read_checkpoint(&path).unwrap_err().to_string();
+        assert_eq!(completed_ids(&job).unwrap(), [1]);
+        std::fs::remove_file(dir.join("shared/1.sst")).unwrap();
+        let error = read_checkpoint(&Location::local(&path)).unwrap_err().to_string();
         assert!(error.contains("is missing"), "{error}");
     }
 
@@ -293,8 +309,8 @@ mod tests {
         let job = root.path().join("job");
         std::fs::create_dir_all(job.join("shared")).unwrap();
         std::fs::write(job.join("shared/1.sst"), b"abc").unwrap();
-        let target = root.path().join("savepoints/savepoint-1");
-        let dir = write_savepoint(&job, &metadata(1, &[("shared/1.sst", 3)]), &target).unwrap();
+        let target = Location::local(root.path().join("savepoints/savepoint-1"));
+        let dir = write_savepoint(&Location::local(&job), &metadata(1, &[("shared/1.sst", 3)]), &target).unwrap();
         std::fs::remove_dir_all(&job).unwrap();
         let (read, _) = read_checkpoint(&dir).unwrap();
         assert!(read.savepoint);

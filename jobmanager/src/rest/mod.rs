@@ -424,7 +424,7 @@ async fn submit(State(shared): State<Arc<Shared>>, text: String) -> Response {
     if let Err(e) = sluice_core::job_graph::check(&graph) {
         return ApiError::new(StatusCode::BAD_REQUEST, format!("invalid job graph: {e}")).into_response();
     }
-    match shared.update(|s, _| s.submit(graph, None)) {
+    match shared.submit(graph, None).await {
         Ok(job_id) => {
             tracing::info!(job = %job_id, "job submitted over REST");
             (StatusCode::ACCEPTED, Json(json!({ "jobid": job_id }))).into_response()

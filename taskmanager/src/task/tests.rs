@@ -141,7 +141,8 @@ fn start(head: Head, chain: Vec<Box<dyn Operator>>, checkpoints: bool) -> Runnin
         checkpointing: TaskCheckpointing {
             commands,
             events,
-            storage: checkpoints.then(|| CheckpointStorage { job_dir: dir.path().join("job") }),
+            storage: checkpoints
+                .then(|| CheckpointStorage { job_dir: sluice_storage::Location::local(dir.path().join("job")) }),
             restore: None,
             restored_checkpoint: 0,
             local_dir: dir.path().join("local"),

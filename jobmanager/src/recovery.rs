@@ -1,0 +1,140 @@
+//! What a restarted jobmanager needs to carry on. Every job that has not ended is kept as
+//! a [`JobRecord`] in the job store (`<ha storage>/jobs/<job id>`, on a shared directory or
+//! in object storage), written before its submission is answered and deleted when it
+//! ends. A jobmanager that starts reads the store and recovers each job from the latest
+//! completed checkpoint in the job's checkpoint storage, as Flink's jobmanager does from
+//! its high-availability storage. The checkpoint counter resumes above every checkpoint
+//! id found there, finished or not, so no id is used twice.
+
+use std::collections::BTreeSet;
+
+use prost::Message;
+use sluice_proto::JobRecord;
+use sluice_storage::{Location, StorageError};
+
+use crate::checkpoint::storage;
+
+/// The records of a jobmanager's jobs.
+#[derive(Debug, Clone)]
+pub struct JobStore {
+    dir: Location,
+}
+
+impl JobStore {
+    /// A store under `ha_dir` (its `jobs/` directory).
+    pub fn new(ha_dir: &Location) -> Self {
+        JobStore { dir: ha_dir.join("jobs") }
+    }
+
+    /// Where the store is.
+    pub fn location(&self) -> &Location {
+        &self.dir
+    }
+
+    /// Writes (or replaces) `record`, durably.
+    pub fn save(&self, record: &JobRecord) -> Result<(), StorageError> {
+        self.dir.join(&record.job_id).put(record.encode_to_vec())
+    }
+
+    /// Deletes job `job_id`'s record (it ended).
+    pub fn remove(&self, job_id: &str) {
+        if let Err(e) = self.dir.join(job_id).delete() {
+            tracing::warn!(job = job_id, error = %e, "cannot delete the record of an ended job");
+        }
+    }
+
+    /// Every stored record. One that cannot be decoded is reported and left in place.
+    pub fn load(&self) -> Result<Vec<JobRecord>, StorageError> {
+        let mut records = Vec::new();
+        for name in self.dir.children()? {
+            let bytes = self.dir.join(&name).read()?;
+            match JobRecord::decode(bytes.as_slice()) {
+                Ok(record) if record.job_id == name && record.graph.is_some() => records.push(record),
+                Ok(_) => tracing::error!(record = %self.dir.join(&name), "a job record names another job; ignored"),
+                Err(e) => {
+                    tracing::error!(record = %self.dir.join(&name), error = %e, "a job record is damaged; ignored")
+                }
+            }
+        }
+        records.sort_by_key(|r| r.submitted_at_ms);
+        Ok(records)
+    }
+}
+
+/// The checkpoints a recovered job finds in its checkpoint storage.
+#[derive(Debug, Default, Clone, PartialEq)]
+pub struct StoredCheckpoints {
+    /// Each completed checkpoint (its metadata written), oldest first, with the files it
+    /// references (none when its metadata cannot be read: a restore reports that).
+    pub completed: Vec<(u64, BTreeSet<String>)>,
+    /// The highest checkpoint id there, completed or not (0: none).
+    pub highest_id: u64,
+}
+
+/// Reads what `job_dir` holds.
+pub fn stored_checkpoints(job_dir: &Location) -> Result<StoredCheckpoints, StorageError> {
+    let highest_id = job_dir
+        .children()?
+        .iter()
+        .filter_map(|name| name.strip_prefix("chk-").and_then(|n| n.parse::<u64>().ok()))
+        .max()
+        .unwrap_or(0);
+    let mut completed = Vec::new();
+    let ids = storage::completed_ids(job_dir).map_err(|e| match e {
+        storage::StorageError::Storage(e) => e,
+        other => StorageError::Unsupported { location: job_dir.to_string(), reason: other.to_string() },
+    })?;
+    for id in ids {
+        let metadata = job_dir.join(&format!("chk-{id}")).join(storage::METADATA);
+        let files = match metadata.read().map(|bytes| storage::decode(&bytes)) {
+            Ok(Ok(metadata)) => storage::referenced_files(&metadata),
+            Ok(Err(reason)) => {
+                tracing::warn!(checkpoint = %metadata, %reason, "a completed checkpoint's metadata cannot be read");
+                BTreeSet::new()
+            }
+            Err(e) => return Err(e),
+        };
+        completed.push((id, files));
+    }
+    Ok(StoredCheckpoints { completed, highest_id })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use sluice_proto::{CheckpointMetadata, JobGraph};
+
+    #[test]
+    fn records_round_trip_and_checkpoints_are_found() {
+        let root = tempfile::tempdir().unwrap();
+        let store = JobStore::new(&Location::local(root.path().join("ha")));
+        assert!(store.load().unwrap().is_empty(), "an empty store has no jobs");
+        let record = |id: &str, at| JobRecord {
+            job_id: id.into(),
+            graph: Some(JobGraph { name: format!("job {id}"), ..Default::default() }),
+            submitted_at_ms: at,
+            ..Default::default()
+        };
+        store.save(&record("b", 2)).unwrap();
+        store.save(&record("a", 1)).unwrap();
+        store.save(&JobRecord { recoveries: 3, ..record("b", 2) }).unwrap();
+        let loaded = store.load().unwrap();
+        assert_eq!(loaded, vec![record("a", 1), JobRecord { recoveries: 3, ..record("b", 2) }]);
+        store.remove("a");
+        assert_eq!(store.load().unwrap().len(), 1);
+
+        let job = Location::local(root.path().join("checkpoints/b"));
+        storage::claim(&job, "me").unwrap();
+        let metadata = CheckpointMetadata { checkpoint_id: 4, ..Default::default() };
+        storage::write_metadata(&job, &job.join("chk-4"), &metadata, "me").unwrap();
+        job.join("chk-7/3-agg/MANIFEST").put(b"an unfinished checkpoint".to_vec()).unwrap();
+        job.join("chk-5/_metadata").put(b"damaged".to_vec()).unwrap();
+        let stored = stored_checkpoints(&job).unwrap();
+        assert_eq!(stored.highest_id, 7);
+        assert_eq!(stored.completed, vec![(4, BTreeSet::new()), (5, BTreeSet::new())]);
+        assert_eq!(
+            stored_checkpoints(&Location::local(root.path().join("none"))).unwrap(),
+            StoredCheckpoints::default()
+        );
+    }
+}
