@@ -118,7 +118,7 @@ if [ "$(label sluice-services:latest)" != "$services_hash" ]; then
   cp /etc/resolv.conf "$root/etc/resolv.conf"
   cp /etc/ssl/certs/ca-certificates.crt "$root/etc/ssl/certs/ca-certificates.crt"
   chroot "$root" python3 -m venv /opt/venv
-  chroot "$root" env PIP_CERT=/etc/ssl/certs/ca-certificates.crt PIP_DISABLE_PIP_VERSION_CHECK=1 \
+  chroot "$root" env -u PIP_FIND_LINKS PIP_CERT=/etc/ssl/certs/ca-certificates.crt PIP_DISABLE_PIP_VERSION_CHECK=1 \
     /opt/venv/bin/pip install -q --no-cache-dir "moto[server,s3]==5.2.6"
   : >"$root/etc/resolv.conf"
   import_root "$root" sluice-services:latest "$services_hash" /opt/venv/bin:/usr/lib/postgresql/15/bin

@@ -1,8 +1,11 @@
 #!/usr/bin/env bash
 # Runs every test of the workspace: unit tests, golden SQL tests, the multi-process
 # cluster and checkpoint tests (real jobmanager and task manager processes on loopback),
-# the Kafka tests (each starts its own noida-db broker) and the jdbc tests (each starts its
-# own PostgreSQL server).
+# the Kafka tests (each starts its own noida-db broker), the jdbc tests (each starts its
+# own PostgreSQL server), the object storage tests (each starts its own S3 server, moto)
+# and the chaos suite (tests/chaos: the compose cluster in Docker under 22 faults; it
+# builds the images with deploy/build-image.sh, which reuses them while their content is
+# unchanged; SLUICE_CHAOS=off skips it on machines without Docker).
 #
 # `scripts/test.sh --heavy` runs, instead, the tests of models that need PyTorch,
 # TensorFlow and sentence-transformers (tests/ml_heavy.rs): it installs them from PyPI into

@@ -49,6 +49,33 @@ pub enum JobManagerError {
     Recovery(String),
 }
 
+/// How long a starting jobmanager retries reading its job store (the storage may be
+/// starting too, as in a compose cluster) before it gives up.
+const RECOVERY_PATIENCE: Duration = Duration::from_secs(120);
+
+/// [`recover_jobs`], retried every 2 s while the storage cannot be read, for up to
+/// [`RECOVERY_PATIENCE`]: a jobmanager must not start without the jobs it has to recover.
+async fn recover_jobs_patiently(
+    store: &JobStore,
+    checkpoint_root: &sluice_storage::Location,
+) -> Result<Vec<(sluice_proto::JobRecord, StoredCheckpoints)>, JobManagerError> {
+    let deadline = tokio::time::Instant::now() + RECOVERY_PATIENCE;
+    loop {
+        let (store, root) = (store.clone(), checkpoint_root.clone());
+        let result = tokio::task::spawn_blocking(move || recover_jobs(&store, &root))
+            .await
+            .map_err(|e| JobManagerError::Recovery(e.to_string()))?;
+        match result {
+            Ok(recovered) => return Ok(recovered),
+            Err(e) if tokio::time::Instant::now() < deadline => {
+                tracing::warn!(error = %e, "cannot read the job store yet; retrying in 2 s");
+                tokio::time::sleep(Duration::from_secs(2)).await;
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
+
 /// Reads the job store and what each job's checkpoint storage holds; every record is
 /// saved back with one more recovery, so the attempts of this jobmanager are numbered
 /// above those of the one before.
@@ -336,11 +363,7 @@ impl BoundJobManager {
         let mut state = ClusterState::new(checkpoint_root.clone());
         let jobs = config.ha_storage_dir.as_ref().map(JobStore::new);
         if let Some(store) = &jobs {
-            let (store, root) = (store.clone(), checkpoint_root);
-            let recovered = tokio::task::spawn_blocking(move || recover_jobs(&store, &root))
-                .await
-                .map_err(|e| JobManagerError::Recovery(e.to_string()))??;
-            for (record, stored) in recovered {
+            for (record, stored) in recover_jobs_patiently(store, &checkpoint_root).await? {
                 if let Err(e) = state.recover(&record, stored) {
                     tracing::error!(job = %record.job_id, error = %e, "cannot recover a job; it is not run again");
                 }
