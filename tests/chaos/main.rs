@@ -18,12 +18,17 @@
 //! transactional path ran), the read_committed consumer reaching the partitions' ends shows
 //! no transaction is left open, and no container of the project is left.
 //!
-//! Needs Docker and docker-compose; `SLUICE_CHAOS=off` skips it on machines without them
-//! (it says so).
+//! The same driver runs the same faults on a second cluster without Docker, for machines
+//! without an engine: processes in network namespaces with iptables partitions
+//! (`netns.rs`; needs root).
+//!
+//! Needs Docker and docker-compose, and root for the namespaces; `SLUICE_CHAOS=off` skips
+//! both (it says so), `SLUICE_CHAOS=netns` runs only the namespace one.
 
 #[path = "../common/mod.rs"]
 mod common;
 mod compose;
+mod netns;
 
 use std::collections::BTreeMap;
 use std::process::Command;
@@ -78,7 +83,59 @@ impl Random {
     }
 }
 
-/// The host's view of the cluster: the CLI against the published jobmanager port.
+/// Where the job's SQL reaches the services, as seen from the task managers.
+struct Endpoints {
+    /// Kafka bootstrap servers.
+    kafka: String,
+    /// The jdbc table's URL.
+    jdbc: String,
+    /// The stub LLM's OpenAI base URL.
+    llm: String,
+}
+
+/// A cluster the driver runs the pipeline on and injects faults into.
+trait Backend {
+    /// What it is, for messages.
+    fn name(&self) -> String;
+    /// The jobmanager's RPC address, from the host.
+    fn jobmanager(&self) -> String;
+    /// The services' addresses for the job's SQL.
+    fn endpoints(&self) -> Endpoints;
+    /// The broker, from the host.
+    fn broker(&self) -> &Broker;
+    /// Runs SQL on the PostgreSQL server.
+    fn psql(&self, sql: &str);
+    /// Injects `fault`; returns once the fault is over (the component is back).
+    fn inject(&mut self, fault: Fault, random: &mut Random);
+    /// The last lines of the cluster's logs, for failure messages.
+    fn logs(&self) -> String;
+}
+
+/// One chaos run at a time: both clusters at once would overload small machines.
+static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn chaos_seed() -> u64 {
+    std::env::var("SLUICE_CHAOS_SEED").ok().and_then(|s| s.parse::<u64>().ok()).unwrap_or_else(|| {
+        let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().subsec_nanos();
+        u64::from(nanos) | 1
+    })
+}
+
+fn enabled(which: &str) -> bool {
+    match std::env::var("SLUICE_CHAOS").as_deref() {
+        Ok("off") => {
+            eprintln!("SLUICE_CHAOS=off: the {which} chaos suite is skipped");
+            false
+        }
+        Ok(only) if only != which && !only.is_empty() => {
+            eprintln!("SLUICE_CHAOS={only}: the {which} chaos suite is skipped");
+            false
+        }
+        _ => true,
+    }
+}
+
+/// The host's view of the cluster: the CLI against the jobmanager's address.
 struct Cli {
     jobmanager: String,
 }
@@ -96,12 +153,12 @@ impl Cli {
 
     /// Waits until the job runs and has completed a checkpoint newer than the newest one
     /// when the wait began (a restarted jobmanager reports the newest it recovered).
-    fn wait_for_progress(&self, job: &str, project: &Project) {
+    fn wait_for_progress(&self, job: &str, backend: &dyn Backend) {
         let deadline = Instant::now() + 3 * MINUTE;
         let mut first: Option<u64> = None;
         loop {
             if let Some(status) = self.status(job) {
-                assert_ne!(status["state"], "FAILED", "{status:#}\n{}", project.logs("jobmanager"));
+                assert_ne!(status["state"], "FAILED", "{status:#}\n{}", backend.logs());
                 let latest = status["checkpoints"]["latest_id"].as_u64().unwrap_or(0);
                 match first {
                     None => first = Some(latest),
@@ -109,64 +166,97 @@ impl Cli {
                     _ => {}
                 }
             }
-            assert!(
-                Instant::now() < deadline,
-                "the job made no progress for 3 minutes:\n{}\n{}",
-                project.logs("jobmanager"),
-                project.logs("taskmanager")
-            );
+            assert!(Instant::now() < deadline, "the job made no progress for 3 minutes:\n{}", backend.logs());
             std::thread::sleep(Duration::from_millis(250));
         }
     }
 }
 
-/// Injects `fault`; returns once the fault is over (the component is back).
-fn inject(fault: Fault, project: &Project, random: &mut Random) {
-    let pick_taskmanager = |random: &mut Random| {
-        let running = project.containers("taskmanager");
-        assert!(!running.is_empty(), "no task manager runs");
-        running[random.below(running.len() as u64) as usize].clone()
-    };
-    match fault {
-        Fault::KillTaskManager => {
-            let victim = pick_taskmanager(random);
-            project.docker(&["kill", &victim]);
-            project.docker(&["rm", "-f", &victim]);
-            project.compose(&["up", "-d", "--no-recreate", "--scale", "taskmanager=3", "taskmanager"]);
+/// The compose cluster as a [`Backend`].
+struct Docker {
+    project: Project,
+    broker: Broker,
+    jobmanager: String,
+    postgres_port: u16,
+}
+
+impl Backend for Docker {
+    fn name(&self) -> String {
+        format!("compose project {}", self.project.name)
+    }
+
+    fn jobmanager(&self) -> String {
+        self.jobmanager.clone()
+    }
+
+    fn endpoints(&self) -> Endpoints {
+        Endpoints {
+            kafka: "broker:9092".into(),
+            jdbc: "jdbc:postgresql://postgres:5432/postgres".into(),
+            llm: "http://stub-llm:8080/v1".into(),
         }
-        Fault::PauseTaskManager => {
-            let victim = pick_taskmanager(random);
-            project.docker(&["pause", &victim]);
-            std::thread::sleep(HEARTBEAT_TIMEOUT + Duration::from_secs(3));
-            project.docker(&["unpause", &victim]);
+    }
+
+    fn broker(&self) -> &Broker {
+        &self.broker
+    }
+
+    fn psql(&self, sql: &str) {
+        psql(self.postgres_port, sql);
+    }
+
+    fn inject(&mut self, fault: Fault, random: &mut Random) {
+        let project = &self.project;
+        let pick_taskmanager = |random: &mut Random| {
+            let running = project.containers("taskmanager");
+            assert!(!running.is_empty(), "no task manager runs");
+            running[random.below(running.len() as u64) as usize].clone()
+        };
+        match fault {
+            Fault::KillTaskManager => {
+                let victim = pick_taskmanager(random);
+                project.docker(&["kill", &victim]);
+                project.docker(&["rm", "-f", &victim]);
+                project.compose(&["up", "-d", "--no-recreate", "--scale", "taskmanager=3", "taskmanager"]);
+            }
+            Fault::PauseTaskManager => {
+                let victim = pick_taskmanager(random);
+                project.docker(&["pause", &victim]);
+                std::thread::sleep(HEARTBEAT_TIMEOUT + Duration::from_secs(3));
+                project.docker(&["unpause", &victim]);
+            }
+            Fault::PartitionTaskManager => {
+                let victim = pick_taskmanager(random);
+                let alias = &victim[..12];
+                project.docker(&["network", "disconnect", &project.network(), &victim]);
+                std::thread::sleep(Duration::from_secs(2 + random.below(4)));
+                project.docker(&["network", "connect", "--alias", alias, &project.network(), &victim]);
+            }
+            Fault::KillJobManager => {
+                let jobmanager = project.container("jobmanager");
+                project.docker(&["kill", &jobmanager]);
+                std::thread::sleep(Duration::from_millis(500 + random.below(2000)));
+                project.docker(&["start", &jobmanager]);
+                project.wait_healthy("jobmanager", MINUTE);
+            }
+            Fault::PauseS3 => {
+                let s3 = project.container("s3");
+                project.docker(&["pause", &s3]);
+                std::thread::sleep(Duration::from_secs(10));
+                project.docker(&["unpause", &s3]);
+            }
+            Fault::StopPostgres => {
+                let postgres = project.container("postgres");
+                project.docker(&["stop", "-t", "1", &postgres]);
+                std::thread::sleep(Duration::from_secs(5));
+                project.docker(&["start", &postgres]);
+                project.wait_healthy("postgres", MINUTE);
+            }
         }
-        Fault::PartitionTaskManager => {
-            let victim = pick_taskmanager(random);
-            let alias = &victim[..12];
-            project.docker(&["network", "disconnect", &project.network(), &victim]);
-            std::thread::sleep(Duration::from_secs(2 + random.below(4)));
-            project.docker(&["network", "connect", "--alias", alias, &project.network(), &victim]);
-        }
-        Fault::KillJobManager => {
-            let jobmanager = project.container("jobmanager");
-            project.docker(&["kill", &jobmanager]);
-            std::thread::sleep(Duration::from_millis(500 + random.below(2000)));
-            project.docker(&["start", &jobmanager]);
-            project.wait_healthy("jobmanager", MINUTE);
-        }
-        Fault::PauseS3 => {
-            let s3 = project.container("s3");
-            project.docker(&["pause", &s3]);
-            std::thread::sleep(Duration::from_secs(10));
-            project.docker(&["unpause", &s3]);
-        }
-        Fault::StopPostgres => {
-            let postgres = project.container("postgres");
-            project.docker(&["stop", "-t", "1", &postgres]);
-            std::thread::sleep(Duration::from_secs(5));
-            project.docker(&["start", &postgres]);
-            project.wait_healthy("postgres", MINUTE);
-        }
+    }
+
+    fn logs(&self) -> String {
+        format!("{}\n{}", self.project.logs("jobmanager"), self.project.logs("taskmanager"))
     }
 }
 
@@ -186,10 +276,10 @@ fn stub_answer(prompt: &str) -> String {
 
 #[test]
 fn the_pipeline_stays_exactly_once_through_twenty_faults_in_docker() {
-    if std::env::var("SLUICE_CHAOS").is_ok_and(|v| v == "off") {
-        eprintln!("SLUICE_CHAOS=off: the Docker chaos suite is skipped");
+    if !enabled("docker") {
         return;
     }
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
     let docker_ok = Command::new("docker").arg("info").output().is_ok_and(|o| o.status.success());
     assert!(docker_ok, "the chaos suite needs Docker and docker-compose (or SLUICE_CHAOS=off to skip it)");
     let started = Instant::now();
@@ -199,22 +289,15 @@ fn the_pipeline_stays_exactly_once_through_twenty_faults_in_docker() {
         .status()
         .unwrap();
     assert!(build.success(), "deploy/build-image.sh failed");
-    let images = started.elapsed();
+    eprintln!("images ready in {:.0?}", started.elapsed());
 
-    let seed = std::env::var("SLUICE_CHAOS_SEED").ok().and_then(|s| s.parse::<u64>().ok()).unwrap_or_else(|| {
-        let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().subsec_nanos();
-        u64::from(nanos) | 1
-    });
-    eprintln!("chaos seed: {seed} (replay with SLUICE_CHAOS_SEED={seed})");
-    let mut random = Random(seed);
-
-    let (jm_port, pg_port) = (free_port(), free_port());
+    let (jm_port, postgres_port) = (free_port(), free_port());
     let project = Project::up(
         3,
         &[
             ("SLUICE_JM_PORT", jm_port),
             ("SLUICE_REST_PORT", free_port()),
-            ("SLUICE_PG_PORT", pg_port),
+            ("SLUICE_PG_PORT", postgres_port),
             ("SLUICE_S3_PORT", free_port()),
             ("SLUICE_STUB_PORT", free_port()),
         ],
@@ -223,25 +306,49 @@ fn the_pipeline_stays_exactly_once_through_twenty_faults_in_docker() {
     project.wait_healthy("jobmanager", 2 * MINUTE);
     project.wait_healthy("postgres", MINUTE);
     project.wait_healthy("broker", MINUTE);
-    let cli = Cli { jobmanager: format!("127.0.0.1:{jm_port}") };
+    let broker = Broker::at(&format!("{}.10:9092", project.subnet));
+    let mut docker = Docker { project, broker, jobmanager: format!("127.0.0.1:{jm_port}"), postgres_port };
+    run_chaos(&mut docker);
+    drop(docker);
+    assert!(Project::leftovers(&name).is_empty(), "containers of {name} are left");
+}
 
-    let broker = Arc::new(Broker::at(&format!("{}.10:9092", project.subnet)));
+#[test]
+fn the_pipeline_stays_exactly_once_through_twenty_faults_in_network_namespaces() {
+    if !enabled("netns") {
+        return;
+    }
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
+    let root = Command::new("id").arg("-u").output().is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0");
+    assert!(root, "the namespace chaos suite needs root for ip netns (or SLUICE_CHAOS=docker to skip it)");
+    let mut cluster = netns::Namespaces::start(3);
+    let tag = cluster.tag();
+    run_chaos(&mut cluster);
+    drop(cluster);
+    let left = netns::leftovers(&tag);
+    assert!(left.is_empty(), "namespaces or links of {tag} are left: {left:?}");
+}
+
+/// Runs the pipeline on `backend` through 22 faults and checks its output exactly.
+fn run_chaos(backend: &mut dyn Backend) {
+    let seed = chaos_seed();
+    eprintln!("chaos seed: {seed} on {} (replay with SLUICE_CHAOS_SEED={seed})", backend.name());
+    let mut random = Random(seed);
+    let cli = Cli { jobmanager: backend.jobmanager() };
+    let broker = backend.broker();
     broker.create_topic("payments", 2);
     broker.create_topic("scored", 2);
-    psql(pg_port, "CREATE TABLE users (user_id BIGINT PRIMARY KEY, segment TEXT NOT NULL)");
-    psql(
-        pg_port,
-        &format!(
-            "INSERT INTO users SELECT i, (ARRAY['new','loyal','casual'])[i % 3 + 1] FROM generate_series(0, {}) i",
-            USERS - 1
-        ),
-    );
+    backend.psql("CREATE TABLE users (user_id BIGINT PRIMARY KEY, segment TEXT NOT NULL)");
+    backend.psql(&format!(
+        "INSERT INTO users SELECT i, (ARRAY['new','loyal','casual'])[i % 3 + 1] FROM generate_series(0, {}) i",
+        USERS - 1
+    ));
 
     // Input keeps arriving while the faults happen.
     let produced = Arc::new(AtomicI64::new(0));
     let stop = Arc::new(AtomicBool::new(false));
     let producer = {
-        let (broker, produced, stop) = (broker.clone(), produced.clone(), stop.clone());
+        let (broker, produced, stop) = (Broker::at(&backend.broker().address), produced.clone(), stop.clone());
         std::thread::spawn(move || {
             while !stop.load(Ordering::SeqCst) {
                 let from = produced.load(Ordering::SeqCst);
@@ -255,35 +362,39 @@ fn the_pipeline_stays_exactly_once_through_twenty_faults_in_docker() {
         })
     };
 
-    let sql = "SET 'execution.checkpointing.interval' = '2s';
+    let Endpoints { kafka, jdbc, llm } = backend.endpoints();
+    let sql = format!(
+        "SET 'execution.checkpointing.interval' = '2s';
         SET 'restart-strategy.type' = 'fixed-delay';
         SET 'restart-strategy.fixed-delay.attempts' = '1000';
         SET 'restart-strategy.fixed-delay.delay' = '1s';
         CREATE TABLE payments (id BIGINT, user_id BIGINT, amount INT, proc_time AS PROCTIME()) WITH (
-            'connector' = 'kafka', 'topic' = 'payments', 'properties.bootstrap.servers' = 'broker:9092',
+            'connector' = 'kafka', 'topic' = 'payments', 'properties.bootstrap.servers' = '{kafka}',
             'properties.group.id' = 'chaos', 'scan.startup.mode' = 'earliest-offset', 'format' = 'json');
         CREATE TABLE users (user_id BIGINT, segment STRING, PRIMARY KEY (user_id) NOT ENFORCED) WITH (
-            'connector' = 'jdbc', 'url' = 'jdbc:postgresql://postgres:5432/postgres', 'table-name' = 'users',
+            'connector' = 'jdbc', 'url' = '{jdbc}', 'table-name' = 'users',
             'username' = 'postgres', 'lookup.cache.max-rows' = '100', 'lookup.cache.ttl' = '2 s');
         CREATE MODEL analyst INPUT (description STRING) OUTPUT (analysis STRING) WITH (
-            'provider' = 'openai', 'task' = 'chat-completion', 'base_url' = 'http://stub-llm:8080/v1',
+            'provider' = 'openai', 'task' = 'chat-completion', 'base_url' = '{llm}',
             'model_name' = 'stub', 'api_key' = 'sk-chaos', 'max_concurrent_requests' = '16',
             'allow-insecure-http' = 'true');
         CREATE TABLE scored (id BIGINT, segment STRING, amount INT, analysis STRING) WITH (
-            'connector' = 'kafka', 'topic' = 'scored', 'properties.bootstrap.servers' = 'broker:9092',
+            'connector' = 'kafka', 'topic' = 'scored', 'properties.bootstrap.servers' = '{kafka}',
             'format' = 'json', 'sink.delivery-guarantee' = 'exactly-once', 'sink.transactional-id-prefix' = 'scored');
         WITH enriched AS (
           SELECT p.id, u.segment, p.amount, CONCAT('payment ', CAST(p.id AS STRING), ' by a ', u.segment, ' user') AS description
           FROM payments AS p JOIN users FOR SYSTEM_TIME AS OF p.proc_time AS u ON p.user_id = u.user_id
         )
         INSERT INTO scored
-        SELECT id, segment, amount, ML_PREDICT(MODEL analyst, description) AS analysis FROM enriched;";
-    let file = std::env::temp_dir().join(format!("{name}.sql"));
+        SELECT id, segment, amount, ML_PREDICT(MODEL analyst, description) AS analysis FROM enriched;"
+    );
+    let file = std::env::temp_dir().join(format!("sluice-chaos-{}-{seed}.sql", std::process::id()));
     std::fs::write(&file, sql).unwrap();
     let out = cli.run(&["submit", file.to_str().unwrap(), "--parallelism", "2"]);
+    let _ = std::fs::remove_file(&file);
     assert!(out.status.success(), "submit: {}", String::from_utf8_lossy(&out.stderr));
     let job = String::from_utf8_lossy(&out.stdout).lines().last().unwrap().trim().to_string();
-    cli.wait_for_progress(&job, &project);
+    cli.wait_for_progress(&job, backend);
 
     // Every kind of fault at least twice, then random ones, 22 in all, each at a random
     // moment, with the job making progress (a new checkpoint) between faults.
@@ -299,9 +410,9 @@ fn the_pipeline_stays_exactly_once_through_twenty_faults_in_docker() {
     for (n, fault) in plan.iter().enumerate() {
         std::thread::sleep(Duration::from_millis(500 + random.below(3000)));
         eprintln!("fault {}/{}: {fault:?} at {:.0?}", n + 1, plan.len(), chaos_started.elapsed());
-        inject(*fault, &project, &mut random);
+        backend.inject(*fault, &mut random);
         *counts.entry(*fault).or_default() += 1;
-        cli.wait_for_progress(&job, &project);
+        cli.wait_for_progress(&job, backend);
     }
     let chaos = chaos_started.elapsed();
     stop.store(true, Ordering::SeqCst);
@@ -309,6 +420,7 @@ fn the_pipeline_stays_exactly_once_through_twenty_faults_in_docker() {
     let total = produced.load(Ordering::SeqCst);
 
     // Wait for the output to hold every input id, then check it exactly.
+    let broker = backend.broker();
     let deadline = Instant::now() + 4 * MINUTE;
     let rows = loop {
         let rows = broker.read_records("scored", 2);
@@ -331,17 +443,15 @@ fn the_pipeline_stays_exactly_once_through_twenty_faults_in_docker() {
     let duplicated = seen.iter().filter(|&&n| n > 1).count();
     let uncommitted = broker.read_uncommitted("scored", 2).len();
     eprintln!(
-        "chaos: seed {seed}, {} faults {counts:?} in {chaos:.0?} (images {images:.0?}); {total} ids, \
-         {} committed, {uncommitted} written with aborted ones",
+        "chaos on {}: seed {seed}, {} faults {counts:?} in {chaos:.0?}; {total} ids, {} committed, {uncommitted} \
+         written with aborted ones",
+        backend.name(),
         plan.len(),
         rows.len()
     );
     assert_eq!((missing, duplicated), (0, 0), "seed {seed}: ids missing or committed twice");
     assert!(uncommitted > rows.len(), "seed {seed}: the killed attempts' aborted transactions exist");
     assert!(counts.values().sum::<u32>() >= 20 && counts.len() == FAULTS.len(), "{counts:?}");
-
     let out = cli.run(&["cancel", &job]);
     assert!(out.status.success(), "cancel: {}", String::from_utf8_lossy(&out.stderr));
-    drop(project);
-    assert!(Project::leftovers(&name).is_empty(), "containers of {name} are left");
 }

@@ -29,19 +29,24 @@ pub struct Broker {
 }
 
 impl Broker {
-    /// Starts a broker on a free port with its own data directory.
+    /// Starts a broker on a free loopback port with its own data directory.
     pub fn start() -> Broker {
+        Broker::start_on("127.0.0.1")
+    }
+
+    /// Starts a broker bound to (and advertising) `host`, on a free port.
+    pub fn start_on(host: &str) -> Broker {
         let dir = tempfile::tempdir().unwrap();
         let port = free_port();
         let child = Command::new("noida-db")
-            .args(["start", "--only", "kafka", "--kafka-port", &port.to_string(), "--data-dir"])
+            .args(["start", "--only", "kafka", "--host", host, "--kafka-port", &port.to_string(), "--data-dir"])
             .arg(dir.path())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .process_group(0)
             .spawn()
             .expect("the noida-db broker is not installed: run `bash scripts/bootstrap.sh` (pip install noida-db)");
-        let address = format!("127.0.0.1:{port}");
+        let address = format!("{host}:{port}");
         let deadline = Instant::now() + Duration::from_secs(30);
         while !super::listening(&address) {
             assert!(Instant::now() < deadline, "the broker did not start on {address}");

@@ -16,6 +16,8 @@ pub struct Postgres {
     bin: PathBuf,
     /// Its port on 127.0.0.1.
     pub port: u16,
+    /// The addresses it listens on: 127.0.0.1, and maybe one more.
+    listen: String,
 }
 
 /// The directory of PostgreSQL's server programs (`initdb`, `pg_ctl`).
@@ -37,8 +39,14 @@ fn is_root() -> bool {
 impl Postgres {
     /// Initializes a cluster in a new temporary directory and starts it on a free port.
     pub fn start() -> Postgres {
+        Postgres::start_on(None)
+    }
+
+    /// Like [`Postgres::start`], also listening on `host` and trusting its /24.
+    pub fn start_on(host: Option<&str>) -> Postgres {
         let dir = tempfile::tempdir().unwrap();
-        let postgres = Postgres { bin: server_bin(), port: free_port(), dir };
+        let listen = host.map_or("127.0.0.1".to_string(), |h| format!("127.0.0.1,{h}"));
+        let postgres = Postgres { bin: server_bin(), port: free_port(), dir, listen };
         if is_root() {
             let status =
                 Command::new("chown").args(["-R", "postgres:postgres"]).arg(postgres.dir.path()).status().unwrap();
@@ -47,6 +55,13 @@ impl Postgres {
         let data = postgres.data();
         let out = postgres.server_command("initdb", &["-D", &data, "-U", "postgres", "--auth=trust", "-E", "UTF8"]);
         assert!(out.status.success(), "initdb failed: {}", String::from_utf8_lossy(&out.stderr));
+        if let Some(host) = host {
+            use std::io::Write;
+            let subnet = host.rsplit_once('.').map_or(host.to_string(), |(net, _)| format!("{net}.0/24"));
+            let hba = std::path::Path::new(&data).join("pg_hba.conf");
+            let mut file = std::fs::OpenOptions::new().append(true).open(hba).unwrap();
+            writeln!(file, "host all all {subnet} trust").unwrap();
+        }
         postgres.start_server();
         postgres.psql("CREATE EXTENSION pg_stat_statements");
         postgres
@@ -72,10 +87,11 @@ impl Postgres {
     /// Starts the (stopped) server and waits until it accepts connections.
     pub fn start_server(&self) {
         let options = format!(
-            "-p {} -k {} -c listen_addresses=127.0.0.1 -c shared_preload_libraries=pg_stat_statements \
+            "-p {} -k {} -c listen_addresses={} -c shared_preload_libraries=pg_stat_statements \
              -c fsync=off -c max_connections=50",
             self.port,
-            self.dir.path().display()
+            self.dir.path().display(),
+            self.listen
         );
         let log = self.dir.path().join("server.log");
         let out = self.server_command(

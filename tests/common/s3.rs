@@ -10,24 +10,29 @@ use super::{free_port, listening, Process};
 /// A running S3 server with bucket `sluice`; stopped when dropped.
 pub struct S3Server {
     process: Process,
-    /// `http://127.0.0.1:PORT`.
+    /// `http://HOST:PORT`.
     pub endpoint: String,
 }
 
 impl S3Server {
-    /// Starts the server and creates the bucket.
+    /// Starts the server on loopback and creates the bucket.
     pub fn start() -> S3Server {
+        S3Server::start_on("127.0.0.1")
+    }
+
+    /// Starts the server on `host` and creates the bucket.
+    pub fn start_on(host: &str) -> S3Server {
         let port = free_port();
         let child = Command::new("moto_server")
-            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+            .args(["-H", host, "-p", &port.to_string()])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
             .expect("moto_server runs (pip install 'moto[server]'; scripts/bootstrap.sh installs it)");
         let server =
-            S3Server { process: Process { child, name: "moto".into() }, endpoint: format!("http://127.0.0.1:{port}") };
+            S3Server { process: Process { child, name: "moto".into() }, endpoint: format!("http://{host}:{port}") };
         let deadline = Instant::now() + Duration::from_secs(30);
-        while !listening(&format!("127.0.0.1:{port}")) {
+        while !listening(&format!("{host}:{port}")) {
             assert!(Instant::now() < deadline, "moto_server did not start");
             std::thread::sleep(Duration::from_millis(100));
         }
@@ -54,7 +59,9 @@ impl S3Server {
             .expect("curl runs");
         let text = String::from_utf8_lossy(&out.stdout).to_string();
         let (body, code) = text.rsplit_once('\n').unwrap_or(("", "0"));
-        (code.trim().parse().unwrap_or(0), body.to_string())
+        let body =
+            if out.status.success() { body.to_string() } else { String::from_utf8_lossy(&out.stderr).to_string() };
+        (code.trim().parse().unwrap_or(0), body)
     }
 
     /// Every key in the bucket under `prefix`, sorted.
@@ -93,8 +100,8 @@ impl S3Server {
         assert!(child.wait().unwrap().success(), "PUT {key} failed");
     }
 
-    /// Stops the server (its objects are lost with it).
-    pub fn stop(&mut self) {
-        self.process.kill9();
+    /// The server's process id (to pause it).
+    pub fn pid(&self) -> u32 {
+        self.process.pid()
     }
 }
