@@ -112,9 +112,10 @@ fn a_job_restores_from_checkpoints_in_s3_after_task_manager_kills() {
     assert_totals(&out, rows, keys);
 }
 
-/// With 'execution.checkpointing.recover-without-newest', a newest checkpoint whose
-/// metadata object was damaged is skipped and the one before it restored (the job's output
-/// is written once at its end, so it is still exact).
+/// A jobmanager that starts again reads its job's checkpoints back from the bucket. With
+/// 'execution.checkpointing.recover-without-newest', a newest checkpoint whose metadata
+/// object was damaged is skipped and the one before it restored (the job's output is
+/// written once at its end, so it is still exact).
 #[test]
 fn a_damaged_checkpoint_object_is_skipped_for_the_one_before() {
     let server = S3Server::start();
@@ -131,20 +132,18 @@ fn a_damaged_checkpoint_object_is_skipped_for_the_one_before() {
     );
     let job = cluster.submit(&sql, 2);
     let before = completed(&wait_for_checkpoint(&cluster, &job, 1));
-    // Right after a checkpoint completes, damage it and kill the task manager: the next
+    // Right after a checkpoint completes, damage it and kill the jobmanager: the next
     // checkpoint is 3 s away, so the damaged one is the newest.
     let status = wait_for_checkpoint(&cluster, &job, before);
     let newest = status["checkpoints"]["latest_id"].as_u64().unwrap();
     server.put(&format!("checkpoints/{job}/chk-{newest}/_metadata"), b"not a checkpoint");
-    cluster.taskmanagers[0].kill9();
-    cluster.taskmanagers.clear();
-    cluster.add_taskmanager(2);
+    cluster.restart_jobmanager();
 
     let status = cluster.wait_for(&job, &["FINISHED", "FAILED"], 5 * MINUTE);
     assert_eq!(status["state"], "FINISHED", "{status:#}\n{}", cluster.logs());
     let restored = status["checkpoints"]["restored_from_id"].as_u64().unwrap();
     assert!(restored > 0 && restored < newest, "restored {restored}, the damaged newest was {newest}: {status:#}");
-    let log = std::fs::read_to_string(cluster.dir.path().join("jobmanager.log")).unwrap();
+    let log = std::fs::read_to_string(cluster.dir.path().join("jobmanager-2.log")).unwrap();
     assert!(log.contains(&format!("cannot restore checkpoint {newest}")), "{}", cluster.logs());
     assert_totals(&out, rows, keys);
 }

@@ -12,7 +12,7 @@ use prost::Message;
 use sluice_proto::JobRecord;
 use sluice_storage::{Location, StorageError};
 
-use crate::checkpoint::storage;
+use crate::checkpoint::{storage, StoredCheckpoint};
 
 /// The records of a jobmanager's jobs.
 #[derive(Debug, Clone)]
@@ -64,14 +64,14 @@ impl JobStore {
 /// The checkpoints a recovered job finds in its checkpoint storage.
 #[derive(Debug, Default, Clone, PartialEq)]
 pub struct StoredCheckpoints {
-    /// Each completed checkpoint (its metadata written), oldest first, with the files it
-    /// references (none when its metadata cannot be read: a restore reports that).
-    pub completed: Vec<(u64, BTreeSet<String>)>,
+    /// Each completed checkpoint (its metadata written), oldest first, read back and
+    /// checked (metadata intact, every file present at its size) or with why not.
+    pub completed: Vec<StoredCheckpoint>,
     /// The highest checkpoint id there, completed or not (0: none).
     pub highest_id: u64,
 }
 
-/// Reads what `job_dir` holds.
+/// Reads and checks what `job_dir` holds (storage I/O, outside the jobmanager's lock).
 pub fn stored_checkpoints(job_dir: &Location) -> Result<StoredCheckpoints, StorageError> {
     let highest_id = job_dir
         .children()?
@@ -79,22 +79,24 @@ pub fn stored_checkpoints(job_dir: &Location) -> Result<StoredCheckpoints, Stora
         .filter_map(|name| name.strip_prefix("chk-").and_then(|n| n.parse::<u64>().ok()))
         .max()
         .unwrap_or(0);
-    let mut completed = Vec::new();
     let ids = storage::completed_ids(job_dir).map_err(|e| match e {
         storage::StorageError::Storage(e) => e,
         other => StorageError::Unsupported { location: job_dir.to_string(), reason: other.to_string() },
     })?;
+    let mut completed = Vec::new();
     for id in ids {
-        let metadata = job_dir.join(&format!("chk-{id}")).join(storage::METADATA);
-        let files = match metadata.read().map(|bytes| storage::decode(&bytes)) {
-            Ok(Ok(metadata)) => storage::referenced_files(&metadata),
-            Ok(Err(reason)) => {
-                tracing::warn!(checkpoint = %metadata, %reason, "a completed checkpoint's metadata cannot be read");
-                BTreeSet::new()
+        let checked = storage::read_checkpoint(&job_dir.join(&format!("chk-{id}")));
+        let (files, metadata) = match checked {
+            Ok((metadata, _)) => (storage::referenced_files(&metadata), Ok(metadata)),
+            // The storage failed: nothing is known about the checkpoint, so nothing is
+            // concluded either.
+            Err(storage::StorageError::Storage(e)) => return Err(e),
+            Err(e) => {
+                tracing::warn!(checkpoint = id, error = %e, "a completed checkpoint cannot be restored");
+                (BTreeSet::new(), Err(e.to_string()))
             }
-            Err(e) => return Err(e),
         };
-        completed.push((id, files));
+        completed.push(StoredCheckpoint { id, files, metadata });
     }
     Ok(StoredCheckpoints { completed, highest_id })
 }
@@ -131,7 +133,10 @@ mod tests {
         job.join("chk-5/_metadata").put(b"damaged".to_vec()).unwrap();
         let stored = stored_checkpoints(&job).unwrap();
         assert_eq!(stored.highest_id, 7);
-        assert_eq!(stored.completed, vec![(4, BTreeSet::new()), (5, BTreeSet::new())]);
+        assert_eq!(stored.completed.iter().map(|c| c.id).collect::<Vec<_>>(), [4, 5]);
+        assert_eq!(stored.completed[0].metadata, Ok(metadata));
+        let damaged = stored.completed[1].metadata.as_ref().unwrap_err();
+        assert!(damaged.contains("chk-5' is unusable") && damaged.contains("bad header"), "{damaged}");
         assert_eq!(
             stored_checkpoints(&Location::local(root.path().join("none"))).unwrap(),
             StoredCheckpoints::default()

@@ -53,12 +53,20 @@ pub enum JobManagerError {
 /// starting too, as in a compose cluster) before it gives up.
 const RECOVERY_PATIENCE: Duration = Duration::from_secs(120);
 
+/// A job to recover: its record, its checkpoints and the savepoint it started from.
+type Recovered = (sluice_proto::JobRecord, StoredCheckpoints, Option<crate::state::Savepoint>);
+
+/// Runs `work` (storage I/O) on the blocking pool.
+async fn blocking<T: Send + 'static>(work: impl FnOnce() -> Result<T, String> + Send + 'static) -> Result<T, String> {
+    tokio::task::spawn_blocking(work).await.map_err(|e| format!("storage work stopped: {e}"))?
+}
+
 /// [`recover_jobs`], retried every 2 s while the storage cannot be read, for up to
 /// [`RECOVERY_PATIENCE`]: a jobmanager must not start without the jobs it has to recover.
 async fn recover_jobs_patiently(
     store: &JobStore,
     checkpoint_root: &sluice_storage::Location,
-) -> Result<Vec<(sluice_proto::JobRecord, StoredCheckpoints)>, JobManagerError> {
+) -> Result<Vec<Recovered>, JobManagerError> {
     let deadline = tokio::time::Instant::now() + RECOVERY_PATIENCE;
     loop {
         let (store, root) = (store.clone(), checkpoint_root.clone());
@@ -82,7 +90,7 @@ async fn recover_jobs_patiently(
 fn recover_jobs(
     store: &JobStore,
     checkpoint_root: &sluice_storage::Location,
-) -> Result<Vec<(sluice_proto::JobRecord, StoredCheckpoints)>, JobManagerError> {
+) -> Result<Vec<Recovered>, JobManagerError> {
     let failed = |e: sluice_storage::StorageError| JobManagerError::Recovery(e.to_string());
     let mut recovered = Vec::new();
     for mut record in store.load().map_err(failed)? {
@@ -96,10 +104,24 @@ fn recover_jobs(
         tracing::info!(
             job = %record.job_id,
             checkpoints = stored.completed.len(),
-            latest = stored.completed.last().map_or(0, |(id, _)| *id),
+            latest = stored.completed.last().map_or(0, |c| c.id),
             "found a job of an earlier jobmanager"
         );
-        recovered.push((record, stored));
+        let savepoint = match record.from_savepoint.as_str() {
+            "" => None,
+            path => match sluice_storage::Location::parse(path)
+                .map_err(|e| e.to_string())
+                .and_then(|path| crate::state::read_savepoint(&path))
+            {
+                Ok(savepoint) => Some(savepoint),
+                // Not started from scratch instead: its record stays for a later attempt.
+                Err(e) => {
+                    tracing::error!(job = %record.job_id, error = %e, "the savepoint of a job to recover cannot be read; the job is not recovered");
+                    continue;
+                }
+            },
+        };
+        recovered.push((record, stored, savepoint));
     }
     Ok(recovered)
 }
@@ -152,38 +174,41 @@ impl Shared {
         result
     }
 
-    /// Submits `graph` (from `savepoint`, if any) and keeps its record for a restarted
-    /// jobmanager before answering; returns the job id, or why it was refused.
+    /// Submits `graph` (from `savepoint`, if any); returns the job id, or why it was
+    /// refused. Its storage work is done outside the lock before the job is added: the
+    /// savepoint is read, the job's checkpoint directory claimed, and its record kept for a
+    /// restarted jobmanager, so a slow or unreachable storage never stalls the lock that
+    /// heartbeats need.
     pub(crate) async fn submit(
         self: &Arc<Self>,
         graph: sluice_proto::JobGraph,
         savepoint: Option<sluice_storage::Location>,
     ) -> Result<String, String> {
-        let job_id = self.update(|s, _| s.submit(graph, savepoint.as_ref()))?;
-        let Some(store) = self.jobs.clone() else { return Ok(job_id) };
-        let Some(record) = self.state().record(&job_id) else { return Ok(job_id) };
-        let saved = {
-            let store = store.clone();
-            tokio::task::spawn_blocking(move || store.save(&record)).await
+        let savepoint = match savepoint {
+            Some(path) => Some(blocking(move || crate::state::read_savepoint(&path)).await?),
+            None => None,
         };
-        let failure = match saved {
-            Ok(Ok(())) => None,
-            Ok(Err(e)) => Some(e.to_string()),
-            Err(e) => Some(e.to_string()),
-        };
-        if let Some(reason) = failure {
-            self.update(|s, a| s.cancel(&job_id, a));
-            return Err(format!(
-                "the job could not be recorded in '{}' for recovery, so it was not started: {reason}",
-                store.location()
-            ));
-        }
-        // A job that ended while its record was written must not be recovered.
-        if self.state().has_ended(&job_id) {
-            let id = job_id.clone();
-            let _ = tokio::task::spawn_blocking(move || store.remove(&id)).await;
-        }
-        Ok(job_id)
+        let mut job = self.state().prepare(graph, savepoint)?;
+        let record = self.jobs.as_ref().map(|_| job.record(0));
+        let (store, claim) = (self.jobs.clone(), job.claim_target());
+        blocking(move || {
+            if let Some((job_dir, me)) = claim {
+                crate::checkpoint::storage::claim(&job_dir, &me)
+                    .map_err(|e| format!("cannot claim the job's checkpoint storage: {e}"))?;
+            }
+            if let (Some(store), Some(record)) = (store, record) {
+                store.save(&record).map_err(|e| {
+                    format!(
+                        "the job could not be recorded in '{}' for recovery, so it was not started: {e}",
+                        store.location()
+                    )
+                })?;
+            }
+            Ok(())
+        })
+        .await?;
+        job.claimed();
+        Ok(self.update(|s, _| s.add(job)))
     }
 
     /// Takes a savepoint of job `job_id` into `directory` (the job's default when empty),
@@ -363,10 +388,27 @@ impl BoundJobManager {
         let mut state = ClusterState::new(checkpoint_root.clone());
         let jobs = config.ha_storage_dir.as_ref().map(JobStore::new);
         if let Some(store) = &jobs {
-            for (record, stored) in recover_jobs_patiently(store, &checkpoint_root).await? {
-                if let Err(e) = state.recover(&record, stored) {
-                    tracing::error!(job = %record.job_id, error = %e, "cannot recover a job; it is not run again");
+            for (record, stored, savepoint) in recover_jobs_patiently(store, &checkpoint_root).await? {
+                let mut job = match state.prepare_recovered(&record, stored, savepoint) {
+                    Ok(job) => job,
+                    Err(e) => {
+                        tracing::error!(job = %record.job_id, error = %e, "cannot recover a job; it is not run again");
+                        continue;
+                    }
+                };
+                if let Some((job_dir, me)) = job.claim_target() {
+                    let claimed =
+                        blocking(move || crate::checkpoint::storage::claim(&job_dir, &me).map_err(|e| e.to_string()))
+                            .await;
+                    match claimed {
+                        Ok(()) => job.claimed(),
+                        // Claimed again at its deployment.
+                        Err(e) => {
+                            tracing::warn!(job = %record.job_id, error = %e, "cannot claim the checkpoint storage yet")
+                        }
+                    }
                 }
+                state.add(job);
             }
         }
         let shared = Arc::new(Shared {

@@ -332,6 +332,58 @@ fn now_ms() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
 }
 
+/// A savepoint (or retained checkpoint) a job starts from, read and checked.
+#[derive(Debug, Clone)]
+pub struct Savepoint {
+    /// Where it is, as given.
+    pub path: Location,
+    /// Its metadata.
+    pub metadata: CheckpointMetadata,
+    /// The location its files are relative to.
+    pub base: Location,
+}
+
+/// Reads and checks the savepoint at `path` (storage I/O: outside the lock when it can be).
+pub fn read_savepoint(path: &Location) -> Result<Savepoint, String> {
+    let (metadata, base) = storage::read_checkpoint(path).map_err(|e| e.to_string())?;
+    Ok(Savepoint { path: path.clone(), metadata, base })
+}
+
+/// A checked job not yet added to the state (see [`ClusterState::prepare`]).
+#[derive(Debug)]
+pub struct NewJob(Job);
+
+impl NewJob {
+    /// The job's id.
+    pub fn id(&self) -> &str {
+        &self.0.id
+    }
+
+    /// The record that lets a restarted jobmanager recover the job.
+    pub fn record(&self, recoveries: u32) -> JobRecord {
+        JobRecord {
+            job_id: self.0.id.clone(),
+            graph: Some(self.0.graph.clone()),
+            from_savepoint: self.0.from_savepoint.clone(),
+            submitted_at_ms: self.0.submitted_at_ms,
+            recoveries,
+        }
+    }
+
+    /// Where and as whom its checkpoint directory is to be claimed, if it takes
+    /// checkpoints; then [`NewJob::claimed`].
+    pub fn claim_target(&self) -> Option<(Location, String)> {
+        self.0.checkpoints.as_ref().and_then(Coordinator::claim_target)
+    }
+
+    /// Its checkpoint directory was claimed (outside the lock).
+    pub fn claimed(&mut self) {
+        if let Some(c) = &mut self.0.checkpoints {
+            c.claimed();
+        }
+    }
+}
+
 /// All of the jobmanager's state.
 #[derive(Debug)]
 pub struct ClusterState {
@@ -405,36 +457,54 @@ impl ClusterState {
     }
 
     /// Adds a job in CREATED state and returns its id. With `from_savepoint`, the job
-    /// starts from that savepoint or retained checkpoint. Bad options or an unusable
+    /// starts from that savepoint or retained checkpoint (read here: the server reads it
+    /// outside the lock and uses [`ClusterState::prepare`]). Bad options or an unusable
     /// savepoint are refused with the reason.
     pub fn submit(&mut self, graph: JobGraph, from_savepoint: Option<&Location>) -> Result<String, String> {
-        let id = uuid::Uuid::new_v4().simple().to_string();
-        let job = self.new_job(id.clone(), graph, from_savepoint, now_ms())?;
-        self.jobs.insert(id.clone(), job);
-        self.order.push(id.clone());
-        Ok(id)
+        let savepoint = from_savepoint.map(read_savepoint).transpose()?;
+        let job = self.prepare(graph, savepoint)?;
+        Ok(self.add(job))
     }
 
-    /// Takes over a job another jobmanager ran (its `record`, with `stored` what its
-    /// checkpoint storage holds): it restarts from its latest completed checkpoint once
-    /// task managers offer the slots, with attempt numbers above the old jobmanager's.
-    pub fn recover(&mut self, record: &JobRecord, stored: StoredCheckpoints) -> Result<(), String> {
+    /// A job of `graph` (starting from `savepoint`), checked but not yet added: what it
+    /// needs from the storage (its record, its claim) can be done outside the lock, then
+    /// [`ClusterState::add`] schedules it.
+    pub fn prepare(&self, graph: JobGraph, savepoint: Option<Savepoint>) -> Result<NewJob, String> {
+        let id = uuid::Uuid::new_v4().simple().to_string();
+        self.new_job(id, graph, savepoint, now_ms()).map(NewJob)
+    }
+
+    /// A job another jobmanager ran (its `record`, and `stored`, what its checkpoint
+    /// storage holds, with its savepoint read): it restarts from its latest completed
+    /// checkpoint once task managers offer the slots, with attempt numbers above the old
+    /// jobmanager's. Added with [`ClusterState::add`].
+    pub fn prepare_recovered(
+        &self,
+        record: &JobRecord,
+        stored: StoredCheckpoints,
+        savepoint: Option<Savepoint>,
+    ) -> Result<NewJob, String> {
         let graph = record.graph.clone().ok_or("the record holds no job graph")?;
-        let savepoint = (!record.from_savepoint.is_empty())
-            .then(|| Location::parse(&record.from_savepoint))
-            .transpose()
-            .map_err(|e| e.to_string())?;
-        let mut job = self.new_job(record.job_id.clone(), graph, savepoint.as_ref(), record.submitted_at_ms)?;
+        let mut job = self.new_job(record.job_id.clone(), graph, savepoint, record.submitted_at_ms)?;
         job.attempt = record.recoveries << 16;
         if let Some(c) = &mut job.checkpoints {
             c.recovered(stored.completed, stored.highest_id);
         }
         job.phase = Phase::Restarting(Restarting { at: Instant::now() });
         job.message = "recovered by a restarted jobmanager: waiting for task slots".into();
-        tracing::info!(job = %record.job_id, name = %job.graph.name, "job recovered");
-        self.order.push(record.job_id.clone());
-        self.jobs.insert(record.job_id.clone(), job);
-        Ok(())
+        Ok(NewJob(job))
+    }
+
+    /// Adds a prepared job and returns its id.
+    pub fn add(&mut self, job: NewJob) -> String {
+        let job = job.0;
+        let id = job.id.clone();
+        if job.attempt > 0 {
+            tracing::info!(job = %id, name = %job.graph.name, "job recovered");
+        }
+        self.order.push(id.clone());
+        self.jobs.insert(id.clone(), job);
+        id
     }
 
     /// A job `id` of `graph`, validated, in CREATED state.
@@ -442,7 +512,7 @@ impl ClusterState {
         &self,
         id: String,
         graph: JobGraph,
-        from_savepoint: Option<&Location>,
+        savepoint: Option<Savepoint>,
         submitted_at_ms: u64,
     ) -> Result<Job, String> {
         let options =
@@ -464,16 +534,16 @@ impl ClusterState {
             restart,
             restarts: 0,
             savepoint: None,
-            from_savepoint: from_savepoint.map(|l| l.to_string()).unwrap_or_default(),
+            from_savepoint: String::new(),
             history: MetricsHistory::default(),
             exceptions: VecDeque::new(),
         };
-        if let Some(path) = from_savepoint {
-            let (metadata, base) = storage::read_checkpoint(path).map_err(|e| e.to_string())?;
+        if let Some(Savepoint { path, metadata, base }) = savepoint {
             assign_state(&metadata, &base, &job.graph, job.max_parallelism())?;
             if let Some(c) = &mut checkpoints {
-                c.restored_from(path, metadata.checkpoint_id);
+                c.restored_from(&path, metadata.checkpoint_id);
             }
+            job.from_savepoint = path.to_string();
             job.savepoint = Some((metadata, base));
         }
         job.checkpoints = checkpoints;
@@ -483,18 +553,6 @@ impl ClusterState {
     /// Whether job `id` has ended (or is unknown).
     pub fn has_ended(&self, id: &str) -> bool {
         self.jobs.get(id).is_none_or(|j| matches!(j.phase, Phase::Ended(_)))
-    }
-
-    /// The record that lets a restarted jobmanager recover job `id`.
-    pub fn record(&self, id: &str) -> Option<JobRecord> {
-        let job = self.jobs.get(id)?;
-        Some(JobRecord {
-            job_id: id.to_string(),
-            graph: Some(job.graph.clone()),
-            from_savepoint: job.from_savepoint.clone(),
-            submitted_at_ms: job.submitted_at_ms,
-            recoveries: job.attempt >> 16,
-        })
     }
 
     fn free_slots(&self) -> Vec<FreeSlots> {
@@ -589,7 +647,7 @@ impl ClusterState {
             },
             None => (Vec::new(), 0),
         };
-        if let Some(c) = &job.checkpoints {
+        if let Some(c) = &mut job.checkpoints {
             if let Some(problem) = unshared_checkpoint_storage(&c.job_dir, &placement, &addresses) {
                 let id = job.id.clone();
                 self.end_job(&id, JobState::Failed, problem, actions);
@@ -1397,37 +1455,67 @@ mod tests {
         actions
     }
 
+    /// A job a recovering jobmanager found with checkpoint 1 intact and checkpoint 2
+    /// damaged in its storage, on a cluster of one 2-slot task manager, scheduled.
+    fn recovered_with_a_damaged_newest(graph: JobGraph) -> (ClusterState, String, Vec<Action>) {
+        use crate::checkpoint::StoredCheckpoint;
+        let mut s = ClusterState::new(Location::local(std::env::temp_dir().join("sluice-test-checkpoints")));
+        let record = JobRecord { job_id: "j".into(), graph: Some(graph), recoveries: 1, ..Default::default() };
+        let intact = CheckpointMetadata { job_id: "j".into(), checkpoint_id: 1, ..Default::default() };
+        let stored = StoredCheckpoints {
+            completed: vec![
+                StoredCheckpoint { id: 1, files: BTreeSet::new(), metadata: Ok(intact) },
+                StoredCheckpoint {
+                    id: 2,
+                    files: BTreeSet::new(),
+                    metadata: Err("checkpoint 's3://b/j/chk-2' is unusable: bad header".into()),
+                },
+            ],
+            highest_id: 3,
+        };
+        let job = s.prepare_recovered(&record, stored, None).unwrap();
+        let job = s.add(job);
+        let mut actions = Vec::new();
+        s.register("a:1".into(), 2, &mut actions);
+        s.schedule(Duration::from_secs(60), &mut actions);
+        (s, job, actions)
+    }
+
     #[test]
     fn a_damaged_newest_checkpoint_fails_the_restart_instead_of_replaying_committed_output() {
+        let (s, job, actions) = recovered_with_a_damaged_newest(checkpointed_graph());
+        assert!(!actions.iter().any(|a| matches!(a, Action::Deploy { .. })), "no restore from an older checkpoint");
+        let status = s.status(&job).unwrap();
+        assert_eq!(status.state, JobState::Failed as i32);
+        for part in ["chk-2' is unusable", "may have committed", "recover-without-newest"] {
+            assert!(status.message.contains(part), "{part:?} missing from: {}", status.message);
+        }
+    }
+
+    #[test]
+    fn a_damaged_checkpoint_falls_back_to_the_previous_one_when_duplicates_are_accepted() {
+        let mut graph = checkpointed_graph();
+        graph.config.insert("execution.checkpointing.recover-without-newest".into(), "true".into());
+        let (s, job, actions) = recovered_with_a_damaged_newest(graph);
+        let deployment = redeployment(&actions);
+        assert_eq!(deployment.restored_checkpoint_id, 1);
+        assert_eq!(deployment.tasks[0].attempt, (1 << 16) + 1, "attempts above the earlier jobmanagers'");
+        let summary = s.status(&job).unwrap().checkpoints.unwrap();
+        assert!(summary.last_failure.contains("chk-2' is unusable"), "{}", summary.last_failure);
+        assert_eq!(summary.restored_from_id, 1);
+    }
+
+    /// A checkpoint whose metadata file was damaged after it completed is still restored
+    /// by the jobmanager that completed it: it keeps the metadata it wrote.
+    #[test]
+    fn a_restart_restores_the_metadata_the_jobmanager_kept() {
         let dir = tempfile::tempdir().unwrap();
         let (mut s, job, _) = running_checkpointed_job(dir.path());
         complete_checkpoint(&mut s, &job, 0);
         let second = complete_checkpoint(&mut s, &job, 0);
         std::fs::write(dir.path().join(&job).join(format!("chk-{second}/_metadata")), b"garbage").unwrap();
         let actions = fail_and_restart(&mut s, &job);
-        assert!(!actions.iter().any(|a| matches!(a, Action::Deploy { .. })), "no restore from an older checkpoint");
-        let status = s.status(&job).unwrap();
-        assert_eq!(status.state, JobState::Failed as i32);
-        for part in [format!("chk-{second}' is unusable"), "may have committed".into(), "recover-without-newest".into()]
-        {
-            assert!(status.message.contains(&part), "{part:?} missing from: {}", status.message);
-        }
-    }
-
-    #[test]
-    fn a_damaged_checkpoint_falls_back_to_the_previous_one_when_duplicates_are_accepted() {
-        let dir = tempfile::tempdir().unwrap();
-        let mut graph = checkpointed_graph();
-        graph.config.insert("execution.checkpointing.recover-without-newest".into(), "true".into());
-        let (mut s, job, _) = running_job(dir.path(), graph);
-        let first = complete_checkpoint(&mut s, &job, 0);
-        let second = complete_checkpoint(&mut s, &job, 0);
-        std::fs::write(dir.path().join(&job).join(format!("chk-{second}/_metadata")), b"garbage").unwrap();
-        let actions = fail_and_restart(&mut s, &job);
-        assert_eq!(redeployment(&actions).restored_checkpoint_id, first);
-        let summary = s.status(&job).unwrap().checkpoints.unwrap();
-        assert!(summary.last_failure.contains(&format!("chk-{second}' is unusable")), "{}", summary.last_failure);
-        assert_eq!(summary.restored_from_id, first);
+        assert_eq!(redeployment(&actions).restored_checkpoint_id, second);
     }
 
     #[test]

@@ -9,6 +9,7 @@
 //! through [`Coordinator::written`]; deletions become a [`Discard`].
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use sluice_proto::{
@@ -67,6 +68,21 @@ struct Pending {
 struct Completed {
     id: u64,
     files: BTreeSet<String>,
+    /// What a restore from it uses: its metadata (kept since it was written, or read back
+    /// and checked by a recovering jobmanager), or why it cannot be used.
+    restorable: Result<Arc<CheckpointMetadata>, String>,
+}
+
+/// A completed checkpoint a recovering jobmanager found in the storage.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoredCheckpoint {
+    /// Its id.
+    pub id: u64,
+    /// The files it references.
+    pub files: BTreeSet<String>,
+    /// Its metadata, read back with every file it references present at its size, or why
+    /// it is unusable.
+    pub metadata: Result<CheckpointMetadata, String>,
 }
 
 /// A checkpoint every subtask acknowledged, whose metadata is being written.
@@ -75,6 +91,7 @@ struct Writing {
     id: u64,
     triggered_at: Instant,
     savepoint: Option<SavepointRequest>,
+    metadata: Arc<CheckpointMetadata>,
     files: BTreeSet<String>,
     state_bytes: u64,
     uploaded_bytes: u64,
@@ -215,6 +232,8 @@ pub struct Coordinator {
     final_checkpoint: Option<u64>,
     /// The latest checkpoint completed by the current attempt (0: none yet).
     completed_this_attempt: u64,
+    /// Whether this coordinator claimed the job's directory.
+    claimed: bool,
 }
 
 impl Coordinator {
@@ -243,12 +262,30 @@ impl Coordinator {
             pinned: None,
             final_checkpoint: None,
             completed_this_attempt: 0,
+            claimed: false,
         }
     }
 
-    /// Claims the job's checkpoint directory for this coordinator (fencing older ones).
-    pub fn claim(&self) -> Result<(), String> {
-        storage::claim(&self.job_dir, &self.me).map_err(|e| e.to_string())
+    /// Claims the job's checkpoint directory for this coordinator (fencing older ones),
+    /// unless it did already: a coordinator claims once, so one that another jobmanager
+    /// fenced stays fenced instead of taking the directory back.
+    pub fn claim(&mut self) -> Result<(), String> {
+        if !self.claimed {
+            storage::claim(&self.job_dir, &self.me).map_err(|e| e.to_string())?;
+            self.claimed = true;
+        }
+        Ok(())
+    }
+
+    /// Where and as whom to claim, for a claim made outside the jobmanager's lock
+    /// (then [`Coordinator::claimed`]); `None` once claimed.
+    pub fn claim_target(&self) -> Option<(Location, String)> {
+        (!self.claimed).then(|| (self.job_dir.clone(), self.me.clone()))
+    }
+
+    /// The directory was claimed outside the lock.
+    pub fn claimed(&mut self) {
+        self.claimed = true;
     }
 
     /// Queues a savepoint; it is taken as soon as no checkpoint is in flight.
@@ -421,6 +458,7 @@ impl Coordinator {
             id: pending.id,
             triggered_at: pending.triggered_at,
             savepoint: pending.savepoint,
+            metadata: Arc::new(metadata.clone()),
             files: storage::referenced_files(&metadata),
             state_bytes: pending.acks.values().map(|(_, s)| s.state_bytes).sum(),
             uploaded_bytes: pending.acks.values().map(|(_, s)| s.uploaded_bytes).sum(),
@@ -459,7 +497,7 @@ impl Coordinator {
         self.summary.latest_completed_at_ms = writing.completed_at_ms;
         self.history.completed(id, writing.completed_at_ms, dir.to_string());
         self.last_end = Some(now);
-        self.completed.push(Completed { id, files: writing.files });
+        self.completed.push(Completed { id, files: writing.files, restorable: Ok(writing.metadata) });
         self.completed_this_attempt = id;
         self.pinned = None;
         let discard = self.discard_old();
@@ -517,12 +555,14 @@ impl Coordinator {
         let ids: Vec<u64> = self.completed.iter().map(|c| c.id).collect();
         for id in decide::restore_candidates(&ids) {
             let dir = self.job_dir.join(&format!("chk-{id}"));
-            match storage::read_checkpoint(&dir) {
-                Ok((metadata, base)) => {
+            let Some(completed) = self.completed.iter().find(|c| c.id == id) else { continue };
+            match &completed.restorable {
+                Ok(metadata) => {
+                    let metadata = (**metadata).clone();
                     self.pinned = Some(id);
                     self.summary.restored_from_id = id;
                     self.summary.restored_from_path = dir.to_string();
-                    return Ok(Some((metadata, base)));
+                    return Ok(Some((metadata, self.job_dir.clone())));
                 }
                 Err(e) if !self.options.recover_without_newest => {
                     return Err(format!(
@@ -535,20 +575,23 @@ impl Coordinator {
                 }
                 Err(e) => {
                     tracing::error!(error = %e, "cannot restore checkpoint {id}; falling back to an older one (duplicates accepted)");
-                    problems.push(e.to_string());
+                    problems.push(e.clone());
                 }
             }
         }
         Ok(None)
     }
 
-    /// Takes over the checkpoints another jobmanager completed for this job (`completed`,
-    /// oldest first, with the files each references): the newest is what the job restores,
-    /// the oldest beyond the retained number are discarded as usual, and new checkpoints
-    /// are numbered above `highest_id`, the highest id found in the storage.
-    pub fn recovered(&mut self, completed: Vec<(u64, BTreeSet<String>)>, highest_id: u64) {
-        let newest = completed.last().map_or(0, |(id, _)| *id);
-        self.completed = completed.into_iter().map(|(id, files)| Completed { id, files }).collect();
+    /// Takes over the checkpoints another jobmanager completed for this job (`stored`,
+    /// oldest first, read and checked outside the lock): the newest usable one is what the
+    /// job restores, the oldest beyond the retained number are discarded as usual, and new
+    /// checkpoints are numbered above `highest_id`, the highest id found in the storage.
+    pub fn recovered(&mut self, stored: Vec<StoredCheckpoint>, highest_id: u64) {
+        let newest = stored.last().map_or(0, |c| c.id);
+        self.completed = stored
+            .into_iter()
+            .map(|c| Completed { id: c.id, files: c.files, restorable: c.metadata.map(Arc::new) })
+            .collect();
         self.next_id = self.next_id.max(highest_id.max(newest) + 1);
         if newest != 0 {
             self.summary.latest_id = newest;

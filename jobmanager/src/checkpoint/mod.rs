@@ -9,5 +9,5 @@ pub mod options;
 pub mod restore;
 pub mod storage;
 
-pub use coordinator::{CheckpointWrite, Coordinator, Discard, SavepointRequest, WriteOutcome};
+pub use coordinator::{CheckpointWrite, Coordinator, Discard, SavepointRequest, StoredCheckpoint, WriteOutcome};
 pub use options::{CheckpointOptions, RestartStrategy};

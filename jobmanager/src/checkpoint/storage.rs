@@ -151,7 +151,14 @@ pub fn read_checkpoint(path: &Location) -> Result<(CheckpointMetadata, Location)
     let file = metadata_path(path);
     let dir = file.parent().unwrap_or_else(|| file.clone());
     let corrupt = |reason: String| StorageError::Corrupt { path: dir.to_string(), reason };
-    let bytes = file.read().map_err(|e| corrupt(e.to_string()))?;
+    // An object store that fails says nothing about the checkpoint: that error stays a
+    // storage error (a recovering jobmanager retries it), everything else makes the
+    // checkpoint unusable.
+    let classify = |e: sluice_storage::StorageError| match e {
+        e @ sluice_storage::StorageError::Object { .. } => StorageError::Storage(e),
+        e => corrupt(e.to_string()),
+    };
+    let bytes = file.read().map_err(classify)?;
     let metadata = decode(&bytes).map_err(corrupt)?;
     let base = dir.parent().unwrap_or_else(|| dir.clone());
     for f in state_files(&metadata) {
@@ -160,7 +167,7 @@ pub fn read_checkpoint(path: &Location) -> Result<(CheckpointMetadata, Location)
             Ok(Some(size)) if size == f.size => {}
             Ok(Some(size)) => return Err(corrupt(format!("'{stored}' has {size} bytes, expected {}", f.size))),
             Ok(None) => return Err(corrupt(format!("'{stored}' is missing"))),
-            Err(e) => return Err(corrupt(e.to_string())),
+            Err(e) => return Err(classify(e)),
         }
     }
     Ok((metadata, base))
