@@ -41,6 +41,15 @@ use common::{free_port, sluice_bin};
 use compose::Project;
 use serde_json::{json, Value};
 
+/// Writes a line to the process's stderr itself: the test harness captures `eprintln!`
+/// of passing tests, and the seed, the faults and the summary must show in CI's log.
+macro_rules! report {
+    ($($arg:tt)*) => {{
+        use std::io::Write;
+        let _ = writeln!(std::io::stderr(), $($arg)*);
+    }};
+}
+
 const MINUTE: Duration = Duration::from_secs(60);
 const USERS: i64 = 50;
 const SEGMENTS: [&str; 3] = ["new", "loyal", "casual"];
@@ -124,11 +133,11 @@ fn chaos_seed() -> u64 {
 fn enabled(which: &str) -> bool {
     match std::env::var("SLUICE_CHAOS").as_deref() {
         Ok("off") => {
-            eprintln!("SLUICE_CHAOS=off: the {which} chaos suite is skipped");
+            report!("SLUICE_CHAOS=off: the {which} chaos suite is skipped");
             false
         }
         Ok(only) if only != which && !only.is_empty() => {
-            eprintln!("SLUICE_CHAOS={only}: the {which} chaos suite is skipped");
+            report!("SLUICE_CHAOS={only}: the {which} chaos suite is skipped");
             false
         }
         _ => true,
@@ -289,7 +298,7 @@ fn the_pipeline_stays_exactly_once_through_twenty_faults_in_docker() {
         .status()
         .unwrap();
     assert!(build.success(), "deploy/build-image.sh failed");
-    eprintln!("images ready in {:.0?}", started.elapsed());
+    report!("images ready in {:.0?}", started.elapsed());
 
     let (jm_port, postgres_port) = (free_port(), free_port());
     let project = Project::up(
@@ -332,7 +341,7 @@ fn the_pipeline_stays_exactly_once_through_twenty_faults_in_network_namespaces()
 /// Runs the pipeline on `backend` through 22 faults and checks its output exactly.
 fn run_chaos(backend: &mut dyn Backend) {
     let seed = chaos_seed();
-    eprintln!("chaos seed: {seed} on {} (replay with SLUICE_CHAOS_SEED={seed})", backend.name());
+    report!("chaos seed: {seed} on {} (replay with SLUICE_CHAOS_SEED={seed})", backend.name());
     let mut random = Random(seed);
     let cli = Cli { jobmanager: backend.jobmanager() };
     let broker = backend.broker();
@@ -409,7 +418,7 @@ fn run_chaos(backend: &mut dyn Backend) {
     let chaos_started = Instant::now();
     for (n, fault) in plan.iter().enumerate() {
         std::thread::sleep(Duration::from_millis(500 + random.below(3000)));
-        eprintln!("fault {}/{}: {fault:?} at {:.0?}", n + 1, plan.len(), chaos_started.elapsed());
+        report!("fault {}/{}: {fault:?} at {:.0?}", n + 1, plan.len(), chaos_started.elapsed());
         backend.inject(*fault, &mut random);
         *counts.entry(*fault).or_default() += 1;
         cli.wait_for_progress(&job, backend);
@@ -442,7 +451,7 @@ fn run_chaos(backend: &mut dyn Backend) {
     let missing = seen.iter().filter(|&&n| n == 0).count();
     let duplicated = seen.iter().filter(|&&n| n > 1).count();
     let uncommitted = broker.read_uncommitted("scored", 2).len();
-    eprintln!(
+    report!(
         "chaos on {}: seed {seed}, {} faults {counts:?} in {chaos:.0?}; {total} ids, {} committed, {uncommitted} \
          written with aborted ones",
         backend.name(),
