@@ -600,3 +600,24 @@ fn retry_on_codes_retries_only_the_listed_statuses() {
         |needle: &str| stub.requests().iter().filter(|r| r["prompt"].as_str().unwrap_or("").contains(needle)).count();
     assert_eq!((asked("gateway"), asked("unavailable")), (3, 1), "502 retried twice, 503 not retried");
 }
+
+/// A job its task managers refuse to build (a model whose API key would travel over plain
+/// HTTP to another host) fails at once with the reason, instead of restarting until its
+/// restart strategy gives up.
+#[test]
+fn a_job_its_task_managers_refuse_fails_at_once_with_the_reason() {
+    let cluster = Cluster::start(&[2], &["--checkpoint-dir", "{dir}/checkpoints"]);
+    let sql = "SET 'execution.checkpointing.interval' = '1s';
+        CREATE TABLE questions (id BIGINT, q STRING) WITH ('connector' = 'datagen', 'rows-per-second' = '10');
+        CREATE MODEL assistant INPUT (q STRING) OUTPUT (answer STRING) WITH ('provider' = 'openai',
+            'task' = 'chat-completion', 'base_url' = 'http://llm.example.com/v1', 'model_name' = 'm', 'api_key' = 'sk-test');
+        CREATE TABLE answers (id BIGINT, q STRING, answer STRING) WITH ('connector' = 'blackhole');
+        INSERT INTO answers SELECT * FROM TABLE(ML_PREDICT(TABLE questions, MODEL assistant, DESCRIPTOR(q)));";
+    let job = cluster.submit(sql, 1);
+    let status = cluster.wait_for(&job, &["FAILED", "FINISHED"], MINUTE);
+    assert_eq!(status["state"], "FAILED", "{status:#}");
+    let message = status["message"].as_str().unwrap_or_default();
+    assert!(message.contains("plain HTTP") && message.contains("allow-insecure-http"), "{message}");
+    assert_eq!(status["restarts"], 0, "a refused deployment is not restarted: {status:#}");
+    assert!(!message.contains("sk-test"), "the API key never shows: {message}");
+}

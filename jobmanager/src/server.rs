@@ -301,6 +301,10 @@ impl Shared {
                         tracing::warn!("{reason}");
                         self.update(|s, a| s.lose_task_manager(&task_manager, &reason, a));
                     }
+                    // The task manager found the job invalid: a restart would fail alike.
+                    Err(status) if status.code() == tonic::Code::InvalidArgument => {
+                        self.update(|s, a| s.deploy_refused(&job_id, &task_manager, status.message(), a))
+                    }
                     Err(status) => self.update(|s, a| s.deploy_failed(&job_id, &task_manager, status.message(), a)),
                 }
             }

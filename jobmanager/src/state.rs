@@ -1016,6 +1016,20 @@ impl ClusterState {
         self.fail_or_restart(job_id, message, None, actions);
     }
 
+    /// A task manager refused job `job_id`'s deployment as invalid (a configuration it
+    /// cannot run, such as a model option it rejects): every restart would fail the same
+    /// way, so the job fails now with the reason, as Flink fails a job whose graph cannot
+    /// be instantiated.
+    pub fn deploy_refused(&mut self, job_id: &str, task_manager: &str, error: &str, actions: &mut Vec<Action>) {
+        if !self.jobs.get(job_id).is_some_and(Job::is_deployed) {
+            return;
+        }
+        let message = format!(
+            "deploying to {task_manager} failed: {error}; the job cannot run as written: fix it and submit it again"
+        );
+        self.end_job(job_id, JobState::Failed, message, actions);
+    }
+
     /// Declares task managers silent for longer than `timeout` lost.
     pub fn expire_task_managers(&mut self, timeout: Duration, actions: &mut Vec<Action>) {
         let expired: Vec<(String, String, Duration)> = self
@@ -1207,6 +1221,20 @@ mod tests {
         let status = s.status(&job).unwrap();
         assert_eq!(status.state, JobState::Failed as i32);
         assert!(status.message.contains("could not get 2 task slots"), "{}", status.message);
+    }
+
+    #[test]
+    fn a_refused_deployment_fails_the_job_without_restarting_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut s, job, _) = running_checkpointed_job(dir.path());
+        let mut actions = Vec::new();
+        s.deploy_refused(&job, "tm-1", "model 'm': 'base_url' uses plain HTTP", &mut actions);
+        s.schedule(Duration::from_secs(60), &mut actions);
+        let status = s.status(&job).unwrap();
+        assert_eq!(status.state, JobState::Failed as i32, "{}", status.message);
+        assert!(status.message.contains("plain HTTP") && status.message.contains("fix it"), "{}", status.message);
+        assert_eq!(status.restarts, 0);
+        assert!(!actions.iter().any(|a| matches!(a, Action::Deploy { .. })), "not deployed again");
     }
 
     #[test]
