@@ -73,20 +73,22 @@ pub struct StoredCheckpoints {
 
 /// Reads and checks what `job_dir` holds (storage I/O, outside the jobmanager's lock).
 pub fn stored_checkpoints(job_dir: &Location) -> Result<StoredCheckpoints, StorageError> {
-    let highest_id = job_dir
+    // One listing gives both the highest id and the candidates.
+    let mut ids: Vec<u64> = job_dir
         .children()?
         .iter()
         .filter_map(|name| name.strip_prefix("chk-").and_then(|n| n.parse::<u64>().ok()))
-        .max()
-        .unwrap_or(0);
-    let ids = storage::completed_ids(job_dir).map_err(|e| match e {
-        storage::StorageError::Storage(e) => e,
-        other => StorageError::Unsupported { location: job_dir.to_string(), reason: other.to_string() },
-    })?;
+        .collect();
+    ids.sort_unstable();
+    let highest_id = ids.last().copied().unwrap_or(0);
     let mut completed = Vec::new();
     for id in ids {
-        let checked = storage::read_checkpoint(&job_dir.join(&format!("chk-{id}")));
-        let (files, metadata) = match checked {
+        let dir = job_dir.join(&format!("chk-{id}"));
+        // Without metadata the checkpoint never completed.
+        if dir.join(storage::METADATA).size()?.is_none() {
+            continue;
+        }
+        let (files, metadata) = match storage::read_checkpoint(&dir) {
             Ok((metadata, _)) => (storage::referenced_files(&metadata), Ok(metadata)),
             // The storage failed: nothing is known about the checkpoint, so nothing is
             // concluded either.

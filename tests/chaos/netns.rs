@@ -280,17 +280,7 @@ impl Backend for Namespaces {
     }
 
     fn logs(&self) -> String {
-        let mut out = String::new();
-        for entry in std::fs::read_dir(self.dir.path()).unwrap().flatten() {
-            let text = std::fs::read_to_string(entry.path()).unwrap_or_default();
-            let tail: Vec<&str> = text.lines().rev().take(20).collect();
-            out.push_str(&format!("--- {} ---\n", entry.file_name().to_string_lossy()));
-            for line in tail.into_iter().rev() {
-                out.push_str(line);
-                out.push('\n');
-            }
-        }
-        out
+        super::common::log_tails(self.dir.path(), 20)
     }
 }
 

@@ -16,6 +16,25 @@ pub mod s3;
 pub mod stub;
 pub mod transactions;
 
+/// The last `lines` lines of every `.log` file in `dir`, each under its name.
+pub fn log_tails(dir: &Path, lines: usize) -> String {
+    let mut out = String::new();
+    let mut entries: Vec<_> = std::fs::read_dir(dir).map(|d| d.flatten().collect()).unwrap_or_default();
+    entries.sort_by_key(|e| e.file_name());
+    for entry in entries {
+        if entry.path().extension().is_some_and(|e| e == "log") {
+            let text = std::fs::read_to_string(entry.path()).unwrap_or_default();
+            let tail: Vec<&str> = text.lines().rev().take(lines).collect();
+            out.push_str(&format!("--- {} ---\n", entry.file_name().to_string_lossy()));
+            for line in tail.into_iter().rev() {
+                out.push_str(line);
+                out.push('\n');
+            }
+        }
+    }
+    out
+}
+
 /// Path of the `sluice` binary under test.
 pub fn sluice_bin() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_sluice"))
@@ -339,21 +358,7 @@ impl Cluster {
 
     /// The processes' logs, for failure messages.
     pub fn logs(&self) -> String {
-        let mut out = String::new();
-        let mut entries: Vec<_> = std::fs::read_dir(self.dir.path()).unwrap().flatten().collect();
-        entries.sort_by_key(|e| e.file_name());
-        for entry in entries {
-            if entry.path().extension().is_some_and(|e| e == "log") {
-                let text = std::fs::read_to_string(entry.path()).unwrap_or_default();
-                let tail: Vec<&str> = text.lines().rev().take(30).collect();
-                out.push_str(&format!("--- {} ---\n", entry.file_name().to_string_lossy()));
-                for line in tail.into_iter().rev() {
-                    out.push_str(line);
-                    out.push('\n');
-                }
-            }
-        }
-        out
+        log_tails(self.dir.path(), 30)
     }
 }
 

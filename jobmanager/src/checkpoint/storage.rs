@@ -173,20 +173,6 @@ pub fn read_checkpoint(path: &Location) -> Result<(CheckpointMetadata, Location)
     Ok((metadata, base))
 }
 
-/// The ids of the checkpoints under `job_dir` whose metadata was written, oldest first.
-pub fn completed_ids(job_dir: &Location) -> Result<Vec<u64>, StorageError> {
-    let mut ids = Vec::new();
-    for name in job_dir.children()? {
-        if let Some(id) = name.strip_prefix("chk-").and_then(|n| n.parse::<u64>().ok()) {
-            if job_dir.join(&name).join(METADATA).size()?.is_some() {
-                ids.push(id);
-            }
-        }
-    }
-    ids.sort_unstable();
-    Ok(ids)
-}
-
 /// Deletes checkpoint `id`'s own directory and the shared files in `unreferenced`.
 pub fn discard(job_dir: &Location, id: u64, unreferenced: &BTreeSet<String>) {
     let checkpoint = job_dir.join(&format!("chk-{id}"));
@@ -304,7 +290,6 @@ mod tests {
         let error = read_checkpoint(&Location::local(&path)).unwrap_err().to_string();
         assert!(error.contains("checksum does not match"), "{error}");
         std::fs::write(&path, encode(&m)).unwrap();
-        assert_eq!(completed_ids(&job).unwrap(), [1]);
         std::fs::remove_file(dir.join("shared/1.sst")).unwrap();
         let error = read_checkpoint(&Location::local(&path)).unwrap_err().to_string();
         assert!(error.contains("is missing"), "{error}");
