@@ -238,6 +238,27 @@ impl Location {
         Ok(names)
     }
 
+    /// Every file below this location (in every directory under it), as `/`-separated
+    /// paths relative to it, sorted; none when nothing is there.
+    pub fn files(&self) -> Result<Vec<String>> {
+        let mut files = match &self.inner {
+            Inner::Local(path) => local::files(path)?,
+            Inner::Object(o) => o.files()?,
+        };
+        files.sort();
+        Ok(files)
+    }
+
+    /// Copies the file here to `target` (replacing what is there), whole or not at all,
+    /// durably; within one bucket, without the bytes leaving the store.
+    pub fn copy_to(&self, target: &Location) -> Result<()> {
+        match (&self.inner, &target.inner) {
+            (Inner::Local(from), Inner::Local(to)) => local::copy(from, to),
+            (Inner::Object(from), Inner::Object(to)) => from.copy_to(to),
+            (_, _) => target.put(self.read()?),
+        }
+    }
+
     /// Whether the location is in this machine's temporary directory, which processes on
     /// other hosts cannot reach.
     pub fn is_machine_local_temp(&self) -> bool {

@@ -112,6 +112,40 @@ pub(crate) fn delete_all(path: &Path) -> Result<()> {
     }
 }
 
+pub(crate) fn files(root: &Path) -> Result<Vec<String>> {
+    let mut found = Vec::new();
+    let mut dirs = vec![root.to_path_buf()];
+    while let Some(dir) = dirs.pop() {
+        let entries = match std::fs::read_dir(&dir) {
+            Ok(entries) => entries,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+            Err(e) => return Err(io("list", &dir)(e)),
+        };
+        for entry in entries.flatten() {
+            let path = entry.path();
+            if entry.file_type().is_ok_and(|t| t.is_dir()) {
+                dirs.push(path);
+            } else if let Ok(relative) = path.strip_prefix(root) {
+                let parts: Vec<String> =
+                    relative.components().map(|c| c.as_os_str().to_string_lossy().into_owned()).collect();
+                found.push(parts.join("/"));
+            }
+        }
+    }
+    Ok(found)
+}
+
+pub(crate) fn copy(from: &Path, to: &Path) -> Result<()> {
+    if let Some(parent) = to.parent() {
+        std::fs::create_dir_all(parent).map_err(io("create", parent))?;
+    }
+    let staged = to.with_extension(format!("copy-{}.tmp", std::process::id()));
+    std::fs::copy(from, &staged).map_err(io("copy", from))?;
+    std::fs::File::open(&staged).and_then(|f| f.sync_all()).map_err(io("sync", &staged))?;
+    std::fs::rename(&staged, to).map_err(io("publish", to))?;
+    durable::sync_parent(to).map_err(io("sync", to))
+}
+
 pub(crate) fn children(path: &Path) -> Result<Vec<String>> {
     match std::fs::read_dir(path) {
         Ok(entries) => Ok(entries

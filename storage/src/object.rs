@@ -320,6 +320,29 @@ impl ObjectLocation {
         })
     }
 
+    pub(crate) fn files(&self) -> Result<Vec<String>> {
+        let Request { client, path, failure } = self.request("list")?;
+        let depth = path.parts_count();
+        wait(async move {
+            let objects: Vec<object_store::ObjectMeta> =
+                client.list(Some(&path)).try_collect().await.map_err(|e| failure.of(e))?;
+            Ok(objects
+                .into_iter()
+                .map(|o| o.location.parts().skip(depth).map(|p| p.as_ref().to_string()).collect::<Vec<_>>().join("/"))
+                .collect())
+        })
+    }
+
+    pub(crate) fn copy_to(&self, target: &ObjectLocation) -> Result<()> {
+        let Request { client, path, failure } = self.request("copy")?;
+        if target.bucket != self.bucket {
+            let data = self.read()?;
+            return target.put(data, false);
+        }
+        let to = target.path.clone();
+        wait(async move { client.copy(&path, &to).await.map_err(|e| failure.of(e)) })
+    }
+
     pub(crate) fn children(&self) -> Result<Vec<String>> {
         let Request { client, path, failure } = self.request("list")?;
         wait(async move {
