@@ -42,6 +42,7 @@ fn connector(table: &str, connector: &str, options: &[(&str, &str)], schema: &Sc
         schema: encode_schema(schema),
         metadata: Default::default(),
         primary_key: Vec::new(),
+        ..Default::default()
     }
 }
 

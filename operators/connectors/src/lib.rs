@@ -51,6 +51,11 @@ pub fn roles(connector: &str) -> Vec<Role> {
     registry::find(connector).map_or_else(Vec::new, |c| c.roles().to_vec())
 }
 
+/// What a scan of the table `spec` describes can take from the planner.
+pub fn pushdown(spec: &ConnectorSpec) -> registry::Pushdown {
+    registry::find(&spec.connector).map_or_else(Default::default, |c| c.pushdown(spec))
+}
+
 /// Rows per batch that sources emit and exchanges buffer.
 pub const DEFAULT_BATCH_ROWS: usize = 1024;
 
@@ -270,6 +275,7 @@ mod tests {
             schema: encode_schema(&Schema::new(vec![Field::new("a", DataType::Int64, false)])),
             metadata: Default::default(),
             primary_key: Vec::new(),
+            ..Default::default()
         }
     }
 

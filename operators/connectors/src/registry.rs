@@ -37,6 +37,15 @@ pub trait LookupFactory: Send {
     ) -> Result<std::sync::Arc<dyn sluice_core::lookup::LookupSource>>;
 }
 
+/// The pushdowns a connector's scans take.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Pushdown {
+    /// The source produces only the columns the query reads.
+    pub projection: bool,
+    /// The source skips what the query's conditions rule out.
+    pub filters: bool,
+}
+
 /// One table connector, looked up by the table's `connector` option.
 pub trait Connector: Sync {
     /// The value of the `connector` option that selects it.
@@ -48,6 +57,12 @@ pub trait Connector: Sync {
     /// True when its tables may declare metadata columns (`METADATA FROM 'key'`).
     fn provides_metadata(&self) -> bool {
         false
+    }
+
+    /// What a scan of this table can take from the planner: a projection (only some
+    /// columns produced) and conditions (rows, files or partitions skipped).
+    fn pushdown(&self, _spec: &ConnectorSpec) -> Pushdown {
+        Pushdown::default()
     }
 
     /// Parses and checks a source table's options (taking each option it reads from

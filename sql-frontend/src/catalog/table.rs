@@ -219,6 +219,8 @@ impl Table {
             schema: encode_schema(&self.physical_schema()),
             metadata: Default::default(),
             primary_key: self.primary_key.clone(),
+            partition_keys: self.partitioned_by.clone(),
+            pushdown: None,
         }
     }
 

@@ -33,10 +33,22 @@ mod join;
 pub mod lookup_join;
 pub mod ml_calls;
 pub mod ml_evaluate;
+mod pushdown;
 mod top_n;
 pub mod vector_search;
 pub use aggregate::{window_grouping, WindowGrouping};
+pub use pushdown::ScanRequest;
 use top_n::{rank_filter, RankFilter};
+
+/// What of `request` the source of `table` takes: none for a table with computed columns
+/// or a watermark (their expressions read the physical columns).
+fn scan_pushdown(table: &TableInfo, request: &ScanRequest) -> Option<sluice_proto::ScanPushdown> {
+    if !table.computed.is_empty() || table.watermark.is_some() {
+        return None;
+    }
+    let takes = sluice_connectors::pushdown(&table.connector);
+    request.pushdown(takes.projection, takes.filters)
+}
 
 /// The hidden column that carries a Kafka row's partition to its watermark operator.
 const SPLIT_COLUMN: &str = "__sluice_split";
@@ -79,6 +91,13 @@ pub struct Lowering {
     pub updating: std::collections::HashSet<String>,
     /// The Top-N a filter being lowered asks of the OVER window below it.
     rank_filter: Option<RankFilter>,
+    /// The filter right above the table scan being lowered.
+    scan_filter: Option<Expr>,
+    /// The columns the projection (and filter) right above the table scan being lowered
+    /// read.
+    scan_columns: Option<std::collections::HashSet<String>>,
+    /// What the table scan being resolved needs, for its source's pushdown.
+    pub scan_request: Option<ScanRequest>,
     /// Tables read `FOR SYSTEM_TIME AS OF`, by placeholder.
     pub lookups: HashMap<String, lookup_join::ResolvedLookup>,
     /// How lookup joins run.
@@ -258,6 +277,9 @@ impl Lowering {
             window_feed: None,
             updating: Default::default(),
             rank_filter: None,
+            scan_filter: None,
+            scan_columns: None,
+            scan_request: None,
             lookups: HashMap::new(),
             vector_searches: HashMap::new(),
             async_lookup: lookup_join::AsyncLookup::default(),
@@ -425,14 +447,37 @@ impl Lowering {
 
     /// The stream of a table's rows: its source (at `requested` parallelism, else the
     /// default), computed columns and watermark. The table's options are already validated.
-    pub fn table_stream(&mut self, table: &TableInfo, requested: Option<u32>, location: Location) -> Result<Stream> {
-        let key = table.name.to_ascii_lowercase();
+    /// A scan's `request` is pushed into the source where its connector takes it; a source
+    /// with a pushdown serves only scans that ask for the same.
+    pub fn table_stream(
+        &mut self,
+        table: &TableInfo,
+        requested: Option<u32>,
+        location: Location,
+        request: Option<ScanRequest>,
+    ) -> Result<Stream> {
+        let pushdown = request.and_then(|r| scan_pushdown(table, &r));
+        let key = match &pushdown {
+            None => table.name.to_ascii_lowercase(),
+            Some(p) => format!("{}\u{0}{:?}\u{0}{:?}", table.name.to_ascii_lowercase(), p.columns, p.predicates),
+        };
         if let Some(stream) = self.sources.get(&key) {
             return Ok(stream.clone());
         }
         let mut spec = table.connector.clone();
         let parallelism = requested.unwrap_or(self.default_parallelism);
         let mut physical = table.physical_schema.clone();
+        if let Some(pushdown) = pushdown {
+            if !pushdown.columns.is_empty() {
+                let fields = pushdown
+                    .columns
+                    .iter()
+                    .map(|c| physical.field_with_name(c).cloned().map_err(|e| internal(location, e)))
+                    .collect::<Result<Vec<_>>>()?;
+                physical = Arc::new(Schema::new(fields));
+            }
+            spec.pushdown = Some(pushdown);
+        }
         // Kafka tables get per-partition watermarks: a hidden column carries each row's
         // partition to the watermark operator, which drops it.
         let per_split = table.watermark.is_some() && spec.connector == "kafka";
@@ -454,7 +499,8 @@ impl Lowering {
                 .as_millis() as u64,
             None => 0,
         };
-        let name = format!("source: {}({})", table.name, spec.connector);
+        let pushed = spec.pushdown.as_ref().map(pushdown::describe).unwrap_or_default();
+        let name = format!("source: {}({}){pushed}", table.name, spec.connector);
         let node =
             self.builder.add(OperatorSpec { uid: String::new(), name, kind: Some(Kind::Source(spec)) }, parallelism);
         let mut stream = Stream { node, schema: physical, parallelism, updates: None };
@@ -673,7 +719,12 @@ impl Lowering {
             return Ok((self.lower(&joined, location, resolve)?, above));
         }
         let Some((filter, rest)) = predicate.and_then(|p| rank_filter(p, input)) else {
-            return Ok((self.lower(input, location, resolve)?, predicate.cloned()));
+            if matches!(input, LogicalPlan::TableScan(_)) {
+                self.scan_filter = predicate.cloned();
+            }
+            let lowered = self.lower(input, location, resolve);
+            self.scan_filter = None;
+            return Ok((lowered?, predicate.cloned()));
         };
         self.rank_filter = Some(filter);
         let lowered = self.lower(input, location, resolve);
@@ -709,7 +760,13 @@ impl Lowering {
                     LogicalPlan::Filter(f) => (f.input.as_ref(), Some(&f.predicate)),
                     other => (other, None),
                 };
-                let (input, filter) = self.lower_filtered(input_plan, filter, location, resolve)?;
+                if matches!(input_plan, LogicalPlan::TableScan(_)) {
+                    let read = projection.expr.iter().chain(filter).flat_map(|e| e.column_refs()).map(|c| c.name.clone());
+                    self.scan_columns = Some(read.collect());
+                }
+                let lowered = self.lower_filtered(input_plan, filter, location, resolve);
+                self.scan_columns = None;
+                let (input, filter) = lowered?;
                 let output = unique_names(&projection.schema);
                 self.calc(&input, filter.as_ref(), &projection.expr, output, location)
             }
@@ -759,9 +816,29 @@ impl Lowering {
                 self.aggregate(&lowered, input.schema(), &keys, &[], output, location)
             }
             LogicalPlan::TableScan(scan) => {
-                let stream = resolve(self, scan.table_name.table(), location)?;
                 if !scan.filters.is_empty() || scan.fetch.is_some() {
                     return Err(internal(location, "pushed-down scan filters"));
+                }
+                let projected: Vec<String> = scan.projected_schema.fields().iter().map(|f| f.name().clone()).collect();
+                let read = self.scan_columns.take();
+                let table = scan.source.schema();
+                let columns = match (&scan.projection, read) {
+                    (Some(_), _) => Some(projected.clone()),
+                    // The columns the projection above reads, in the table's order.
+                    (None, Some(read)) if !read.is_empty() => {
+                        Some(table.fields().iter().map(|f| f.name().clone()).filter(|n| read.contains(n)).collect())
+                    }
+                    _ => None,
+                };
+                self.scan_request =
+                    Some(ScanRequest { columns, filter: self.scan_filter.take(), schema: Some(table.clone()) });
+                let stream = resolve(self, scan.table_name.table(), location);
+                self.scan_request = None;
+                let stream = stream?;
+                let names: Vec<&String> = stream.schema.fields().iter().map(|f| f.name()).collect();
+                if names.iter().copied().eq(projected.iter()) {
+                    // The source produces exactly the scan's columns (pushed down).
+                    return Ok(stream);
                 }
                 match &scan.projection {
                     Some(indices) if indices.len() != stream.schema.fields().len() || indices.iter().enumerate().any(|(i, &j)| i != j) => {

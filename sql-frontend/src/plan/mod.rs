@@ -587,6 +587,7 @@ impl JobPlanner {
             schema: encode_schema(&changelog::without_row_kind(&stream.schema)),
             metadata: Default::default(),
             primary_key: Vec::new(),
+            ..Default::default()
         };
         // The updates of a key must reach the sink in order: they stay on their subtask.
         let parallelism =
@@ -798,6 +799,8 @@ fn resolve_relation(
     models: &mut BTreeMap<String, ResolvedMl>,
 ) -> Result<Stream> {
     let none = Placeholders::default();
+    // Only a table's own source takes the scan's pushdown.
+    let request = lowering.scan_request.take();
     if let Some(lookup) = lowering.lookups.get(name) {
         return Err(SqlError::new(
             lookup.call.location,
@@ -834,7 +837,7 @@ fn resolve_relation(
         table.validate(Role::Source, location)?;
         let requested = table.requested_parallelism(Role::Source, location)?;
         let info = resolve_table(table, &CatalogProvider::new(catalog))?;
-        return lowering.table_stream(&info, requested, location);
+        return lowering.table_stream(&info, requested, location, request);
     }
     if let Some(view) = catalog.find_view(name) {
         let (plan, resolved) = logical_plan(catalog, &view.query, &view.calls, view.location)?;
