@@ -62,6 +62,9 @@ pip_pinned onnxruntime 1.31.1
 # VADER, the sentiment model (its lexicon ships in the wheel) of its example and tests.
 pip_pinned pyarrow 26.0.1
 pip_pinned vaderSentiment 3.3.2
+# fastavro: the independent Avro reader and writer of the format tests (pyarrow is their
+# Parquet one).
+pip_pinned fastavro 1.12.1
 # scikit-learn, for the generic-python example trained by a script (fraud_sklearn).
 pip_pinned scikit-learn 1.9.1
 # The OpenAPI 3.0 schema validator the REST tests check every answer with.

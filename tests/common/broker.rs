@@ -79,11 +79,11 @@ impl Broker {
     }
 
     /// Writes records (with an optional partition each) and waits for them.
-    pub fn produce(&self, topic: &str, records: impl IntoIterator<Item = (Option<i32>, String)>) {
+    pub fn produce<V: AsRef<[u8]>>(&self, topic: &str, records: impl IntoIterator<Item = (Option<i32>, V)>) {
         let producer: BaseProducer =
             self.client().set("linger.ms", "20").set("queue.buffering.max.messages", "1000000").create().unwrap();
         for (partition, value) in records {
-            let mut record = BaseRecord::<(), String>::to(topic).payload(&value);
+            let mut record = BaseRecord::<(), [u8]>::to(topic).payload(value.as_ref());
             if let Some(p) = partition {
                 record = record.partition(p);
             }
@@ -169,6 +169,7 @@ impl Broker {
                         offset: m.offset(),
                         key: text(m.key()),
                         value: text(m.payload()),
+                        bytes: m.payload().map(<[u8]>::to_vec),
                     });
                     check = out.len() % 10_000 == 0;
                 }
@@ -189,6 +190,8 @@ pub struct Record {
     pub key: Option<String>,
     /// Its value; `None` for a tombstone.
     pub value: Option<String>,
+    /// Its value as sent (binary formats).
+    pub bytes: Option<Vec<u8>>,
 }
 
 impl Drop for Broker {

@@ -100,6 +100,25 @@ impl S3Server {
         assert!(child.wait().unwrap().success(), "PUT {key} failed");
     }
 
+    /// Copies every object under `prefix` into `dir`, keeping the key's path below
+    /// `prefix` (signed, with boto3 as in [`S3Server::put`]).
+    pub fn download(&self, prefix: &str, dir: &std::path::Path) {
+        let script = "import os, sys, boto3\n\
+            s3 = boto3.client('s3', endpoint_url=sys.argv[1], aws_access_key_id='sluice-test',\n\
+                              aws_secret_access_key='sluice-test-secret', region_name='us-east-1')\n\
+            prefix, target = sys.argv[2].rstrip('/') + '/', sys.argv[3]\n\
+            for page in s3.get_paginator('list_objects_v2').paginate(Bucket='sluice', Prefix=prefix):\n\
+            \x20   for o in page.get('Contents', []):\n\
+            \x20       path = os.path.join(target, o['Key'][len(prefix):])\n\
+            \x20       os.makedirs(os.path.dirname(path), exist_ok=True)\n\
+            \x20       s3.download_file('sluice', o['Key'], path)\n";
+        let status = Command::new("python3")
+            .args(["-c", script, &self.endpoint, prefix, dir.to_str().unwrap()])
+            .status()
+            .expect("python3 runs");
+        assert!(status.success(), "downloading {prefix} failed");
+    }
+
     /// The server's process id (to pause it).
     pub fn pid(&self) -> u32 {
         self.process.pid()

@@ -37,6 +37,15 @@ pub enum OperatorError {
         /// The option that skips such records.
         skip_option: &'static str,
     },
+    /// A file does not hold what its table says (a damaged Parquet file, a column of
+    /// another type).
+    #[error("file '{path}': {message}")]
+    BadFile {
+        /// The file.
+        path: String,
+        /// What is wrong with it.
+        message: String,
+    },
     /// An Arrow computation failed.
     #[error("{context}: {source}")]
     Arrow {

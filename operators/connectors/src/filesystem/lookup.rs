@@ -14,7 +14,8 @@ use arrow::row::{RowConverter, SortField};
 use sluice_core::options::Options;
 use sluice_core::{OperatorError, Result};
 
-use super::{list_files, FileSourceConfig};
+use super::source::{table_files, FileCursor, FileSplit, ScanCounts};
+use super::FileSourceConfig;
 
 /// Flink's default of `lookup.join.cache.ttl`.
 const DEFAULT_RELOAD: Duration = Duration::from_secs(60 * 60);
@@ -30,8 +31,9 @@ pub struct FileLookupConfig {
 impl FileLookupConfig {
     /// Reads the options of a filesystem lookup table: the source's, and
     /// `lookup.join.cache.ttl`.
-    pub fn parse(options: &mut Options<'_>, schema: SchemaRef) -> Result<Self> {
-        let source = FileSourceConfig::parse(options, schema)?;
+    pub fn parse(spec: &sluice_proto::ConnectorSpec, options: &mut Options<'_>, schema: SchemaRef) -> Result<Self> {
+        let spec = sluice_proto::ConnectorSpec { pushdown: None, ..spec.clone() };
+        let source = FileSourceConfig::parse(&spec, options, schema)?;
         let reload = options.duration("lookup.join.cache.ttl")?.unwrap_or(DEFAULT_RELOAD);
         Ok(FileLookupConfig { source, reload })
     }
@@ -57,19 +59,13 @@ struct Loaded {
 fn load(config: &FileSourceConfig, columns: &[usize], converter: &RowConverter) -> Result<Loaded> {
     let schema = &config.schema;
     let mut batches = Vec::new();
-    for path in list_files(&config.path)? {
-        let text = std::fs::read_to_string(&path).map_err(|source| OperatorError::Io {
-            action: "cannot read",
-            path: path.display().to_string(),
-            source,
-        })?;
-        let lines = text.lines().filter(|l| !l.trim().is_empty()).count();
-        let decoded = config.format.decode(schema, &text, lines).map_err(|message| OperatorError::BadRecord {
-            location: path.display().to_string(),
-            message,
-            skip_option: config.format.skip_option(),
-        })?;
-        batches.extend(decoded);
+    let (mut counts, mut skipped) = (ScanCounts::default(), 0);
+    for path in table_files(config, &mut counts)? {
+        let split = FileSplit { path, offset: 0, line: 0 };
+        let mut cursor = FileCursor::open(config, split, crate::DEFAULT_BATCH_ROWS, &mut counts)?;
+        while let Some(batch) = cursor.next_batch(config, crate::DEFAULT_BATCH_ROWS, &mut skipped)? {
+            batches.push(batch);
+        }
     }
     let rows = arrow::compute::concat_batches(schema, &batches)
         .map_err(|e| OperatorError::arrow("cannot assemble the lookup table's rows", e))?;
@@ -107,7 +103,7 @@ mod runtime {
         /// Lookups in the table of `config` by `columns` (names of its columns).
         pub fn new(config: FileLookupConfig, columns: &[String]) -> Result<Self> {
             let schema = config.source.schema.clone();
-            let context = format!("filesystem table at '{}'", config.source.path.display());
+            let context = format!("filesystem table at '{}'", config.source.path);
             let columns = columns
                 .iter()
                 .map(|name| {
@@ -195,7 +191,7 @@ mod runtime {
                     .map(|(k, v)| (k.to_string(), v.to_string()))
                     .collect();
             let mut options = Options::new("filesystem table 'side'", &raw);
-            let config = FileLookupConfig::parse(&mut options, schema).unwrap();
+            let config = FileLookupConfig::parse(&Default::default(), &mut options, schema).unwrap();
             options.finish().unwrap();
             FileLookup::new(config, &["key".to_string()]).unwrap()
         }

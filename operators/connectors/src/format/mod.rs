@@ -1,5 +1,6 @@
 //! Record formats shared by connectors, with Flink's option names: `format` (`json`, `csv`,
-//! `raw`, and for writing changelogs `debezium-json`), `json.ignore-parse-errors`,
+//! `raw`, for writing changelogs `debezium-json`, and for files `parquet`),
+//! `json.ignore-parse-errors`,
 //! `csv.ignore-parse-errors`, `csv.field-delimiter`.
 
 use std::sync::Arc;
@@ -7,6 +8,8 @@ use std::sync::Arc;
 use arrow::array::{ArrayRef, BinaryArray, StringArray};
 use arrow::datatypes::{DataType, SchemaRef};
 use arrow::record_batch::RecordBatch;
+
+pub mod avro;
 
 use sluice_core::options::Options;
 use sluice_core::{OperatorError, Result};
@@ -25,6 +28,15 @@ pub enum Format {
     /// update's old row `{"before":{...},"after":null,"op":"d"}`. Written only: a sink in
     /// this format takes an updating query.
     DebeziumJson,
+    /// Avro: in Kafka one binary-encoded row per message, in files Avro's object
+    /// container files (see [`avro`]).
+    Avro,
+    /// Avro in Confluent's wire format, with the schema in a schema registry (see
+    /// [`avro`]).
+    AvroConfluent,
+    /// Apache Parquet files (filesystem tables only): columns, not lines, so the filesystem
+    /// connector reads and writes them itself (see `filesystem::parquet`).
+    Parquet,
 }
 
 impl Format {
@@ -35,6 +47,9 @@ impl Format {
             Format::Csv => "csv",
             Format::Raw => "raw",
             Format::DebeziumJson => "debezium-json",
+            Format::Parquet => "parquet",
+            Format::Avro => "avro",
+            Format::AvroConfluent => "avro-confluent",
         }
     }
 
@@ -44,7 +59,14 @@ impl Format {
             Format::Raw => "txt",
             Format::Json | Format::DebeziumJson => "json",
             Format::Csv => "csv",
+            Format::Parquet => "parquet",
+            Format::Avro | Format::AvroConfluent => "avro",
         }
+    }
+
+    /// True for a format whose files are whole containers rather than lines of records.
+    pub fn is_bulk(self) -> bool {
+        matches!(self, Format::Parquet | Format::Avro)
     }
 }
 
@@ -56,6 +78,11 @@ pub struct FormatOptions {
     /// Skip and count records that cannot be parsed, instead of failing.
     pub ignore_parse_errors: bool,
     delimiter: u8,
+    /// Where an `avro-confluent` format's schemas are registered.
+    pub registry: Option<avro::RegistryOptions>,
+    /// Writer schemas and the registered id of an `avro-confluent` format, shared by its
+    /// clones.
+    pub avro: Arc<avro::AvroState>,
 }
 
 impl FormatOptions {
@@ -82,18 +109,45 @@ impl FormatOptions {
             Some("\\t") => b'\t',
             Some(d) => return Err(options.error(format!("option 'csv.field-delimiter' = '{d}' must be one character"))),
         };
+        let avro_ignore = options.bool("avro.ignore-parse-errors")?.unwrap_or(false);
+        options.declare("avro.timestamp_mapping.legacy");
         let ignore_parse_errors = match format {
             Format::Json => json_ignore,
             Format::Csv => csv_ignore,
-            Format::Raw | Format::DebeziumJson => false,
+            Format::Avro | Format::AvroConfluent => avro_ignore,
+            Format::Raw | Format::DebeziumJson | Format::Parquet => false,
         };
-        Ok(FormatOptions { format, ignore_parse_errors, delimiter })
+        let registry = match format {
+            Format::AvroConfluent => Some(registry_options(options, key)?),
+            _ => None,
+        };
+        Ok(FormatOptions { format, ignore_parse_errors, delimiter, registry, avro: Default::default() })
+    }
+
+    /// Learns the writer schemas of Confluent-framed `records` from the registry, so they
+    /// can be decoded (nothing for other formats).
+    pub async fn prepare_decode(&self, records: &[&[u8]]) -> std::result::Result<(), String> {
+        match &self.registry {
+            Some(registry) => self.avro.fetch_writers(registry, records).await,
+            None => Ok(()),
+        }
+    }
+
+    /// Registers `schema` under the format's subject, or `default_subject`, so records can
+    /// be encoded (nothing for formats without a registry).
+    pub async fn prepare_encode(&self, schema: &SchemaRef, default_subject: &str) -> std::result::Result<(), String> {
+        let Some(registry) = &self.registry else { return Ok(()) };
+        let subject = registry.subject.as_deref().unwrap_or(default_subject);
+        let id = self.avro.register(registry, subject, schema).await?;
+        tracing::info!(subject, id, "registered the table's Avro schema");
+        Ok(())
     }
 
     /// The option that makes bad records skipped.
     pub fn skip_option(&self) -> &'static str {
         match self.format {
             Format::Csv => "csv.ignore-parse-errors",
+            Format::Avro | Format::AvroConfluent => "avro.ignore-parse-errors",
             _ => "json.ignore-parse-errors",
         }
     }
@@ -146,6 +200,8 @@ impl FormatOptions {
             }
             Format::Raw => self.decode_raw(schema, &text.split('\n').map(str::as_bytes).collect::<Vec<_>>()),
             Format::DebeziumJson => Err("format 'debezium-json' is written, not read, by Sluice yet".to_string()),
+            Format::Parquet => Err("format 'parquet' holds files, not records".to_string()),
+            Format::Avro | Format::AvroConfluent => Err("Avro records are binary, not lines".to_string()),
         }
     }
 
@@ -157,6 +213,8 @@ impl FormatOptions {
     ) -> std::result::Result<Option<RecordBatch>, String> {
         match self.format {
             Format::Raw => self.decode_raw(schema, records),
+            Format::Avro => avro::decode_rows(schema, records, None),
+            Format::AvroConfluent => avro::decode_rows(schema, records, Some(&self.avro)),
             _ => {
                 let text: Vec<String> = records.iter().map(|r| String::from_utf8_lossy(r).into_owned()).collect();
                 self.decode(schema, &text.join("\n"), records.len())
@@ -196,12 +254,29 @@ impl FormatOptions {
                 }
             }
             Format::DebeziumJson => encode_debezium(batch, &mut buf)?,
+            Format::Parquet | Format::Avro | Format::AvroConfluent => {
+                return Err(OperatorError::InvalidPlan(format!(
+                    "format '{}' is not written as lines",
+                    self.format.name()
+                )));
+            }
         }
         Ok(buf)
     }
 
     /// Encodes every row of `batch` as one record (no trailing newline), for messages.
     pub fn encode_records(&self, batch: &RecordBatch) -> Result<Vec<Vec<u8>>> {
+        let avro_error = |message: String| OperatorError::Evaluation(format!("Avro records: {message}"));
+        match self.format {
+            Format::Avro => return avro::encode_rows(&batch.schema(), batch, None).map_err(avro_error),
+            Format::AvroConfluent => {
+                let Some(id) = self.avro.write_id() else {
+                    return Err(OperatorError::InvalidPlan("the Avro schema was not registered before writing".into()));
+                };
+                return avro::encode_rows(&batch.schema(), batch, Some(id)).map_err(avro_error);
+            }
+            _ => {}
+        }
         if self.format == Format::Raw {
             let column = batch.column(0);
             let values = match column.data_type() {
@@ -221,6 +296,29 @@ impl FormatOptions {
         let text = self.encode(batch)?;
         Ok(text.split(|b| *b == b'\n').filter(|l| !l.is_empty()).map(<[u8]>::to_vec).collect())
     }
+}
+
+/// Reads the registry options of an `avro-confluent` format named by option `key`
+/// (`format`, `key.format` or `value.format`): Flink's `[key.|value.]avro-confluent.url`
+/// (or the older `...schema-registry.url`), `.subject`, `.basic-auth.user-info` and
+/// `.bearer-auth.token`.
+fn registry_options(options: &mut Options<'_>, key: &str) -> Result<avro::RegistryOptions> {
+    let prefix = key.strip_suffix("format").unwrap_or("");
+    let name = |suffix: &str| format!("{prefix}avro-confluent.{suffix}");
+    let url = options.get(&name("url")).or(options.get(&name("schema-registry.url"))).map(str::to_string);
+    let Some(url) = url else {
+        return Err(options
+            .error(format!("format 'avro-confluent' needs option '{}' (the schema registry's URL)", name("url"))));
+    };
+    let subject = options.get(&name("subject")).or(options.get(&name("schema-registry.subject"))).map(str::to_string);
+    let user_info = options.get(&name("basic-auth.user-info")).map(str::to_string);
+    let bearer_token = options.get(&name("bearer-auth.token")).map(str::to_string);
+    for declared in
+        ["basic-auth.credentials-source", "bearer-auth.credentials-source", "properties", "ssl.keystore.location"]
+    {
+        options.declare(&name(declared));
+    }
+    Ok(avro::RegistryOptions { url, subject, user_info, bearer_token })
 }
 
 /// Writes each change of `batch` (rows with their kinds; all insertions without a kind

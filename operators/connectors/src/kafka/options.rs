@@ -9,7 +9,7 @@ use crate::format::{Format, FormatOptions};
 use sluice_core::options::Options;
 use sluice_core::{OperatorError, Result};
 
-const FORMATS: &[Format] = &[Format::Json, Format::Csv, Format::Raw];
+const FORMATS: &[Format] = &[Format::Json, Format::Csv, Format::Raw, Format::Avro, Format::AvroConfluent];
 
 /// Where a source starts reading partitions it has no checkpointed offset for.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -7,6 +7,7 @@
 //! latest record per key right whatever the updates' own key. The transactional-id prefix is `sink.transactional-id-prefix`, or
 //! else derived from the job and the table, so two jobs never fence each other.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use arrow::record_batch::RecordBatch;
@@ -60,6 +61,20 @@ impl KafkaSink {
             format!("table '{}' (connector 'kafka')", self.config.table),
             format!("cannot write to topic '{}': {e}", self.topic),
         )
+    }
+
+    /// Registers the value's and key's Avro schemas of `avro-confluent` formats, under
+    /// `<topic>-value` and `<topic>-key` unless a subject is set.
+    async fn register_schemas(&self) -> Result<()> {
+        let value_schema = self.config.value_schema();
+        let value_subject = format!("{}-value", self.topic);
+        self.config.value_format.prepare_encode(&value_schema, &value_subject).await.map_err(|e| self.error(e))?;
+        if let Some((format, columns)) = &self.config.key {
+            let key_schema =
+                Arc::new(self.config.schema.project(columns).map_err(|e| OperatorError::arrow("kafka key", e))?);
+            format.prepare_encode(&key_schema, &format!("{}-key", self.topic)).await.map_err(|e| self.error(e))?;
+        }
+        Ok(())
     }
 
     /// Waits until every record sent so far is acknowledged.
@@ -126,6 +141,7 @@ impl Operator for KafkaSink {
 
     async fn open(&mut self, ctx: &TaskContext) -> Result<()> {
         self.checkpointing = ctx.checkpointing;
+        self.register_schemas().await?;
         if self.config.delivery == DeliveryGuarantee::ExactlyOnce {
             let settings = EpochSettings {
                 bootstrap: self.config.properties["bootstrap.servers"]

@@ -309,6 +309,18 @@ impl KafkaSource {
         })
     }
 
+    /// Fetches the writer schemas of `avro-confluent` values and keys not seen yet.
+    async fn learn_schemas(&self, messages: &[Received]) -> Result<()> {
+        let values: Vec<&[u8]> = messages.iter().map(|m| m.value.as_slice()).collect();
+        let failed = |e: String| OperatorError::config(format!("table '{}' (connector 'kafka')", self.config.table), e);
+        self.config.value_format.prepare_decode(&values).await.map_err(failed)?;
+        if let Some((format, _)) = &self.config.key {
+            let keys: Vec<&[u8]> = messages.iter().filter_map(|m| m.key.as_deref()).collect();
+            format.prepare_decode(&keys).await.map_err(failed)?;
+        }
+        Ok(())
+    }
+
     /// Decodes messages into a batch, handling bad records by the format's error policy.
     fn decode(&mut self, messages: &[Received]) -> Result<Option<RecordBatch>> {
         let value_schema = self.config.value_schema();
@@ -545,6 +557,7 @@ impl Source for KafkaSource {
         if messages.is_empty() {
             return Ok(if self.reached_end() { SourcePoll::Finished } else { SourcePoll::Idle });
         }
+        self.learn_schemas(&messages).await?;
         Ok(match self.decode(&messages)? {
             Some(batch) => SourcePoll::Batch(batch),
             None => SourcePoll::Idle,
