@@ -70,9 +70,9 @@ fn parquet_and_avro_files_round_trip_with_pyarrow_and_fastavro() {
     assert!(report.contains("Avro written by Sluice, read by fastavro: 600 rows equal"), "{report}");
 }
 
-/// fastavro-encoded Avro records in a topic go through a Sluice job into another topic,
-/// and fastavro decodes what Sluice wrote, with the schema Python wrote with, to the same
-/// rows.
+/// fastavro-encoded Avro records in a topic go through a Sluice job into another topic
+/// (with Avro keys of two columns), and fastavro decodes what Sluice wrote, with the schema
+/// Python wrote with, to the same rows.
 #[test]
 fn avro_records_round_trip_through_kafka_with_fastavro() {
     let broker = Broker::start();
@@ -100,15 +100,28 @@ fn avro_records_round_trip_through_kafka_with_fastavro() {
                 "avro-in",
                 ", 'scan.startup.mode' = 'earliest-offset', 'scan.bounded.mode' = 'latest-offset'"
             ),
-            kafka("sink", "avro-out", ""),
+            kafka("sink", "avro-out", ", 'key.format' = 'avro', 'key.fields' = 'id;name'"),
         ),
         2,
     );
-    let out: Vec<String> = broker
-        .read_records("avro-out", 2)
-        .into_iter()
-        .map(|r| r.bytes.unwrap().iter().map(|b| format!("{b:02x}")).collect())
-        .collect();
+    let records = broker.read_records("avro-out", 2);
+    // The keys: Avro records of the key columns, with the schema derived from them.
+    let key_schema = Arc::new(arrow::datatypes::Schema::new(vec![
+        arrow::datatypes::Field::new("id", arrow::datatypes::DataType::Int64, false),
+        arrow::datatypes::Field::new("name", arrow::datatypes::DataType::Utf8, true),
+    ]));
+    let keys: Vec<&[u8]> = records.iter().map(|r| r.key_bytes.as_deref().unwrap()).collect();
+    let keys = sluice_connectors::format::avro::decode_rows(&key_schema, &keys, None).unwrap().unwrap();
+    let ids = keys.column(0).as_any().downcast_ref::<arrow::array::Int64Array>().unwrap();
+    let names = keys.column(1).as_any().downcast_ref::<arrow::array::StringArray>().unwrap();
+    let mut key_ids: Vec<i64> = ids.values().to_vec();
+    key_ids.sort();
+    assert_eq!(key_ids, (0..600).collect::<Vec<i64>>());
+    for (id, name) in ids.iter().zip(names.iter()) {
+        let id = id.unwrap();
+        assert_eq!(name.map(str::to_string), (id % 11 != 0).then(|| format!("name-{id}-é\u{2603}")));
+    }
+    let out: Vec<String> = records.into_iter().map(|r| r.bytes.unwrap().iter().map(|b| format!("{b:02x}")).collect()).collect();
     let written = cluster.dir.path().join("written.hex");
     std::fs::write(&written, out.join("\n")).unwrap();
     let schema = cluster.dir.path().join("schema.json");

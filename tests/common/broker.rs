@@ -170,6 +170,7 @@ impl Broker {
                         key: text(m.key()),
                         value: text(m.payload()),
                         bytes: m.payload().map(<[u8]>::to_vec),
+                        key_bytes: m.key().map(<[u8]>::to_vec),
                     });
                     check = out.len() % 10_000 == 0;
                 }
@@ -192,6 +193,8 @@ pub struct Record {
     pub value: Option<String>,
     /// Its value as sent (binary formats).
     pub bytes: Option<Vec<u8>>,
+    /// Its key as sent (binary formats).
+    pub key_bytes: Option<Vec<u8>>,
 }
 
 impl Drop for Broker {
