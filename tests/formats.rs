@@ -121,7 +121,8 @@ fn avro_records_round_trip_through_kafka_with_fastavro() {
         let id = id.unwrap();
         assert_eq!(name.map(str::to_string), (id % 11 != 0).then(|| format!("name-{id}-é\u{2603}")));
     }
-    let out: Vec<String> = records.into_iter().map(|r| r.bytes.unwrap().iter().map(|b| format!("{b:02x}")).collect()).collect();
+    let out: Vec<String> =
+        records.into_iter().map(|r| r.bytes.unwrap().iter().map(|b| format!("{b:02x}")).collect()).collect();
     let written = cluster.dir.path().join("written.hex");
     std::fs::write(&written, out.join("\n")).unwrap();
     let schema = cluster.dir.path().join("schema.json");

@@ -159,6 +159,12 @@ impl Failure {
     }
 }
 
+/// A part of a key as it was given to [`ObjectLocation::join`] (object_store stores `%`
+/// and a few other characters percent-encoded, so `dt=a%3Ab` is kept as `dt=a%253Ab`).
+fn part_name(part: &str) -> String {
+    percent_encoding::percent_decode_str(part).decode_utf8_lossy().into_owned()
+}
+
 /// A key (or prefix) in a bucket.
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) struct ObjectLocation {
@@ -171,7 +177,8 @@ impl std::fmt::Display for ObjectLocation {
         if self.path.as_ref().is_empty() {
             write!(f, "s3://{}", self.bucket)
         } else {
-            write!(f, "s3://{}/{}", self.bucket, self.path)
+            let parts: Vec<String> = self.path.parts().map(|p| part_name(p.as_ref())).collect();
+            write!(f, "s3://{}/{}", self.bucket, parts.join("/"))
         }
     }
 }
@@ -188,7 +195,7 @@ impl ObjectLocation {
     }
 
     pub(crate) fn file_name(&self) -> Option<String> {
-        self.path.filename().map(str::to_string)
+        self.path.filename().map(part_name)
     }
 
     pub(crate) fn parent(&self) -> Option<Self> {
@@ -328,7 +335,7 @@ impl ObjectLocation {
                 client.list(Some(&path)).try_collect().await.map_err(|e| failure.of(e))?;
             Ok(objects
                 .into_iter()
-                .map(|o| o.location.parts().skip(depth).map(|p| p.as_ref().to_string()).collect::<Vec<_>>().join("/"))
+                .map(|o| o.location.parts().skip(depth).map(|p| part_name(p.as_ref())).collect::<Vec<_>>().join("/"))
                 .collect())
         })
     }
@@ -347,8 +354,8 @@ impl ObjectLocation {
         let Request { client, path, failure } = self.request("list")?;
         wait(async move {
             let listing = client.list_with_delimiter(Some(&path)).await.map_err(|e| failure.of(e))?;
-            let directories = listing.common_prefixes.iter().filter_map(|p| p.filename().map(str::to_string));
-            let files = listing.objects.iter().filter_map(|o| o.location.filename().map(str::to_string));
+            let directories = listing.common_prefixes.iter().filter_map(|p| p.filename().map(part_name));
+            let files = listing.objects.iter().filter_map(|o| o.location.filename().map(part_name));
             Ok(directories.chain(files).collect())
         })
     }

@@ -103,6 +103,23 @@ fn objects_are_created_once_uploaded_in_parts_listed_and_deleted() {
     assert_eq!(root.join("shared/nothing.sst").size().unwrap(), None);
     assert!(matches!(root.join("shared/nothing.sst").read(), Err(StorageError::NotFound { .. })));
 
+    // Names come back as they were given, whatever object_store encodes in the key, and
+    // every file below a location is listed.
+    let table = Location::parse("s3://sluice/tables/t").unwrap();
+    table.join("hm=00%3A00/.part-1.inprogress").put(b"p".to_vec()).unwrap();
+    table.join("hm=00%3A00/part-0").put(b"p".to_vec()).unwrap();
+    table.join("hm=01%3A00/part-0").put(b"q".to_vec()).unwrap();
+    let files = table.files().unwrap();
+    assert_eq!(files, ["hm=00%3A00/.part-1.inprogress", "hm=00%3A00/part-0", "hm=01%3A00/part-0"]);
+    assert_eq!(table.children().unwrap(), ["hm=00%3A00", "hm=01%3A00"]);
+    assert_eq!(table.join(&files[2]).read().unwrap(), b"q");
+    let written = table.join("hm=00%3A00/part-0").to_string();
+    assert_eq!(written, "s3://sluice/tables/t/hm=00%3A00/part-0");
+    assert_eq!(Location::parse(&written).unwrap().read().unwrap(), b"p", "a location's text names it again");
+    table.join(&files[0]).copy_to(&table.join("hm=00%3A00/part-1")).unwrap();
+    assert_eq!(table.join("hm=00%3A00/part-1").read().unwrap(), b"p");
+    table.delete_all().unwrap();
+
     // Deleting a checkpoint removes its prefix and nothing else.
     root.join("chk-1").delete_all().unwrap();
     stored.delete().unwrap();
