@@ -522,6 +522,21 @@ SELECT o.id FROM o JOIN c ON o.amount > c.credit;"#,
         Some((3, 1)),
     ),
     (
+        "avro_map_keyed_by_numbers",
+        "run",
+        r#"CREATE TABLE t (id BIGINT, m MAP<BIGINT, STRING>) WITH ('connector' = 'filesystem', 'path' = '/tmp/t', 'format' = 'avro');"#,
+        r#"table 't' (connector 'filesystem'): format 'avro': column 'm': an Avro map's keys are strings"#,
+        Some((1, 14)),
+    ),
+    (
+        "partition_commit_without_partitions",
+        "run",
+        r#"CREATE TABLE t (id BIGINT) WITH ('connector' = 'filesystem', 'path' = '/tmp/t', 'format' = 'parquet', 'sink.partition-commit.policy.kind' = 'success-file');
+INSERT INTO t SELECT 1;"#,
+        r#"table 't' (connector 'filesystem'): partition commit options need a table PARTITIONED BY columns"#,
+        Some((2, 13)),
+    ),
+    (
         "unknown_runtime_mode",
         "run",
         r#"SET 'execution.runtime-mode' = 'bulk';"#,

@@ -34,6 +34,23 @@ use sluice_core::{OperatorError, Result};
 use sluice_proto::{ConnectorSpec, ScanPredicate};
 pub use source::FileSource;
 
+/// Options only a sink reads.
+const SINK_ONLY_OPTIONS: &[&str] = &[
+    "sink.rolling-policy.file-size",
+    "sink.rolling-policy.rollover-interval",
+    "sink.rolling-policy.check-interval",
+    "sink.parallelism",
+    "auto-compaction",
+    "sink.partition-commit.trigger",
+    "sink.partition-commit.delay",
+    "sink.partition-commit.policy.kind",
+    "sink.partition-commit.success-file.name",
+    "sink.partition-commit.watermark-time-zone",
+    "partition.time-extractor.kind",
+    "partition.time-extractor.timestamp-pattern",
+    "partition.time-extractor.timestamp-formatter",
+];
+
 /// Parsed options of a filesystem source.
 #[derive(Debug, Clone)]
 pub struct FileSourceConfig {
@@ -63,8 +80,14 @@ impl FileSourceConfig {
         options.declare("avro.codec");
         options.declare("scan.parallelism");
         options.declare("source.monitor-interval");
+        // One DDL serves reading and writing, as in Flink: the sink's options are not
+        // unknown to a source.
+        for key in SINK_ONLY_OPTIONS {
+            options.declare(key);
+        }
         let partitioning = Partitioning::parse(options, &spec.partition_keys, &schema)?;
         let file_schema = partitioning.file_schema(&schema);
+        format.check_schema(&file_schema, options)?;
         let (output, predicates) = match &spec.pushdown {
             Some(p) if !p.columns.is_empty() => {
                 let fields = p
@@ -168,6 +191,7 @@ impl FileSinkConfig {
         }
         let commit = CommitPolicy::parse(options, &partitioning)?;
         let file_schema = partitioning.file_schema(&schema);
+        format.check_schema(&file_schema, options)?;
         Ok(FileSinkConfig {
             dir,
             format,

@@ -166,6 +166,52 @@ fn reader_schema(schema: &SchemaRef, writer: Option<&str>) -> Result<String, Str
     Ok(reader.to_string())
 }
 
+/// The fields whose types differ between a `writer` schema and the `reader` (the table's),
+/// as `'name' (string in the writer, long in the table)`, to explain a failed resolution.
+fn differing_fields(writer: &str, reader: &str) -> Vec<String> {
+    fn fields(json: &str) -> Vec<(String, String)> {
+        let value: serde_json::Value = serde_json::from_str(json).unwrap_or_default();
+        let type_name = |t: &serde_json::Value| -> String {
+            let t = match t.as_array() {
+                Some(union) => union.iter().find(|b| b != &"null").cloned().unwrap_or_default(),
+                None => t.clone(),
+            };
+            match &t {
+                serde_json::Value::String(s) => s.clone(),
+                other => other
+                    .get("logicalType")
+                    .or_else(|| other.get("type"))
+                    .and_then(|v| v.as_str())
+                    .unwrap_or("complex")
+                    .to_string(),
+            }
+        };
+        value["fields"]
+            .as_array()
+            .map(|fs| {
+                fs.iter().map(|f| (f["name"].as_str().unwrap_or("").to_string(), type_name(&f["type"]))).collect()
+            })
+            .unwrap_or_default()
+    }
+    let writer = fields(writer);
+    fields(reader)
+        .into_iter()
+        .filter_map(|(name, table)| {
+            let (_, written) = writer.iter().find(|(w, _)| *w == name)?;
+            (*written != table).then(|| format!("'{name}' ({written} in the writer, {table} in the table)"))
+        })
+        .collect()
+}
+
+/// A failed resolution of writer schemas into the table's, naming the fields that differ.
+fn resolution_error(e: impl std::fmt::Display, writers: &[String], reader: &str) -> String {
+    let differing: Vec<String> = writers.iter().flat_map(|w| differing_fields(w, reader)).collect();
+    if differing.is_empty() {
+        return format!("cannot read Avro: {e}");
+    }
+    format!("cannot read Avro into the table's columns: {e}; fields that differ: {}", differing.join(", "))
+}
+
 /// The table's columns as Avro writes them: TIMESTAMP as UTC instants (Flink's
 /// `timestamp-millis`), the record named as Flink names it.
 fn avro_view(schema: &SchemaRef) -> SchemaRef {
@@ -187,8 +233,32 @@ fn avro_view(schema: &SchemaRef) -> SchemaRef {
     Arc::new(Schema::new_with_metadata(fields, metadata))
 }
 
+/// The column types Avro has no form for, as Flink refuses them: maps keyed by anything
+/// but strings.
+fn unmappable(field: &Field) -> Option<String> {
+    match field.data_type() {
+        DataType::Map(entries, _) => match entries.data_type() {
+            DataType::Struct(kv) if !matches!(kv[0].data_type(), DataType::Utf8 | DataType::LargeUtf8) => {
+                Some(format!(
+                    "column '{}': an Avro map's keys are strings, so {} keys do not map; use MAP<STRING, ...>",
+                    field.name(),
+                    kv[0].data_type()
+                ))
+            }
+            DataType::Struct(kv) => unmappable(&kv[1]),
+            _ => None,
+        },
+        DataType::List(item) | DataType::LargeList(item) => unmappable(item),
+        DataType::Struct(fields) => fields.iter().find_map(|f| unmappable(f)),
+        _ => None,
+    }
+}
+
 /// The Avro schema (JSON) of a table's columns.
 pub fn derived_schema(schema: &SchemaRef) -> Result<String, String> {
+    if let Some(why) = schema.fields().iter().find_map(|f| unmappable(f)) {
+        return Err(why);
+    }
     AvroSchema::try_from(avro_view(schema).as_ref())
         .map(|s| s.json_string)
         .map_err(|e| format!("the columns have no Avro schema: {e}"))
@@ -238,6 +308,7 @@ pub fn decode_rows(
     }
     let view = avro_view(schema);
     let mut store = SchemaStore::new_with_type(FingerprintAlgorithm::Id);
+    let mut writer_schemas = Vec::new();
     let reader = match state {
         None => {
             let own = derived_schema(schema)?;
@@ -249,6 +320,7 @@ pub fn decode_rows(
             // The record name of the newest writer schema (all versions of a subject share it).
             let newest = writers.values().next_back().cloned();
             for (id, json) in writers {
+                writer_schemas.push(json.clone());
                 store.set(Fingerprint::Id(id), AvroSchema::new(json)).map_err(|e| e.to_string())?;
             }
             reader_schema(schema, newest.as_deref())?
@@ -256,10 +328,10 @@ pub fn decode_rows(
     };
     let mut decoder = ReaderBuilder::new()
         .with_writer_schema_store(store)
-        .with_reader_schema(AvroSchema::new(reader))
+        .with_reader_schema(AvroSchema::new(reader.clone()))
         .with_batch_size(records.len())
         .build_decoder()
-        .map_err(|e| format!("cannot read Avro: {e}"))?;
+        .map_err(|e| resolution_error(e, &writer_schemas, &reader))?;
     let bad = |e: arrow_avro::errors::AvroError| format!("not an Avro record of the table's schema: {e}");
     let mut framed = Vec::new();
     let mut batches = Vec::new();
@@ -369,11 +441,12 @@ pub fn file_reader(
         probe.avro_header().get(SCHEMA_METADATA_KEY).map(|s| String::from_utf8_lossy(s).into_owned())
     };
     file.rewind().map_err(|e| format!("cannot read the Avro file again: {e}"))?;
+    let reader = reader_schema(schema, writer.as_deref())?;
     ReaderBuilder::new()
-        .with_reader_schema(AvroSchema::new(reader_schema(schema, writer.as_deref())?))
+        .with_reader_schema(AvroSchema::new(reader.clone()))
         .with_batch_size(batch_rows.max(1))
         .build(std::io::BufReader::new(file))
-        .map_err(bad)
+        .map_err(|e| resolution_error(e, &writer.into_iter().collect::<Vec<_>>(), &reader))
 }
 
 #[cfg(feature = "runtime")]

@@ -159,6 +159,9 @@ impl FormatOptions {
         {
             return Err(options.error("format 'raw' needs exactly one column, of type STRING or BYTES"));
         }
+        if matches!(self.format, Format::Avro | Format::AvroConfluent) {
+            avro::derived_schema(schema).map_err(|e| options.error(format!("format '{}': {e}", self.format.name())))?;
+        }
         Ok(())
     }
 

@@ -134,3 +134,34 @@ fn bytes_that_are_not_a_record_are_an_error_not_a_panic() {
     }
     assert!(decode_rows(&table(), &[&[1, 2, 3]], Some(&AvroState::default())).is_err());
 }
+
+/// A writer whose field has a type that cannot become the table's is refused naming the
+/// field; a column type Avro has no form for is refused when the table is declared.
+#[test]
+fn types_that_do_not_map_are_named() {
+    let writer = Arc::new(Schema::new(vec![Field::new("id", DataType::Utf8, false)]));
+    let rows = RecordBatch::try_new(writer.clone(), vec![Arc::new(StringArray::from(vec!["not a number"]))]).unwrap();
+    let record = encode_rows(&writer, &rows, Some(3)).unwrap().remove(0);
+    let state = AvroState::default();
+    state.writers.lock().unwrap().insert(3, derived_schema(&writer).unwrap());
+    let reader = Arc::new(Schema::new(vec![Field::new("id", DataType::Int64, false)]));
+    let err = decode_rows(&reader, &[&record], Some(&state)).unwrap_err();
+    assert!(err.contains("'id' (string in the writer, long in the table)"), "{err}");
+
+    let keyed_by_number = Arc::new(Schema::new(vec![Field::new(
+        "m",
+        DataType::Map(
+            Arc::new(Field::new(
+                "entries",
+                DataType::Struct(
+                    vec![Field::new("key", DataType::Int64, false), Field::new("value", DataType::Utf8, true)].into(),
+                ),
+                false,
+            )),
+            false,
+        ),
+        true,
+    )]));
+    let err = derived_schema(&keyed_by_number).unwrap_err();
+    assert!(err.contains("column 'm': an Avro map's keys are strings"), "{err}");
+}
