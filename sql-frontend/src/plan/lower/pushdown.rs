@@ -69,8 +69,17 @@ fn describe_predicate(p: &ScanPredicate) -> String {
 pub fn predicates(filter: &Expr, schema: Option<&arrow::datatypes::Schema>) -> Vec<ScanPredicate> {
     let mut out = Vec::new();
     for conjunct in datafusion::logical_expr::utils::split_conjunction(filter) {
-        if let Some(p) = predicate(conjunct, schema) {
-            out.push(p);
+        match conjunct {
+            // `c BETWEEN low AND high` is two conditions, `c >= low` and `c <= high`.
+            Expr::Between(between) if !between.negated => {
+                let Some(column) = column_name(&between.expr, schema) else { continue };
+                for (op, bound) in [(Op::GtEq, &between.low), (Op::LtEq, &between.high)] {
+                    if let Some(value) = literal_text(bound) {
+                        out.push(ScanPredicate { column: column.clone(), op: op as i32, values: vec![value] });
+                    }
+                }
+            }
+            _ => out.extend(predicate(conjunct, schema)),
         }
     }
     out
@@ -91,12 +100,6 @@ fn predicate(expr: &Expr, schema: Option<&arrow::datatypes::Schema>) -> Option<S
             let column = column_name(&list.expr)?;
             let values = list.list.iter().map(literal_text).collect::<Option<Vec<_>>>()?;
             Some(ScanPredicate { column, op: Op::In as i32, values })
-        }
-        Expr::Between(between) if !between.negated => {
-            // Only the lower bound fits one predicate; the upper one is a second conjunct.
-            let column = column_name(&between.expr)?;
-            let low = literal_text(&between.low)?;
-            Some(ScanPredicate { column, op: Op::GtEq as i32, values: vec![low] })
         }
         Expr::IsNull(inner) => {
             Some(ScanPredicate { column: column_name(inner)?, op: Op::IsNull as i32, values: Vec::new() })
@@ -205,7 +208,8 @@ mod tests {
             .and(col("s").in_list(vec![lit("x"), lit("y")], false))
             .and(col("n").is_not_null())
             .and(cast(col("hr"), DataType::Int64).lt(lit(6i64)))
-            .and(cast(col("s"), DataType::Int64).lt(lit(6i64)));
+            .and(cast(col("s"), DataType::Int64).lt(lit(6i64)))
+            .and(col("id").between(lit(3i64), lit(9i64)));
         assert_eq!(
             ops(filter),
             vec![
@@ -215,6 +219,8 @@ mod tests {
                 ("n".into(), Op::IsNotNull, vec![]),
                 // A widened INT compares as the INT; a string read as a number does not.
                 ("hr".into(), Op::Lt, vec!["6".into()]),
+                ("id".into(), Op::GtEq, vec!["3".into()]),
+                ("id".into(), Op::LtEq, vec!["9".into()]),
             ]
         );
     }
