@@ -60,10 +60,10 @@ struct PartFile {
 }
 
 impl PartFile {
-    fn write(&mut self, batch: &RecordBatch, config: &FileSinkConfig) -> Result<()> {
+    fn write(&mut self, batch: &RecordBatch, format: &crate::format::FormatOptions) -> Result<()> {
         match &mut self.writer {
             PartWriter::Lines { writer, bytes } => {
-                let encoded = config.format.encode(batch)?;
+                let encoded = format.encode(batch)?;
                 writer.write_all(&encoded).map_err(io("cannot write", &self.staged))?;
                 *bytes += encoded.len() as u64;
             }
@@ -227,7 +227,8 @@ impl FileSink {
         }
     }
 
-    fn part(&mut self, partition: &str) -> Result<&mut PartFile> {
+    /// Opens a part file for `partition` unless one is open.
+    fn open_part(&mut self, partition: &str) -> Result<()> {
         if !self.current.contains_key(partition) {
             let dir = if partition.is_empty() { self.config.dir.clone() } else { self.config.dir.join(partition) };
             let name = format!("{}-{}.{}", self.prefix, self.next_part, self.config.format.format.extension());
@@ -266,7 +267,7 @@ impl FileSink {
                 self.written.insert(partition.to_string(), written);
             }
         }
-        Ok(self.current.get_mut(partition).expect("the part file was just opened"))
+        Ok(())
     }
 
     /// Closes the part file of `partition`, then publishes it (without checkpoints) or
@@ -292,9 +293,10 @@ impl FileSink {
 
     fn write_rows(&mut self, partition: &str, rows: &RecordBatch) -> Result<()> {
         let (max_bytes, interval) = (self.config.max_file_bytes, self.config.rollover_interval);
-        let config = self.config.clone();
-        let part = self.part(partition)?;
-        part.write(rows, &config)?;
+        self.open_part(partition)?;
+        // Disjoint fields: the open file, and the format that encodes into it.
+        let part = self.current.get_mut(partition).expect("the part file is open");
+        part.write(rows, &self.config.format)?;
         if part.size() >= max_bytes || part.opened.elapsed() >= interval {
             self.close_part(partition)?;
         }

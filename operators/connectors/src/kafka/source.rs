@@ -311,6 +311,10 @@ impl KafkaSource {
 
     /// Fetches the writer schemas of `avro-confluent` values and keys not seen yet.
     async fn learn_schemas(&self, messages: &[Received]) -> Result<()> {
+        let key_format = self.config.key.as_ref().map(|(format, _)| format);
+        if self.config.value_format.registry.is_none() && key_format.is_none_or(|f| f.registry.is_none()) {
+            return Ok(());
+        }
         let values: Vec<&[u8]> = messages.iter().map(|m| m.value.as_slice()).collect();
         let failed = |e: String| OperatorError::config(format!("table '{}' (connector 'kafka')", self.config.table), e);
         self.config.value_format.prepare_decode(&values).await.map_err(failed)?;
