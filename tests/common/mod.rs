@@ -6,6 +6,7 @@
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
@@ -47,9 +48,36 @@ pub fn listening(address: &str) -> bool {
     std::net::TcpStream::connect(address).is_ok_and(|s| s.local_addr().ok() != s.peer_addr().ok())
 }
 
-/// A free loopback port (bound then released).
+/// Lowest port [`free_port`] hands out.
+const FIRST_TEST_PORT: u32 = 10_000;
+
+/// A free port for a server that a test starts, handed out once per test process.
+///
+/// A port the kernel picked with `bind(0)` is in the ephemeral range, where any outgoing
+/// connection (a task manager's, a Kafka client's, a readiness probe's) may take it as its
+/// source port between this call and the server's own bind, which then fails with "Address
+/// already in use". So ports come from below the ephemeral range, where the kernel never
+/// picks a source port, and each test process starts at its own place (from its pid) in
+/// that stretch, so test binaries run side by side rarely meet.
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    static HANDED_OUT: AtomicU32 = AtomicU32::new(0);
+    let ephemeral_low = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|range| range.split_whitespace().next()?.parse::<u32>().ok())
+        .unwrap_or(32_768);
+    let span = ephemeral_low.saturating_sub(FIRST_TEST_PORT);
+    if span < 1_000 {
+        return TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    }
+    let start = std::process::id().wrapping_mul(7_919) % span;
+    loop {
+        let n = HANDED_OUT.fetch_add(1, Ordering::Relaxed);
+        assert!(n < span, "no free port left below the ephemeral range ({FIRST_TEST_PORT}..{ephemeral_low})");
+        let port = (FIRST_TEST_PORT + (start + n) % span) as u16;
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() && TcpListener::bind(("0.0.0.0", port)).is_ok() {
+            return port;
+        }
+    }
 }
 
 /// A process killed when dropped.
