@@ -407,3 +407,105 @@ fn a_query_of_one_partition_opens_only_its_files() {
     let expected: Vec<i64> = (0..2400).filter(|i| i % 24 < 6).collect();
     assert_eq!(ids, expected);
 }
+
+/// Publishes the JSON-lines files numbered `files`, of `rows` ids each, into `dir`, one
+/// every `every`, as a writer of a monitored directory must (written hidden, then renamed).
+fn feed(dir: &Path, files: std::ops::Range<i64>, rows: i64, every: Duration) -> std::thread::JoinHandle<()> {
+    let dir = dir.to_path_buf();
+    std::thread::spawn(move || {
+        for f in files {
+            let text: String = (f * rows..(f + 1) * rows).map(|id| format!("{{\"id\": {id}}}\n")).collect();
+            let hidden = dir.join(format!(".batch-{f:04}.json.tmp"));
+            std::fs::write(&hidden, text).unwrap();
+            std::fs::rename(&hidden, dir.join(format!("batch-{f:04}.json"))).unwrap();
+            std::thread::sleep(every);
+        }
+    })
+}
+
+/// How many times each id is in the committed JSON files under `dir`.
+fn committed_ids(dir: &Path) -> HashMap<i64, u32> {
+    let mut seen = HashMap::new();
+    if dir.exists() {
+        for row in common::read_json_lines(dir) {
+            *seen.entry(row["id"].as_i64().unwrap()).or_default() += 1;
+        }
+    }
+    seen
+}
+
+/// `source.monitor-interval`: a job reads a directory as files keep arriving, through task
+/// manager kills and a stop with savepoint resumed at another parallelism, and commits
+/// every id of every file exactly once. The files taken are in the checkpoint, so neither
+/// a restart nor a rescale reads one again.
+#[test]
+fn a_monitored_directory_is_read_exactly_once_through_kills_and_a_rescale() {
+    let mut cluster =
+        Cluster::start(&[2, 2, 2], &["--checkpoint-dir", "{dir}/checkpoints", "--heartbeat-timeout", "2s"]);
+    let input = cluster.dir.path().join("in");
+    let out = cluster.dir.path().join("out");
+    std::fs::create_dir_all(&input).unwrap();
+    let (files, rows) = (80, 1500);
+    let sql = format!(
+        "SET 'execution.checkpointing.interval' = '1s';
+        SET 'restart-strategy.type' = 'fixed-delay';
+        SET 'restart-strategy.fixed-delay.delay' = '200ms';
+        CREATE TABLE arriving (id BIGINT) WITH (
+            'connector' = 'filesystem', 'path' = '{}', 'format' = 'json', 'source.monitor-interval' = '200ms');
+        CREATE TABLE out (id BIGINT, label STRING) WITH ('connector' = 'filesystem', 'path' = '{}', 'format' = 'json');
+        INSERT INTO out SELECT id, CONCAT('row-', CAST(id AS STRING)) FROM arriving;",
+        input.display(),
+        out.display()
+    );
+    let every = Duration::from_millis(200);
+    let first_half = feed(&input, 0..files / 2, rows, every);
+    let job = cluster.submit(&sql, 3);
+    let kills = cluster.kill_task_managers_while_running(&job, 3, 2, Duration::from_millis(1500));
+    assert_eq!(kills, 3, "a monitored source never finishes");
+    first_half.join().unwrap();
+    // A savepoint needs the job running again after the last kill.
+    let completed = |status: &serde_json::Value| status["checkpoints"]["completed"].as_u64().unwrap_or(0);
+    let before = completed(&cluster.status(&job));
+    let deadline = std::time::Instant::now() + MINUTE;
+    loop {
+        let status = cluster.status(&job);
+        if status["state"] == "RUNNING" && completed(&status) > before {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "the job did not recover: {status:#}\n{}", cluster.logs());
+        std::thread::sleep(Duration::from_millis(100));
+    }
+
+    let savepoints = cluster.dir.path().join("savepoints");
+    let saved = cluster.cli(&["savepoint", &job, "--stop", "--directory", savepoints.to_str().unwrap()]);
+    assert!(saved.status.success(), "{}\n{}", String::from_utf8_lossy(&saved.stderr), cluster.logs());
+    let savepoint = String::from_utf8(saved.stdout).unwrap().trim().to_string();
+    let second_half = feed(&input, files / 2..files, rows, every);
+    let file = cluster.dir.path().join("resume.sql");
+    std::fs::write(&file, &sql).unwrap();
+    let submitted =
+        cluster.cli(&["submit", file.to_str().unwrap(), "--parallelism", "2", "--from-savepoint", &savepoint]);
+    assert!(submitted.status.success(), "{}", String::from_utf8_lossy(&submitted.stderr));
+    let resumed = String::from_utf8(submitted.stdout).unwrap().lines().last().unwrap().trim().to_string();
+    second_half.join().unwrap();
+
+    let total = (files * rows) as usize;
+    let deadline = std::time::Instant::now() + 2 * MINUTE;
+    while committed_ids(&out).len() < total {
+        let status = cluster.status(&resumed);
+        assert!(status["state"] == "RUNNING", "{status:#}\n{}", cluster.logs());
+        assert!(std::time::Instant::now() < deadline, "not every id was committed: {status:#}\n{}", cluster.logs());
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    // A file read twice would show within a few more checkpoints.
+    std::thread::sleep(Duration::from_secs(3));
+    let status = cluster.status(&resumed);
+    assert_eq!(status["state"], "RUNNING", "a monitored source never finishes: {status:#}");
+    let seen = committed_ids(&out);
+    let twice: Vec<_> = seen.iter().filter(|(_, n)| **n > 1).take(5).collect();
+    assert!(twice.is_empty(), "ids committed more than once: {twice:?}");
+    assert_eq!(seen.len(), total);
+    assert!(seen.keys().all(|id| (0..total as i64).contains(id)));
+    let cancelled = cluster.cli(&["cancel", &resumed]);
+    assert!(cancelled.status.success(), "{}", String::from_utf8_lossy(&cancelled.stderr));
+}

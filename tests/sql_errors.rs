@@ -646,6 +646,15 @@ CROSS APPLY (SELECT score FROM TABLE(ML_PREDICT(VALUES (s.amount), MODEL m, DESC
         r#"'p' selects no column 'grade'"#,
         Some((3, 16)),
     ),
+    (
+        "batch_job_over_an_unbounded_table",
+        "run",
+        r#"SET 'execution.runtime-mode' = 'batch';
+CREATE TABLE events (id BIGINT) WITH ('connector' = 'datagen');
+SELECT id FROM events;"#,
+        r#"table 'events' is unbounded (connector 'datagen'): a batch job (execution.runtime-mode = 'batch') reads only tables that end"#,
+        Some((3, 16)),
+    ),
 ];
 
 #[test]

@@ -397,6 +397,10 @@ impl crate::registry::Connector for Datagen {
         "datagen"
     }
 
+    fn bounded(&self, spec: &sluice_proto::ConnectorSpec) -> bool {
+        spec.options.contains_key("number-of-rows")
+    }
+
     fn roles(&self) -> &'static [crate::Role] {
         &[crate::Role::Source]
     }

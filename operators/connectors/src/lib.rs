@@ -51,6 +51,11 @@ pub fn roles(connector: &str) -> Vec<Role> {
     registry::find(connector).map_or_else(Vec::new, |c| c.roles().to_vec())
 }
 
+/// True when a scan of the table `spec` describes ends (see [`Connector::bounded`]).
+pub fn bounded(spec: &ConnectorSpec) -> bool {
+    registry::find(&spec.connector).is_some_and(|c| c.bounded(spec))
+}
+
 /// What a scan of the table `spec` describes can take from the planner.
 pub fn pushdown(spec: &ConnectorSpec) -> registry::Pushdown {
     registry::find(&spec.connector).map_or_else(Default::default, |c| c.pushdown(spec))

@@ -59,6 +59,12 @@ pub trait Connector: Sync {
         false
     }
 
+    /// True when a scan of the table ends: it reads what is there, or up to a bound (a
+    /// batch job reads only such tables).
+    fn bounded(&self, _spec: &ConnectorSpec) -> bool {
+        false
+    }
+
     /// What a scan of this table can take from the planner: a projection (only some
     /// columns produced) and conditions (rows, files or partitions skipped).
     fn pushdown(&self, _spec: &ConnectorSpec) -> Pushdown {

@@ -464,6 +464,9 @@ impl Lowering {
         if let Some(stream) = self.sources.get(&key) {
             return Ok(stream.clone());
         }
+        if self.batch_mode && !sluice_connectors::bounded(&table.connector) {
+            return Err(unbounded_in_batch_mode(table, location));
+        }
         let mut spec = table.connector.clone();
         let parallelism = requested.unwrap_or(self.default_parallelism);
         let mut physical = table.physical_schema.clone();
@@ -900,4 +903,36 @@ fn describe(plan: &LogicalPlan) -> &'static str {
         LogicalPlan::Distinct(_) => "DISTINCT ON",
         _ => "this query shape",
     }
+}
+
+/// The error for a scan of a table that never ends in a batch job, with the option that
+/// bounds it where its connector has one.
+fn unbounded_in_batch_mode(table: &TableInfo, location: Location) -> SqlError {
+    let hint = match table.connector.connector.as_str() {
+        "kafka" => {
+            "read it up to the offsets at the job's start with 'scan.bounded.mode' = 'latest-offset', or run \
+                    the job in streaming mode: SET 'execution.runtime-mode' = 'streaming'"
+        }
+        "datagen" => {
+            "give it 'number-of-rows', or run the job in streaming mode: \
+                      SET 'execution.runtime-mode' = 'streaming'"
+        }
+        "nexmark" => {
+            "give it 'events.num', or run the job in streaming mode: SET 'execution.runtime-mode' = 'streaming'"
+        }
+        "filesystem" => {
+            "leave out 'source.monitor-interval' to read the files there when the job starts, or run \
+                         the job in streaming mode: SET 'execution.runtime-mode' = 'streaming'"
+        }
+        _ => "run the job in streaming mode: SET 'execution.runtime-mode' = 'streaming'",
+    };
+    SqlError::new(
+        location,
+        format!(
+            "table '{}' is unbounded (connector '{}'): a batch job (execution.runtime-mode = 'batch') reads only \
+             tables that end",
+            table.name, table.connector.connector
+        ),
+    )
+    .with_hint(hint)
 }

@@ -8,6 +8,8 @@
 //!
 //! The source ([`source`]) takes the planner's projection and conditions: it reads only
 //! the Parquet columns a query uses, and skips partitions and row groups that cannot match.
+//! It reads the files there when it starts and ends, or with `source.monitor-interval`
+//! runs on and reads new files as they appear ([`monitor`]).
 //! The sink ([`sink`]) is a two-phase commit of part files.
 
 use std::fs;
@@ -21,6 +23,7 @@ use arrow::datatypes::{Schema, SchemaRef};
 use crate::format::{Format, FormatOptions};
 
 mod lookup;
+mod monitor;
 pub mod parquet;
 pub mod partition;
 mod predicate;
@@ -66,6 +69,9 @@ pub struct FileSourceConfig {
     partitioning: Partitioning,
     /// Conditions pushed down by the planner.
     predicates: Vec<ScanPredicate>,
+    /// `source.monitor-interval`: how often an unbounded source lists the path for new
+    /// files; `None`: the source reads the files there when it starts, and ends.
+    monitor_interval: Option<Duration>,
 }
 
 impl FileSourceConfig {
@@ -79,7 +85,7 @@ impl FileSourceConfig {
         }
         options.declare("avro.codec");
         options.declare("scan.parallelism");
-        options.declare("source.monitor-interval");
+        let monitor_interval = options.duration("source.monitor-interval")?.filter(|d| !d.is_zero());
         // One DDL serves reading and writing, as in Flink: the sink's options are not
         // unknown to a source.
         for key in SINK_ONLY_OPTIONS {
@@ -101,7 +107,13 @@ impl FileSourceConfig {
             Some(p) => (schema.clone(), p.predicates.clone()),
             None => (schema.clone(), Vec::new()),
         };
-        Ok(FileSourceConfig { path, format, schema, file_schema, output, partitioning, predicates })
+        Ok(FileSourceConfig { path, format, schema, file_schema, output, partitioning, predicates, monitor_interval })
+    }
+
+    /// The path of `file` under the table's root (`file` itself when it is not under it).
+    fn relative<'a>(&self, file: &'a str) -> &'a str {
+        let root = self.path.to_string();
+        file.strip_prefix(root.trim_end_matches('/')).map_or(file, |r| r.trim_start_matches('/'))
     }
 }
 
@@ -216,6 +228,12 @@ impl crate::registry::Connector for Filesystem {
 
     fn roles(&self) -> &'static [crate::Role] {
         &[crate::Role::Source, crate::Role::Sink, crate::Role::Lookup]
+    }
+
+    fn bounded(&self, spec: &ConnectorSpec) -> bool {
+        spec.options
+            .get("source.monitor-interval")
+            .is_none_or(|i| sluice_core::options::parse_duration(i).is_ok_and(|d| d.is_zero()))
     }
 
     fn pushdown(&self, spec: &ConnectorSpec) -> crate::registry::Pushdown {

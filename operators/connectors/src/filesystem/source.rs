@@ -1,8 +1,10 @@
 //! The filesystem source: files under the table's path are dealt to subtasks in name
 //! order and read one at a time from a checkpointed position (bytes for line formats, rows
-//! for Parquet). A partitioned table's files are read only from partitions the pushed
-//! conditions allow, and its partition columns come from the directory names.
+//! for Parquet and Avro). A partitioned table's files are read only from partitions the
+//! pushed conditions allow, and its partition columns come from the directory names. With
+//! `source.monitor-interval` the source never ends: it discovers new files ([`super::monitor`]).
 
+use std::collections::VecDeque;
 use std::fs::File;
 use std::io::{BufRead, BufReader, Seek};
 
@@ -12,9 +14,10 @@ use arrow::record_batch::RecordBatch;
 use async_trait::async_trait;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReader;
 
-use sluice_core::state::{put_bytes, Reader};
+use sluice_core::state::{put_bytes, Distribution, Reader};
 use sluice_core::{OperatorError, OperatorState, Result, Source, SourcePoll, StateInit, TaskContext};
 
+use super::monitor::{Discovery, SEEN_LIST};
 use super::partition::Partitioning;
 use super::predicate::{narrow, ColumnBounds};
 use super::{list_files, FileSourceConfig};
@@ -92,9 +95,7 @@ fn partition_values(config: &FileSourceConfig, file: &str) -> Option<Vec<Option<
     if config.partitioning.is_empty() {
         return Some(Vec::new());
     }
-    let root = config.path.to_string();
-    let relative = file.strip_prefix(root.trim_end_matches('/'))?.trim_start_matches('/');
-    config.partitioning.values(relative)
+    config.partitioning.values(config.relative(file))
 }
 
 /// A storage failure as an operator error.
@@ -344,10 +345,13 @@ fn decode_lines(
 pub struct FileSource {
     config: FileSourceConfig,
     batch_rows: usize,
-    /// Files still to read, the next one last.
-    files: Vec<FileSplit>,
+    /// Files still to read, the next one first.
+    files: VecDeque<FileSplit>,
     current: Option<FileCursor>,
     restored: Option<Vec<FileSplit>>,
+    /// New files found while the job runs (`source.monitor-interval`); `None`: the source
+    /// reads the files listed when it opens, and ends.
+    discovery: Option<Discovery>,
     skipped: u64,
     counts: ScanCounts,
 }
@@ -356,14 +360,41 @@ impl FileSource {
     /// A source over `config` emitting batches of at most `batch_rows` rows.
     pub fn new(config: FileSourceConfig, batch_rows: usize) -> Self {
         FileSource {
+            discovery: config.monitor_interval.map(Discovery::new),
             config,
             batch_rows,
-            files: Vec::new(),
+            files: VecDeque::new(),
             current: None,
             restored: None,
             skipped: 0,
             counts: ScanCounts::default(),
         }
+    }
+
+    /// Queues the new files discovery finds.
+    fn discover(&mut self) -> Result<()> {
+        if let Some(discovery) = self.discovery.as_mut() {
+            let new = discovery.discover(&self.config, &mut self.counts)?;
+            self.files.extend(new.into_iter().map(|path| FileSplit { path, offset: 0, line: 0 }));
+        }
+        Ok(())
+    }
+
+    /// Logs what the scan read, once a bounded source has read everything.
+    fn log_finished(&self) {
+        if self.skipped > 0 {
+            tracing::warn!(skipped = self.skipped, "filesystem source skipped bad records");
+        }
+        let c = self.counts;
+        tracing::info!(
+            files_opened = c.files_opened,
+            row_groups = c.row_groups,
+            row_groups_read = c.row_groups_read,
+            "filesystem source finished: opened {} files, read {} of {} row groups",
+            c.files_opened,
+            c.row_groups_read,
+            c.row_groups
+        );
     }
 
     /// What this subtask's scan read and skipped so far.
@@ -377,12 +408,20 @@ impl Source for FileSource {
     async fn initialize_state(&mut self, init: StateInit) -> Result<()> {
         if init.restored {
             self.restored = Some(init.entries().iter().map(|e| FileSplit::decode(e)).collect::<Result<_>>()?);
+            if let Some(discovery) = self.discovery.as_mut() {
+                discovery.restore(init.list(SEEN_LIST))?;
+            }
         }
         Ok(())
     }
 
     async fn open(&mut self, ctx: &TaskContext) -> Result<()> {
-        let mut splits = match self.restored.take() {
+        if let Some(discovery) = self.discovery.as_mut() {
+            discovery.open(ctx);
+            self.files = self.restored.take().unwrap_or_default().into();
+            return self.discover();
+        }
+        let splits = match self.restored.take() {
             Some(splits) => splits,
             None => table_files(&self.config, &mut self.counts)?
                 .into_iter()
@@ -401,8 +440,7 @@ impl Source for FileSource {
                 self.counts.files
             );
         }
-        splits.reverse();
-        self.files = splits;
+        self.files = splits.into();
         Ok(())
     }
 
@@ -412,27 +450,26 @@ impl Source for FileSource {
 
     async fn snapshot_state(&mut self, _checkpoint_id: u64) -> Result<OperatorState> {
         let mut entries: Vec<Vec<u8>> = self.current.iter().map(|c| c.split.encode()).collect();
-        entries.extend(self.files.iter().rev().map(FileSplit::encode));
-        Ok(OperatorState::split(entries))
+        entries.extend(self.files.iter().map(FileSplit::encode));
+        let state = OperatorState::split(entries);
+        Ok(match &self.discovery {
+            Some(discovery) => state.with_list(SEEN_LIST, Distribution::Union, discovery.snapshot()),
+            None => state,
+        })
     }
 
     async fn poll_next(&mut self) -> Result<SourcePoll> {
         loop {
             if self.current.is_none() {
-                let Some(next) = self.files.pop() else {
-                    if self.skipped > 0 {
-                        tracing::warn!(skipped = self.skipped, "filesystem source skipped bad records");
+                if self.files.is_empty() && self.discovery.as_ref().is_some_and(Discovery::due) {
+                    self.discover()?;
+                }
+                let Some(next) = self.files.pop_front() else {
+                    if let Some(discovery) = &self.discovery {
+                        discovery.idle().await;
+                        return Ok(SourcePoll::Idle);
                     }
-                    let c = self.counts;
-                    tracing::info!(
-                        files_opened = c.files_opened,
-                        row_groups = c.row_groups,
-                        row_groups_read = c.row_groups_read,
-                        "filesystem source finished: opened {} files, read {} of {} row groups",
-                        c.files_opened,
-                        c.row_groups_read,
-                        c.row_groups
-                    );
+                    self.log_finished();
                     return Ok(SourcePoll::Finished);
                 };
                 self.current = Some(FileCursor::open(&self.config, next, self.batch_rows, &mut self.counts)?);

@@ -357,3 +357,111 @@ async fn a_restored_parquet_source_resumes_at_its_row() {
     assert_eq!(sorted_ids(&[first]), (0..1000).collect::<Vec<_>>());
     assert_eq!(sorted_ids(&rest), (1000..2500).collect::<Vec<_>>());
 }
+
+/// Writes `rows` JSON lines `{"k": ..}` as `name` under `dir`, published by a rename as a
+/// writer of a monitored directory must.
+fn publish(dir: &Path, name: &str, rows: std::ops::Range<i64>) {
+    let lines: String = rows.map(|k| format!("{{\"k\": {k}, \"s\": \"v{k}\"}}\n")).collect();
+    let hidden = dir.join(format!(".{name}.inprogress"));
+    fs::write(&hidden, lines).unwrap();
+    fs::rename(hidden, dir.join(name)).unwrap();
+}
+
+fn monitored(dir: &Path) -> FileSourceConfig {
+    let values = opts(&[("path", dir.to_str().unwrap()), ("format", "json"), ("source.monitor-interval", "30ms")]);
+    FileSourceConfig::parse(&ConnectorSpec::default(), &mut Options::new("t", &values), schema()).unwrap()
+}
+
+/// Polls until the source has nothing to read (it must never end), collecting the `k`s.
+async fn drain(source: &mut FileSource, ks: &mut Vec<i64>) {
+    loop {
+        match source.poll_next().await.unwrap() {
+            SourcePoll::Batch(b) => ks.extend(b.column(0).as_any().downcast_ref::<Int64Array>().unwrap().values()),
+            SourcePoll::Idle => return,
+            SourcePoll::Finished => panic!("a monitored source never ends"),
+            SourcePoll::SplitsAssigned(_) => {}
+        }
+    }
+}
+
+/// Waits past the monitor interval, so the next poll lists the directory.
+async fn next_listing() {
+    tokio::time::sleep(Duration::from_millis(40)).await;
+}
+
+/// `source.monitor-interval`: files published after the job started are read, each once,
+/// and the source does not end.
+#[tokio::test]
+async fn a_monitored_source_reads_files_as_they_appear() {
+    let dir = tempfile::tempdir().unwrap();
+    publish(dir.path(), "a.json", 0..10);
+    let mut source = FileSource::new(monitored(dir.path()), 4);
+    source.open(&TaskContext::single("src")).await.unwrap();
+    let mut ks = Vec::new();
+    drain(&mut source, &mut ks).await;
+    assert_eq!(ks, (0..10).collect::<Vec<_>>());
+    publish(dir.path(), "b.json", 10..25);
+    publish(dir.path(), "c.json", 25..30);
+    fs::write(dir.path().join(".d.json.inprogress"), "{\"k\": 99}\n").unwrap();
+    next_listing().await;
+    drain(&mut source, &mut ks).await;
+    next_listing().await;
+    drain(&mut source, &mut ks).await;
+    assert_eq!(ks, (0..30).collect::<Vec<_>>(), "new files once each, in name order; hidden ones never");
+}
+
+/// The files a monitored source has taken are in its checkpoint: restored at another
+/// parallelism (positions dealt round-robin, names to every subtask), the subtasks finish
+/// the files in progress and read the new ones, and no file is read twice.
+#[tokio::test]
+async fn a_monitored_source_restored_at_another_parallelism_reads_each_file_once() {
+    let dir = tempfile::tempdir().unwrap();
+    for i in 0..12 {
+        publish(dir.path(), &format!("f{i:02}.json"), i * 10..i * 10 + 10);
+    }
+    let context = |subtask, parallelism| TaskContext { subtask, parallelism, ..TaskContext::single("src") };
+    let mut ks = Vec::new();
+    let mut states = Vec::new();
+    for subtask in 0..2 {
+        let mut source = FileSource::new(monitored(dir.path()), 4);
+        source.open(&context(subtask, 2)).await.unwrap();
+        // Subtask 0 reads all its files; subtask 1 stops inside its second.
+        let batches = if subtask == 0 { usize::MAX } else { 4 };
+        for _ in 0..batches {
+            match source.poll_next().await.unwrap() {
+                SourcePoll::Batch(b) => ks.extend(b.column(0).as_any().downcast_ref::<Int64Array>().unwrap().values()),
+                _ => break,
+            }
+        }
+        states.push(source.snapshot_state(1).await.unwrap());
+    }
+    assert!(ks.len() < 120, "subtask 1 stopped midway: {}", ks.len());
+    for i in 12..18 {
+        publish(dir.path(), &format!("f{i:02}.json"), i * 10..i * 10 + 10);
+    }
+    let positions: Vec<Vec<u8>> = states.iter().flat_map(|s| s.entries(OperatorState::DEFAULT_LIST).to_vec()).collect();
+    let names: Vec<Vec<u8>> = states.iter().flat_map(|s| s.entries("seen").to_vec()).collect();
+    assert_eq!(names.len(), 12, "every file listed was taken by its owner");
+    for subtask in 0..3u32 {
+        let dealt: Vec<Vec<u8>> = positions.iter().skip(subtask as usize).step_by(3).cloned().collect();
+        let state =
+            OperatorState::split(dealt).with_list("seen", sluice_core::state::Distribution::Union, names.clone());
+        let mut source = FileSource::new(monitored(dir.path()), 4);
+        source.initialize_state(StateInit::restoring(state)).await.unwrap();
+        source.open(&context(subtask, 3)).await.unwrap();
+        drain(&mut source, &mut ks).await;
+    }
+    ks.sort_unstable();
+    assert_eq!(ks, (0..180).collect::<Vec<_>>(), "every row of every file exactly once");
+}
+
+/// A monitored table is unbounded (a batch job refuses it); without the option it ends.
+#[test]
+fn a_monitored_table_is_unbounded() {
+    use crate::registry::Connector;
+    let spec =
+        |options: &[(&str, &str)]| ConnectorSpec { options: opts(options).into_iter().collect(), ..Default::default() };
+    assert!(Filesystem.bounded(&spec(&[("path", "/x")])));
+    assert!(Filesystem.bounded(&spec(&[("path", "/x"), ("source.monitor-interval", "0 s")])));
+    assert!(!Filesystem.bounded(&spec(&[("path", "/x"), ("source.monitor-interval", "10 s")])));
+}

@@ -149,6 +149,10 @@ impl Connector for Jdbc {
         "jdbc"
     }
 
+    fn bounded(&self, _spec: &ConnectorSpec) -> bool {
+        true
+    }
+
     fn roles(&self) -> &'static [Role] {
         &[Role::Source, Role::Sink, Role::Lookup]
     }

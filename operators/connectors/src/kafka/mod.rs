@@ -34,6 +34,10 @@ impl crate::registry::Connector for Kafka {
         "kafka"
     }
 
+    fn bounded(&self, spec: &sluice_proto::ConnectorSpec) -> bool {
+        spec.options.get("scan.bounded.mode").is_some_and(|m| m != "unbounded")
+    }
+
     fn roles(&self) -> &'static [crate::Role] {
         &[crate::Role::Source, crate::Role::Sink]
     }

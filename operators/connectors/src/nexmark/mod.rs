@@ -297,6 +297,12 @@ impl Connector for Nexmark {
         "nexmark"
     }
 
+    fn bounded(&self, spec: &ConnectorSpec) -> bool {
+        let number = |key: &str| spec.options.get(key).and_then(|v| v.trim().parse::<i64>().ok());
+        ["events.num", "max-events"].iter().any(|k| number(k).is_some_and(|n| n > 0))
+            || number("stop-at").is_some_and(|n| n >= 0)
+    }
+
     fn roles(&self) -> &'static [Role] {
         &[Role::Source]
     }

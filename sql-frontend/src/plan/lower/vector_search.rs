@@ -63,17 +63,6 @@ fn is_vector(data_type: &DataType) -> bool {
     }
 }
 
-/// True when a source ends: a file or database table, a datagen table with a row count,
-/// a Kafka table read up to an offset.
-fn bounded(connector: &str, options: &std::collections::BTreeMap<String, String>) -> bool {
-    match connector {
-        "filesystem" | "jdbc" => true,
-        "datagen" => options.contains_key("number-of-rows"),
-        "kafka" => options.get("scan.bounded.mode").is_some_and(|m| m != "unbounded"),
-        _ => false,
-    }
-}
-
 impl ResolvedVectorSearch {
     /// Checks `call` against the searched table's `items` schema (and the table, when it
     /// is one rather than a view) and its config.
@@ -288,7 +277,7 @@ impl Lowering {
         let sources = self.builder.sources_of(items.node);
         let bounded = !sources.is_empty()
             && sources.iter().all(|s| match &s.kind {
-                Some(Kind::Source(c)) => bounded(&c.connector, &c.options),
+                Some(Kind::Source(c)) => sluice_connectors::bounded(c),
                 _ => false,
             });
         let items_data = changelog::without_row_kind(&items.schema);
