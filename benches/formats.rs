@@ -23,6 +23,9 @@ use sluice_proto::ConnectorSpec;
 
 const BATCH: usize = 8192;
 
+/// The columns of the projected reads (as `SELECT id, price FROM bids`).
+const PROJECTED: [&str; 2] = ["id", "price"];
+
 fn schema() -> SchemaRef {
     Arc::new(Schema::new(vec![
         Field::new("id", DataType::Int64, false),
@@ -90,11 +93,16 @@ async fn write(dir: &std::path::Path, format: &str, data: &[RecordBatch]) -> (f6
     (started.elapsed().as_secs_f64(), dir_bytes(dir))
 }
 
-/// Reads every row back with the filesystem source; returns seconds and rows.
-async fn read(dir: &std::path::Path, format: &str) -> (f64, usize) {
+/// Reads every row back with the filesystem source, only `columns` when given (as the
+/// planner pushes a query's columns down); returns seconds and rows.
+async fn read(dir: &std::path::Path, format: &str, columns: &[&str]) -> (f64, usize) {
     let values = options(&[("path", dir.to_str().unwrap()), ("format", format)]);
-    let config =
-        FileSourceConfig::parse(&ConnectorSpec::default(), &mut Options::new("bench", &values), schema()).unwrap();
+    let pushdown = (!columns.is_empty()).then(|| sluice_proto::ScanPushdown {
+        columns: columns.iter().map(|c| c.to_string()).collect(),
+        predicates: Vec::new(),
+    });
+    let spec = ConnectorSpec { pushdown, ..Default::default() };
+    let config = FileSourceConfig::parse(&spec, &mut Options::new("bench", &values), schema()).unwrap();
     let mut source = FileSource::new(config, BATCH);
     let started = Instant::now();
     source.open(&TaskContext::single("source")).await.unwrap();
@@ -121,15 +129,21 @@ async fn main() {
     let parquet = dir.path().join("parquet");
     let (s, bytes) = write(&parquet, "parquet", &data).await;
     row("Parquet write (snappy)", "Sluice", rows, s, Some(bytes));
-    let (s, n) = read(&parquet, "parquet").await;
+    let (s, n) = read(&parquet, "parquet", &[]).await;
     assert_eq!(n, rows);
     row("Parquet read", "Sluice", rows, s, None);
+    let (s, n) = read(&parquet, "parquet", &PROJECTED).await;
+    assert_eq!(n, rows);
+    row("Parquet read, 2 of 8 columns", "Sluice", rows, s, None);
     let avro_dir = dir.path().join("avro");
     let (s, bytes) = write(&avro_dir, "avro", &data).await;
     row("Avro file write (deflate)", "Sluice", rows, s, Some(bytes));
-    let (s, n) = read(&avro_dir, "avro").await;
+    let (s, n) = read(&avro_dir, "avro", &[]).await;
     assert_eq!(n, rows);
     row("Avro file read", "Sluice", rows, s, None);
+    let (s, n) = read(&avro_dir, "avro", &PROJECTED).await;
+    assert_eq!(n, rows);
+    row("Avro file read, 2 of 8 columns", "Sluice", rows, s, None);
 
     let started = Instant::now();
     let mut encoded: Vec<Vec<Vec<u8>>> = Vec::with_capacity(data.len());

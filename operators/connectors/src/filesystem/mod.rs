@@ -66,6 +66,9 @@ pub struct FileSourceConfig {
     file_schema: SchemaRef,
     /// The columns the scan produces (the table's, or those pushed down).
     output: SchemaRef,
+    /// The file columns the scan reads: those of `output` kept in the files (all of
+    /// `file_schema` when the scan reads only partition columns, so rows are still counted).
+    scan_file_schema: SchemaRef,
     partitioning: Partitioning,
     /// Conditions pushed down by the planner.
     predicates: Vec<ScanPredicate>,
@@ -107,7 +110,21 @@ impl FileSourceConfig {
             Some(p) => (schema.clone(), p.predicates.clone()),
             None => (schema.clone(), Vec::new()),
         };
-        Ok(FileSourceConfig { path, format, schema, file_schema, output, partitioning, predicates, monitor_interval })
+        let read: Vec<_> =
+            file_schema.fields().iter().filter(|f| output.field_with_name(f.name()).is_ok()).cloned().collect();
+        let scan_file_schema =
+            if read.is_empty() { file_schema.clone() } else { std::sync::Arc::new(Schema::new(read)) };
+        Ok(FileSourceConfig {
+            path,
+            format,
+            schema,
+            file_schema,
+            output,
+            scan_file_schema,
+            partitioning,
+            predicates,
+            monitor_interval,
+        })
     }
 
     /// The path of `file` under the table's root (`file` itself when it is not under it).
@@ -237,10 +254,14 @@ impl crate::registry::Connector for Filesystem {
     }
 
     fn pushdown(&self, spec: &ConnectorSpec) -> crate::registry::Pushdown {
-        // Parquet reads only the columns used and skips row groups; every format skips
-        // partitions.
-        let parquet = spec.options.get("format").is_some_and(|f| f == "parquet");
-        crate::registry::Pushdown { projection: parquet, filters: parquet || !spec.partition_keys.is_empty() }
+        // Parquet and Avro decode only the columns used; Parquet skips row groups; every
+        // format skips partitions.
+        let format = spec.options.get("format").map(String::as_str);
+        let parquet = format == Some("parquet");
+        crate::registry::Pushdown {
+            projection: parquet || format == Some("avro"),
+            filters: parquet || !spec.partition_keys.is_empty(),
+        }
     }
 
     fn source(

@@ -174,7 +174,7 @@ impl FileCursor {
             Body::Parquet(open.reader)
         } else if config.format.format == Format::Avro {
             let file = open_file(&split.path)?;
-            let reader = crate::format::avro::file_reader(file, &config.file_schema, batch_rows)
+            let reader = crate::format::avro::file_reader(file, &config.scan_file_schema, batch_rows)
                 .map_err(|message| OperatorError::BadFile { path, message })?;
             Body::Avro(Box::new(reader), split.offset)
         } else {
