@@ -114,8 +114,12 @@ trait Backend {
     fn broker(&self) -> &Broker;
     /// Runs SQL on the PostgreSQL server.
     fn psql(&self, sql: &str);
-    /// Injects `fault`; returns once the fault is over (the component is back).
-    fn inject(&mut self, fault: Fault, random: &mut Random);
+    /// The jobmanager's REST address, from the host.
+    fn rest(&self) -> String;
+    /// Injects `fault`; returns once the fault is over (the component is back). A task
+    /// manager fault hits one of those whose advertised host is in `busy` (the ones running
+    /// the job's tasks), or any when none is.
+    fn inject(&mut self, fault: Fault, random: &mut Random, busy: &[String]);
     /// The last lines of the cluster's logs, for failure messages.
     fn logs(&self) -> String;
 }
@@ -186,6 +190,7 @@ struct Docker {
     project: Project,
     broker: Broker,
     jobmanager: String,
+    rest: String,
     postgres_port: u16,
 }
 
@@ -214,12 +219,19 @@ impl Backend for Docker {
         psql(self.postgres_port, sql);
     }
 
-    fn inject(&mut self, fault: Fault, random: &mut Random) {
+    fn rest(&self) -> String {
+        self.rest.clone()
+    }
+
+    fn inject(&mut self, fault: Fault, random: &mut Random, busy: &[String]) {
         let project = &self.project;
         let pick_taskmanager = |random: &mut Random| {
             let running = project.containers("taskmanager");
             assert!(!running.is_empty(), "no task manager runs");
-            running[random.below(running.len() as u64) as usize].clone()
+            // A container's host name is its id's first 12 characters.
+            let hit: Vec<&String> = running.iter().filter(|c| busy.iter().any(|h| c.starts_with(h.as_str()))).collect();
+            let candidates = if hit.is_empty() { running.iter().collect() } else { hit };
+            candidates[random.below(candidates.len() as u64) as usize].clone()
         };
         match fault {
             Fault::KillTaskManager => {
@@ -300,12 +312,12 @@ fn the_pipeline_stays_exactly_once_through_twenty_faults_in_docker() {
     assert!(build.success(), "deploy/build-image.sh failed");
     report!("images ready in {:.0?}", started.elapsed());
 
-    let (jm_port, postgres_port) = (free_port(), free_port());
+    let (jm_port, rest_port, postgres_port) = (free_port(), free_port(), free_port());
     let project = Project::up(
         3,
         &[
             ("SLUICE_JM_PORT", jm_port),
-            ("SLUICE_REST_PORT", free_port()),
+            ("SLUICE_REST_PORT", rest_port),
             ("SLUICE_PG_PORT", postgres_port),
             ("SLUICE_S3_PORT", free_port()),
             ("SLUICE_STUB_PORT", free_port()),
@@ -316,7 +328,13 @@ fn the_pipeline_stays_exactly_once_through_twenty_faults_in_docker() {
     project.wait_healthy("postgres", MINUTE);
     project.wait_healthy("broker", MINUTE);
     let broker = Broker::at(&format!("{}.10:9092", project.subnet));
-    let mut docker = Docker { project, broker, jobmanager: format!("127.0.0.1:{jm_port}"), postgres_port };
+    let mut docker = Docker {
+        project,
+        broker,
+        jobmanager: format!("127.0.0.1:{jm_port}"),
+        rest: format!("127.0.0.1:{rest_port}"),
+        postgres_port,
+    };
     run_chaos(&mut docker);
     drop(docker);
     assert!(Project::leftovers(&name).is_empty(), "containers of {name} are left");
@@ -336,6 +354,25 @@ fn the_pipeline_stays_exactly_once_through_twenty_faults_in_network_namespaces()
     drop(cluster);
     let left = netns::leftovers(&tag);
     assert!(left.is_empty(), "namespaces or links of {tag} are left: {left:?}");
+}
+
+/// The hosts (as task managers advertise them) of the task managers running the job's
+/// tasks now. Task manager faults hit those: a fault on an idle task manager tests little,
+/// and a run whose faults all missed the job would leave no aborted transaction to check.
+fn busy_hosts(cli: &Cli, job: &str, rest: &str) -> Vec<String> {
+    let Some(status) = cli.status(job) else { return Vec::new() };
+    let ids: std::collections::HashSet<&str> =
+        status["tasks"].as_array().into_iter().flatten().filter_map(|t| t["task_manager"].as_str()).collect();
+    let url = format!("http://{rest}/taskmanagers");
+    let Ok(out) = Command::new("curl").args(["-sS", "--max-time", "5", &url]).output() else { return Vec::new() };
+    let Ok(managers) = serde_json::from_slice::<Value>(&out.stdout) else { return Vec::new() };
+    managers["taskmanagers"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|m| m["id"].as_str().is_some_and(|id| ids.contains(id)))
+        .filter_map(|m| Some(m["path"].as_str()?.rsplit_once(':')?.0.to_string()))
+        .collect()
 }
 
 /// Runs the pipeline on `backend` through 22 faults and checks its output exactly.
@@ -418,8 +455,14 @@ fn run_chaos(backend: &mut dyn Backend) {
     let chaos_started = Instant::now();
     for (n, fault) in plan.iter().enumerate() {
         std::thread::sleep(Duration::from_millis(500 + random.below(3000)));
-        report!("fault {}/{}: {fault:?} at {:.0?}", n + 1, plan.len(), chaos_started.elapsed());
-        backend.inject(*fault, &mut random);
+        let busy = busy_hosts(&cli, &job, &backend.rest());
+        report!(
+            "fault {}/{}: {fault:?} at {:.0?} (the job runs on {busy:?})",
+            n + 1,
+            plan.len(),
+            chaos_started.elapsed()
+        );
+        backend.inject(*fault, &mut random, &busy);
         *counts.entry(*fault).or_default() += 1;
         cli.wait_for_progress(&job, backend);
     }

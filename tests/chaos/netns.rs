@@ -28,6 +28,8 @@ fn signal(pid: u32, signal: &str) {
 /// A network namespace with one process in it.
 struct Node {
     namespace: String,
+    /// Its address on the bridge (the host a task manager advertises).
+    address: String,
     process: Process,
 }
 
@@ -161,7 +163,7 @@ impl Namespaces {
         let (namespace, address) = network.add_namespace(2);
         let process = spawn_jobmanager(dir.path(), &s3, &namespace, &address, 1);
         let mut cluster = Namespaces {
-            jobmanager: Node { namespace, process },
+            jobmanager: Node { namespace, address: address.clone(), process },
             jobmanager_address: address,
             taskmanagers: Vec::new(),
             jobmanager_starts: 1,
@@ -192,7 +194,7 @@ impl Namespaces {
         let log = format!("taskmanager-{namespace}.log");
         let args = ["taskmanager", "--jobmanager", &jobmanager, "--slots", "2", "--bind", &bind];
         let process = spawn(self.dir.path(), &self.s3, &namespace, &log, &args);
-        self.taskmanagers.push(Node { namespace, process });
+        self.taskmanagers.push(Node { namespace, address, process });
     }
 
     fn remove_namespace(namespace: &str) {
@@ -225,8 +227,15 @@ impl Backend for Namespaces {
         self.postgres.psql(sql);
     }
 
-    fn inject(&mut self, fault: Fault, random: &mut Random) {
-        let victim = random.below(self.taskmanagers.len() as u64) as usize;
+    fn rest(&self) -> String {
+        format!("{}:8081", self.jobmanager_address)
+    }
+
+    fn inject(&mut self, fault: Fault, random: &mut Random, busy: &[String]) {
+        let hit: Vec<usize> =
+            (0..self.taskmanagers.len()).filter(|&i| busy.contains(&self.taskmanagers[i].address)).collect();
+        let candidates: Vec<usize> = if hit.is_empty() { (0..self.taskmanagers.len()).collect() } else { hit };
+        let victim = candidates[random.below(candidates.len() as u64) as usize];
         match fault {
             Fault::KillTaskManager => {
                 let mut node = self.taskmanagers.remove(victim);
