@@ -28,7 +28,7 @@ fn signal(pid: u32, signal: &str) {
 /// A network namespace with one process in it.
 struct Node {
     namespace: String,
-    /// Its address on the bridge (the host a task manager advertises).
+    /// Its address on the bridge (for a task manager, the host it advertises).
     address: String,
     process: Process,
 }
@@ -86,9 +86,8 @@ impl Drop for Network {
 /// The cluster in namespaces. Fields drop in order: processes, then the host services,
 /// then the network.
 pub struct Namespaces {
+    /// The jobmanager (its namespace keeps its address across restarts).
     jobmanager: Node,
-    /// The jobmanager's address (its namespace keeps it across restarts).
-    jobmanager_address: String,
     taskmanagers: Vec<Node>,
     jobmanager_starts: u32,
     next_node: u32,
@@ -163,8 +162,7 @@ impl Namespaces {
         let (namespace, address) = network.add_namespace(2);
         let process = spawn_jobmanager(dir.path(), &s3, &namespace, &address, 1);
         let mut cluster = Namespaces {
-            jobmanager: Node { namespace, address: address.clone(), process },
-            jobmanager_address: address,
+            jobmanager: Node { namespace, address, process },
             taskmanagers: Vec::new(),
             jobmanager_starts: 1,
             next_node: 3,
@@ -189,7 +187,7 @@ impl Namespaces {
     fn add_taskmanager(&mut self) {
         let (namespace, address) = self.network.add_namespace(self.next_node);
         self.next_node += 1;
-        let jobmanager = format!("{}:6123", self.jobmanager_address);
+        let jobmanager = format!("{}:6123", self.jobmanager.address);
         let bind = format!("{address}:6121");
         let log = format!("taskmanager-{namespace}.log");
         let args = ["taskmanager", "--jobmanager", &jobmanager, "--slots", "2", "--bind", &bind];
@@ -208,7 +206,7 @@ impl Backend for Namespaces {
     }
 
     fn jobmanager(&self) -> String {
-        format!("{}:6123", self.jobmanager_address)
+        format!("{}:6123", self.jobmanager.address)
     }
 
     fn endpoints(&self) -> Endpoints {
@@ -228,7 +226,7 @@ impl Backend for Namespaces {
     }
 
     fn rest(&self) -> String {
-        format!("{}:8081", self.jobmanager_address)
+        format!("{}:8081", self.jobmanager.address)
     }
 
     fn inject(&mut self, fault: Fault, random: &mut Random, busy: &[String]) {
@@ -271,7 +269,7 @@ impl Backend for Namespaces {
                 self.jobmanager.process.kill9();
                 std::thread::sleep(Duration::from_millis(500 + random.below(2000)));
                 self.jobmanager_starts += 1;
-                let (namespace, address) = (&self.jobmanager.namespace, &self.jobmanager_address);
+                let (namespace, address) = (&self.jobmanager.namespace, &self.jobmanager.address);
                 let process = spawn_jobmanager(self.dir.path(), &self.s3, namespace, address, self.jobmanager_starts);
                 self.jobmanager.process = process;
             }

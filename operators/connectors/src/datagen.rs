@@ -401,6 +401,10 @@ impl crate::registry::Connector for Datagen {
         spec.options.contains_key("number-of-rows")
     }
 
+    fn how_to_bound(&self) -> Option<&'static str> {
+        Some("give it 'number-of-rows'")
+    }
+
     fn roles(&self) -> &'static [crate::Role] {
         &[crate::Role::Source]
     }

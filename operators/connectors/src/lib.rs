@@ -56,6 +56,11 @@ pub fn bounded(spec: &ConnectorSpec) -> bool {
     registry::find(&spec.connector).is_some_and(|c| c.bounded(spec))
 }
 
+/// What makes a scan of a `connector` table end (see [`Connector::how_to_bound`]).
+pub fn how_to_bound(connector: &str) -> Option<&'static str> {
+    registry::find(connector).and_then(|c| c.how_to_bound())
+}
+
 /// What a scan of the table `spec` describes can take from the planner.
 pub fn pushdown(spec: &ConnectorSpec) -> registry::Pushdown {
     registry::find(&spec.connector).map_or_else(Default::default, |c| c.pushdown(spec))

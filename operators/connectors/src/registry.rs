@@ -65,6 +65,12 @@ pub trait Connector: Sync {
         false
     }
 
+    /// What makes a scan of the table end, for the error of a batch job over one that does
+    /// not (`None`: nothing does).
+    fn how_to_bound(&self) -> Option<&'static str> {
+        None
+    }
+
     /// What a scan of this table can take from the planner: a projection (only some
     /// columns produced) and conditions (rows, files or partitions skipped).
     fn pushdown(&self, _spec: &ConnectorSpec) -> Pushdown {

@@ -905,26 +905,13 @@ fn describe(plan: &LogicalPlan) -> &'static str {
     }
 }
 
-/// The error for a scan of a table that never ends in a batch job, with the option that
-/// bounds it where its connector has one.
+/// The error for a scan of a table that never ends in a batch job, with what bounds it
+/// where its connector has something.
 fn unbounded_in_batch_mode(table: &TableInfo, location: Location) -> SqlError {
-    let hint = match table.connector.connector.as_str() {
-        "kafka" => {
-            "read it up to the offsets at the job's start with 'scan.bounded.mode' = 'latest-offset', or run \
-                    the job in streaming mode: SET 'execution.runtime-mode' = 'streaming'"
-        }
-        "datagen" => {
-            "give it 'number-of-rows', or run the job in streaming mode: \
-                      SET 'execution.runtime-mode' = 'streaming'"
-        }
-        "nexmark" => {
-            "give it 'events.num', or run the job in streaming mode: SET 'execution.runtime-mode' = 'streaming'"
-        }
-        "filesystem" => {
-            "leave out 'source.monitor-interval' to read the files there when the job starts, or run \
-                         the job in streaming mode: SET 'execution.runtime-mode' = 'streaming'"
-        }
-        _ => "run the job in streaming mode: SET 'execution.runtime-mode' = 'streaming'",
+    const STREAMING: &str = "run the job in streaming mode: SET 'execution.runtime-mode' = 'streaming'";
+    let hint = match sluice_connectors::how_to_bound(&table.connector.connector) {
+        Some(bound) => format!("{bound}, or {STREAMING}"),
+        None => STREAMING.to_string(),
     };
     SqlError::new(
         location,

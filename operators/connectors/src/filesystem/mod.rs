@@ -59,6 +59,8 @@ const SINK_ONLY_OPTIONS: &[&str] = &[
 pub struct FileSourceConfig {
     /// The table's directory (or file): a path or an object storage URL.
     path: Location,
+    /// `path` as text without a trailing `/`, the prefix of every file's name under it.
+    root: String,
     format: FormatOptions,
     /// Every column of the table.
     schema: SchemaRef,
@@ -115,6 +117,7 @@ impl FileSourceConfig {
         let scan_file_schema =
             if read.is_empty() { file_schema.clone() } else { std::sync::Arc::new(Schema::new(read)) };
         Ok(FileSourceConfig {
+            root: path.to_string().trim_end_matches('/').to_string(),
             path,
             format,
             schema,
@@ -129,8 +132,7 @@ impl FileSourceConfig {
 
     /// The path of `file` under the table's root (`file` itself when it is not under it).
     fn relative<'a>(&self, file: &'a str) -> &'a str {
-        let root = self.path.to_string();
-        file.strip_prefix(root.trim_end_matches('/')).map_or(file, |r| r.trim_start_matches('/'))
+        file.strip_prefix(self.root.as_str()).map_or(file, |r| r.trim_start_matches('/'))
     }
 }
 
@@ -251,6 +253,10 @@ impl crate::registry::Connector for Filesystem {
         spec.options
             .get("source.monitor-interval")
             .is_none_or(|i| sluice_core::options::parse_duration(i).is_ok_and(|d| d.is_zero()))
+    }
+
+    fn how_to_bound(&self) -> Option<&'static str> {
+        Some("leave out 'source.monitor-interval' to read the files there when the job starts")
     }
 
     fn pushdown(&self, spec: &ConnectorSpec) -> crate::registry::Pushdown {

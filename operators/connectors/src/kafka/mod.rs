@@ -38,6 +38,10 @@ impl crate::registry::Connector for Kafka {
         spec.options.get("scan.bounded.mode").is_some_and(|m| m != "unbounded")
     }
 
+    fn how_to_bound(&self) -> Option<&'static str> {
+        Some("read it up to the offsets at the job's start with 'scan.bounded.mode' = 'latest-offset'")
+    }
+
     fn roles(&self) -> &'static [crate::Role] {
         &[crate::Role::Source, crate::Role::Sink]
     }

@@ -303,6 +303,10 @@ impl Connector for Nexmark {
             || number("stop-at").is_some_and(|n| n >= 0)
     }
 
+    fn how_to_bound(&self) -> Option<&'static str> {
+        Some("give it 'events.num'")
+    }
+
     fn roles(&self) -> &'static [Role] {
         &[Role::Source]
     }
